@@ -273,14 +273,19 @@ export class MerkleTree {
  * RFC 9162 §2.1.3.2: recompute the root from a leaf hash and its inclusion proof. Throws FormatError
  * ("bad-proof") when the proof cannot belong to (index, size); callers compare the result with a root.
  */
-export function rootFromInclusionProof(index: number, size: number, leaf: Uint8Array, proof: readonly Uint8Array[]): Hash {
+export function rootFromInclusionProof(
+  index: number,
+  size: number,
+  leaf: Uint8Array,
+  proof: readonly Uint8Array[],
+): Hash {
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) {
     throw new FormatError("bad-proof", `index ${index} is not inside a tree of size ${size}`);
   }
   if (leaf.length !== HASH_SIZE) throw new FormatError("bad-proof", "leaf hash must be 32 bytes");
   let fn = index;
   let sn = size - 1;
-  let r = Buffer.from(leaf);
+  let r: Hash = Buffer.from(leaf);
   for (const p of proof) {
     if (p.length !== HASH_SIZE) throw new FormatError("bad-proof", "proof hashes must be 32 bytes");
     if (sn === 0) throw new FormatError("bad-proof", "inclusion proof is longer than the path");
@@ -327,9 +332,11 @@ export function verifyConsistency(
   proof: readonly Uint8Array[],
 ): boolean {
   // A consistency check from the empty tree proves nothing, so (like transparency-dev/merkle) it is refused.
-  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 <= 0 || size1 > size2) return false;
+  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 <= 0 || size1 > size2)
+    return false;
   if (size1 === size2) return proof.length === 0 && Buffer.from(root1).equals(root2);
-  if (root1.length !== HASH_SIZE || root2.length !== HASH_SIZE || proof.some((p) => p.length !== HASH_SIZE)) return false;
+  if (root1.length !== HASH_SIZE || root2.length !== HASH_SIZE || proof.some((p) => p.length !== HASH_SIZE))
+    return false;
   if (proof.length === 0) return false;
   // Step 1: if size1 is an exact power of 2, prepend root1 to the proof.
   const path = (size1 & (size1 - 1)) === 0 ? [root1, ...proof] : [...proof];
@@ -339,8 +346,8 @@ export function verifyConsistency(
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
-  let fr = Buffer.from(path[0]!);
-  let sr = Buffer.from(path[0]!);
+  let fr: Hash = Buffer.from(path[0]!);
+  let sr: Hash = Buffer.from(path[0]!);
   for (const c of path.slice(1)) {
     if (sn === 0) return false;
     if (fn % 2 === 1 || fn === sn) {

@@ -17,9 +17,16 @@ const hex = (h: Buffer) => h.toString("hex");
 const hexes = (hs: readonly Buffer[]) => hs.map(hex).join(",");
 
 /** The leaves the transparency-dev/merkle vectors are built from (vectors/README.md). */
-const VECTOR_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"].map(
-  (h) => leafHash(Buffer.from(h, "hex")),
-);
+const VECTOR_LEAVES = [
+  "",
+  "00",
+  "10",
+  "2021",
+  "3031",
+  "40414243",
+  "5051525354555657",
+  "606162636465666768696a6b6c6d6e6f",
+].map((h) => leafHash(Buffer.from(h, "hex")));
 
 interface InclusionVector {
   leafIdx: number;
@@ -75,7 +82,9 @@ describe("MerkleTree", () => {
       const v = readJson<InclusionVector>(path);
       if (v.treeSize > VECTOR_LEAVES.length) continue;
       expect(tree.root(v.treeSize).toString("base64")).toBe(v.root);
-      expect(tree.inclusionProof(v.leafIdx, v.treeSize).map((h) => h.toString("base64"))).toEqual(v.proof ?? []);
+      expect(tree.inclusionProof(v.leafIdx, v.treeSize).map((h) => h.toString("base64"))).toEqual(
+        v.proof ?? [],
+      );
     }
     for (const { path } of consistency.filter((f) => f.name.endsWith("happy-path.json"))) {
       const v = readJson<ConsistencyVector>(path);
@@ -86,7 +95,9 @@ describe("MerkleTree", () => {
 
   it("has the empty root SHA-256('')", () => {
     expect(MerkleTree.empty().root()).toEqual(EMPTY_ROOT);
-    expect(EMPTY_ROOT.toString("hex")).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    expect(EMPTY_ROOT.toString("hex")).toBe(
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    );
   });
 
   it("generates proofs that verify, for every index and size, and agrees with Frontier and rootOf", () => {
@@ -103,14 +114,18 @@ describe("MerkleTree", () => {
         expect(hex(rootOf(leaves))).toBe(hex(tree.root()));
         const size = 1 + (seed % n);
         const index = seed % size;
-        expect(verifyInclusion(index, size, leaves[index]!, tree.inclusionProof(index, size), tree.root(size))).toBe(true);
-        expect(verifyConsistency(size, n, tree.root(size), tree.root(n), tree.consistencyProof(size, n))).toBe(true);
+        expect(
+          verifyInclusion(index, size, leaves[index]!, tree.inclusionProof(index, size), tree.root(size)),
+        ).toBe(true);
+        expect(
+          verifyConsistency(size, n, tree.root(size), tree.root(n), tree.consistencyProof(size, n)),
+        ).toBe(true);
         // A proof for one index never proves another.
         if (size > 1) {
           const other = (index + 1) % size;
-          expect(verifyInclusion(other, size, leaves[index]!, tree.inclusionProof(index, size), tree.root(size))).toBe(
-            leaves[other]!.equals(leaves[index]!),
-          );
+          expect(
+            verifyInclusion(other, size, leaves[index]!, tree.inclusionProof(index, size), tree.root(size)),
+          ).toBe(leaves[other]!.equals(leaves[index]!));
         }
       }),
       { numRuns: 1000 },
@@ -131,7 +146,8 @@ describe("MerkleTree", () => {
         for (const l of leaves.slice(n0)) sparse.append(l);
         expect(hex(sparse.root())).toBe(hex(full.root()));
         expect(hexes(sparse.frontier().hashes)).toBe(hexes(full.frontier().hashes));
-        for (let i = n0; i < n0 + k; i++) expect(hexes(sparse.inclusionProof(i))).toBe(hexes(full.inclusionProof(i)));
+        for (let i = n0; i < n0 + k; i++)
+          expect(hexes(sparse.inclusionProof(i))).toBe(hexes(full.inclusionProof(i)));
         if (n0 > 0) expect(hexes(sparse.consistencyProof(n0))).toBe(hexes(full.consistencyProof(n0)));
       }),
       { numRuns: 1000 },

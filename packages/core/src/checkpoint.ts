@@ -1,0 +1,98 @@
+/**
+ * Checkpoints: a c2sp.org/tlog-checkpoint body wrapped in a c2sp.org/signed-note.
+ *
+ *   <origin>\n            the deployment's key name, "/", the stream name
+ *   <tree size>\n         decimal, no leading zeros
+ *   <root hash>\n         base64 of the RFC 9162 root
+ *   head <hex>\n          extension: record hash of record size−1 (omitted for size 0)
+ *   time <RFC 3339>\n     extension: when the sink signed it (UTC, milliseconds)
+ */
+import { FormatError } from "./errors.ts";
+import { fromBase64, type Hash, hashFromHex, toHex } from "./hash.ts";
+import { formatNote, type Note, type NoteKey, parseNote, verifyNote } from "./note.ts";
+import type { Signer } from "./ports.ts";
+
+export interface Checkpoint {
+  origin: string;
+  size: number;
+  root: Hash;
+  /** Record hash of the last record; absent for the empty tree. */
+  head?: Hash;
+  time: string;
+}
+
+export function originFor(deployment: string, stream: string): string {
+  return `${deployment}/${stream}`;
+}
+
+export function checkpointText(cp: Checkpoint): string {
+  const lines = [cp.origin, String(cp.size), cp.root.toString("base64")];
+  if (cp.head) lines.push(`head ${toHex(cp.head)}`);
+  lines.push(`time ${cp.time}`);
+  return `${lines.join("\n")}\n`;
+}
+
+const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+export function parseCheckpointText(text: string): Checkpoint {
+  const lines = text.split("\n");
+  if (lines.pop() !== "" || lines.length < 3)
+    throw new FormatError("bad-checkpoint", "checkpoint needs origin, size and root lines");
+  const [origin, sizeText, rootText, ...ext] = lines as [string, string, string, ...string[]];
+  if (origin.length === 0) throw new FormatError("bad-checkpoint", "checkpoint origin is empty");
+  if (!/^(0|[1-9]\d{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) {
+    throw new FormatError("bad-checkpoint", "checkpoint size is not a decimal integer");
+  }
+  const root = fromBase64(rootText, "checkpoint root");
+  if (root.length !== 32) throw new FormatError("bad-checkpoint", "checkpoint root is not 32 bytes");
+  const cp: Checkpoint = { origin, size: Number(sizeText), root, time: "" };
+  for (const line of ext) {
+    const [tag, value, ...rest] = line.split(" ");
+    if (rest.length > 0 || value === undefined)
+      throw new FormatError("bad-checkpoint", `bad extension line "${line}"`);
+    if (tag === "head") cp.head = hashFromHex(value, "checkpoint head");
+    else if (tag === "time" && RFC3339_UTC.test(value)) cp.time = value;
+    else throw new FormatError("bad-checkpoint", `unknown extension line "${line}"`);
+  }
+  if (!cp.time) throw new FormatError("bad-checkpoint", "checkpoint has no time line");
+  if (cp.size > 0 !== (cp.head !== undefined))
+    throw new FormatError("bad-checkpoint", "head line must be present iff size > 0");
+  return cp;
+}
+
+/** Signs a checkpoint and returns the signed note text. */
+export async function signCheckpoint(cp: Checkpoint, signer: Signer): Promise<string> {
+  const text = checkpointText(cp);
+  const signature = Buffer.from(await signer.sign(Buffer.from(text, "utf8")));
+  return formatNote({ text, signatures: [{ name: signer.key.name, keyId: signer.key.keyId, signature }] });
+}
+
+export type CheckpointVerdict =
+  | { ok: true; checkpoint: Checkpoint; note: Note; key: NoteKey }
+  | {
+      ok: false;
+      code: "checkpoint-malformed" | "checkpoint-unknown-key" | "checkpoint-signature-invalid";
+      detail: string;
+    };
+
+/** Parses and verifies a signed checkpoint against trusted keys. Pure; never throws for bad input. */
+export function openCheckpoint(signed: string, trusted: readonly NoteKey[]): CheckpointVerdict {
+  let note: Note;
+  let checkpoint: Checkpoint;
+  try {
+    note = parseNote(signed);
+    checkpoint = parseCheckpointText(note.text);
+  } catch (e) {
+    if (e instanceof FormatError) return { ok: false, code: "checkpoint-malformed", detail: e.message };
+    throw e;
+  }
+  const verdict = verifyNote(note, trusted);
+  if (!verdict.ok) {
+    return {
+      ok: false,
+      code: verdict.reason === "unknown-key" ? "checkpoint-unknown-key" : "checkpoint-signature-invalid",
+      detail: verdict.detail,
+    };
+  }
+  return { ok: true, checkpoint, note, key: verdict.key };
+}

@@ -1,0 +1,142 @@
+/**
+ * The event envelope: CloudEvents 1.0 structured JSON, signed by its producer over RFC 8785 bytes.
+ * docs/FORMAT.md §Events is the normative description; this file implements it.
+ */
+import type { KeyObject } from "node:crypto";
+import { z } from "zod";
+import { IngestError } from "./errors.ts";
+import { canonicalBytes, fromBase64 } from "./hash.ts";
+import { keyFingerprint, signBytes, verifyBytes } from "./keys.ts";
+
+/** Domain separation: a producer key's signature over an event can never be mistaken for anything else. */
+export const EVENT_SIGNATURE_CONTEXT = "auditsink-event-v1\n";
+
+export const MAX_EVENT_BYTES = 256 * 1024;
+
+/** Stream names: lowercase, digits, '.', '_' and '-', 1–128 characters; names starting with '_' are the sink's own. */
+export const STREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+export const SYSTEM_STREAM = "_system";
+
+const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+const text = (max: number) =>
+  z
+    .string()
+    .min(1, "must not be empty")
+    .max(max, `must be at most ${max} characters`)
+    .regex(NO_CONTROL, "must not contain control characters");
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const CORE_ATTRIBUTES = new Set([
+  "specversion",
+  "id",
+  "source",
+  "type",
+  "time",
+  "subject",
+  "datacontenttype",
+  "dataschema",
+  "data",
+  "data_base64",
+  "sigkeyid",
+  "signature",
+]);
+
+/** A signed CloudEvent as it is submitted and stored. */
+export const signedEventSchema = z
+  .object({
+    specversion: z.literal("1.0", { error: 'must be "1.0"' }),
+    id: text(256),
+    source: text(1024),
+    type: text(256),
+    time: z.string().regex(RFC3339, "must be an RFC 3339 timestamp"),
+    subject: text(1024).optional(),
+    datacontenttype: text(256).optional(),
+    dataschema: text(1024).optional(),
+    data: z.json().optional(),
+    data_base64: z.string().regex(BASE64, "must be base64").optional(),
+    sigkeyid: z.string().regex(/^[0-9a-f]{64}$/, "must be the producer key id (64 lowercase hex)"),
+    signature: z.string().min(1).regex(BASE64, "must be base64"),
+  })
+  .catchall(z.union([text(4096), z.number(), z.boolean()]))
+  .superRefine((event, ctx) => {
+    for (const name of Object.keys(event)) {
+      if (!CORE_ATTRIBUTES.has(name) && !EXTENSION_NAME.test(name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: "extension attribute names are 1–20 lowercase letters or digits",
+        });
+      }
+    }
+    if (event.data !== undefined && event.data_base64 !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["data_base64"],
+        message: "data and data_base64 are mutually exclusive",
+      });
+    }
+  });
+
+export type SignedEvent = z.infer<typeof signedEventSchema>;
+export type UnsignedEvent = Omit<SignedEvent, "sigkeyid" | "signature"> & {
+  sigkeyid?: string;
+  signature?: string;
+};
+
+function jsonPath(prefix: string, path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : `${acc}.${String(p)}`),
+    prefix,
+  );
+}
+
+/** Validates one event; throws IngestError("invalid-event") naming the first wrong field under `prefix`. */
+export function parseSignedEvent(value: unknown, prefix = "event"): SignedEvent {
+  const result = signedEventSchema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const field = jsonPath(prefix, issue.path);
+    throw new IngestError("invalid-event", `${field}: ${issue.message}`, field);
+  }
+  const size = canonicalBytes(result.data).length;
+  if (size > MAX_EVENT_BYTES) {
+    throw new IngestError("too-large", `${prefix} is ${size} bytes; the limit is ${MAX_EVENT_BYTES}`, prefix);
+  }
+  return result.data;
+}
+
+/** The bytes a producer signs: the context string, then the RFC 8785 form of the event without `signature`. */
+export function eventSigningBytes(event: UnsignedEvent): Buffer {
+  const { signature: _omit, ...rest } = event;
+  return Buffer.concat([Buffer.from(EVENT_SIGNATURE_CONTEXT), canonicalBytes(rest)]);
+}
+
+/**
+ * Signs an event with a producer's private key: sets `sigkeyid` to the key's fingerprint and `signature`.
+ * @example
+ *   const { privateKey } = generateKeyPair("ed25519");
+ *   const event = signEvent({ specversion: "1.0", id: "1", source: "agent://a", type: "tool.call", time }, privateKey);
+ */
+export function signEvent(event: UnsignedEvent, privateKey: KeyObject): SignedEvent {
+  const unsigned = { ...event, sigkeyid: keyFingerprint(privateKey) };
+  delete unsigned.signature;
+  const signature = signBytes(privateKey, eventSigningBytes(unsigned)).toString("base64");
+  return { ...unsigned, signature } as SignedEvent;
+}
+
+export function verifyEventSignature(event: SignedEvent, publicKey: KeyObject): boolean {
+  let sig: Buffer;
+  try {
+    sig = fromBase64(event.signature, "signature");
+  } catch {
+    return false;
+  }
+  return verifyBytes(publicKey, eventSigningBytes(event), sig);
+}
+
+/** The dedup key of an event: its `source` and `id` (CloudEvents: unique per producer). */
+export function eventKey(event: { source: string; id: string }): string {
+  return `${event.source}\u0000${event.id}`;
+}

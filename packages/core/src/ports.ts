@@ -1,0 +1,109 @@
+/**
+ * The ports the core needs from the outside world. Adapters (packages/local, packages/aws, memory.ts) implement
+ * them and translate their own errors into StoreError with `cause`; nothing above an adapter sees EEXIST or
+ * ConditionalCheckFailedException. One contract suite (test/contract) runs against every implementation.
+ */
+import type { KeyObject } from "node:crypto";
+import type { NoteKey } from "./note.ts";
+
+/** Write-once object storage: the commit point of the sink (local files, S3 with Object Lock). */
+export interface ObjectStore {
+  /**
+   * Creates `key` holding `bytes` if and only if no object exists at `key`.
+   * Resolves true once the object is durable. Resolves false, changing nothing, when the key already exists.
+   * Throws StoreError otherwise; the object may or may not exist then, and retrying is safe.
+   */
+  putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean>;
+  /** The object's bytes, or undefined when there is none. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** Keys under `prefix` in ascending byte order, strictly after `startAfter`, at most `limit` of them. */
+  list(prefix: string, options?: { startAfter?: string; limit?: number }): Promise<string[]>;
+}
+
+/** The head of a stream: a cache of what the store holds, repairable from it. */
+export interface Head {
+  size: number;
+  /** Hex record hash of record size−1 (64 zeros when size is 0). */
+  headHash: string;
+  /** Hex frontier hashes, leftmost first (see Frontier). */
+  frontier: string[];
+  /** The newest signed checkpoint text the writer produced, if any. */
+  checkpoint?: string;
+}
+
+export interface HeadStore {
+  get(stream: string): Promise<Head | undefined>;
+  /**
+   * Replaces the head of `stream` with `next` only if its current size is `expectedSize` (0 when there is no
+   * head) and `next.size` is larger: heads only move forward. Resolves true once durable, false on conflict
+   * (nothing changed). Throws StoreError otherwise.
+   */
+  advance(stream: string, expectedSize: number, next: Head): Promise<boolean>;
+  /** Every stream that has a head, ascending. */
+  streams(): Promise<string[]>;
+}
+
+/** Where an accepted event lives, by its `source` + `id`. */
+export interface DedupEntry {
+  /** eventKey(event). */
+  key: string;
+  stream: string;
+  index: number;
+  /** Hex record hash. */
+  recordHash: string;
+  /** Hex SHA-256 of the event's RFC 8785 bytes: a reused id with other content is a conflict, not a replay. */
+  eventHash: string;
+}
+
+export interface DedupStore {
+  /** The entries that exist for the given keys. */
+  getMany(keys: readonly string[]): Promise<Map<string, DedupEntry>>;
+  /**
+   * Records entries; an entry that already exists is left as it is (first writer wins). Durable on resolve.
+   * Writers call this before they advance a head, so every record below a head has its entry.
+   */
+  putMany(entries: readonly DedupEntry[]): Promise<void>;
+}
+
+export interface ProducerKey {
+  /** keyFingerprint of the key: the event's `sigkeyid`. */
+  keyId: string;
+  publicKey: KeyObject;
+  producer: string;
+  /** Stream names or patterns ending in '*' (prefix match) the producer may write. */
+  streams: string[];
+  revoked: boolean;
+}
+
+export interface ProducerRegistry {
+  /** The registered key with this id, revoked or not, or undefined. */
+  key(keyId: string): Promise<ProducerKey | undefined>;
+}
+
+/** The sink's checkpoint signing key (local key file, KMS). */
+export interface Signer {
+  readonly key: NoteKey;
+  /** Signs the message as its note signature type requires (Ed25519, or ECDSA P-256 DER over SHA-256). */
+  sign(message: Uint8Array): Promise<Uint8Array>;
+}
+
+export interface Alert {
+  /** A verification failure code (docs/FORMAT.md §Failure codes) or an operational code such as `producer-silent`. */
+  code: string;
+  stream?: string;
+  /** Record index, size or object key the alert is about. */
+  at?: string | number;
+  message: string;
+  time: string;
+}
+
+export interface AlertSink {
+  /** Delivers alerts; resolves when they are handed off durably (or throws StoreError). */
+  send(alerts: readonly Alert[]): Promise<void>;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };

@@ -1,0 +1,126 @@
+/**
+ * Receipts: what the sink returns for every accepted event, verifiable offline with the sink's public key.
+ * A receipt binds (stream, index, record hash) to a signed checkpoint through an RFC 9162 inclusion proof.
+ */
+import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
+import { type Hash, hashFromHex } from "./hash.ts";
+import { leafHash, verifyConsistency, verifyInclusion } from "./merkle.ts";
+import type { NoteKey } from "./note.ts";
+
+export interface Receipt {
+  stream: string;
+  index: number;
+  /** Hex SHA-256 of the record's RFC 8785 bytes. */
+  recordHash: string;
+  /** The event's `source` and `id`, so a producer can match receipts to what it sent. */
+  source: string;
+  id: string;
+  /** A signed checkpoint (signed-note text) whose tree contains the record. */
+  checkpoint: string;
+  /** Hex hashes of the inclusion proof of leaf `index` in the checkpoint's tree (RFC 9162 §2.1.3). */
+  inclusionProof: string[];
+}
+
+export type ReceiptFailureCode =
+  | "receipt-malformed"
+  | "receipt-checkpoint-invalid"
+  | "receipt-origin-mismatch"
+  | "receipt-inclusion-invalid"
+  | "receipt-record-mismatch"
+  | "receipt-inconsistent";
+
+export type ReceiptVerdict =
+  | { ok: true; checkpoint: Checkpoint }
+  | { ok: false; code: ReceiptFailureCode; detail: string };
+
+export interface ReceiptCheck {
+  trusted: readonly NoteKey[];
+  /** The deployment name (origin prefix) expected; when given, the checkpoint origin must be `<deployment>/<stream>`. */
+  deployment?: string;
+  /** Hex record hash the holder expects (for example recomputed from the record it has). */
+  recordHash?: string;
+}
+
+/** Verifies a receipt: checkpoint signature by a trusted key, origin, and the inclusion proof. Pure. */
+export function verifyReceipt(receipt: Receipt, check: ReceiptCheck): ReceiptVerdict {
+  let recordHash: Hash;
+  let proof: Hash[];
+  try {
+    recordHash = hashFromHex(receipt.recordHash, "recordHash");
+    proof = receipt.inclusionProof.map((h, i) => hashFromHex(h, `inclusionProof[${i}]`));
+    if (!Number.isSafeInteger(receipt.index) || receipt.index < 0)
+      throw new Error("index is not a natural number");
+  } catch (e) {
+    return { ok: false, code: "receipt-malformed", detail: (e as Error).message };
+  }
+  if (check.recordHash !== undefined && check.recordHash !== receipt.recordHash) {
+    return {
+      ok: false,
+      code: "receipt-record-mismatch",
+      detail: "the record hash differs from the record held",
+    };
+  }
+  const opened = openCheckpoint(receipt.checkpoint, check.trusted);
+  if (!opened.ok) return { ok: false, code: "receipt-checkpoint-invalid", detail: opened.detail };
+  const cp = opened.checkpoint;
+  const wantOrigin = check.deployment ? originFor(check.deployment, receipt.stream) : undefined;
+  if (wantOrigin ? cp.origin !== wantOrigin : !cp.origin.endsWith(`/${receipt.stream}`)) {
+    return {
+      ok: false,
+      code: "receipt-origin-mismatch",
+      detail: `checkpoint origin ${cp.origin} is not for stream ${receipt.stream}`,
+    };
+  }
+  if (!verifyInclusion(receipt.index, cp.size, leafHash(recordHash), proof, cp.root)) {
+    return {
+      ok: false,
+      code: "receipt-inclusion-invalid",
+      detail: `inclusion proof does not place record ${receipt.index} in the tree of size ${cp.size}`,
+    };
+  }
+  return { ok: true, checkpoint: cp };
+}
+
+/**
+ * Witness check: is `newer` an extension of `older` (same log, no rollback, no fork)? Needs a consistency
+ * proof from older.size to newer.size, hex hashes as served by the sink.
+ */
+export function checkConsistency(
+  older: Checkpoint,
+  newer: Checkpoint,
+  proofHex: readonly string[],
+): ReceiptVerdict {
+  if (older.origin !== newer.origin) {
+    return { ok: false, code: "receipt-origin-mismatch", detail: "checkpoints are from different logs" };
+  }
+  if (newer.size < older.size) {
+    return {
+      ok: false,
+      code: "receipt-inconsistent",
+      detail: `log rolled back from size ${older.size} to ${newer.size}`,
+    };
+  }
+  if (newer.size === older.size || older.size === 0) {
+    return newer.size === older.size && !newer.root.equals(older.root)
+      ? {
+          ok: false,
+          code: "receipt-inconsistent",
+          detail: `two different roots for size ${older.size}: a fork`,
+        }
+      : { ok: true, checkpoint: newer };
+  }
+  let proof: Hash[];
+  try {
+    proof = proofHex.map((h, i) => hashFromHex(h, `consistencyProof[${i}]`));
+  } catch (e) {
+    return { ok: false, code: "receipt-malformed", detail: (e as Error).message };
+  }
+  if (!verifyConsistency(older.size, newer.size, older.root, newer.root, proof)) {
+    return {
+      ok: false,
+      code: "receipt-inconsistent",
+      detail: `checkpoint of size ${newer.size} is not an extension of size ${older.size}: a fork or rewrite`,
+    };
+  }
+  return { ok: true, checkpoint: newer };
+}

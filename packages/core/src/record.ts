@@ -1,0 +1,143 @@
+/**
+ * Records and segments (docs/FORMAT.md §Records, §Segments).
+ *
+ * A record is the event plus what the sink adds. Its bytes are the RFC 8785 form of the record object; its
+ * hash is SHA-256 of those bytes; its Merkle leaf is the RFC 9162 leaf hash of the 32-byte record hash.
+ * A segment is a contiguous run of records stored as one write-once object: each record's bytes followed by
+ * "\n", in index order, at `streams/<stream>/segments/<first index, 20 digits>`.
+ */
+import { FormatError } from "./errors.ts";
+import type { SignedEvent } from "./event.ts";
+import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
+import { leafHash } from "./merkle.ts";
+
+export const RECORD_VERSION = 1;
+
+export interface AuditRecord {
+  v: typeof RECORD_VERSION;
+  stream: string;
+  index: number;
+  /** Hex record hash of record index−1; 64 zeros for index 0. */
+  prev: string;
+  /** When the sink accepted the event: RFC 3339 UTC with milliseconds. */
+  received: string;
+  /** The registered producer whose key signed the event. */
+  producer: string;
+  event: SignedEvent;
+}
+
+/** A record with its bytes and hashes, as written and as read back. */
+export interface SealedRecord {
+  record: AuditRecord;
+  bytes: Buffer;
+  hash: Hash;
+  leaf: Hash;
+}
+
+export function sealRecord(record: AuditRecord): SealedRecord {
+  const bytes = canonicalBytes(record);
+  const hash = sha256(bytes);
+  return { record, bytes, hash, leaf: leafHash(hash) };
+}
+
+const pad20 = (n: number) => String(n).padStart(20, "0");
+
+export const streamPrefix = (stream: string) => `streams/${stream}/`;
+export const segmentPrefix = (stream: string) => `streams/${stream}/segments/`;
+export const checkpointPrefix = (stream: string) => `streams/${stream}/checkpoints/`;
+export const segmentKey = (stream: string, firstIndex: number) =>
+  `${segmentPrefix(stream)}${pad20(firstIndex)}`;
+export const checkpointKey = (stream: string, size: number) => `${checkpointPrefix(stream)}${pad20(size)}`;
+
+const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints)\/(\d{20})$/;
+
+/** Parses a store key of the layout; undefined for anything else (which the verifier reports). */
+export function parseStoreKey(
+  key: string,
+): { stream: string; kind: "segments" | "checkpoints"; n: number } | undefined {
+  const m = NUMBERED_KEY.exec(key);
+  if (!m) return undefined;
+  const n = Number(m[3]);
+  if (!Number.isSafeInteger(n)) return undefined;
+  return { stream: m[1]!, kind: m[2] as "segments" | "checkpoints", n };
+}
+
+/** Builds the records for a batch: indexes from `first`, each linking the hash of the one before. */
+export function buildRecords(
+  stream: string,
+  first: number,
+  prevHash: Hash,
+  received: string,
+  events: readonly { event: SignedEvent; producer: string }[],
+): SealedRecord[] {
+  let prev = prevHash;
+  return events.map(({ event, producer }, i) => {
+    const sealed = sealRecord({
+      v: RECORD_VERSION,
+      stream,
+      index: first + i,
+      prev: toHex(prev),
+      received,
+      producer,
+      event,
+    });
+    prev = sealed.hash;
+    return sealed;
+  });
+}
+
+export function encodeSegment(records: readonly SealedRecord[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const r of records) parts.push(r.bytes, NEWLINE);
+  return Buffer.concat(parts);
+}
+
+const NEWLINE = Buffer.from("\n");
+
+/** Splits a segment into its record lines without parsing them. Throws FormatError for a missing final newline. */
+export function segmentLines(bytes: Uint8Array): Buffer[] {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length === 0) return [];
+  if (buf[buf.length - 1] !== 0x0a)
+    throw new FormatError("bad-segment", "segment does not end with a newline");
+  const lines: Buffer[] = [];
+  let start = 0;
+  for (let nl = buf.indexOf(0x0a, start); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+    lines.push(buf.subarray(start, nl));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+/** Parses one record line (no hash checks); throws FormatError("bad-record") when it is not a record. */
+export function parseRecordLine(line: Buffer): AuditRecord {
+  let r: unknown;
+  try {
+    r = JSON.parse(line.toString("utf8"));
+  } catch (cause) {
+    throw new FormatError("bad-record", "record is not JSON", { cause });
+  }
+  if (
+    typeof r !== "object" ||
+    r === null ||
+    (r as AuditRecord).v !== RECORD_VERSION ||
+    typeof (r as AuditRecord).stream !== "string" ||
+    !Number.isSafeInteger((r as AuditRecord).index) ||
+    typeof (r as AuditRecord).prev !== "string" ||
+    typeof (r as AuditRecord).received !== "string" ||
+    typeof (r as AuditRecord).producer !== "string" ||
+    typeof (r as AuditRecord).event !== "object" ||
+    (r as AuditRecord).event === null
+  ) {
+    throw new FormatError("bad-record", "record lacks v, stream, index, prev, received, producer or event");
+  }
+  return r as AuditRecord;
+}
+
+/** Reads a segment written by a sink (trusted enough to resume from): every record sealed from its stored bytes. */
+export function readSegment(bytes: Uint8Array): SealedRecord[] {
+  return segmentLines(bytes).map((line) => {
+    const hash = sha256(line);
+    return { record: parseRecordLine(line), bytes: line, hash, leaf: leafHash(hash) };
+  });
+}

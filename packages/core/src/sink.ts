@@ -1,0 +1,473 @@
+/**
+ * The ingest pipeline, once: validate → authenticate → dedup → sequence → commit → checkpoint → receipts.
+ *
+ * Commit protocol per stream (docs/ARCHITECTURE.md; DESIGN.md §4), with the write-once store as the commit point:
+ *   1. read the head (size n, head hash, frontier) — cached, and repaired from the store on first use;
+ *   2. build records n … n+k−1 and their segment;
+ *   3. create the segment at segmentKey(stream, n), create-only. If it exists another writer won (or an earlier
+ *      attempt crashed after writing it): read it and every later segment, record their dedup entries, move
+ *      past them, and start again at 2 — events they already hold become replays. Nothing is orphaned, no
+ *      index is skipped;
+ *   4. record dedup entries for the new records;
+ *   5. sign the checkpoint for n+k and create it at checkpointKey(stream, n+k);
+ *   6. move the head forward with a compare-and-set;
+ *   7. return receipts (inclusion proofs against the checkpoint of step 5).
+ * A crash anywhere after 3 leaves a segment the head does not know; the next writer repairs it in step 3.
+ *
+ * Concurrent submissions to one stream in one process are grouped into one segment (group commit), so one
+ * create, one head write and one signature serve many requests.
+ */
+import { checkpointText, originFor, signCheckpoint } from "./checkpoint.ts";
+import { IngestError } from "./errors.ts";
+import { eventKey, parseSignedEvent, type SignedEvent, STREAM_NAME, verifyEventSignature } from "./event.ts";
+import { canonicalBytes, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
+import { Frontier, MerkleTree } from "./merkle.ts";
+import type {
+  Clock,
+  DedupEntry,
+  DedupStore,
+  Head,
+  HeadStore,
+  ObjectStore,
+  ProducerRegistry,
+  Signer,
+} from "./ports.ts";
+import { systemClock } from "./ports.ts";
+import type { Receipt } from "./receipt.ts";
+import {
+  buildRecords,
+  checkpointKey,
+  encodeSegment,
+  readSegment,
+  type SealedRecord,
+  segmentKey,
+} from "./record.ts";
+import { StreamReader } from "./stream-reader.ts";
+
+export interface SinkOptions {
+  /** The deployment's name: the checkpoint key name and origin prefix (`<deployment>/<stream>`). */
+  deployment: string;
+  objects: ObjectStore;
+  heads: HeadStore;
+  dedup: DedupStore;
+  producers: ProducerRegistry;
+  signer: Signer;
+  clock?: Clock;
+  /** Most records one segment may hold when requests are grouped (default 10,000). */
+  maxSegmentRecords?: number;
+}
+
+/** An authenticated event waiting to be committed. */
+export interface Admitted {
+  event: SignedEvent;
+  producer: string;
+  key: string;
+  eventHash: string;
+}
+
+interface Request {
+  items: Admitted[];
+  resolve: (receipts: Receipt[]) => void;
+  reject: (error: unknown) => void;
+}
+
+interface WriterHead {
+  size: number;
+  hash: Buffer;
+  frontier: Frontier;
+  checkpoint?: string;
+}
+
+export class Sink {
+  readonly deployment: string;
+  private readonly writers = new Map<string, StreamWriter>();
+  private readonly readers = new Map<string, StreamReader>();
+
+  constructor(readonly options: SinkOptions) {
+    if (options.signer.key.name !== options.deployment) {
+      throw new Error(
+        `signer key name ${options.signer.key.name} must equal the deployment name ${options.deployment}`,
+      );
+    }
+    this.deployment = options.deployment;
+  }
+
+  /**
+   * Validates, authenticates and commits a batch of events to `stream`, all or nothing: any bad event rejects
+   * the whole batch with an IngestError naming it, and nothing is written. Replays of accepted events get
+   * their original record back in the receipt; no second record is made.
+   */
+  async submit(stream: string, events: readonly unknown[]): Promise<Receipt[]> {
+    assertStreamName(stream);
+    if (events.length === 0)
+      throw new IngestError("invalid-request", "events: at least one event is required", "events");
+    const parsed = events.map((e, i) => parseSignedEvent(e, `events[${i}]`));
+    const admitted: Admitted[] = [];
+    for (const [i, event] of parsed.entries()) {
+      admitted.push(await this.authenticate(stream, event, `events[${i}]`));
+    }
+    return this.commit(stream, admitted);
+  }
+
+  /** Checks the producer's key, signature and stream scope. */
+  async authenticate(stream: string, event: SignedEvent, field: string): Promise<Admitted> {
+    const key = await this.options.producers.key(event.sigkeyid);
+    if (!key)
+      throw new IngestError(
+        "unknown-producer",
+        `${field}.sigkeyid: no producer has this key`,
+        `${field}.sigkeyid`,
+      );
+    if (key.revoked)
+      throw new IngestError("revoked-key", `${field}.sigkeyid: the key was revoked`, `${field}.sigkeyid`);
+    if (!verifyEventSignature(event, key.publicKey)) {
+      throw new IngestError(
+        "bad-signature",
+        `${field}.signature: does not verify with the producer's key`,
+        `${field}.signature`,
+      );
+    }
+    if (!streamAllowed(key.streams, stream)) {
+      throw new IngestError(
+        "stream-not-allowed",
+        `producer ${key.producer} may not write stream ${stream}`,
+        "stream",
+      );
+    }
+    return admit(event, key.producer);
+  }
+
+  /** Commits already-authenticated events (the sink's own system events use this directly). */
+  commit(stream: string, items: readonly Admitted[]): Promise<Receipt[]> {
+    let writer = this.writers.get(stream);
+    if (!writer) {
+      writer = new StreamWriter(this, stream);
+      this.writers.set(stream, writer);
+    }
+    return writer.enqueue([...items]);
+  }
+
+  reader(stream: string): StreamReader {
+    let r = this.readers.get(stream);
+    if (!r) {
+      r = new StreamReader(this.options.objects, stream);
+      this.readers.set(stream, r);
+    }
+    return r;
+  }
+
+  /** The newest head and checkpoint of a stream as this sink knows it (repairing the head from the store). */
+  async head(stream: string): Promise<Head | undefined> {
+    const h = await this.options.heads.get(stream);
+    return h;
+  }
+}
+
+export function admit(event: SignedEvent, producer: string): Admitted {
+  return { event, producer, key: eventKey(event), eventHash: toHex(sha256(canonicalBytes(event))) };
+}
+
+export function assertStreamName(stream: string): void {
+  if (!STREAM_NAME.test(stream)) {
+    throw new IngestError(
+      "invalid-stream",
+      "stream: 1–128 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+      "stream",
+    );
+  }
+}
+
+export function streamAllowed(patterns: readonly string[], stream: string): boolean {
+  return patterns.some((p) => (p.endsWith("*") ? stream.startsWith(p.slice(0, -1)) : p === stream));
+}
+
+class StreamWriter {
+  private queue: Request[] = [];
+  private running = false;
+  private head: WriterHead | undefined;
+
+  constructor(
+    private readonly sink: Sink,
+    private readonly stream: string,
+  ) {}
+
+  enqueue(items: Admitted[]): Promise<Receipt[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ items, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const max = this.sink.options.maxSegmentRecords ?? 10_000;
+        const group: Request[] = [];
+        let count = 0;
+        while (this.queue.length > 0 && (group.length === 0 || count + this.queue[0]!.items.length <= max)) {
+          const r = this.queue.shift()!;
+          group.push(r);
+          count += r.items.length;
+        }
+        try {
+          await this.commitGroup(group);
+        } catch (e) {
+          // The cached head may be stale after a failure anywhere: reload it from the stores next time.
+          this.head = undefined;
+          for (const r of group) r.reject(e);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private get o(): SinkOptions {
+    return this.sink.options;
+  }
+
+  private async commitGroup(group: Request[]): Promise<void> {
+    for (;;) {
+      const head = this.head ?? (await this.loadHead());
+      const pending = await this.classify(group);
+      const fresh = pending.fresh;
+      if (group.length === 0) return;
+      if (fresh.length === 0) {
+        await this.answer(group, pending.placed, head, undefined);
+        return;
+      }
+      const received = this.o.clock?.now().toISOString() ?? systemClock.now().toISOString();
+      const records = buildRecords(this.stream, head.size, head.hash, received, fresh);
+      const created = await this.o.objects.putIfAbsent(
+        segmentKey(this.stream, head.size),
+        encodeSegment(records),
+      );
+      if (!created) {
+        // Another writer holds index head.size (or our own earlier attempt crashed after writing): catch up.
+        this.head = await this.catchUp(head);
+        continue;
+      }
+      await this.o.dedup.putMany(records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash)));
+      const tree = MerkleTree.fromFrontier(head.frontier);
+      for (const r of records) tree.append(r.leaf);
+      const last = records[records.length - 1]!;
+      const next: WriterHead = { size: tree.size, hash: last.hash, frontier: tree.frontier() };
+      next.checkpoint = await this.publishCheckpoint(next, tree.root());
+      await this.advanceHead(head.size, next);
+      this.head = next;
+      this.sink.reader(this.stream).add(head.size, records);
+      for (const [i, r] of records.entries())
+        pending.placed.set(fresh[i]!.key, { index: r.record.index, hash: r.hash });
+      await this.answer(group, pending.placed, next, tree);
+      return;
+    }
+  }
+
+  /**
+   * Splits the group's events into those already in the stream (replays) and fresh ones. A request reusing an
+   * accepted `source`+`id` with other content, or in another stream, is rejected and leaves the group.
+   */
+  private async classify(group: Request[]): Promise<{
+    fresh: Admitted[];
+    placed: Map<string, { index: number; hash: Buffer }>;
+  }> {
+    const existing = await this.o.dedup.getMany([
+      ...new Set(group.flatMap((r) => r.items.map((i) => i.key))),
+    ]);
+    const placed = new Map<string, { index: number; hash: Buffer }>();
+    const seen = new Map<string, string>();
+    const fresh: Admitted[] = [];
+    const kept = group.filter((r) => {
+      const conflict = this.conflict(r.items, existing, seen);
+      if (conflict) r.reject(conflict);
+      else {
+        for (const item of r.items) {
+          const e = existing.get(item.key);
+          if (e) placed.set(item.key, { index: e.index, hash: hashFromHex(e.recordHash, "recordHash") });
+          else if (!seen.has(item.key)) {
+            seen.set(item.key, item.eventHash);
+            fresh.push(item);
+          }
+        }
+      }
+      return !conflict;
+    });
+    group.splice(0, group.length, ...kept);
+    return { fresh, placed };
+  }
+
+  private conflict(
+    items: Admitted[],
+    existing: Map<string, DedupEntry>,
+    seen: Map<string, string>,
+  ): IngestError | undefined {
+    const local = new Map(seen);
+    for (const item of items) {
+      const e = existing.get(item.key);
+      const what = `event ${item.event.source} ${item.event.id}`;
+      if (e && e.stream !== this.stream)
+        return new IngestError("id-conflict", `${what} was already accepted in stream ${e.stream}`, "id");
+      const earlier = e?.eventHash ?? local.get(item.key);
+      if (earlier !== undefined && earlier !== item.eventHash) {
+        return new IngestError("id-conflict", `${what} was already accepted with different content`, "id");
+      }
+      local.set(item.key, item.eventHash);
+    }
+    return undefined;
+  }
+
+  private async loadHead(): Promise<WriterHead> {
+    const stored = await this.o.heads.get(this.stream);
+    const head: WriterHead = stored
+      ? {
+          size: stored.size,
+          hash: hashFromHex(stored.headHash, "head hash"),
+          frontier: new Frontier(
+            stored.size,
+            stored.frontier.map((h) => hashFromHex(h, "frontier")),
+          ),
+          ...(stored.checkpoint ? { checkpoint: stored.checkpoint } : {}),
+        }
+      : { size: 0, hash: ZERO_HASH, frontier: new Frontier() };
+    // The head is a cache: the store may hold segments past it (a writer crashed before step 6).
+    this.head = await this.catchUp(head);
+    return this.head;
+  }
+
+  /** Folds every stored segment from head.size onward into the head, recording their dedup entries. */
+  private async catchUp(from: WriterHead): Promise<WriterHead> {
+    const stored = await this.o.heads.get(this.stream);
+    let head = from;
+    if (stored && stored.size > head.size) {
+      head = {
+        size: stored.size,
+        hash: hashFromHex(stored.headHash, "head hash"),
+        frontier: new Frontier(
+          stored.size,
+          stored.frontier.map((h) => hashFromHex(h, "frontier")),
+        ),
+        ...(stored.checkpoint ? { checkpoint: stored.checkpoint } : {}),
+      };
+    }
+    const start = head.size;
+    for (;;) {
+      const bytes = await this.o.objects.get(segmentKey(this.stream, head.size));
+      if (!bytes) break;
+      const records = readSegment(bytes);
+      const frontier = head.frontier.clone();
+      let prev = head.hash;
+      for (const [i, r] of records.entries()) {
+        if (
+          r.record.index !== head.size + i ||
+          r.record.prev !== toHex(prev) ||
+          r.record.stream !== this.stream
+        ) {
+          throw new IngestError(
+            "unavailable",
+            `segment ${segmentKey(this.stream, head.size)} does not continue the stream`,
+          );
+        }
+        prev = r.hash;
+        frontier.append(r.leaf);
+      }
+      await this.o.dedup.putMany(
+        records.map((r) => dedupEntry(this.stream, r, toHex(sha256(canonicalBytes(r.record.event))))),
+      );
+      this.sink.reader(this.stream).add(head.size, records);
+      head = { size: frontier.size, hash: prev, frontier };
+    }
+    if (head.size > start) await this.advanceHead(stored?.size ?? 0, head);
+    return head;
+  }
+
+  /** Moves the stored head forward to `next`, from wherever it is now; never backward. */
+  private async advanceHead(expected: number, next: WriterHead): Promise<void> {
+    const value: Head = {
+      size: next.size,
+      headHash: toHex(next.hash),
+      frontier: next.frontier.hashes.map(toHex),
+      ...(next.checkpoint ? { checkpoint: next.checkpoint } : {}),
+    };
+    let current = expected;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (await this.o.heads.advance(this.stream, current, value)) return;
+      const now = await this.o.heads.get(this.stream);
+      current = now?.size ?? 0;
+      if (current >= next.size) return; // someone else already moved it at least this far
+    }
+  }
+
+  /** Signs and stores the checkpoint for `head`; if one of that size is already stored, returns that one. */
+  private async publishCheckpoint(head: WriterHead, root: Buffer): Promise<string> {
+    const cp = {
+      origin: originFor(this.sink.deployment, this.stream),
+      size: head.size,
+      root,
+      head: head.hash,
+      time: (this.o.clock ?? systemClock).now().toISOString(),
+    };
+    const signed = await signCheckpoint(cp, this.o.signer);
+    const key = checkpointKey(this.stream, head.size);
+    if (await this.o.objects.putIfAbsent(key, Buffer.from(signed, "utf8"))) return signed;
+    const existing = Buffer.from((await this.o.objects.get(key)) ?? []).toString("utf8");
+    // The same records give the same root; a stored checkpoint with another root would be a fork.
+    if (!existing.startsWith(checkpointText(cp).split("\n").slice(0, 3).join("\n"))) {
+      throw new IngestError("unavailable", `checkpoint ${key} already exists with a different root`);
+    }
+    return existing;
+  }
+
+  /** Resolves each request with receipts against `tree` (fresh commit) or the stream's full tree. */
+  private async answer(
+    group: Request[],
+    placed: Map<string, { index: number; hash: Buffer }>,
+    head: WriterHead,
+    tree: MerkleTree | undefined,
+  ): Promise<void> {
+    let checkpoint = head.checkpoint;
+    if (!checkpoint) {
+      // Only replays, and the newest records were never checkpointed (a writer crashed after committing).
+      const reader = this.sink.reader(this.stream);
+      await reader.ensure(head.size);
+      checkpoint = await this.publishCheckpoint(head, reader.root(head.size));
+      head.checkpoint = checkpoint;
+      await this.advanceHead(head.size, head).catch(() => undefined);
+    }
+    const needsReader = group.some((r) =>
+      r.items.some((i) => !tree || placed.get(i.key)!.index < tree.firstSize),
+    );
+    const reader = needsReader ? this.sink.reader(this.stream) : undefined;
+    if (reader) await reader.ensure(head.size);
+    for (const r of group) {
+      r.resolve(
+        r.items.map((item) => {
+          const at = placed.get(item.key)!;
+          const proof =
+            tree && at.index >= tree.firstSize
+              ? tree.inclusionProof(at.index, head.size)
+              : reader!.inclusionProof(at.index, head.size);
+          return {
+            stream: this.stream,
+            index: at.index,
+            recordHash: toHex(at.hash),
+            source: item.event.source,
+            id: item.event.id,
+            checkpoint: checkpoint!,
+            inclusionProof: proof.map(toHex),
+          };
+        }),
+      );
+    }
+  }
+}
+
+function dedupEntry(stream: string, r: SealedRecord, eventHash: string): DedupEntry {
+  return {
+    key: eventKey(r.record.event),
+    stream,
+    index: r.record.index,
+    recordHash: toHex(r.hash),
+    eventHash,
+  };
+}
