@@ -1,0 +1,114 @@
+/**
+ * The port contracts as one test suite every adapter runs (memory, local files, AWS on emulators):
+ * `describePortContracts("S3WriteOnceStore", () => ({ objects: … }))` inside a Vitest file.
+ * Lives in src (not test) so adapter packages can import it; it only imports vitest when called.
+ */
+import type { DedupStore, Head, HeadStore, ObjectStore } from "./ports.ts";
+
+export interface ContractSubjects {
+  objects?: ObjectStore;
+  heads?: HeadStore;
+  dedup?: DedupStore;
+}
+
+type Vitest = typeof import("vitest");
+
+const head = (size: number): Head => ({ size, headHash: String(size % 10).repeat(64), frontier: [] });
+
+/**
+ * Registers the contract tests. `make` is called before each test and must return fresh, empty subjects
+ * (a new prefix, table or directory per call is enough).
+ */
+export function describePortContracts(
+  vitest: Vitest,
+  name: string,
+  make: () => Promise<ContractSubjects> | ContractSubjects,
+): void {
+  const { describe, expect, it } = vitest;
+  describe(`${name}: port contracts`, () => {
+    it("ObjectStore.putIfAbsent creates once; a second put changes nothing", async () => {
+      const { objects } = await make();
+      if (!objects) return expect(objects).toBeUndefined();
+      expect(await objects.putIfAbsent("streams/a/segments/00000000000000000000", Buffer.from("one"))).toBe(
+        true,
+      );
+      expect(await objects.putIfAbsent("streams/a/segments/00000000000000000000", Buffer.from("two"))).toBe(
+        false,
+      );
+      expect(Buffer.from((await objects.get("streams/a/segments/00000000000000000000"))!).toString()).toBe(
+        "one",
+      );
+      expect(await objects.get("streams/a/segments/00000000000000000001")).toBeUndefined();
+    });
+
+    it("ObjectStore: concurrent creates of one key have exactly one winner", async () => {
+      const { objects } = await make();
+      if (!objects) return expect(objects).toBeUndefined();
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          objects.putIfAbsent("streams/race/segments/00000000000000000000", Buffer.from(`w${i}`)),
+        ),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const winner = results.indexOf(true);
+      expect(Buffer.from((await objects.get("streams/race/segments/00000000000000000000"))!).toString()).toBe(
+        `w${winner}`,
+      );
+    });
+
+    it("ObjectStore.list pages in ascending order after startAfter", async () => {
+      const { objects } = await make();
+      if (!objects) return expect(objects).toBeUndefined();
+      const keys = [3, 1, 2, 10].map((n) => `streams/l/segments/${String(n).padStart(20, "0")}`);
+      for (const k of keys) await objects.putIfAbsent(k, Buffer.from(k));
+      await objects.putIfAbsent("streams/other/segments/00000000000000000000", Buffer.from("x"));
+      const sorted = [...keys].sort();
+      expect(await objects.list("streams/l/")).toEqual(sorted);
+      expect(await objects.list("streams/l/", { startAfter: sorted[1]!, limit: 1 })).toEqual([sorted[2]]);
+      expect(await objects.list("streams/none/")).toEqual([]);
+    });
+
+    it("HeadStore.advance moves forward only from the expected size", async () => {
+      const { heads } = await make();
+      if (!heads) return expect(heads).toBeUndefined();
+      expect(await heads.get("h")).toBeUndefined();
+      expect(await heads.advance("h", 5, head(6))).toBe(false);
+      expect(await heads.advance("h", 0, head(3))).toBe(true);
+      expect(await heads.advance("h", 0, head(4))).toBe(false);
+      expect(await heads.advance("h", 3, head(2))).toBe(false);
+      expect(
+        await heads.advance("h", 3, { ...head(7), frontier: ["ab".repeat(32)], checkpoint: "cp\n" }),
+      ).toBe(true);
+      expect(await heads.get("h")).toEqual({ ...head(7), frontier: ["ab".repeat(32)], checkpoint: "cp\n" });
+      expect(await heads.streams()).toContain("h");
+    });
+
+    it("HeadStore: concurrent advances from one size have exactly one winner", async () => {
+      const { heads } = await make();
+      if (!heads) return expect(heads).toBeUndefined();
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => heads.advance("race", 0, head(i + 1))),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect((await heads.get("race"))!.size).toBe(results.indexOf(true) + 1);
+    });
+
+    it("DedupStore keeps the first entry for a key", async () => {
+      const { dedup } = await make();
+      if (!dedup) return expect(dedup).toBeUndefined();
+      const entry = {
+        key: "src\u0000id-1",
+        stream: "s",
+        index: 4,
+        recordHash: "a".repeat(64),
+        eventHash: "b".repeat(64),
+      };
+      await dedup.putMany([entry]);
+      await dedup.putMany([{ ...entry, index: 9 }]);
+      const found = await dedup.getMany(["src\u0000id-1", "src\u0000id-2"]);
+      expect(found.get("src\u0000id-1")).toEqual(entry);
+      expect(found.has("src\u0000id-2")).toBe(false);
+      expect((await dedup.getMany([])).size).toBe(0);
+    });
+  });
+}
