@@ -80,6 +80,39 @@ export interface ProducerRegistry {
   key(keyId: string): Promise<ProducerKey | undefined>;
 }
 
+/** A producer as an operator sees it. Public keys are base64 DER SPKI. */
+export interface ProducerInfo {
+  id: string;
+  streams: string[];
+  /** Alert when the producer sends nothing for longer than this (seconds); absent = no expectation. */
+  heartbeatSeconds?: number;
+  keys: {
+    keyId: string;
+    publicKey: string;
+    algorithm: "ed25519" | "ecdsa-p256";
+    createdAt: string;
+    revokedAt?: string;
+  }[];
+  createdAt: string;
+}
+
+/**
+ * Registration and revocation (embedded: files in the data directory; AWS: DynamoDB). Callers also record each
+ * change as an event in the system stream, so the registry's history is itself in the audit log.
+ */
+export interface ProducerAdmin extends ProducerRegistry {
+  /** Registers a producer, or adds a key to an existing one. Throws StoreError("conflict") if the key is taken. */
+  register(input: {
+    id: string;
+    publicKey: KeyObject;
+    streams: string[];
+    heartbeatSeconds?: number;
+  }): Promise<ProducerInfo>;
+  /** Revokes one key, or every key of the producer when keyId is omitted. Throws StoreError("conflict") if unknown. */
+  revoke(id: string, keyId?: string): Promise<ProducerInfo>;
+  list(): Promise<ProducerInfo[]>;
+}
+
 /** The sink's checkpoint signing key (local key file, KMS). */
 export interface Signer {
   readonly key: NoteKey;
