@@ -58,10 +58,10 @@ export function formatVerifierKey(key: NoteKey): string {
 }
 
 export function parseVerifierKey(vkey: string): NoteKey {
-  const parts = vkey.trim().split("+");
-  if (parts.length !== 3)
-    throw new FormatError("bad-key", "verifier key must be <name>+<hex id>+<base64 key>");
-  const [name, idHex, b64] = parts as [string, string, string];
+  // The base64 key may itself contain '+': split on the first two only (as golang.org/x/mod/sumdb/note does).
+  const m = /^([^+]+)\+([0-9a-fA-F]{8})\+(.+)$/.exec(vkey.trim());
+  if (!m) throw new FormatError("bad-key", "verifier key must be <name>+<8 hex id>+<base64 key>");
+  const [, name, idHex, b64] = m as unknown as [string, string, string, string];
   const material = fromBase64(b64, "verifier key");
   const type = material[0];
   let publicKey: KeyObject;
