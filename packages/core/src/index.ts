@@ -1,6 +1,7 @@
 export * from "./checkpoint.ts";
 export * from "./errors.ts";
 export * from "./event.ts";
+export * from "./event-index.ts";
 export * from "./fetch.ts";
 export * from "./hash.ts";
 export * from "./keys.ts";
@@ -8,6 +9,7 @@ export * from "./memory.ts";
 export * from "./merkle.ts";
 export * from "./note.ts";
 export * from "./ports.ts";
+export * from "./producer-audit.ts";
 export * from "./receipt.ts";
 export * from "./record.ts";
 export * from "./sink.ts";

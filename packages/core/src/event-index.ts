@@ -1,0 +1,199 @@
+/**
+ * Finding events by agent, run, type and time: the `GET /v1/events` port, and an implementation that scans the
+ * write-once store through the ObjectStore port (embedded; any deployment small enough to scan). Pure of I/O
+ * beyond the port. The index is a cache: everything it answers is read back from the stored segments.
+ */
+
+import { FormatError } from "./errors.ts";
+import type { SignedEvent } from "./event.ts";
+import { toHex } from "./hash.ts";
+import type { ObjectStore } from "./ports.ts";
+import { readSegment, segmentKey } from "./record.ts";
+
+export interface EventQuery {
+  /** `gen_ai.agent.id` in the event data, or the `agentid` extension attribute. */
+  agent?: string;
+  /** `gen_ai.conversation.id` in the event data, or the `runid` extension attribute. */
+  run?: string;
+  type?: string;
+  /** Inclusive lower bound on the event `time` (RFC 3339). */
+  since?: string;
+  /** Exclusive upper bound on the event `time` (RFC 3339). */
+  until?: string;
+  /** An opaque cursor from a previous page. */
+  cursor?: string;
+  limit: number;
+}
+
+export interface FoundEvent {
+  stream: string;
+  index: number;
+  recordHash: string;
+  received: string;
+  producer: string;
+  event: SignedEvent;
+}
+
+export interface EventPage {
+  events: FoundEvent[];
+  /** Present when more events may match: pass it as `cursor` for the next page. */
+  cursor?: string;
+}
+
+export interface EventIndex {
+  find(query: EventQuery): Promise<EventPage>;
+}
+
+/** The facets an event is found by (docs/EMBEDDED.md §Finding events). */
+export function eventFacets(event: SignedEvent): {
+  agent?: string;
+  run?: string;
+  type: string;
+  time: number;
+} {
+  const data =
+    typeof event.data === "object" && event.data !== null && !Array.isArray(event.data) ? event.data : {};
+  const pick = (attribute: string, extension: string): string | undefined => {
+    const v = (data as Record<string, unknown>)[attribute] ?? (event as Record<string, unknown>)[extension];
+    return typeof v === "string" || typeof v === "number" ? String(v) : undefined;
+  };
+  const agent = pick("gen_ai.agent.id", "agentid");
+  const run = pick("gen_ai.conversation.id", "runid");
+  return {
+    ...(agent !== undefined ? { agent } : {}),
+    ...(run !== undefined ? { run } : {}),
+    type: event.type,
+    time: Date.parse(event.time),
+  };
+}
+
+interface Entry {
+  index: number;
+  segment: number;
+  agent?: string;
+  run?: string;
+  type: string;
+  time: number;
+}
+
+interface StreamEntries {
+  size: number;
+  entries: Entry[];
+}
+
+/** A cursor names the last event returned: stream and index. */
+export function encodeEventCursor(stream: string, index: number): string {
+  return Buffer.from(JSON.stringify([stream, index]), "utf8").toString("base64url");
+}
+
+export function decodeEventCursor(cursor: string): { stream: string; index: number } {
+  try {
+    const [stream, index] = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown[];
+    if (typeof stream === "string" && Number.isSafeInteger(index)) return { stream, index: index as number };
+  } catch {
+    // fall through to the coded error
+  }
+  throw new FormatError("bad-record", "cursor: not a cursor this sink returned");
+}
+
+/**
+ * An EventIndex that reads each stream's segments once, forward, and keeps only the facets in memory.
+ * Results come in stream order, then index order. It also knows when each producer was last heard from,
+ * which the scheduled verifier uses for heartbeat alerts.
+ */
+export class ScanningEventIndex implements EventIndex {
+  private readonly streams = new Map<string, StreamEntries>();
+  private readonly seen = new Map<string, string>();
+  private syncing: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly listStreams: () => Promise<string[]>,
+  ) {}
+
+  /** Reads every segment the index has not seen yet. */
+  sync(): Promise<void> {
+    this.syncing ??= this.readForward().finally(() => {
+      this.syncing = undefined;
+    });
+    return this.syncing;
+  }
+
+  /** Newest `received` time per producer, as of the last sync. */
+  lastSeen(): ReadonlyMap<string, string> {
+    return this.seen;
+  }
+
+  private async readForward(): Promise<void> {
+    for (const stream of await this.listStreams()) {
+      let s = this.streams.get(stream);
+      if (!s) {
+        s = { size: 0, entries: [] };
+        this.streams.set(stream, s);
+      }
+      for (;;) {
+        const bytes = await this.store.get(segmentKey(stream, s.size));
+        if (!bytes) break;
+        const first = s.size;
+        for (const r of readSegment(bytes)) {
+          const f = eventFacets(r.record.event);
+          s.entries.push({ index: r.record.index, segment: first, ...f });
+          const last = this.seen.get(r.record.producer);
+          if (!last || last < r.record.received) this.seen.set(r.record.producer, r.record.received);
+          s.size = r.record.index + 1;
+        }
+      }
+    }
+  }
+
+  async find(query: EventQuery): Promise<EventPage> {
+    await this.sync();
+    const after = query.cursor ? decodeEventCursor(query.cursor) : undefined;
+    const since = query.since ? Date.parse(query.since) : undefined;
+    const until = query.until ? Date.parse(query.until) : undefined;
+    const hits: { stream: string; entry: Entry }[] = [];
+    let more = false;
+    const names = [...this.streams.keys()].sort();
+    outer: for (const stream of names) {
+      if (after && stream < after.stream) continue;
+      for (const entry of this.streams.get(stream)!.entries) {
+        if (after && stream === after.stream && entry.index <= after.index) continue;
+        if (query.agent !== undefined && entry.agent !== query.agent) continue;
+        if (query.run !== undefined && entry.run !== query.run) continue;
+        if (query.type !== undefined && entry.type !== query.type) continue;
+        if (since !== undefined && !(entry.time >= since)) continue;
+        if (until !== undefined && !(entry.time < until)) continue;
+        if (hits.length === query.limit) {
+          more = true;
+          break outer;
+        }
+        hits.push({ stream, entry });
+      }
+    }
+    const events: FoundEvent[] = [];
+    const segments = new Map<string, Map<number, FoundEvent>>();
+    for (const { stream, entry } of hits) {
+      const key = segmentKey(stream, entry.segment);
+      let byIndex = segments.get(key);
+      if (!byIndex) {
+        byIndex = new Map();
+        const bytes = await this.store.get(key);
+        for (const r of bytes ? readSegment(bytes) : []) {
+          byIndex.set(r.record.index, {
+            stream,
+            index: r.record.index,
+            recordHash: toHex(r.hash),
+            received: r.record.received,
+            producer: r.record.producer,
+            event: r.record.event,
+          });
+        }
+        segments.set(key, byIndex);
+      }
+      const found = byIndex.get(entry.index);
+      if (found) events.push(found);
+    }
+    const last = hits[hits.length - 1];
+    return more && last ? { events, cursor: encodeEventCursor(last.stream, last.entry.index) } : { events };
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * Tamper-evidence as properties: every way of altering a stored log is reported with its failure code,
+ * and an untouched log verifies with zero failures. fast-check, 1,000 runs per property.
+ */
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
+import { generateKeyPair } from "../src/keys.ts";
+import { KeyObjectSigner } from "../src/memory.ts";
+import type { Clock } from "../src/ports.ts";
+import { parseStoreKey, segmentKey } from "../src/record.ts";
+import { Sink } from "../src/sink.ts";
+import { type StreamReport, verifyStream } from "../src/verify.ts";
+import { DEPLOYMENT, memoryPorts, type Ports, producer } from "./fixtures.ts";
+
+const STREAM = "agent-actions";
+const RUNS = { numRuns: 1000 };
+const fixedClock: Clock = { now: () => new Date("2026-11-24T12:00:00.000Z") };
+
+interface Log {
+  ports: Ports;
+  objects: Map<string, Uint8Array>;
+  batches: number[];
+}
+
+async function buildLog(
+  batches: number[],
+  ports = memoryPorts(),
+  alter?: { batch: number; item: number },
+): Promise<Log> {
+  const agent = producer(ports, "agent-1");
+  const sink = new Sink({ deployment: DEPLOYMENT, ...ports, clock: fixedClock });
+  let n = 0;
+  for (const [b, size] of batches.entries()) {
+    const events = Array.from({ length: size }, (_, i) => {
+      const data = alter && alter.batch === b && alter.item === i ? { forged: true } : { step: n + i };
+      return agent.event(`e-${n + i}`, data);
+    });
+    n += size;
+    await sink.submit(STREAM, events);
+  }
+  return { ports, objects: ports.objects.objects, batches };
+}
+
+function verify(objects: Map<string, Uint8Array>, ports: Ports): StreamReport {
+  return verifyStream(STREAM, objects, { trusted: [ports.signer.key], deployment: DEPLOYMENT });
+}
+
+const codes = (r: StreamReport) => new Set(r.failures.map((f) => f.code));
+
+/** The stored log as record lines grouped by segment (first index → lines). */
+function segmentsOf(objects: Map<string, Uint8Array>): { first: number; lines: Buffer[] }[] {
+  return [...objects.keys()]
+    .filter((k) => parseStoreKey(k)?.kind === "segments")
+    .sort()
+    .map((k) => {
+      const text = Buffer.from(objects.get(k)!);
+      const lines: Buffer[] = [];
+      let start = 0;
+      for (let nl = text.indexOf(10); nl >= 0; nl = text.indexOf(10, start)) {
+        lines.push(text.subarray(start, nl));
+        start = nl + 1;
+      }
+      return { first: parseStoreKey(k)!.n, lines };
+    });
+}
+
+/** Rewrites the log from a flat list of lines, keeping each segment's key and (where possible) its length. */
+function rewrite(log: Log, edit: (lines: Buffer[]) => Buffer[]): Map<string, Uint8Array> {
+  const segs = segmentsOf(log.objects);
+  const lines = edit(segs.flatMap((s) => s.lines));
+  const out = new Map([...log.objects].filter(([k]) => parseStoreKey(k)?.kind !== "segments"));
+  let at = 0;
+  segs.forEach((s, i) => {
+    const take = i === segs.length - 1 ? lines.length - at : Math.min(s.lines.length, lines.length - at);
+    const chunk = lines.slice(at, at + take);
+    at += take;
+    if (chunk.length > 0)
+      out.set(segmentKey(STREAM, s.first), Buffer.concat(chunk.flatMap((l) => [l, Buffer.from("\n")])));
+  });
+  return out;
+}
+
+describe("verifier properties", () => {
+  const SHAPE = [3, 1, 4, 1, 5, 2, 6];
+  const TOTAL = SHAPE.reduce((a, b) => a + b, 0);
+  let honest: Log;
+  beforeAll(async () => {
+    honest = await buildLog(SHAPE);
+  });
+
+  it("an untouched log of any shape verifies with zero failures", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 6 }),
+        async (shape) => {
+          const log = await buildLog(shape);
+          const report = verify(log.objects, log.ports);
+          expect(report.failures).toEqual([]);
+          expect(report.warnings).toEqual([]);
+          expect(report.records).toBe(shape.reduce((a, b) => a + b, 0));
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("any single byte flipped in a segment breaks a signed root", () => {
+    const keys = [...honest.objects.keys()].filter((k) => parseStoreKey(k)?.kind === "segments");
+    fc.assert(
+      fc.property(fc.nat(), fc.nat(), fc.integer({ min: 1, max: 255 }), (k, pos, mask) => {
+        const key = keys[k % keys.length]!;
+        const bytes = Buffer.from(honest.objects.get(key)!);
+        bytes[pos % bytes.length]! ^= mask;
+        const report = verify(new Map(honest.objects).set(key, bytes), honest.ports);
+        const found = codes(report);
+        expect(found.has("checkpoint-root-mismatch") || found.has("checkpoint-beyond-log")).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it("any single byte flipped in a checkpoint is reported against that checkpoint", () => {
+    const keys = [...honest.objects.keys()].filter((k) => parseStoreKey(k)?.kind === "checkpoints");
+    fc.assert(
+      fc.property(fc.nat(), fc.nat(), fc.integer({ min: 1, max: 255 }), (k, pos, mask) => {
+        const key = keys[k % keys.length]!;
+        const bytes = Buffer.from(honest.objects.get(key)!);
+        bytes[pos % bytes.length]! ^= mask;
+        const report = verify(new Map(honest.objects).set(key, bytes), honest.ports);
+        expect(
+          report.failures.some(
+            (f) => f.code.startsWith("checkpoint-") && (f.at === key || f.at === Number(key.slice(-20))),
+          ),
+        ).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it("any record deleted is reported (index mismatch, or a checkpoint beyond the log for the last one)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: TOTAL - 1 }), (i) => {
+        const report = verify(
+          rewrite(honest, (lines) => lines.filter((_, j) => j !== i)),
+          honest.ports,
+        );
+        expect(codes(report).has(i === TOTAL - 1 ? "checkpoint-beyond-log" : "record-index-mismatch")).toBe(
+          true,
+        );
+      }),
+      RUNS,
+    );
+  });
+
+  it("any record duplicated is reported as an index mismatch", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: TOTAL - 1 }), (i) => {
+        const report = verify(
+          rewrite(honest, (lines) => lines.flatMap((l, j) => (j === i ? [l, l] : [l]))),
+          honest.ports,
+        );
+        expect(codes(report).has("record-index-mismatch")).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it("any two records swapped are reported as an index mismatch and a broken chain", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: TOTAL - 1 }), fc.integer({ min: 0, max: TOTAL - 1 }), (i, j) => {
+        fc.pre(i !== j);
+        const report = verify(
+          rewrite(honest, (lines) => {
+            const copy = [...lines];
+            [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+            return copy;
+          }),
+          honest.ports,
+        );
+        expect(codes(report).has("record-index-mismatch")).toBe(true);
+        expect(codes(report).has("chain-broken")).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it("any truncation of the tail is reported as a checkpoint beyond the log", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: TOTAL }), (cut) => {
+        const report = verify(
+          rewrite(honest, (lines) => lines.slice(0, TOTAL - cut)),
+          honest.ports,
+        );
+        expect(codes(report).has("checkpoint-beyond-log")).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it("a segment deleted from the middle is reported as a gap", () => {
+    const segs = segmentsOf(honest.objects);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: segs.length - 2 }), (s) => {
+        const objects = new Map(honest.objects);
+        objects.delete(segmentKey(STREAM, segs[s]!.first));
+        expect(codes(verify(objects, honest.ports)).has("segment-gap")).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it("any segment replaced by a forgery re-signed under another key is reported as an untrusted checkpoint", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: SHAPE.length - 1 }), fc.nat(), async (batch, item) => {
+        // The forger controls the whole store: same deployment name, their own key, every object rewritten.
+        const { privateKey, publicKey } = generateKeyPair("ecdsa-p256");
+        const forgerPorts = {
+          ...memoryPorts(),
+          signer: new KeyObjectSigner(DEPLOYMENT, privateKey, publicKey),
+        };
+        const forged = await buildLog(SHAPE, forgerPorts, { batch, item: item % SHAPE[batch]! });
+        const report = verify(forged.objects, honest.ports);
+        expect(codes(report).has("checkpoint-unknown-key")).toBe(true);
+        expect(report.failures.filter((f) => f.code === "checkpoint-unknown-key")).toHaveLength(SHAPE.length);
+      }),
+      RUNS,
+    );
+  });
+});
