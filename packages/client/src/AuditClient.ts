@@ -1,0 +1,335 @@
+/**
+ * The producer SDK: sign events with the producer's key, batch them, send them with idempotent retries, and
+ * verify every receipt before resolving — checkpoint signature against the pinned sink key, inclusion proof
+ * (core's verifyReceipt), and consistency with the newest checkpoint seen before (CheckpointWitness).
+ */
+
+import type { KeyObject } from "node:crypto";
+import { randomUUID } from "node:crypto";
+import {
+  canonicalBytes,
+  eventKey,
+  type NoteKey,
+  type Receipt,
+  type SignedEvent,
+  signEvent,
+  type UnsignedEvent,
+  verifyReceipt,
+} from "@auditsink/core";
+import { CheckpointWitness } from "./CheckpointWitness.ts";
+import { ClientError, ReceiptError } from "./errors.ts";
+import { toNoteKey } from "./keys.ts";
+import { backoffDelay, DEFAULT_RETRY, type RetryOptions, sleep } from "./retry.ts";
+
+export interface BatchOptions {
+  /** Send when this many events wait for one stream (default 100). */
+  maxEvents?: number;
+  /** Send when the waiting events' JSON reaches this many bytes (default 1 MiB). */
+  maxBytes?: number;
+  /** Longest an event waits for companions before it is sent (default 20 ms). */
+  lingerMs?: number;
+}
+
+export interface AuditClientOptions {
+  /** Base URL of the sink, for example `http://127.0.0.1:8787` or the stage's API URL. */
+  endpoint: string;
+  /** The producer's private key (Ed25519 or ECDSA P-256), registered with the sink. */
+  producerKey: KeyObject;
+  /** The sink's checkpoint key(s) the producer pins: NoteKeys or verifier key strings. */
+  sinkKey: NoteKey | string | readonly (NoteKey | string)[];
+  /** The sink's deployment name; when given, checkpoint origins must be `<deployment>/<stream>`. */
+  deployment?: string;
+  /** Stream used when send() names none. */
+  stream?: string;
+  /** CloudEvents `source` used when an event names none, for example `agent://support-bot`. */
+  source?: string;
+  batch?: BatchOptions;
+  retry?: RetryOptions;
+  /** Keeps the newest checkpoint per stream across restarts, so a rollback across restarts is caught too. */
+  stateFile?: string;
+  /** Extra request headers (for example an authorizer's token). */
+  headers?: Record<string, string>;
+  /** Per-attempt timeout (default 10 s). */
+  timeoutMs?: number;
+  /** The fetch implementation (default globalThis.fetch). */
+  fetch?: typeof fetch;
+}
+
+/** What a caller hands to send(): a CloudEvent without the signature; missing `id`, `time`, `source` are filled. */
+export interface AuditEventInput {
+  type: string;
+  /** Default: a random UUID. Keep it stable across your own retries: `source` + `id` is the idempotency key. */
+  id?: string;
+  /** Default: the client's `source`. */
+  source?: string;
+  /** Default: now, RFC 3339 UTC. */
+  time?: string;
+  subject?: string;
+  datacontenttype?: string;
+  dataschema?: string;
+  data?: unknown;
+  data_base64?: string;
+  /** CloudEvents extension attributes: names of 1–20 lowercase letters or digits. */
+  extensions?: Record<string, string | number | boolean>;
+}
+
+interface Pending {
+  event: SignedEvent;
+  bytes: number;
+  resolve: (receipt: Receipt) => void;
+  reject: (error: unknown) => void;
+}
+
+interface Queue {
+  items: Pending[];
+  bytes: number;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * @example
+ *   const client = await AuditClient.create({
+ *     endpoint: "http://127.0.0.1:8787",
+ *     producerKey: await loadProducerKey("support-bot.key.pem"),
+ *     sinkKey: "auditsink.local/dev+1a2b3c4d+Ak...",
+ *     stream: "agent-actions",
+ *     source: "agent://support-bot",
+ *   });
+ *   const receipt = await client.send({ type: "ai.agent.tool_call", data: { "gen_ai.tool.name": "search" } });
+ *   await client.close();
+ */
+export class AuditClient {
+  private readonly queues = new Map<string, Queue>();
+  /** Per stream, the tail of the chain of batches in flight: batches of one stream go out one at a time. */
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly trusted: NoteKey[];
+  private readonly retry: Required<RetryOptions>;
+  private readonly batch: Required<BatchOptions>;
+  private readonly fetch: typeof fetch;
+  private readonly endpoint: string;
+  private closed = false;
+
+  private constructor(
+    private readonly options: AuditClientOptions,
+    readonly witness: CheckpointWitness,
+  ) {
+    const keys = Array.isArray(options.sinkKey) ? options.sinkKey : [options.sinkKey];
+    this.trusted = keys.map((k) => toNoteKey(k as NoteKey | string));
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.batch = { maxEvents: 100, maxBytes: 1024 * 1024, lingerMs: 20, ...options.batch };
+    this.fetch = options.fetch ?? globalThis.fetch;
+    this.endpoint = options.endpoint.replace(/\/+$/, "");
+  }
+
+  static async create(options: AuditClientOptions): Promise<AuditClient> {
+    const keys = Array.isArray(options.sinkKey) ? options.sinkKey : [options.sinkKey];
+    const trusted = keys.map((k) => toNoteKey(k as NoteKey | string));
+    const witness = await CheckpointWitness.open({
+      trusted,
+      ...(options.stateFile ? { stateFile: options.stateFile } : {}),
+    });
+    return new AuditClient(options, witness);
+  }
+
+  /** Signs an event the way send() does, without sending it (for other transports, such as EventBridge). */
+  sign(input: AuditEventInput): SignedEvent {
+    const source = input.source ?? this.options.source;
+    if (!source)
+      throw new ClientError("bad-config", "the event has no source and the client no default source");
+    const { extensions, ...attributes } = input;
+    const event = {
+      ...extensions,
+      ...attributes,
+      specversion: "1.0",
+      id: input.id ?? randomUUID(),
+      source,
+      time: input.time ?? new Date().toISOString(),
+    } as UnsignedEvent;
+    return signEvent(event, this.options.producerKey);
+  }
+
+  /**
+   * Signs and queues an event; resolves with its receipt once the receipt has verified. Rejects with
+   * ClientError (refused, unavailable), ReceiptError (the receipt does not verify) or WitnessError (the sink
+   * contradicted a checkpoint it showed before).
+   */
+  send(input: AuditEventInput | SignedEvent, options: { stream?: string } = {}): Promise<Receipt> {
+    if (this.closed) return Promise.reject(new ClientError("closed", "the client is closed"));
+    const stream = options.stream ?? this.options.stream;
+    if (!stream)
+      return Promise.reject(new ClientError("bad-config", "no stream given and no default stream"));
+    let event: SignedEvent;
+    try {
+      event = "signature" in input ? input : this.sign(input);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const bytes = canonicalBytes(event).length;
+    return new Promise<Receipt>((resolve, reject) => {
+      let q = this.queues.get(stream);
+      if (!q) {
+        q = { items: [], bytes: 0 };
+        this.queues.set(stream, q);
+      }
+      if (q.items.length > 0 && q.bytes + bytes > this.batch.maxBytes) this.dispatch(stream);
+      q = this.queues.get(stream) ?? { items: [], bytes: 0 };
+      this.queues.set(stream, q);
+      q.items.push({ event, bytes, resolve, reject });
+      q.bytes += bytes;
+      if (q.items.length >= this.batch.maxEvents || q.bytes >= this.batch.maxBytes) this.dispatch(stream);
+      else q.timer ??= setTimeout(() => this.dispatch(stream), this.batch.lingerMs);
+    });
+  }
+
+  /** Sends everything queued now and resolves when every batch sent so far has been answered. */
+  async flush(): Promise<void> {
+    for (const stream of [...this.queues.keys()]) this.dispatch(stream);
+    await Promise.all([...this.inflight.values()]);
+  }
+
+  /** Flushes, then refuses further events. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+  }
+
+  /** Fetches the stream's current checkpoint and checks it against the newest seen (a witness check). */
+  async checkLog(stream: string): Promise<string> {
+    const res = await this.request("GET", `/v1/streams/${encodeURIComponent(stream)}/checkpoint`);
+    const text = await res.text();
+    const signed = res.headers.get("content-type")?.includes("json")
+      ? (JSON.parse(text) as { checkpoint?: string }).checkpoint
+      : text;
+    if (typeof signed !== "string")
+      throw new ClientError("bad-response", "the checkpoint response has no checkpoint");
+    await this.witness.observe(stream, signed, this.consistencyProof);
+    return signed;
+  }
+
+  private dispatch(stream: string): void {
+    const q = this.queues.get(stream);
+    if (!q || q.items.length === 0) return;
+    if (q.timer) clearTimeout(q.timer);
+    this.queues.delete(stream);
+    const batch = q.items;
+    const previous = this.inflight.get(stream) ?? Promise.resolve();
+    const run = previous.then(() => this.sendBatch(stream, batch));
+    this.inflight.set(stream, run);
+    void run.then(() => {
+      if (this.inflight.get(stream) === run) this.inflight.delete(stream);
+    });
+  }
+
+  /** Never rejects: each event's promise carries its own outcome. */
+  private async sendBatch(stream: string, batch: Pending[]): Promise<void> {
+    let receipts: unknown;
+    try {
+      const res = await this.request("POST", `/v1/streams/${encodeURIComponent(stream)}/events`, {
+        events: batch.map((p) => p.event),
+      });
+      receipts = ((await res.json()) as { receipts?: unknown }).receipts;
+      if (!Array.isArray(receipts))
+        throw new ClientError("bad-response", "the sink answered without receipts");
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const byKey = new Map<string, Receipt>();
+    for (const r of receipts as Receipt[]) byKey.set(eventKey(r), r);
+    const observed = new Map<string, Promise<void>>();
+    await Promise.all(
+      batch.map(async (p) => {
+        try {
+          const r = byKey.get(eventKey(p.event));
+          if (!r || r.stream !== stream) {
+            throw new ReceiptError("receipt-missing", `no receipt for event ${p.event.source} ${p.event.id}`);
+          }
+          const verdict = verifyReceipt(r, {
+            trusted: this.trusted,
+            ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
+          });
+          if (!verdict.ok)
+            throw new ReceiptError(verdict.code, `receipt for record ${r.index}: ${verdict.detail}`);
+          let seen = observed.get(r.checkpoint);
+          if (!seen) {
+            seen = this.witness.observe(stream, r.checkpoint, this.consistencyProof);
+            observed.set(r.checkpoint, seen);
+          }
+          await seen;
+          p.resolve(r);
+        } catch (e) {
+          p.reject(e);
+        }
+      }),
+    );
+  }
+
+  private readonly consistencyProof = async (stream: string, from: number, to: number): Promise<string[]> => {
+    const res = await this.request(
+      "GET",
+      `/v1/streams/${encodeURIComponent(stream)}/proofs/consistency?from=${from}&to=${to}`,
+    );
+    const body = (await res.json()) as { proof?: unknown };
+    if (!Array.isArray(body.proof))
+      throw new ClientError("bad-response", "the consistency response has no proof");
+    return body.proof as string[];
+  };
+
+  /**
+   * One request with retries: network errors, timeouts, 5xx and 429 are retried with backoff and jitter (the
+   * body is the same signed events each time, so a retry can only get the original receipts back).
+   */
+  private async request(method: "GET" | "POST", path: string, body?: unknown): Promise<Response> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    let lastError: unknown;
+    let retryAfter = 0;
+    for (let attempt = 1; attempt <= this.retry.maxAttempts; attempt++) {
+      if (attempt > 1) await sleep(Math.max(backoffDelay(attempt - 1, this.retry), retryAfter));
+      let res: Response;
+      try {
+        res = await this.fetch(`${this.endpoint}${path}`, {
+          method,
+          headers: {
+            accept: "application/json",
+            ...(payload ? { "content-type": "application/json" } : {}),
+            ...this.options.headers,
+          },
+          ...(payload ? { body: payload } : {}),
+          signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+        });
+      } catch (cause) {
+        lastError = cause;
+        retryAfter = 0;
+        continue;
+      }
+      if (res.ok) return res;
+      const problem = await res.json().catch(() => undefined);
+      const detail = (problem as { detail?: string } | undefined)?.detail ?? res.statusText;
+      if (res.status === 429 || res.status >= 500) {
+        lastError = new ClientError("unavailable", `${method} ${path}: ${res.status} ${detail}`, {
+          status: res.status,
+          problem,
+        });
+        retryAfter = retryAfterMs(res.headers.get("retry-after"), this.retry.maxDelayMs);
+        continue;
+      }
+      throw new ClientError("rejected", `${method} ${path}: ${res.status} ${detail}`, {
+        status: res.status,
+        problem,
+      });
+    }
+    if (lastError instanceof ClientError) throw lastError;
+    throw new ClientError(
+      "unavailable",
+      `${method} ${path}: no answer after ${this.retry.maxAttempts} attempts`,
+      {},
+      { cause: lastError },
+    );
+  }
+}
+
+/** Honours a Retry-After of whole seconds on 429/503, capped at the retry policy's largest delay. */
+function retryAfterMs(header: string | null, max: number): number {
+  const seconds = Number(header);
+  return header && Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, max) : 0;
+}
