@@ -43,22 +43,23 @@ const CORE_ATTRIBUTES = new Set([
   "signature",
 ]);
 
+const attributes = z.object({
+  specversion: z.literal("1.0", { error: 'must be "1.0"' }),
+  id: text(256),
+  source: text(1024),
+  type: text(256),
+  time: z.string().regex(RFC3339, "must be an RFC 3339 timestamp"),
+  subject: text(1024).optional(),
+  datacontenttype: text(256).optional(),
+  dataschema: text(1024).optional(),
+  data: z.json().optional(),
+  data_base64: z.string().regex(BASE64, "must be base64").optional(),
+  sigkeyid: z.string().regex(/^[0-9a-f]{64}$/, "must be the producer key id (64 lowercase hex)"),
+  signature: z.string().min(1).regex(BASE64, "must be base64"),
+});
+
 /** A signed CloudEvent as it is submitted and stored. */
-export const signedEventSchema = z
-  .object({
-    specversion: z.literal("1.0", { error: 'must be "1.0"' }),
-    id: text(256),
-    source: text(1024),
-    type: text(256),
-    time: z.string().regex(RFC3339, "must be an RFC 3339 timestamp"),
-    subject: text(1024).optional(),
-    datacontenttype: text(256).optional(),
-    dataschema: text(1024).optional(),
-    data: z.json().optional(),
-    data_base64: z.string().regex(BASE64, "must be base64").optional(),
-    sigkeyid: z.string().regex(/^[0-9a-f]{64}$/, "must be the producer key id (64 lowercase hex)"),
-    signature: z.string().min(1).regex(BASE64, "must be base64"),
-  })
+export const signedEventSchema = attributes
   .catchall(z.union([text(4096), z.number(), z.boolean()]))
   .superRefine((event, ctx) => {
     for (const name of Object.keys(event)) {
@@ -79,7 +80,8 @@ export const signedEventSchema = z
     }
   });
 
-export type SignedEvent = z.infer<typeof signedEventSchema>;
+/** The event attributes, plus extension attributes (strings, numbers or booleans). */
+export type SignedEvent = z.infer<typeof attributes> & { [extension: string]: unknown };
 export type UnsignedEvent = Omit<SignedEvent, "sigkeyid" | "signature"> & {
   sigkeyid?: string;
   signature?: string;
