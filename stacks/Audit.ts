@@ -1,0 +1,192 @@
+import { Duration } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import { NagSuppressions } from "cdk-nag";
+import { type StackContext, use } from "sst/constructs";
+import { Archive } from "./Archive.ts";
+import { EXECUTE_API_FINDING, executeApiArn } from "./http.ts";
+import { Ingest } from "./Ingest.ts";
+import { Ledger } from "./Ledger.ts";
+import { sinkFunction } from "./lambda.ts";
+import { roleName, useSettings } from "./naming.ts";
+import {
+  ARCHIVE_PROTECTED_ACTIONS,
+  archiveReadOnly,
+  keyProtections,
+  LEDGER_READ_ACTIONS,
+  ledgerProtections,
+  ledgerReadOnly,
+  noSigning,
+} from "./policies.ts";
+import { Signing } from "./Signing.ts";
+
+/** Read routes for auditors, served by functions/query; every one requires IAM (SigV4). */
+export const QUERY_ROUTES = [
+  "GET /v1/streams",
+  "GET /v1/streams/{stream}/checkpoint",
+  "GET /v1/streams/{stream}/records",
+  "GET /v1/streams/{stream}/proofs/inclusion",
+  "GET /v1/streams/{stream}/proofs/consistency",
+  "GET /v1/events",
+] as const;
+
+/** Everything the auditor role may do, and (by an explicit deny of everything else) nothing more. */
+export const AUDITOR_ACTIONS = {
+  archive: [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectRetention",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+  ],
+  ledger: [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:DescribeTable",
+  ],
+  key: ["kms:GetPublicKey", "kms:Verify"],
+} as const;
+
+/**
+ * What auditors use: a read-only role that can verify the archive without the sink's cooperation (DESIGN.md
+ * invariant 5), and the query routes of the HTTP API behind IAM authorization.
+ */
+export function Audit({ app, stack }: StackContext) {
+  const settings = useSettings(app);
+  const { archive } = use(Archive);
+  const { table } = use(Ledger);
+  const { signingKeyArn } = use(Signing);
+  const { api } = use(Ingest);
+
+  // ---- Auditor role ----
+  const trusted = [
+    new iam.AccountRootPrincipal(),
+    ...settings.auditorAccounts.map((id) => new iam.AccountPrincipal(id)),
+  ];
+  const auditor = new iam.Role(stack, "AuditorRole", {
+    roleName: roleName(app, "auditor"),
+    description: `auditsink ${app.stage}: read-only access for auditors verifying the archive`,
+    assumedBy: new iam.CompositePrincipal(...trusted),
+    maxSessionDuration: Duration.hours(12),
+  });
+  const allowed = [...AUDITOR_ACTIONS.archive, ...AUDITOR_ACTIONS.ledger, ...AUDITOR_ACTIONS.key];
+  const auditorPolicy = new iam.Policy(stack, "AuditorReadOnly", {
+    roles: [auditor],
+    statements: [
+      new iam.PolicyStatement({
+        sid: "ReadArchiveObjects",
+        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention"],
+        resources: [archive.arnForObjects("*")],
+      }),
+      new iam.PolicyStatement({
+        sid: "ListArchive",
+        actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"],
+        resources: [archive.bucketArn],
+      }),
+      new iam.PolicyStatement({
+        sid: "ReadLedger",
+        actions: [...AUDITOR_ACTIONS.ledger],
+        resources: [table.tableArn, `${table.tableArn}/index/*`],
+      }),
+      new iam.PolicyStatement({
+        sid: "VerifyWithPublicKey",
+        actions: [...AUDITOR_ACTIONS.key],
+        resources: [signingKeyArn],
+      }),
+      // Whatever else is attached to this role later, it stays read-only.
+      new iam.PolicyStatement({
+        sid: "DenyEverythingElse",
+        effect: iam.Effect.DENY,
+        notActions: allowed,
+        resources: ["*"],
+      }),
+    ],
+  });
+  NagSuppressions.addResourceSuppressions(auditorPolicy, [
+    {
+      id: "AwsSolutions-IAM5",
+      reason:
+        "Auditors must read every archived object and version and every ledger index: the wildcards are the " +
+        "archive's objects (<bucket>/*) and the table's indexes (<table>/index/*), nothing outside them.",
+      appliesTo: [
+        { regex: "/^Resource::<Archive[0-9A-F]{8}\\.Arn>\\/\\*$/" },
+        { regex: "/^Resource::<Ledger[0-9A-F]{8}\\.Arn>\\/index\\/\\*$/" },
+      ],
+    },
+  ]);
+
+  // ---- Query function and routes ----
+  const query = sinkFunction(stack, "query", {
+    resources: { archiveBucketName: archive.bucketName, ledgerTableName: table.tableName, signingKeyArn },
+    description: "auditsink read API for auditors: checkpoints, records and proofs",
+    timeout: 29,
+    memorySize: 512,
+    statements: [
+      new iam.PolicyStatement({
+        sid: "ReadArchive",
+        actions: ["s3:GetObject"],
+        resources: [archive.arnForObjects("*")],
+      }),
+      new iam.PolicyStatement({
+        sid: "ListArchive",
+        actions: ["s3:ListBucket"],
+        resources: [archive.bucketArn],
+      }),
+      new iam.PolicyStatement({
+        sid: "ReadLedger",
+        actions: LEDGER_READ_ACTIONS,
+        resources: [table.tableArn, `${table.tableArn}/index/*`],
+      }),
+      new iam.PolicyStatement({
+        sid: "ReadPublicKey",
+        actions: ["kms:GetPublicKey", "kms:DescribeKey"],
+        resources: [signingKeyArn],
+      }),
+      archiveReadOnly({ kind: "identity" }, archive.bucketArn),
+      new iam.PolicyStatement({
+        sid: "DenyArchiveDeleteUnlockReconfigure",
+        effect: iam.Effect.DENY,
+        actions: ARCHIVE_PROTECTED_ACTIONS,
+        resources: [archive.bucketArn, archive.arnForObjects("*")],
+      }),
+      ledgerReadOnly(table.tableArn),
+      ledgerProtections(table.tableArn),
+      noSigning(signingKeyArn),
+      keyProtections(signingKeyArn),
+    ],
+  });
+  api.addRoutes(
+    stack,
+    Object.fromEntries(
+      QUERY_ROUTES.map((route) => [route, { function: query.fn, authorizer: "iam" as const }]),
+    ),
+  );
+
+  // Attach to whoever should call the query routes (an auditor's own role, a dashboard's role).
+  const queryReaders = new iam.ManagedPolicy(stack, "QueryApiReaders", {
+    managedPolicyName: `${app.name}-${app.stage}-${app.region}-query-api-readers`,
+    description: `auditsink ${app.stage}: call the read-only query routes of the HTTP API`,
+    statements: [
+      new iam.PolicyStatement({
+        actions: ["execute-api:Invoke"],
+        resources: QUERY_ROUTES.map((route) => executeApiArn(api.httpApiId, route)),
+      }),
+    ],
+  });
+  NagSuppressions.addResourceSuppressions(queryReaders, [
+    {
+      id: "AwsSolutions-IAM5",
+      reason:
+        "The only wildcards stand for path parameters ({stream}) of the read routes of this API, GET only.",
+      appliesTo: [{ regex: EXECUTE_API_FINDING }],
+    },
+  ]);
+
+  stack.addOutputs({
+    AuditorRoleArn: auditor.roleArn,
+    QueryApiReadersPolicyArn: queryReaders.managedPolicyArn,
+  });
+  return { auditor, query: query.fn };
+}

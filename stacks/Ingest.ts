@@ -1,0 +1,237 @@
+import { Aws, Duration, RemovalPolicy } from "aws-cdk-lib";
+import * as events from "aws-cdk-lib/aws-events";
+import * as targets from "aws-cdk-lib/aws-events-targets";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambdaEvents from "aws-cdk-lib/aws-lambda-event-sources";
+import * as logs from "aws-cdk-lib/aws-logs";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { NagSuppressions } from "cdk-nag";
+import { Api, type StackContext, use } from "sst/constructs";
+import { Archive } from "./Archive.ts";
+import { EXECUTE_API_FINDING, executeApiArn } from "./http.ts";
+import { Ledger } from "./Ledger.ts";
+import { queueVisibilityFor, type SinkResources, sinkFunction } from "./lambda.ts";
+import { useSettings } from "./naming.ts";
+import { archiveProtections, keyProtections, ledgerProtections } from "./policies.ts";
+import { Signing } from "./Signing.ts";
+
+/** Routes served by functions/ingest-http. Producer administration needs SigV4 (IAM); see producerRoutes. */
+export const INGEST_ROUTES = [
+  "POST /v1/streams/{stream}/events",
+  "POST /v1/producers",
+  "POST /v1/producers/{id}/revoke",
+  "GET /healthz",
+] as const;
+
+/** Registering or revoking a producer key changes who may write: only IAM-authenticated operators may. */
+export const PRODUCER_ADMIN_ROUTES = ["POST /v1/producers", "POST /v1/producers/{id}/revoke"] as const;
+
+const INGEST_HTTP_TIMEOUT_SECONDS = 29;
+const INGEST_QUEUE_TIMEOUT_SECONDS = 60;
+
+/** API Gateway access log fields, with the caller's IAM identity for SigV4-signed requests. */
+const ACCESS_LOG_FORMAT = JSON.stringify({
+  requestId: "$context.requestId",
+  requestTime: "$context.requestTime",
+  httpMethod: "$context.httpMethod",
+  routeKey: "$context.routeKey",
+  path: "$context.path",
+  status: "$context.status",
+  responseLatency: "$context.responseLatency",
+  integrationStatus: "$context.integration.status",
+  integrationError: "$context.integration.error",
+  ip: "$context.identity.sourceIp",
+  userAgent: "$context.identity.userAgent",
+  callerAccount: "$context.identity.accountId",
+  callerArn: "$context.identity.userArn",
+});
+
+/**
+ * Both ways in: the HTTP API (API Gateway HTTP API → ingest-http) and EventBridge (bus → rule → SQS queue with
+ * a dead-letter queue → ingest-queue). Both ingest functions commit and sign, so both hold the signer's rights.
+ */
+export function Ingest({ app, stack }: StackContext) {
+  const settings = useSettings(app);
+  const { archive } = use(Archive);
+  const { table } = use(Ledger);
+  const { signingKeyArn } = use(Signing);
+  const resources: SinkResources = {
+    archiveBucketName: archive.bucketName,
+    ledgerTableName: table.tableName,
+    signingKeyArn,
+  };
+
+  const writerStatements = (): iam.PolicyStatement[] => [
+    new iam.PolicyStatement({
+      sid: "CreateArchiveObjects",
+      actions: ["s3:PutObject", "s3:PutObjectRetention"],
+      resources: [archive.arnForObjects("streams/*"), archive.arnForObjects("keys/*")],
+    }),
+    new iam.PolicyStatement({
+      sid: "ReadArchive",
+      actions: ["s3:GetObject"],
+      resources: [archive.arnForObjects("*")],
+    }),
+    new iam.PolicyStatement({
+      sid: "ListArchive",
+      actions: ["s3:ListBucket", "s3:ListBucketVersions"],
+      resources: [archive.bucketArn],
+    }),
+    new iam.PolicyStatement({
+      sid: "UseLedger",
+      actions: [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+      ],
+      resources: [table.tableArn, `${table.tableArn}/index/*`],
+    }),
+    new iam.PolicyStatement({
+      sid: "SignCheckpoints",
+      actions: ["kms:Sign", "kms:GetPublicKey"],
+      resources: [signingKeyArn],
+    }),
+    ...archiveProtections({ kind: "identity" }, archive.bucketArn, settings.retentionDays),
+    keyProtections(signingKeyArn),
+    ledgerProtections(table.tableArn),
+  ];
+
+  // ---- HTTP ----
+  const ingestHttp = sinkFunction(stack, "ingest-http", {
+    resources,
+    description: "auditsink HTTP ingest: accepts signed events, commits them and returns receipts",
+    timeout: INGEST_HTTP_TIMEOUT_SECONDS,
+    memorySize: 1024,
+    statements: writerStatements(),
+  });
+
+  const accessLogs = new logs.LogGroup(stack, "ApiAccessLogs", {
+    retention: settings.logRetentionDays as logs.RetentionDays,
+    removalPolicy: RemovalPolicy.RETAIN,
+  });
+  const api = new Api(stack, "Api", {
+    cors: false,
+    accessLog: { destinationArn: accessLogs.logGroupArn, format: ACCESS_LOG_FORMAT },
+    defaults: { throttle: { rate: settings.apiRateLimit, burst: settings.apiBurstLimit } },
+    routes: Object.fromEntries(
+      INGEST_ROUTES.map((route) => [
+        route,
+        {
+          function: ingestHttp.fn,
+          authorizer: (PRODUCER_ADMIN_ROUTES as readonly string[]).includes(route) ? "iam" : "none",
+        },
+      ]),
+    ),
+  });
+  NagSuppressions.addResourceSuppressions(
+    api,
+    [
+      {
+        id: "AwsSolutions-APIG4",
+        reason:
+          "POST /v1/streams/{stream}/events is authenticated per event: the producer's signature is checked " +
+          "against its registered key before anything is committed, so producers need no AWS identity. " +
+          "GET /healthz exposes nothing. Every other route requires IAM (SigV4).",
+      },
+      {
+        id: "AwsSolutions-COG4",
+        reason:
+          "No Cognito users: producers authenticate by event signatures, operators and auditors by IAM.",
+      },
+    ],
+    true,
+  );
+
+  // ---- EventBridge ----
+  const bus = new events.EventBus(stack, "Bus", { eventBusName: `${app.name}-${app.stage}-ingest` });
+  for (const account of settings.producerAccounts) {
+    new events.CfnEventBusPolicy(stack, `BusPolicy${account}`, {
+      eventBusName: bus.eventBusName,
+      statementId: `AllowPutEventsFrom${account}`,
+      statement: {
+        Effect: "Allow",
+        Principal: { AWS: `arn:${Aws.PARTITION}:iam::${account}:root` },
+        Action: "events:PutEvents",
+        Resource: bus.eventBusArn,
+      },
+    });
+  }
+
+  const deadLetters = new sqs.Queue(stack, "IngestDeadLetters", {
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+  });
+  const queue = new sqs.Queue(stack, "IngestQueue", {
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    visibilityTimeout: queueVisibilityFor(INGEST_QUEUE_TIMEOUT_SECONDS),
+    retentionPeriod: Duration.days(4),
+    deadLetterQueue: { queue: deadLetters, maxReceiveCount: 5 },
+  });
+
+  // Every event on this bus from the deploying account or an allowed producer account is an audit event.
+  const rule = new events.Rule(stack, "IngestRule", {
+    eventBus: bus,
+    description: "Forwards audit events from allowed accounts to the ingest queue",
+    eventPattern: { account: [Aws.ACCOUNT_ID, ...settings.producerAccounts] },
+  });
+  rule.addTarget(
+    new targets.SqsQueue(queue, {
+      deadLetterQueue: deadLetters,
+      retryAttempts: 185,
+      maxEventAge: Duration.hours(24),
+    }),
+  );
+
+  const ingestQueue = sinkFunction(stack, "ingest-queue", {
+    resources,
+    description: "auditsink EventBridge ingest: commits batches of events from the ingest queue",
+    timeout: INGEST_QUEUE_TIMEOUT_SECONDS,
+    memorySize: 1024,
+    statements: writerStatements(),
+  });
+  ingestQueue.fn.addEventSource(
+    new lambdaEvents.SqsEventSource(queue, {
+      // Batches amortise the commit: one segment, one conditional write and one signature per batch.
+      batchSize: 100,
+      maxBatchingWindow: Duration.seconds(2),
+      reportBatchItemFailures: true,
+      maxConcurrency: 10,
+    }),
+  );
+
+  // Attach to the operators who register and revoke producers.
+  const producerAdmins = new iam.ManagedPolicy(stack, "ProducerAdmins", {
+    managedPolicyName: `${app.name}-${app.stage}-${app.region}-producer-admins`,
+    description: `auditsink ${app.stage}: register and revoke producer keys through the HTTP API`,
+    statements: [
+      new iam.PolicyStatement({
+        actions: ["execute-api:Invoke"],
+        resources: PRODUCER_ADMIN_ROUTES.map((route) => executeApiArn(api.httpApiId, route)),
+      }),
+    ],
+  });
+  NagSuppressions.addResourceSuppressions(producerAdmins, [
+    {
+      id: "AwsSolutions-IAM5",
+      reason:
+        "The only wildcard stands for a path parameter ({id}) of one producer administration route of this API.",
+      appliesTo: [{ regex: EXECUTE_API_FINDING }],
+    },
+  ]);
+
+  stack.addOutputs({
+    ApiUrl: api.url,
+    ProducerAdminsPolicyArn: producerAdmins.managedPolicyArn,
+    ApiId: api.httpApiId,
+    EventBusName: bus.eventBusName,
+    EventBusArn: bus.eventBusArn,
+    IngestQueueUrl: queue.queueUrl,
+    IngestDeadLetterQueueUrl: deadLetters.queueUrl,
+  });
+  return { api, bus, queue, deadLetters, ingestHttp: ingestHttp.fn, ingestQueue: ingestQueue.fn };
+}

@@ -1,0 +1,29 @@
+import { RemovalPolicy } from "aws-cdk-lib";
+import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import type { StackContext } from "sst/constructs";
+
+/**
+ * The head store, dedup index and producer registry: one DynamoDB table with the key schema packages/aws
+ * documents (`pk`/`sk`, one GSI `gsi1` on `gsi1pk`/`gsi1sk`). It is a fast, repairable cache of the archive
+ * (DESIGN.md §4), but losing it would stall ingest, so it is protected like a system of record.
+ */
+export function Ledger({ stack }: StackContext) {
+  const table = new dynamodb.Table(stack, "Ledger", {
+    partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
+    sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    deletionProtection: true,
+    encryption: dynamodb.TableEncryption.AWS_MANAGED,
+    removalPolicy: RemovalPolicy.RETAIN,
+  });
+  table.addGlobalSecondaryIndex({
+    indexName: "gsi1",
+    partitionKey: { name: "gsi1pk", type: dynamodb.AttributeType.STRING },
+    sortKey: { name: "gsi1sk", type: dynamodb.AttributeType.STRING },
+    projectionType: dynamodb.ProjectionType.ALL,
+  });
+
+  stack.addOutputs({ LedgerTableName: table.tableName });
+  return { table };
+}

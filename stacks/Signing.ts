@@ -1,0 +1,111 @@
+import { RemovalPolicy } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import type { StackContext } from "sst/constructs";
+import { appRoleArnPattern, roleArn, SIGNER_ROLES } from "./naming.ts";
+import { KEY_PROTECTED_ACTIONS } from "./policies.ts";
+
+/** Key administration for the account's IAM administrators: everything except using the key. */
+const KEY_ADMIN_ACTIONS = [
+  "kms:Create*",
+  "kms:Describe*",
+  "kms:Enable*",
+  "kms:List*",
+  "kms:Put*",
+  "kms:Update*",
+  "kms:Revoke*",
+  "kms:Disable*",
+  "kms:Get*",
+  "kms:Delete*",
+  "kms:TagResource",
+  "kms:UntagResource",
+  "kms:ScheduleKeyDeletion",
+  "kms:CancelKeyDeletion",
+];
+
+/**
+ * The checkpoint signing key: ECDSA P-256 (C2SP signed-note type 0x02), never exportable.
+ *
+ * The key policy is written out in full (an L1 key) because the L2 default grants `kms:*` to the account,
+ * which would let any IAM policy in the account grant kms:Sign. Here only the two ingest roles may sign, an
+ * explicit deny stops everyone else, and no app role may disable, delete or re-permission the key. Statements
+ * name roles by ARN in conditions, so the key can exist before the roles (KMS validates principals, not
+ * condition values).
+ */
+export function Signing({ app, stack }: StackContext) {
+  const account = new iam.AccountRootPrincipal();
+  const signerArns = SIGNER_ROLES.map((purpose) => roleArn(app, purpose, stack.partition, stack.account));
+  const readerArns = (["query", "verifier"] as const).map((purpose) =>
+    roleArn(app, purpose, stack.partition, stack.account),
+  );
+  const auditorArn = roleArn(app, "auditor", stack.partition, stack.account);
+
+  const policy = new iam.PolicyDocument({
+    statements: [
+      new iam.PolicyStatement({
+        sid: "KeyAdministration",
+        principals: [account],
+        actions: KEY_ADMIN_ACTIONS,
+        resources: ["*"],
+      }),
+      new iam.PolicyStatement({
+        sid: "SignCheckpoints",
+        principals: [account],
+        actions: ["kms:Sign", "kms:GetPublicKey"],
+        resources: ["*"],
+        conditions: { ArnEquals: { "aws:PrincipalArn": signerArns } },
+      }),
+      new iam.PolicyStatement({
+        sid: "ReadPublicKey",
+        principals: [account],
+        actions: ["kms:GetPublicKey", "kms:DescribeKey"],
+        resources: ["*"],
+        conditions: { ArnEquals: { "aws:PrincipalArn": readerArns } },
+      }),
+      new iam.PolicyStatement({
+        sid: "AuditorVerify",
+        principals: [account],
+        actions: ["kms:GetPublicKey", "kms:Verify"],
+        resources: ["*"],
+        conditions: { ArnEquals: { "aws:PrincipalArn": [auditorArn] } },
+      }),
+      new iam.PolicyStatement({
+        sid: "DenySignExceptSigners",
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ["kms:Sign"],
+        resources: ["*"],
+        conditions: { ArnNotEquals: { "aws:PrincipalArn": signerArns } },
+      }),
+      new iam.PolicyStatement({
+        sid: "DenyAppRolesKeyLifecycle",
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: KEY_PROTECTED_ACTIONS,
+        resources: ["*"],
+        conditions: {
+          ArnLike: { "aws:PrincipalArn": appRoleArnPattern(app, stack.partition, stack.account) },
+        },
+      }),
+    ],
+  });
+
+  const key = new kms.CfnKey(stack, "SigningKey", {
+    description: `auditsink ${app.stage}: signs C2SP checkpoints (ECDSA P-256)`,
+    keySpec: "ECC_NIST_P256",
+    keyUsage: "SIGN_VERIFY",
+    enabled: true,
+    pendingWindowInDays: 30,
+    keyPolicy: policy,
+  });
+  key.applyRemovalPolicy(RemovalPolicy.RETAIN);
+
+  // The alias is only a name: it goes with the stack, so the stage can be deployed again after a teardown.
+  const alias = new kms.CfnAlias(stack, "SigningKeyAlias", {
+    aliasName: `alias/${app.name}-${app.stage}-signing`,
+    targetKeyId: key.ref,
+  });
+
+  stack.addOutputs({ SigningKeyArn: key.attrArn, SigningKeyAlias: alias.aliasName });
+  return { signingKeyArn: key.attrArn };
+}

@@ -1,0 +1,168 @@
+/**
+ * The archive, ledger and key protections, written once and used twice: as explicit denies in every app role's
+ * identity policy, and (for the archive and the key) in the resource policy, scoped to the app's roles. An
+ * explicit deny wins over any allow, so a policy attached to a role later cannot lift them (DESIGN.md
+ * invariant 6).
+ */
+import * as iam from "aws-cdk-lib/aws-iam";
+
+/** S3 actions that would delete, hide, unlock or reconfigure the archive. No app role may perform them. */
+export const ARCHIVE_PROTECTED_ACTIONS = [
+  "s3:DeleteObject",
+  "s3:DeleteObjectVersion",
+  "s3:BypassGovernanceRetention",
+  "s3:PutObjectLegalHold",
+  "s3:PutBucketObjectLockConfiguration",
+  "s3:PutBucketPolicy",
+  "s3:DeleteBucketPolicy",
+  "s3:PutBucketVersioning",
+  "s3:PutLifecycleConfiguration",
+  "s3:PutEncryptionConfiguration",
+  "s3:PutBucketPublicAccessBlock",
+  "s3:PutBucketOwnershipControls",
+  "s3:PutBucketAcl",
+  "s3:PutObjectAcl",
+  "s3:PutObjectVersionAcl",
+  "s3:PutReplicationConfiguration",
+  "s3:PutBucketLogging",
+  "s3:DeleteBucket",
+];
+
+/** The only S3 writes the sink makes: create an object with its Object Lock retention. */
+export const ARCHIVE_WRITE_ACTIONS = ["s3:PutObject", "s3:PutObjectRetention"];
+
+/** KMS actions that would disable, delete, re-permission or rename the signing key. */
+export const KEY_PROTECTED_ACTIONS = [
+  "kms:ScheduleKeyDeletion",
+  "kms:DisableKey",
+  "kms:PutKeyPolicy",
+  "kms:CreateGrant",
+  "kms:UpdateKeyDescription",
+  "kms:TagResource",
+  "kms:UntagResource",
+  "kms:CreateAlias",
+  "kms:UpdateAlias",
+  "kms:DeleteAlias",
+];
+
+/** DynamoDB actions that would drop the ledger, its backups or its items. The ports never delete items. */
+export const LEDGER_PROTECTED_ACTIONS = [
+  "dynamodb:DeleteTable",
+  "dynamodb:UpdateTable",
+  "dynamodb:UpdateContinuousBackups",
+  "dynamodb:UpdateTimeToLive",
+  "dynamodb:DeleteBackup",
+  "dynamodb:PutResourcePolicy",
+  "dynamodb:DeleteResourcePolicy",
+  "dynamodb:DeleteItem",
+];
+
+/** DynamoDB writes, denied outright to the roles that only read the ledger. */
+export const LEDGER_WRITE_ACTIONS = [
+  "dynamodb:PutItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:BatchWriteItem",
+  "dynamodb:ConditionCheckItem",
+];
+
+export const LEDGER_READ_ACTIONS = [
+  "dynamodb:GetItem",
+  "dynamodb:BatchGetItem",
+  "dynamodb:Query",
+  "dynamodb:Scan",
+  "dynamodb:DescribeTable",
+];
+
+/** Who a protection applies to: an identity policy (no principal) or a resource policy (the app's roles). */
+export type Scope = { kind: "identity" } | { kind: "resource"; principalArnPattern: string };
+
+function deny(
+  scope: Scope,
+  sid: string,
+  props: Omit<iam.PolicyStatementProps, "effect" | "sid">,
+): iam.PolicyStatement {
+  if (scope.kind === "identity") return new iam.PolicyStatement({ sid, effect: iam.Effect.DENY, ...props });
+  return new iam.PolicyStatement({
+    sid,
+    effect: iam.Effect.DENY,
+    principals: [new iam.AnyPrincipal()],
+    ...props,
+    conditions: {
+      ...props.conditions,
+      ArnLike: { "aws:PrincipalArn": scope.principalArnPattern },
+    },
+  });
+}
+
+/**
+ * Denies every way of removing, overwriting or unlocking archived objects or reconfiguring the bucket.
+ *
+ * Retention: S3 requires s3:PutObjectRetention to set retention on PutObject, so writers must keep it. IAM sees
+ * the same action whether retention is set at creation or later on an existing version; what it can refuse is a
+ * retention that ends sooner than `retentionDays` from now or is not COMPLIANCE mode. Shortening the retention of
+ * an existing COMPLIANCE-mode version is refused by S3 itself, for every principal including the root user.
+ */
+export function archiveProtections(
+  scope: Scope,
+  bucketArn: string,
+  retentionDays: number,
+): iam.PolicyStatement[] {
+  const resources = [bucketArn, `${bucketArn}/*`];
+  // One day of slack: a writer that sets "now + retentionDays" reaches S3 a moment later, when fewer than
+  // retentionDays whole days remain.
+  const minimumRemainingDays = retentionDays - 1;
+  return [
+    deny(scope, "DenyArchiveDeleteUnlockReconfigure", { actions: ARCHIVE_PROTECTED_ACTIONS, resources }),
+    deny(scope, "DenyRetentionBelowFloor", {
+      actions: ["s3:PutObjectRetention"],
+      resources: [`${bucketArn}/*`],
+      conditions: {
+        NumericLessThan: { "s3:object-lock-remaining-retention-days": String(minimumRemainingDays) },
+      },
+    }),
+    deny(scope, "DenyRetentionOtherThanCompliance", {
+      actions: ["s3:PutObjectRetention"],
+      resources: [`${bucketArn}/*`],
+      conditions: { StringNotEquals: { "s3:object-lock-mode": "COMPLIANCE" } },
+    }),
+    // Create-only writes (invariant 4): a PutObject without If-None-Match could add a new version over a key.
+    deny(scope, "DenyPutWithoutIfNoneMatch", {
+      actions: ["s3:PutObject"],
+      resources: [`${bucketArn}/*`],
+      conditions: { Null: { "s3:if-none-match": "true" } },
+    }),
+  ];
+}
+
+/** Denies every S3 write, for roles that only read the archive. */
+export function archiveReadOnly(scope: Scope, bucketArn: string): iam.PolicyStatement {
+  return deny(scope, "DenyArchiveWrites", {
+    actions: ARCHIVE_WRITE_ACTIONS,
+    resources: [bucketArn, `${bucketArn}/*`],
+  });
+}
+
+export function keyProtections(keyArn: string): iam.PolicyStatement {
+  return deny({ kind: "identity" }, "DenySigningKeyLifecycle", {
+    actions: KEY_PROTECTED_ACTIONS,
+    resources: [keyArn],
+  });
+}
+
+export function ledgerProtections(tableArn: string): iam.PolicyStatement {
+  return deny({ kind: "identity" }, "DenyLedgerDeleteReconfigure", {
+    actions: LEDGER_PROTECTED_ACTIONS,
+    resources: [tableArn, `${tableArn}/*`],
+  });
+}
+
+export function ledgerReadOnly(tableArn: string): iam.PolicyStatement {
+  return deny({ kind: "identity" }, "DenyLedgerWrites", {
+    actions: LEDGER_WRITE_ACTIONS,
+    resources: [tableArn, `${tableArn}/*`],
+  });
+}
+
+export function noSigning(keyArn: string): iam.PolicyStatement {
+  return deny({ kind: "identity" }, "DenySigning", { actions: ["kms:Sign"], resources: [keyArn] });
+}

@@ -1,0 +1,168 @@
+/**
+ * Stage settings: everything an operator may change per stage, validated once, before any resource exists.
+ *
+ * `npx sst deploy --stage <name>` reads them from the environment; SST v2 loads `.env`, `.env.local`,
+ * `.env.<stage>` and `.env.<stage>.local` from the project root first, so a stage's settings live in
+ * `.env.<stage>`. docs/DEPLOY.md lists every variable.
+ */
+
+/** Object Lock retention may never be shorter than six months (EU AI Act Art. 19; DESIGN.md invariant 4). */
+export const RETENTION_FLOOR_DAYS = 180;
+/** S3 refuses default retention periods longer than 100 years. */
+export const RETENTION_CEILING_DAYS = 36_500;
+
+export interface StageSettings {
+  /** Default Object Lock retention (COMPLIANCE mode) of every archived object, in days. */
+  retentionDays: number;
+  /** Where alarm and alert notifications are mailed; no subscription when absent. */
+  alertEmail?: string;
+  /** AWS accounts (besides the deploying one) allowed to put events on the ingest bus. */
+  producerAccounts: string[];
+  /** AWS accounts (besides the deploying one) whose principals may assume the auditor role. */
+  auditorAccounts: string[];
+  /** Minutes between scheduled verifier runs. */
+  verifierIntervalMinutes: number;
+  /** Retention of the functions' and the HTTP API's CloudWatch log groups, in days. */
+  logRetentionDays: number;
+  /** Steady-state request rate (per second) of the HTTP API, across all routes. */
+  apiRateLimit: number;
+  /** Burst capacity of the HTTP API. */
+  apiBurstLimit: number;
+}
+
+export const DEFAULT_SETTINGS: StageSettings = {
+  retentionDays: RETENTION_FLOOR_DAYS,
+  producerAccounts: [],
+  auditorAccounts: [],
+  verifierIntervalMinutes: 5,
+  logRetentionDays: 365,
+  apiRateLimit: 200,
+  apiBurstLimit: 400,
+};
+
+/** The environment variable behind each setting (docs/DEPLOY.md documents them under these names). */
+export const SETTING_VARIABLES = {
+  retentionDays: "AUDITSINK_RETENTION_DAYS",
+  alertEmail: "AUDITSINK_ALERT_EMAIL",
+  producerAccounts: "AUDITSINK_PRODUCER_ACCOUNTS",
+  auditorAccounts: "AUDITSINK_AUDITOR_ACCOUNTS",
+  verifierIntervalMinutes: "AUDITSINK_VERIFIER_INTERVAL_MINUTES",
+  logRetentionDays: "AUDITSINK_LOG_RETENTION_DAYS",
+  apiRateLimit: "AUDITSINK_API_RATE_LIMIT",
+  apiBurstLimit: "AUDITSINK_API_BURST_LIMIT",
+} as const satisfies Record<keyof StageSettings, string>;
+
+/** CloudWatch Logs accepts only these retention periods. */
+const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+
+/** A setting that cannot be deployed. The message names the setting and what would be accepted. */
+export class StageSettingsError extends Error {
+  override readonly name = "StageSettingsError";
+}
+
+/**
+ * Validates settings, filling defaults. Throws StageSettingsError naming the first wrong setting.
+ *
+ * @example
+ * ```ts
+ * resolveSettings({ retentionDays: 365, alertEmail: "secops@example.com" });
+ * ```
+ */
+export function resolveSettings(input: Partial<StageSettings> = {}): StageSettings {
+  const settings: StageSettings = { ...DEFAULT_SETTINGS, ...stripUndefined(input) };
+  const { retentionDays } = settings;
+  if (!Number.isInteger(retentionDays)) {
+    throw new StageSettingsError(`retentionDays must be a whole number of days, got ${retentionDays}`);
+  }
+  if (retentionDays < RETENTION_FLOOR_DAYS) {
+    throw new StageSettingsError(
+      `retentionDays is ${retentionDays}, below the ${RETENTION_FLOOR_DAYS}-day floor: archived audit records ` +
+        `must stay locked for at least six months (EU AI Act Art. 19). ` +
+        `Set ${SETTING_VARIABLES.retentionDays} to ${RETENTION_FLOOR_DAYS} or more.`,
+    );
+  }
+  if (retentionDays > RETENTION_CEILING_DAYS) {
+    throw new StageSettingsError(
+      `retentionDays is ${retentionDays}, above the ${RETENTION_CEILING_DAYS}-day (100-year) maximum S3 Object Lock accepts`,
+    );
+  }
+  if (settings.alertEmail !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(settings.alertEmail)) {
+    throw new StageSettingsError(`alertEmail "${settings.alertEmail}" is not an email address`);
+  }
+  for (const key of ["producerAccounts", "auditorAccounts"] as const) {
+    for (const account of settings[key]) {
+      if (!/^\d{12}$/.test(account)) {
+        throw new StageSettingsError(`${key} holds "${account}", which is not a 12-digit AWS account id`);
+      }
+    }
+    settings[key] = [...new Set(settings[key])].sort();
+  }
+  const interval = settings.verifierIntervalMinutes;
+  if (!Number.isInteger(interval) || interval < 1 || interval > 60) {
+    throw new StageSettingsError(
+      `verifierIntervalMinutes must be a whole number from 1 to 60, got ${interval}`,
+    );
+  }
+  if (!LOG_RETENTION_DAYS.includes(settings.logRetentionDays)) {
+    throw new StageSettingsError(
+      `logRetentionDays is ${settings.logRetentionDays}; CloudWatch Logs accepts ${LOG_RETENTION_DAYS.join(", ")}`,
+    );
+  }
+  for (const key of ["apiRateLimit", "apiBurstLimit"] as const) {
+    if (!Number.isInteger(settings[key]) || settings[key] < 1) {
+      throw new StageSettingsError(`${key} must be a positive whole number, got ${settings[key]}`);
+    }
+  }
+  return settings;
+}
+
+/**
+ * Reads settings from `AUDITSINK_*` environment variables (see SETTING_VARIABLES), then validates them.
+ *
+ * @example
+ * ```ts
+ * settingsFromEnv({ AUDITSINK_RETENTION_DAYS: "400", AUDITSINK_PRODUCER_ACCOUNTS: "111122223333" });
+ * ```
+ */
+export function settingsFromEnv(env: Record<string, string | undefined>): StageSettings {
+  const text = (key: keyof StageSettings): string | undefined => {
+    const value = env[SETTING_VARIABLES[key]]?.trim();
+    return value === "" ? undefined : value;
+  };
+  const integer = (key: keyof StageSettings): number | undefined => {
+    const value = text(key);
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value)) {
+      throw new StageSettingsError(`${SETTING_VARIABLES[key]} must be a whole number, got "${value}"`);
+    }
+    return Number(value);
+  };
+  const list = (key: keyof StageSettings): string[] | undefined =>
+    text(key)
+      ?.split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "");
+  try {
+    return resolveSettings({
+      retentionDays: integer("retentionDays"),
+      alertEmail: text("alertEmail"),
+      producerAccounts: list("producerAccounts"),
+      auditorAccounts: list("auditorAccounts"),
+      verifierIntervalMinutes: integer("verifierIntervalMinutes"),
+      logRetentionDays: integer("logRetentionDays"),
+      apiRateLimit: integer("apiRateLimit"),
+      apiBurstLimit: integer("apiBurstLimit"),
+    });
+  } catch (error) {
+    if (error instanceof StageSettingsError) {
+      throw new StageSettingsError(`Invalid stage settings: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+function stripUndefined<T extends object>(input: T): Partial<T> {
+  return Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
