@@ -146,3 +146,26 @@ export function verifyNote(note: Note, trusted: readonly NoteKey[]): NoteVerdict
   const by = note.signatures.map((s) => `${s.name}+${s.keyId.toString("hex")}`).join(", ");
   return { ok: false, reason: "unknown-key", detail: `signed only by keys that are not trusted (${by})` };
 }
+
+/** The public key document the sink stores at `keys/<8 hex key ID>.json` so old checkpoints stay verifiable. */
+export interface PublicKeyDocument {
+  name: string;
+  keyId: string;
+  algorithm: "ed25519" | "ecdsa-p256";
+  /** Base64 DER SubjectPublicKeyInfo. */
+  publicKey: string;
+  /** The verifier key string an auditor pins (formatVerifierKey). */
+  verifierKey: string;
+}
+
+export function publicKeyDocument(key: NoteKey): PublicKeyDocument {
+  return {
+    name: key.name,
+    keyId: key.keyId.toString("hex"),
+    algorithm: key.type === SIG_ECDSA ? "ecdsa-p256" : "ed25519",
+    publicKey: spkiDer(key.publicKey).toString("base64"),
+    verifierKey: formatVerifierKey(key),
+  };
+}
+
+export const publicKeyDocumentKey = (key: NoteKey) => `keys/${key.keyId.toString("hex")}.json`;
