@@ -1,0 +1,456 @@
+/**
+ * The HTTP API v1 as one Hono app. It only knows Request → Response: the embedded runtime serves it with
+ * @hono/node-server, AWS with hono/aws-lambda, each passing its own adapters as ports (AppDeps).
+ * Errors become RFC 9457 problem+json in one place (app.onError, via errors.ts).
+ */
+import {
+  checkpointPrefix,
+  type EventIndex,
+  type ProducerAdmin,
+  publicKeyFromSpki,
+  type Sink,
+  toHex,
+} from "@auditsink/core";
+import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
+import {
+  CheckpointResponse,
+  ConsistencyQuery,
+  EventsPage,
+  EventsQuery,
+  InclusionQuery,
+  KeysResponse,
+  MAX_BATCH_EVENTS,
+  MAX_BODY_BYTES,
+  ProblemSchema,
+  ProducerInfoSchema,
+  ProducersResponse,
+  ProofResponse,
+  ReceiptsResponse,
+  RecordsQuery,
+  RecordsResponse,
+  RegisterProducerBody,
+  RevokeBody,
+  StreamParams,
+  StreamsResponse,
+  signedEventJsonSchema,
+} from "./schemas.ts";
+
+export interface AppKeys {
+  /** The deployment name: checkpoint origins are `<deployment>/<stream>`. */
+  deployment: string;
+  /** Every key that signs or signed this deployment's checkpoints, newest first. */
+  keys: { verifierKey: string; publicKeyPem?: string }[];
+}
+
+/** What the app needs from its runtime. Nothing here is local- or AWS-specific. */
+export interface AppDeps {
+  sink: Sink;
+  /** The producer registry; pass one that records changes in the system stream (core AuditedProducerAdmin). */
+  producers: ProducerAdmin;
+  events: EventIndex;
+  keys: AppKeys;
+  /** Decides whether a bearer token may register and revoke producers. */
+  authorizeAdmin(token: string | undefined): boolean | Promise<boolean>;
+  /** Extra fields for /healthz (for example the scheduled verifier's last run). */
+  health?(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Called with every unexpected (500/503) error; the client sees only a generic problem. */
+  logError?(error: unknown, request: { method: string; path: string }): void;
+}
+
+export const CLOUDEVENTS_JSON = "application/cloudevents+json";
+export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
+export const PROBLEM_JSON = "application/problem+json";
+
+const problemResponse = (p: Problem) =>
+  new Response(JSON.stringify(p), { status: p.status, headers: { "content-type": PROBLEM_JSON } });
+
+const problems = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((s) => [
+      s,
+      { description: "Problem details (RFC 9457)", content: { [PROBLEM_JSON]: { schema: ProblemSchema } } },
+    ]),
+  );
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+/** Constant-time comparison for bearer tokens (no node:crypto: the app runs on any runtime). */
+export function bearerTokenAuthorizer(expected: string): (token: string | undefined) => boolean {
+  return (token) => {
+    if (token === undefined || token.length !== expected.length) return false;
+    let diff = 0;
+    for (let i = 0; i < expected.length; i++) diff |= token.charCodeAt(i) ^ expected.charCodeAt(i);
+    return diff === 0;
+  };
+}
+
+/**
+ * @example
+ *   const app = createApp({ sink, producers, events, keys, authorizeAdmin: bearerTokenAuthorizer(token) });
+ *   serve({ fetch: app.fetch, port: 8787 });          // Node
+ *   export const handler = handle(app);               // AWS Lambda
+ */
+export function createApp(deps: AppDeps): OpenAPIHono {
+  const app = new OpenAPIHono({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        const field = issue ? issue.path.map(String).join(".") : undefined;
+        return problemResponse(
+          problem("invalid-request", `${field ? `${field}: ` : ""}${issue?.message ?? "invalid"}`, field),
+        );
+      }
+    },
+  });
+  const { sink } = deps;
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "The deployment's admin token (embedded: <data>/admin-token).",
+  });
+
+  app.onError((error, c) => {
+    const { problem: p, unexpected } = problemFor(error);
+    if (unexpected) deps.logError?.(error, { method: c.req.method, path: c.req.path });
+    return problemResponse(p);
+  });
+  app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));
+
+  const eventSchema = signedEventJsonSchema();
+  app.use(
+    "/v1/streams/:stream/events",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => problemResponse(problem("too-large", `the body exceeds ${MAX_BODY_BYTES} bytes`)),
+    }),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/streams/{stream}/events",
+      summary: "Submit one event or a batch; returns a signed receipt per event",
+      description: `One CloudEvent (${CLOUDEVENTS_JSON} or application/json), or up to ${MAX_BATCH_EVENTS} (${CLOUDEVENTS_BATCH_JSON}, a JSON array, or {"events": [...]}) and at most ${MAX_BODY_BYTES} bytes. All or nothing. A retry of an accepted source+id returns the original receipt.`,
+      request: {
+        params: StreamParams,
+        body: {
+          required: true,
+          content: {
+            [CLOUDEVENTS_JSON]: { schema: eventSchema as never },
+            [CLOUDEVENTS_BATCH_JSON]: { schema: { type: "array", items: eventSchema } as never },
+            "application/json": {
+              schema: {
+                oneOf: [
+                  eventSchema,
+                  { type: "array", items: eventSchema },
+                  {
+                    type: "object",
+                    properties: { events: { type: "array", items: eventSchema } },
+                    required: ["events"],
+                  },
+                ],
+              } as never,
+            },
+          },
+        },
+      },
+      responses: {
+        200: json(ReceiptsResponse, "One receipt per event, in order"),
+        ...problems(400, 401, 403, 409, 413, 415, 503),
+      },
+    }),
+    async (c) => {
+      const { stream } = c.req.valid("param");
+      const events = await readEvents(c);
+      const receipts = await sink.submit(stream, events);
+      return c.json({ receipts }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/streams",
+      summary: "List streams with their size and newest checkpoint",
+      responses: { 200: json(StreamsResponse, "Streams") },
+    }),
+    async (c) => {
+      const heads = sink.options.heads;
+      const streams = [];
+      for (const stream of await heads.streams()) {
+        const h = await heads.get(stream);
+        if (h) streams.push({ stream, size: h.size, ...(h.checkpoint ? { checkpoint: h.checkpoint } : {}) });
+      }
+      return c.json({ streams }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/streams/{stream}/checkpoint",
+      summary: "The newest signed checkpoint of a stream",
+      request: { params: StreamParams },
+      responses: {
+        200: json(CheckpointResponse, "Signed checkpoint (C2SP signed note)"),
+        ...problems(400, 404),
+      },
+    }),
+    async (c) => {
+      const { stream } = c.req.valid("param");
+      const checkpoint = await newestCheckpoint(sink, stream);
+      return c.json({ stream, size: checkpoint.size, checkpoint: checkpoint.text }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/streams/{stream}/records",
+      summary: `Records [from, to) of a stream, at most ${MAX_BATCH_EVENTS}`,
+      request: { params: StreamParams, query: RecordsQuery },
+      responses: { 200: json(RecordsResponse, "Records"), ...problems(400, 404) },
+    }),
+    async (c) => {
+      const { stream } = c.req.valid("param");
+      const { from, to } = c.req.valid("query");
+      if (to < from) throw new ApiError("invalid-request", "to: must not be less than from", "to");
+      if (to - from > MAX_BATCH_EVENTS)
+        throw new ApiError("invalid-request", `to: at most ${MAX_BATCH_EVENTS} records per request`, "to");
+      await ensureSize(sink, stream, to, "to");
+      const records = (await sink.reader(stream).records(from, to)).map((r) => ({
+        index: r.record.index,
+        recordHash: toHex(r.hash),
+        record: r.record as unknown as Record<string, unknown>,
+      }));
+      return c.json({ stream, records }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/streams/{stream}/proofs/inclusion",
+      summary: "RFC 9162 inclusion proof of a record in the tree of a given size",
+      request: { params: StreamParams, query: InclusionQuery },
+      responses: { 200: json(ProofResponse, "Inclusion proof (hex hashes)"), ...problems(400, 404) },
+    }),
+    async (c) => {
+      const { stream } = c.req.valid("param");
+      const { index, size } = c.req.valid("query");
+      if (index >= size) throw new ApiError("invalid-request", "index: must be less than size", "index");
+      const reader = await ensureSize(sink, stream, size, "size");
+      const proof = reader.inclusionProof(index, size).map(toHex);
+      return c.json({ stream, index, size, root: toHex(reader.root(size)), proof }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/streams/{stream}/proofs/consistency",
+      summary: "RFC 9162 consistency proof between two tree sizes",
+      request: { params: StreamParams, query: ConsistencyQuery },
+      responses: { 200: json(ProofResponse, "Consistency proof (hex hashes)"), ...problems(400, 404) },
+    }),
+    async (c) => {
+      const { stream } = c.req.valid("param");
+      const { from, to } = c.req.valid("query");
+      if (from < 1 || from > to) throw new ApiError("invalid-request", "from: must be 1 … to", "from");
+      const reader = await ensureSize(sink, stream, to, "to");
+      const proof = from === to ? [] : reader.consistencyProof(from, to).map(toHex);
+      return c.json({ stream, from, to, root: toHex(reader.root(to)), proof }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/events",
+      summary: "Find events by agent, run, type and time window, paginated",
+      request: { query: EventsQuery },
+      responses: { 200: json(EventsPage, "A page of events"), ...problems(400) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const page = await deps.events.find(
+        Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined)) as typeof q,
+      );
+      return c.json(page as never, 200);
+    },
+  );
+
+  const requireAdmin = async (c: Context) => {
+    const header = c.req.header("authorization");
+    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    if (!(await deps.authorizeAdmin(token))) {
+      throw new ApiError("unauthorized", "a valid admin bearer token is required");
+    }
+  };
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/producers",
+      summary: "Register a producer (or add a key to one); recorded in the _system stream",
+      security: [{ adminToken: [] }],
+      request: {
+        body: { required: true, content: { "application/json": { schema: RegisterProducerBody } } },
+      },
+      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+    }),
+    async (c) => {
+      await requireAdmin(c);
+      const body = c.req.valid("json");
+      const info = await deps.producers.register({
+        id: body.id,
+        publicKey: publicKeyFromSpki(body.publicKey),
+        streams: body.streams,
+        ...(body.heartbeatSeconds !== undefined ? { heartbeatSeconds: body.heartbeatSeconds } : {}),
+      });
+      return c.json(info, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/producers",
+      summary: "List producers and their public keys",
+      responses: { 200: json(ProducersResponse, "Producers") },
+    }),
+    async (c) => c.json({ producers: await deps.producers.list() }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/producers/{id}/revoke",
+      summary: "Revoke one key, or every key, of a producer; recorded in the _system stream",
+      security: [{ adminToken: [] }],
+      request: {
+        params: RegisterProducerBody.pick({ id: true }).openapi({}),
+        body: { required: false, content: { "application/json": { schema: RevokeBody } } },
+      },
+      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+    }),
+    async (c) => {
+      await requireAdmin(c);
+      const { id } = c.req.valid("param");
+      const text = await c.req.text();
+      let keyId: string | undefined;
+      if (text.trim() !== "") {
+        const parsed = RevokeBody.safeParse(parseJson(text));
+        if (!parsed.success) throw new ApiError("invalid-request", "keyId: must be a 64-hex key id", "keyId");
+        keyId = parsed.data.keyId;
+      }
+      return c.json(await deps.producers.revoke(id, keyId), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/keys",
+      summary: "The deployment's checkpoint verifier keys (what an auditor pins)",
+      responses: { 200: json(KeysResponse, "Verifier keys") },
+    }),
+    (c) => c.json(deps.keys, 200),
+  );
+
+  app.get("/healthz", async (c) =>
+    c.json({ status: "ok", deployment: deps.keys.deployment, ...(await deps.health?.()) }),
+  );
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "auditsink API",
+      version: "1.0.0",
+      description:
+        "Tamper-evident audit sink: signed CloudEvents in, per-stream hash chains and RFC 9162 Merkle trees, C2SP signed checkpoints, a signed receipt per event.",
+    },
+  });
+  return app;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError("invalid-request", "body: not valid JSON", "body");
+  }
+}
+
+/** The events of a submission, by media type (CloudEvents structured mode, batch mode, or plain JSON). */
+async function readEvents(c: Context): Promise<unknown[]> {
+  const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json" && type !== CLOUDEVENTS_JSON && type !== CLOUDEVENTS_BATCH_JSON) {
+    throw new ApiError(
+      "unsupported-media-type",
+      `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}`,
+    );
+  }
+  const body = parseJson(await c.req.text());
+  let events: unknown[];
+  if (type === CLOUDEVENTS_BATCH_JSON) {
+    if (!Array.isArray(body))
+      throw new ApiError("invalid-request", "body: a batch must be a JSON array", "body");
+    events = body;
+  } else if (Array.isArray(body)) {
+    if (type === CLOUDEVENTS_JSON)
+      throw new ApiError(
+        "invalid-request",
+        `body: ${CLOUDEVENTS_JSON} holds one event, not an array`,
+        "body",
+      );
+    events = body;
+  } else if (typeof body === "object" && body !== null && type === "application/json" && "events" in body) {
+    const list = (body as { events: unknown }).events;
+    if (!Array.isArray(list)) throw new ApiError("invalid-request", "events: must be an array", "events");
+    events = list;
+  } else {
+    events = [body];
+  }
+  if (events.length > MAX_BATCH_EVENTS) {
+    throw new ApiError(
+      "too-large",
+      `a batch holds at most ${MAX_BATCH_EVENTS} events, not ${events.length}`,
+      "events",
+    );
+  }
+  return events;
+}
+
+async function streamSize(sink: Sink, stream: string): Promise<number> {
+  const head = await sink.options.heads.get(stream);
+  if (!head) throw new ApiError("not-found", `no stream ${stream}`, "stream");
+  return head.size;
+}
+
+/** The stream's reader, holding at least `size` records; 400 naming `field` when the stream is shorter. */
+async function ensureSize(sink: Sink, stream: string, size: number, field: string) {
+  const have = await streamSize(sink, stream);
+  if (size > have) throw new ApiError("invalid-request", `${field}: the stream has ${have} records`, field);
+  const reader = sink.reader(stream);
+  await reader.ensure(size);
+  return reader;
+}
+
+async function newestCheckpoint(sink: Sink, stream: string): Promise<{ size: number; text: string }> {
+  const head = await sink.options.heads.get(stream);
+  if (!head) throw new ApiError("not-found", `no stream ${stream}`, "stream");
+  if (head.checkpoint) return { size: head.size, text: head.checkpoint };
+  // The head lost its checkpoint text (repaired after a crash): the newest stored checkpoint is the answer.
+  const keys = await sink.options.objects.list(checkpointPrefix(stream));
+  const last = keys[keys.length - 1];
+  const bytes = last ? await sink.options.objects.get(last) : undefined;
+  if (!last || !bytes) throw new ApiError("not-found", `stream ${stream} has no checkpoint yet`, "stream");
+  return { size: Number(last.slice(-20)), text: new TextDecoder().decode(bytes) };
+}

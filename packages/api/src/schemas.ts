@@ -1,0 +1,220 @@
+/**
+ * The zod schemas of the HTTP API v1: they validate parameters and describe every body in the OpenAPI 3.1
+ * document. Event bodies are described here but validated by core (parseSignedEvent), once, so that the error
+ * names the exact field (`events[3].time`).
+ */
+import { STREAM_NAME, SYSTEM_STREAM, signedEventSchema } from "@auditsink/core";
+import { z } from "@hono/zod-openapi";
+
+export const MAX_BATCH_EVENTS = 1000;
+export const MAX_BODY_BYTES = 5 * 1024 * 1024;
+
+const STREAM_PARAM = new RegExp(`^(?:${STREAM_NAME.source.slice(1, -1)}|${SYSTEM_STREAM})$`);
+
+export const StreamParams = z.object({
+  stream: z
+    .string()
+    .regex(STREAM_PARAM, "1–128 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+    .openapi({ param: { name: "stream", in: "path" }, example: "agents.prod" }),
+});
+
+const natural = (name: string, description: string) =>
+  z.coerce
+    .number({ error: "must be a number" })
+    .int("must be an integer")
+    .min(0, "must not be negative")
+    .openapi({ param: { name, in: "query" }, description });
+
+export const RecordsQuery = z.object({
+  from: natural("from", "First record index (inclusive)."),
+  to: natural("to", `End index (exclusive); at most ${MAX_BATCH_EVENTS} records per request.`),
+});
+
+export const InclusionQuery = z.object({
+  index: natural("index", "Record index."),
+  size: natural("size", "Tree size (a checkpoint's size)."),
+});
+
+export const ConsistencyQuery = z.object({
+  from: natural("from", "Older tree size."),
+  to: natural("to", "Newer tree size."),
+});
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const optionalText = (name: string, description: string) =>
+  z
+    .string()
+    .min(1)
+    .max(1024)
+    .optional()
+    .openapi({ param: { name, in: "query" }, description });
+
+export const EventsQuery = z.object({
+  agent: optionalText("agent", "`gen_ai.agent.id` in the event data (or the `agentid` extension)."),
+  run: optionalText("run", "`gen_ai.conversation.id` in the event data (or the `runid` extension)."),
+  type: optionalText("type", "CloudEvents `type`."),
+  since: z
+    .string()
+    .regex(RFC3339, "must be an RFC 3339 timestamp")
+    .optional()
+    .openapi({ param: { name: "since", in: "query" }, description: "Event time at or after (RFC 3339)." }),
+  until: z
+    .string()
+    .regex(RFC3339, "must be an RFC 3339 timestamp")
+    .optional()
+    .openapi({ param: { name: "until", in: "query" }, description: "Event time before (RFC 3339)." }),
+  cursor: optionalText("cursor", "The `cursor` of the previous page."),
+  limit: z.coerce
+    .number({ error: "must be a number" })
+    .int("must be an integer")
+    .min(1, "must be at least 1")
+    .max(1000, "must be at most 1000")
+    .default(100)
+    .openapi({ param: { name: "limit", in: "query" }, description: "Page size, 1–1000 (default 100)." }),
+});
+
+const hex = z.string().regex(/^[0-9a-f]{64}$/);
+
+export const ReceiptSchema = z
+  .object({
+    stream: z.string(),
+    index: z.number().int(),
+    recordHash: hex,
+    source: z.string(),
+    id: z.string(),
+    checkpoint: z.string().openapi({ description: "C2SP signed note holding a tlog-checkpoint." }),
+    inclusionProof: z.array(hex),
+  })
+  .openapi("Receipt");
+
+export const ReceiptsResponse = z.object({ receipts: z.array(ReceiptSchema) }).openapi("Receipts");
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string(),
+    field: z.string().optional(),
+  })
+  .openapi("Problem");
+
+export const StreamSummary = z
+  .object({ stream: z.string(), size: z.number().int(), checkpoint: z.string().optional() })
+  .openapi("StreamSummary");
+
+export const CheckpointResponse = z
+  .object({ stream: z.string(), size: z.number().int(), checkpoint: z.string() })
+  .openapi("Checkpoint");
+
+export const RecordSchema = z
+  .object({
+    index: z.number().int(),
+    recordHash: hex,
+    record: z
+      .record(z.string(), z.unknown())
+      .openapi({ description: "The record (docs/FORMAT.md §Records)." }),
+  })
+  .openapi("Record");
+
+export const ProofResponse = z
+  .object({
+    stream: z.string(),
+    proof: z.array(hex),
+    root: hex.optional(),
+    index: z.number().int().optional(),
+    size: z.number().int().optional(),
+    from: z.number().int().optional(),
+    to: z.number().int().optional(),
+  })
+  .openapi("Proof");
+
+export const FoundEventSchema = z
+  .object({
+    stream: z.string(),
+    index: z.number().int(),
+    recordHash: hex,
+    received: z.string(),
+    producer: z.string(),
+    event: z.record(z.string(), z.unknown()),
+  })
+  .openapi("FoundEvent");
+
+export const ProducerInfoSchema = z
+  .object({
+    id: z.string(),
+    streams: z.array(z.string()),
+    heartbeatSeconds: z.number().int().optional(),
+    keys: z.array(
+      z.object({
+        keyId: z.string(),
+        publicKey: z.string(),
+        algorithm: z.enum(["ed25519", "ecdsa-p256"]),
+        createdAt: z.string(),
+        revokedAt: z.string().optional(),
+      }),
+    ),
+    createdAt: z.string(),
+  })
+  .openapi("Producer");
+
+export const RegisterProducerBody = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, "1–128 letters, digits, '.', '_', ':', '@', '-'"),
+    publicKey: z
+      .string()
+      .min(1)
+      .openapi({ description: "Ed25519 or ECDSA P-256 public key: base64 DER SPKI, or PEM." }),
+    streams: z
+      .array(
+        z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}\*?$|^\*$/, "a stream name, or a prefix ending in '*'"),
+      )
+      .min(1, "at least one stream or pattern"),
+    heartbeatSeconds: z.number().int().min(1).optional(),
+  })
+  .openapi("RegisterProducer");
+
+export const RevokeBody = z
+  .object({
+    keyId: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+  })
+  .openapi("Revoke");
+
+export const KeysResponse = z
+  .object({
+    deployment: z.string(),
+    keys: z.array(
+      z.object({
+        verifierKey: z.string().openapi({ description: "C2SP verifier key string to pin." }),
+        publicKeyPem: z.string().optional(),
+      }),
+    ),
+  })
+  .openapi("Keys");
+
+/** JSON Schema of one signed event, for the document only (core validates). */
+export function signedEventJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(signedEventSchema, { unrepresentable: "any", io: "input" }) as Record<
+    string,
+    unknown
+  > & { properties: Record<string, unknown> };
+  delete schema.$schema;
+  delete schema.$defs;
+  schema.properties.data = { description: "Any JSON value: the event payload." };
+  return schema;
+}
+
+export const StreamsResponse = z.object({ streams: z.array(StreamSummary) }).openapi("Streams");
+export const RecordsResponse = z
+  .object({ stream: z.string(), records: z.array(RecordSchema) })
+  .openapi("Records");
+export const EventsPage = z
+  .object({ events: z.array(FoundEventSchema), cursor: z.string().optional() })
+  .openapi("EventsPage");
+export const ProducersResponse = z.object({ producers: z.array(ProducerInfoSchema) }).openapi("Producers");

@@ -1,0 +1,70 @@
+/**
+ * Stream heads on disk: `<data>/heads/<stream>.json`, replaced atomically (temp file, fsync, rename, fsync of
+ * the directory). Compare-and-set is serialized per stream inside the process; the data-directory lock
+ * (DataDirectoryLock) makes this process the only writer, so that is enough.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Head, HeadStore } from "@auditsink/core";
+import { isErrno, replaceFile, storeError } from "./fsutil.ts";
+
+export class LocalHeadStore implements HeadStore {
+  private readonly chains = new Map<string, Promise<unknown>>();
+
+  constructor(
+    readonly dir: string,
+    private readonly tmpDir: string,
+  ) {}
+
+  private pathOf(stream: string): string {
+    return join(this.dir, `${stream}.json`);
+  }
+
+  async get(stream: string): Promise<Head | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.pathOf(stream), "utf8");
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return undefined;
+      throw storeError(`reading the head of ${stream}`, e);
+    }
+    try {
+      return JSON.parse(text) as Head;
+    } catch (e) {
+      throw storeError(`the head of ${stream} is not JSON`, e);
+    }
+  }
+
+  advance(stream: string, expectedSize: number, next: Head): Promise<boolean> {
+    const previous = this.chains.get(stream) ?? Promise.resolve();
+    const run = previous.then(async () => {
+      const current = (await this.get(stream))?.size ?? 0;
+      if (current !== expectedSize || next.size <= current) return false;
+      try {
+        await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644);
+      } catch (e) {
+        throw storeError(`writing the head of ${stream}`, e);
+      }
+      return true;
+    });
+    const settled = run.catch(() => undefined);
+    this.chains.set(stream, settled);
+    void settled.then(() => {
+      if (this.chains.get(stream) === settled) this.chains.delete(stream);
+    });
+    return run;
+  }
+
+  async streams(): Promise<string[]> {
+    try {
+      const names = await readdir(this.dir);
+      return names
+        .filter((n) => n.endsWith(".json"))
+        .map((n) => n.slice(0, -5))
+        .sort();
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return [];
+      throw storeError("listing heads", e);
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The write-once store on disk: one read-only file per object under `<data>/objects/<key>`.
+ *
+ * Life of an object:
+ *   1. the bytes are written to a fresh file in `<data>/tmp` (mode 0444) and fsynced;
+ *   2. link(2) gives it its key. link fails with EEXIST when the key exists, atomically, so exactly one
+ *      concurrent creator wins and a reader never sees a half-written object (a crash leaves only a temp file);
+ *   3. the directory holding the key is fsynced: the object is durable when putIfAbsent resolves;
+ *   4. the temp name is removed (a crash before that leaves a temp file, which the next start deletes).
+ */
+import { link, readdir, readFile, unlink } from "node:fs/promises";
+import { dirname, join, sep } from "node:path";
+import { type ObjectStore, StoreError } from "@auditsink/core";
+import { fsyncDir, isErrno, mkdirDurable, storeError, writeTemp } from "./fsutil.ts";
+
+const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+export class LocalObjectStore implements ObjectStore {
+  /**
+   * @param root directory holding the objects (`<data>/objects`)
+   * @param tmpDir directory on the same filesystem for objects being written (`<data>/tmp`)
+   */
+  constructor(
+    readonly root: string,
+    private readonly tmpDir: string,
+  ) {}
+
+  /** The file that holds `key`. Keys are '/'-separated names; '.' and '..' segments are refused. */
+  pathOf(key: string): string {
+    if (!KEY.test(key) || key.split("/").some((s) => s === "." || s === "..")) {
+      throw new StoreError("store-failed", `object key ${JSON.stringify(key)} is not a valid key`);
+    }
+    return join(this.root, ...key.split("/"));
+  }
+
+  async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    const path = this.pathOf(key);
+    let tmp: string | undefined;
+    try {
+      await mkdirDurable(dirname(path));
+      tmp = await writeTemp(this.tmpDir, bytes, 0o444);
+      try {
+        await link(tmp, path);
+      } catch (e) {
+        if (isErrno(e, "EEXIST")) return false;
+        throw e;
+      }
+      await fsyncDir(dirname(path));
+      return true;
+    } catch (e) {
+      throw storeError(`creating ${key}`, e);
+    } finally {
+      if (tmp) await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const path = this.pathOf(key);
+    try {
+      return await readFile(path);
+    } catch (e) {
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
+      throw storeError(`reading ${key}`, e);
+    }
+  }
+
+  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
+    const slash = prefix.lastIndexOf("/");
+    const base = slash < 0 ? "" : prefix.slice(0, slash);
+    const dir = base === "" ? this.root : this.pathOf(base);
+    let entries: { name: string; parentPath: string; isDirectory(): boolean }[];
+    try {
+      entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    } catch (e) {
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return [];
+      throw storeError(`listing ${prefix}`, e);
+    }
+    const keys: string[] = [];
+    for (const entry of entries) {
+      if (entry.isDirectory()) continue;
+      const rel = join(entry.parentPath, entry.name)
+        .slice(this.root.length + 1)
+        .split(sep)
+        .join("/");
+      if (!rel.startsWith(prefix)) continue;
+      if (options.startAfter !== undefined && !(rel > options.startAfter)) continue;
+      keys.push(rel);
+    }
+    keys.sort();
+    return options.limit === undefined ? keys : keys.slice(0, options.limit);
+  }
+}

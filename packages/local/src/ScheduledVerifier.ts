@@ -1,0 +1,258 @@
+/**
+ * The in-process scheduled verifier. Every interval it re-checks each stream with core's verifyStoredStream —
+ * incrementally from where the last clean run ended, and in full (every object, unexpected files included) on
+ * the first run and every `fullEvery` runs — and turns findings into alerts:
+ *   - every failure code of docs/FORMAT.md §Failure codes (chain, segments, checkpoints, producer signatures,
+ *     head rollback against the newest checkpoint, …);
+ *   - `unexpected-object` for files in the store that the layout does not name;
+ *   - `producer-silent` for a producer registered with a heartbeat that has sent nothing for longer;
+ *   - `verifier-error` when a run itself fails.
+ * A finding is alerted once per process; a stream with failures is re-verified from its last clean state.
+ */
+import type { KeyObject } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  type Alert,
+  type AlertSink,
+  type Clock,
+  type Finding,
+  type HeadStore,
+  type NoteKey,
+  type ObjectStore,
+  type ProducerInfo,
+  type StreamReport,
+  systemClock,
+  type VerifierState,
+  verifyStoredStream,
+} from "@auditsink/core";
+import { isErrno, replaceFile } from "./fsutil.ts";
+
+export interface ScheduledVerifierOptions {
+  objects: ObjectStore;
+  /** The directory behind `objects`, checked for files outside the layout. */
+  objectsDir: string;
+  heads: HeadStore;
+  deployment: string;
+  trusted: readonly NoteKey[];
+  /** Public keys by key id (every producer key, revoked or not, and the sink's own). */
+  producerKeys: () => ReadonlyMap<string, KeyObject>;
+  streams: () => Promise<string[]>;
+  producers: () => Promise<ProducerInfo[]>;
+  /** Newest `received` time per producer, brought up to date by the call. */
+  lastSeen: () => Promise<ReadonlyMap<string, string>>;
+  alerts: AlertSink;
+  /** Where incremental state survives restarts; absent = memory only. */
+  statePath?: string;
+  tmpDir: string;
+  intervalMs: number;
+  /** A full verification every this many runs (default 10); the first run is always full. */
+  fullEvery?: number;
+  /** How long to wait before re-reading a head that looks rolled back (a writer may be between steps 5 and 6). */
+  settleMs?: number;
+  clock?: Clock;
+}
+
+export interface VerifierRun {
+  at: string;
+  full: boolean;
+  streams: number;
+  records: number;
+  failures: Finding[];
+  alerts: Alert[];
+  durationMs: number;
+}
+
+export class ScheduledVerifier {
+  private timer: NodeJS.Timeout | undefined;
+  private states = new Map<string, VerifierState>();
+  private readonly alerted = new Set<string>();
+  private readonly silent = new Set<string>();
+  private runs = 0;
+  private running: Promise<VerifierRun> | undefined;
+  last: VerifierRun | undefined;
+
+  constructor(private readonly o: ScheduledVerifierOptions) {}
+
+  async start(): Promise<void> {
+    if (this.o.statePath) {
+      try {
+        const saved = JSON.parse(await readFile(this.o.statePath, "utf8")) as Record<string, VerifierState>;
+        this.states = new Map(Object.entries(saved));
+      } catch (e) {
+        if (!isErrno(e, "ENOENT")) this.states = new Map();
+      }
+    }
+    if (this.o.intervalMs > 0) this.schedule(0);
+  }
+
+  private schedule(delay: number): void {
+    this.timer = setTimeout(() => {
+      void this.runOnce()
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.timer) this.schedule(this.o.intervalMs);
+        });
+    }, delay);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Runs one verification now (or joins the one in progress). */
+  runOnce(options: { full?: boolean } = {}): Promise<VerifierRun> {
+    this.running ??= this.run(options.full ?? false).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private now(): Date {
+    return (this.o.clock ?? systemClock).now();
+  }
+
+  private async run(forceFull: boolean): Promise<VerifierRun> {
+    const started = Date.now();
+    const full = forceFull || this.runs % (this.o.fullEvery ?? 10) === 0;
+    this.runs++;
+    const failures: Finding[] = [];
+    let records = 0;
+    const fresh: Alert[] = [];
+    const raise = (a: Omit<Alert, "time">, once = true) => {
+      const id = `${a.code}|${a.stream ?? ""}|${a.at ?? ""}`;
+      if (once && this.alerted.has(id)) return;
+      this.alerted.add(id);
+      fresh.push({ ...a, time: this.now().toISOString() });
+    };
+    let streams: string[] = [];
+    try {
+      streams = await this.o.streams();
+      for (const key of await this.strayObjects(streams)) {
+        const f: Finding = {
+          code: "unexpected-object",
+          stream: "",
+          at: key,
+          message: `object ${key} does not belong to the store layout`,
+        };
+        failures.push(f);
+        raise({ code: f.code, at: key, message: f.message });
+      }
+      for (const stream of streams) {
+        const report = await this.verifyStream(stream, full);
+        records += report.records;
+        failures.push(...report.failures);
+        for (const f of report.failures) {
+          raise({
+            code: f.code,
+            stream: f.stream,
+            ...(f.at !== undefined ? { at: f.at } : {}),
+            message: f.message,
+          });
+        }
+        if (report.failures.length === 0) this.states.set(stream, report.state);
+      }
+      await this.checkHeartbeats(raise);
+      await this.saveState();
+    } catch (e) {
+      raise({ code: "verifier-error", message: `verification run failed: ${(e as Error).message}` }, false);
+    }
+    if (fresh.length > 0) await this.o.alerts.send(fresh);
+    this.last = {
+      at: new Date(started).toISOString(),
+      full,
+      streams: streams.length,
+      records,
+      failures,
+      alerts: fresh,
+      durationMs: Date.now() - started,
+    };
+    return this.last;
+  }
+
+  private async verifyStream(stream: string, full: boolean): Promise<StreamReport> {
+    const verify = async () => {
+      const head = await this.o.heads.get(stream);
+      const from = full ? undefined : this.states.get(stream);
+      return verifyStoredStream(this.o.objects, stream, {
+        trusted: this.o.trusted,
+        deployment: this.o.deployment,
+        producerKeys: this.o.producerKeys(),
+        ...(from ? { from } : {}),
+        ...(head ? { head } : {}),
+      });
+    };
+    let report = await verify();
+    if (report.failures.some((f) => f.code === "head-rollback")) {
+      // The writer signs and stores a checkpoint (step 5) just before it moves the head (step 6): give it time,
+      // then look again. A head that is really rolled back stays behind.
+      await new Promise((r) => setTimeout(r, this.o.settleMs ?? 500));
+      report = await verify();
+    }
+    return report;
+  }
+
+  /** Files in the object directory outside `streams/<stream>/{segments,checkpoints}/`. */
+  private async strayObjects(streams: readonly string[]): Promise<string[]> {
+    const stray: string[] = [];
+    const list = async (dir: string) => {
+      try {
+        return await readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        if (isErrno(e, "ENOENT")) return [];
+        throw e;
+      }
+    };
+    for (const d of await list(this.o.objectsDir)) if (d.name !== "streams") stray.push(d.name);
+    for (const d of await list(join(this.o.objectsDir, "streams"))) {
+      if (!d.isDirectory() || !streams.includes(d.name)) {
+        if (!d.isDirectory()) stray.push(`streams/${d.name}`);
+        continue;
+      }
+      for (const e of await list(join(this.o.objectsDir, "streams", d.name))) {
+        if (!(e.isDirectory() && (e.name === "segments" || e.name === "checkpoints")))
+          stray.push(`streams/${d.name}/${e.name}`);
+      }
+    }
+    return stray;
+  }
+
+  private async checkHeartbeats(raise: (a: Omit<Alert, "time">, once?: boolean) => void): Promise<void> {
+    const producers = (await this.o.producers()).filter(
+      (p) => p.heartbeatSeconds !== undefined && p.keys.some((k) => !k.revokedAt),
+    );
+    if (producers.length === 0) return;
+    const seen = await this.o.lastSeen();
+    const now = this.now().getTime();
+    for (const p of producers) {
+      const last = seen.get(p.id) ?? p.createdAt;
+      const quietMs = now - Date.parse(last);
+      if (quietMs > p.heartbeatSeconds! * 1000) {
+        if (!this.silent.has(p.id)) {
+          this.silent.add(p.id);
+          raise(
+            {
+              code: "producer-silent",
+              at: p.id,
+              message: `producer ${p.id} has sent nothing since ${last} (expected every ${p.heartbeatSeconds}s)`,
+            },
+            false,
+          );
+        }
+      } else this.silent.delete(p.id);
+    }
+  }
+
+  private async saveState(): Promise<void> {
+    if (!this.o.statePath) return;
+    await replaceFile(
+      this.o.tmpDir,
+      this.o.statePath,
+      JSON.stringify(Object.fromEntries(this.states)),
+      0o644,
+    );
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * A minimal entry point for the embedded sink without the CLI: `tsx packages/local/src/serve.ts <dataDir> [port]`.
+ * Environment: AUDITSINK_VERIFY_INTERVAL (seconds), AUDITSINK_WEBHOOK_URL. The crash-safety test and the
+ * benchmark run the sink through it; operators use `auditsink start`.
+ */
+import { startEmbeddedSink } from "./startEmbeddedSink.ts";
+
+const [dataDir, port] = process.argv.slice(2);
+if (!dataDir) {
+  process.stderr.write("usage: serve.ts <dataDir> [port]\n");
+  process.exit(64);
+}
+const sink = await startEmbeddedSink({
+  dataDir,
+  port: port ? Number(port) : 8787,
+  verifyIntervalSeconds: Number(process.env.AUDITSINK_VERIFY_INTERVAL ?? 60),
+  ...(process.env.AUDITSINK_WEBHOOK_URL ? { webhookUrl: process.env.AUDITSINK_WEBHOOK_URL } : {}),
+  ...(process.env.AUDITSINK_QUIET ? { print: () => undefined, log: () => undefined } : {}),
+});
+process.stdout.write(`listening ${sink.url}\n`);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    void sink.close().then(() => process.exit(0));
+  });
+}
