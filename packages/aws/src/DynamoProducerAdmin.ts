@@ -1,0 +1,267 @@
+/**
+ * Producers and their keys in the ledger table: the ProducerRegistry ingest reads, and the ProducerAdmin the
+ * HTTP app writes. A key item carries its producer's stream scopes so authenticating an event is one read;
+ * lookups are cached for a few seconds per Lambda container, so a revocation takes effect within that time.
+ */
+import type { KeyObject } from "node:crypto";
+import {
+  keyAlgorithm,
+  keyFingerprint,
+  type ProducerAdmin,
+  type ProducerInfo,
+  type ProducerKey,
+  publicKeyFromSpki,
+  StoreError,
+  spkiDer,
+} from "@auditsink/core";
+import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  BatchGetCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
+import { storeFailure } from "./errors.ts";
+import { GSI1, indexes, keys } from "./ledger-table.ts";
+
+interface KeyItem {
+  keyId: string;
+  producer: string;
+  publicKey: string;
+  algorithm: "ed25519" | "ecdsa-p256";
+  streams: string[];
+  createdAt: string;
+  revokedAt?: string;
+}
+
+interface ProducerItem {
+  id: string;
+  streams: string[];
+  heartbeatSeconds?: number;
+  keyIds: string[];
+  createdAt: string;
+}
+
+export interface DynamoProducerAdminOptions {
+  /** How long a key lookup is reused (default 0: every lookup reads the table). */
+  cacheSeconds?: number;
+  now?: () => Date;
+}
+
+export class DynamoProducerAdmin implements ProducerAdmin {
+  private readonly cache = new Map<string, { at: number; key: ProducerKey | undefined }>();
+  private readonly cacheMs: number;
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    readonly table: string,
+    options: DynamoProducerAdminOptions = {},
+  ) {
+    this.cacheMs = (options.cacheSeconds ?? 0) * 1000;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  async key(keyId: string): Promise<ProducerKey | undefined> {
+    const cached = this.cache.get(keyId);
+    if (cached && Date.now() - cached.at < this.cacheMs) return cached.key;
+    let item: KeyItem | undefined;
+    try {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.table, Key: keys.producerKey(keyId), ConsistentRead: true }),
+      );
+      item = out.Item as KeyItem | undefined;
+    } catch (e) {
+      throw storeFailure(`GetItem key ${keyId}`, e);
+    }
+    const key = item && {
+      keyId: item.keyId,
+      publicKey: publicKeyFromSpki(item.publicKey),
+      producer: item.producer,
+      streams: item.streams,
+      revoked: item.revokedAt !== undefined,
+    };
+    if (this.cacheMs > 0) this.cache.set(keyId, { at: Date.now(), key });
+    return key;
+  }
+
+  async register(input: {
+    id: string;
+    publicKey: KeyObject;
+    streams: string[];
+    heartbeatSeconds?: number;
+  }): Promise<ProducerInfo> {
+    const keyId = keyFingerprint(input.publicKey);
+    const now = this.now().toISOString();
+    const keyItem: KeyItem = {
+      keyId,
+      producer: input.id,
+      publicKey: spkiDer(input.publicKey).toString("base64"),
+      algorithm: keyAlgorithm(input.publicKey),
+      streams: input.streams,
+      createdAt: now,
+    };
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.table,
+                Item: { ...keys.producerKey(keyId), ...keyItem },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+            {
+              Update: {
+                TableName: this.table,
+                Key: keys.producer(input.id),
+                UpdateExpression:
+                  "SET id = :id, streams = :streams, keyIds = list_append(if_not_exists(keyIds, :none), :key), " +
+                  "createdAt = if_not_exists(createdAt, :now), gsi1pk = :g, gsi1sk = :id" +
+                  (input.heartbeatSeconds !== undefined
+                    ? ", heartbeatSeconds = :hb"
+                    : " REMOVE heartbeatSeconds"),
+                ExpressionAttributeValues: {
+                  ":id": input.id,
+                  ":streams": input.streams,
+                  ":none": [],
+                  ":key": [keyId],
+                  ":now": now,
+                  ":g": indexes.producers,
+                  ...(input.heartbeatSeconds !== undefined ? { ":hb": input.heartbeatSeconds } : {}),
+                },
+              },
+            },
+          ],
+        }),
+      );
+    } catch (e) {
+      if (e instanceof TransactionCanceledException || (e as Error).name === "TransactionCanceledException") {
+        const reasons = (e as TransactionCanceledException).CancellationReasons ?? [];
+        if (reasons[0]?.Code === "ConditionalCheckFailed")
+          throw new StoreError("conflict", `key ${keyId} is already registered`, { cause: e });
+      }
+      throw storeFailure(`register producer ${input.id}`, e);
+    }
+    const info = await this.info(input.id);
+    // The producer's other keys carry its stream scopes too: keep them in step with the new registration.
+    for (const k of info!.keys) {
+      if (k.keyId !== keyId) await this.updateKey(k.keyId, "SET streams = :s", { ":s": input.streams });
+    }
+    this.cache.clear();
+    return (await this.info(input.id))!;
+  }
+
+  async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+    const producer = await this.producerItem(id);
+    if (!producer) throw new StoreError("conflict", `no producer ${id}`);
+    if (keyId !== undefined && !producer.keyIds.includes(keyId))
+      throw new StoreError("conflict", `producer ${id} has no key ${keyId}`);
+    const now = this.now().toISOString();
+    for (const k of keyId !== undefined ? [keyId] : producer.keyIds) {
+      await this.updateKey(k, "SET revokedAt = if_not_exists(revokedAt, :now)", { ":now": now });
+      this.cache.delete(k);
+    }
+    return (await this.info(id))!;
+  }
+
+  async list(): Promise<ProducerInfo[]> {
+    const out: ProducerInfo[] = [];
+    let start: Record<string, unknown> | undefined;
+    try {
+      do {
+        const page = await this.doc.send(
+          new QueryCommand({
+            TableName: this.table,
+            IndexName: GSI1,
+            KeyConditionExpression: "gsi1pk = :p",
+            ExpressionAttributeValues: { ":p": indexes.producers },
+            ...(start ? { ExclusiveStartKey: start } : {}),
+          }),
+        );
+        for (const item of page.Items ?? []) out.push(await this.describe(item as ProducerItem));
+        start = page.LastEvaluatedKey;
+      } while (start);
+    } catch (e) {
+      if (e instanceof StoreError) throw e;
+      throw storeFailure("Query producers", e);
+    }
+    return out;
+  }
+
+  /** One producer as an operator sees it, or undefined. */
+  async info(id: string): Promise<ProducerInfo | undefined> {
+    const item = await this.producerItem(id);
+    return item && this.describe(item);
+  }
+
+  private async producerItem(id: string): Promise<ProducerItem | undefined> {
+    try {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.table, Key: keys.producer(id), ConsistentRead: true }),
+      );
+      return out.Item as ProducerItem | undefined;
+    } catch (e) {
+      throw storeFailure(`GetItem producer ${id}`, e);
+    }
+  }
+
+  private async describe(p: ProducerItem): Promise<ProducerInfo> {
+    const items = new Map<string, KeyItem>();
+    try {
+      for (let i = 0; i < p.keyIds.length; i += 100) {
+        const out = await this.doc.send(
+          new BatchGetCommand({
+            RequestItems: {
+              [this.table]: {
+                Keys: p.keyIds.slice(i, i + 100).map((k) => keys.producerKey(k)),
+                ConsistentRead: true,
+              },
+            },
+          }),
+        );
+        for (const k of out.Responses?.[this.table] ?? []) items.set(k.keyId as string, k as KeyItem);
+      }
+    } catch (e) {
+      throw storeFailure(`BatchGetItem keys of ${p.id}`, e);
+    }
+    return {
+      id: p.id,
+      streams: p.streams,
+      ...(p.heartbeatSeconds !== undefined ? { heartbeatSeconds: p.heartbeatSeconds } : {}),
+      keys: p.keyIds.flatMap((k) => {
+        const item = items.get(k);
+        if (!item) return [];
+        return [
+          {
+            keyId: item.keyId,
+            publicKey: item.publicKey,
+            algorithm: item.algorithm,
+            createdAt: item.createdAt,
+            ...(item.revokedAt ? { revokedAt: item.revokedAt } : {}),
+          },
+        ];
+      }),
+      createdAt: p.createdAt,
+    };
+  }
+
+  private async updateKey(keyId: string, expression: string, values: Record<string, unknown>): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keys.producerKey(keyId),
+          UpdateExpression: expression,
+          ExpressionAttributeValues: values,
+          ConditionExpression: "attribute_exists(pk)",
+        }),
+      );
+    } catch (e) {
+      throw storeFailure(`UpdateItem key ${keyId}`, e);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The checkpoint Signer over an AWS KMS key (ECC_NIST_P256, SIGN_VERIFY). The note signature type is 0x02,
+ * ECDSA P-256 over SHA-256 of the note text (C2SP signed-note); KMS returns ASN.1 DER signatures.
+ *
+ * `Sign` is called with `MessageType: RAW` so KMS hashes the message itself (moto re-hashes DIGEST messages,
+ * see docs/AWS.md). The private key never leaves KMS; the public key is fetched once per container and
+ * exported once into the archive at `keys/<note key ID>.json` so that old checkpoints stay verifiable even if
+ * the KMS key is later lost or deleted.
+ */
+
+import {
+  formatVerifierKey,
+  makeNoteKey,
+  type NoteKey,
+  publicKeyFromSpki,
+  type Signer,
+  spkiDer,
+} from "@auditsink/core";
+import { DescribeKeyCommand, GetPublicKeyCommand, type KMSClient, SignCommand } from "@aws-sdk/client-kms";
+import { storeFailure } from "./errors.ts";
+import type { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
+
+/** The archive object a public key is exported to. */
+export const publicKeyObjectKey = (key: NoteKey) => `keys/${key.keyId.toString("hex")}.json`;
+
+export class KmsSigner implements Signer {
+  private constructor(
+    private readonly kms: KMSClient,
+    readonly kmsKeyId: string,
+    readonly key: NoteKey,
+  ) {}
+
+  /**
+   * Fetches the public key and builds the signer. `name` is the deployment name (the note key name).
+   * @example
+   *   const signer = await KmsSigner.create(new KMSClient({}), process.env.SIGNING_KEY_ID!, "auditsink.example/prod");
+   */
+  static async create(kms: KMSClient, kmsKeyId: string, name: string): Promise<KmsSigner> {
+    let der: Uint8Array | undefined;
+    try {
+      der = (await kms.send(new GetPublicKeyCommand({ KeyId: kmsKeyId }))).PublicKey;
+    } catch (e) {
+      throw storeFailure(`KMS GetPublicKey ${kmsKeyId}`, e);
+    }
+    if (!der) throw storeFailure(`KMS GetPublicKey ${kmsKeyId}`, new Error("no public key returned"));
+    return new KmsSigner(kms, kmsKeyId, makeNoteKey(name, publicKeyFromSpki(der)));
+  }
+
+  async sign(message: Uint8Array): Promise<Uint8Array> {
+    try {
+      const out = await this.kms.send(
+        new SignCommand({
+          KeyId: this.kmsKeyId,
+          Message: message,
+          MessageType: "RAW",
+          SigningAlgorithm: "ECDSA_SHA_256",
+        }),
+      );
+      if (!out.Signature) throw new Error("no signature returned");
+      return out.Signature;
+    } catch (e) {
+      throw storeFailure(`KMS Sign ${this.kmsKeyId}`, e);
+    }
+  }
+
+  /** KMS key state (`Enabled`, `Disabled`, `PendingDeletion`, …) for the verifier's key check. */
+  async keyState(): Promise<string> {
+    try {
+      const out = await this.kms.send(new DescribeKeyCommand({ KeyId: this.kmsKeyId }));
+      return out.KeyMetadata?.KeyState ?? "Unknown";
+    } catch (e) {
+      throw storeFailure(`KMS DescribeKey ${this.kmsKeyId}`, e);
+    }
+  }
+
+  /** The JSON document exported to the archive: everything an auditor needs to pin this key. */
+  publicKeyDocument(): Record<string, string> {
+    return {
+      name: this.key.name,
+      keyId: this.key.keyId.toString("hex"),
+      algorithm: "ecdsa-p256",
+      verifierKey: formatVerifierKey(this.key),
+      publicKey: spkiDer(this.key.publicKey).toString("base64"),
+      kmsKeyArn: this.kmsKeyId,
+    };
+  }
+
+  /**
+   * Exports the public key to `keys/<key ID>.json` unless it is already there. A HEAD first, because this
+   * runs on every cold start and a HEAD costs a tenth of a PUT; the create-only put makes races harmless.
+   */
+  async exportPublicKey(store: S3WriteOnceStore): Promise<string> {
+    const objectKey = publicKeyObjectKey(this.key);
+    if (!(await store.exists(objectKey))) {
+      const body = `${JSON.stringify(this.publicKeyDocument(), null, 2)}\n`;
+      await store.putIfAbsent(objectKey, Buffer.from(body, "utf8"));
+    }
+    return objectKey;
+  }
+}

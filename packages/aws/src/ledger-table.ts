@@ -1,0 +1,58 @@
+/**
+ * The ledger table's single-table layout (packages/aws/README.md §Item layout). One table holds chain heads,
+ * dedup entries, producers and their keys, and verifier watermarks. Keys are `pk` (S) / `sk` (S); the GSI
+ * `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. No TTL: nothing here expires.
+ */
+import { createHash } from "node:crypto";
+import { CreateTableCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+
+export const GSI1 = "gsi1";
+
+export const keys = {
+  head: (stream: string) => ({ pk: `stream#${stream}`, sk: "head" }),
+  watermark: (stream: string) => ({ pk: `stream#${stream}`, sk: "verifier" }),
+  /** The dedup key (`source` NUL `id`) can be ~1.3 KB; its SHA-256 keeps the item key short and fixed. */
+  dedup: (eventKey: string) => ({
+    pk: `event#${createHash("sha256").update(eventKey).digest("hex")}`,
+    sk: "event",
+  }),
+  producer: (id: string) => ({ pk: `producer#${id}`, sk: "producer" }),
+  producerKey: (keyId: string) => ({ pk: `key#${keyId}`, sk: "key" }),
+  verifierCursor: () => ({ pk: "verifier", sk: "cursor" }),
+} as const;
+
+/** GSI partitions: every head, and every producer, each listed in name order. */
+export const indexes = {
+  streams: "streams",
+  producers: "producers",
+} as const;
+
+/** Creates the table as stacks/Ledger.ts does (for tests and local development against DynamoDB Local). */
+export async function createLedgerTable(client: DynamoDBClient, table: string): Promise<void> {
+  await client.send(
+    new CreateTableCommand({
+      TableName: table,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [
+        { AttributeName: "pk", AttributeType: "S" },
+        { AttributeName: "sk", AttributeType: "S" },
+        { AttributeName: "gsi1pk", AttributeType: "S" },
+        { AttributeName: "gsi1sk", AttributeType: "S" },
+      ],
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: GSI1,
+          KeySchema: [
+            { AttributeName: "gsi1pk", KeyType: "HASH" },
+            { AttributeName: "gsi1sk", KeyType: "RANGE" },
+          ],
+          Projection: { ProjectionType: "ALL" },
+        },
+      ],
+    }),
+  );
+}
