@@ -336,7 +336,18 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       security: [{ adminToken: [] }],
       request: {
         params: RegisterProducerBody.pick({ id: true }).openapi({}),
-        body: { required: false, content: { "application/json": { schema: RevokeBody } } },
+        // Described, not validated by the route: an empty body (revoke every key) is allowed.
+        body: {
+          required: false,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                properties: { keyId: { type: "string", pattern: "^[0-9a-f]{64}$" } },
+              } as never,
+            },
+          },
+        },
       },
       responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
     }),

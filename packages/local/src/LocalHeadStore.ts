@@ -6,7 +6,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Head, HeadStore } from "@auditsink/core";
-import { isErrno, replaceFile, storeError } from "./fsutil.ts";
+import { isErrno, mkdirDurable, replaceFile, storeError } from "./fsutil.ts";
 
 export class LocalHeadStore implements HeadStore {
   private readonly chains = new Map<string, Promise<unknown>>();
@@ -41,6 +41,7 @@ export class LocalHeadStore implements HeadStore {
       const current = (await this.get(stream))?.size ?? 0;
       if (current !== expectedSize || next.size <= current) return false;
       try {
+        await mkdirDurable(this.dir);
         await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644);
       } catch (e) {
         throw storeError(`writing the head of ${stream}`, e);

@@ -195,7 +195,7 @@ export class ScheduledVerifier {
     return report;
   }
 
-  /** Files in the object directory outside `streams/<stream>/{segments,checkpoints}/`. */
+  /** Files in the object directory outside `streams/<stream>/{segments,checkpoints}/` and `keys/<key id>.json`. */
   private async strayObjects(streams: readonly string[]): Promise<string[]> {
     const stray: string[] = [];
     const list = async (dir: string) => {
@@ -206,7 +206,16 @@ export class ScheduledVerifier {
         throw e;
       }
     };
-    for (const d of await list(this.o.objectsDir)) if (d.name !== "streams") stray.push(d.name);
+    for (const d of await list(this.o.objectsDir)) {
+      if (d.name === "streams" && d.isDirectory()) continue;
+      if (d.name === "keys" && d.isDirectory()) {
+        for (const k of await list(join(this.o.objectsDir, "keys"))) {
+          if (!/^[0-9a-f]{8}\.json$/.test(k.name)) stray.push(`keys/${k.name}`);
+        }
+        continue;
+      }
+      stray.push(d.name);
+    }
     for (const d of await list(join(this.o.objectsDir, "streams"))) {
       if (!d.isDirectory() || !streams.includes(d.name)) {
         if (!d.isDirectory()) stray.push(`streams/${d.name}`);

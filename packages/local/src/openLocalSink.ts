@@ -8,7 +8,7 @@
  *   sink.json            deployment name (fixed at first start: it is the checkpoint key name)
  *   admin-token          bearer token for the producer admin routes (0600)
  *   keys/                checkpoint-key.pem (0600), checkpoint-key.pub.pem, verifier-key.txt
- *   objects/streams/…    the write-once store (read-only files)
+ *   objects/streams/…    the write-once store (read-only files); objects/keys/<key id>.json its public key
  *   heads/<stream>.json  head store
  *   dedup.jsonl          dedup entries
  *   producers.json       producer registry
@@ -20,7 +20,13 @@
 import { randomBytes } from "node:crypto";
 import { open, readdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { AuditedProducerAdmin, ScanningEventIndex, Sink } from "@auditsink/core";
+import {
+  AuditedProducerAdmin,
+  publicKeyDocument,
+  publicKeyDocumentKey,
+  ScanningEventIndex,
+  Sink,
+} from "@auditsink/core";
 import { lockDataDirectory } from "./DataDirectoryLock.ts";
 import { LocalError } from "./errors.ts";
 import { isErrno, mkdirDurable, replaceFile } from "./fsutil.ts";
@@ -98,6 +104,12 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
     const heads = new LocalHeadStore(paths.heads, paths.tmp);
     const dedup = await LocalDedupStore.open(paths.dedup);
     const registry = await LocalProducerAdmin.open(paths.producers, paths.tmp);
+    // The public key goes into the write-once store too, so the archive alone verifies its old checkpoints.
+    const keyDoc = publicKeyDocument(signingKey.signer.key);
+    await objects.putIfAbsent(
+      publicKeyDocumentKey(signingKey.signer.key),
+      Buffer.from(`${JSON.stringify(keyDoc, null, 2)}\n`),
+    );
     const sink = new Sink({
       deployment,
       objects,

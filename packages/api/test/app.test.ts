@@ -1,0 +1,439 @@
+import {
+  AuditedProducerAdmin,
+  checkConsistency,
+  formatVerifierKey,
+  generateKeyPair,
+  KeyObjectSigner,
+  keyAlgorithm,
+  keyFingerprint,
+  MemoryDedupStore,
+  MemoryHeadStore,
+  MemoryObjectStore,
+  MemoryProducerRegistry,
+  openCheckpoint,
+  type ProducerAdmin,
+  type ProducerInfo,
+  type Receipt,
+  ScanningEventIndex,
+  type SignedEvent,
+  Sink,
+  StoreError,
+  SYSTEM_STREAM,
+  signEvent,
+  spkiDer,
+  verifyReceipt,
+} from "@auditsink/core";
+import { beforeEach, describe, expect, it } from "vitest";
+import { bearerTokenAuthorizer, createApp } from "../src/index.ts";
+
+const DEPLOYMENT = "auditsink.test/api";
+const TOKEN = "admin-token-for-tests";
+
+/** A ProducerAdmin in memory, enough for the app's tests (the local and AWS adapters have their own). */
+class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerAdmin {
+  private readonly infos = new Map<string, ProducerInfo>();
+  async register(input: Parameters<ProducerAdmin["register"]>[0]): Promise<ProducerInfo> {
+    const keyId = keyFingerprint(input.publicKey);
+    if (this.keys.has(keyId)) throw new StoreError("conflict", "key taken");
+    const info = this.infos.get(input.id) ?? {
+      id: input.id,
+      streams: input.streams,
+      keys: [],
+      createdAt: "t",
+    };
+    info.streams = input.streams;
+    info.keys.push({
+      keyId,
+      publicKey: spkiDer(input.publicKey).toString("base64"),
+      algorithm: keyAlgorithm(input.publicKey),
+      createdAt: "t",
+    });
+    this.infos.set(input.id, info);
+    this.add({
+      keyId,
+      publicKey: input.publicKey,
+      producer: input.id,
+      streams: input.streams,
+      revoked: false,
+    });
+    return structuredClone(info);
+  }
+  async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+    const info = this.infos.get(id);
+    if (!info) throw new StoreError("conflict", `no producer ${id}`);
+    for (const k of info.keys) {
+      if (keyId === undefined || k.keyId === keyId) {
+        k.revokedAt = "t";
+        this.keys.get(k.keyId)!.revoked = true;
+      }
+    }
+    return structuredClone(info);
+  }
+  async list(): Promise<ProducerInfo[]> {
+    return [...this.infos.values()];
+  }
+}
+
+function setup() {
+  const signerKeys = generateKeyPair("ecdsa-p256");
+  const signer = new KeyObjectSigner(DEPLOYMENT, signerKeys.privateKey, signerKeys.publicKey);
+  const objects = new MemoryObjectStore();
+  const heads = new MemoryHeadStore();
+  const registry = new MemoryProducerAdmin();
+  const sink = new Sink({
+    deployment: DEPLOYMENT,
+    objects,
+    heads,
+    dedup: new MemoryDedupStore(),
+    producers: registry,
+    signer,
+  });
+  const producers = new AuditedProducerAdmin(registry, sink);
+  const app = createApp({
+    sink,
+    producers,
+    events: new ScanningEventIndex(objects, () => heads.streams()),
+    keys: { deployment: DEPLOYMENT, keys: [{ verifierKey: formatVerifierKey(signer.key) }] },
+    authorizeAdmin: bearerTokenAuthorizer(TOKEN),
+  });
+  return { app, signer, sink, objects, heads };
+}
+
+type Setup = ReturnType<typeof setup>;
+
+function agent(id: string) {
+  const { privateKey, publicKey } = generateKeyPair("ed25519");
+  let n = 0;
+  return {
+    id,
+    privateKey,
+    publicKey,
+    event(extra: Record<string, unknown> = {}): SignedEvent {
+      n++;
+      return signEvent(
+        {
+          specversion: "1.0",
+          id: `${id}-${n}`,
+          source: `agent://${id}`,
+          type: "ai.agent.tool_call",
+          time: `2026-11-24T12:00:${String(n % 60).padStart(2, "0")}.000Z`,
+          data: {
+            "gen_ai.agent.id": id,
+            "gen_ai.conversation.id": "run-7",
+            "gen_ai.tool.name": "search",
+            ...extra,
+          } as never,
+        },
+        privateKey,
+      );
+    },
+  };
+}
+
+const admin = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+
+async function register(s: Setup, a: ReturnType<typeof agent>, streams = ["agents.*"]) {
+  const res = await s.app.request("/v1/producers", {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ id: a.id, publicKey: spkiDer(a.publicKey).toString("base64"), streams }),
+  });
+  expect(res.status).toBe(201);
+}
+
+async function post(s: Setup, stream: string, body: unknown, type = "application/json") {
+  return s.app.request(`/v1/streams/${stream}/events`, {
+    method: "POST",
+    headers: { "content-type": type },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+async function problemOf(res: Response) {
+  expect(res.headers.get("content-type")).toBe("application/problem+json");
+  return (await res.json()) as { status: number; code: string; field?: string; detail: string };
+}
+
+describe("POST /v1/streams/{stream}/events", () => {
+  let s: Setup;
+  let a: ReturnType<typeof agent>;
+  beforeEach(async () => {
+    s = setup();
+    a = agent("planner");
+    await register(s, a);
+  });
+
+  it("accepts one event, a CloudEvents batch and {events}, each with a receipt that verifies offline", async () => {
+    // Act
+    const one = await post(s, "agents.prod", a.event(), "application/cloudevents+json");
+    const batch = await post(s, "agents.prod", [a.event(), a.event()], "application/cloudevents-batch+json");
+    const wrapped = await post(s, "agents.prod", { events: [a.event()] });
+    // Assess
+    const receipts: Receipt[] = [];
+    for (const res of [one, batch, wrapped]) {
+      expect(res.status).toBe(200);
+      receipts.push(...((await res.json()) as { receipts: Receipt[] }).receipts);
+    }
+    expect(receipts.map((r) => r.index)).toEqual([0, 1, 2, 3]);
+    for (const r of receipts)
+      expect(verifyReceipt(r, { trusted: [s.signer.key], deployment: DEPLOYMENT }).ok).toBe(true);
+  });
+
+  it("answers a replay with the original receipt and adds no record", async () => {
+    const event = a.event();
+    const first = (await (await post(s, "agents.prod", event)).json()) as { receipts: Receipt[] };
+    const again = (await (await post(s, "agents.prod", event)).json()) as { receipts: Receipt[] };
+    expect(again.receipts[0]!.index).toBe(first.receipts[0]!.index);
+    expect(again.receipts[0]!.recordHash).toBe(first.receipts[0]!.recordHash);
+    expect((await s.heads.get("agents.prod"))!.size).toBe(1);
+  });
+
+  it("refuses bad input with a problem naming the field, and writes nothing", async () => {
+    const good = a.event();
+    const stranger = agent("stranger");
+    const cases: [Response, number, string, string?][] = [
+      [await post(s, "agents.prod", "{not json"), 400, "invalid-request", "body"],
+      [
+        await post(s, "agents.prod", [good, { ...a.event(), time: "yesterday" }]),
+        400,
+        "invalid-event",
+        "events[1].time",
+      ],
+      [
+        await post(s, "agents.prod", { ...good, signature: Buffer.alloc(64).toString("base64") }),
+        401,
+        "bad-signature",
+        "events[0].signature",
+      ],
+      [await post(s, "agents.prod", stranger.event()), 401, "unknown-producer", "events[0].sigkeyid"],
+      [await post(s, "billing", a.event()), 403, "stream-not-allowed", "stream"],
+      [await post(s, "Bad Stream", a.event()), 400, "invalid-request", "stream"],
+      [await post(s, "agents.prod", a.event(), "text/plain"), 415, "unsupported-media-type"],
+      [
+        await post(s, "agents.prod", [a.event()], "application/cloudevents+json"),
+        400,
+        "invalid-request",
+        "body",
+      ],
+      [
+        await post(
+          s,
+          "agents.prod",
+          Array.from({ length: 1001 }, () => good),
+        ),
+        413,
+        "too-large",
+        "events",
+      ],
+      [await post(s, "agents.prod", `[${"1,".repeat(3 * 1024 * 1024)}1]`), 413, "too-large"],
+    ];
+    for (const [res, status, code, field] of cases) {
+      const p = await problemOf(res);
+      expect({ status: res.status, code: p.code, field: p.field }).toEqual({ status, code, field });
+      expect(p.detail).not.toMatch(/at .*\.ts:\d+/);
+    }
+    expect(await s.heads.get("agents.prod")).toBeUndefined();
+  });
+
+  it("answers 409 for a reused source+id with other content, and 401 once the key is revoked", async () => {
+    const event = a.event();
+    await post(s, "agents.prod", event);
+    const reused = signEvent({ ...event, data: { other: true } }, a.privateKey);
+    expect((await problemOf(await post(s, "agents.prod", reused))).code).toBe("id-conflict");
+    const revoke = await s.app.request(`/v1/producers/${a.id}/revoke`, { method: "POST", headers: admin });
+    expect(revoke.status).toBe(200);
+    const res = await post(s, "agents.prod", a.event());
+    expect({ status: res.status, code: (await problemOf(res)).code }).toEqual({
+      status: 401,
+      code: "revoked-key",
+    });
+  });
+});
+
+describe("read routes", () => {
+  let s: Setup;
+  let a: ReturnType<typeof agent>;
+  let receipts: Receipt[];
+  beforeEach(async () => {
+    s = setup();
+    a = agent("coder");
+    await register(s, a);
+    receipts = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await post(s, "agents.dev", [a.event(), a.event({ "gen_ai.conversation.id": `run-${i}` })]);
+      receipts.push(...((await res.json()) as { receipts: Receipt[] }).receipts);
+    }
+  });
+
+  it("lists streams, serves the newest checkpoint and records that hash to their receipts", async () => {
+    const streams = (await (await s.app.request("/v1/streams")).json()) as {
+      streams: { stream: string; size: number }[];
+    };
+    expect(streams.streams.map((x) => [x.stream, x.size])).toEqual([
+      [SYSTEM_STREAM, 1],
+      ["agents.dev", 6],
+    ]);
+    const cp = (await (await s.app.request("/v1/streams/agents.dev/checkpoint")).json()) as {
+      size: number;
+      checkpoint: string;
+    };
+    expect(cp.size).toBe(6);
+    expect(openCheckpoint(cp.checkpoint, [s.signer.key]).ok).toBe(true);
+    const records = (await (await s.app.request("/v1/streams/agents.dev/records?from=1&to=4")).json()) as {
+      records: { index: number; recordHash: string }[];
+    };
+    expect(records.records.map((r) => [r.index, r.recordHash])).toEqual(
+      receipts.slice(1, 4).map((r) => [r.index, r.recordHash]),
+    );
+  });
+
+  it("serves inclusion and consistency proofs that verify against signed checkpoints", async () => {
+    const inclusion = (await (
+      await s.app.request("/v1/streams/agents.dev/proofs/inclusion?index=0&size=6")
+    ).json()) as {
+      proof: string[];
+    };
+    const newest = receipts[5]!;
+    // The served proof places record 0 in the tree the newest signed checkpoint (size 6) commits to.
+    const asReceipt = { ...receipts[0]!, checkpoint: newest.checkpoint, inclusionProof: inclusion.proof };
+    expect(verifyReceipt(asReceipt, { trusted: [s.signer.key], deployment: DEPLOYMENT }).ok).toBe(true);
+    expect(verifyReceipt({ ...asReceipt, index: 1 }, { trusted: [s.signer.key] }).ok).toBe(false);
+    const older = openCheckpoint(receipts[1]!.checkpoint, [s.signer.key]);
+    const newer = openCheckpoint(newest.checkpoint, [s.signer.key]);
+    if (!older.ok || !newer.ok) throw new Error("checkpoints must open");
+    const consistency = (await (
+      await s.app.request(
+        `/v1/streams/agents.dev/proofs/consistency?from=${older.checkpoint.size}&to=${newer.checkpoint.size}`,
+      )
+    ).json()) as { proof: string[] };
+    expect(checkConsistency(older.checkpoint, newer.checkpoint, consistency.proof).ok).toBe(true);
+  });
+
+  it("refuses proofs past the end of the stream and unknown streams", async () => {
+    const past = await s.app.request("/v1/streams/agents.dev/proofs/inclusion?index=0&size=7");
+    expect({ status: past.status, field: (await problemOf(past)).field }).toEqual({
+      status: 400,
+      field: "size",
+    });
+    const unknown = await s.app.request("/v1/streams/nothing/checkpoint");
+    expect(unknown.status).toBe(404);
+    const bad = await s.app.request("/v1/streams/agents.dev/records?from=x&to=2");
+    expect({ status: bad.status, field: (await problemOf(bad)).field }).toEqual({
+      status: 400,
+      field: "from",
+    });
+  });
+
+  it("finds events by agent, run, type and time, page by page", async () => {
+    const byRun = (await (await s.app.request("/v1/events?run=run-1")).json()) as {
+      events: { index: number }[];
+    };
+    expect(byRun.events.map((e) => e.index)).toEqual([3]);
+    const first = (await (
+      await s.app.request("/v1/events?agent=coder&type=ai.agent.tool_call&limit=4")
+    ).json()) as {
+      events: { index: number }[];
+      cursor?: string;
+    };
+    expect(first.events.map((e) => e.index)).toEqual([0, 1, 2, 3]);
+    const second = (await (
+      await s.app.request(`/v1/events?agent=coder&limit=4&cursor=${first.cursor}`)
+    ).json()) as {
+      events: { index: number }[];
+      cursor?: string;
+    };
+    expect(second.events.map((e) => e.index)).toEqual([4, 5]);
+    expect(second.cursor).toBeUndefined();
+    const window = (await (
+      await s.app.request("/v1/events?since=2026-11-24T12:00:02Z&until=2026-11-24T12:00:04Z")
+    ).json()) as { events: { index: number }[] };
+    expect(window.events.map((e) => e.index)).toEqual([1, 2]);
+  });
+
+  it("records producer registration in the _system stream and lists producers and keys", async () => {
+    const sys = (await (await s.app.request(`/v1/streams/${SYSTEM_STREAM}/records?from=0&to=1`)).json()) as {
+      records: { record: { event: { type: string; data: { producer: string } } } }[];
+    };
+    expect(sys.records[0]!.record.event.type).toBe("dev.auditsink.producer.registered");
+    expect(sys.records[0]!.record.event.data.producer).toBe("coder");
+    const producers = (await (await s.app.request("/v1/producers")).json()) as {
+      producers: { id: string }[];
+    };
+    expect(producers.producers.map((p) => p.id)).toEqual(["coder"]);
+    const keys = (await (await s.app.request("/v1/keys")).json()) as { keys: { verifierKey: string }[] };
+    expect(keys.keys[0]!.verifierKey).toBe(formatVerifierKey(s.signer.key));
+  });
+});
+
+describe("admin routes, health and the OpenAPI document", () => {
+  it("refuses producer registration without the admin token", async () => {
+    const s = setup();
+    const a = agent("x");
+    const body = JSON.stringify({
+      id: "x",
+      publicKey: spkiDer(a.publicKey).toString("base64"),
+      streams: ["*"],
+    });
+    for (const authorization of [undefined, "Bearer wrong", `Basic ${TOKEN}`]) {
+      const res = await s.app.request("/v1/producers", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(authorization ? { authorization } : {}) },
+        body,
+      });
+      expect({ status: res.status, code: (await problemOf(res)).code }).toEqual({
+        status: 401,
+        code: "unauthorized",
+      });
+    }
+    expect(await s.heads.get(SYSTEM_STREAM)).toBeUndefined();
+  });
+
+  it("answers 409 for a key registered twice and 400 for a key that is not Ed25519 or P-256", async () => {
+    const s = setup();
+    const a = agent("twice");
+    await register(s, a);
+    const again = await s.app.request("/v1/producers", {
+      method: "POST",
+      headers: admin,
+      body: JSON.stringify({
+        id: "other",
+        publicKey: spkiDer(a.publicKey).toString("base64"),
+        streams: ["*"],
+      }),
+    });
+    expect(again.status).toBe(409);
+    const bad = await s.app.request("/v1/producers", {
+      method: "POST",
+      headers: admin,
+      body: JSON.stringify({ id: "other", publicKey: "AAAA", streams: ["*"] }),
+    });
+    expect(bad.status).toBe(400);
+  });
+
+  it("serves /healthz and an OpenAPI 3.1 document listing every v1 route", async () => {
+    const s = setup();
+    expect(((await (await s.app.request("/healthz")).json()) as { status: string }).status).toBe("ok");
+    const doc = (await (await s.app.request("/openapi.json")).json()) as {
+      openapi: string;
+      paths: Record<string, object>;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      "/v1/events",
+      "/v1/keys",
+      "/v1/producers",
+      "/v1/producers/{id}/revoke",
+      "/v1/streams",
+      "/v1/streams/{stream}/checkpoint",
+      "/v1/streams/{stream}/events",
+      "/v1/streams/{stream}/proofs/consistency",
+      "/v1/streams/{stream}/proofs/inclusion",
+      "/v1/streams/{stream}/records",
+    ]);
+    const missing = await s.app.request("/v2/nothing");
+    expect({ status: missing.status, code: (await problemOf(missing)).code }).toEqual({
+      status: 404,
+      code: "not-found",
+    });
+  });
+});
