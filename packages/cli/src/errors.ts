@@ -1,0 +1,30 @@
+/**
+ * Coded errors of the CLI. Each maps to an exit status in one place (main.ts): verification failures are not
+ * errors but findings in the report (exit 1); a CliError means the command could not do its job (exit 2).
+ */
+export type CliErrorCode =
+  /** Arguments that cannot work together, or a value that does not parse. */
+  | "usage"
+  /** No trusted key was given, or none of the pinned fingerprints matches a key offered by the source. */
+  | "untrusted"
+  /** The source (directory, bundle, bucket, endpoint) cannot be read, or is not what it claims to be. */
+  | "source-unreadable"
+  /** An HTTP endpoint refused the request. */
+  | "request-failed"
+  /** The stream, record or checkpoint asked for does not exist. */
+  | "not-found";
+
+export class CliError extends Error {
+  override readonly name = "CliError";
+  constructor(
+    readonly code: CliErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURES = 1;
+export const EXIT_ERROR = 2;

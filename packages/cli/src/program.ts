@@ -1,0 +1,479 @@
+/**
+ * The `auditsink` command line (commander). Each action only parses options, calls one function of this
+ * package and prints; exit status: 0 everything verified / succeeded, 1 verification found failures,
+ * 2 the command could not run (see errors.ts).
+ */
+import cliProgress from "cli-progress";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { CliError, EXIT_FAILURES, EXIT_OK } from "./errors.ts";
+import { exportBundle } from "./exportBundle.ts";
+import { createProducer, listProducers, revokeProducer, type Target } from "./producer.ts";
+import { proveConsistency, proveInclusion } from "./prove.ts";
+import { send } from "./send.ts";
+import { start } from "./start.ts";
+import type { S3ReadOptions } from "./stores.ts";
+import { tail } from "./tail.ts";
+import type { TrustOptions } from "./trust.ts";
+import { runVerify, type VerifyProgress, type VerifyResult } from "./verify.ts";
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  /** Whether stderr is a terminal (the progress bar is drawn only then). */
+  isTTY: boolean;
+  /** Receives the exit status of a command that decides one (verify). */
+  setExitCode: (code: number) => void;
+}
+
+export const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  isTTY: Boolean(process.stderr.isTTY),
+  setExitCode: (c) => {
+    process.exitCode = c;
+  },
+};
+
+const int = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+  return n;
+};
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const list = (value: string, previous: string[] = []) => [
+  ...previous,
+  ...value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
+
+interface TrustFlags {
+  trustedKeys?: string[];
+  verifierKey?: string[];
+  fingerprint?: string[];
+}
+interface S3Flags {
+  endpoint?: string;
+  region?: string;
+}
+
+function trustOf(o: TrustFlags): TrustOptions {
+  return {
+    ...(o.trustedKeys ? { keyFiles: o.trustedKeys } : {}),
+    ...(o.verifierKey ? { keys: o.verifierKey } : {}),
+    ...(o.fingerprint ? { fingerprints: o.fingerprint } : {}),
+  };
+}
+function s3Of(o: S3Flags): S3ReadOptions {
+  return { ...(o.endpoint ? { endpoint: o.endpoint } : {}), ...(o.region ? { region: o.region } : {}) };
+}
+
+function withTrust(cmd: Command): Command {
+  return cmd
+    .option(
+      "--trusted-keys <file>",
+      "file of pinned checkpoint verifier keys, one per line (repeatable)",
+      collect,
+    )
+    .option(
+      "--verifier-key <key>",
+      "a pinned checkpoint verifier key string <name>+<id>+<base64> (repeatable)",
+      collect,
+    )
+    .option(
+      "--fingerprint <sha256>",
+      "pin the source's key whose DER SPKI has this SHA-256 (hex; repeatable)",
+      collect,
+    );
+}
+function withS3(cmd: Command): Command {
+  return cmd
+    .option("--endpoint <url>", "S3 endpoint override for s3:// sources (S3-compatible stores, emulators)")
+    .option("--region <region>", "AWS region for s3:// sources (default: AWS_REGION or us-east-1)");
+}
+
+const SOURCE_HELP = "a data directory, an evidence bundle directory, or s3://bucket[/prefix]";
+
+function printJson(io: Io, value: unknown): void {
+  io.out(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function verifyText(r: VerifyResult): string {
+  const lines: string[] = [];
+  lines.push(
+    `source ${r.source.kind} ${r.source.location}${r.source.deployment ? ` (deployment ${r.source.deployment})` : ""}`,
+  );
+  lines.push(
+    `trusted keys (${r.trust.how}): ${r.trust.fingerprints.join(", ")}${r.trust.how === "source-own-key" ? "  — the data directory's own key; pin it for an independent check" : ""}`,
+  );
+  lines.push(
+    `producer signatures ${r.producerSignatures ? "re-verified" : "not checked (no producer keys)"}`,
+  );
+  for (const s of r.streams) {
+    const status =
+      s.failures.length === 0 ? "OK" : `${s.failures.length} FAILURE${s.failures.length > 1 ? "S" : ""}`;
+    lines.push(
+      `stream ${s.stream}: records ${s.from}…${s.state.size - 1} (${s.records} verified), ${s.segments} segments, ${s.checkpoints} checkpoints — ${status}`,
+    );
+    for (const f of s.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
+    for (const w of s.warnings) lines.push(`  warn ${w.code} at ${w.at ?? "-"}: ${w.message}`);
+  }
+  lines.push(
+    r.ok
+      ? `verified: ${r.streams.length} stream(s), no failures`
+      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)`,
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+function progressBar(io: Io): VerifyProgress {
+  const bar = new cliProgress.SingleBar(
+    { format: " {stream} [{bar}] {value}/{total} records | {eta_formatted}", stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  );
+  let running = false;
+  void io;
+  return {
+    start(stream, total) {
+      bar.start(Math.max(total, 1), 0, { stream });
+      running = true;
+    },
+    update(records) {
+      if (records > bar.getTotal()) bar.setTotal(records);
+      bar.update(records);
+    },
+    stop() {
+      if (running) bar.stop();
+      running = false;
+    },
+  };
+}
+
+export function buildProgram(io: Io = processIo): Command {
+  const program = new Command("auditsink")
+    .description(
+      "Tamper-evident audit sink: run it, register producers, send events, verify, export and prove.",
+    )
+    .showHelpAfterError()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  program
+    .command("start")
+    .description("run the embedded sink (HTTP API, local data directory, scheduled verifier)")
+    .option("--data <dir>", "data directory", process.env.AUDITSINK_DATA ?? "./auditsink-data")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--port <port>", "port (0 picks a free one)", int("--port"), Number(process.env.PORT ?? 8787))
+    .option(
+      "--deployment <name>",
+      "deployment name, fixed at first start (checkpoint key name and origin prefix)",
+    )
+    .option(
+      "--verify-interval <seconds>",
+      "seconds between scheduled verifications (0: off)",
+      int("--verify-interval"),
+    )
+    .option("--webhook <url>", "also POST alerts here")
+    .action(async (o) => {
+      await start({
+        dataDir: o.data,
+        host: o.host,
+        port: o.port,
+        ...(o.deployment ? { deployment: o.deployment } : {}),
+        ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
+        ...(o.webhook ? { webhookUrl: o.webhook } : {}),
+        print: io.out,
+      });
+    });
+
+  const producer = program.command("producer").description("register, list and revoke producers");
+  const targetFlags = (cmd: Command) =>
+    cmd
+      .option("--url <url>", "a running sink's API")
+      .option("--admin-token <token>", "admin bearer token (default: AUDITSINK_ADMIN_TOKEN)")
+      .option("--data <dir>", "a data directory no sink is running on")
+      .option("--json", "machine-readable output");
+  const targetOf = (o: { url?: string; adminToken?: string; data?: string }): Target => ({
+    ...(o.url ? { url: o.url } : {}),
+    ...((o.adminToken ?? process.env.AUDITSINK_ADMIN_TOKEN)
+      ? { adminToken: o.adminToken ?? process.env.AUDITSINK_ADMIN_TOKEN }
+      : {}),
+    ...(o.data ? { data: o.data } : {}),
+  });
+  targetFlags(
+    producer
+      .command("create")
+      .description("create a key pair (private key written 0600) and register its public key")
+      .requiredOption("--id <id>", "producer id")
+      .requiredOption(
+        "--streams <names>",
+        "streams it may write: names or prefixes ending in '*' (comma list)",
+        list,
+      )
+      .option("--heartbeat <seconds>", "alert when it sends nothing for this long", int("--heartbeat"))
+      .addOption(
+        new Option("--algorithm <alg>", "key algorithm")
+          .choices(["ed25519", "ecdsa-p256"])
+          .default("ed25519"),
+      )
+      .option("--key-file <file>", "where to write the private key (default <id>.key.pem)"),
+  ).action(async (o) => {
+    const r = await createProducer({
+      ...targetOf(o),
+      id: o.id,
+      streams: o.streams,
+      algorithm: o.algorithm,
+      ...(o.heartbeat !== undefined ? { heartbeatSeconds: o.heartbeat } : {}),
+      ...(o.keyFile ? { keyFile: o.keyFile } : {}),
+    });
+    if (o.json) printJson(io, r);
+    else
+      io.out(
+        `producer ${r.producer.id} registered\n  key id   ${r.keyId}\n  key file ${r.keyFile} (keep it secret)\n`,
+      );
+  });
+  targetFlags(producer.command("list").description("list producers and their keys")).action(async (o) => {
+    const producers = await listProducers(targetOf(o));
+    if (o.json) printJson(io, { producers });
+    else
+      for (const p of producers) {
+        io.out(`${p.id}  streams ${p.streams.join(",")}\n`);
+        for (const k of p.keys)
+          io.out(`  ${k.keyId} ${k.algorithm}${k.revokedAt ? ` revoked ${k.revokedAt}` : ""}\n`);
+      }
+  });
+  targetFlags(
+    producer
+      .command("revoke")
+      .description("revoke one key of a producer, or all of its keys")
+      .argument("<id>", "producer id")
+      .option("--key-id <keyId>", "only this key (64 hex)"),
+  ).action(async (id: string, o) => {
+    const p = await revokeProducer(targetOf(o), id, o.keyId);
+    if (o.json) printJson(io, p);
+    else
+      io.out(
+        `producer ${p.id}: ${p.keys.filter((k) => k.revokedAt).length} of ${p.keys.length} keys revoked\n`,
+      );
+  });
+
+  withTrust(
+    program
+      .command("send")
+      .description("sign and send events (JSON lines, a JSON array or one object; or one event from flags)")
+      .argument("[file]", "input file ('-' or absent: stdin)")
+      .requiredOption("--url <url>", "the sink's API")
+      .requiredOption("--key <file>", "the producer's private key (PEM)")
+      .requiredOption("--stream <name>", "stream")
+      .option("--source <uri>", "CloudEvents source for events that name none")
+      .option("--type <type>", "send one event of this type instead of reading input")
+      .option("--data <json>", "its data")
+      .option("--subject <subject>", "its subject")
+      .option("--id <id>", "its id (default: a random UUID)")
+      .option("--sink-key <key>", "pin the sink's checkpoint verifier key (same as --verifier-key)", collect)
+      .option(
+        "--state-file <file>",
+        "witness state: the newest checkpoint seen, to catch rollbacks and forks",
+      )
+      .option("--json", "print receipts as JSON lines"),
+  ).action(async (file: string | undefined, o) => {
+    const trust = trustOf({ ...o, verifierKey: [...(o.verifierKey ?? []), ...(o.sinkKey ?? [])] });
+    const receipts = await send({
+      ...trust,
+      url: o.url,
+      keyFile: o.key,
+      stream: o.stream,
+      ...(o.source ? { source: o.source } : {}),
+      ...(file ? { file } : {}),
+      ...(o.type ? { type: o.type } : {}),
+      ...(o.data !== undefined ? { data: o.data } : {}),
+      ...(o.subject ? { subject: o.subject } : {}),
+      ...(o.id ? { id: o.id } : {}),
+      ...(o.stateFile ? { stateFile: o.stateFile } : {}),
+      warn: io.err,
+    });
+    for (const r of receipts) {
+      if (o.json) io.out(`${JSON.stringify(r)}\n`);
+      else
+        io.out(
+          `${r.stream} #${r.index}  ${r.source} ${r.id}  record ${r.recordHash.slice(0, 16)}…  receipt verified\n`,
+        );
+    }
+  });
+
+  withS3(
+    withTrust(
+      program
+        .command("verify")
+        .description("verify every record, chain link, Merkle root, checkpoint and signature, offline")
+        .argument("<source>", SOURCE_HELP)
+        .option("--stream <name>", "only this stream (repeatable)", collect)
+        .option("--state <file>", "incremental: resume from this state file and save the new state to it")
+        .option("--full", "verify from record 0 even with --state")
+        .option("--receipts <file>", "receipts to check against the log (JSON array or JSON lines)")
+        .option("--no-producer-signatures", "skip re-verifying producer signatures")
+        .option("--no-progress", "no progress bar")
+        .option("--json", "machine-readable report (never a progress bar)"),
+    ),
+  ).action(async (location: string, o) => {
+    const showBar = io.isTTY && !o.json && o.progress !== false;
+    const result = await runVerify(
+      location,
+      {
+        ...trustOf(o),
+        ...(o.stream ? { streams: o.stream } : {}),
+        ...(o.state ? { stateFile: o.state } : {}),
+        ...(o.full ? { full: true } : {}),
+        ...(o.receipts ? { receiptsFile: o.receipts } : {}),
+        producerSignatures: o.producerSignatures !== false,
+        s3: s3Of(o),
+      },
+      showBar ? progressBar(io) : undefined,
+    );
+    if (o.json) printJson(io, result);
+    else io.out(verifyText(result));
+    io.setExitCode(result.ok ? EXIT_OK : EXIT_FAILURES);
+  });
+
+  withS3(
+    withTrust(
+      program
+        .command("export")
+        .description("write an evidence bundle for a stream and time window, verifiable offline")
+        .argument("<source>", SOURCE_HELP)
+        .requiredOption("--stream <name>", "stream")
+        .requiredOption("--out <dir>", "bundle directory (must not exist or be empty)")
+        .option("--from <time>", "records received at or after this time (RFC 3339)")
+        .option("--to <time>", "records received before this time (RFC 3339)")
+        .option(
+          "--all-proofs",
+          "an inclusion proof for every record (default: all up to 1,000, else first and last)",
+        )
+        .option("--json", "machine-readable summary"),
+    ),
+  ).action(async (location: string, o) => {
+    const r = await exportBundle(location, {
+      ...trustOf(o),
+      stream: o.stream,
+      out: o.out,
+      ...(o.from ? { from: o.from } : {}),
+      ...(o.to ? { to: o.to } : {}),
+      ...(o.allProofs ? { allProofs: true } : {}),
+      s3: s3Of(o),
+    });
+    if (o.json) printJson(io, r);
+    else
+      io.out(
+        `bundle ${r.out}: records ${r.manifest.records.first}…${r.manifest.records.end - 1} of ${r.manifest.stream}, covered by checkpoint ${r.manifest.coveredBy}; ${r.files} files, ${r.bytes} bytes, ${r.inclusionProofs} inclusion and ${r.consistencyProofs} consistency proofs\n` +
+          `check it: auditsink verify ${r.out} --fingerprint ${r.manifest.keyFingerprints[0]}\n`,
+      );
+  });
+
+  const prove = program
+    .command("prove")
+    .description("inclusion and consistency proofs, checked before printing");
+  withS3(
+    withTrust(
+      prove
+        .command("inclusion")
+        .description(
+          "a receipt (inclusion proof + signed checkpoint) for a record, by index or by source and id",
+        )
+        .argument("<source>", SOURCE_HELP)
+        .requiredOption("--stream <name>", "stream")
+        .option("--index <n>", "record index", int("--index"))
+        .option("--event-source <source>", "the event's CloudEvents source")
+        .option("--event-id <id>", "the event's CloudEvents id")
+        .option("--size <n>", "prove against the checkpoint of this size", int("--size")),
+    ),
+  ).action(async (location: string, o) => {
+    printJson(
+      io,
+      await proveInclusion(location, {
+        ...trustOf(o),
+        stream: o.stream,
+        ...(o.index !== undefined ? { index: o.index } : {}),
+        ...(o.eventSource ? { eventSource: o.eventSource } : {}),
+        ...(o.eventId ? { eventId: o.eventId } : {}),
+        ...(o.size !== undefined ? { size: o.size } : {}),
+        s3: s3Of(o),
+      }),
+    );
+  });
+  withS3(
+    withTrust(
+      prove
+        .command("consistency")
+        .description("a consistency proof between two stored checkpoints")
+        .argument("<source>", SOURCE_HELP)
+        .requiredOption("--stream <name>", "stream")
+        .requiredOption("--from <size>", "older checkpoint size", int("--from"))
+        .requiredOption("--to <size>", "newer checkpoint size", int("--to")),
+    ),
+  ).action(async (location: string, o) => {
+    printJson(
+      io,
+      await proveConsistency(location, {
+        ...trustOf(o),
+        stream: o.stream,
+        from: o.from,
+        to: o.to,
+        s3: s3Of(o),
+      }),
+    );
+  });
+
+  withS3(
+    program
+      .command("tail")
+      .description("print a stream's records, and with --follow the new ones as they are committed")
+      .argument("<source>", SOURCE_HELP)
+      .requiredOption("--stream <name>", "stream")
+      .option("--from <index>", "first index; negative counts from the end", int("--from"), -10)
+      .option("-f, --follow", "keep printing new records")
+      .option("--interval <ms>", "poll interval with --follow", int("--interval"), 1000)
+      .option("--json", "JSON lines"),
+  ).action(async (location: string, o) => {
+    const controller = new AbortController();
+    process.once("SIGINT", () => controller.abort());
+    await tail(
+      location,
+      {
+        stream: o.stream,
+        from: o.from,
+        follow: Boolean(o.follow),
+        intervalMs: o.interval,
+        s3: s3Of(o),
+        signal: controller.signal,
+      },
+      (r) => {
+        if (o.json) io.out(`${JSON.stringify(r)}\n`);
+        else
+          io.out(
+            `#${r.index} ${r.record.received} ${r.record.producer} ${r.record.event.type} ${r.record.event.source} ${r.record.event.id}\n`,
+          );
+      },
+    );
+  });
+
+  return program;
+}
+
+/** Runs the CLI; resolves with the exit status. */
+export async function run(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let code = EXIT_OK;
+  const program = buildProgram({ ...io, setExitCode: (c) => (code = c) });
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (e) {
+    const err = e as { code?: string; exitCode?: number; message?: string };
+    if (typeof err.code === "string" && err.code.startsWith("commander.")) {
+      return err.exitCode === 0 ? EXIT_OK : 2;
+    }
+    if (e instanceof CliError) io.err(`auditsink: ${e.message}\n`);
+    else io.err(`auditsink: ${(e as Error).message ?? String(e)}\n`);
+    return 2;
+  }
+  return code;
+}

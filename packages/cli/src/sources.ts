@@ -1,0 +1,146 @@
+/**
+ * What a command reads from: a data directory (`<dir>/objects`, with the sink's own key, heads and producers),
+ * an evidence bundle (a directory with manifest.json, see bundle.ts), or `s3://bucket[/prefix]`.
+ */
+import type { KeyObject } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import {
+  type Head,
+  listStoredStreams,
+  type ObjectStore,
+  type ProducerInfo,
+  type PublicKeyDocument,
+  publicKeyFromSpki,
+} from "@auditsink/core";
+import { type BundleManifest, readBundleManifest } from "./bundle.ts";
+import { CliError } from "./errors.ts";
+import { DirectoryStore, parseS3Url, type S3ReadOptions, S3ReadStore } from "./stores.ts";
+
+export interface Source {
+  kind: "data-dir" | "bundle" | "s3";
+  /** The path or URL as given. */
+  location: string;
+  store: ObjectStore;
+  /** The deployment name, when the source records it. */
+  deployment?: string;
+  /** Verifier key strings the source offers (candidates for --fingerprint; never trusted by themselves). */
+  offeredKeys: string[];
+  /** Producer public keys by key id, when the source has them: producer signatures are then re-verified. */
+  producerKeys?: Map<string, KeyObject>;
+  producers?: ProducerInfo[];
+  bundle?: BundleManifest & { dir: string };
+  /** The head store's value for a stream (data directories), to catch a head rolled back behind a checkpoint. */
+  head(stream: string): Promise<Head | undefined>;
+  streams(): Promise<string[]>;
+}
+
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new CliError("source-unreadable", `cannot read ${path}`, { cause: e });
+  }
+}
+
+export function producerKeyMap(producers: readonly ProducerInfo[]): Map<string, KeyObject> {
+  const keys = new Map<string, KeyObject>();
+  for (const p of producers) for (const k of p.keys) keys.set(k.keyId, publicKeyFromSpki(k.publicKey));
+  return keys;
+}
+
+async function readProducers(path: string): Promise<ProducerInfo[] | undefined> {
+  const text = await readText(path);
+  if (text === undefined) return undefined;
+  try {
+    return (JSON.parse(text) as { producers: ProducerInfo[] }).producers;
+  } catch (cause) {
+    throw new CliError("source-unreadable", `${path} is not a producers file`, { cause });
+  }
+}
+
+/** Verifier key strings in the store's public key documents (`keys/<key id>.json`, core publicKeyDocument). */
+async function storedKeys(store: ObjectStore): Promise<string[]> {
+  const keys: string[] = [];
+  for (const key of await store.list("keys/")) {
+    const bytes = await store.get(key);
+    try {
+      const doc = JSON.parse(Buffer.from(bytes ?? []).toString("utf8")) as PublicKeyDocument;
+      if (typeof doc.verifierKey === "string") keys.push(doc.verifierKey);
+    } catch {
+      // Not a key document; the verifier's full walk reports objects outside the layout.
+    }
+  }
+  return keys;
+}
+
+export async function openSource(location: string, s3: S3ReadOptions = {}): Promise<Source> {
+  const s3Location = parseS3Url(location);
+  if (location.startsWith("s3://")) {
+    if (!s3Location) throw new CliError("usage", `${location} is not s3://bucket[/prefix]`);
+    const store = new S3ReadStore(s3Location, s3);
+    return {
+      kind: "s3",
+      location,
+      store,
+      offeredKeys: await storedKeys(store),
+      head: async () => undefined,
+      streams: () => listStoredStreams(store),
+    };
+  }
+  const dir = resolve(location);
+  const isDir = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) throw new CliError("source-unreadable", `${location} is not a directory or s3:// URL`);
+  const manifest = await readBundleManifest(dir);
+  if (manifest) {
+    const producers = await readProducers(join(dir, "keys", "producers.json"));
+    const keysText = (await readText(join(dir, "keys", "verifier-keys.txt"))) ?? "";
+    const store = new DirectoryStore(join(dir, "objects"));
+    return {
+      kind: "bundle",
+      location,
+      store,
+      deployment: manifest.deployment,
+      offeredKeys: [
+        ...keysText.split("\n").filter((l) => l.trim() && !l.startsWith("#")),
+        ...(await storedKeys(store)),
+      ],
+      ...(producers ? { producers, producerKeys: producerKeyMap(producers) } : {}),
+      bundle: { ...manifest, dir },
+      head: async () => undefined,
+      streams: async () => [manifest.stream],
+    };
+  }
+  const objects = join(dir, "objects");
+  const hasObjects = await stat(objects).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!hasObjects) {
+    throw new CliError(
+      "source-unreadable",
+      `${location} is neither an evidence bundle (no manifest.json) nor a data directory (no objects/)`,
+    );
+  }
+  const store = new DirectoryStore(objects);
+  const config = await readText(join(dir, "sink.json"));
+  const vkey = await readText(join(dir, "keys", "verifier-key.txt"));
+  const producers = await readProducers(join(dir, "producers.json"));
+  return {
+    kind: "data-dir",
+    location,
+    store,
+    ...(config ? { deployment: (JSON.parse(config) as { deployment: string }).deployment } : {}),
+    offeredKeys: [...(vkey ? [vkey.trim()] : []), ...(await storedKeys(store))],
+    ...(producers ? { producers, producerKeys: producerKeyMap(producers) } : {}),
+    head: async (stream) => {
+      const text = await readText(join(dir, "heads", `${stream}.json`));
+      return text ? (JSON.parse(text) as Head) : undefined;
+    },
+    streams: () => listStoredStreams(store),
+  };
+}
