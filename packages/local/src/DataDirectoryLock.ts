@@ -1,55 +1,87 @@
 /**
  * One process per data directory. The head store's compare-and-set and the dedup file are only safe with a
  * single writer, so a second process (a second `auditsink start`, or `producer create --data` while the sink
- * runs) refuses with LocalError("data-dir-locked") instead of sharing. proper-lockfile keeps the lock fresh
- * (mtime) so a lock left by a killed process goes stale and is taken over.
+ * runs) refuses with LocalError("data-dir-locked") instead of sharing.
+ *
+ * The lock is `<data>/lock.json`, holding the owner's pid, created atomically with its content (written to a
+ * temp file, then link(2), which fails if the lock exists). A lock whose pid is no longer alive was left by a
+ * killed process and is taken over at once, so a restart after `kill -9` needs no manual step. (A lock that only
+ * expires after a timeout, as mtime-based lock files do, would either delay that restart or let a second process
+ * in while the first is merely slow.)
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { link, readFile, unlink } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
-import lockfile from "proper-lockfile";
 import { LocalError } from "./errors.ts";
+import { fsyncDir, isErrno, mkdirDurable, writeTemp } from "./fsutil.ts";
 
 export interface DataDirectoryLock {
+  readonly path: string;
   release(): Promise<void>;
 }
 
-const OWNER = "lock-owner.json";
+interface Owner {
+  pid: number;
+  host: string;
+  purpose: string;
+  since: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return isErrno(e, "EPERM");
+  }
+}
 
 export async function lockDataDirectory(dataDir: string, purpose: string): Promise<DataDirectoryLock> {
-  let release: () => Promise<void>;
+  const path = join(dataDir, "lock.json");
+  // The temp file sits beside the lock, not in tmp/, which the lock holder empties at start.
+  const tmpDir = dataDir;
+  await mkdirDurable(tmpDir);
+  const me: Owner = { pid: process.pid, host: hostname(), purpose, since: new Date().toISOString() };
+  const tmp = await writeTemp(tmpDir, `${JSON.stringify(me)}\n`, 0o644);
   try {
-    release = await lockfile.lock(dataDir, {
-      lockfilePath: join(dataDir, "lock"),
-      stale: 10_000,
-      update: 2_000,
-      realpath: false,
-      onCompromised: (e) => {
-        // Another process took the lock over: stop writing rather than corrupt anything.
-        console.error(`auditsink: the lock on ${dataDir} was lost (${e.message}); exiting`);
-        process.exit(75);
-      },
-    });
-  } catch (cause) {
-    let owner = "another process";
-    try {
-      const o = JSON.parse(await readFile(join(dataDir, OWNER), "utf8")) as {
-        pid: number;
-        purpose: string;
-        since: string;
-      };
-      owner = `process ${o.pid} (${o.purpose}, since ${o.since})`;
-    } catch {
-      // no owner note: keep the generic wording
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await link(tmp, path);
+        await fsyncDir(dataDir);
+        return {
+          path,
+          release: async () => {
+            await unlink(path).catch(() => undefined);
+          },
+        };
+      } catch (e) {
+        if (!isErrno(e, "EEXIST")) {
+          throw new LocalError("data-dir-invalid", `cannot lock ${dataDir}: ${(e as Error).message}`, {
+            cause: e,
+          });
+        }
+      }
+      let owner: Owner | undefined;
+      try {
+        owner = JSON.parse(await readFile(path, "utf8")) as Owner;
+      } catch {
+        owner = undefined; // vanished or unreadable: try again
+      }
+      if (owner && owner.host === me.host && !alive(owner.pid)) {
+        // Left by a process that died (kill -9, power loss): take it over.
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      if (owner) {
+        throw new LocalError(
+          "data-dir-locked",
+          `the data directory ${dataDir} is in use by process ${owner.pid} on ${owner.host} (${owner.purpose}, since ${owner.since}). ` +
+            "Stop it first, or talk to the running sink over HTTP.",
+        );
+      }
     }
-    throw new LocalError(
-      "data-dir-locked",
-      `the data directory ${dataDir} is in use by ${owner}. Stop it first, or talk to the running sink over HTTP.`,
-      { cause },
-    );
+    throw new LocalError("data-dir-locked", `the data directory ${dataDir} is in use (lock ${path})`);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
   }
-  await writeFile(
-    join(dataDir, OWNER),
-    JSON.stringify({ pid: process.pid, purpose, since: new Date().toISOString() }),
-  );
-  return { release: () => release() };
 }

@@ -15,7 +15,7 @@
  *   alerts.jsonl         alerts of the scheduled verifier
  *   verifier-state.json  where the incremental verifier resumes
  *   tmp/                 objects being written
- *   lock, lock-owner.json
+ *   lock.json            the owner's pid while a process has the directory open
  */
 import { randomBytes } from "node:crypto";
 import { open, readdir, readFile, rm } from "node:fs/promises";
@@ -95,6 +95,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
   await mkdirDurable(dataDir);
   const lock = await lockDataDirectory(dataDir, options.purpose ?? "auditsink");
   try {
+    // Left by a crash in the middle of a write; never referenced by anything (objects are linked, not renamed).
     await rm(paths.tmp, { recursive: true, force: true });
     for (const d of [paths.tmp, paths.objects, paths.heads]) await mkdirDurable(d);
     const deployment = await deploymentName(paths.config, paths.tmp, options.deployment);
