@@ -21,7 +21,6 @@ const processor = new BatchProcessor(EventType.SQS);
 
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   logger.addContext(context);
-  const started = Date.now();
   try {
     const { sink } = await runtime.start();
     const outcomes = await commitQueueBatch(sink, event.Records);
@@ -46,8 +45,7 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
       processor,
       { context, throwOnFullBatchFailure: false },
     );
-    metrics.addMetric(METRIC.eventsCommitted, MetricUnit.Count, committed);
-    metrics.addMetric(METRIC.commitLatency, MetricUnit.Milliseconds, Date.now() - started);
+    logger.info("batch", { messages: event.Records.length, committed });
     return response;
   } finally {
     metrics.publishStoredMetrics();

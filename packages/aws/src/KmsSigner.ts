@@ -9,19 +9,17 @@
  */
 
 import {
-  formatVerifierKey,
   makeNoteKey,
   type NoteKey,
+  type PublicKeyDocument,
+  publicKeyDocument,
+  publicKeyDocumentKey,
   publicKeyFromSpki,
   type Signer,
-  spkiDer,
 } from "@auditsink/core";
 import { DescribeKeyCommand, GetPublicKeyCommand, type KMSClient, SignCommand } from "@aws-sdk/client-kms";
 import { storeFailure } from "./errors.ts";
 import type { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
-
-/** The archive object a public key is exported to. */
-export const publicKeyObjectKey = (key: NoteKey) => `keys/${key.keyId.toString("hex")}.json`;
 
 export class KmsSigner implements Signer {
   private constructor(
@@ -73,16 +71,9 @@ export class KmsSigner implements Signer {
     }
   }
 
-  /** The JSON document exported to the archive: everything an auditor needs to pin this key. */
-  publicKeyDocument(): Record<string, string> {
-    return {
-      name: this.key.name,
-      keyId: this.key.keyId.toString("hex"),
-      algorithm: "ecdsa-p256",
-      verifierKey: formatVerifierKey(this.key),
-      publicKey: spkiDer(this.key.publicKey).toString("base64"),
-      kmsKeyArn: this.kmsKeyId,
-    };
+  /** The document exported to the archive (core's format) plus the KMS key it came from. */
+  publicKeyDocument(): PublicKeyDocument & { kmsKeyArn: string } {
+    return { ...publicKeyDocument(this.key), kmsKeyArn: this.kmsKeyId };
   }
 
   /**
@@ -90,7 +81,7 @@ export class KmsSigner implements Signer {
    * runs on every cold start and a HEAD costs a tenth of a PUT; the create-only put makes races harmless.
    */
   async exportPublicKey(store: S3WriteOnceStore): Promise<string> {
-    const objectKey = publicKeyObjectKey(this.key);
+    const objectKey = publicKeyDocumentKey(this.key);
     if (!(await store.exists(objectKey))) {
       const body = `${JSON.stringify(this.publicKeyDocument(), null, 2)}\n`;
       await store.putIfAbsent(objectKey, Buffer.from(body, "utf8"));

@@ -6,6 +6,7 @@ export * from "./DynamoHeadStore.ts";
 export * from "./DynamoProducerAdmin.ts";
 export * from "./DynamoWatermarkStore.ts";
 export * from "./errors.ts";
+export * from "./http.ts";
 export * from "./KmsSigner.ts";
 export * from "./ledger-table.ts";
 export * from "./observability.ts";

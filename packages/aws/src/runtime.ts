@@ -4,7 +4,7 @@
  * export, so it is built lazily on the first invocation and reused; a failed start is retried next time.
  */
 
-import { Sink } from "@auditsink/core";
+import { type Admitted, type Receipt, Sink } from "@auditsink/core";
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
@@ -19,6 +19,7 @@ import { DynamoHeadStore } from "./DynamoHeadStore.ts";
 import { DynamoProducerAdmin } from "./DynamoProducerAdmin.ts";
 import { DynamoWatermarkStore } from "./DynamoWatermarkStore.ts";
 import { KmsSigner } from "./KmsSigner.ts";
+import { METRIC, MetricUnit, metrics } from "./observability.ts";
 import { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
 
 export interface AwsClients {
@@ -50,6 +51,30 @@ export interface AwsRuntimeOptions {
   producerCacheSeconds?: number;
   /** Most records one segment may hold (core default 10,000). */
   maxSegmentRecords?: number;
+  /** Export the signing key's public key to the archive on start (default true; the read-only query role cannot). */
+  exportPublicKey?: boolean;
+}
+
+/** The core Sink, reporting EventsCommitted, CommitLatency and IngestErrors (EMF) as it works. */
+export class MeteredSink extends Sink {
+  override async commit(stream: string, items: readonly Admitted[]): Promise<Receipt[]> {
+    const started = Date.now();
+    const receipts = await super.commit(stream, items);
+    if (items.length > 0) {
+      metrics.addMetric(METRIC.eventsCommitted, MetricUnit.Count, receipts.length);
+      metrics.addMetric(METRIC.commitLatency, MetricUnit.Milliseconds, Date.now() - started);
+    }
+    return receipts;
+  }
+
+  override async submit(stream: string, events: readonly unknown[]): Promise<Receipt[]> {
+    try {
+      return await super.submit(stream, events);
+    } catch (e) {
+      metrics.addMetric(METRIC.ingestErrors, MetricUnit.Count, 1);
+      throw e;
+    }
+  }
 }
 
 export class AwsRuntime {
@@ -101,8 +126,8 @@ export class AwsRuntime {
         this.settings.signingKeyId,
         this.settings.origin,
       );
-      await signer.exportPublicKey(this.objects);
-      const sink = new Sink({
+      if (this.options.exportPublicKey !== false) await signer.exportPublicKey(this.objects);
+      const sink = new MeteredSink({
         deployment: this.settings.origin,
         objects: this.objects,
         heads: this.heads,

@@ -1,0 +1,63 @@
+/**
+ * The one HTTP app (packages/api `createApp`) on Lambda behind API Gateway HTTP API (payload v2), through
+ * `hono/aws-lambda`. ingest-http and query serve this same app; they differ only in the routes API Gateway
+ * sends them and in their IAM roles.
+ *
+ * Producer administration: API Gateway authorizes those routes with IAM (SigV4, stacks/Ingest.ts), so the
+ * app's admin check accepts a request exactly when API Gateway reports an IAM-authorized caller for it.
+ * Lambda runs one invocation at a time per container, so the flag set per invocation cannot leak across.
+ */
+import { createApp } from "@auditsink/api";
+import { AuditedProducerAdmin, ScanningEventIndex } from "@auditsink/core";
+import type { APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from "aws-lambda";
+import { handle } from "hono/aws-lambda";
+import { logger, metrics } from "./observability.ts";
+import type { AwsRuntime } from "./runtime.ts";
+
+type LambdaHttpHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResult>;
+
+/** Builds the app on first use (the Sink needs KMS) and returns the Lambda handler serving it. */
+export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
+  let iamCaller = false;
+  let built: Promise<LambdaHttpHandler> | undefined;
+  const build = async (): Promise<LambdaHttpHandler> => {
+    const { sink, signer } = await runtime.start();
+    const app = createApp({
+      sink,
+      producers: new AuditedProducerAdmin(runtime.producers, sink),
+      events: new ScanningEventIndex(runtime.objects, () => runtime.heads.streams()),
+      keys: {
+        deployment: runtime.settings.origin,
+        keys: [
+          {
+            verifierKey: signer.publicKeyDocument().verifierKey,
+            publicKeyPem: signer.key.publicKey.export({ type: "spki", format: "pem" }).toString(),
+          },
+        ],
+      },
+      authorizeAdmin: () => iamCaller,
+      health: () => ({ runtime: "aws" }),
+      logError: (error, request) =>
+        logger.error("request failed", {
+          ...request,
+          error: (error as Error)?.name,
+          reason: (error as Error)?.message,
+        }),
+    });
+    return handle(app) as unknown as LambdaHttpHandler;
+  };
+  return async (event, context) => {
+    logger.addContext(context);
+    const authorizer = (event.requestContext as { authorizer?: { iam?: unknown } }).authorizer;
+    iamCaller = authorizer?.iam !== undefined && authorizer.iam !== null;
+    try {
+      built ??= build().catch((e) => {
+        built = undefined;
+        throw e;
+      });
+      return await (await built)(event, context);
+    } finally {
+      metrics.publishStoredMetrics();
+    }
+  };
+}

@@ -1,0 +1,227 @@
+import { randomUUID } from "node:crypto";
+import {
+  generateKeyPair,
+  keyFingerprint,
+  parseVerifierKey,
+  type Receipt,
+  spkiDer,
+  verifyReceipt,
+  verifyStoredStream,
+} from "@auditsink/core";
+import type { APIGatewayProxyEventV2, APIGatewayProxyResult, SQSBatchResponse, SQSEvent } from "aws-lambda";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Emulators, startEmulators } from "../emulators/harness.ts";
+import {
+  lambdaContext,
+  type Provisioned,
+  provision,
+  registerProducer,
+  sqsRecord,
+  useEmulators,
+} from "./fixtures.ts";
+
+type HttpHandler = (e: APIGatewayProxyEventV2, c: unknown) => Promise<APIGatewayProxyResult>;
+type QueueHandler = (e: SQSEvent, c: unknown) => Promise<SQSBatchResponse>;
+
+let emulators: Emulators;
+let p: Provisioned;
+let ingestHttp: HttpHandler;
+let query: HttpHandler;
+let ingestQueue: QueueHandler;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  useEmulators(emulators);
+  p = await provision();
+  Object.assign(process.env, p.env);
+  ingestHttp = (await import("../../functions/ingest-http.ts")).handler as HttpHandler;
+  query = (await import("../../functions/query.ts")).handler as HttpHandler;
+  ingestQueue = (await import("../../functions/ingest-queue.ts")).handler as QueueHandler;
+});
+afterAll(async () => emulators?.stop());
+
+/** An API Gateway HTTP API payload v2 event, as Lambda receives it. */
+function httpEvent(
+  method: string,
+  path: string,
+  body?: unknown,
+  options: { iam?: boolean; query?: string } = {},
+): APIGatewayProxyEventV2 {
+  return {
+    version: "2.0",
+    routeKey: `${method} ${path}`,
+    rawPath: path,
+    rawQueryString: options.query ?? "",
+    headers: { "content-type": "application/json", host: "api.example.com" },
+    requestContext: {
+      accountId: "123456789012",
+      apiId: "api",
+      domainName: "api.example.com",
+      domainPrefix: "api",
+      http: { method, path, protocol: "HTTP/1.1", sourceIp: "203.0.113.1", userAgent: "test" },
+      requestId: randomUUID(),
+      routeKey: `${method} ${path}`,
+      stage: "$default",
+      time: "24/Nov/2026:12:00:00 +0000",
+      timeEpoch: 1764000000000,
+      ...(options.iam
+        ? {
+            authorizer: {
+              iam: {
+                accessKey: "AKIA",
+                accountId: "123456789012",
+                callerId: "c",
+                principalOrgId: null,
+                userArn: "arn:aws:iam::123456789012:user/admin",
+                userId: "u",
+              },
+            },
+          }
+        : {}),
+    } as APIGatewayProxyEventV2["requestContext"],
+    ...(body !== undefined
+      ? { body: JSON.stringify(body), isBase64Encoded: false }
+      : { isBase64Encoded: false }),
+  };
+}
+
+const json = (r: APIGatewayProxyResult) => JSON.parse(r.body) as Record<string, unknown>;
+
+async function trustedKeys() {
+  const keys = json(await query(httpEvent("GET", "/v1/keys"), lambdaContext())) as {
+    keys: { verifierKey: string }[];
+  };
+  return keys.keys.map((k) => parseVerifierKey(k.verifierKey));
+}
+
+describe("functions/ingest-http", () => {
+  it("registers a producer only for IAM-authorized callers, then accepts its signed events with receipts", async () => {
+    // Prepare
+    const { privateKey, publicKey } = generateKeyPair("ed25519");
+    const registration = {
+      id: "agent-http",
+      publicKey: spkiDer(publicKey).toString("base64"),
+      streams: ["agent.*"],
+    };
+    // Act
+    const anonymous = await ingestHttp(httpEvent("POST", "/v1/producers", registration), lambdaContext());
+    const registered = await ingestHttp(
+      httpEvent("POST", "/v1/producers", registration, { iam: true }),
+      lambdaContext(),
+    );
+    const { signEvent } = await import("@auditsink/core");
+    const events = [1, 2, 3].map((i) =>
+      signEvent(
+        {
+          specversion: "1.0",
+          id: `h-${i}`,
+          source: "agent://http",
+          type: "ai.agent.tool_call",
+          time: "2026-11-24T12:00:00Z",
+        },
+        privateKey,
+      ),
+    );
+    const accepted = await ingestHttp(
+      httpEvent("POST", "/v1/streams/agent.http/events", events),
+      lambdaContext(),
+    );
+    const replay = await ingestHttp(
+      httpEvent("POST", "/v1/streams/agent.http/events", events),
+      lambdaContext(),
+    );
+    // Assess
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.headers?.["content-type"]).toContain("application/problem+json");
+    expect(registered.statusCode).toBe(201);
+    expect(accepted.statusCode).toBe(200);
+    const receipts = json(accepted).receipts as Receipt[];
+    expect(receipts.map((r) => r.index)).toEqual([0, 1, 2]);
+    expect((json(replay).receipts as Receipt[]).map((r) => r.index)).toEqual([0, 1, 2]);
+    const trusted = await trustedKeys();
+    for (const r of receipts) expect(verifyReceipt(r, { trusted }).ok).toBe(true);
+    expect(keyFingerprint(publicKey)).toBe(events[0]!.sigkeyid);
+  });
+
+  it("answers bad input with an RFC 9457 problem and changes nothing", async () => {
+    const bad = await ingestHttp(
+      httpEvent("POST", "/v1/streams/agent.http/events", [{ specversion: "0.3" }]),
+      lambdaContext(),
+    );
+    expect(bad.statusCode).toBe(400);
+    expect(json(bad)).toMatchObject({ code: "invalid-event" });
+  });
+});
+
+describe("functions/query", () => {
+  it("serves checkpoints, records and proofs of a stream committed through the queue", async () => {
+    // Prepare
+    const producer = await registerProducer(p.runtime(), "agent-query");
+    await ingestQueue(
+      { Records: [0, 1, 2, 3].map((i) => sqsRecord("agent.query", producer.event(`q-${i}`))) } as SQSEvent,
+      lambdaContext(),
+    );
+    // Act
+    const checkpoint = await query(httpEvent("GET", "/v1/streams/agent.query/checkpoint"), lambdaContext());
+    const records = await query(
+      httpEvent("GET", "/v1/streams/agent.query/records", undefined, { query: "from=0&to=4" }),
+      lambdaContext(),
+    );
+    const proof = await query(
+      httpEvent("GET", "/v1/streams/agent.query/proofs/inclusion", undefined, { query: "index=1&size=4" }),
+      lambdaContext(),
+    );
+    const missing = await query(httpEvent("GET", "/v1/streams/nothing-here/checkpoint"), lambdaContext());
+    // Assess
+    expect(checkpoint.statusCode).toBe(200);
+    expect(json(checkpoint)).toMatchObject({ stream: "agent.query", size: 4 });
+    expect((json(records).records as unknown[]).length).toBe(4);
+    expect((json(proof).proof as string[]).length).toBe(2);
+    expect(missing.statusCode).toBe(404);
+  });
+});
+
+describe("functions/ingest-queue", () => {
+  it("commits a batch per stream and reports only poison messages as batch item failures", async () => {
+    // Prepare
+    const producer = await registerProducer(p.runtime(), "agent-queue");
+    const stranger = generateKeyPair("ed25519");
+    const { signEvent } = await import("@auditsink/core");
+    const unknown = signEvent(
+      { specversion: "1.0", id: "x", source: "agent://nobody", type: "t", time: "2026-11-24T12:00:00Z" },
+      stranger.privateKey,
+    );
+    const good = [
+      ...[0, 1, 2].map((i) => sqsRecord("queue.a", producer.event(`a-${i}`))),
+      ...[0, 1].map((i) => sqsRecord("queue.b", producer.event(`b-${i}`))),
+    ];
+    const poison = [
+      { ...sqsRecord("queue.a", {}), body: "not json" },
+      sqsRecord("queue.a", unknown),
+      sqsRecord("Bad Stream", producer.event("c-0")),
+    ];
+    // Act
+    const first = await ingestQueue({ Records: [...good, ...poison] } as SQSEvent, lambdaContext());
+    const redelivered = await ingestQueue({ Records: good } as SQSEvent, lambdaContext());
+    // Assess
+    expect(first.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(
+      poison.map((r) => r.messageId).sort(),
+    );
+    expect(redelivered.batchItemFailures).toEqual([]);
+    const rt = p.runtime();
+    const { signer } = await rt.start();
+    for (const [stream, size] of [
+      ["queue.a", 3],
+      ["queue.b", 2],
+    ] as const) {
+      const report = await verifyStoredStream(rt.objects, stream, {
+        trusted: [signer.key],
+        deployment: p.settings.origin,
+      });
+      expect(report.failures).toEqual([]);
+      expect(report.state.size).toBe(size);
+      // One segment per stream: the batch was committed with one Sink commit per stream.
+      expect(report.segments).toBe(1);
+    }
+  });
+});
