@@ -156,7 +156,9 @@ export function buildProgram(io: Io = processIo): Command {
       "Tamper-evident audit sink: run it, register producers, send events, verify, export and prove.",
     )
     .showHelpAfterError()
-    .configureOutput({ writeOut: io.out, writeErr: io.err });
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    // Subcommands inherit this: commander throws instead of exiting, and run() turns that into a status.
+    .exitOverride();
 
   program
     .command("start")
@@ -463,7 +465,6 @@ export function buildProgram(io: Io = processIo): Command {
 export async function run(argv: readonly string[], io: Io = processIo): Promise<number> {
   let code = EXIT_OK;
   const program = buildProgram({ ...io, setExitCode: (c) => (code = c) });
-  program.exitOverride();
   try {
     await program.parseAsync(argv, { from: "user" });
   } catch (e) {
