@@ -35,6 +35,7 @@ export const AUDITOR_ACTIONS = {
     "s3:GetObject",
     "s3:GetObjectVersion",
     "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
     "s3:GetBucketObjectLockConfiguration",
     "s3:ListBucket",
     "s3:ListBucketVersions",
@@ -77,7 +78,7 @@ export function Audit({ app, stack }: StackContext) {
     statements: [
       new iam.PolicyStatement({
         sid: "ReadArchiveObjects",
-        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention"],
+        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
         resources: [archive.arnForObjects("*")],
       }),
       new iam.PolicyStatement({

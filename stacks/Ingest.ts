@@ -26,6 +26,9 @@ export const INGEST_ROUTES = [
 /** Registering or revoking a producer key changes who may write: only IAM-authenticated operators may. */
 export const PRODUCER_ADMIN_ROUTES = ["POST /v1/producers", "POST /v1/producers/{id}/revoke"] as const;
 
+/** EventBridge detail-type of audit events on the ingest bus. */
+export const AUDIT_EVENT_DETAIL_TYPE = "auditsink.event";
+
 const INGEST_HTTP_TIMEOUT_SECONDS = 29;
 const INGEST_QUEUE_TIMEOUT_SECONDS = 60;
 
@@ -173,11 +176,15 @@ export function Ingest({ app, stack }: StackContext) {
     deadLetterQueue: { queue: deadLetters, maxReceiveCount: 5 },
   });
 
-  // Every event on this bus from the deploying account or an allowed producer account is an audit event.
+  // Audit events (detail-type `auditsink.event`, as packages/client's EventBridgePublisher sends them) from the
+  // deploying account or an allowed producer account. The source is the producer's to choose.
   const rule = new events.Rule(stack, "IngestRule", {
     eventBus: bus,
     description: "Forwards audit events from allowed accounts to the ingest queue",
-    eventPattern: { account: [Aws.ACCOUNT_ID, ...settings.producerAccounts] },
+    eventPattern: {
+      detailType: [AUDIT_EVENT_DETAIL_TYPE],
+      account: [Aws.ACCOUNT_ID, ...settings.producerAccounts],
+    },
   });
   rule.addTarget(
     new targets.SqsQueue(queue, {

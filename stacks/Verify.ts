@@ -30,6 +30,9 @@ import { Signing } from "./Signing.ts";
  */
 export const ALERT_EVENT_BUS = "default";
 
+/** Partition keys of the ledger items the verifier writes (packages/aws/src/ledger-table.ts). */
+export const VERIFIER_PARTITIONS = ["stream#*", "verifier"];
+
 /** Verifier runs may be missed this many times in a row before "verifier not reporting" fires. */
 const VERIFIER_MISSED_RUNS_TOLERATED = 2;
 
@@ -53,13 +56,14 @@ export function Verify({ app, stack }: StackContext) {
     pendingWindow: Duration.days(30),
     removalPolicy: RemovalPolicy.RETAIN,
   });
+  // Who may publish is decided by the topic policy below (CloudWatch, for this account's alarms only); the key
+  // only has to let CloudWatch encrypt what it publishes.
   alertsKey.addToResourcePolicy(
     new iam.PolicyStatement({
-      sid: "CloudWatchAlarmsPublish",
+      sid: "CloudWatchAlarmsEncrypt",
       principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
       actions: ["kms:Decrypt", "kms:GenerateDataKey*"],
       resources: ["*"],
-      conditions: { StringEquals: { "aws:SourceAccount": stack.account } },
     }),
   );
   const topic = new sns.Topic(stack, "Alerts", {
@@ -73,7 +77,12 @@ export function Verify({ app, stack }: StackContext) {
       principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
       actions: ["sns:Publish"],
       resources: [topic.topicArn],
-      conditions: { StringEquals: { "aws:SourceAccount": stack.account } },
+      conditions: {
+        StringEquals: { "aws:SourceAccount": stack.account },
+        ArnLike: {
+          "aws:SourceArn": `arn:${stack.partition}:cloudwatch:${stack.region}:${stack.account}:alarm:*`,
+        },
+      },
     }),
   );
   if (settings.alertEmail) topic.addSubscription(new subscriptions.EmailSubscription(settings.alertEmail));
@@ -89,7 +98,7 @@ export function Verify({ app, stack }: StackContext) {
     statements: [
       new iam.PolicyStatement({
         sid: "ReadArchiveObjects",
-        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention"],
+        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
         resources: [archive.arnForObjects("*")],
       }),
       new iam.PolicyStatement({
@@ -102,16 +111,25 @@ export function Verify({ app, stack }: StackContext) {
         actions: LEDGER_READ_ACTIONS,
         resources: [table.tableArn, `${table.tableArn}/index/*`],
       }),
-      // Watermarks for incremental runs, and repairing a head the archive is ahead of (DESIGN.md §4).
+      // Per-stream watermarks and the run cursor only: items keyed `stream#<name>` and `verifier` (see
+      // packages/aws/src/ledger-table.ts). Producers, keys and dedup entries stay out of the verifier's reach.
       new iam.PolicyStatement({
-        sid: "WriteLedger",
+        sid: "WriteWatermarks",
         actions: ["dynamodb:PutItem", "dynamodb:UpdateItem"],
         resources: [table.tableArn],
+        conditions: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": VERIFIER_PARTITIONS } },
       }),
       new iam.PolicyStatement({
         sid: "CheckSigningKey",
         actions: ["kms:DescribeKey", "kms:GetPublicKey"],
         resources: [signingKeyArn],
+      }),
+      // The IntegrityFailures metric is also put directly, so an alarm fires even if the logs are delayed.
+      new iam.PolicyStatement({
+        sid: "PutIntegrityMetric",
+        actions: ["cloudwatch:PutMetricData"],
+        resources: ["*"],
+        conditions: { StringEquals: { "cloudwatch:namespace": METRICS_NAMESPACE } },
       }),
       new iam.PolicyStatement({
         sid: "PublishAlertEvents",

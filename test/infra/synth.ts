@@ -8,7 +8,7 @@
  * placeholder bundle. Everything else SST does to a function (runtime, architecture, handler string, role,
  * environment) is as deployed. `sst deploy` bundles the real handlers in functions/.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Template } from "aws-cdk-lib/assertions";
@@ -74,7 +74,33 @@ function stubNodeBundling(): void {
  * Synthesizes every stack of the app for `stage` with `settings`, writes the templates under
  * test/output/infra/<stage>/ and returns them.
  */
-export async function synthesize(stage: string, settings: Partial<StageSettings>): Promise<Synth> {
+export function synthesize(stage: string, settings: Partial<StageSettings>): Promise<Synth> {
+  return synthesizeWith(stage, (app) => auditsink(app, settings));
+}
+
+/**
+ * Synthesizes the app exactly as sst.config.ts builds it, with `env` as the process environment the stage
+ * settings are read from (SST loads .env.<stage> into process.env before calling `stacks`).
+ */
+export async function synthesizeConfig(stage: string, env: Record<string, string>): Promise<Synth> {
+  const { default: config } = await import("../../sst.config.ts");
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    return await synthesizeWith(stage, (app) => config.stacks(app));
+  } finally {
+    for (const key of Object.keys(env)) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+  }
+}
+
+/** Synthesizes whatever `build` adds to a fresh app (for tests that need more than the sink's own stacks). */
+export async function synthesizeWith(
+  stage: string,
+  build: (app: App) => void | Promise<void>,
+): Promise<Synth> {
   if (process.env.NODE_ENV !== "test") throw new Error("SST must run in test mode (NODE_ENV=test)");
   await initProject({ stage, region: REGION, root: ROOT });
   // A private SST output directory per test process: SST clears and rewrites <out>/types whenever an App is
@@ -91,12 +117,16 @@ export async function synthesize(stage: string, settings: Partial<StageSettings>
     { mode: "deploy", stage, region: REGION, account: ACCOUNT, name: project.config.name },
     { outdir: cdkOut },
   );
-  auditsink(app, settings);
-  await app.finish();
+  try {
+    await build(app);
+    await app.finish();
+  } catch (error) {
+    rmSync(out, { recursive: true, force: true });
+    throw error;
+  }
   const assembly = app.synth();
 
   const outputDir = path.join(OUTPUT, stage);
-  rmSync(outputDir, { recursive: true, force: true });
   mkdirSync(outputDir, { recursive: true });
   const templates: Synth["templates"] = {};
   const json: Synth["json"] = {};
@@ -119,10 +149,17 @@ export async function synthesize(stage: string, settings: Partial<StageSettings>
       findings.push({ stack: name, level: message.level, rule, path: message.id, message: text });
     }
   }
-  writeFileSync(path.join(outputDir, "nag-findings.json"), JSON.stringify(findings, null, 2));
+  writeAtomically(path.join(outputDir, "nag-findings.json"), findings);
   // The cloud assembly holds a copy of SST's 4.6 MB custom-resource bundle per stack; the templates are kept.
-  rmSync(cdkOut, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
   return { app, stage, templates, json, findings, bundled: [...bundled], outputDir };
+}
+
+/** Test files synthesize the same stage in parallel: a reader must never see a half-written template. */
+function writeAtomically(file: string, value: unknown): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(temporary, file);
 }
 
 /** The resources of one type in a template, by logical id. */

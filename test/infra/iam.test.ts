@@ -1,0 +1,258 @@
+/**
+ * One least-privilege role per function, asserted by action: what each may do (exactly), and the explicit
+ * denies that keep the enforcement point from altering the archive, the ledger or the signing key (DESIGN.md
+ * invariant 6) whatever else is attached to a role later.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { ROLE, SETTINGS, STAGE } from "./fixtures.ts";
+import {
+  allowedActions,
+  denyStatementsFor,
+  flatText,
+  list,
+  roleStatements,
+  type Statement,
+} from "./policy.ts";
+import { type Synth, synthesize } from "./synth.ts";
+
+let synth: Synth;
+beforeAll(async () => {
+  synth = await synthesize(STAGE, SETTINGS);
+});
+
+const LOGS_AND_TRACES = [
+  "logs:CreateLogStream",
+  "logs:PutLogEvents",
+  "xray:PutTelemetryRecords",
+  "xray:PutTraceSegments",
+];
+const WRITER = [
+  "s3:PutObject",
+  "s3:PutObjectRetention",
+  "s3:GetObject",
+  "s3:ListBucket",
+  "s3:ListBucketVersions",
+  "dynamodb:GetItem",
+  "dynamodb:BatchGetItem",
+  "dynamodb:Query",
+  "dynamodb:PutItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:ConditionCheckItem",
+  "kms:Sign",
+  "kms:GetPublicKey",
+  ...LOGS_AND_TRACES,
+];
+const SQS_CONSUMER = [
+  "sqs:ReceiveMessage",
+  "sqs:ChangeMessageVisibility",
+  "sqs:GetQueueUrl",
+  "sqs:DeleteMessage",
+  "sqs:GetQueueAttributes",
+];
+const LEDGER_READS = [
+  "dynamodb:GetItem",
+  "dynamodb:BatchGetItem",
+  "dynamodb:Query",
+  "dynamodb:Scan",
+  "dynamodb:DescribeTable",
+];
+
+const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
+  ingestHttp: WRITER,
+  ingestQueue: [...WRITER, ...SQS_CONSUMER],
+  query: [
+    "s3:GetObject",
+    "s3:ListBucket",
+    ...LEDGER_READS,
+    "kms:GetPublicKey",
+    "kms:DescribeKey",
+    ...LOGS_AND_TRACES,
+  ],
+  verifier: [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucketObjectLockConfiguration",
+    ...LEDGER_READS,
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "kms:DescribeKey",
+    "kms:GetPublicKey",
+    "cloudwatch:PutMetricData",
+    "events:PutEvents",
+    "sns:Publish",
+    "kms:Decrypt",
+    "kms:GenerateDataKey*",
+    ...LOGS_AND_TRACES,
+  ],
+  auditor: [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    ...LEDGER_READS,
+    "kms:GetPublicKey",
+    "kms:Verify",
+  ],
+};
+
+const FUNCTION_ROLES = ["ingestHttp", "ingestQueue", "query", "verifier"] as const;
+const INGEST_ROLES = ["ingestHttp", "ingestQueue"] as const;
+const READER_ROLES = ["query", "verifier"] as const;
+
+/** A deny that applies to the archive (both the bucket and its objects) without any condition. */
+const deniesOnArchive = (statements: Statement[], action: string) =>
+  denyStatementsFor(statements, action).filter(
+    (s) =>
+      s.Condition === undefined &&
+      list(s.Resource).some(
+        (r) => /Archive[0-9A-F]{8}/.test(JSON.stringify(r)) && !flatText(r).endsWith("/*"),
+      ) &&
+      list(s.Resource).some((r) => flatText(r).endsWith("/*")),
+  );
+
+describe.each(Object.keys(ROLE) as (keyof typeof ROLE)[])("%s role", (role) => {
+  it("is allowed exactly the actions its work needs", () => {
+    expect(allowedActions(roleStatements(synth, ROLE[role]))).toEqual(
+      [...new Set(EXPECTED_ALLOWS[role])].sort(),
+    );
+  });
+
+  it("has no allow on every resource except for X-Ray traces and the verifier's own metric namespace", () => {
+    const starAllows = roleStatements(synth, ROLE[role]).filter(
+      (s) => s.Effect === "Allow" && JSON.stringify(s.Resource) === '"*"',
+    );
+    for (const s of starAllows) {
+      const actions = list(s.Action);
+      const onlyTracing = actions.every((a) => a.startsWith("xray:"));
+      const metricInNamespace =
+        actions.join() === "cloudwatch:PutMetricData" &&
+        JSON.stringify(s.Condition) ===
+          JSON.stringify({ StringEquals: { "cloudwatch:namespace": "auditsink" } });
+      expect(onlyTracing || metricInNamespace, JSON.stringify(s)).toBe(true);
+    }
+  });
+});
+
+describe.each(FUNCTION_ROLES)("%s role's explicit denies", (role) => {
+  const statements = () => roleStatements(synth, ROLE[role]);
+
+  it.each([
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:BypassGovernanceRetention",
+    "s3:PutObjectLegalHold",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:DeleteBucket",
+  ])("deny %s on the archive", (action) => {
+    expect(deniesOnArchive(statements(), action)).toHaveLength(1);
+  });
+
+  it.each(["kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", "kms:CreateGrant"])(
+    "deny %s on the signing key",
+    (action) => {
+      const denies = denyStatementsFor(statements(), action).filter((s) =>
+        /SigningKey/.test(JSON.stringify(s.Resource)),
+      );
+      expect(denies).toHaveLength(1);
+    },
+  );
+
+  it.each([
+    "dynamodb:DeleteTable",
+    "dynamodb:UpdateTable",
+    "dynamodb:UpdateContinuousBackups",
+    "dynamodb:DeleteItem",
+  ])("deny %s on the ledger", (action) => {
+    const denies = denyStatementsFor(statements(), action).filter((s) =>
+      /Ledger[0-9A-F]{8}/.test(JSON.stringify(s.Resource)),
+    );
+    expect(denies).toHaveLength(1);
+  });
+});
+
+describe.each(INGEST_ROLES)("%s role (writer and signer)", (role) => {
+  const statements = () => roleStatements(synth, ROLE[role]);
+
+  it("creates objects only under streams/ and keys/", () => {
+    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
+    expect(puts).toHaveLength(1);
+    expect(list(puts[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
+    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/\*$/),
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/keys\/\*$/),
+    ]);
+  });
+
+  it("may not put an object without If-None-Match", () => {
+    const denies = denyStatementsFor(statements(), "s3:PutObject");
+    expect(denies).toHaveLength(1);
+    expect(denies[0]!.Condition).toEqual({ Null: { "s3:if-none-match": "true" } });
+  });
+
+  it("may not set a retention shorter than the stage's, or other than COMPLIANCE", () => {
+    const conditions = denyStatementsFor(statements(), "s3:PutObjectRetention").map((s) => s.Condition);
+    expect(conditions).toContainEqual({
+      NumericLessThan: { "s3:object-lock-remaining-retention-days": "399" },
+    });
+    expect(conditions).toContainEqual({ StringNotEquals: { "s3:object-lock-mode": "COMPLIANCE" } });
+  });
+
+  it("signs only with the signing key", () => {
+    const signs = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("kms:Sign"));
+    expect(signs).toHaveLength(1);
+    expect(JSON.stringify(signs[0]!.Resource)).toMatch(/SigningKey/);
+  });
+});
+
+describe.each(READER_ROLES)("%s role (reader)", (role) => {
+  const statements = () => roleStatements(synth, ROLE[role]);
+
+  it.each(["s3:PutObject", "s3:PutObjectRetention"])("is denied %s on the archive outright", (action) => {
+    const denies = denyStatementsFor(statements(), action).filter((s) => s.Condition === undefined);
+    expect(denies).toHaveLength(1);
+  });
+
+  it("is denied kms:Sign", () => {
+    expect(denyStatementsFor(statements(), "kms:Sign")).toHaveLength(1);
+  });
+});
+
+describe("query role", () => {
+  it.each(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"])(
+    "is denied %s",
+    (action) => {
+      expect(denyStatementsFor(roleStatements(synth, ROLE.query), action)).toHaveLength(1);
+    },
+  );
+});
+
+describe("verifier role", () => {
+  it("writes only watermark and cursor items of the ledger", () => {
+    const writes = roleStatements(synth, ROLE.verifier).filter(
+      (s) => s.Effect === "Allow" && list(s.Action).includes("dynamodb:PutItem"),
+    );
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["stream#*", "verifier"] },
+    });
+  });
+
+  it("publishes alert events to the default bus only", () => {
+    const puts = roleStatements(synth, ROLE.verifier).filter(
+      (s) => s.Effect === "Allow" && list(s.Action).includes("events:PutEvents"),
+    );
+    expect(puts).toHaveLength(1);
+    expect(flatText(puts[0]!.Resource)).toMatch(/:events:eu-central-1:123456789012:event-bus\/default$/);
+  });
+});
