@@ -1,0 +1,85 @@
+import { randomUUID } from "node:crypto";
+import { AwsVerifier, createHttpHandler } from "@auditsink/aws";
+import {
+  listStoredStreams,
+  parseStoreKey,
+  type Receipt,
+  streamPrefix,
+  verifyStoredStream,
+} from "@auditsink/core";
+import type { APIGatewayProxyEventV2 } from "aws-lambda";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Emulators, startEmulators } from "../emulators/harness.ts";
+import { lambdaContext, provision, registerProducer, useEmulators } from "./fixtures.ts";
+
+let emulators: Emulators;
+beforeAll(async () => {
+  emulators = await startEmulators();
+  useEmulators(emulators);
+});
+afterAll(async () => emulators?.stop());
+
+const CONTAINERS = 8;
+const BATCHES = 50;
+const PER_BATCH = 2;
+const STREAM = "contended";
+
+function postEvents(stream: string, events: unknown[]): APIGatewayProxyEventV2 {
+  const path = `/v1/streams/${stream}/events`;
+  return {
+    version: "2.0",
+    routeKey: "POST /v1/streams/{stream}/events",
+    rawPath: path,
+    rawQueryString: "",
+    headers: { "content-type": "application/cloudevents-batch+json" },
+    requestContext: {
+      http: { method: "POST", path, protocol: "HTTP/1.1", sourceIp: "203.0.113.1", userAgent: "t" },
+      requestId: randomUUID(),
+      routeKey: "POST /v1/streams/{stream}/events",
+      stage: "$default",
+    } as APIGatewayProxyEventV2["requestContext"],
+    body: JSON.stringify(events),
+    isBase64Encoded: false,
+  };
+}
+
+describe("concurrent ingest handlers on one stream", () => {
+  it(`${CONTAINERS} containers × ${BATCHES} batches make one contiguous verified chain, no duplicates, no orphans`, async () => {
+    // Prepare: eight Lambda containers, each with its own clients, Sink and cached head.
+    const p = await provision();
+    const producer = await registerProducer(p.runtime(), "agent-c");
+    const handlers = Array.from({ length: CONTAINERS }, () => createHttpHandler(p.runtime()));
+    // Act
+    const receipts: Receipt[] = [];
+    await Promise.all(
+      handlers.map(async (handler, c) => {
+        for (let b = 0; b < BATCHES; b++) {
+          const events = Array.from({ length: PER_BATCH }, (_, i) => producer.event(`c${c}-b${b}-e${i}`));
+          const response = await handler(postEvents(STREAM, events), lambdaContext());
+          expect(response.statusCode).toBe(200);
+          receipts.push(...(JSON.parse(response.body) as { receipts: Receipt[] }).receipts);
+        }
+      }),
+    );
+    // Assess
+    const total = CONTAINERS * BATCHES * PER_BATCH;
+    const rt = p.runtime();
+    const { signer } = await rt.start();
+    const report = await verifyStoredStream(rt.objects, STREAM, {
+      trusted: [signer.key],
+      deployment: p.settings.origin,
+      receipts,
+      head: (await rt.heads.get(STREAM))!,
+    });
+    expect(report.failures).toEqual([]);
+    expect(report.state.size).toBe(total);
+    expect(new Set(receipts.map((r) => r.index)).size).toBe(total);
+    expect(new Set(receipts.map((r) => `${r.source} ${r.id}`)).size).toBe(total);
+    // No orphans: every object under the stream is a segment or checkpoint in the layout, one version each.
+    const keys = await rt.objects.list(streamPrefix(STREAM));
+    expect(keys.every((k) => parseStoreKey(k)?.stream === STREAM)).toBe(true);
+    expect(await listStoredStreams(rt.objects)).toEqual([STREAM]);
+    const run = await new AwsVerifier(rt).run({ remainingMs: () => 300_000, full: true });
+    expect(run.alerts).toEqual([]);
+  }, 240_000);
+});
