@@ -19,7 +19,11 @@ import {
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
 
-/** Read routes for auditors, served by functions/query; every one requires IAM (SigV4). */
+/**
+ * Read routes for auditors, served by functions/query; every one requires IAM (SigV4). Besides the records,
+ * checkpoints and proofs, the app serves the deployment's signing keys and the registered producers and their
+ * public keys, which an auditor needs to check signatures.
+ */
 export const QUERY_ROUTES = [
   "GET /v1/streams",
   "GET /v1/streams/{stream}/checkpoint",
@@ -27,6 +31,8 @@ export const QUERY_ROUTES = [
   "GET /v1/streams/{stream}/proofs/inclusion",
   "GET /v1/streams/{stream}/proofs/consistency",
   "GET /v1/events",
+  "GET /v1/keys",
+  "GET /v1/producers",
 ] as const;
 
 /** Everything the auditor role may do, and (by an explicit deny of everything else) nothing more. */

@@ -19,6 +19,8 @@ const QUERY_ROUTES = [
   "GET /v1/streams/{stream}/proofs/inclusion",
   "GET /v1/streams/{stream}/proofs/consistency",
   "GET /v1/events",
+  "GET /v1/keys",
+  "GET /v1/producers",
 ];
 
 describe("auditor role", () => {
@@ -112,6 +114,8 @@ describe("query routes", () => {
         "/$default/GET/v1/streams/*/proofs/inclusion",
         "/$default/GET/v1/streams/*/proofs/consistency",
         "/$default/GET/v1/events",
+        "/$default/GET/v1/keys",
+        "/$default/GET/v1/producers",
       ].sort(),
     );
   });

@@ -2,10 +2,12 @@
  * The Lambda functions: runtime, architecture, handlers, one role and one log group each, and the environment
  * the runtime reads (packages/aws/src/config.ts).
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ROLE, SETTINGS, STAGE } from "./fixtures.ts";
 import { refersTo } from "./policy.ts";
-import { ACCOUNT, allResources, REGION, type Synth, synthesize } from "./synth.ts";
+import { ACCOUNT, allResources, REGION, ROOT, type Synth, synthesize } from "./synth.ts";
 
 let synth: Synth;
 beforeAll(async () => {
