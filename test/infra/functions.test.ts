@@ -69,6 +69,10 @@ describe.each(NAMES)("%s", (name) => {
     });
   });
 
+  it("names a handler file that exists, so `sst deploy` can bundle it", () => {
+    expect(existsSync(path.join(ROOT, spec.handler.replace(/\.handler$/, ".ts")))).toBe(true);
+  });
+
   it("has its own role, which no other function shares", () => {
     const role = lambda(name).props.Role as { "Fn::GetAtt": [string, string] };
     const roleId = role["Fn::GetAtt"][0];
