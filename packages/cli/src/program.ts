@@ -7,10 +7,8 @@ import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { CliError, EXIT_FAILURES, EXIT_OK } from "./errors.ts";
 import { exportBundle } from "./exportBundle.ts";
-import { createProducer, listProducers, revokeProducer, type Target } from "./producer.ts";
+import type { Target } from "./producer.ts";
 import { proveConsistency, proveInclusion } from "./prove.ts";
-import { send } from "./send.ts";
-import { start } from "./start.ts";
 import type { S3ReadOptions } from "./stores.ts";
 import { tail } from "./tail.ts";
 import type { TrustOptions } from "./trust.ts";
@@ -177,6 +175,7 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .option("--webhook <url>", "also POST alerts here")
     .action(async (o) => {
+      const { start } = await import("./start.ts");
       await start({
         dataDir: o.data,
         host: o.host,
@@ -220,6 +219,7 @@ export function buildProgram(io: Io = processIo): Command {
       )
       .option("--key-file <file>", "where to write the private key (default <id>.key.pem)"),
   ).action(async (o) => {
+    const { createProducer } = await import("./producer.ts");
     const r = await createProducer({
       ...targetOf(o),
       id: o.id,
@@ -235,6 +235,7 @@ export function buildProgram(io: Io = processIo): Command {
       );
   });
   targetFlags(producer.command("list").description("list producers and their keys")).action(async (o) => {
+    const { listProducers } = await import("./producer.ts");
     const producers = await listProducers(targetOf(o));
     if (o.json) printJson(io, { producers });
     else
@@ -251,6 +252,7 @@ export function buildProgram(io: Io = processIo): Command {
       .argument("<id>", "producer id")
       .option("--key-id <keyId>", "only this key (64 hex)"),
   ).action(async (id: string, o) => {
+    const { revokeProducer } = await import("./producer.ts");
     const p = await revokeProducer(targetOf(o), id, o.keyId);
     if (o.json) printJson(io, p);
     else
@@ -280,6 +282,7 @@ export function buildProgram(io: Io = processIo): Command {
       .option("--json", "print receipts as JSON lines"),
   ).action(async (file: string | undefined, o) => {
     const trust = trustOf({ ...o, verifierKey: [...(o.verifierKey ?? []), ...(o.sinkKey ?? [])] });
+    const { send } = await import("./send.ts");
     const receipts = await send({
       ...trust,
       url: o.url,

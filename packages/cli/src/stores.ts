@@ -1,17 +1,15 @@
 /**
- * Read-only ObjectStores for the places an auditor verifies from: a data directory or evidence bundle on disk,
- * and an S3 bucket (optionally under a prefix, with an endpoint override for S3-compatible stores). They
- * implement only the read half of core's ObjectStore port; a write is refused, so verification can never
- * change what it checks.
+ * Read-only ObjectStores for the places an auditor verifies from: a data directory or evidence bundle on disk
+ * (here), and an S3 bucket (S3ReadStore.ts, loaded only for s3:// sources). They implement only the read half
+ * of core's ObjectStore port; a write is refused, so verification can never change what it checks.
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { type ObjectStore, StoreError } from "@auditsink/core";
-import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
-abstract class ReadOnlyStore implements ObjectStore {
+export abstract class ReadOnlyStore implements ObjectStore {
   async putIfAbsent(key: string): Promise<boolean> {
     throw new StoreError("store-failed", `refusing to write ${key}: this store is opened read-only`);
   }
@@ -88,58 +86,5 @@ export interface S3ReadOptions {
   endpoint?: string;
   region?: string;
   /** Credentials; default: the SDK's chain (environment, profile, instance role) — give it a read-only identity. */
-  credentials?: S3ClientConfig["credentials"];
-}
-
-/** Reads the sink's objects from a bucket with ListObjectsV2 and GetObject, and nothing else. */
-export class S3ReadStore extends ReadOnlyStore {
-  private readonly s3: S3Client;
-
-  constructor(
-    readonly location: S3Location,
-    options: S3ReadOptions = {},
-  ) {
-    super();
-    this.s3 = new S3Client({
-      region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1",
-      ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
-      ...(options.credentials ? { credentials: options.credentials } : {}),
-    });
-  }
-
-  async get(key: string): Promise<Uint8Array | undefined> {
-    try {
-      const out = await this.s3.send(
-        new GetObjectCommand({ Bucket: this.location.bucket, Key: this.location.prefix + key }),
-      );
-      return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
-    } catch (e) {
-      if ((e as { name?: string }).name === "NoSuchKey") return undefined;
-      throw new StoreError("store-failed", `GetObject ${key}`, { cause: e });
-    }
-  }
-
-  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
-    const keys: string[] = [];
-    const base = this.location.prefix;
-    let token: string | undefined;
-    try {
-      do {
-        const out = await this.s3.send(
-          new ListObjectsV2Command({
-            Bucket: this.location.bucket,
-            Prefix: base + prefix,
-            ...(options.startAfter !== undefined ? { StartAfter: base + options.startAfter } : {}),
-            ...(token ? { ContinuationToken: token } : {}),
-            MaxKeys: Math.min(1000, options.limit ?? 1000),
-          }),
-        );
-        for (const o of out.Contents ?? []) if (o.Key) keys.push(o.Key.slice(base.length));
-        token = out.IsTruncated ? out.NextContinuationToken : undefined;
-      } while (token && (options.limit === undefined || keys.length < options.limit));
-    } catch (e) {
-      throw new StoreError("store-failed", `ListObjectsV2 ${prefix}`, { cause: e });
-    }
-    return options.limit === undefined ? keys : keys.slice(0, options.limit);
-  }
+  credentials?: import("@aws-sdk/client-s3").S3ClientConfig["credentials"];
 }

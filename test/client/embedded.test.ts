@@ -1,0 +1,107 @@
+/**
+ * The SDK and a client nobody here wrote, against the real embedded sink (packages/local startEmbeddedSink).
+ */
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AuditClient } from "@auditsink/client";
+import {
+  generateKeyPair,
+  parseVerifierKey,
+  type Receipt,
+  signEvent,
+  spkiDer,
+  type UnsignedEvent,
+  verifyReceipt,
+  verifyStoredStream,
+} from "@auditsink/core";
+import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
+import { CloudEvent, HTTP } from "cloudevents";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+let sink: EmbeddedSink;
+const producer = generateKeyPair("ed25519");
+
+beforeAll(async () => {
+  sink = await startEmbeddedSink({
+    dataDir: join(await mkdtemp(join(tmpdir(), "auditsink-client-e2e-")), "data"),
+    port: 0,
+    verifyIntervalSeconds: 0,
+    print: () => {},
+    log: () => {},
+  });
+  const res = await fetch(`${sink.url}/v1/producers`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
+    body: JSON.stringify({
+      id: "support-bot",
+      publicKey: spkiDer(producer.publicKey).toString("base64"),
+      streams: ["agents.*"],
+    }),
+  });
+  expect(res.status).toBe(201);
+});
+
+afterAll(async () => {
+  await sink.close();
+});
+
+describe("the official cloudevents SDK", () => {
+  it("emits a signed structured-mode CloudEvent over HTTP that the sink accepts and receipts", async () => {
+    // Prepare: the SDK builds the event; its attributes are signed and added as two extension attributes.
+    const unsigned = new CloudEvent({
+      type: "ai.agent.tool_call",
+      source: "agent://support-bot",
+      subject: "session-42",
+      data: { "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search" },
+    });
+    const signed = signEvent(unsigned.toJSON() as unknown as UnsignedEvent, producer.privateKey);
+    const event = unsigned.cloneWith({ sigkeyid: signed.sigkeyid, signature: signed.signature });
+    const message = HTTP.structured(event);
+    // Act
+    const res = await fetch(`${sink.url}/v1/streams/agents.sdk/events`, {
+      method: "POST",
+      headers: message.headers as Record<string, string>,
+      body: message.body as string,
+    });
+    // Assess
+    expect(message.headers["content-type"]).toMatch(/^application\/cloudevents\+json/);
+    expect(res.status).toBe(200);
+    const { receipts } = (await res.json()) as { receipts: Receipt[] };
+    expect(receipts).toHaveLength(1);
+    expect(receipts[0]).toMatchObject({ source: "agent://support-bot", id: event.id, index: 0 });
+    const trusted = [parseVerifierKey(sink.local.signingKey.verifierKey)];
+    expect(verifyReceipt(receipts[0]!, { trusted, deployment: sink.local.deployment }).ok).toBe(true);
+  });
+});
+
+describe("AuditClient against the embedded sink", () => {
+  it("sends batches, verifies every receipt and witnesses the stream's growth", async () => {
+    // Prepare
+    const client = await AuditClient.create({
+      endpoint: sink.url,
+      producerKey: producer.privateKey,
+      sinkKey: sink.local.signingKey.verifierKey,
+      deployment: sink.local.deployment,
+      stream: "agents.actions",
+      source: "agent://support-bot",
+      batch: { maxEvents: 4, lingerMs: 5 },
+    });
+    // Act
+    const receipts = await Promise.all(
+      Array.from({ length: 10 }, (_, n) =>
+        client.send({ type: "ai.agent.tool_call", data: { "gen_ai.tool.name": "search", n } }),
+      ),
+    );
+    const checkpoint = await client.checkLog("agents.actions");
+    await client.close();
+    // Assess
+    expect(receipts.map((r) => r.index).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(checkpoint).toContain("agents.actions\n10\n");
+    const report = await verifyStoredStream(sink.local.objects, "agents.actions", {
+      trusted: [sink.local.signingKey.signer.key],
+      receipts,
+    });
+    expect(report.failures).toEqual([]);
+  });
+});
