@@ -2,7 +2,7 @@ import { RemovalPolicy } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import type { StackContext } from "sst/constructs";
-import { appRoleArnPattern, roleArn, SIGNER_ROLES } from "./naming.ts";
+import { appRoleArnPattern, checkpointOrigin, roleArn, SIGNER_ROLES } from "./naming.ts";
 import { KEY_PROTECTED_ACTIONS } from "./policies.ts";
 
 /** Key administration for the account's IAM administrators: everything except using the key. */
@@ -106,6 +106,11 @@ export function Signing({ app, stack }: StackContext) {
     targetKeyId: key.ref,
   });
 
-  stack.addOutputs({ SigningKeyArn: key.attrArn, SigningKeyAlias: alias.aliasName });
+  stack.addOutputs({
+    SigningKeyArn: key.attrArn,
+    SigningKeyAlias: alias.aliasName,
+    // The deployment name producers pin (AuditClient `deployment`): checkpoint origins are `<this>/<stream>`.
+    CheckpointOrigin: checkpointOrigin(app, stack.account),
+  });
   return { signingKeyArn: key.attrArn };
 }

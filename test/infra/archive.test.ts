@@ -265,6 +265,12 @@ describe("Signing stack", () => {
     expect(principalArns(audit, "ArnEquals")).toEqual([roleArnText(ROLE.auditor)]);
   });
 
+  it("publishes the checkpoint origin producers pin, the same one the functions sign under", () => {
+    expect(synth.json.Signing!.Outputs?.CheckpointOrigin).toEqual({
+      Value: "auditsink.ci.eu-central-1.123456789012",
+    });
+  });
+
   it("names roles that the other stacks really create", () => {
     const created = Object.values(synth.json)
       .flatMap((t) => resourcesOf(t, "AWS::IAM::Role"))
