@@ -1,0 +1,138 @@
+/**
+ * `auditsink verify s3://…` against moto (DESIGN.md §6): the sink's objects written by packages/aws's
+ * S3WriteOnceStore, or copied under a prefix; the CLI reads them with an endpoint override and nothing else.
+ */
+
+import { S3WriteOnceStore } from "@auditsink/aws";
+import type { VerifyResult } from "@auditsink/cli";
+import {
+  formatVerifierKey,
+  generateKeyPair,
+  KeyObjectSigner,
+  keyFingerprint,
+  MemoryDedupStore,
+  MemoryHeadStore,
+  MemoryObjectStore,
+  MemoryProducerRegistry,
+  type ObjectStore,
+  Sink,
+  segmentKey,
+  signEvent,
+} from "@auditsink/core";
+import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startMoto } from "../emulators/harness.ts";
+import { cli } from "./helpers.ts";
+
+const DEPLOYMENT = "auditsink.test/s3";
+let moto: Awaited<ReturnType<typeof startMoto>>;
+let s3: S3Client;
+const sinkKey = generateKeyPair("ecdsa-p256");
+const signer = new KeyObjectSigner(DEPLOYMENT, sinkKey.privateKey, sinkKey.publicKey);
+const verifierKey = formatVerifierKey(signer.key);
+const producer = generateKeyPair("ed25519");
+
+beforeAll(async () => {
+  moto = await startMoto();
+  process.env.AWS_ACCESS_KEY_ID = "testing";
+  process.env.AWS_SECRET_ACCESS_KEY = "testing";
+  process.env.AWS_REGION = "us-east-1";
+  s3 = new S3Client({ endpoint: moto.endpoint, forcePathStyle: true, region: "us-east-1" });
+});
+
+afterAll(async () => {
+  s3?.destroy();
+  await moto?.stop();
+});
+
+async function fill(objects: ObjectStore, stream: string, count: number): Promise<void> {
+  const producers = new MemoryProducerRegistry();
+  producers.add({
+    keyId: keyFingerprint(producer.publicKey),
+    publicKey: producer.publicKey,
+    producer: "agent",
+    streams: ["*"],
+    revoked: false,
+  });
+  const sink = new Sink({
+    deployment: DEPLOYMENT,
+    objects,
+    heads: new MemoryHeadStore(),
+    dedup: new MemoryDedupStore(),
+    producers,
+    signer,
+  });
+  for (let i = 0; i < count; i++) {
+    const event = signEvent(
+      {
+        specversion: "1.0",
+        id: `e-${i}`,
+        source: "agent://a",
+        type: "ai.agent.tool_call",
+        time: "2026-11-24T12:00:00.000Z",
+        data: { "gen_ai.tool.name": "search" },
+      },
+      producer.privateKey,
+    );
+    await sink.submit(stream, [event]);
+  }
+}
+
+describe("auditsink verify s3://bucket", () => {
+  it("verifies what S3WriteOnceStore wrote to an Object Lock bucket, exit 0", async () => {
+    // Prepare
+    await s3.send(new CreateBucketCommand({ Bucket: "archive-a", ObjectLockEnabledForBucket: true }));
+    await fill(new S3WriteOnceStore(s3, "archive-a"), "agents.s3", 4);
+    // Act
+    const r = await cli([
+      "verify",
+      "s3://archive-a",
+      "--endpoint",
+      moto.endpoint,
+      "--verifier-key",
+      verifierKey,
+      "--json",
+    ]);
+    // Assess
+    const report = JSON.parse(r.out) as VerifyResult;
+    expect(r.code).toBe(0);
+    expect(report.source.kind).toBe("s3");
+    expect(report.streams).toMatchObject([{ stream: "agents.s3", records: 4, failures: [] }]);
+  });
+
+  it("reads under a prefix, and reports a segment overwritten in the bucket (exit 1)", async () => {
+    // Prepare: the objects under archive/ in a versioned bucket, then one segment overwritten.
+    const memory = new MemoryObjectStore();
+    await fill(memory, "agents.s3", 3);
+    await s3.send(new CreateBucketCommand({ Bucket: "archive-b" }));
+    for (const [key, bytes] of memory.objects) {
+      await s3.send(new PutObjectCommand({ Bucket: "archive-b", Key: `archive/${key}`, Body: bytes }));
+    }
+    const args = [
+      "verify",
+      "s3://archive-b/archive",
+      "--endpoint",
+      moto.endpoint,
+      "--verifier-key",
+      verifierKey,
+      "--json",
+    ];
+    const clean = await cli(args);
+    const original = memory.objects.get(segmentKey("agents.s3", 1))!;
+    const forged = Buffer.from(original).toString("utf8").replace('"id":"e-1"', '"id":"e-X"');
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: "archive-b",
+        Key: `archive/${segmentKey("agents.s3", 1)}`,
+        Body: forged,
+      }),
+    );
+    // Act
+    const tampered = await cli(args);
+    // Assess
+    expect(clean.code).toBe(0);
+    expect(tampered.code).toBe(1);
+    const report = JSON.parse(tampered.out) as VerifyResult;
+    expect(report.streams[0]!.failures.map((f) => f.code)).toContain("checkpoint-root-mismatch");
+  });
+});
