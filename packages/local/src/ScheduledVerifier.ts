@@ -131,15 +131,16 @@ export class ScheduledVerifier {
     let streams: string[] = [];
     try {
       streams = await this.o.streams();
-      for (const key of await this.strayObjects(streams)) {
+      for (const { key, stream } of await this.strayObjects(streams)) {
         const f: Finding = {
           code: "unexpected-object",
-          stream: "",
+          stream: stream ?? "",
           at: key,
           message: `object ${key} does not belong to the store layout`,
         };
         failures.push(f);
-        raise({ code: f.code, at: key, message: f.message });
+        // Same id as the full verification's finding for the same file, so it is alerted once.
+        raise({ code: f.code, ...(stream ? { stream } : {}), at: key, message: f.message });
       }
       for (const stream of streams) {
         const report = await this.verifyStream(stream, full);
@@ -196,8 +197,8 @@ export class ScheduledVerifier {
   }
 
   /** Files in the object directory outside `streams/<stream>/{segments,checkpoints}/` and `keys/<key id>.json`. */
-  private async strayObjects(streams: readonly string[]): Promise<string[]> {
-    const stray: string[] = [];
+  private async strayObjects(streams: readonly string[]): Promise<{ key: string; stream?: string }[]> {
+    const stray: { key: string; stream?: string }[] = [];
     const list = async (dir: string) => {
       try {
         return await readdir(dir, { withFileTypes: true });
@@ -210,20 +211,20 @@ export class ScheduledVerifier {
       if (d.name === "streams" && d.isDirectory()) continue;
       if (d.name === "keys" && d.isDirectory()) {
         for (const k of await list(join(this.o.objectsDir, "keys"))) {
-          if (!/^[0-9a-f]{8}\.json$/.test(k.name)) stray.push(`keys/${k.name}`);
+          if (!/^[0-9a-f]{8}\.json$/.test(k.name)) stray.push({ key: `keys/${k.name}` });
         }
         continue;
       }
-      stray.push(d.name);
+      stray.push({ key: d.name });
     }
     for (const d of await list(join(this.o.objectsDir, "streams"))) {
       if (!d.isDirectory() || !streams.includes(d.name)) {
-        if (!d.isDirectory()) stray.push(`streams/${d.name}`);
+        if (!d.isDirectory()) stray.push({ key: `streams/${d.name}` });
         continue;
       }
       for (const e of await list(join(this.o.objectsDir, "streams", d.name))) {
         if (!(e.isDirectory() && (e.name === "segments" || e.name === "checkpoints")))
-          stray.push(`streams/${d.name}/${e.name}`);
+          stray.push({ key: `streams/${d.name}/${e.name}`, stream: d.name });
       }
     }
     return stray;
