@@ -8,7 +8,10 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { Tracer } from "@aws-lambda-powertools/tracer";
 
 export const logger = new Logger();
-export const metrics = new Metrics({ defaultDimensions: {} });
+export const metrics = new Metrics({
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? "auditsink",
+  serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "auditsink",
+});
 export const tracer = new Tracer();
 
 /** The metric names the stacks' alarms and dashboards use. */
@@ -24,6 +27,7 @@ export { MetricUnit };
 
 /** Traces every call a client makes (no-op outside Lambda, where Tracer disables itself). */
 export function traceClients<T extends object>(clients: T): T {
-  for (const c of Object.values(clients)) tracer.captureAWSv3Client(c as never);
+  // The document client shares its DynamoDB client's middleware stack: capturing both would trace twice.
+  for (const [name, c] of Object.entries(clients)) if (name !== "doc") tracer.captureAWSv3Client(c as never);
   return clients;
 }
