@@ -4,6 +4,7 @@
  * Errors become RFC 9457 problem+json in one place (app.onError, via errors.ts).
  */
 import {
+  checkpointKey,
   checkpointPrefix,
   type EventIndex,
   type ProducerAdmin,
@@ -247,7 +248,22 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       if (index >= size) throw new ApiError("invalid-request", "index: must be less than size", "index");
       const reader = await ensureSize(sink, stream, size, "size");
       const proof = reader.inclusionProof(index, size).map(toHex);
-      return c.json({ stream, index, size, root: toHex(reader.root(size)), proof }, 200);
+      const [record] = await reader.records(index, index + 1);
+      // docs/FORMAT.md §10: the checkpoint of that size when the sink signed one.
+      const signed = await sink.options.objects.get(checkpointKey(stream, size));
+      return c.json(
+        {
+          stream,
+          index,
+          size,
+          recordHash: toHex(record!.hash),
+          leafHash: toHex(record!.leaf),
+          root: toHex(reader.root(size)),
+          proof,
+          ...(signed ? { checkpoint: new TextDecoder().decode(signed) } : {}),
+        },
+        200,
+      );
     },
   );
 

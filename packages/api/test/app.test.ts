@@ -292,7 +292,11 @@ describe("read routes", () => {
       await s.app.request("/v1/streams/agents.dev/proofs/inclusion?index=0&size=6")
     ).json()) as {
       proof: string[];
+      recordHash: string;
+      checkpoint: string;
     };
+    expect(inclusion.recordHash).toBe(receipts[0]!.recordHash);
+    expect(inclusion.checkpoint).toBe(receipts[5]!.checkpoint);
     const newest = receipts[5]!;
     // The served proof places record 0 in the tree the newest signed checkpoint (size 6) commits to.
     const asReceipt = { ...receipts[0]!, checkpoint: newest.checkpoint, inclusionProof: inclusion.proof };
