@@ -1,7 +1,8 @@
 /**
  * Producers and their keys in the ledger table: the ProducerRegistry ingest reads, and the ProducerAdmin the
  * HTTP app writes. A key item carries its producer's stream scopes so authenticating an event is one read;
- * lookups are cached for a few seconds per Lambda container, so a revocation takes effect within that time.
+ * found keys are cached for a few seconds per Lambda container, so a revocation takes effect within that time
+ * (unknown keys are not cached: a new registration works at once).
  */
 import type { KeyObject } from "node:crypto";
 import {
@@ -51,7 +52,7 @@ export interface DynamoProducerAdminOptions {
 }
 
 export class DynamoProducerAdmin implements ProducerAdmin {
-  private readonly cache = new Map<string, { at: number; key: ProducerKey | undefined }>();
+  private readonly cache = new Map<string, { at: number; key: ProducerKey }>();
   private readonly cacheMs: number;
   private readonly now: () => Date;
 
@@ -83,7 +84,8 @@ export class DynamoProducerAdmin implements ProducerAdmin {
       streams: item.streams,
       revoked: item.revokedAt !== undefined,
     };
-    if (this.cacheMs > 0) this.cache.set(keyId, { at: Date.now(), key });
+    // Only found keys are cached: a key registered through another container must work at once.
+    if (this.cacheMs > 0 && key) this.cache.set(keyId, { at: Date.now(), key });
     return key;
   }
 
