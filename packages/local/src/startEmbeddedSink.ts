@@ -174,7 +174,8 @@ Send a first event:
   1. register a producer (creates its key pair):
        npm run auditsink -- producer create --url ${url} --admin-token "$(cat ${token})" --id my-agent --streams 'agents.*'
   2. send an event and get its signed receipt:
-       npm run auditsink -- send --url ${url} --key my-agent.key.pem --stream agents.demo --type ai.agent.tool_call --data '{"gen_ai.tool.name":"search"}'
+       npm run auditsink -- send --url ${url} --key my-agent.key.pem --sink-key "$(cat ${join(local.dataDir, "keys", "verifier-key.txt")})" \\
+         --stream agents.demo --type ai.agent.tool_call --data '{"gen_ai.tool.name":"search"}'
   or register over HTTP: curl -X POST ${url}/v1/producers -H "authorization: Bearer $(cat ${token})" \\
        -H 'content-type: application/json' -d '{"id":"my-agent","publicKey":"<base64 DER SPKI>","streams":["agents.*"]}'
   (docs/EMBEDDED.md walks through it.)
