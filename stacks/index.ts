@@ -49,8 +49,9 @@ function isSstStack(node: unknown): node is Stack {
 }
 
 /**
- * SST v2 gives every stack a custom-resource Lambda (it uploads source maps during `sst deploy`). It is SST's,
- * not the sink's: its code is a prebuilt JavaScript bundle, so it runs on arm64 like the sink's functions.
+ * SST v2 gives every stack a custom-resource Lambda (for some of its constructs, and to upload source maps, which
+ * the sink's functions keep in their bundles instead). It is SST's, not the sink's: its code is a prebuilt
+ * JavaScript bundle, so it runs on arm64 like the sink's functions.
  */
 function acceptSstInternals(stack: Stack): void {
   const handler = stack.customResourceHandler;

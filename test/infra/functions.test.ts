@@ -105,6 +105,7 @@ describe.each(NAMES)("%s", (name) => {
       RETENTION_DAYS: "400",
       POWERTOOLS_SERVICE_NAME: `${spec.service}-${STAGE}`,
       POWERTOOLS_METRICS_NAMESPACE: "auditsink",
+      NODE_OPTIONS: "--enable-source-maps",
     });
   });
 });
