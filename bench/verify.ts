@@ -1,0 +1,231 @@
+/**
+ * `auditsink verify` throughput on an exported evidence bundle, against `sha256sum` over the same files in the
+ * same run (the floor: reading and hashing every byte once).
+ *
+ *   npm run bench:verify                 → 1,000,000 records of 1 KB; writes bench/results/verify.json
+ *   RECORDS=100000 npm run bench:verify  → a quicker run (KEEP=1 keeps the data directory and bundle)
+ *
+ * 1. Writes a data directory the way the sink lays it out (segments of 10,000 producer-signed records, a signed
+ *    checkpoint per segment, producers.json, the verifier key) with core's buildRecords/encodeSegment/signCheckpoint.
+ * 2. `auditsink export` turns it into an evidence bundle (whole stream).
+ * 3. Times `sha256sum` over the bundle's object files, then `auditsink verify <bundle> --json`, once with producer
+ *    signatures re-verified (the default) and once with --no-producer-signatures. Each is a fresh process, as
+ *    an auditor would run it; the page cache is warmed first so both read from memory.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  buildRecords,
+  checkpointKey,
+  encodeSegment,
+  Frontier,
+  formatVerifierKey,
+  generateKeyPair,
+  KeyObjectSigner,
+  keyFingerprint,
+  segmentKey,
+  signCheckpoint,
+  signEvent,
+  spkiDer,
+  ZERO_HASH,
+} from "@auditsink/core";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
+const SEGMENT = 10_000;
+const STREAM = "bench";
+const DEPLOYMENT = "auditsink.bench/verify";
+const MAIN = join(ROOT, "packages/cli/src/main.ts");
+
+const producer = generateKeyPair("ed25519");
+const sinkKey = generateKeyPair("ecdsa-p256");
+const signer = new KeyObjectSigner(DEPLOYMENT, sinkKey.privateKey, sinkKey.publicKey);
+// About 1 KB per stored record (the record wraps the event with stream, index, prev hash, producer, signature).
+const filler = "x".repeat(360);
+
+function event(i: number) {
+  return signEvent(
+    {
+      specversion: "1.0",
+      id: `evt-${i}`,
+      source: "agent://bench-agent",
+      type: "ai.agent.tool_call",
+      time: "2026-11-24T12:00:00.000Z",
+      data: {
+        "gen_ai.agent.id": "bench-agent",
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "search",
+        "gen_ai.tool.call.id": `call-${i}`,
+        seq: i,
+        note: filler,
+      },
+    },
+    producer.privateKey,
+  );
+}
+
+function write(path: string, data: Uint8Array | string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, data);
+}
+
+async function makeDataDir(data: string): Promise<number> {
+  const frontier = new Frontier();
+  let prev = ZERO_HASH;
+  let bytes = 0;
+  for (let first = 0; first < RECORDS; first += SEGMENT) {
+    const n = Math.min(SEGMENT, RECORDS - first);
+    const received = new Date(Date.UTC(2026, 10, 24, 12, 0, 0, first / 100)).toISOString();
+    const events = Array.from({ length: n }, (_, i) => ({
+      event: event(first + i),
+      producer: "bench-agent",
+    }));
+    const records = buildRecords(STREAM, first, prev, received, events);
+    const segment = encodeSegment(records);
+    bytes += segment.length;
+    write(join(data, "objects", segmentKey(STREAM, first)), segment);
+    for (const r of records) frontier.append(r.leaf);
+    prev = records[records.length - 1]!.hash;
+    const cp = {
+      origin: `${DEPLOYMENT}/${STREAM}`,
+      size: frontier.size,
+      root: frontier.root(),
+      head: prev,
+      time: received,
+    };
+    write(join(data, "objects", checkpointKey(STREAM, frontier.size)), await signCheckpoint(cp, signer));
+    if (first % 100_000 === 0) process.stderr.write(`  generated ${first + n} records\n`);
+  }
+  write(join(data, "sink.json"), JSON.stringify({ deployment: DEPLOYMENT }));
+  write(join(data, "keys", "verifier-key.txt"), `${formatVerifierKey(signer.key)}\n`);
+  const now = new Date().toISOString();
+  write(
+    join(data, "producers.json"),
+    JSON.stringify({
+      producers: [
+        {
+          id: "bench-agent",
+          streams: [STREAM],
+          createdAt: now,
+          keys: [
+            {
+              keyId: keyFingerprint(producer.publicKey),
+              publicKey: spkiDer(producer.publicKey).toString("base64"),
+              algorithm: "ed25519",
+              createdAt: now,
+            },
+          ],
+        },
+      ],
+    }),
+  );
+  return bytes;
+}
+
+function files(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+function timed(cmd: string, args: string[]): { seconds: number; stdout: string; status: number | null } {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, {
+    encoding: "utf8",
+    maxBuffer: 1 << 30,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { seconds, stdout: r.stdout, status: r.status };
+}
+
+const cli = (args: string[]) => timed(process.execPath, ["--import", "tsx", MAIN, ...args]);
+
+async function main() {
+  const work = mkdtempSync(join(tmpdir(), "auditsink-bench-verify-"));
+  const data = join(work, "data");
+  const bundle = join(work, "bundle");
+  try {
+    process.stderr.write(`generating ${RECORDS} records in ${data}\n`);
+    await makeDataDir(data);
+    const fingerprint = keyFingerprint(signer.key.publicKey);
+
+    process.stderr.write("exporting the evidence bundle\n");
+    const exported = cli([
+      "export",
+      data,
+      "--stream",
+      STREAM,
+      "--out",
+      bundle,
+      "--fingerprint",
+      fingerprint,
+      "--json",
+    ]);
+    if (exported.status !== 0) throw new Error(`export failed (${exported.status})`);
+
+    const objectFiles = files(join(bundle, "objects"));
+    const bytes = objectFiles.reduce((n, f) => n + statSync(f).size, 0);
+    spawnSync("sha256sum", objectFiles, { stdio: "ignore" }); // warm the page cache for both contenders
+
+    process.stderr.write("timing sha256sum\n");
+    const sha = timed("sha256sum", objectFiles);
+    if (sha.status !== 0) throw new Error("sha256sum failed");
+
+    const verifyRun = (extra: string[]) => {
+      const r = cli(["verify", bundle, "--fingerprint", fingerprint, "--json", ...extra]);
+      const report = JSON.parse(r.stdout) as { ok: boolean; streams: { records: number }[] };
+      if (r.status !== 0 || !report.ok) throw new Error(`verify did not pass (${r.status})`);
+      return { seconds: r.seconds, records: report.streams[0]!.records };
+    };
+    process.stderr.write("timing auditsink verify --no-producer-signatures\n");
+    const integrity = verifyRun(["--no-producer-signatures"]);
+    process.stderr.write("timing auditsink verify (producer signatures re-verified)\n");
+    const full = verifyRun([]);
+
+    const rate = (s: number) => ({
+      seconds: Number(s.toFixed(3)),
+      recordsPerSecond: Math.round(RECORDS / s),
+      megabytesPerSecond: Number((bytes / s / 1e6).toFixed(1)),
+    });
+    const result = {
+      benchmark: "verify",
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      records: RECORDS,
+      recordBytes: Math.round(bytes / RECORDS),
+      bundleBytes: bytes,
+      files: objectFiles.length,
+      sha256sum: rate(sha.seconds),
+      verify: {
+        description:
+          "auditsink verify <bundle> --no-producer-signatures: hash chain, Merkle roots, checkpoint signatures, receipts, consistency proofs (one fresh process, startup included)",
+        ...rate(integrity.seconds),
+        ratioToSha256sum: Number((sha.seconds / integrity.seconds).toFixed(3)),
+      },
+      verifyWithProducerSignatures: {
+        description:
+          "auditsink verify <bundle> (default): the above plus one Ed25519 verification per record",
+        ...rate(full.seconds),
+        ratioToSha256sum: Number((sha.seconds / full.seconds).toFixed(3)),
+      },
+      goal: { ratioToSha256sum: 0.5 },
+      export: { seconds: Number(exported.seconds.toFixed(3)) },
+    };
+    const out = join(ROOT, "bench/results/verify.json");
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    if (process.env.KEEP) process.stderr.write(`kept ${work}\n`);
+    else rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
