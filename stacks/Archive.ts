@@ -63,6 +63,11 @@ export function Archive({ app, stack }: StackContext) {
     archive.addToResourcePolicy(statement);
   }
 
+  // A retained bucket keeps its policy: after `sst remove`, the archive stays TLS-only and its access logs keep
+  // arriving.
+  archive.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
+  accessLogs.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
+
   stack.addOutputs({
     ArchiveBucketName: archive.bucketName,
     AccessLogBucketName: accessLogs.bucketName,

@@ -80,6 +80,12 @@ describe("Archive stack", () => {
     expect(resource.UpdateReplacePolicy).toBe("Retain");
   });
 
+  it("keeps both bucket policies when the stack is deleted", () => {
+    const policies = resourcesOf(synth.json.Archive!, "AWS::S3::BucketPolicy");
+    expect(policies).toHaveLength(2);
+    for (const [id] of policies) expect(synth.json.Archive!.Resources[id]!.DeletionPolicy, id).toBe("Retain");
+  });
+
   it("logs server access to a separate, retained, private bucket", () => {
     const [, bucket] = archiveBucket();
     const logging = bucket.LoggingConfiguration as { DestinationBucketName: { Ref: string } };
