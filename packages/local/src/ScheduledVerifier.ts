@@ -48,7 +48,7 @@ export interface ScheduledVerifierOptions {
   intervalMs: number;
   /** A full verification every this many runs (default 10); the first run is always full. */
   fullEvery?: number;
-  /** How long to wait before re-reading a head that looks rolled back (a writer may be between steps 5 and 6). */
+  /** First wait before re-reading a head that looks rolled back (a writer may be between steps 5 and 6); doubles, 4 tries. */
   settleMs?: number;
   clock?: Clock;
 }
@@ -187,10 +187,11 @@ export class ScheduledVerifier {
       });
     };
     let report = await verify();
-    if (report.failures.some((f) => f.code === "head-rollback")) {
-      // The writer signs and stores a checkpoint (step 5) just before it moves the head (step 6): give it time,
-      // then look again. A head that is really rolled back stays behind.
-      await new Promise((r) => setTimeout(r, this.o.settleMs ?? 500));
+    // The writer signs and stores a checkpoint (step 5) just before it moves the head (step 6): give it time,
+    // then look again, a few times on a busy machine. A head that is really rolled back stays behind.
+    const settle = this.o.settleMs ?? 250;
+    for (let i = 0; i < 4 && report.failures.some((f) => f.code === "head-rollback"); i++) {
+      await new Promise((r) => setTimeout(r, settle * 2 ** i));
       report = await verify();
     }
     return report;
