@@ -392,3 +392,17 @@ describe("auditsink producer", () => {
     expect(r.err).toMatch(/401/);
   });
 });
+
+describe("auditsink verify progress", () => {
+  it("draws a progress bar on a terminal", async () => {
+    const r = await cli(["verify", dataDir, "--fingerprint", fingerprint], { isTTY: true });
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/records/);
+  });
+
+  it("never draws one with --json, even on a terminal", async () => {
+    const r = await cli(["verify", dataDir, "--fingerprint", fingerprint, "--json"], { isTTY: true });
+    expect(r.code).toBe(0);
+    expect(r.err).toBe("");
+  });
+});

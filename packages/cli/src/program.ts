@@ -3,6 +3,7 @@
  * package and prints; exit status: 0 everything verified / succeeded, 1 verification found failures,
  * 2 the command could not run (see errors.ts).
  */
+import { Writable } from "node:stream";
 import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { CliError, EXIT_FAILURES, EXIT_OK } from "./errors.ts";
@@ -19,6 +20,8 @@ export interface Io {
   err: (text: string) => void;
   /** Whether stderr is a terminal (the progress bar is drawn only then). */
   isTTY: boolean;
+  /** The terminal the progress bar draws on (default: a stream writing through `err`). */
+  errStream?: NodeJS.WritableStream;
   /** Receives the exit status of a command that decides one (verify). */
   setExitCode: (code: number) => void;
 }
@@ -27,6 +30,7 @@ export const processIo: Io = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
   isTTY: Boolean(process.stderr.isTTY),
+  errStream: process.stderr,
   setExitCode: (c) => {
     process.exitCode = c;
   },
@@ -125,13 +129,29 @@ function verifyText(r: VerifyResult): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** The progress bar, drawn on stderr (callers only create it when stderr is a terminal). */
 function progressBar(io: Io): VerifyProgress {
+  const stream =
+    io.errStream ??
+    Object.assign(
+      new Writable({
+        write(chunk, _encoding, done) {
+          io.err(String(chunk));
+          done();
+        },
+      }),
+      { isTTY: true, columns: process.stderr.columns ?? 80, cursorTo: () => true, clearLine: () => true },
+    );
   const bar = new cliProgress.SingleBar(
-    { format: " {stream} [{bar}] {value}/{total} records | {eta_formatted}", stream: process.stderr },
+    {
+      format: " {stream} [{bar}] {value}/{total} records | {eta_formatted}",
+      stream,
+      noTTYOutput: true,
+      notTTYSchedule: 1000,
+    },
     cliProgress.Presets.shades_classic,
   );
   let running = false;
-  void io;
   return {
     start(stream, total) {
       bar.start(Math.max(total, 1), 0, { stream });
