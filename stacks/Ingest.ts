@@ -15,7 +15,7 @@ import { useSettings } from "./naming.ts";
 import { archiveProtections, keyProtections, ledgerProtections } from "./policies.ts";
 import { Signing } from "./Signing.ts";
 
-/** Routes served by functions/ingest-http. Producer administration needs SigV4 (IAM); see producerRoutes. */
+/** Routes served by functions/ingest-http. Producer administration needs SigV4 (IAM): PRODUCER_ADMIN_ROUTES. */
 export const INGEST_ROUTES = [
   "POST /v1/streams/{stream}/events",
   "POST /v1/producers",
