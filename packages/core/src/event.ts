@@ -6,7 +6,7 @@ import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { IngestError } from "./errors.ts";
 import { canonicalBytes, fromBase64 } from "./hash.ts";
-import { keyFingerprint, signBytes, verifyBytes } from "./keys.ts";
+import { keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 
 /** Domain separation: a producer key's signature over an event can never be mistaken for anything else. */
 export const EVENT_SIGNATURE_CONTEXT = "auditsink-event-v1\n";
@@ -102,11 +102,20 @@ export function parseSignedEvent(value: unknown, prefix = "event"): SignedEvent 
     const field = jsonPath(prefix, issue.path);
     throw new IngestError("invalid-event", `${field}: ${issue.message}`, field);
   }
-  const size = canonicalBytes(result.data).length;
-  if (size > MAX_EVENT_BYTES) {
-    throw new IngestError("too-large", `${prefix} is ${size} bytes; the limit is ${MAX_EVENT_BYTES}`, prefix);
-  }
   return result.data;
+}
+
+/** The RFC 8785 bytes of a validated event; throws IngestError("too-large") above MAX_EVENT_BYTES. */
+export function canonicalEvent(event: SignedEvent, field = "event"): Buffer {
+  const bytes = canonicalBytes(event);
+  if (bytes.length > MAX_EVENT_BYTES) {
+    throw new IngestError(
+      "too-large",
+      `${field} is ${bytes.length} bytes; the limit is ${MAX_EVENT_BYTES}`,
+      field,
+    );
+  }
+  return bytes;
 }
 
 /** The bytes a producer signs: the context string, then the RFC 8785 form of the event without `signature`. */
@@ -128,14 +137,41 @@ export function signEvent(event: UnsignedEvent, privateKey: KeyObject): SignedEv
   return { ...unsigned, signature } as SignedEvent;
 }
 
+/**
+ * The signing bytes derived from the event's canonical bytes without canonicalizing again: JCS(event) minus its
+ * top-level `"signature"` member. That member is never first ("id" sorts before it), its value is base64 (no
+ * escapes), and every member after it is a string, number or boolean, where an unescaped `,"signature":"`
+ * cannot occur — so its last occurrence is the member itself.
+ */
+export function signingBytesFromCanonical(event: SignedEvent, canonical: Buffer): Buffer {
+  const member = `,"signature":${JSON.stringify(event.signature)}`;
+  const text = canonical.toString("utf8");
+  const at = text.lastIndexOf(member);
+  if (at < 0) return eventSigningBytes(event);
+  return Buffer.from(EVENT_SIGNATURE_CONTEXT + text.slice(0, at) + text.slice(at + member.length), "utf8");
+}
+
 export function verifyEventSignature(event: SignedEvent, publicKey: KeyObject): boolean {
-  let sig: Buffer;
+  const sig = signatureBytes(event);
+  return sig !== undefined && verifyBytes(publicKey, eventSigningBytes(event), sig);
+}
+
+/** verifyEventSignature on the threadpool, from the event's canonical bytes (see signingBytesFromCanonical). */
+export async function verifyEventSignatureAsync(
+  event: SignedEvent,
+  canonical: Buffer,
+  publicKey: KeyObject,
+): Promise<boolean> {
+  const sig = signatureBytes(event);
+  return sig !== undefined && verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig);
+}
+
+function signatureBytes(event: SignedEvent): Buffer | undefined {
   try {
-    sig = fromBase64(event.signature, "signature");
+    return fromBase64(event.signature, "signature");
   } catch {
-    return false;
+    return undefined;
   }
-  return verifyBytes(publicKey, eventSigningBytes(event), sig);
 }
 
 /** The dedup key of an event: its `source` and `id` (CloudEvents: unique per producer). */

@@ -8,6 +8,7 @@ import {
   type KeyObject,
   sign as nodeSign,
   verify as nodeVerify,
+  type VerifyKeyObjectInput,
 } from "node:crypto";
 import { FormatError } from "./errors.ts";
 import { sha256, toHex } from "./hash.ts";
@@ -59,12 +60,38 @@ export function signBytes(privateKey: KeyObject, message: Uint8Array): Buffer {
  */
 export function verifyBytes(publicKey: KeyObject, message: Uint8Array, signature: Uint8Array): boolean {
   try {
-    if (keyAlgorithm(publicKey) === "ed25519") return nodeVerify(null, message, publicKey, signature);
-    const dsaEncoding = signature.length === 64 ? "ieee-p1363" : "der";
-    return nodeVerify("sha256", message, { key: publicKey, dsaEncoding }, signature);
+    const [algorithm, key] = verifyArguments(publicKey, signature);
+    return nodeVerify(algorithm, message, key, signature);
   } catch {
     return false;
   }
+}
+
+/**
+ * verifyBytes on libuv's threadpool (node:crypto's callback form), so a batch of producer signatures is checked
+ * on every core while the event loop goes on.
+ */
+export function verifyBytesAsync(
+  publicKey: KeyObject,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    try {
+      const [algorithm, key] = verifyArguments(publicKey, signature);
+      nodeVerify(algorithm, message, key, signature, (error, ok) => resolve(!error && ok));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
+function verifyArguments(
+  publicKey: KeyObject,
+  signature: Uint8Array,
+): [string | null, KeyObject | VerifyKeyObjectInput] {
+  if (keyAlgorithm(publicKey) === "ed25519") return [null, publicKey];
+  return ["sha256", { key: publicKey, dsaEncoding: signature.length === 64 ? "ieee-p1363" : "der" }];
 }
 
 export function generateKeyPair(algorithm: KeyAlgorithm): { privateKey: KeyObject; publicKey: KeyObject } {

@@ -34,11 +34,28 @@ export interface SealedRecord {
   leaf: Hash;
 }
 
-export function sealRecord(record: AuditRecord): SealedRecord {
-  const bytes = canonicalBytes(record);
+/**
+ * Seals a record. `eventBytes`, when given, must be canonicalBytes(record.event): the record's RFC 8785 form is
+ * then assembled around it instead of canonicalizing the event again — "event" sorts first among the record's
+ * members and every other member is a string or integer, whose JCS form is JSON.stringify's.
+ */
+export function sealRecord(record: AuditRecord, eventBytes?: Buffer): SealedRecord {
+  const bytes = eventBytes
+    ? Buffer.concat([
+        RECORD_HEAD,
+        eventBytes,
+        Buffer.from(
+          `,"index":${record.index},"prev":${JSON.stringify(record.prev)},"producer":${JSON.stringify(record.producer)},` +
+            `"received":${JSON.stringify(record.received)},"stream":${JSON.stringify(record.stream)},"v":${record.v}}`,
+          "utf8",
+        ),
+      ])
+    : canonicalBytes(record);
   const hash = sha256(bytes);
   return { record, bytes, hash, leaf: leafHash(hash) };
 }
+
+const RECORD_HEAD = Buffer.from('{"event":');
 
 const pad20 = (n: number) => String(n).padStart(20, "0");
 

@@ -19,7 +19,14 @@
  */
 import { checkpointText, originFor, signCheckpoint } from "./checkpoint.ts";
 import { IngestError } from "./errors.ts";
-import { eventKey, parseSignedEvent, type SignedEvent, STREAM_NAME, verifyEventSignature } from "./event.ts";
+import {
+  canonicalEvent,
+  eventKey,
+  parseSignedEvent,
+  type SignedEvent,
+  STREAM_NAME,
+  verifyEventSignatureAsync,
+} from "./event.ts";
 import { canonicalBytes, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, MerkleTree } from "./merkle.ts";
 import type {
@@ -61,6 +68,8 @@ export interface SinkOptions {
 export interface Admitted {
   event: SignedEvent;
   producer: string;
+  /** canonicalBytes(event). */
+  canonical: Buffer;
   key: string;
   eventHash: string;
 }
@@ -102,11 +111,16 @@ export class Sink {
     if (events.length === 0)
       throw new IngestError("invalid-request", "events: at least one event is required", "events");
     const parsed = events.map((e, i) => parseSignedEvent(e, `events[${i}]`));
-    const admitted: Admitted[] = [];
-    for (const [i, event] of parsed.entries()) {
-      admitted.push(await this.authenticate(stream, event, `events[${i}]`));
-    }
-    return this.commit(stream, admitted);
+    // Signatures are checked concurrently on the threadpool; the first failure by position is the one reported.
+    const settled = await Promise.allSettled(
+      parsed.map((event, i) => this.authenticate(stream, event, `events[${i}]`)),
+    );
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    return this.commit(
+      stream,
+      settled.map((s) => (s as PromiseFulfilledResult<Admitted>).value),
+    );
   }
 
   /** Checks the producer's key, signature and stream scope. */
@@ -120,7 +134,8 @@ export class Sink {
       );
     if (key.revoked)
       throw new IngestError("revoked-key", `${field}.sigkeyid: the key was revoked`, `${field}.sigkeyid`);
-    if (!verifyEventSignature(event, key.publicKey)) {
+    const admitted = admit(event, key.producer, field);
+    if (!(await verifyEventSignatureAsync(event, admitted.canonical, key.publicKey))) {
       throw new IngestError(
         "bad-signature",
         `${field}.signature: does not verify with the producer's key`,
@@ -134,7 +149,7 @@ export class Sink {
         "stream",
       );
     }
-    return admit(event, key.producer);
+    return admitted;
   }
 
   /** Commits already-authenticated events (the sink's own system events use this directly). */
@@ -163,8 +178,10 @@ export class Sink {
   }
 }
 
-export function admit(event: SignedEvent, producer: string): Admitted {
-  return { event, producer, key: eventKey(event), eventHash: toHex(sha256(canonicalBytes(event))) };
+/** Prepares an event for commit: its canonical bytes (computed once, reused for the record) and identity. */
+export function admit(event: SignedEvent, producer: string, field = "event"): Admitted {
+  const canonical = canonicalEvent(event, field);
+  return { event, producer, canonical, key: eventKey(event), eventHash: toHex(sha256(canonical)) };
 }
 
 export function assertStreamName(stream: string): void {

@@ -1,6 +1,18 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { eventSigningBytes, parseSignedEvent, signEvent, verifyEventSignature } from "../src/event.ts";
+import {
+  canonicalEvent,
+  eventSigningBytes,
+  parseSignedEvent,
+  type SignedEvent,
+  signEvent,
+  signingBytesFromCanonical,
+  verifyEventSignature,
+  verifyEventSignatureAsync,
+} from "../src/event.ts";
+import { canonicalBytes } from "../src/hash.ts";
 import { generateKeyPair, keyFingerprint } from "../src/keys.ts";
+import { type AuditRecord, RECORD_VERSION, sealRecord } from "../src/record.ts";
 
 const base = {
   specversion: "1.0" as const,
@@ -49,14 +61,98 @@ describe("event validation", () => {
   });
 
   it("refuses an event over 256 KiB", () => {
-    expect(() => parseSignedEvent({ ...good, data: "x".repeat(300_000) })).toThrow(
-      expect.objectContaining({ code: "too-large" }),
-    );
+    expect(() =>
+      canonicalEvent(parseSignedEvent({ ...good, data: "x".repeat(300_000) }), "events[0]"),
+    ).toThrow(expect.objectContaining({ code: "too-large" }));
   });
 
   it("accepts extension attributes and any JSON data", () => {
     expect(parseSignedEvent({ ...good, traceparent: "00-abc-def-01", data: [1, "two", null] })).toMatchObject(
       { traceparent: "00-abc-def-01" },
+    );
+  });
+});
+
+describe("canonical bytes computed once", () => {
+  const { privateKey, publicKey } = generateKeyPair("ed25519");
+  // Events with arbitrary JSON data, extension attributes and strings that need escaping — including data that
+  // copies the event's own signature member, which must not confuse the derivation.
+  const arbitraryEvent = fc
+    .record({
+      id: fc.string({ minLength: 1, maxLength: 20 }).filter((s) => !/[\u0000-\u001f\u007f]/.test(s)),
+      data: fc.jsonValue(),
+      ext: fc.dictionary(
+        fc.stringMatching(/^[a-z0-9]{1,20}$/),
+        fc.oneof(
+          fc.string({ maxLength: 10 }).filter((s) => !/[\u0000-\u001f\u007f]/.test(s)),
+          fc.integer(),
+          fc.boolean(),
+        ),
+        { maxKeys: 3 },
+      ),
+      copySignature: fc.boolean(),
+    })
+    .map(({ id, data, ext, copySignature }) => {
+      const reserved = new Set([
+        "id",
+        "source",
+        "type",
+        "time",
+        "data",
+        "subject",
+        "specversion",
+        "sigkeyid",
+        "signature",
+        "dataschema",
+        "datacontenttype",
+      ]);
+      const extensions = Object.fromEntries(Object.entries(ext).filter(([k]) => !reserved.has(k)));
+      const event = signEvent({ ...base, ...extensions, id, data: data as never }, privateKey);
+      return copySignature
+        ? signEvent(
+            { ...event, data: { x: [`,"signature":"${event.signature}"`], signature: event.signature } },
+            privateKey,
+          )
+        : event;
+    });
+
+  it("derives the signing bytes from the canonical event exactly", async () => {
+    await fc.assert(
+      fc.asyncProperty(arbitraryEvent, async (event: SignedEvent) => {
+        const canonical = canonicalBytes(event);
+        expect(signingBytesFromCanonical(event, canonical).toString("utf8")).toBe(
+          eventSigningBytes(event).toString("utf8"),
+        );
+        expect(await verifyEventSignatureAsync(event, canonical, publicKey)).toBe(true);
+        const tampered = { ...event, type: "tampered" };
+        expect(await verifyEventSignatureAsync(tampered, canonicalBytes(tampered), publicKey)).toBe(false);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("assembles a record's RFC 8785 bytes around the event's exactly", () => {
+    fc.assert(
+      fc.property(
+        arbitraryEvent,
+        fc.string({ minLength: 1, maxLength: 30 }),
+        fc.nat(),
+        (event, producer, index) => {
+          const record: AuditRecord = {
+            v: RECORD_VERSION,
+            stream: "s",
+            index,
+            prev: "ab".repeat(32),
+            received: "2026-11-24T12:00:00.000Z",
+            producer,
+            event,
+          };
+          expect(sealRecord(record, canonicalBytes(event)).bytes.toString("utf8")).toBe(
+            canonicalBytes(record).toString("utf8"),
+          );
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 });
