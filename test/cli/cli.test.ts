@@ -406,3 +406,48 @@ describe("auditsink verify progress", () => {
     expect(r.err).toBe("");
   });
 });
+
+describe("auditsink producer --data", () => {
+  it("registers, lists and revokes in a data directory no sink runs on, recording it in _system", async () => {
+    const dir = join(await tempDir(), "data");
+    const keyFile = join(await tempDir(), "offline.key.pem");
+    const created = await cli([
+      "producer",
+      "create",
+      "--data",
+      dir,
+      "--id",
+      "batch-job",
+      "--streams",
+      "jobs.*",
+      "--key-file",
+      keyFile,
+      "--json",
+    ]);
+    expect(created.code).toBe(0);
+    const listed = JSON.parse((await cli(["producer", "list", "--data", dir, "--json"])).out);
+    expect(listed.producers.map((p: { id: string }) => p.id)).toEqual(["batch-job"]);
+    const revoked = await cli(["producer", "revoke", "batch-job", "--data", dir, "--json"]);
+    expect(JSON.parse(revoked.out).keys[0].revokedAt).toBeDefined();
+    const report = JSON.parse((await cli(["verify", dir, "--json"])).out) as VerifyResult;
+    expect(report.streams.find((s) => s.stream === "_system")).toMatchObject({ records: 2, failures: [] });
+  });
+
+  it("is refused while the sink runs on the data directory", async () => {
+    const keyFile = join(await tempDir(), "refused.key.pem");
+    const r = await cli([
+      "producer",
+      "create",
+      "--data",
+      dataDir,
+      "--id",
+      "x",
+      "--streams",
+      "x",
+      "--key-file",
+      keyFile,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/in use/);
+  });
+});

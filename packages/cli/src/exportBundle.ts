@@ -136,7 +136,7 @@ export async function exportBundle(location: string, options: ExportOptions): Pr
   if (coveredBy === undefined) {
     throw new CliError(
       "not-found",
-      `no signed checkpoint covers record ${segEnd - 1} of ${stream} yet; export again after the next checkpoint`,
+      `no signed checkpoint covers record ${segEnd - 1} of ${stream} yet (the store holds ${tree.size} records, its newest checkpoint is of size ${sizes[sizes.length - 1] ?? 0}); export again after the next checkpoint`,
     );
   }
   const bundled = sizes.filter((s) => s >= segFirst! && s <= coveredBy && s > 0);
