@@ -39,6 +39,11 @@ interface Run {
   events: number;
   seconds: number;
   eventsPerSecond: number;
+  /** CPU time (user + system) the sink process used during the run: independent of other load on the machine. */
+  sinkCpuSeconds: number;
+  /** The kernel's share of it (file writes, fsync, link, rename, sockets). */
+  sinkSystemCpuShare: number;
+  eventsPerSinkCpuSecond: number;
   requests: number;
   ackP50Ms: number;
   ackP99Ms: number;
@@ -79,6 +84,12 @@ function signedEvents(count: number, tag: string, privateKey: KeyObject): Signed
     events.push(signEvent(base, privateKey));
   }
   return events;
+}
+
+/** User + system CPU seconds of a process so far (Linux /proc; clock ticks of 1/100 s). */
+function sinkCpu(pid: number): { user: number; system: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 function startSink(dataDir: string): Promise<{ child: ChildProcess; port: number }> {
@@ -148,6 +159,7 @@ async function run(batch: number, concurrency: number, total: number, algorithm:
   const receipts: { receipt: Receipt; ackAt: number }[] = [];
   let errors = 0;
   let next = 0;
+  const cpuBefore = sinkCpu(child.pid!);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -168,6 +180,10 @@ async function run(batch: number, concurrency: number, total: number, algorithm:
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = sinkCpu(child.pid!);
+  const user = cpuAfter.user - cpuBefore.user;
+  const system = cpuAfter.system - cpuBefore.system;
+  const cpu = user + system;
   agent.destroy();
   const exited = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
@@ -202,6 +218,9 @@ async function run(batch: number, concurrency: number, total: number, algorithm:
     events: delivered,
     seconds: Number(seconds.toFixed(2)),
     eventsPerSecond: Math.round(delivered / seconds),
+    sinkCpuSeconds: Number(cpu.toFixed(2)),
+    sinkSystemCpuShare: Number((system / cpu).toFixed(2)),
+    eventsPerSinkCpuSecond: Math.round(delivered / cpu),
     requests: latencies.length,
     ackP50Ms: Number(percentile(latencies, 50).toFixed(2)),
     ackP99Ms: Number(percentile(latencies, 99).toFixed(2)),
@@ -216,7 +235,7 @@ async function run(batch: number, concurrency: number, total: number, algorithm:
 // many events are in flight (Little's law), so each batch size runs at a low and a high concurrency.
 const EVENTS = Number(process.env.EVENTS ?? 50_000);
 const EVENTS_B1 = Number(process.env.EVENTS_B1 ?? 10_000);
-const plan: [number, number, number, KeyAlgorithm][] = [
+const fullPlan: [number, number, number, KeyAlgorithm][] = [
   [100, 1, EVENTS / 2, "ed25519"],
   [100, 4, EVENTS, "ed25519"],
   [100, 16, EVENTS, "ed25519"],
@@ -224,6 +243,19 @@ const plan: [number, number, number, KeyAlgorithm][] = [
   [1, 4, EVENTS_B1, "ed25519"],
   [1, 64, EVENTS_B1, "ed25519"],
 ];
+// PLAN="100x4:ed25519,1x64:ed25519" runs only those (batch x concurrency : producer key).
+const plan = process.env.PLAN
+  ? process.env.PLAN.split(",").map((p): [number, number, number, KeyAlgorithm] => {
+      const [batch, rest] = p.split("x");
+      const [concurrency, algorithm] = rest!.split(":");
+      return [
+        Number(batch),
+        Number(concurrency),
+        Number(batch) === 1 ? EVENTS_B1 : EVENTS,
+        algorithm as KeyAlgorithm,
+      ];
+    })
+  : fullPlan;
 const loadBefore = loadavg();
 const runs: Run[] = [];
 for (const [batch, concurrency, events, algorithm] of plan) {
