@@ -101,7 +101,10 @@ async function waitHttp(url: string, child: ChildProcess, what: string, timeoutM
   }
 }
 
+const stopping = new WeakSet<ChildProcess>();
+
 function stopProcess(child: ChildProcess): Promise<void> {
+  stopping.add(child);
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((done) => {
     const force = setTimeout(() => child.kill("SIGKILL"), 5000);
@@ -124,10 +127,19 @@ async function startWithRetry(
     const port = await freePort();
     const child = start(port);
     const output: string[] = [];
-    child.stderr?.on("data", (d) => output.push(String(d)));
+    // Keep only the tail: moto logs every request.
+    child.stderr?.on("data", (d) => {
+      output.push(String(d));
+      if (output.length > 200) output.splice(0, output.length - 100);
+    });
     child.stdout?.on("data", () => undefined);
     try {
       await waitHttp(probe(port), child, what, 60_000);
+      // An emulator that dies under a running test shows up as ECONNREFUSED; say why it died instead.
+      child.once("exit", (code, signal) => {
+        if (!stopping.has(child))
+          console.error(`${what} on port ${port} exited (${code ?? signal}):\n${output.join("").slice(-4000)}`);
+      });
       return { child, port };
     } catch (e) {
       last = new Error(`${(e as Error).message}\n${output.join("").slice(-2000)}`);

@@ -26,7 +26,9 @@ export function awsErrorName(error: unknown): { name: string; status: number | u
 /** Wraps an SDK failure as StoreError("store-failed"), keeping the original as `cause`. */
 export function storeFailure(what: string, cause: unknown): StoreError {
   const { name, status } = awsErrorName(cause);
-  return new StoreError("store-failed", `${what} failed: ${name}${status ? ` (HTTP ${status})` : ""}`, {
+  // Network errors carry only a generic name; their message (ECONNRESET, socket hang up) says what happened.
+  const detail = name === "Error" ? `${name}: ${(cause as Error)?.message}` : name;
+  return new StoreError("store-failed", `${what} failed: ${detail}${status ? ` (HTTP ${status})` : ""}`, {
     cause,
   });
 }
