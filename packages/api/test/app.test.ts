@@ -247,6 +247,13 @@ describe("POST /v1/streams/{stream}/events", () => {
       status: 401,
       code: "revoked-key",
     });
+    const sys = (await (await s.app.request(`/v1/streams/${SYSTEM_STREAM}/records?from=0&to=2`)).json()) as {
+      records: { record: { event: { type: string; data: { producer: string } } } }[];
+    };
+    expect(sys.records.map((r) => [r.record.event.type, r.record.event.data.producer])).toEqual([
+      ["dev.auditsink.producer.registered", "planner"],
+      ["dev.auditsink.producer.revoked", "planner"],
+    ]);
   });
 });
 
