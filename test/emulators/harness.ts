@@ -138,7 +138,9 @@ async function startWithRetry(
       // An emulator that dies under a running test shows up as ECONNREFUSED; say why it died instead.
       child.once("exit", (code, signal) => {
         if (!stopping.has(child))
-          console.error(`${what} on port ${port} exited (${code ?? signal}):\n${output.join("").slice(-4000)}`);
+          console.error(
+            `${what} on port ${port} exited (${code ?? signal}):\n${output.join("").slice(-4000)}`,
+          );
       });
       return { child, port };
     } catch (e) {
