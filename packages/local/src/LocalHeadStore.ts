@@ -10,6 +10,8 @@ import { isErrno, mkdirDurable, replaceFile, storeError } from "./fsutil.ts";
 
 export class LocalHeadStore implements HeadStore {
   private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly written = new Map<string, number>();
+  private dirReady = false;
 
   constructor(
     readonly dir: string,
@@ -38,14 +40,20 @@ export class LocalHeadStore implements HeadStore {
   advance(stream: string, expectedSize: number, next: Head): Promise<boolean> {
     const previous = this.chains.get(stream) ?? Promise.resolve();
     const run = previous.then(async () => {
-      const current = (await this.get(stream))?.size ?? 0;
+      // The size this process last wrote spares a read when it is the expected one; otherwise (first write, or
+      // the file was changed behind our back) the file decides.
+      let current = this.written.get(stream);
+      if (current !== expectedSize) current = (await this.get(stream))?.size ?? 0;
       if (current !== expectedSize || next.size <= current) return false;
       try {
-        await mkdirDurable(this.dir);
+        if (!this.dirReady) await mkdirDurable(this.dir);
+        this.dirReady = true;
         await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644);
       } catch (e) {
+        this.written.delete(stream);
         throw storeError(`writing the head of ${stream}`, e);
       }
+      this.written.set(stream, next.size);
       return true;
     });
     const settled = run.catch(() => undefined);

@@ -16,6 +16,9 @@ import { fsyncDir, isErrno, mkdirDurable, storeError, writeTemp } from "./fsutil
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
 export class LocalObjectStore implements ObjectStore {
+  /** Directories known to exist (objects are never deleted by the sink, so neither are their directories). */
+  private readonly dirs = new Set<string>();
+
   /**
    * @param root directory holding the objects (`<data>/objects`)
    * @param tmpDir directory on the same filesystem for objects being written (`<data>/tmp`)
@@ -37,7 +40,11 @@ export class LocalObjectStore implements ObjectStore {
     const path = this.pathOf(key);
     let tmp: string | undefined;
     try {
-      await mkdirDurable(dirname(path));
+      const dir = dirname(path);
+      if (!this.dirs.has(dir)) {
+        await mkdirDurable(dir);
+        this.dirs.add(dir);
+      }
       tmp = await writeTemp(this.tmpDir, bytes, 0o444);
       try {
         await link(tmp, path);
@@ -45,7 +52,7 @@ export class LocalObjectStore implements ObjectStore {
         if (isErrno(e, "EEXIST")) return false;
         throw e;
       }
-      await fsyncDir(dirname(path));
+      await fsyncDir(dir);
       return true;
     } catch (e) {
       throw storeError(`creating ${key}`, e);
