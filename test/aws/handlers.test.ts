@@ -8,6 +8,13 @@ import {
   verifyReceipt,
   verifyStoredStream,
 } from "@auditsink/core";
+import {
+  CreateQueueCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from "@aws-sdk/client-sqs";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult, SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
@@ -223,5 +230,65 @@ describe("functions/ingest-queue", () => {
       // One segment per stream: the batch was committed with one Sink commit per stream.
       expect(report.segments).toBe(1);
     }
+  });
+});
+
+describe("ingest-queue with a real SQS queue and dead-letter queue", () => {
+  it("acknowledges committed messages and lets SQS move a poison message to the DLQ, never dropping it", async () => {
+    // Prepare: a queue that redrives after one failed receive, as the stack's ingest queue does after five.
+    const producer = await registerProducer(p.runtime(), "agent-dlq");
+    const dlqUrl = (
+      await p.sqs.send(new CreateQueueCommand({ QueueName: `dlq-${randomUUID().slice(0, 8)}` }))
+    ).QueueUrl!;
+    const dlqArn = (
+      await p.sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ["QueueArn"] }))
+    ).Attributes!.QueueArn!;
+    const queueUrl = (
+      await p.sqs.send(
+        new CreateQueueCommand({
+          QueueName: `ingest-${randomUUID().slice(0, 8)}`,
+          Attributes: {
+            RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: "1" }),
+          },
+        }),
+      )
+    ).QueueUrl!;
+    const bodies = [
+      sqsRecord("queue.dlq", producer.event("d-0")).body,
+      sqsRecord("queue.dlq", producer.event("d-1")).body,
+      sqsRecord("queue.dlq", { not: "an event" }).body,
+    ];
+    for (const body of bodies)
+      await p.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+    // Act: poll as Lambda's event source mapping does, deleting only what the handler did not report failed.
+    for (let round = 0; round < 3; round++) {
+      const received = await p.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: 10,
+          VisibilityTimeout: 0,
+          WaitTimeSeconds: 0,
+        }),
+      );
+      const records = (received.Messages ?? []).map((m) => ({
+        ...sqsRecord("unused", {}),
+        messageId: m.MessageId!,
+        body: m.Body!,
+        receiptHandle: m.ReceiptHandle!,
+      }));
+      if (records.length === 0) continue;
+      const result = await ingestQueue({ Records: records } as SQSEvent, lambdaContext());
+      const failed = new Set(result.batchItemFailures.map((f) => f.itemIdentifier));
+      for (const r of records)
+        if (!failed.has(r.messageId))
+          await p.sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: r.receiptHandle }));
+    }
+    // Assess
+    const left = await p.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10 }));
+    const dead = await p.sqs.send(new ReceiveMessageCommand({ QueueUrl: dlqUrl, MaxNumberOfMessages: 10 }));
+    expect(left.Messages ?? []).toEqual([]);
+    expect((dead.Messages ?? []).map((m) => m.Body)).toEqual([bodies[2]]);
+    const rt = p.runtime();
+    expect((await rt.heads.get("queue.dlq"))!.size).toBe(2);
   });
 });

@@ -139,6 +139,14 @@ describe("AwsVerifier detects tampering and alerts through SNS, EventBridge and 
     await expectAlerted(p, ["retention-short", "retention-missing"], result.alerts);
   });
 
+  it("a delete marker over the exported public key", async () => {
+    const { p, rt, verifier } = await committedStream();
+    const [keyObject] = await rt.objects.list("keys/");
+    await rt.clients.s3.send(new DeleteObjectCommand({ Bucket: p.settings.archiveBucket, Key: keyObject! }));
+    const result = await verifier.run({ remainingMs: () => 300_000 });
+    await expectAlerted(p, ["object-delete-marker"], result.alerts);
+  });
+
   it("a disabled signing key", async () => {
     const { p, rt, verifier } = await committedStream();
     await rt.clients.kms.send(new DisableKeyCommand({ KeyId: keyUuid(p) }));

@@ -3,7 +3,8 @@
  * over what it fetched); this adds what only the AWS archive can show:
  *   - every object version and delete marker under a stream (Object Lock still allows both over a key);
  *   - each version's lock fields: COMPLIANCE mode, retained at least the floor past its creation;
- *   - the bucket's Object Lock configuration and the KMS key's state.
+ *   - the bucket's Object Lock configuration, the KMS key's state, and the versions of the exported keys.
+ * Trusted checkpoint keys are those exported to the archive (`keys/*.json`) plus the live KMS key.
  * Incremental: each stream resumes from its watermark, and the run stops starting new streams when the
  * Lambda's remaining time runs low, leaving a cursor for the next run. Watermarks only advance for streams
  * without failures, so a failure is re-detected (and re-alerted) until someone resolves it.
@@ -21,6 +22,7 @@ import {
   verifyStoredStream,
 } from "@auditsink/core";
 import { DescribeKeyCommand } from "@aws-sdk/client-kms";
+import { KmsSigner } from "./KmsSigner.ts";
 import type { AwsRuntime } from "./runtime.ts";
 
 const DAY_MS = 86_400_000;
@@ -81,6 +83,8 @@ export class AwsVerifier {
     if (!(await objects.lockEnabled()))
       alert("archive-lock-disabled", `bucket ${objects.bucket} does not have Object Lock enabled`);
     const trusted = await this.trustedKeys();
+    // The exported public keys are few and are what old checkpoints verify with: check all of them every run.
+    await this.checkVersions("keys/", undefined, undefined, true, alert);
 
     const names = new Set(await heads.streams());
     if (options.full) for (const s of await listStoredStreams(objects)) names.add(s);
@@ -110,7 +114,13 @@ export class AwsVerifier {
         ...(head ? { head } : {}),
       });
       for (const f of report.failures) alert(f.code, f.message, stream, f.at);
-      const archiveFailures = await this.checkVersions(stream, from, options.full ?? false, alert);
+      const archiveFailures = await this.checkVersions(
+        streamPrefix(stream),
+        stream,
+        from,
+        options.full ?? false,
+        alert,
+      );
       if (report.failures.length === 0 && archiveFailures === 0)
         await watermarks.put(stream, report.state, time);
       verified.push(stream);
@@ -134,6 +144,18 @@ export class AwsVerifier {
         // A malformed key document trusts nothing; checkpoints it would have verified report unknown-key.
       }
     }
+    // The live KMS key too, so a hidden or missing key document (itself alerted) does not also fail every
+    // checkpoint. Its state is checked separately; a key that cannot be read adds nothing here.
+    try {
+      const signer = await KmsSigner.create(
+        this.runtime.clients.kms,
+        this.runtime.settings.signingKeyId,
+        this.runtime.settings.origin,
+      );
+      if (!out.some((k) => k.keyId.equals(signer.key.keyId))) out.push(signer.key);
+    } catch {
+      // reported by checkKey
+    }
     return out;
   }
 
@@ -154,14 +176,16 @@ export class AwsVerifier {
   }
 
   /**
-   * Lists every version under the stream. Extra versions and delete markers are failures wherever they are;
-   * lock fields are read (one HEAD each) for objects past the watermark, or for all of them on a full run.
+   * Lists every version under `prefix` (a stream's, or `keys/`). Extra versions and delete markers are failures
+   * wherever they are; lock fields are read (one HEAD each) for objects past the watermark, or for all of them
+   * on a full run.
    */
   private async checkVersions(
-    stream: string,
+    prefix: string,
+    stream: string | undefined,
     from: VerifierState | undefined,
     full: boolean,
-    alert: (code: ArchiveFailureCode, message: string, stream: string, at: string) => void,
+    alert: (code: ArchiveFailureCode, message: string, stream: string | undefined, at: string) => void,
   ): Promise<number> {
     const { objects } = this.runtime;
     const floorMs = objects.retentionDays * DAY_MS;
@@ -171,7 +195,7 @@ export class AwsVerifier {
       alert(code, message, stream, at);
     };
     const seen = new Map<string, number>();
-    for await (const v of objects.versions(streamPrefix(stream))) {
+    for await (const v of objects.versions(prefix)) {
       if (v.deleteMarker) {
         fail("object-delete-marker", `a delete marker hides ${v.key}`, v.key);
         continue;
