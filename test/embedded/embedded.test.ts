@@ -132,6 +132,29 @@ describe("the data directory lock", () => {
   });
 });
 
+describe("a lock left by a killed process", () => {
+  it("is taken over at once when its process is gone (or its pid is now ours)", async () => {
+    const { hostname } = await import("node:os");
+    for (const pid of [2 ** 22 + 17, process.pid]) {
+      const dataDir = await fresh();
+      await writeFile(
+        join(dataDir, "lock.json"),
+        JSON.stringify({
+          pid,
+          host: hostname(),
+          purpose: "auditsink start",
+          since: "2026-11-24T00:00:00.000Z",
+        }),
+      );
+      const local = await openLocalSink({ dataDir });
+      expect(JSON.parse(await readFile(join(dataDir, "lock.json"), "utf8")).since).not.toBe(
+        "2026-11-24T00:00:00.000Z",
+      );
+      await local.close();
+    }
+  });
+});
+
 describe("restart", () => {
   it("keeps the key and the log, and answers a replay with the original receipt", async () => {
     const dataDir = await fresh();

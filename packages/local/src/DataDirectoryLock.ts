@@ -27,6 +27,9 @@ interface Owner {
   since: string;
 }
 
+/** Locks this process holds: a lock file naming our own pid that is not in here was left by an earlier process. */
+const held = new Set<string>();
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -48,9 +51,11 @@ export async function lockDataDirectory(dataDir: string, purpose: string): Promi
       try {
         await link(tmp, path);
         await fsyncDir(dataDir);
+        held.add(path);
         return {
           path,
           release: async () => {
+            held.delete(path);
             await unlink(path).catch(() => undefined);
           },
         };
@@ -67,7 +72,8 @@ export async function lockDataDirectory(dataDir: string, purpose: string): Promi
       } catch {
         owner = undefined; // vanished or unreadable: try again
       }
-      if (owner && owner.host === me.host && !alive(owner.pid)) {
+      const ours = owner?.pid === process.pid && held.has(path);
+      if (owner && owner.host === me.host && !ours && (owner.pid === process.pid || !alive(owner.pid))) {
         // Left by a process that died (kill -9, power loss): take it over.
         await unlink(path).catch(() => undefined);
         continue;
