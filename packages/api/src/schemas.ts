@@ -221,3 +221,7 @@ export const EventsPage = z
   .object({ events: z.array(FoundEventSchema), cursor: z.string().optional() })
   .openapi("EventsPage");
 export const ProducersResponse = z.object({ producers: z.array(ProducerInfoSchema) }).openapi("Producers");
+export const HealthResponse = z
+  .object({ status: z.literal("ok"), deployment: z.string() })
+  .catchall(z.unknown())
+  .openapi("Health");

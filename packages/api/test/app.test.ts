@@ -376,6 +376,30 @@ describe("read routes", () => {
   });
 });
 
+describe("unexpected failures", () => {
+  it("answer 500 with a generic problem and report the error to the operator only", async () => {
+    const s = setup();
+    const logged: unknown[] = [];
+    const failing = createApp({
+      sink: s.sink,
+      producers: {
+        list: async () => {
+          throw new Error("disk on fire at /var/secret/path");
+        },
+      } as never,
+      events: { find: async () => ({ events: [] }) },
+      keys: { deployment: DEPLOYMENT, keys: [] },
+      authorizeAdmin: () => false,
+      logError: (e) => logged.push(e),
+    });
+    const res = await failing.request("/v1/producers");
+    const p = await problemOf(res);
+    expect({ status: res.status, code: p.code }).toEqual({ status: 500, code: "internal" });
+    expect(JSON.stringify(p)).not.toContain("secret");
+    expect(logged).toHaveLength(1);
+  });
+});
+
 describe("admin routes, health and the OpenAPI document", () => {
   it("refuses producer registration without the admin token", async () => {
     const s = setup();
@@ -430,6 +454,7 @@ describe("admin routes, health and the OpenAPI document", () => {
     };
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths).sort()).toEqual([
+      "/healthz",
       "/v1/events",
       "/v1/keys",
       "/v1/producers",
