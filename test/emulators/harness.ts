@@ -83,7 +83,18 @@ export async function ensureMoto(): Promise<string> {
   return MOTO_SERVER;
 }
 
-async function waitHttp(url: string, child: ChildProcess, what: string, timeoutMs: number): Promise<void> {
+/**
+ * Waits until `url` answers as this emulator would (`accept`), and the child is still running: an answer from
+ * some other process that holds the port (another test file's emulator) must not count.
+ */
+async function waitHttp(
+  url: string,
+  accept: (response: Response, body: string) => boolean,
+  child: ChildProcess,
+  what: string,
+  timeoutMs: number,
+  bound: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited: number | null = null;
   child.once("exit", (code) => {
@@ -92,8 +103,10 @@ async function waitHttp(url: string, child: ChildProcess, what: string, timeoutM
   for (;;) {
     if (exited !== null) throw new Error(`${what} exited with ${exited} before it answered`);
     try {
-      await fetch(url, { signal: AbortSignal.timeout(1000) });
-      return;
+      const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      const ours = bound() && child.exitCode === null && child.signalCode === null;
+      if (accept(response, await response.text()) && ours) return;
+      throw new Error(`unexpected answer ${response.status}`);
     } catch {
       if (Date.now() > deadline) throw new Error(`${what} did not answer at ${url} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
@@ -119,7 +132,10 @@ function stopProcess(child: ChildProcess): Promise<void> {
 async function startWithRetry(
   start: (port: number) => ChildProcess,
   probe: (port: number) => string,
+  accept: (response: Response, body: string) => boolean,
   what: string,
+  /** Whether the child's own startup output says it bound `port` (defaults to yes). */
+  boundIn: (startup: string, port: number) => boolean = () => true,
 ): Promise<{ child: ChildProcess; port: number }> {
   let last: unknown;
   // Another process may take the port between freePort() and the bind: try a fresh port then.
@@ -127,14 +143,17 @@ async function startWithRetry(
     const port = await freePort();
     const child = start(port);
     const output: string[] = [];
-    // Keep only the tail: moto logs every request.
-    child.stderr?.on("data", (d) => {
+    const startup: string[] = [];
+    // Keep the start and the tail only: moto logs every request.
+    const collect = (d: unknown) => {
+      if (startup.length < 50) startup.push(String(d));
       output.push(String(d));
       if (output.length > 200) output.splice(0, output.length - 100);
-    });
-    child.stdout?.on("data", () => undefined);
+    };
+    child.stderr?.on("data", collect);
+    child.stdout?.on("data", collect);
     try {
-      await waitHttp(probe(port), child, what, 60_000);
+      await waitHttp(probe(port), accept, child, what, 60_000, () => boundIn(startup.join(""), port));
       // An emulator that dies under a running test shows up as ECONNREFUSED; say why it died instead.
       child.once("exit", (code, signal) => {
         if (!stopping.has(child))
@@ -156,7 +175,10 @@ export async function startMoto(): Promise<{ endpoint: string; stop: () => Promi
   const { child, port } = await startWithRetry(
     (p) => spawn(server, ["-H", "127.0.0.1", "-p", String(p)], { stdio: ["ignore", "pipe", "pipe"] }),
     (p) => `http://127.0.0.1:${p}/moto-api/`,
+    (r) => r.status === 200 && (r.headers.get("server") ?? "").includes("Werkzeug"),
     "moto server",
+    // Werkzeug prints this once it holds the socket: proof that the answer came from this child.
+    (startup, port) => startup.includes(`Running on http://127.0.0.1:${port}`),
   );
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
 }
@@ -166,6 +188,7 @@ export async function startDynamoLocal(): Promise<{ endpoint: string; stop: () =
   const { child, port } = await startWithRetry(
     (p) => spawnDynamo({ port: p }) as ChildProcess,
     (p) => `http://127.0.0.1:${p}/`,
+    (r, body) => r.status === 400 && body.includes("MissingAuthenticationToken"),
     "DynamoDB Local",
   );
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
