@@ -81,6 +81,27 @@ describe("S3WriteOnceStore", () => {
     expect(await rt.objects.lockEnabled()).toBe(true);
   });
 
+  it("turns S3's 409 ConditionalRequestConflict (concurrent conditional writes) into a retryable StoreError", async () => {
+    // Prepare: moto never answers 409, so the answer is injected below the SDK's retries.
+    const rt = p.runtime();
+    (rt.clients.s3.middlewareStack as { add: (m: never, o: never) => void }).add(
+      (() => async () => {
+        throw Object.assign(new Error("conflict"), {
+          name: "ConditionalRequestConflict",
+          $metadata: { httpStatusCode: 409 },
+        });
+      }) as never,
+      { step: "deserialize", name: "conflict-409" } as never,
+    );
+    // Act
+    const error = await rt.objects
+      .putIfAbsent("streams/c/segments/00000000000000000000", Buffer.from("x"))
+      .catch((e) => e);
+    // Assess
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error.message).toContain("ConditionalRequestConflict");
+  });
+
   it("wraps SDK failures as StoreError with the cause", async () => {
     const store = new S3WriteOnceStore(p.runtime().clients.s3, "no-such-bucket-anywhere");
     const error = await store.putIfAbsent("k", Buffer.from("x")).catch((e) => e);
