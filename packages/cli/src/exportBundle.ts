@@ -93,7 +93,8 @@ export async function exportBundle(location: string, options: ExportOptions): Pr
   for (const key of segmentKeys) {
     const first = parseStoreKey(key)!.n;
     const bytes = await store.get(key);
-    if (!bytes) continue;
+    // A listed segment that cannot be read would silently shorten the bundle: refuse instead.
+    if (!bytes) throw new CliError("source-unreadable", `segment ${key} is listed but cannot be read`);
     const records = readSegment(bytes);
     const inWindow = records.filter(
       (r) => (!from || r.record.received >= from) && (!to || r.record.received < to),

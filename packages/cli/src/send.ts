@@ -84,9 +84,12 @@ export async function send(options: SendOptions): Promise<Receipt[]> {
   if (events.length === 0) throw new CliError("usage", "no events to send");
   let sinkKeys: string[];
   const pinned = Boolean(options.keyFiles?.length || options.keys?.length);
-  const offered = (
-    (await api({ url: options.url }, "GET", "/v1/keys")) as { keys: { verifierKey: string }[] }
-  ).keys.map((k) => k.verifierKey);
+  // The keys the sink serves are only candidates: for --fingerprint, or (with a note) when nothing is pinned.
+  const served = async () =>
+    ((await api({ url: options.url }, "GET", "/v1/keys")) as { keys: { verifierKey: string }[] }).keys.map(
+      (k) => k.verifierKey,
+    );
+  const offered = pinned && !options.fingerprints?.length ? [] : await served();
   if (pinned || options.fingerprints?.length) {
     sinkKeys = (await resolveTrust(options, offered, false)).trusted.map(formatVerifierKey);
   } else {

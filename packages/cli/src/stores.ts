@@ -36,7 +36,7 @@ export class DirectoryStore extends ReadOnlyStore {
     try {
       return await readFile(this.pathOf(key));
     } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR") || isErrno(e, "EISDIR")) return undefined;
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
       throw new StoreError("store-failed", `reading ${key}`, { cause: e });
     }
   }
