@@ -1,5 +1,5 @@
 import { type AwsRuntime, AwsVerifier, keys } from "@auditsink/aws";
-import { checkpointKey, segmentKey } from "@auditsink/core";
+import { checkpointKey, generateKeyPair, segmentKey, signEvent } from "@auditsink/core";
 import { DisableKeyCommand, ScheduleKeyDeletionCommand } from "@aws-sdk/client-kms";
 import { DeleteObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { PutCommand } from "@aws-sdk/lib-dynamodb";
@@ -195,5 +195,43 @@ describe("functions/verifier handler", () => {
       lambdaContext() as never,
     );
     expect(result).toEqual({ complete: true, streams: 1, failures: 0 });
+  });
+});
+
+describe("producer heartbeats", () => {
+  it("alerts producer-silent only for a producer that declared a heartbeat and then went quiet", async () => {
+    // Prepare
+    const p = await provision();
+    const rt = p.runtime();
+    const expecting = generateKeyPair("ed25519");
+    await rt.producers.register({
+      id: "agent-hb",
+      publicKey: expecting.publicKey,
+      streams: ["*"],
+      heartbeatSeconds: 600,
+    });
+    await registerProducer(rt, "agent-no-expectation");
+    const { sink } = await rt.start();
+    await sink.submit("beats", [
+      signEvent(
+        {
+          specversion: "1.0",
+          id: "hb-1",
+          source: "agent://hb",
+          type: "heartbeat",
+          time: "2026-11-24T12:00:00Z",
+        },
+        expecting.privateKey,
+      ),
+    ]);
+    // Act
+    const now = await new AwsVerifier(rt).run({ remainingMs: () => 300_000 });
+    const inAnHour = await new AwsVerifier(rt, () => new Date(Date.now() + 3_600_000)).run({
+      remainingMs: () => 300_000,
+    });
+    // Assess
+    expect(now.alerts).toEqual([]);
+    expect(inAnHour.alerts.map((a) => [a.code, a.at])).toEqual([["producer-silent", "agent-hb"]]);
+    await expectAlerted(p, ["producer-silent"], inAnHour.alerts);
   });
 });

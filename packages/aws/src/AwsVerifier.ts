@@ -4,6 +4,7 @@
  *   - every object version and delete marker under a stream (Object Lock still allows both over a key);
  *   - each version's lock fields: COMPLIANCE mode, retained at least the floor past its creation;
  *   - the bucket's Object Lock configuration, the KMS key's state, and the versions of the exported keys.
+ * It also alerts `producer-silent` when a producer that declared a heartbeat has sent nothing for longer.
  * Trusted checkpoint keys are those exported to the archive (`keys/*.json`) plus the live KMS key.
  * Incremental: each stream resumes from its watermark, and the run stops starting new streams when the
  * Lambda's remaining time runs low, leaving a cursor for the next run. Watermarks only advance for streams
@@ -17,6 +18,9 @@ import {
   type NoteKey,
   parseStoreKey,
   parseVerifierKey,
+  readSegment,
+  segmentKey,
+  segmentPrefix,
   streamPrefix,
   type VerifierState,
   verifyStoredStream,
@@ -37,7 +41,8 @@ export type ArchiveFailureCode =
   | "archive-lock-disabled"
   | "signing-key-disabled"
   | "signing-key-pending-deletion"
-  | "signing-key-unavailable";
+  | "signing-key-unavailable"
+  | "producer-silent";
 
 export interface VerifierRunOptions {
   /** Milliseconds left before the Lambda times out (context.getRemainingTimeInMillis). */
@@ -86,6 +91,10 @@ export class AwsVerifier {
     // The exported public keys are few and are what old checkpoints verify with: check all of them every run.
     await this.checkVersions("keys/", undefined, undefined, true, alert);
 
+    // Heartbeats: only when some producer expects one, read the records past each watermark for who sent them.
+    const producers = (await this.runtime.producers.list()).filter((p) => p.heartbeatSeconds !== undefined);
+    const lastSeen = producers.length > 0 ? await watermarks.lastSeen() : {};
+
     const names = new Set(await heads.streams());
     if (options.full) for (const s of await listStoredStreams(objects)) names.add(s);
     const all = [...names].sort();
@@ -102,6 +111,7 @@ export class AwsVerifier {
     for (const [i, stream] of order.entries()) {
       if (options.remainingMs() < reserve) {
         await watermarks.setCursor(stream);
+        if (producers.length > 0) await watermarks.setLastSeen(lastSeen);
         await this.runtime.alerts.send(alerts);
         return { streamsVerified: verified, complete: false, alerts };
       }
@@ -114,6 +124,7 @@ export class AwsVerifier {
         ...(head ? { head } : {}),
       });
       for (const f of report.failures) alert(f.code, f.message, stream, f.at);
+      if (producers.length > 0) await this.readLastSeen(stream, from, report.state.size, lastSeen);
       const archiveFailures = await this.checkVersions(
         streamPrefix(stream),
         stream,
@@ -126,8 +137,45 @@ export class AwsVerifier {
       verified.push(stream);
       if (i === order.length - 1) await watermarks.setCursor(undefined);
     }
+    if (producers.length > 0) {
+      await watermarks.setLastSeen(lastSeen);
+      const now = this.now().getTime();
+      for (const p of producers) {
+        const since = lastSeen[p.id] ?? p.createdAt;
+        if (now - Date.parse(since) > p.heartbeatSeconds! * 1000)
+          alert(
+            "producer-silent",
+            `producer ${p.id} has sent nothing since ${since} (expects one every ${p.heartbeatSeconds} s)`,
+            undefined,
+            p.id,
+          );
+      }
+    }
     await this.runtime.alerts.send(alerts);
     return { streamsVerified: verified, complete: true, alerts };
+  }
+
+  /** Folds the producers of records [from.size, size) into `lastSeen` (newest `received` per producer). */
+  private async readLastSeen(
+    stream: string,
+    from: VerifierState | undefined,
+    size: number,
+    lastSeen: Record<string, string>,
+  ): Promise<void> {
+    const { objects } = this.runtime;
+    const start = from?.size ?? 0;
+    if (size <= start) return;
+    const keys = await objects.list(
+      segmentPrefix(stream),
+      start > 0 ? { startAfter: segmentKey(stream, start - 1) } : {},
+    );
+    for (const key of keys) {
+      const bytes = await objects.get(key);
+      for (const r of bytes ? readSegment(bytes) : []) {
+        const seen = lastSeen[r.record.producer];
+        if (!seen || seen < r.record.received) lastSeen[r.record.producer] = r.record.received;
+      }
+    }
   }
 
   /** Keys the archive holds (`keys/*.json`, exported at first use), so rotated keys still verify. */

@@ -1,6 +1,7 @@
 /**
  * Where the scheduled verifier stopped: per stream, the state of its last verified prefix (core
- * VerifierState), and a cursor naming the stream to start the next run with. Watermarks only move forward.
+ * VerifierState), a cursor naming the stream to start the next run with, and when each producer was last
+ * heard from. Watermarks only move forward.
  */
 
 import type { VerifierState } from "@auditsink/core";
@@ -70,6 +71,29 @@ export class DynamoWatermarkStore {
       );
     } catch (e) {
       throw storeFailure("PutItem verifier cursor", e);
+    }
+  }
+
+  /** Newest `received` time per producer the verifier has read. */
+  async lastSeen(): Promise<Record<string, string>> {
+    try {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.table, Key: keys.verifierHeartbeats(), ConsistentRead: true }),
+      );
+      return (out.Item?.lastSeen as Record<string, string> | undefined) ?? {};
+    } catch (e) {
+      throw storeFailure("GetItem verifier heartbeats", e);
+    }
+  }
+
+  /** Replaces the last-seen map (the verifier merges before it writes; one verifier runs at a time). */
+  async setLastSeen(lastSeen: Record<string, string>): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({ TableName: this.table, Item: { ...keys.verifierHeartbeats(), lastSeen } }),
+      );
+    } catch (e) {
+      throw storeFailure("PutItem verifier heartbeats", e);
     }
   }
 }

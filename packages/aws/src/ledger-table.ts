@@ -19,6 +19,8 @@ export const keys = {
   producer: (id: string) => ({ pk: `producer#${id}`, sk: "producer" }),
   producerKey: (keyId: string) => ({ pk: `key#${keyId}`, sk: "key" }),
   verifierCursor: () => ({ pk: "verifier", sk: "cursor" }),
+  /** When the verifier last saw a record from each producer (for heartbeat alerts). */
+  verifierHeartbeats: () => ({ pk: "verifier", sk: "heartbeats" }),
 } as const;
 
 /** GSI partitions: every head, and every producer, each listed in name order. */
