@@ -54,8 +54,12 @@ export interface AppDeps {
   producers: ProducerAdmin;
   events: EventIndex;
   keys: AppKeys;
-  /** Decides whether a bearer token may register and revoke producers. */
-  authorizeAdmin(token: string | undefined): boolean | Promise<boolean>;
+  /**
+   * Decides whether a request may register and revoke producers: embedded checks the bearer token; on AWS,
+   * API Gateway has already authorized the caller with IAM and the runtime reads that from the request context
+   * (hono/aws-lambda puts the API Gateway event in `context.env`).
+   */
+  authorizeAdmin(token: string | undefined, context: Context): boolean | Promise<boolean>;
   /** Extra fields for /healthz (for example the scheduled verifier's last run). */
   health?(): Record<string, unknown> | Promise<Record<string, unknown>>;
   /** Called with every unexpected (500/503) error; the client sees only a generic problem. */
@@ -306,7 +310,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   const requireAdmin = async (c: Context) => {
     const header = c.req.header("authorization");
     const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
-    if (!(await deps.authorizeAdmin(token))) {
+    if (!(await deps.authorizeAdmin(token, c))) {
       throw new ApiError("unauthorized", "a valid admin bearer token is required");
     }
   };

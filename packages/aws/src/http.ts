@@ -5,7 +5,6 @@
  *
  * Producer administration: API Gateway authorizes those routes with IAM (SigV4, stacks/Ingest.ts), so the
  * app's admin check accepts a request exactly when API Gateway reports an IAM-authorized caller for it.
- * Lambda runs one invocation at a time per container, so the flag set per invocation cannot leak across.
  */
 import { createApp } from "@auditsink/api";
 import { AuditedProducerAdmin, ScanningEventIndex } from "@auditsink/core";
@@ -18,7 +17,6 @@ type LambdaHttpHandler = (event: APIGatewayProxyEventV2, context: Context) => Pr
 
 /** Builds the app on first use (the Sink needs KMS) and returns the Lambda handler serving it. */
 export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
-  let iamCaller = false;
   let built: Promise<LambdaHttpHandler> | undefined;
   const build = async (): Promise<LambdaHttpHandler> => {
     const { sink, signer } = await runtime.start();
@@ -35,7 +33,12 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
           },
         ],
       },
-      authorizeAdmin: () => iamCaller,
+      authorizeAdmin: (_token, c) => {
+        const { event } = (c.env ?? {}) as { event?: APIGatewayProxyEventV2 };
+        const authorizer = (event?.requestContext as { authorizer?: { iam?: unknown } } | undefined)
+          ?.authorizer;
+        return authorizer?.iam !== undefined && authorizer.iam !== null;
+      },
       health: () => ({ runtime: "aws" }),
       logError: (error, request) =>
         logger.error("request failed", {
@@ -48,8 +51,6 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
   };
   return async (event, context) => {
     logger.addContext(context);
-    const authorizer = (event.requestContext as { authorizer?: { iam?: unknown } }).authorizer;
-    iamCaller = authorizer?.iam !== undefined && authorizer.iam !== null;
     try {
       built ??= build().catch((e) => {
         built = undefined;
