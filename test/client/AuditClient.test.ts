@@ -180,3 +180,18 @@ describe("AuditClient receipt verification", () => {
     expect(c.witness.newest("agent-actions")).toBe(signed);
   });
 });
+
+describe("CheckpointWitness state file", () => {
+  it("keeps every stream's newest checkpoint when streams are observed concurrently", async () => {
+    // Prepare
+    const stateFile = join(await mkdtemp(join(tmpdir(), "auditsink-client-")), "witness.json");
+    const c = await client({ stateFile });
+    // Act
+    await Promise.all(["s-a", "s-b", "s-c", "s-d"].map((stream) => c.send(toolCall(1), { stream })));
+    await c.close();
+    // Assess
+    const reopened = await client({ stateFile });
+    for (const stream of ["s-a", "s-b", "s-c", "s-d"])
+      expect(reopened.witness.newest(stream)).toContain(`/${stream}\n1\n`);
+  });
+});

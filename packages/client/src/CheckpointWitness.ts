@@ -33,6 +33,8 @@ interface StateFile {
 export class CheckpointWitness {
   private readonly seen = new Map<string, Seen>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** State-file writes, one at a time: streams are observed concurrently but share one file. */
+  private saving: Promise<void> = Promise.resolve();
 
   private constructor(private readonly options: WitnessOptions) {}
 
@@ -132,13 +134,17 @@ export class CheckpointWitness {
     this.seen.set(stream, { text, checkpoint });
     const file = this.options.stateFile;
     if (!file) return;
-    const state: StateFile = {
-      version: 1,
-      checkpoints: Object.fromEntries([...this.seen].map(([s, v]) => [s, v.text])),
+    const save = async () => {
+      const state: StateFile = {
+        version: 1,
+        checkpoints: Object.fromEntries([...this.seen].map(([s, v]) => [s, v.text])),
+      };
+      // Write then rename: a crash leaves the old state or the new one, never half a file.
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
+      await rename(tmp, file);
     };
-    // Write then rename: a crash leaves the old state or the new one, never half a file.
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
-    await rename(tmp, file);
+    this.saving = this.saving.then(save, save);
+    await this.saving;
   }
 }
