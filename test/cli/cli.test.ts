@@ -275,6 +275,27 @@ describe("auditsink export and verify <bundle>", () => {
     expect(stripped.streams[0].failures.map((f: { code: string }) => f.code)).toContain("bundle-not-covered");
   });
 
+  it("brings the segments up to the covering checkpoint when none ends exactly at the window", async () => {
+    // Prepare: a copy whose checkpoint at size 3 is missing (as after a crash between commit and signing).
+    const copy = await copyOf(dataDir);
+    const checkpoints = join(copy, "objects/streams/agents.demo/checkpoints");
+    const { rm } = await import("node:fs/promises");
+    await rm(join(checkpoints, "00000000000000000003"), { force: true });
+    const out = join(await tempDir(), "bundle");
+    // Act
+    const exported = await cli(["export", copy, "--stream", "agents.demo", "--to", sentAt, "--out", out]);
+    const verified = JSON.parse((await cli(["verify", out, "--fingerprint", fingerprint, "--json"])).out);
+    // Assess
+    expect(exported.code).toBe(0);
+    const manifest = JSON.parse(await readFile(join(out, "manifest.json"), "utf8"));
+    expect(manifest).toMatchObject({
+      records: { first: 0, end: 3 },
+      segments: { first: 0, end: 4 },
+      coveredBy: 4,
+    });
+    expect(verified.ok).toBe(true);
+  });
+
   it("refuses to verify a bundle without a pinned key", async () => {
     const out = join(await tempDir(), "bundle");
     await cli(["export", dataDir, "--stream", "agents.demo", "--out", out]);

@@ -79,6 +79,7 @@ export async function exportBundle(location: string, options: ExportOptions): Pr
   let lastHash = ZERO_HASH;
   let segFirst: number | undefined;
   let segEnd = 0;
+  const segmentEnds: number[] = [];
   let recFirst: number | undefined;
   let recEnd = 0;
   let start: BundleManifest["start"] | undefined;
@@ -122,6 +123,7 @@ export async function exportBundle(location: string, options: ExportOptions): Pr
       keptLast = k;
     }
     if (inWindow.length > 0) segEnd = first + records.length;
+    segmentEnds.push(first + records.length);
     options.onSegment?.(tree.size);
   }
   if (segFirst === undefined || recFirst === undefined || !start) {
@@ -140,6 +142,10 @@ export async function exportBundle(location: string, options: ExportOptions): Pr
       `no signed checkpoint covers record ${segEnd - 1} of ${stream} yet (the store holds ${tree.size} records, its newest checkpoint is of size ${sizes[sizes.length - 1] ?? 0}); export again after the next checkpoint`,
     );
   }
+  // The bundle holds every record the covering checkpoint signs, so the verifier can recompute its root: when no
+  // checkpoint ends exactly at the window's last segment (a crash before signing, repaired later), the segments
+  // up to the covering one come too.
+  segEnd = segmentEnds.find((end) => end >= coveredBy) ?? segEnd;
   const bundled = sizes.filter((s) => s >= segFirst! && s <= coveredBy && s > 0);
 
   // 3. Copy the objects byte for byte.

@@ -208,11 +208,12 @@ async function checkBundle(
   const bundle = source.bundle!;
   const fail = (code: BundleFailureCode, at: number | string, message: string) =>
     result.failures.push({ code, stream: bundle.stream, at, message });
-  if (result.state.checkpointSize < bundle.segments.end) {
+  const needed = Math.max(bundle.records.end, bundle.coveredBy);
+  if (result.state.checkpointSize < needed) {
     fail(
       "bundle-not-covered",
-      bundle.segments.end,
-      `no verified checkpoint covers the bundled records up to ${bundle.segments.end} (newest verified: ${result.state.checkpointSize})`,
+      needed,
+      `no verified checkpoint covers the bundle's records up to ${needed} (newest verified: ${result.state.checkpointSize})`,
     );
   }
   let file: ConsistencyFile = { proofs: [] };
