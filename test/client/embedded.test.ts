@@ -6,12 +6,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditClient } from "@auditsink/client";
 import {
+  checkpointKey,
   generateKeyPair,
+  openCheckpoint,
   parseVerifierKey,
   type Receipt,
   signEvent,
   spkiDer,
   type UnsignedEvent,
+  verifyConsistency,
   verifyReceipt,
   verifyStoredStream,
 } from "@auditsink/core";
@@ -103,5 +106,69 @@ describe("AuditClient against the embedded sink", () => {
       receipts,
     });
     expect(report.failures).toEqual([]);
+  });
+
+  it("witnesses with the consistency proofs carried in the ingest responses, never calling the read API", async () => {
+    // Prepare: count the client's requests.
+    const paths: string[] = [];
+    const client = await AuditClient.create({
+      endpoint: sink.url,
+      producerKey: producer.privateKey,
+      sinkKey: sink.local.signingKey.verifierKey,
+      deployment: sink.local.deployment,
+      stream: "agents.witness",
+      source: "agent://support-bot",
+      batch: { maxEvents: 3, lingerMs: 1 },
+      fetch: (input, init) => {
+        paths.push(new URL(String(input)).pathname + new URL(String(input)).search);
+        return fetch(input, init);
+      },
+    });
+    // Act: four batches, one after another, each extending the checkpoint the client saw before.
+    for (let b = 0; b < 4; b++) {
+      await Promise.all(
+        Array.from({ length: 3 }, (_, n) => client.send({ type: "ai.agent.tool_call", data: { b, n } })),
+      );
+    }
+    await client.close();
+    // Assess
+    expect(paths.filter((p) => !p.startsWith("/v1/streams/agents.witness/events"))).toEqual([]);
+    expect(paths.filter((p) => p.includes("consistencyFrom="))).toHaveLength(3);
+    const res = await fetch(`${sink.url}/v1/streams/agents.witness/events?consistencyFrom=3`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([
+        signEvent(
+          {
+            specversion: "1.0",
+            id: "w-1",
+            source: "agent://support-bot",
+            type: "t",
+            time: new Date().toISOString(),
+          },
+          producer.privateKey,
+        ),
+      ]),
+    });
+    const body = (await res.json()) as {
+      receipts: Receipt[];
+      consistency: { from: number; to: number; proof: string[] };
+    };
+    expect(body.consistency).toMatchObject({ from: 3, to: 13 });
+    // The proof links the stored checkpoint of size 3 to the receipts' checkpoint of size 13.
+    const key = parseVerifierKey(sink.local.signingKey.verifierKey);
+    const stored = await sink.local.objects.get(checkpointKey("agents.witness", 3));
+    const older = openCheckpoint(Buffer.from(stored!).toString("utf8"), [key]);
+    const newer = openCheckpoint(body.receipts[0]!.checkpoint, [key]);
+    if (!older.ok || !newer.ok) throw new Error("checkpoints must verify");
+    expect(
+      verifyConsistency(
+        3,
+        13,
+        older.checkpoint.root,
+        newer.checkpoint.root,
+        body.consistency.proof.map((h) => Buffer.from(h, "hex")),
+      ),
+    ).toBe(true);
   });
 });

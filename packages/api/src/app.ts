@@ -7,7 +7,10 @@ import {
   checkpointKey,
   checkpointPrefix,
   type EventIndex,
+  FormatError,
   type ProducerAdmin,
+  parseCheckpointText,
+  parseNote,
   publicKeyFromSpki,
   type Sink,
   toHex,
@@ -37,6 +40,7 @@ import {
   RevokeBody,
   StreamParams,
   StreamsResponse,
+  SubmitQuery,
   signedEventJsonSchema,
 } from "./schemas.ts";
 
@@ -145,6 +149,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       description: `One CloudEvent (${CLOUDEVENTS_JSON} or application/json), or up to ${MAX_BATCH_EVENTS} (${CLOUDEVENTS_BATCH_JSON}, a JSON array, or {"events": [...]}) and at most ${MAX_BODY_BYTES} bytes. All or nothing. A retry of an accepted source+id returns the original receipt.`,
       request: {
         params: StreamParams,
+        query: SubmitQuery,
         body: {
           required: true,
           content: {
@@ -173,9 +178,17 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
+      const { consistencyFrom } = c.req.valid("query");
       const events = await readEvents(c);
       const receipts = await sink.submit(stream, events);
-      return c.json({ receipts }, 200);
+      const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
+      if (consistencyFrom === undefined || to === undefined || consistencyFrom < 1 || consistencyFrom > to) {
+        return c.json({ receipts }, 200);
+      }
+      // Every receipt of one request carries the same checkpoint (one group commit).
+      const reader = await ensureSize(sink, stream, to, "consistencyFrom");
+      const proof = consistencyFrom === to ? [] : reader.consistencyProof(consistencyFrom, to).map(toHex);
+      return c.json({ receipts, consistency: { from: consistencyFrom, to, proof } }, 200);
     },
   );
 
@@ -495,4 +508,14 @@ async function newestCheckpoint(sink: Sink, stream: string): Promise<{ size: num
   const bytes = last ? await sink.options.objects.get(last) : undefined;
   if (!last || !bytes) throw new ApiError("not-found", `stream ${stream} has no checkpoint yet`, "stream");
   return { size: Number(last.slice(-20)), text: new TextDecoder().decode(bytes) };
+}
+
+/** The tree size of a signed checkpoint the sink itself just produced (its signature was made here). */
+function openCheckpointSize(signed: string): number | undefined {
+  try {
+    return parseCheckpointText(parseNote(signed).text).size;
+  } catch (e) {
+    if (e instanceof FormatError) return undefined;
+    throw e;
+  }
 }

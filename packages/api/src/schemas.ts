@@ -87,7 +87,24 @@ export const ReceiptSchema = z
   })
   .openapi("Receipt");
 
-export const ReceiptsResponse = z.object({ receipts: z.array(ReceiptSchema) }).openapi("Receipts");
+export const SubmitQuery = z.object({
+  consistencyFrom: natural(
+    "consistencyFrom",
+    "The newest tree size the producer has seen for this stream. The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
+  ).optional(),
+});
+
+export const ReceiptsResponse = z
+  .object({
+    receipts: z.array(ReceiptSchema),
+    consistency: z
+      .object({ from: z.number().int(), to: z.number().int(), proof: z.array(hex) })
+      .optional()
+      .openapi({
+        description: "Present when consistencyFrom was given: RFC 9162 PROOF(from, D[to]) as hex hashes.",
+      }),
+  })
+  .openapi("Receipts");
 
 export const ProblemSchema = z
   .object({

@@ -16,7 +16,7 @@ import {
   type UnsignedEvent,
   verifyReceipt,
 } from "@auditsink/core";
-import { CheckpointWitness } from "./CheckpointWitness.ts";
+import { CheckpointWitness, type ConsistencySource } from "./CheckpointWitness.ts";
 import { ClientError, ReceiptError } from "./errors.ts";
 import { toNoteKey } from "./keys.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryOptions, sleep } from "./retry.ts";
@@ -223,17 +223,28 @@ export class AuditClient {
   /** Never rejects: each event's promise carries its own outcome. */
   private async sendBatch(stream: string, batch: Pending[]): Promise<void> {
     let receipts: unknown;
+    let inline: { from: number; to: number; proof: string[] } | undefined;
     try {
-      const res = await this.request("POST", `/v1/streams/${encodeURIComponent(stream)}/events`, {
+      // Ask for the consistency proof from the newest checkpoint seen, so witnessing needs no second request
+      // (and no access to the read API, which on AWS is for auditors).
+      const known = this.witness.newestSize(stream);
+      const query = known ? `?consistencyFrom=${known}` : "";
+      const res = await this.request("POST", `/v1/streams/${encodeURIComponent(stream)}/events${query}`, {
         events: batch.map((p) => p.event),
       });
-      receipts = ((await res.json()) as { receipts?: unknown }).receipts;
+      const body = (await res.json()) as { receipts?: unknown; consistency?: typeof inline };
+      receipts = body.receipts;
+      if (body.consistency && Array.isArray(body.consistency.proof)) inline = body.consistency;
       if (!Array.isArray(receipts))
         throw new ClientError("bad-response", "the sink answered without receipts");
     } catch (e) {
       for (const p of batch) p.reject(e);
       return;
     }
+    const proofs: ConsistencySource = (s, from, to) =>
+      inline && inline.from === from && inline.to === to
+        ? Promise.resolve(inline.proof)
+        : this.consistencyProof(s, from, to);
     const byKey = new Map<string, Receipt>();
     for (const r of receipts as Receipt[]) byKey.set(eventKey(r), r);
     const observed = new Map<string, Promise<void>>();
@@ -252,7 +263,7 @@ export class AuditClient {
             throw new ReceiptError(verdict.code, `receipt for record ${r.index}: ${verdict.detail}`);
           let seen = observed.get(r.checkpoint);
           if (!seen) {
-            seen = this.witness.observe(stream, r.checkpoint, this.consistencyProof);
+            seen = this.witness.observe(stream, r.checkpoint, proofs);
             observed.set(r.checkpoint, seen);
           }
           await seen;

@@ -77,6 +77,11 @@ export class CheckpointWitness {
     return this.seen.get(stream)?.text;
   }
 
+  /** The tree size of the newest checkpoint seen for `stream`, if any. */
+  newestSize(stream: string): number | undefined {
+    return this.seen.get(stream)?.checkpoint.size;
+  }
+
   /**
    * Checks `signed` (a checkpoint of `stream`) against the newest one seen before and keeps the larger.
    * Throws WitnessError("log-fork") when they are not views of one log, WitnessError("log-rollback") when the
