@@ -11,6 +11,7 @@ import { roleName, useSettings } from "./naming.ts";
 import {
   ARCHIVE_PROTECTED_ACTIONS,
   archiveReadOnly,
+  archiveReadStatements,
   keyProtections,
   LEDGER_READ_ACTIONS,
   ledgerProtections,
@@ -82,16 +83,7 @@ export function Audit({ app, stack }: StackContext) {
   const auditorPolicy = new iam.Policy(stack, "AuditorReadOnly", {
     roles: [auditor],
     statements: [
-      new iam.PolicyStatement({
-        sid: "ReadArchiveObjects",
-        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
-        resources: [archive.arnForObjects("*")],
-      }),
-      new iam.PolicyStatement({
-        sid: "ListArchive",
-        actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"],
-        resources: [archive.bucketArn],
-      }),
+      ...archiveReadStatements(archive),
       new iam.PolicyStatement({
         sid: "ReadLedger",
         actions: [...AUDITOR_ACTIONS.ledger],

@@ -17,6 +17,7 @@ import { METRICS_NAMESPACE, serviceName, useSettings } from "./naming.ts";
 import {
   ARCHIVE_PROTECTED_ACTIONS,
   archiveReadOnly,
+  archiveReadStatements,
   keyProtections,
   LEDGER_READ_ACTIONS,
   ledgerProtections,
@@ -96,16 +97,7 @@ export function Verify({ app, stack }: StackContext) {
     memorySize: 1024,
     environment: { ALERTS_TOPIC_ARN: topic.topicArn, EVENT_BUS_NAME: ALERT_EVENT_BUS },
     statements: [
-      new iam.PolicyStatement({
-        sid: "ReadArchiveObjects",
-        actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
-        resources: [archive.arnForObjects("*")],
-      }),
-      new iam.PolicyStatement({
-        sid: "ListArchive",
-        actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"],
-        resources: [archive.bucketArn],
-      }),
+      ...archiveReadStatements(archive),
       new iam.PolicyStatement({
         sid: "ReadLedger",
         actions: LEDGER_READ_ACTIONS,

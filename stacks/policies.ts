@@ -5,6 +5,7 @@
  * invariant 6).
  */
 import * as iam from "aws-cdk-lib/aws-iam";
+import type * as s3 from "aws-cdk-lib/aws-s3";
 
 /** S3 actions that would delete, hide, unlock or reconfigure the archive. No app role may perform them. */
 export const ARCHIVE_PROTECTED_ACTIONS = [
@@ -165,4 +166,23 @@ export function ledgerReadOnly(tableArn: string): iam.PolicyStatement {
 
 export function noSigning(keyArn: string): iam.PolicyStatement {
   return deny({ kind: "identity" }, "DenySigning", { actions: ["kms:Sign"], resources: [keyArn] });
+}
+
+/**
+ * Reading the archive completely, as a verifier must: every object and version, its retention and legal hold,
+ * the listing of all versions and the bucket's lock configuration. The auditor role and the verifier share it.
+ */
+export function archiveReadStatements(archive: s3.IBucket): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: "ReadArchiveObjects",
+      actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
+      resources: [archive.arnForObjects("*")],
+    }),
+    new iam.PolicyStatement({
+      sid: "ListArchive",
+      actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"],
+      resources: [archive.bucketArn],
+    }),
+  ];
 }

@@ -7,9 +7,9 @@
 
 import type { Head, HeadStore } from "@auditsink/core";
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { storeFailure } from "./errors.ts";
-import { GSI1, indexes, keys } from "./ledger-table.ts";
+import { indexes, keys, queryIndex } from "./ledger-table.ts";
 
 interface HeadItem {
   size: number;
@@ -81,22 +81,9 @@ export class DynamoHeadStore implements HeadStore {
 
   async streams(): Promise<string[]> {
     const out: string[] = [];
-    let start: Record<string, unknown> | undefined;
     try {
-      do {
-        const page = await this.doc.send(
-          new QueryCommand({
-            TableName: this.table,
-            IndexName: GSI1,
-            KeyConditionExpression: "gsi1pk = :p",
-            ExpressionAttributeValues: { ":p": indexes.streams },
-            ProjectionExpression: "gsi1sk",
-            ...(start ? { ExclusiveStartKey: start } : {}),
-          }),
-        );
-        for (const item of page.Items ?? []) out.push(item.gsi1sk as string);
-        start = page.LastEvaluatedKey;
-      } while (start);
+      for await (const item of queryIndex(this.doc, this.table, indexes.streams, "gsi1sk"))
+        out.push(item.gsi1sk as string);
     } catch (e) {
       throw storeFailure("Query streams", e);
     }

@@ -20,12 +20,11 @@ import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
-  QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { storeFailure } from "./errors.ts";
-import { GSI1, indexes, keys } from "./ledger-table.ts";
+import { indexes, keys, queryIndex } from "./ledger-table.ts";
 
 interface KeyItem {
   keyId: string;
@@ -172,21 +171,10 @@ export class DynamoProducerAdmin implements ProducerAdmin {
 
   async list(): Promise<ProducerInfo[]> {
     const out: ProducerInfo[] = [];
-    let start: Record<string, unknown> | undefined;
     try {
-      do {
-        const page = await this.doc.send(
-          new QueryCommand({
-            TableName: this.table,
-            IndexName: GSI1,
-            KeyConditionExpression: "gsi1pk = :p",
-            ExpressionAttributeValues: { ":p": indexes.producers },
-            ...(start ? { ExclusiveStartKey: start } : {}),
-          }),
-        );
-        for (const item of page.Items ?? []) out.push(await this.describe(item as ProducerItem));
-        start = page.LastEvaluatedKey;
-      } while (start);
+      for await (const item of queryIndex(this.doc, this.table, indexes.producers)) {
+        out.push(await this.describe(item as unknown as ProducerItem));
+      }
     } catch (e) {
       if (e instanceof StoreError) throw e;
       throw storeFailure("Query producers", e);

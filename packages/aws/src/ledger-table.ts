@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { CreateTableCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
 
 export const GSI1 = "gsi1";
 
@@ -57,4 +58,28 @@ export async function createLedgerTable(client: DynamoDBClient, table: string): 
       ],
     }),
   );
+}
+
+/** Every item of one `gsi1` partition (a listing: streams, producers), page after page. */
+export async function* queryIndex(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  partition: string,
+  projection?: string,
+): AsyncGenerator<Record<string, unknown>> {
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await doc.send(
+      new QueryCommand({
+        TableName: table,
+        IndexName: GSI1,
+        KeyConditionExpression: "gsi1pk = :p",
+        ExpressionAttributeValues: { ":p": partition },
+        ...(projection ? { ProjectionExpression: projection } : {}),
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
+    );
+    yield* page.Items ?? [];
+    start = page.LastEvaluatedKey;
+  } while (start);
 }
