@@ -81,5 +81,5 @@ describe("concurrent ingest handlers on one stream", () => {
     expect(await listStoredStreams(rt.objects)).toEqual([STREAM]);
     const run = await new AwsVerifier(rt).run({ remainingMs: () => 300_000, full: true });
     expect(run.alerts).toEqual([]);
-  }, 240_000);
+  }, 600_000);
 });

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { chmod, cp, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerifyResult } from "@auditsink/cli";
@@ -176,6 +177,46 @@ describe("auditsink verify <data directory>", () => {
     const codes = report.streams[0]!.failures.map((f) => f.code);
     expect(codes).toContain("checkpoint-root-mismatch");
     for (const f of report.streams[0]!.failures) expect(f.at).toBeDefined();
+  });
+
+  it("gives the same report with worker threads (a separate process, as a user runs it) as on one thread", async () => {
+    // Prepare: a copy with one changed record, so both paths have failures to agree on.
+    const copy = await copyOf(dataDir);
+    await flipByte(await firstFile(join(copy, "objects/streams/agents.demo/segments")), 40);
+    const main = join(import.meta.dirname, "../../packages/cli/src/main.ts");
+    const run = (dir: string, threads: string) => {
+      const r = spawnSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          main,
+          "verify",
+          dir,
+          "--fingerprint",
+          fingerprint,
+          "--threads",
+          threads,
+          "--json",
+        ],
+        {
+          encoding: "utf8",
+        },
+      );
+      return { code: r.status, report: JSON.parse(r.stdout) as VerifyResult };
+    };
+    // Act
+    const clean = run(dataDir, "2");
+    const parallel = run(copy, "2");
+    const serial = run(copy, "1");
+    // Assess
+    expect(clean.code).toBe(0);
+    expect(clean.report).toMatchObject({ ok: true, threads: 2, producerSignatures: true });
+    expect(parallel.code).toBe(1);
+    expect(parallel.report.threads).toBe(2);
+    expect(serial.report.threads).toBe(1);
+    expect(parallel.report.streams).toEqual(serial.report.streams);
+    expect(parallel.report.failures).toBeGreaterThan(0);
   });
 
   it("prints a text report with FAIL lines and no progress bar when stderr is not a terminal", async () => {

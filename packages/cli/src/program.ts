@@ -337,6 +337,11 @@ export function buildProgram(io: Io = processIo): Command {
         .option("--full", "verify from record 0 even with --state")
         .option("--receipts <file>", "receipts to check against the log (JSON array or JSON lines)")
         .option("--no-producer-signatures", "skip re-verifying producer signatures")
+        .option(
+          "--threads <n>",
+          "threads that hash and parse segments (default: one per core)",
+          int("--threads"),
+        )
         .option("--no-progress", "no progress bar")
         .option("--json", "machine-readable report (never a progress bar)"),
     ),
@@ -351,6 +356,7 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.full ? { full: true } : {}),
         ...(o.receipts ? { receiptsFile: o.receipts } : {}),
         producerSignatures: o.producerSignatures !== false,
+        ...(o.threads !== undefined ? { threads: o.threads } : {}),
         s3: s3Of(o),
       },
       showBar ? progressBar(io) : undefined,

@@ -3,7 +3,9 @@
  * core's StreamVerifier; checkConsistency for bundled consistency proofs). Nothing here re-implements a check;
  * this file only chooses what to read, whom to trust, where to resume, and collects the findings.
  */
+
 import { readFile, rename, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import {
   checkConsistency,
@@ -19,6 +21,7 @@ import {
   verifyStoredStream,
 } from "@auditsink/core";
 import type { ConsistencyFile } from "./bundle.ts";
+import { DigestPool } from "./DigestPool.ts";
 import { CliError } from "./errors.ts";
 import { openSource, type Source } from "./sources.ts";
 import type { S3ReadOptions } from "./stores.ts";
@@ -38,6 +41,8 @@ export interface VerifyCommandOptions extends TrustOptions {
   receiptsFile?: string;
   /** Re-verify producer signatures when the source has producer keys (default true). */
   producerSignatures?: boolean;
+  /** Worker threads that hash and parse segments (default: one per core; 1 = on the main thread only). */
+  threads?: number;
   s3?: S3ReadOptions;
 }
 
@@ -58,6 +63,8 @@ export interface VerifyResult {
   source: { kind: Source["kind"]; location: string; deployment?: string };
   trust: { how: string; fingerprints: string[] };
   producerSignatures: boolean;
+  /** Threads that hashed and parsed segments (1 when workers were not used). */
+  threads: number;
   streams: StreamResult[];
   failures: number;
   warnings: number;
@@ -148,36 +155,47 @@ export async function runVerify(
   let streams = options.streams?.length ? [...options.streams] : await source.streams();
   if (source.bundle && options.streams?.length) streams = streams.filter((s) => s === source.bundle!.stream);
   const results: StreamResult[] = [];
-  for (const stream of streams) {
-    const bundleStart = source.bundle && source.bundle.start.size > 0 ? source.bundle.start : undefined;
-    const resumed = options.full ? undefined : state?.streams[stream];
-    const from = bundleStart ?? resumed;
-    // Read the head before the walk: the sink writes segments before it moves the head, so a head read first
-    // can never be ahead of what the walk then finds.
-    const head = await source.head(stream);
-    if (progress) progress.start(stream, await storedSize(source, stream));
-    let report: StreamReport;
-    try {
-      report = await verifyStoredStream(
-        source.store,
-        stream,
-        {
-          trusted: trust.trusted,
-          ...(source.deployment ? { deployment: source.deployment } : {}),
-          ...(from ? { from } : {}),
-          ...(head ? { head } : {}),
-          receipts: receipts.filter((r) => r.stream === stream),
-          ...(checkProducers ? { producerKeys } : {}),
-        },
-        { onSegment: (records) => progress?.update(records) },
-      );
-    } finally {
-      progress?.stop();
+  const pool = await DigestPool.start(
+    options.threads ?? availableParallelism(),
+    checkProducers ? producerKeys : undefined,
+  );
+  try {
+    for (const stream of streams) {
+      const bundleStart = source.bundle && source.bundle.start.size > 0 ? source.bundle.start : undefined;
+      const resumed = options.full ? undefined : state?.streams[stream];
+      const from = bundleStart ?? resumed;
+      // Read the head before the walk: the sink writes segments before it moves the head, so a head read first
+      // can never be ahead of what the walk then finds.
+      const head = await source.head(stream);
+      if (progress) progress.start(stream, await storedSize(source, stream));
+      let report: StreamReport;
+      try {
+        report = await verifyStoredStream(
+          source.store,
+          stream,
+          {
+            trusted: trust.trusted,
+            ...(source.deployment ? { deployment: source.deployment } : {}),
+            ...(from ? { from } : {}),
+            ...(head ? { head } : {}),
+            receipts: receipts.filter((r) => r.stream === stream),
+            ...(checkProducers ? { producerKeys } : {}),
+          },
+          {
+            onSegment: (records) => progress?.update(records),
+            ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
+          },
+        );
+      } finally {
+        progress?.stop();
+      }
+      const result: StreamResult = { ...report, failures: [...report.failures], from: from?.size ?? 0 };
+      if (source.bundle) await checkBundle(source, trust.trusted, result);
+      results.push(result);
+      if (state && result.failures.length === 0) state.streams[stream] = report.state;
     }
-    const result: StreamResult = { ...report, failures: [...report.failures], from: from?.size ?? 0 };
-    if (source.bundle) await checkBundle(source, trust.trusted, result);
-    results.push(result);
-    if (state && result.failures.length === 0) state.streams[stream] = report.state;
+  } finally {
+    pool?.close();
   }
   if (state && options.stateFile) await writeState(options.stateFile, state);
   const failures = results.reduce((n, r) => n + r.failures.length, 0);
@@ -190,6 +208,7 @@ export async function runVerify(
     },
     trust: { how: trust.how, fingerprints: trust.trusted.map(noteKeyFingerprint) },
     producerSignatures: checkProducers,
+    threads: pool?.threads ?? 1,
     streams: results,
     failures,
     warnings: results.reduce((n, r) => n + r.warnings.length, 0),

@@ -10,7 +10,7 @@ import {
   segmentPrefix,
   streamPrefix,
 } from "./record.ts";
-import { type StreamReport, StreamVerifier, type VerifyOptions } from "./verify.ts";
+import { type SegmentDigest, type StreamReport, StreamVerifier, type VerifyOptions } from "./verify.ts";
 
 const PAGE = 1000;
 
@@ -40,6 +40,13 @@ export async function listStoredStreams(store: ObjectStore): Promise<string[]> {
 export interface FetchProgress {
   /** Called after each segment with the number of records verified so far. */
   onSegment?: (records: number, bytes: number) => void;
+  /**
+   * Hashes and parses a segment elsewhere — core's digestSegment on a worker thread — so that this work runs
+   * on every core while the verifier keeps the order-dependent checks. Default: on this thread.
+   */
+  digest?: (bytes: Uint8Array) => Promise<SegmentDigest>;
+  /** Segments read and digested ahead of the one being verified (default 1, or 8 with `digest`). */
+  readAhead?: number;
 }
 
 /**
@@ -67,13 +74,35 @@ export async function verifyStoredStream(
     if (bytes) v.addCheckpoint(key, Buffer.from(bytes).toString("utf8"));
   }
   let bytesRead = 0;
+  const depth = Math.max(1, progress.readAhead ?? (progress.digest ? 8 : 1));
+  const pending: {
+    key: string;
+    work: Promise<{ size: number; segment: Uint8Array | SegmentDigest } | undefined>;
+  }[] = [];
+  const start = (key: string) => {
+    const work = store
+      .get(key)
+      .then(async (bytes) =>
+        bytes
+          ? { size: bytes.length, segment: progress.digest ? await progress.digest(bytes) : bytes }
+          : undefined,
+      );
+    work.catch(() => undefined); // awaited in order below; this only keeps an early failure from going unhandled
+    pending.push({ key, work });
+  };
+  const finishOne = async () => {
+    const { key, work } = pending.shift()!;
+    const done = await work;
+    if (!done) return;
+    v.addSegment(key, done.segment);
+    bytesRead += done.size;
+    progress.onSegment?.(v.recordsSeen, bytesRead);
+  };
   for await (const key of listAll(store, segmentPrefix(stream), after(segmentKey(stream, from - 1)))) {
     if (parseStoreKey(key)?.kind !== "segments") continue;
-    const bytes = await store.get(key);
-    if (!bytes) continue;
-    v.addSegment(key, bytes);
-    bytesRead += bytes.length;
-    progress.onSegment?.(v.recordsSeen, bytesRead);
+    start(key);
+    if (pending.length >= depth) await finishOne();
   }
+  while (pending.length > 0) await finishOne();
   return v.finish();
 }

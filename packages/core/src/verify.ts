@@ -8,7 +8,7 @@
 import type { KeyObject } from "node:crypto";
 import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
 import { type SignedEvent, verifyEventSignature } from "./event.ts";
-import { type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
+import { HASH_SIZE, type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, leafHash } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
 import type { Head } from "./ports.ts";
@@ -168,8 +168,11 @@ export class StreamVerifier {
     if (cp.size === this.startSize) this.checkRoot(cp.size);
   }
 
-  /** Feeds one segment object, in ascending key order. */
-  addSegment(key: string, bytes: Uint8Array): void {
+  /**
+   * Feeds one segment object, in ascending key order: its bytes, or its digestSegment(bytes) made elsewhere
+   * (for example on a worker thread, so that hashing and parsing run on every core).
+   */
+  addSegment(key: string, segment: Uint8Array | SegmentDigest): void {
     this.segments++;
     const parsedKey = parseStoreKey(key);
     if (parsedKey?.kind !== "segments" || parsedKey.stream !== this.stream) {
@@ -191,80 +194,67 @@ export class StreamVerifier {
       );
     }
     this.expectedIndex = first;
-    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (buf.length === 0) {
-      this.fail("segment-empty", key, `segment ${key} is empty`);
-      return;
-    }
-    let start = 0;
-    while (start < buf.length) {
-      let nl = buf.indexOf(0x0a, start);
-      if (nl < 0) {
-        this.fail("segment-truncated", key, `segment ${key} does not end with a newline`);
-        nl = buf.length;
-      }
-      this.addRecord(buf.subarray(start, nl));
-      start = nl + 1;
-    }
+    const digest =
+      segment instanceof Uint8Array ? digestSegment(segment, this.options.producerKeys) : segment;
+    if (digest.empty) this.fail("segment-empty", key, `segment ${key} is empty`);
+    if (digest.truncated) this.fail("segment-truncated", key, `segment ${key} does not end with a newline`);
+    digest.records.forEach((r, i) => {
+      this.addRecord(
+        r,
+        digest.hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE),
+        digest.leaves.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE),
+      );
+    });
   }
 
-  private addRecord(line: Buffer): void {
-    const hash = sha256(line);
+  private addRecord(r: RecordDigest, hash: Uint8Array, leaf: Uint8Array): void {
     const position = this.frontier.size;
-    let record: AuditRecord | undefined;
-    try {
-      record = parseRecordLine(line);
-    } catch (e) {
-      this.fail("record-malformed", position, `record at position ${position}: ${(e as Error).message}`);
-    }
-    if (record) {
-      if (record.stream !== this.stream) {
-        this.fail(
-          "record-stream-mismatch",
-          record.index,
-          `record ${record.index} names stream ${record.stream}`,
-        );
+    if ("error" in r) {
+      this.fail("record-malformed", position, `record at position ${position}: ${r.error}`);
+    } else {
+      if (r.stream !== this.stream) {
+        this.fail("record-stream-mismatch", r.index, `record ${r.index} names stream ${r.stream}`);
       }
-      if (record.index !== this.expectedIndex) {
+      if (r.index !== this.expectedIndex) {
         this.fail(
           "record-index-mismatch",
           this.expectedIndex,
-          `expected record ${this.expectedIndex}, found record ${record.index}`,
+          `expected record ${this.expectedIndex}, found record ${r.index}`,
         );
       }
-      if (record.prev !== toHex(this.lastHash)) {
+      if (r.prev !== toHex(this.lastHash)) {
         this.fail(
           "chain-broken",
-          record.index,
-          `record ${record.index} does not link the hash of the record before it`,
+          r.index,
+          `record ${r.index} does not link the hash of the record before it`,
         );
       }
-      if (this.options.producerKeys) this.checkProducer(record);
+      if (this.options.producerKeys && r.producer === undefined) {
+        this.fail(
+          "producer-key-unknown",
+          r.index,
+          `record ${r.index}: the producer signature was not checked`,
+        );
+      } else if (r.producer === "unknown-key") {
+        this.fail(
+          "producer-key-unknown",
+          r.index,
+          `record ${r.index} is signed by key ${r.keyId}, which is not known`,
+        );
+      } else if (r.producer === "invalid") {
+        this.fail(
+          "producer-signature-invalid",
+          r.index,
+          `record ${r.index}: the producer signature does not verify`,
+        );
+      }
     }
     this.expectedIndex =
-      (record && record.index === this.expectedIndex ? record.index : this.expectedIndex) + 1;
-    this.lastHash = hash;
-    if (this.wantHashes.has(position)) this.wantHashes.set(position, hash);
-    this.frontier.append(leafHash(hash));
+      (!("error" in r) && r.index === this.expectedIndex ? r.index : this.expectedIndex) + 1;
+    this.lastHash = Buffer.from(hash);
+    if (this.wantHashes.has(position)) this.wantHashes.set(position, this.lastHash);
+    this.frontier.append(Buffer.from(leaf));
     this.checkRoot(this.frontier.size);
-  }
-
-  private checkProducer(record: AuditRecord): void {
-    const event = record.event as SignedEvent;
-    const key = this.options.producerKeys!.get(event.sigkeyid);
-    if (!key)
-      this.fail(
-        "producer-key-unknown",
-        record.index,
-        `record ${record.index} is signed by key ${event.sigkeyid}, which is not known`,
-      );
-    else if (!verifyEventSignature(event, key)) {
-      this.fail(
-        "producer-signature-invalid",
-        record.index,
-        `record ${record.index}: the producer signature does not verify`,
-      );
-    }
   }
 
   private checkRoot(size: number): void {
@@ -400,6 +390,73 @@ export class StreamVerifier {
       }
     }
   }
+}
+
+/** One record line of a segment, hashed and parsed: everything the verifier needs from it. */
+export type RecordDigest =
+  | {
+      stream: string;
+      index: number;
+      prev: string;
+      keyId?: string;
+      /** Producer signature check, when keys were given: "ok", "invalid" or "unknown-key". */
+      producer?: "ok" | "invalid" | "unknown-key";
+    }
+  | { error: string };
+
+/** A segment hashed and parsed; plain data (typed arrays, strings), so it crosses worker threads cheaply. */
+export interface SegmentDigest {
+  records: RecordDigest[];
+  /** Record hashes, 32 bytes each, in order. */
+  hashes: Uint8Array;
+  /** Merkle leaf hashes, 32 bytes each, in order. */
+  leaves: Uint8Array;
+  empty: boolean;
+  truncated: boolean;
+}
+
+/**
+ * The per-record work of verification that needs nothing from other segments: split lines, SHA-256 each,
+ * leaf hash, parse, and (with producerKeys) the producer signature. Pure; StreamVerifier does the rest in order.
+ */
+export function digestSegment(
+  bytes: Uint8Array,
+  producerKeys?: ReadonlyMap<string, KeyObject>,
+): SegmentDigest {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const lines: Buffer[] = [];
+  let truncated = false;
+  for (let start = 0; start < buf.length; ) {
+    let nl = buf.indexOf(0x0a, start);
+    if (nl < 0) {
+      truncated = true;
+      nl = buf.length;
+    }
+    lines.push(buf.subarray(start, nl));
+    start = nl + 1;
+  }
+  const hashes = new Uint8Array(lines.length * HASH_SIZE);
+  const leaves = new Uint8Array(lines.length * HASH_SIZE);
+  const records = lines.map((line, i): RecordDigest => {
+    const hash = sha256(line);
+    hashes.set(hash, i * HASH_SIZE);
+    leaves.set(leafHash(hash), i * HASH_SIZE);
+    let record: AuditRecord;
+    try {
+      record = parseRecordLine(line);
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+    const digest: RecordDigest = { stream: record.stream, index: record.index, prev: record.prev };
+    if (producerKeys) {
+      const event = record.event as SignedEvent;
+      const key = producerKeys.get(event.sigkeyid);
+      digest.keyId = String(event.sigkeyid);
+      digest.producer = !key ? "unknown-key" : verifyEventSignature(event, key) ? "ok" : "invalid";
+    }
+    return digest;
+  });
+  return { records, hashes, leaves, empty: buf.length === 0, truncated };
 }
 
 /** Convenience: verify a whole stream given every object under its prefix (key → bytes). */
