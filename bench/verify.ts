@@ -219,7 +219,7 @@ async function main() {
       },
       goal: { ratioToSha256sum: 0.5 },
       boundedBy:
-        "one thread (core's StreamVerifier): per record SHA-256 of its bytes (the same work sha256sum does) plus JSON.parse of the record (parseRecordLine) plus GC; producer signatures add one Ed25519 verify and one RFC 8785 canonicalization per record",
+        "two cores: worker threads hash and parse segments (core digestSegment: SHA-256, leaf hash, JSON.parse, producer signatures) while the main thread receives the digests (structured clone) and does the ordered checks (chain links, Merkle frontier, checkpoint roots); producer signatures add one Ed25519 verify and one RFC 8785 canonicalization per record",
       export: { seconds: Number(exported.seconds.toFixed(3)) },
     };
     const out = join(ROOT, "bench/results/verify.json");
