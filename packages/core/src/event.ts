@@ -5,7 +5,7 @@
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { IngestError } from "./errors.ts";
-import { canonicalBytes, fromBase64 } from "./hash.ts";
+import { BASE64, canonicalBytes, fromBase64 } from "./hash.ts";
 import { keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 
 /** Domain separation: a producer key's signature over an event can never be mistaken for anything else. */
@@ -26,7 +26,6 @@ const text = (max: number) =>
     .regex(NO_CONTROL, "must not contain control characters");
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 const CORE_ATTRIBUTES = new Set([
   "specversion",

@@ -43,7 +43,8 @@ export function hashFromHex(text: unknown, what: string): Hash {
   return Buffer.from(text, "hex");
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Standard padded base64 (RFC 4648 §4). */
+export const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Strict standard base64 (RFC 4648 §4, padded); Buffer.from alone silently skips bad characters. */
 export function fromBase64(text: string, what: string): Buffer {

@@ -111,18 +111,30 @@ export function encodeSegment(records: readonly SealedRecord[]): Buffer {
 
 const NEWLINE = Buffer.from("\n");
 
-/** Splits a segment into its record lines without parsing them. Throws FormatError for a missing final newline. */
-export function segmentLines(bytes: Uint8Array): Buffer[] {
+/**
+ * Splits segment bytes into record lines (views, no copies). `truncated` when the last line has no newline;
+ * that line is still returned, so a verifier can report it and go on.
+ */
+export function splitSegment(bytes: Uint8Array): { lines: Buffer[]; truncated: boolean } {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length === 0) return [];
-  if (buf[buf.length - 1] !== 0x0a)
-    throw new FormatError("bad-segment", "segment does not end with a newline");
   const lines: Buffer[] = [];
-  let start = 0;
-  for (let nl = buf.indexOf(0x0a, start); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+  let truncated = false;
+  for (let start = 0; start < buf.length; ) {
+    let nl = buf.indexOf(0x0a, start);
+    if (nl < 0) {
+      truncated = true;
+      nl = buf.length;
+    }
     lines.push(buf.subarray(start, nl));
     start = nl + 1;
   }
+  return { lines, truncated };
+}
+
+/** Splits a segment into its record lines without parsing them. Throws FormatError for a missing final newline. */
+export function segmentLines(bytes: Uint8Array): Buffer[] {
+  const { lines, truncated } = splitSegment(bytes);
+  if (truncated) throw new FormatError("bad-segment", "segment does not end with a newline");
   return lines;
 }
 

@@ -171,10 +171,9 @@ export class Sink {
     return r;
   }
 
-  /** The newest head and checkpoint of a stream as this sink knows it (repairing the head from the store). */
-  async head(stream: string): Promise<Head | undefined> {
-    const h = await this.options.heads.get(stream);
-    return h;
+  /** The stream's stored head and newest checkpoint (a cache; the store may already hold more). */
+  head(stream: string): Promise<Head | undefined> {
+    return this.options.heads.get(stream);
   }
 }
 
@@ -334,21 +333,9 @@ class StreamWriter {
     return undefined;
   }
 
+  /** The head on first use: the stored head, repaired from the store (a writer may have crashed before step 6). */
   private async loadHead(): Promise<WriterHead> {
-    const stored = await this.o.heads.get(this.stream);
-    const head: WriterHead = stored
-      ? {
-          size: stored.size,
-          hash: hashFromHex(stored.headHash, "head hash"),
-          frontier: new Frontier(
-            stored.size,
-            stored.frontier.map((h) => hashFromHex(h, "frontier")),
-          ),
-          ...(stored.checkpoint ? { checkpoint: stored.checkpoint } : {}),
-        }
-      : { size: 0, hash: ZERO_HASH, frontier: new Frontier() };
-    // The head is a cache: the store may hold segments past it (a writer crashed before step 6).
-    this.head = await this.catchUp(head);
+    this.head = await this.catchUp({ size: 0, hash: ZERO_HASH, frontier: new Frontier() });
     return this.head;
   }
 

@@ -13,7 +13,7 @@ import { Frontier, leafHash } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
 import type { Head } from "./ports.ts";
 import { type Receipt, type ReceiptFailureCode, verifyReceipt } from "./receipt.ts";
-import { type AuditRecord, parseRecordLine, parseStoreKey } from "./record.ts";
+import { type AuditRecord, parseRecordLine, parseStoreKey, splitSegment } from "./record.ts";
 
 export type FailureCode =
   | "unexpected-object"
@@ -198,16 +198,13 @@ export class StreamVerifier {
       segment instanceof Uint8Array ? digestSegment(segment, this.options.producerKeys) : segment;
     if (digest.empty) this.fail("segment-empty", key, `segment ${key} is empty`);
     if (digest.truncated) this.fail("segment-truncated", key, `segment ${key} does not end with a newline`);
+    const view = (a: Uint8Array, i: number) => Buffer.from(a.buffer, a.byteOffset + i * HASH_SIZE, HASH_SIZE);
     digest.records.forEach((r, i) => {
-      this.addRecord(
-        r,
-        digest.hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE),
-        digest.leaves.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE),
-      );
+      this.addRecord(r, view(digest.hashes, i), view(digest.leaves, i));
     });
   }
 
-  private addRecord(r: RecordDigest, hash: Uint8Array, leaf: Uint8Array): void {
+  private addRecord(r: RecordDigest, hash: Hash, leaf: Hash): void {
     const position = this.frontier.size;
     if ("error" in r) {
       this.fail("record-malformed", position, `record at position ${position}: ${r.error}`);
@@ -251,9 +248,9 @@ export class StreamVerifier {
     }
     this.expectedIndex =
       (!("error" in r) && r.index === this.expectedIndex ? r.index : this.expectedIndex) + 1;
-    this.lastHash = Buffer.from(hash);
+    this.lastHash = hash;
     if (this.wantHashes.has(position)) this.wantHashes.set(position, this.lastHash);
-    this.frontier.append(Buffer.from(leaf));
+    this.frontier.append(leaf);
     this.checkRoot(this.frontier.size);
   }
 
@@ -423,18 +420,7 @@ export function digestSegment(
   bytes: Uint8Array,
   producerKeys?: ReadonlyMap<string, KeyObject>,
 ): SegmentDigest {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const lines: Buffer[] = [];
-  let truncated = false;
-  for (let start = 0; start < buf.length; ) {
-    let nl = buf.indexOf(0x0a, start);
-    if (nl < 0) {
-      truncated = true;
-      nl = buf.length;
-    }
-    lines.push(buf.subarray(start, nl));
-    start = nl + 1;
-  }
+  const { lines, truncated } = splitSegment(bytes);
   const hashes = new Uint8Array(lines.length * HASH_SIZE);
   const leaves = new Uint8Array(lines.length * HASH_SIZE);
   const records = lines.map((line, i): RecordDigest => {
@@ -456,7 +442,7 @@ export function digestSegment(
     }
     return digest;
   });
-  return { records, hashes, leaves, empty: buf.length === 0, truncated };
+  return { records, hashes, leaves, empty: bytes.length === 0, truncated };
 }
 
 /** Convenience: verify a whole stream given every object under its prefix (key → bytes). */
