@@ -5,6 +5,7 @@
  *   npm run bench:core            → prints a table and writes bench/results/core.json
  *   RECORDS=200000 npm run bench:core
  */
+
 import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -20,9 +21,9 @@ import {
   StreamVerifier,
   segmentKey,
   signCheckpoint,
-  signEvent,
   ZERO_HASH,
 } from "@auditsink/core";
+import { benchEvent } from "./events.ts";
 
 const RECORDS = Number(process.env.RECORDS ?? 100_000);
 const BATCH = 100;
@@ -32,25 +33,7 @@ const DEPLOYMENT = "auditsink.bench/core";
 // One producer-signed event of about 1 KB, varied per record so no hash is repeated.
 const { privateKey } = generateKeyPair("ed25519");
 const filler = "x".repeat(620);
-function event(i: number) {
-  return signEvent(
-    {
-      specversion: "1.0",
-      id: `evt-${i}`,
-      source: "agent://bench-agent",
-      type: "ai.agent.tool_call",
-      time: "2026-11-24T12:00:00.000Z",
-      data: {
-        "gen_ai.agent.id": "bench-agent",
-        "gen_ai.tool.name": "search",
-        "gen_ai.operation.name": "execute_tool",
-        seq: i,
-        note: filler,
-      },
-    },
-    privateKey,
-  );
-}
+const event = (i: number) => benchEvent(i, privateKey, filler);
 
 const signer = (() => {
   const k = generateKeyPair("ecdsa-p256");

@@ -12,6 +12,7 @@
  *    signatures re-verified (the default) and once with --no-producer-signatures. Each is a fresh process, as
  *    an auditor would run it; the page cache is warmed first so both read from memory.
  */
+
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -28,10 +29,10 @@ import {
   keyFingerprint,
   segmentKey,
   signCheckpoint,
-  signEvent,
   spkiDer,
   ZERO_HASH,
 } from "@auditsink/core";
+import { benchEvent } from "./events.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
@@ -46,26 +47,7 @@ const signer = new KeyObjectSigner(DEPLOYMENT, sinkKey.privateKey, sinkKey.publi
 // About 1 KB per stored record (the record wraps the event with stream, index, prev hash, producer, signature).
 const filler = "x".repeat(360);
 
-function event(i: number) {
-  return signEvent(
-    {
-      specversion: "1.0",
-      id: `evt-${i}`,
-      source: "agent://bench-agent",
-      type: "ai.agent.tool_call",
-      time: "2026-11-24T12:00:00.000Z",
-      data: {
-        "gen_ai.agent.id": "bench-agent",
-        "gen_ai.operation.name": "execute_tool",
-        "gen_ai.tool.name": "search",
-        "gen_ai.tool.call.id": `call-${i}`,
-        seq: i,
-        note: filler,
-      },
-    },
-    producer.privateKey,
-  );
-}
+const event = (i: number) => benchEvent(i, producer.privateKey, filler);
 
 function write(path: string, data: Uint8Array | string): void {
   mkdirSync(dirname(path), { recursive: true });
