@@ -4,7 +4,7 @@
  */
 import { AwsRuntime, createHttpHandler, traceClients } from "@auditsink/aws";
 
-const runtime = AwsRuntime.fromEnv();
+const runtime = AwsRuntime.fromEnv({ handOff: true });
 traceClients(runtime.clients);
 
 export const handler = createHttpHandler(runtime);

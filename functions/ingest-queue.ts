@@ -1,11 +1,12 @@
 /**
- * EventBridge → SQS → Lambda: commits each batch with one Sink commit per stream and reports partial batch
- * failures (Powertools Batch) so SQS retries only failed messages and sends poison messages to the DLQ.
+ * EventBridge → SQS → Lambda: validates and authenticates each message and hands the accepted events to the
+ * sequencer queue (one sequencer per stream commits them). Partial batch failures (Powertools Batch) let SQS
+ * retry only refused messages and move poison messages to the DLQ.
  */
 
 import {
   AwsRuntime,
-  commitQueueBatch,
+  forwardQueueBatch,
   logger,
   METRIC,
   MetricUnit,
@@ -15,7 +16,7 @@ import {
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 
-const runtime = AwsRuntime.fromEnv();
+const runtime = AwsRuntime.fromEnv({ handOff: true });
 traceClients(runtime.clients);
 const processor = new BatchProcessor(EventType.SQS);
 
@@ -23,15 +24,14 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
   logger.addContext(context);
   try {
     const { sink } = await runtime.start();
-    const outcomes = await commitQueueBatch(sink, event.Records);
-    let committed = 0;
+    const outcomes = await forwardQueueBatch(sink, runtime.handOff(), event.Records);
     const response = await processPartialResponse(
       event,
       async (record: SQSRecord) => {
         const outcome = outcomes.get(record.messageId)!;
         if (!outcome.ok) {
           const error = outcome.error as { code?: string; message?: string };
-          logger.warn("message not committed", {
+          logger.warn("message not accepted", {
             messageId: record.messageId,
             code: error.code,
             reason: error.message,
@@ -39,13 +39,11 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
           metrics.addMetric(METRIC.ingestErrors, MetricUnit.Count, 1);
           throw outcome.error;
         }
-        committed++;
-        return outcome.receipt.index;
       },
       processor,
       { context, throwOnFullBatchFailure: false },
     );
-    logger.info("batch", { messages: event.Records.length, committed });
+    logger.info("batch", { messages: event.Records.length, failed: response.batchItemFailures.length });
     return response;
   } finally {
     metrics.publishStoredMetrics();

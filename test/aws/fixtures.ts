@@ -34,6 +34,9 @@ export interface Provisioned {
   sqs: SQSClient;
   snsQueueUrl: string;
   eventsQueueUrl: string;
+  /** The sequencer's FIFO queue (MessageGroupId = stream) and its FIFO dead-letter queue. */
+  sequencerQueueUrl: string;
+  sequencerDeadLetterUrl: string;
 }
 
 /** Points the SDK at the emulators for everything created after this call. */
@@ -62,6 +65,30 @@ export async function provision(): Promise<Provisioned> {
     ).Attributes!.QueueArn!;
     return { url, arn };
   };
+  const fifo = async (name: string, redriveTo?: string) => {
+    const url = (
+      await sqs.send(
+        new CreateQueueCommand({
+          QueueName: `${name}.fifo`,
+          Attributes: {
+            FifoQueue: "true",
+            DeduplicationScope: "messageGroup",
+            FifoThroughputLimit: "perMessageGroupId",
+            VisibilityTimeout: "30",
+            ...(redriveTo
+              ? { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: redriveTo, maxReceiveCount: 5 }) }
+              : {}),
+          },
+        }),
+      )
+    ).QueueUrl!;
+    const arn = (
+      await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))
+    ).Attributes!.QueueArn!;
+    return { url, arn };
+  };
+  const sequencerDeadLetters = await fifo(`seq-dlq-${id}`);
+  const sequencerQueue = await fifo(`seq-${id}`, sequencerDeadLetters.arn);
   const snsQueue = await queue(`alerts-sns-${id}`);
   const eventsQueue = await queue(`alerts-events-${id}`);
   const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: `alerts-${id}` }))).TopicArn!;
@@ -97,6 +124,8 @@ export async function provision(): Promise<Provisioned> {
     EVENT_BUS_NAME: bus,
     ORIGIN,
     RETENTION_DAYS: "180",
+    SEQUENCER_QUEUE_URL: sequencerQueue.url,
+    SEQUENCER_DLQ_URL: sequencerDeadLetters.url,
   };
   const settings: AwsSettings = {
     archiveBucket: bucket,
@@ -108,6 +137,8 @@ export async function provision(): Promise<Provisioned> {
     retentionDays: 180,
     metricsNamespace: `auditsink-${id}`,
     serviceName: "auditsink-test",
+    sequencerQueueUrl: sequencerQueue.url,
+    sequencerDeadLetterUrl: sequencerDeadLetters.url,
   };
   return {
     settings,
@@ -116,6 +147,8 @@ export async function provision(): Promise<Provisioned> {
     sqs,
     snsQueueUrl: snsQueue.url,
     eventsQueueUrl: eventsQueue.url,
+    sequencerQueueUrl: sequencerQueue.url,
+    sequencerDeadLetterUrl: sequencerDeadLetters.url,
   };
 }
 

@@ -8,6 +8,22 @@ import { AwsConfigError } from "./errors.ts";
 /** Object Lock retention floor: EU AI Act Art. 19 asks for at least six months. */
 export const MIN_RETENTION_DAYS = 180;
 
+/**
+ * Default dedup window: 14 days, the longest the sink itself can hold an event before committing it (the
+ * ingest dead-letter queues keep messages 14 days, so a redrive of the oldest one is still recognised).
+ */
+export const DEFAULT_DEDUP_WINDOW_SECONDS = 14 * 24 * 3600;
+/** How long an HTTP ingest request waits for the sequencer's receipt (API Gateway's limit is 30 s). */
+export const DEFAULT_RECEIPT_WAIT_SECONDS = 25;
+
+/** The environment variables of the runtime (the contract with stacks/lambda.ts and stacks/Sequencer.ts). */
+export const ENV = {
+  sequencerQueueUrl: "SEQUENCER_QUEUE_URL",
+  sequencerDeadLetterUrl: "SEQUENCER_DLQ_URL",
+  dedupWindowSeconds: "DEDUP_WINDOW_SECONDS",
+  receiptWaitSeconds: "RECEIPT_WAIT_SECONDS",
+} as const;
+
 export interface AwsSettings {
   archiveBucket: string;
   ledgerTable: string;
@@ -20,6 +36,14 @@ export interface AwsSettings {
   /** CloudWatch namespace of the metrics (POWERTOOLS_METRICS_NAMESPACE). */
   metricsNamespace: string;
   serviceName: string;
+  /** The FIFO queue ingest hands accepted events to (ingest functions only). */
+  sequencerQueueUrl?: string;
+  /** Where the sequencer puts messages it can never commit (sequencer only). */
+  sequencerDeadLetterUrl?: string;
+  /** Replays of one producer + source + id within this many seconds return the original receipt. */
+  dedupWindowSeconds?: number;
+  /** Seconds an HTTP request waits for its receipt before answering 503 (a retry is idempotent). */
+  receiptWaitSeconds?: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -39,6 +63,12 @@ export function settingsFromEnv(env: Env = process.env): AwsSettings {
       `RETENTION_DAYS must be an integer of at least ${MIN_RETENTION_DAYS}, not ${env.RETENTION_DAYS}`,
     );
   }
+  const seconds = (name: string, fallback: number, max: number): number => {
+    const value = Number(env[name] ?? fallback);
+    if (!Number.isInteger(value) || value < 1 || value > max)
+      throw new AwsConfigError("bad-setting", `${name} must be a whole number of seconds from 1 to ${max}`);
+    return value;
+  };
   return {
     archiveBucket: required(env, "ARCHIVE_BUCKET"),
     ledgerTable: required(env, "LEDGER_TABLE"),
@@ -49,6 +79,10 @@ export function settingsFromEnv(env: Env = process.env): AwsSettings {
     ...(env.EVENT_BUS_NAME ? { eventBusName: env.EVENT_BUS_NAME } : {}),
     metricsNamespace: env.POWERTOOLS_METRICS_NAMESPACE ?? "auditsink",
     serviceName: env.POWERTOOLS_SERVICE_NAME ?? "auditsink",
+    ...(env[ENV.sequencerQueueUrl] ? { sequencerQueueUrl: env[ENV.sequencerQueueUrl] } : {}),
+    ...(env[ENV.sequencerDeadLetterUrl] ? { sequencerDeadLetterUrl: env[ENV.sequencerDeadLetterUrl] } : {}),
+    dedupWindowSeconds: seconds(ENV.dedupWindowSeconds, DEFAULT_DEDUP_WINDOW_SECONDS, 366 * 24 * 3600),
+    receiptWaitSeconds: seconds(ENV.receiptWaitSeconds, DEFAULT_RECEIPT_WAIT_SECONDS, 28),
   };
 }
 

@@ -1,13 +1,16 @@
 /**
  * The ledger table's single-table layout (packages/aws/README.md §Item layout). One table holds chain heads,
  * dedup entries, producers and their keys, and verifier watermarks. Keys are `pk` (S) / `sk` (S); the GSI
- * `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. No TTL: nothing here expires.
+ * `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. TTL on `expiresAt` (epoch seconds)
+ * removes dedup entries after their window and receipts after the sequencer's hand-back; nothing else expires.
  */
 import { createHash } from "node:crypto";
-import { CreateTableCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { CreateTableCommand, type DynamoDBClient, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
 
 export const GSI1 = "gsi1";
+/** The table's TTL attribute (epoch seconds). */
+export const TTL_ATTRIBUTE = "expiresAt";
 
 export const keys = {
   head: (stream: string) => ({ pk: `stream#${stream}`, sk: "head" }),
@@ -17,6 +20,8 @@ export const keys = {
     pk: `event#${createHash("sha256").update(eventKey).digest("hex")}`,
     sk: "event",
   }),
+  /** The sequencer's answer to one part of one hand-off (handoff.ts), read by the waiting ingest request. */
+  receipt: (requestId: string, part: number) => ({ pk: `receipt#${requestId}`, sk: `part#${part}` }),
   producer: (id: string) => ({ pk: `producer#${id}`, sk: "producer" }),
   producerKey: (keyId: string) => ({ pk: `key#${keyId}`, sk: "key" }),
   verifierCursor: () => ({ pk: "verifier", sk: "cursor" }),
@@ -56,6 +61,12 @@ export async function createLedgerTable(client: DynamoDBClient, table: string): 
           Projection: { ProjectionType: "ALL" },
         },
       ],
+    }),
+  );
+  await client.send(
+    new UpdateTimeToLiveCommand({
+      TableName: table,
+      TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
     }),
   );
 }

@@ -2,6 +2,10 @@
  * EventBridge → SQS → Lambda ingestion. Each SQS message body is an EventBridge event whose `detail` is
  * `{ "stream": "<name>", "event": <signed CloudEvent> }` (docs/AWS.md §EventBridge ingestion).
  *
+ * On AWS the ingest-queue function only validates and authenticates (`forwardQueueBatch`) and hands accepted
+ * events to the sequencer queue (handoff.ts), like HTTP ingest: one sequencer per stream commits them.
+ * `commitQueueBatch` commits in-process instead (a runtime without a sequencer).
+ *
  * A batch is committed with one `Sink.commit` per stream, so one segment, one head write and one signature
  * serve every message of that stream. Each message gets its own outcome, which the handler reports through
  * Powertools Batch as a partial batch failure: SQS retries only the failed messages, and a message that keeps
@@ -19,6 +23,7 @@ import {
 } from "@auditsink/core";
 import { EventBridgeSchema } from "@aws-lambda-powertools/parser/schemas";
 import { z } from "zod";
+import type { SqsHandOff } from "./handoff.ts";
 
 export const queueDetailSchema = z.object({ stream: z.string(), event: z.unknown() });
 const queueMessageSchema = EventBridgeSchema.extend({ detail: queueDetailSchema });
@@ -75,6 +80,42 @@ export async function commitQueueBatch(
       }
     }),
   );
+  return outcomes;
+}
+
+export type ForwardOutcome = { ok: true } | { ok: false; error: unknown };
+
+/**
+ * Parses and authenticates each message, then hands the accepted ones to the sequencer queue in one go.
+ * Resolves with one outcome per message id, never rejects: a refused message fails on its own (SQS retries it
+ * and moves it to the dead-letter queue after maxReceiveCount); if the hand-off fails, every accepted one does.
+ */
+export async function forwardQueueBatch(
+  sink: Sink,
+  handOff: SqsHandOff,
+  records: readonly { messageId: string; body: string }[],
+): Promise<Map<string, ForwardOutcome>> {
+  const outcomes = new Map<string, ForwardOutcome>();
+  const accepted: { messageId: string; stream: string; item: Admitted }[] = [];
+  await Promise.all(
+    records.map(async (record) => {
+      try {
+        const { stream, item } = await admitMessage(sink, record.body);
+        accepted.push({ messageId: record.messageId, stream, item });
+      } catch (error) {
+        outcomes.set(record.messageId, { ok: false, error });
+      }
+    }),
+  );
+  // Keep the queue's order within each stream (authentication above finished in any order).
+  const order = new Map(records.map((r, i) => [r.messageId, i]));
+  accepted.sort((a, b) => order.get(a.messageId)! - order.get(b.messageId)!);
+  try {
+    await handOff.send(accepted.map((a) => ({ stream: a.stream, events: [a.item.event], receipt: false })));
+    for (const a of accepted) outcomes.set(a.messageId, { ok: true });
+  } catch (error) {
+    for (const a of accepted) outcomes.set(a.messageId, { ok: false, error });
+  }
   return outcomes;
 }
 

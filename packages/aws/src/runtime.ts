@@ -4,23 +4,33 @@
  * export, so it is built lazily on the first invocation and reused; a failed start is retried next time.
  */
 
-import { type Admitted, type Receipt, Sink } from "@auditsink/core";
+import { type Admitted, type Receipt, Sink, type SinkOptions } from "@auditsink/core";
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { KMSClient } from "@aws-sdk/client-kms";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SNSClient } from "@aws-sdk/client-sns";
+import { SQSClient } from "@aws-sdk/client-sqs";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { AwsAlertSink } from "./AwsAlertSink.ts";
-import { type AwsSettings, s3ClientOptions, settingsFromEnv } from "./config.ts";
+import {
+  type AwsSettings,
+  DEFAULT_DEDUP_WINDOW_SECONDS,
+  DEFAULT_RECEIPT_WAIT_SECONDS,
+  s3ClientOptions,
+  settingsFromEnv,
+} from "./config.ts";
 import { DynamoDedupStore } from "./DynamoDedupStore.ts";
 import { DynamoHeadStore } from "./DynamoHeadStore.ts";
 import { DynamoProducerAdmin } from "./DynamoProducerAdmin.ts";
 import { DynamoWatermarkStore } from "./DynamoWatermarkStore.ts";
+import { AwsConfigError } from "./errors.ts";
+import { DynamoReceiptStore, receiptsFrom, SqsHandOff } from "./handoff.ts";
 import { KmsSigner } from "./KmsSigner.ts";
 import { METRIC, MetricUnit, metrics } from "./observability.ts";
 import { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
+import { DeadLetters, type SequencerDeps } from "./sequencer.ts";
 
 export interface AwsClients {
   s3: S3Client;
@@ -30,6 +40,7 @@ export interface AwsClients {
   sns: SNSClient;
   events: EventBridgeClient;
   cloudwatch: CloudWatchClient;
+  sqs: SQSClient;
 }
 
 /** One client per service; endpoints and region come from the SDK's environment variables. */
@@ -43,6 +54,7 @@ export function createClients(env: Readonly<Record<string, string | undefined>> 
     sns: new SNSClient({}),
     events: new EventBridgeClient({}),
     cloudwatch: new CloudWatchClient({}),
+    sqs: new SQSClient({}),
   };
 }
 
@@ -53,6 +65,13 @@ export interface AwsRuntimeOptions {
   maxSegmentRecords?: number;
   /** Export the signing key's public key to the archive on start (default true; the read-only query role cannot). */
   exportPublicKey?: boolean;
+  /**
+   * Ingest: hand authenticated events to the sequencer queue and wait for its receipts, instead of committing
+   * here (settings.sequencerQueueUrl must be set). The sequencer itself and the read functions leave this off.
+   */
+  handOff?: boolean;
+  /** Receipt polling of a waiting ingest request (tests and benchmarks tune it). */
+  receiptPolling?: { firstPollMs?: number; pollMs?: number };
 }
 
 /** The core Sink, reporting EventsCommitted, CommitLatency and IngestErrors (EMF) as it works. */
@@ -77,6 +96,29 @@ export class MeteredSink extends Sink {
   }
 }
 
+/**
+ * The Sink of the ingest functions: `submit` validates and authenticates as everywhere (core), then `commit`
+ * hands the events to the sequencer queue and waits for the sequencer's answer, so `submit` resolves with the
+ * same receipts, or rejects with the same IngestError, as a Sink that commits in-process.
+ */
+export class HandOffSink extends MeteredSink {
+  constructor(
+    options: SinkOptions,
+    private readonly handOff: SqsHandOff,
+    private readonly receipts: DynamoReceiptStore,
+    private readonly waitMs: number,
+  ) {
+    super(options);
+  }
+
+  override async commit(stream: string, items: readonly Admitted[]): Promise<Receipt[]> {
+    if (items.length === 0) return [];
+    const deadline = Date.now() + this.waitMs;
+    const [sent] = await this.handOff.send([{ stream, events: items.map((i) => i.event), receipt: true }]);
+    return receiptsFrom(await this.receipts.wait(sent!.requestId, sent!.parts, deadline));
+  }
+}
+
 export class AwsRuntime {
   readonly objects: S3WriteOnceStore;
   readonly heads: DynamoHeadStore;
@@ -84,6 +126,7 @@ export class AwsRuntime {
   readonly producers: DynamoProducerAdmin;
   readonly watermarks: DynamoWatermarkStore;
   readonly alerts: AwsAlertSink;
+  readonly receipts: DynamoReceiptStore;
   private started: Promise<{ sink: Sink; signer: KmsSigner }> | undefined;
 
   constructor(
@@ -96,7 +139,10 @@ export class AwsRuntime {
       retentionDays: settings.retentionDays,
     });
     this.heads = new DynamoHeadStore(clients.doc, table);
-    this.dedup = new DynamoDedupStore(clients.doc, table);
+    this.dedup = new DynamoDedupStore(clients.doc, table, {
+      windowSeconds: settings.dedupWindowSeconds ?? DEFAULT_DEDUP_WINDOW_SECONDS,
+    });
+    this.receipts = new DynamoReceiptStore(clients.doc, table, options.receiptPolling ?? {});
     this.producers = new DynamoProducerAdmin(clients.doc, table, {
       cacheSeconds: options.producerCacheSeconds ?? 30,
     });
@@ -127,7 +173,7 @@ export class AwsRuntime {
         this.settings.origin,
       );
       if (this.options.exportPublicKey !== false) await signer.exportPublicKey(this.objects);
-      const sink = new MeteredSink({
+      const options: SinkOptions = {
         deployment: this.settings.origin,
         objects: this.objects,
         heads: this.heads,
@@ -135,12 +181,39 @@ export class AwsRuntime {
         producers: this.producers,
         signer,
         ...(this.options.maxSegmentRecords ? { maxSegmentRecords: this.options.maxSegmentRecords } : {}),
-      });
+      };
+      if (!this.options.handOff) return { sink: new MeteredSink(options), signer };
+      if (!this.settings.sequencerQueueUrl) {
+        throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_QUEUE_URL is not set");
+      }
+      const waitSeconds = this.settings.receiptWaitSeconds ?? DEFAULT_RECEIPT_WAIT_SECONDS;
+      const sink = new HandOffSink(options, this.handOff(), this.receipts, waitSeconds * 1000);
       return { sink, signer };
     })().catch((e) => {
       this.started = undefined;
       throw e;
     });
     return this.started;
+  }
+
+  /** The sequencer queue sender (ingest functions). */
+  handOff(): SqsHandOff {
+    if (!this.settings.sequencerQueueUrl) {
+      throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_QUEUE_URL is not set");
+    }
+    return new SqsHandOff(this.clients.sqs, this.settings.sequencerQueueUrl);
+  }
+
+  /** What the sequencer needs: the committing Sink, the answer store and its dead-letter queue. */
+  async startSequencer(): Promise<SequencerDeps> {
+    if (!this.settings.sequencerDeadLetterUrl) {
+      throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_DLQ_URL is not set");
+    }
+    const { sink } = await this.start();
+    return {
+      sink,
+      receipts: this.receipts,
+      deadLetters: new DeadLetters(this.clients.sqs, this.settings.sequencerDeadLetterUrl),
+    };
   }
 }
