@@ -26,6 +26,7 @@ import {
   sqsRecord,
   useEmulators,
 } from "./fixtures.ts";
+import { drainQueue, type SequencerHandler, whilePumping } from "./sequencer-pump.ts";
 
 type HttpHandler = (e: APIGatewayProxyEventV2, c: unknown) => Promise<APIGatewayProxyResult>;
 type QueueHandler = (e: SQSEvent, c: unknown) => Promise<SQSBatchResponse>;
@@ -35,6 +36,11 @@ let p: Provisioned;
 let ingestHttp: HttpHandler;
 let query: HttpHandler;
 let ingestQueue: QueueHandler;
+let sequencer: SequencerHandler;
+/** The sequencer's event source, running while an ingest request waits for its receipts. */
+const pumped = <T>(work: Promise<T>) =>
+  whilePumping({ sqs: p.sqs, queueUrl: p.sequencerQueueUrl, handlers: [sequencer] }, work);
+const sequence = () => drainQueue(p.sqs, p.sequencerQueueUrl, sequencer);
 
 beforeAll(async () => {
   emulators = await startEmulators();
@@ -44,6 +50,7 @@ beforeAll(async () => {
   ingestHttp = (await import("../../functions/ingest-http.ts")).handler as HttpHandler;
   query = (await import("../../functions/query.ts")).handler as HttpHandler;
   ingestQueue = (await import("../../functions/ingest-queue.ts")).handler as QueueHandler;
+  sequencer = (await import("../../functions/sequencer.ts")).handler as unknown as SequencerHandler;
 });
 afterAll(async () => emulators?.stop());
 
@@ -112,9 +119,8 @@ describe("functions/ingest-http", () => {
     };
     // Act
     const anonymous = await ingestHttp(httpEvent("POST", "/v1/producers", registration), lambdaContext());
-    const registered = await ingestHttp(
-      httpEvent("POST", "/v1/producers", registration, { iam: true }),
-      lambdaContext(),
+    const registered = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/producers", registration, { iam: true }), lambdaContext()),
     );
     const { signEvent } = await import("@auditsink/core");
     const events = [1, 2, 3].map((i) =>
@@ -129,13 +135,11 @@ describe("functions/ingest-http", () => {
         privateKey,
       ),
     );
-    const accepted = await ingestHttp(
-      httpEvent("POST", "/v1/streams/agent.http/events", events),
-      lambdaContext(),
+    const accepted = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/streams/agent.http/events", events), lambdaContext()),
     );
-    const replay = await ingestHttp(
-      httpEvent("POST", "/v1/streams/agent.http/events", events),
-      lambdaContext(),
+    const replay = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/streams/agent.http/events", events), lambdaContext()),
     );
     // Assess
     expect(anonymous.statusCode).toBe(401);
@@ -168,6 +172,7 @@ describe("functions/query", () => {
       { Records: [0, 1, 2, 3].map((i) => sqsRecord("agent.query", producer.event(`q-${i}`))) } as SQSEvent,
       lambdaContext(),
     );
+    await sequence();
     // Act
     const checkpoint = await query(httpEvent("GET", "/v1/streams/agent.query/checkpoint"), lambdaContext());
     const records = await query(
@@ -189,7 +194,7 @@ describe("functions/query", () => {
 });
 
 describe("functions/ingest-queue", () => {
-  it("commits a batch per stream and reports only poison messages as batch item failures", async () => {
+  it("hands a batch to the sequencer, which commits it per stream; only poison messages are batch item failures", async () => {
     // Prepare
     const producer = await registerProducer(p.runtime(), "agent-queue");
     const stranger = generateKeyPair("ed25519");
@@ -209,7 +214,9 @@ describe("functions/ingest-queue", () => {
     ];
     // Act
     const first = await ingestQueue({ Records: [...good, ...poison] } as SQSEvent, lambdaContext());
+    await sequence();
     const redelivered = await ingestQueue({ Records: good } as SQSEvent, lambdaContext());
+    await sequence();
     // Assess
     expect(first.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(
       poison.map((r) => r.messageId).sort(),
@@ -227,7 +234,7 @@ describe("functions/ingest-queue", () => {
       });
       expect(report.failures).toEqual([]);
       expect(report.state.size).toBe(size);
-      // One segment per stream: the batch was committed with one Sink commit per stream.
+      // One segment per stream: the sequencer committed the batch with one Sink commit per stream.
       expect(report.segments).toBe(1);
     }
   });
@@ -283,6 +290,7 @@ describe("ingest-queue with a real SQS queue and dead-letter queue", () => {
         if (!failed.has(r.messageId))
           await p.sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: r.receiptHandle }));
     }
+    await sequence();
     // Assess
     const left = await p.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10 }));
     const dead = await p.sqs.send(new ReceiveMessageCommand({ QueueUrl: dlqUrl, MaxNumberOfMessages: 10 }));

@@ -209,9 +209,10 @@ export class AwsRuntime {
     if (!this.settings.sequencerDeadLetterUrl) {
       throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_DLQ_URL is not set");
     }
-    const { sink } = await this.start();
+    const { sink, signer } = await this.start();
     return {
       sink,
+      signer,
       receipts: this.receipts,
       deadLetters: new DeadLetters(this.clients.sqs, this.settings.sequencerDeadLetterUrl),
     };

@@ -16,7 +16,20 @@
  *      redelivers them in order, and the retry is idempotent (dedup returns the records already made).
  */
 import { createHash } from "node:crypto";
-import { type Admitted, assertStreamName, IngestError, parseSignedEvent, type Sink } from "@auditsink/core";
+import {
+  type Admitted,
+  admit,
+  assertStreamName,
+  IngestError,
+  parseSignedEvent,
+  type SignedEvent,
+  type Signer,
+  type Sink,
+  SYSTEM_PRODUCER,
+  SYSTEM_STREAM,
+  systemProducerKey,
+  verifyEventSignatureAsync,
+} from "@auditsink/core";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { z } from "zod";
@@ -70,6 +83,8 @@ export class DeadLetters {
 
 export interface SequencerDeps {
   sink: Sink;
+  /** The sink's checkpoint signer: it also signs the system stream's events (producer registrations). */
+  signer: Signer;
   receipts: DynamoReceiptStore;
   deadLetters: DeadLetters;
 }
@@ -111,7 +126,7 @@ export async function sequenceBatch(
   await Promise.all(
     [...byStream].map(async ([stream, parsed]) => {
       try {
-        await authenticateAll(deps.sink, stream, parsed);
+        await authenticateAll(deps, stream, parsed);
         await commitStream(deps.sink, stream, parsed);
       } catch (error) {
         // Not the input's fault (IngestErrors became answers): retry the stream's messages, in order.
@@ -157,15 +172,36 @@ const answerOf = (e: IngestError): HandOffAnswer => ({
 });
 
 /** Authenticates every event again; a message with a refused event gets that problem as its answer. */
-async function authenticateAll(sink: Sink, stream: string, parsed: Parsed[]): Promise<void> {
+async function authenticateAll(deps: SequencerDeps, stream: string, parsed: Parsed[]): Promise<void> {
+  const system = systemProducerKey(deps.signer);
+  const authenticate = async (event: SignedEvent, field: string): Promise<Admitted> => {
+    if (event.sigkeyid !== system.keyId) {
+      // The system stream holds only the sink's own events (ingest never hands off another's there).
+      if (stream === SYSTEM_STREAM) throw new IngestError("stream-not-allowed", "stream: reserved", "stream");
+      assertStreamName(stream);
+      return deps.sink.authenticate(stream, event, field);
+    }
+    // The sink's own events (core AuditedProducerAdmin), signed by its key: only in the system stream.
+    const admitted = admit(event, SYSTEM_PRODUCER, field);
+    if (
+      stream !== SYSTEM_STREAM ||
+      !(await verifyEventSignatureAsync(event, admitted.canonical, system.publicKey))
+    ) {
+      throw new IngestError(
+        "bad-signature",
+        `${field}.signature: not a system event of this sink`,
+        `${field}.signature`,
+      );
+    }
+    return admitted;
+  };
   await Promise.all(
     parsed.map(async (p) => {
       try {
-        assertStreamName(stream);
         p.items = await Promise.all(
           p.message.events.map((e, i) => {
             const field = `events[${p.message.first + i}]`;
-            return sink.authenticate(stream, parseSignedEvent(e, field), field);
+            return authenticate(parseSignedEvent(e, field), field);
           }),
         );
       } catch (e) {
