@@ -13,6 +13,7 @@ import { Ledger } from "./Ledger.ts";
 import { queueVisibilityFor, type SinkResources, sinkFunction } from "./lambda.ts";
 import { useSettings } from "./naming.ts";
 import { archiveProtections, keyProtections, ledgerProtections } from "./policies.ts";
+import { SequencerHandOff } from "./Sequencer.ts";
 import { Signing } from "./Signing.ts";
 
 /** Routes served by functions/ingest-http. Producer administration needs SigV4 (IAM): PRODUCER_ADMIN_ROUTES. */
@@ -51,7 +52,9 @@ const ACCESS_LOG_FORMAT = JSON.stringify({
 
 /**
  * Both ways in: the HTTP API (API Gateway HTTP API → ingest-http) and EventBridge (bus → rule → SQS queue with
- * a dead-letter queue → ingest-queue). Both ingest functions commit and sign, so both hold the signer's rights.
+ * a dead-letter queue → ingest-queue). Both ingest functions validate and authenticate, then hand the events to
+ * the sequencer queue (SQS FIFO, one message group per stream; stacks/Sequencer.ts), whose sequencer function
+ * commits and signs. ingest-http waits for the sequencer's receipts and answers with them.
  */
 export function Ingest({ app, stack }: StackContext) {
   const settings = useSettings(app);
@@ -102,13 +105,21 @@ export function Ingest({ app, stack }: StackContext) {
     ledgerProtections(table.tableArn),
   ];
 
+  // ---- Hand-off and sequencer ----
+  const dedupEnvironment = { DEDUP_WINDOW_SECONDS: String(settings.dedupWindowDays * 86_400) };
+  const handOff = new SequencerHandOff(stack);
+  const sequencer = handOff.addSequencer(stack, resources, writerStatements(), dedupEnvironment);
+
   // ---- HTTP ----
   const ingestHttp = sinkFunction(stack, "ingest-http", {
     resources,
-    description: "auditsink HTTP ingest: accepts signed events, commits them and returns receipts",
+    description:
+      "auditsink HTTP ingest: authenticates signed events, hands them to the sequencer, returns receipts",
     timeout: INGEST_HTTP_TIMEOUT_SECONDS,
-    memorySize: 1024,
-    statements: writerStatements(),
+    // It mostly waits for the sequencer's answer: the smallest size keeps the waiting cheap.
+    memorySize: 256,
+    statements: [...writerStatements(), ...handOff.producerStatements()],
+    environment: { ...handOff.producerEnvironment(), ...dedupEnvironment },
   });
 
   const accessLogs = new logs.LogGroup(stack, "ApiAccessLogs", {
@@ -196,14 +207,16 @@ export function Ingest({ app, stack }: StackContext) {
 
   const ingestQueue = sinkFunction(stack, "ingest-queue", {
     resources,
-    description: "auditsink EventBridge ingest: commits batches of events from the ingest queue",
+    description:
+      "auditsink EventBridge ingest: authenticates events from the ingest queue, hands them to the sequencer",
     timeout: INGEST_QUEUE_TIMEOUT_SECONDS,
-    memorySize: 1024,
-    statements: writerStatements(),
+    memorySize: 512,
+    statements: [...writerStatements(), ...handOff.producerStatements()],
+    environment: { ...handOff.producerEnvironment(), ...dedupEnvironment },
   });
   ingestQueue.fn.addEventSource(
     new lambdaEvents.SqsEventSource(queue, {
-      // Batches amortise the commit: one segment, one conditional write and one signature per batch.
+      // Batches amortise authentication and the hand-off (SendMessageBatch, 10 messages a call).
       batchSize: 100,
       maxBatchingWindow: Duration.seconds(2),
       reportBatchItemFailures: true,
@@ -239,6 +252,18 @@ export function Ingest({ app, stack }: StackContext) {
     EventBusArn: bus.eventBusArn,
     IngestQueueUrl: queue.queueUrl,
     IngestDeadLetterQueueUrl: deadLetters.queueUrl,
+    SequencerQueueUrl: handOff.queue.queueUrl,
+    SequencerDeadLetterQueueUrl: handOff.deadLetters.queueUrl,
   });
-  return { api, bus, queue, deadLetters, ingestHttp: ingestHttp.fn, ingestQueue: ingestQueue.fn };
+  return {
+    api,
+    bus,
+    queue,
+    deadLetters,
+    ingestHttp: ingestHttp.fn,
+    ingestQueue: ingestQueue.fn,
+    sequencer: sequencer.fn,
+    sequencerQueue: handOff.queue,
+    sequencerDeadLetters: handOff.deadLetters,
+  };
 }

@@ -16,6 +16,9 @@ export function Ledger({ stack }: StackContext) {
     deletionProtection: true,
     encryption: dynamodb.TableEncryption.AWS_MANAGED,
     removalPolicy: RemovalPolicy.RETAIN,
+    // Dedup entries expire after their window and the sequencer's answers after an hour (packages/aws
+    // DynamoDedupStore, handoff.ts); heads, producers and watermarks carry no expiresAt and never expire.
+    timeToLiveAttribute: "expiresAt",
   });
   table.addGlobalSecondaryIndex({
     indexName: "gsi1",

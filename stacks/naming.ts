@@ -9,16 +9,31 @@ import type { App } from "sst/constructs";
 import { type StageSettings, StageSettingsError } from "./settings.ts";
 
 /** Every IAM role the app creates for itself, by purpose. */
-export const ROLE_PURPOSES = ["ingest-http", "ingest-queue", "query", "verifier", "auditor"] as const;
+export const ROLE_PURPOSES = [
+  "ingest-http",
+  "ingest-queue",
+  "sequencer",
+  "query",
+  "verifier",
+  "auditor",
+] as const;
 export type RolePurpose = (typeof ROLE_PURPOSES)[number];
 
-/** Roles that commit records and sign checkpoints. */
-export const SIGNER_ROLES = ["ingest-http", "ingest-queue"] as const satisfies readonly RolePurpose[];
+/**
+ * Roles that sign with the checkpoint key: the sequencer (checkpoints) and the ingest functions (the system
+ * stream's producer registration events, signed with the sink key before they are handed off).
+ */
+export const SIGNER_ROLES = [
+  "sequencer",
+  "ingest-http",
+  "ingest-queue",
+] as const satisfies readonly RolePurpose[];
 
 /** The Lambda functions and the handler each runs (the runtime's contract, see functions/). */
 export const FUNCTIONS = {
   "ingest-http": "functions/ingest-http.handler",
   "ingest-queue": "functions/ingest-queue.handler",
+  sequencer: "functions/sequencer.handler",
   query: "functions/query.handler",
   verifier: "functions/verifier.handler",
 } as const satisfies Partial<Record<RolePurpose, string>>;

@@ -28,6 +28,11 @@ export interface StageSettings {
   apiRateLimit: number;
   /** Burst capacity of the HTTP API. */
   apiBurstLimit: number;
+  /**
+   * Days a replay of one producer + source + id returns the original receipt instead of a new record (the dedup
+   * window; docs/AWS.md). Default 14: the longest the sink's own queues keep an event before it is committed.
+   */
+  dedupWindowDays: number;
 }
 
 export const DEFAULT_SETTINGS: StageSettings = {
@@ -38,6 +43,7 @@ export const DEFAULT_SETTINGS: StageSettings = {
   logRetentionDays: 365,
   apiRateLimit: 200,
   apiBurstLimit: 400,
+  dedupWindowDays: 14,
 };
 
 /** The environment variable behind each setting (docs/DEPLOY.md documents them under these names). */
@@ -50,6 +56,7 @@ export const SETTING_VARIABLES = {
   logRetentionDays: "AUDITSINK_LOG_RETENTION_DAYS",
   apiRateLimit: "AUDITSINK_API_RATE_LIMIT",
   apiBurstLimit: "AUDITSINK_API_BURST_LIMIT",
+  dedupWindowDays: "AUDITSINK_DEDUP_WINDOW_DAYS",
 } as const satisfies Record<keyof StageSettings, string>;
 
 /** CloudWatch Logs accepts only these retention periods. */
@@ -110,6 +117,15 @@ export function resolveSettings(input: Partial<StageSettings> = {}): StageSettin
       `logRetentionDays is ${settings.logRetentionDays}; CloudWatch Logs accepts ${LOG_RETENTION_DAYS.join(", ")}`,
     );
   }
+  if (
+    !Number.isInteger(settings.dedupWindowDays) ||
+    settings.dedupWindowDays < 1 ||
+    settings.dedupWindowDays > 366
+  ) {
+    throw new StageSettingsError(
+      `dedupWindowDays must be a whole number of days from 1 to 366, got ${settings.dedupWindowDays}`,
+    );
+  }
   for (const key of ["apiRateLimit", "apiBurstLimit"] as const) {
     if (!Number.isInteger(settings[key]) || settings[key] < 1) {
       throw new StageSettingsError(`${key} must be a positive whole number, got ${settings[key]}`);
@@ -154,6 +170,7 @@ export function settingsFromEnv(env: Record<string, string | undefined>): StageS
       logRetentionDays: integer("logRetentionDays"),
       apiRateLimit: integer("apiRateLimit"),
       apiBurstLimit: integer("apiBurstLimit"),
+      dedupWindowDays: integer("dedupWindowDays"),
     });
   } catch (error) {
     if (error instanceof StageSettingsError) {

@@ -167,7 +167,7 @@ describe("Archive stack", () => {
 });
 
 describe("Ledger stack", () => {
-  it("is one on-demand table with pk/sk, the gsi1 index (projection ALL) and no TTL", () => {
+  it("is one on-demand table with pk/sk, the gsi1 index (projection ALL) and TTL on expiresAt", () => {
     const [, table] = only(synth.json.Ledger!, "AWS::DynamoDB::Table");
     expect(table.BillingMode).toBe("PAY_PER_REQUEST");
     expect(table.KeySchema).toEqual([
@@ -192,7 +192,7 @@ describe("Ledger stack", () => {
         Projection: { ProjectionType: "ALL" },
       },
     ]);
-    expect(table.TimeToLiveSpecification).toBeUndefined();
+    expect(table.TimeToLiveSpecification).toEqual({ AttributeName: "expiresAt", Enabled: true });
   });
 
   it("has point-in-time recovery and deletion protection, and is retained", () => {
@@ -209,7 +209,11 @@ describe("Signing stack", () => {
   const keyPolicy = (): Statement[] => (key()[1].KeyPolicy as { Statement: Statement[] }).Statement;
   const principalArns = (s: Statement, operator: string) =>
     list(s.Condition?.[operator]?.["aws:PrincipalArn"]).map(flatText).sort();
-  const signers = [roleArnText(ROLE.ingestHttp), roleArnText(ROLE.ingestQueue)].sort();
+  const signers = [
+    roleArnText(ROLE.sequencer),
+    roleArnText(ROLE.ingestHttp),
+    roleArnText(ROLE.ingestQueue),
+  ].sort();
 
   it("is an ECC_NIST_P256 SIGN_VERIFY key with a 30-day deletion window, retained", () => {
     const [id, props] = key();
@@ -222,7 +226,7 @@ describe("Signing stack", () => {
     expect(synth.json.Signing!.Resources[id]!.UpdateReplacePolicy).toBe("Retain");
   });
 
-  it("allows kms:Sign only to the two ingest roles", () => {
+  it("allows kms:Sign only to the sequencer (checkpoints) and the ingest roles (system events)", () => {
     const allowsSign = keyPolicy().filter(
       (s) => s.Effect === "Allow" && list(s.Action).some((a) => a === "kms:Sign" || a === "kms:*"),
     );
@@ -231,7 +235,7 @@ describe("Signing stack", () => {
     expect(principalArns(allowsSign[0]!, "ArnEquals")).toEqual(signers);
   });
 
-  it("denies kms:Sign to every principal other than the two ingest roles", () => {
+  it("denies kms:Sign to every principal other than the sequencer and the ingest roles", () => {
     const denySign = keyPolicy().filter((s) => s.Effect === "Deny" && list(s.Action).includes("kms:Sign"));
     expect(denySign).toHaveLength(1);
     expect(denySign[0]!.Principal).toEqual({ AWS: "*" });

@@ -27,6 +27,12 @@ const FUNCTIONS = {
     role: ROLE.ingestQueue,
     service: "ingest-queue",
   },
+  SequencerFunction: {
+    stack: "Ingest",
+    handler: "functions/sequencer.handler",
+    role: ROLE.sequencer,
+    service: "sequencer",
+  },
   QueryFunction: { stack: "Audit", handler: "functions/query.handler", role: ROLE.query, service: "query" },
   VerifierFunction: {
     stack: "Verify",

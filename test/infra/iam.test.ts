@@ -58,8 +58,9 @@ const LEDGER_READS = [
 ];
 
 const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
-  ingestHttp: WRITER,
-  ingestQueue: [...WRITER, ...SQS_CONSUMER],
+  ingestHttp: [...WRITER, "sqs:SendMessage"],
+  ingestQueue: [...WRITER, ...SQS_CONSUMER, "sqs:SendMessage"],
+  sequencer: [...WRITER, ...SQS_CONSUMER, "sqs:SendMessage"],
   query: [
     "s3:GetObject",
     "s3:ListBucket",
@@ -102,8 +103,8 @@ const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
   ],
 };
 
-const FUNCTION_ROLES = ["ingestHttp", "ingestQueue", "query", "verifier"] as const;
-const INGEST_ROLES = ["ingestHttp", "ingestQueue"] as const;
+const FUNCTION_ROLES = ["ingestHttp", "ingestQueue", "sequencer", "query", "verifier"] as const;
+const INGEST_ROLES = ["ingestHttp", "ingestQueue", "sequencer"] as const;
 const READER_ROLES = ["query", "verifier"] as const;
 
 /** A deny that applies to the archive (both the bucket and its objects) without any condition. */

@@ -180,10 +180,11 @@ describe("EventBridge ingest", () => {
   });
 
   it("feeds ingest-queue in batches with partial batch failure reporting", () => {
-    const mappings = resourcesOf(synth.json.Ingest!, "AWS::Lambda::EventSourceMapping");
+    const mappings = resourcesOf(synth.json.Ingest!, "AWS::Lambda::EventSourceMapping").filter(([, m]) =>
+      refersTo(m.EventSourceArn, "IngestQueue"),
+    );
     expect(mappings).toHaveLength(1);
     const [, mapping] = mappings[0]!;
-    expect(refersTo(mapping.EventSourceArn, "IngestQueue")).toBe(true);
     expect(refersTo(mapping.FunctionName, "IngestQueueFunction")).toBe(true);
     expect(mapping.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
     expect(mapping.BatchSize).toBe(100);

@@ -10,7 +10,7 @@ import { resolveSettings, settingsFromEnv } from "../../stacks/settings.ts";
 import { ROOT, resourcesOf, synthesize, synthesizeConfig } from "./synth.ts";
 
 describe("resolveSettings", () => {
-  it("defaults to the 180-day floor, a 5-minute verifier, no email and no extra accounts", () => {
+  it("defaults to the 180-day floor, a 5-minute verifier, no email, no extra accounts and a 14-day dedup window", () => {
     expect(resolveSettings({})).toEqual({
       retentionDays: 180,
       producerAccounts: [],
@@ -19,6 +19,7 @@ describe("resolveSettings", () => {
       logRetentionDays: 365,
       apiRateLimit: 200,
       apiBurstLimit: 400,
+      dedupWindowDays: 14,
     });
   });
 
@@ -60,6 +61,12 @@ describe("resolveSettings", () => {
   });
 });
 
+describe("dedupWindowDays", () => {
+  it.each([0, 367, 1.5])("refuses %s days, naming the setting", (days) => {
+    expect(() => resolveSettings({ dedupWindowDays: days })).toThrow(/dedupWindowDays/);
+  });
+});
+
 describe("settingsFromEnv", () => {
   it("reads every AUDITSINK_* variable", () => {
     expect(
@@ -72,6 +79,7 @@ describe("settingsFromEnv", () => {
         AUDITSINK_LOG_RETENTION_DAYS: "731",
         AUDITSINK_API_RATE_LIMIT: "50",
         AUDITSINK_API_BURST_LIMIT: "100",
+        AUDITSINK_DEDUP_WINDOW_DAYS: "30",
       }),
     ).toEqual({
       retentionDays: 400,
@@ -82,6 +90,7 @@ describe("settingsFromEnv", () => {
       logRetentionDays: 731,
       apiRateLimit: 50,
       apiBurstLimit: 100,
+      dedupWindowDays: 30,
     });
   });
 
