@@ -24,6 +24,11 @@ export interface PumpOptions {
   handlers: SequencerHandler[];
   /** Long-poll seconds of each ReceiveMessage (Lambda uses 20; short keeps stop() quick). */
   waitSeconds?: number;
+  /**
+   * With waitSeconds 0: milliseconds between empty polls. SQS's long poll returns as soon as a message arrives;
+   * moto's does not, so the load benchmark polls short with this gap instead (default 10).
+   */
+  idleMs?: number;
   context?: unknown;
 }
 
@@ -121,6 +126,8 @@ export function startPump(options: PumpOptions): Pump {
         if (n > 0) {
           state.invocations++;
           state.messages += n;
+        } else if ((options.waitSeconds ?? 1) === 0) {
+          await new Promise((r) => setTimeout(r, options.idleMs ?? 10));
         }
       } catch (e) {
         if (running) await new Promise((r) => setTimeout(r, 50));
