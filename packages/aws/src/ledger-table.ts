@@ -1,6 +1,6 @@
 /**
  * The ledger table's single-table layout (packages/aws/README.md §Item layout). One table holds chain heads,
- * dedup entries, producers and their keys, and verifier watermarks. Keys are `pk` (S) / `sk` (S); the GSI
+ * dedup entries, producers and their keys, and the verifier's watermarks, findings and cursors. Keys are `pk` (S) / `sk` (S); the GSI
  * `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. No TTL: nothing here expires.
  */
 import { createHash } from "node:crypto";
@@ -11,7 +11,15 @@ export const GSI1 = "gsi1";
 
 export const keys = {
   head: (stream: string) => ({ pk: `stream#${stream}`, sk: "head" }),
-  watermark: (stream: string) => ({ pk: `stream#${stream}`, sk: "verifier" }),
+  /**
+   * A stream's verifier watermark. Its own partition (not the head's `stream#`), so that IAM can let the verifier
+   * and only the verifier write it (`dynamodb:LeadingKeys`, stacks/Verify.ts).
+   */
+  watermark: (stream: string) => ({ pk: `watermark#${stream}`, sk: "watermark" }),
+  /** Where watermarks were kept before they had their own partition (read once, never written). */
+  legacyWatermark: (stream: string) => ({ pk: `stream#${stream}`, sk: "verifier" }),
+  /** One verifier finding, by its id (findingId: code, stream and what it is about). */
+  finding: (id: string) => ({ pk: `finding#${id}`, sk: "finding" }),
   /** The dedup key (`source` NUL `id`) can be ~1.3 KB; its SHA-256 keeps the item key short and fixed. */
   dedup: (eventKey: string) => ({
     pk: `event#${createHash("sha256").update(eventKey).digest("hex")}`,
@@ -22,12 +30,15 @@ export const keys = {
   verifierCursor: () => ({ pk: "verifier", sk: "cursor" }),
   /** When the verifier last saw a record from each producer (for heartbeat alerts). */
   verifierHeartbeats: () => ({ pk: "verifier", sk: "heartbeats" }),
+  /** Where the resumable archive sweep stopped. */
+  verifierSweep: () => ({ pk: "verifier", sk: "sweep" }),
 } as const;
 
-/** GSI partitions: every head, and every producer, each listed in name order. */
+/** GSI partitions: every head, and every producer, each listed in name order; every finding, oldest first. */
 export const indexes = {
   streams: "streams",
   producers: "producers",
+  findings: "findings",
 } as const;
 
 /** Creates the table as stacks/Ledger.ts does (for tests and local development against DynamoDB Local). */

@@ -11,6 +11,7 @@ import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { KMSClient } from "@aws-sdk/client-kms";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SNSClient } from "@aws-sdk/client-sns";
+import { SQSClient } from "@aws-sdk/client-sqs";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { AwsAlertSink } from "./AwsAlertSink.ts";
 import { type AwsSettings, s3ClientOptions, settingsFromEnv } from "./config.ts";
@@ -30,6 +31,7 @@ export interface AwsClients {
   sns: SNSClient;
   events: EventBridgeClient;
   cloudwatch: CloudWatchClient;
+  sqs: SQSClient;
 }
 
 /** One client per service; endpoints and region come from the SDK's environment variables. */
@@ -43,6 +45,7 @@ export function createClients(env: Readonly<Record<string, string | undefined>> 
     sns: new SNSClient({}),
     events: new EventBridgeClient({}),
     cloudwatch: new CloudWatchClient({}),
+    sqs: new SQSClient({}),
   };
 }
 
@@ -51,7 +54,10 @@ export interface AwsRuntimeOptions {
   producerCacheSeconds?: number;
   /** Most records one segment may hold (core default 10,000). */
   maxSegmentRecords?: number;
-  /** Export the signing key's public key to the archive on start (default true; the read-only query role cannot). */
+  /**
+   * Export the signing key's public key to the archive on start (default false: only the producer-admin role may
+   * write `keys/`; ingest, query and the verifier may not).
+   */
   exportPublicKey?: boolean;
 }
 
@@ -126,7 +132,7 @@ export class AwsRuntime {
         this.settings.signingKeyId,
         this.settings.origin,
       );
-      if (this.options.exportPublicKey !== false) await signer.exportPublicKey(this.objects);
+      if (this.options.exportPublicKey === true) await signer.exportPublicKey(this.objects);
       const sink = new MeteredSink({
         deployment: this.settings.origin,
         objects: this.objects,
