@@ -12,16 +12,23 @@ import { EXECUTE_API_FINDING, executeApiArn } from "./http.ts";
 import { Ledger } from "./Ledger.ts";
 import { queueVisibilityFor, type SinkResources, sinkFunction } from "./lambda.ts";
 import { useSettings } from "./naming.ts";
-import { archiveProtections, keyProtections, ledgerProtections } from "./policies.ts";
+import {
+  archiveProtections,
+  denyLedgerPartitions,
+  INGEST_FORBIDDEN_PARTITIONS,
+  keyProtections,
+  LEDGER_PARTITIONS,
+  ledgerProtections,
+  ledgerWrites,
+  SYSTEM_STREAM_NAME,
+} from "./policies.ts";
 import { Signing } from "./Signing.ts";
 
-/** Routes served by functions/ingest-http. Producer administration needs SigV4 (IAM): PRODUCER_ADMIN_ROUTES. */
-export const INGEST_ROUTES = [
-  "POST /v1/streams/{stream}/events",
-  "POST /v1/producers",
-  "POST /v1/producers/{id}/revoke",
-  "GET /healthz",
-] as const;
+/**
+ * Routes served by functions/ingest-http. Producer administration (PRODUCER_ADMIN_ROUTES, SigV4) is served by
+ * functions/producer-admin under its own role (stacks/ProducerAdmin.ts).
+ */
+export const INGEST_ROUTES = ["POST /v1/streams/{stream}/events", "GET /healthz"] as const;
 
 /** Registering or revoking a producer key changes who may write: only IAM-authenticated operators may. */
 export const PRODUCER_ADMIN_ROUTES = ["POST /v1/producers", "POST /v1/producers/{id}/revoke"] as const;
@@ -68,7 +75,14 @@ export function Ingest({ app, stack }: StackContext) {
     new iam.PolicyStatement({
       sid: "CreateArchiveObjects",
       actions: ["s3:PutObject", "s3:PutObjectRetention"],
-      resources: [archive.arnForObjects("streams/*"), archive.arnForObjects("keys/*")],
+      resources: [archive.arnForObjects("streams/*")],
+    }),
+    // Internet-facing: never the public key documents or the `_system` stream (producer-admin's, ProducerAdmin.ts).
+    new iam.PolicyStatement({
+      sid: "DenyKeysAndSystemStream",
+      effect: iam.Effect.DENY,
+      actions: ["s3:PutObject", "s3:PutObjectRetention"],
+      resources: [archive.arnForObjects("keys/*"), archive.arnForObjects(`streams/${SYSTEM_STREAM_NAME}/*`)],
     }),
     new iam.PolicyStatement({
       sid: "ReadArchive",
@@ -81,17 +95,12 @@ export function Ingest({ app, stack }: StackContext) {
       resources: [archive.bucketArn],
     }),
     new iam.PolicyStatement({
-      sid: "UseLedger",
-      actions: [
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:ConditionCheckItem",
-      ],
+      sid: "ReadLedger",
+      actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
       resources: [table.tableArn, `${table.tableArn}/index/*`],
     }),
+    ledgerWrites("WriteHeadsAndDedup", table.tableArn, LEDGER_PARTITIONS.ingest),
+    denyLedgerPartitions("DenyRegistryAndVerifierState", table.tableArn, INGEST_FORBIDDEN_PARTITIONS),
     new iam.PolicyStatement({
       sid: "SignCheckpoints",
       actions: ["kms:Sign", "kms:GetPublicKey"],

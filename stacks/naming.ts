@@ -9,16 +9,28 @@ import type { App } from "sst/constructs";
 import { type StageSettings, StageSettingsError } from "./settings.ts";
 
 /** Every IAM role the app creates for itself, by purpose. */
-export const ROLE_PURPOSES = ["ingest-http", "ingest-queue", "query", "verifier", "auditor"] as const;
+export const ROLE_PURPOSES = [
+  "ingest-http",
+  "ingest-queue",
+  "producer-admin",
+  "query",
+  "verifier",
+  "auditor",
+] as const;
 export type RolePurpose = (typeof ROLE_PURPOSES)[number];
 
-/** Roles that commit records and sign checkpoints. */
-export const SIGNER_ROLES = ["ingest-http", "ingest-queue"] as const satisfies readonly RolePurpose[];
+/** Roles that commit records and sign checkpoints (producer-admin: only the `_system` stream's). */
+export const SIGNER_ROLES = [
+  "ingest-http",
+  "ingest-queue",
+  "producer-admin",
+] as const satisfies readonly RolePurpose[];
 
 /** The Lambda functions and the handler each runs (the runtime's contract, see functions/). */
 export const FUNCTIONS = {
   "ingest-http": "functions/ingest-http.handler",
   "ingest-queue": "functions/ingest-queue.handler",
+  "producer-admin": "functions/producer-admin.handler",
   query: "functions/query.handler",
   verifier: "functions/verifier.handler",
 } as const satisfies Partial<Record<RolePurpose, string>>;

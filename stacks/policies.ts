@@ -74,6 +74,68 @@ export const LEDGER_READ_ACTIONS = [
   "dynamodb:DescribeTable",
 ];
 
+/**
+ * Days above the configured retention a writer may set: S3 counts remaining days from the request, and a writer
+ * sets "now + retentionDays" a moment before, so a small margin keeps the sink's own writes inside the ceiling
+ * while refusing the decades-long retention a compromised writer could use to pin storage costs on the account.
+ */
+export const RETENTION_CEILING_MARGIN_DAYS = 2;
+
+/** The stream producer administration records registry changes and acknowledgements in (core SYSTEM_STREAM). */
+export const SYSTEM_STREAM_NAME = "_system";
+
+/**
+ * Ledger partitions (the `pk` prefix, packages/aws/src/ledger-table.ts) each role may write, enforced with
+ * `dynamodb:LeadingKeys`. Ingest writes chain heads and dedup entries; producer administration writes producers,
+ * their keys and the `_system` stream it records changes in; the verifier writes its own state.
+ */
+export const LEDGER_PARTITIONS = {
+  ingest: ["stream#*", "event#*"],
+  producerAdmin: ["producer#*", "key#*", `stream#${SYSTEM_STREAM_NAME}`, "event#*"],
+  verifier: ["watermark#*", "finding#*", "verifier"],
+} as const;
+
+/** What ingest may never write, whatever else it is allowed: the registry, `_system` and the verifier's state. */
+export const INGEST_FORBIDDEN_PARTITIONS = [
+  "producer#*",
+  "key#*",
+  `stream#${SYSTEM_STREAM_NAME}`,
+  "watermark#*",
+  "finding#*",
+  "verifier",
+];
+
+/**
+ * Allows item writes only on items whose partition key matches `partitions`. Never BatchWriteItem: its delete
+ * requests are not authorized as dynamodb:DeleteItem, so the DeleteItem deny would not stop them.
+ */
+export function ledgerWrites(
+  sid: string,
+  tableArn: string,
+  partitions: readonly string[],
+  actions: readonly string[] = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid,
+    actions: [...actions],
+    resources: [tableArn],
+    conditions: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": [...partitions] } },
+  });
+}
+
+/** Denies item writes on any item whose partition key matches `partitions` (an explicit deny wins). */
+export function denyLedgerPartitions(
+  sid: string,
+  tableArn: string,
+  partitions: readonly string[],
+): iam.PolicyStatement {
+  return deny({ kind: "identity" }, sid, {
+    actions: LEDGER_WRITE_ACTIONS,
+    resources: [tableArn, `${tableArn}/*`],
+    conditions: { "ForAnyValue:StringLike": { "dynamodb:LeadingKeys": [...partitions] } },
+  });
+}
+
 /** Who a protection applies to: an identity policy (no principal) or a resource policy (the app's roles). */
 export type Scope = { kind: "identity" } | { kind: "resource"; principalArnPattern: string };
 
@@ -102,6 +164,8 @@ function deny(
  * the same action whether retention is set at creation or later on an existing version; what it can refuse is a
  * retention that ends sooner than `retentionDays` from now or is not COMPLIANCE mode. Shortening the retention of
  * an existing COMPLIANCE-mode version is refused by S3 itself, for every principal including the root user.
+ * A retention longer than the configured one plus RETENTION_CEILING_MARGIN_DAYS is refused too: locked storage
+ * nobody can delete for decades is a cost attack.
  */
 export function archiveProtections(
   scope: Scope,
@@ -119,6 +183,15 @@ export function archiveProtections(
       resources: [`${bucketArn}/*`],
       conditions: {
         NumericLessThan: { "s3:object-lock-remaining-retention-days": String(minimumRemainingDays) },
+      },
+    }),
+    deny(scope, "DenyRetentionAboveCeiling", {
+      actions: ["s3:PutObjectRetention"],
+      resources: [`${bucketArn}/*`],
+      conditions: {
+        NumericGreaterThan: {
+          "s3:object-lock-remaining-retention-days": String(retentionDays + RETENTION_CEILING_MARGIN_DAYS),
+        },
       },
     }),
     deny(scope, "DenyRetentionOtherThanCompliance", {

@@ -28,6 +28,11 @@ export interface StageSettings {
   apiRateLimit: number;
   /** Burst capacity of the HTTP API. */
   apiBurstLimit: number;
+  /**
+   * SHA-256 fingerprints (hex) of checkpoint keys the verifier trusts besides the live KMS key: earlier keys of
+   * this deployment, so their checkpoints keep verifying. A key document in the archive is trusted only if pinned.
+   */
+  trustedKeyFingerprints: string[];
 }
 
 export const DEFAULT_SETTINGS: StageSettings = {
@@ -38,6 +43,7 @@ export const DEFAULT_SETTINGS: StageSettings = {
   logRetentionDays: 365,
   apiRateLimit: 200,
   apiBurstLimit: 400,
+  trustedKeyFingerprints: [],
 };
 
 /** The environment variable behind each setting (docs/DEPLOY.md documents them under these names). */
@@ -50,6 +56,7 @@ export const SETTING_VARIABLES = {
   logRetentionDays: "AUDITSINK_LOG_RETENTION_DAYS",
   apiRateLimit: "AUDITSINK_API_RATE_LIMIT",
   apiBurstLimit: "AUDITSINK_API_BURST_LIMIT",
+  trustedKeyFingerprints: "AUDITSINK_TRUSTED_KEY_FINGERPRINTS",
 } as const satisfies Record<keyof StageSettings, string>;
 
 /** CloudWatch Logs accepts only these retention periods. */
@@ -115,6 +122,15 @@ export function resolveSettings(input: Partial<StageSettings> = {}): StageSettin
       throw new StageSettingsError(`${key} must be a positive whole number, got ${settings[key]}`);
     }
   }
+  settings.trustedKeyFingerprints = settings.trustedKeyFingerprints.map((f) => f.toLowerCase());
+  for (const fingerprint of settings.trustedKeyFingerprints) {
+    if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
+      throw new StageSettingsError(
+        `trustedKeyFingerprints holds "${fingerprint}", which is not a SHA-256 fingerprint (64 hex digits)`,
+      );
+    }
+  }
+  settings.trustedKeyFingerprints = [...new Set(settings.trustedKeyFingerprints)].sort();
   return settings;
 }
 
@@ -154,6 +170,7 @@ export function settingsFromEnv(env: Record<string, string | undefined>): StageS
       logRetentionDays: integer("logRetentionDays"),
       apiRateLimit: integer("apiRateLimit"),
       apiBurstLimit: integer("apiBurstLimit"),
+      trustedKeyFingerprints: list("trustedKeyFingerprints"),
     });
   } catch (error) {
     if (error instanceof StageSettingsError) {

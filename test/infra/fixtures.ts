@@ -14,6 +14,7 @@ export const SETTINGS: Partial<StageSettings> = {
 export const ROLE = {
   ingestHttp: `auditsink-${STAGE}-${REGION}-ingest-http`,
   ingestQueue: `auditsink-${STAGE}-${REGION}-ingest-queue`,
+  producerAdmin: `auditsink-${STAGE}-${REGION}-producer-admin`,
   query: `auditsink-${STAGE}-${REGION}-query`,
   verifier: `auditsink-${STAGE}-${REGION}-verifier`,
   auditor: `auditsink-${STAGE}-${REGION}-auditor`,

@@ -60,6 +60,7 @@ const LEDGER_READS = [
 const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
   ingestHttp: WRITER,
   ingestQueue: [...WRITER, ...SQS_CONSUMER],
+  producerAdmin: WRITER.filter((a) => a !== "s3:ListBucketVersions"),
   query: [
     "s3:GetObject",
     "s3:ListBucket",
@@ -79,6 +80,10 @@ const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
     ...LEDGER_READS,
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
     "kms:DescribeKey",
     "kms:GetPublicKey",
     "cloudwatch:PutMetricData",
@@ -102,8 +107,9 @@ const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
   ],
 };
 
-const FUNCTION_ROLES = ["ingestHttp", "ingestQueue", "query", "verifier"] as const;
+const FUNCTION_ROLES = ["ingestHttp", "ingestQueue", "producerAdmin", "query", "verifier"] as const;
 const INGEST_ROLES = ["ingestHttp", "ingestQueue"] as const;
+const WRITER_ROLES = ["ingestHttp", "ingestQueue", "producerAdmin"] as const;
 const READER_ROLES = ["query", "verifier"] as const;
 
 /** A deny that applies to the archive (both the bucket and its objects) without any condition. */
@@ -181,29 +187,22 @@ describe.each(FUNCTION_ROLES)("%s role's explicit denies", (role) => {
   });
 });
 
-describe.each(INGEST_ROLES)("%s role (writer and signer)", (role) => {
+describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
   const statements = () => roleStatements(synth, ROLE[role]);
 
-  it("creates objects only under streams/ and keys/", () => {
-    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
-    expect(puts).toHaveLength(1);
-    expect(list(puts[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
-    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
-      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/\*$/),
-      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/keys\/\*$/),
-    ]);
-  });
-
   it("may not put an object without If-None-Match", () => {
-    const denies = denyStatementsFor(statements(), "s3:PutObject");
+    const denies = denyStatementsFor(statements(), "s3:PutObject").filter((s) => s.Condition !== undefined);
     expect(denies).toHaveLength(1);
     expect(denies[0]!.Condition).toEqual({ Null: { "s3:if-none-match": "true" } });
   });
 
-  it("may not set a retention shorter than the stage's, or other than COMPLIANCE", () => {
+  it("may not set a retention shorter than the stage's, longer than it plus two days, or other than COMPLIANCE", () => {
     const conditions = denyStatementsFor(statements(), "s3:PutObjectRetention").map((s) => s.Condition);
     expect(conditions).toContainEqual({
       NumericLessThan: { "s3:object-lock-remaining-retention-days": "399" },
+    });
+    expect(conditions).toContainEqual({
+      NumericGreaterThan: { "s3:object-lock-remaining-retention-days": "402" },
     });
     expect(conditions).toContainEqual({ StringNotEquals: { "s3:object-lock-mode": "COMPLIANCE" } });
   });
@@ -212,6 +211,87 @@ describe.each(INGEST_ROLES)("%s role (writer and signer)", (role) => {
     const signs = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("kms:Sign"));
     expect(signs).toHaveLength(1);
     expect(JSON.stringify(signs[0]!.Resource)).toMatch(/SigningKey/);
+  });
+
+  it("writes ledger items only in its own partitions (dynamodb:LeadingKeys), never in a batch", () => {
+    const writes = statements().filter(
+      (s) =>
+        s.Effect === "Allow" && list(s.Action).some((a) => a.startsWith("dynamodb:") && !/Get|Query/.test(a)),
+    );
+    expect(writes).toHaveLength(1);
+    expect(list(writes[0]!.Action).sort()).toEqual([
+      "dynamodb:ConditionCheckItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+    ]);
+    expect(writes[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": {
+        "dynamodb:LeadingKeys":
+          role === "producerAdmin"
+            ? ["producer#*", "key#*", "stream#_system", "event#*"]
+            : ["stream#*", "event#*"],
+      },
+    });
+  });
+});
+
+describe.each(INGEST_ROLES)("%s role (internet-facing)", (role) => {
+  const statements = () => roleStatements(synth, ROLE[role]);
+
+  it("creates objects only under streams/", () => {
+    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
+    expect(puts).toHaveLength(1);
+    expect(list(puts[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
+    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/\*$/),
+    ]);
+  });
+
+  it("is denied writing the public key documents and the _system stream", () => {
+    const denies = denyStatementsFor(statements(), "s3:PutObject").filter((s) => s.Condition === undefined);
+    expect(denies).toHaveLength(1);
+    expect(list(denies[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
+    expect(list(denies[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/\/keys\/\*$/),
+      expect.stringMatching(/\/streams\/_system\/\*$/),
+    ]);
+  });
+
+  it.each([
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+  ])("is denied %s on producers, keys, _system, watermarks, findings and verifier items", (action) => {
+    const denies = denyStatementsFor(statements(), action).filter((s) =>
+      JSON.stringify(s.Condition ?? {}).includes("LeadingKeys"),
+    );
+    expect(denies).toHaveLength(1);
+    expect(denies[0]!.Condition).toEqual({
+      "ForAnyValue:StringLike": {
+        "dynamodb:LeadingKeys": [
+          "producer#*",
+          "key#*",
+          "stream#_system",
+          "watermark#*",
+          "finding#*",
+          "verifier",
+        ],
+      },
+    });
+  });
+});
+
+describe("producerAdmin role", () => {
+  const statements = () => roleStatements(synth, ROLE.producerAdmin);
+
+  it("creates objects only under keys/ and streams/_system/", () => {
+    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
+    expect(puts).toHaveLength(1);
+    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/keys\/\*$/),
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/_system\/\*$/),
+    ]);
   });
 });
 
@@ -238,14 +318,24 @@ describe("query role", () => {
 });
 
 describe("verifier role", () => {
-  it("writes only watermark and cursor items of the ledger", () => {
+  it("writes only its watermark, finding and cursor items of the ledger", () => {
     const writes = roleStatements(synth, ROLE.verifier).filter(
       (s) => s.Effect === "Allow" && list(s.Action).includes("dynamodb:PutItem"),
     );
     expect(writes).toHaveLength(1);
+    expect(list(writes[0]!.Action).sort()).toEqual(["dynamodb:PutItem", "dynamodb:UpdateItem"]);
     expect(writes[0]!.Condition).toEqual({
-      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["stream#*", "verifier"] },
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["watermark#*", "finding#*", "verifier"] },
     });
+  });
+
+  it("reads and deletes messages of the archive-changes queue only", () => {
+    const sqs = roleStatements(synth, ROLE.verifier).filter(
+      (s) => s.Effect === "Allow" && list(s.Action).some((a) => a.startsWith("sqs:")),
+    );
+    expect(sqs).toHaveLength(1);
+    expect(JSON.stringify(sqs[0]!.Resource)).toMatch(/ArchiveChanges[0-9A-F]{8}/);
+    expect(JSON.stringify(sqs[0]!.Resource)).not.toMatch(/DeadLetters/);
   });
 
   it("publishes alert events to the default bus only", () => {

@@ -19,7 +19,14 @@ describe("resolveSettings", () => {
       logRetentionDays: 365,
       apiRateLimit: 200,
       apiBurstLimit: 400,
+      trustedKeyFingerprints: [],
     });
+  });
+
+  it("refuses a pinned key fingerprint that is not 64 hex digits, naming the setting", () => {
+    expect(() => resolveSettings({ trustedKeyFingerprints: ["abc"] })).toThrow(
+      /trustedKeyFingerprints holds "abc", which is not a SHA-256 fingerprint/,
+    );
   });
 
   it.each([179, 90, 0, -1])(
@@ -72,6 +79,7 @@ describe("settingsFromEnv", () => {
         AUDITSINK_LOG_RETENTION_DAYS: "731",
         AUDITSINK_API_RATE_LIMIT: "50",
         AUDITSINK_API_BURST_LIMIT: "100",
+        AUDITSINK_TRUSTED_KEY_FINGERPRINTS: `${"B".repeat(64)}, ${"a".repeat(64)}`,
       }),
     ).toEqual({
       retentionDays: 400,
@@ -82,6 +90,7 @@ describe("settingsFromEnv", () => {
       logRetentionDays: 731,
       apiRateLimit: 50,
       apiBurstLimit: 100,
+      trustedKeyFingerprints: ["a".repeat(64), "b".repeat(64)],
     });
   });
 
