@@ -81,7 +81,10 @@ export interface VerificationPolicy {
   settle?: { tries: number; delayMs: number };
   /** Injected for tests; default setTimeout. */
   sleep?: (ms: number) => Promise<void>;
-  progress?: FetchProgress & { onStream?: (stream: string) => void; onStreamDone?: () => void };
+  progress?: FetchProgress & {
+    onStream?: (stream: string) => void | Promise<void>;
+    onStreamDone?: () => void;
+  };
 }
 
 export interface ArchiveReport {
@@ -177,7 +180,7 @@ export async function runVerification(
     const rawHead = source.heads ? await source.heads.get(stream) : undefined;
     const head = isHead(rawHead) ? rawHead : undefined;
     const from = policy.mode === "incremental" ? policy.states?.[stream] : undefined;
-    policy.progress?.onStream?.(stream);
+    await policy.progress?.onStream?.(stream);
     try {
       const report = await verifyStoredStream(
         source.objects,
