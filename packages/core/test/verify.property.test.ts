@@ -231,3 +231,85 @@ describe("verifier properties", () => {
     );
   });
 });
+
+describe("the verifier reports, never throws, on any stored bytes (issue 10 item 7a)", () => {
+  let honest: Log;
+  let producerKeys: Map<string, import("node:crypto").KeyObject>;
+  beforeAll(async () => {
+    honest = await buildLog([3, 1, 4, 2]);
+    producerKeys = new Map([...honest.ports.producers.keys.values()].map((k) => [k.keyId, k.publicKey]));
+  });
+
+  /** Text an attacker might splice in: numbers JSON can hold but doubles cannot, lone surrogates, structure. */
+  const hostile = fc.oneof(
+    fc.constantFrom(
+      "1e400",
+      "-1e400",
+      "\\ud800",
+      "\\udfff",
+      '"\\ud83d"',
+      "\n",
+      '"',
+      "{",
+      "}",
+      "[",
+      ",",
+      "\\",
+      "\u0000",
+    ),
+    fc.string({ unit: "binary", maxLength: 12 }),
+    fc.string({ maxLength: 12 }),
+  );
+  const edit = fc.oneof(
+    fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) }),
+    fc.record({ kind: fc.constant("insert" as const), at: fc.nat(), text: hostile }),
+    fc.record({
+      kind: fc.constant("replace" as const),
+      at: fc.nat(),
+      length: fc.integer({ min: 1, max: 8 }),
+      text: hostile,
+    }),
+    fc.record({
+      kind: fc.constant("delete" as const),
+      at: fc.nat(),
+      length: fc.integer({ min: 1, max: 64 }),
+    }),
+  );
+
+  it("random edits of segments and checkpoints are reported as failures; verification never throws", () => {
+    const keys = [...honest.objects.keys()].sort();
+    fc.assert(
+      fc.property(fc.nat(), fc.array(edit, { minLength: 1, maxLength: 3 }), (k, edits) => {
+        // Prepare
+        const key = keys[k % keys.length]!;
+        let bytes = Buffer.from(honest.objects.get(key)!);
+        for (const e of edits) {
+          const at = e.at % (bytes.length + 1);
+          if (e.kind === "flip") {
+            if (bytes.length > 0) bytes[at % bytes.length]! ^= e.mask;
+          } else if (e.kind === "insert") {
+            bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from(e.text), bytes.subarray(at)]);
+          } else if (e.kind === "replace") {
+            bytes = Buffer.concat([
+              bytes.subarray(0, at),
+              Buffer.from(e.text),
+              bytes.subarray(at + e.length),
+            ]);
+          } else {
+            bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + e.length)]);
+          }
+        }
+        fc.pre(!bytes.equals(honest.objects.get(key)!));
+        // Act
+        const report = verifyStream(STREAM, new Map(honest.objects).set(key, bytes), {
+          trusted: [honest.ports.signer.key],
+          deployment: DEPLOYMENT,
+          producerKeys,
+        });
+        // Assess
+        expect(report.failures.length).toBeGreaterThan(0);
+      }),
+      RUNS,
+    );
+  });
+});
