@@ -167,7 +167,7 @@ export class StreamVerifier {
     if (head?.checkpoint !== undefined) {
       const opened =
         typeof head.checkpoint === "string" ? openCheckpoint(head.checkpoint, options.trusted) : undefined;
-      if (!opened?.ok || !this.originOk(opened.checkpoint)) {
+      if (!opened?.ok || !this.originOk(opened.checkpoint, opened.key)) {
         this.fail(
           "head-checkpoint-invalid",
           head.size,
@@ -184,9 +184,12 @@ export class StreamVerifier {
     this.failures.push({ code, stream: this.stream, ...(at !== undefined ? { at } : {}), message });
   }
 
-  private originOk(cp: Checkpoint): boolean {
-    const origin = this.options.deployment ? originFor(this.options.deployment, this.stream) : undefined;
-    return origin ? cp.origin === origin : cp.origin.endsWith(`/${this.stream}`);
+  /**
+   * The origin must be `<deployment>/<stream>`; without a deployment name given, the deployment is the name of
+   * the trusted key that signed (a key's name is its deployment's name, FORMAT.md §2).
+   */
+  private originOk(cp: Checkpoint, signedBy: NoteKey): boolean {
+    return cp.origin === originFor(this.options.deployment ?? signedBy.name, this.stream);
   }
 
   /** The walk's position: the number of record positions walked (including any the incremental start skipped). */
@@ -217,7 +220,7 @@ export class StreamVerifier {
       this.fail("checkpoint-key-mismatch", key, `checkpoint ${key} holds size ${cp.size}`);
       return;
     }
-    if (!this.originOk(cp)) {
+    if (!this.originOk(cp, opened.key)) {
       this.fail(
         "checkpoint-origin-mismatch",
         key,

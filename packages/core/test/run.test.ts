@@ -313,3 +313,40 @@ describe("Frontier beyond 32 bits (issue 10 item 7e)", () => {
     expect(() => f.append(sha256("leaf"))).toThrow(RangeError);
   });
 });
+
+describe("FORMAT.md rules an independent verifier relies on (issue 10 item 18)", () => {
+  it("a record with a member §5 does not define is malformed", async () => {
+    const w = await world();
+    const key = segmentKey("alpha", 0);
+    const text = Buffer.from(w.ports.objects.objects.get(key)!).toString("utf8");
+    const objects = new Map([...w.ports.objects.objects].filter(([k]) => k.startsWith("streams/alpha/"))).set(
+      key,
+      Buffer.from(text.replace('"v":1}', '"v":1,"zz":0}')),
+    );
+    const report = verifyStream("alpha", objects, { trusted: [w.ports.signer.key] });
+    expect(report.failures.map((f) => [f.code, f.at])).toContainEqual(["record-malformed", 0]);
+  });
+
+  for (const [what, edit] of [
+    ["extension lines in another order", (t: string) => t.replace(/(head \S+)\n(time \S+)\n/, "$2\n$1\n")],
+    ["a duplicated time line", (t: string) => t.replace(/(time \S+\n)/, "$1$1")],
+    ["a time without Z", (t: string) => t.replace(/Z\n$/, "+00:00\n")],
+  ] as const) {
+    it(`a checkpoint with ${what} is malformed`, async () => {
+      const w = await world();
+      const key = checkpointKey("alpha", 2);
+      const text = Buffer.from(w.ports.objects.objects.get(key)!).toString("utf8");
+      const [body] = text.split("\n\n");
+      const cp = await import("../src/checkpoint.ts");
+      expect(() => cp.parseCheckpointText(edit(`${body}\n`))).toThrow(/extension|time/);
+    });
+  }
+
+  it("without a deployment name, the origin must be the signing key's name and the stream", async () => {
+    const w = await world();
+    const objects = new Map([...w.ports.objects.objects].filter(([k]) => k.startsWith("streams/alpha/")));
+    const renamed = new Map([...objects].map(([k, v]) => [k.replace("/alpha/", "/beta/"), v]));
+    const report = verifyStream("beta", renamed, { trusted: [w.ports.signer.key] });
+    expect(new Set(report.failures.map((f) => f.code))).toContain("checkpoint-origin-mismatch");
+  });
+});
