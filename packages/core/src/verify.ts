@@ -493,10 +493,16 @@ export class StreamVerifier {
 
   private checkReceipts(size: number): void {
     for (const r of this.options.receipts ?? []) {
-      const verdict = verifyReceipt(r, {
-        trusted: this.options.trusted,
-        ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
-      });
+      let verdict: ReturnType<typeof verifyReceipt>;
+      try {
+        verdict = verifyReceipt(r, {
+          trusted: this.options.trusted,
+          ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
+        });
+      } catch (e) {
+        // A receipt is caller input of any shape (a JSON file): never let it stop the report.
+        verdict = { ok: false, code: "receipt-malformed", detail: (e as Error).message };
+      }
       if (!verdict.ok) {
         this.fail(verdict.code, r.index, `receipt for record ${r.index}: ${verdict.detail}`);
         continue;
