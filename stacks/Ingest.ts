@@ -20,7 +20,6 @@ import {
   LEDGER_PARTITIONS,
   ledgerProtections,
   ledgerWrites,
-  SYSTEM_STREAM_NAME,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
 
@@ -77,12 +76,12 @@ export function Ingest({ app, stack }: StackContext) {
       actions: ["s3:PutObject", "s3:PutObjectRetention"],
       resources: [archive.arnForObjects("streams/*")],
     }),
-    // Internet-facing: never the public key documents or the `_system` stream (producer-admin's, ProducerAdmin.ts).
+    // Internet-facing: never the public key documents (producer-admin's, stacks/ProducerAdmin.ts).
     new iam.PolicyStatement({
-      sid: "DenyKeysAndSystemStream",
+      sid: "DenyKeyDocuments",
       effect: iam.Effect.DENY,
       actions: ["s3:PutObject", "s3:PutObjectRetention"],
-      resources: [archive.arnForObjects("keys/*"), archive.arnForObjects(`streams/${SYSTEM_STREAM_NAME}/*`)],
+      resources: [archive.arnForObjects("keys/*")],
     }),
     new iam.PolicyStatement({
       sid: "ReadArchive",

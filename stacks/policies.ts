@@ -91,15 +91,19 @@ export const SYSTEM_STREAM_NAME = "_system";
  */
 export const LEDGER_PARTITIONS = {
   ingest: ["stream#*", "event#*"],
-  producerAdmin: ["producer#*", "key#*", `stream#${SYSTEM_STREAM_NAME}`, "event#*"],
+  producerAdmin: ["producer#*", "key#*", "ack#*", `stream#${SYSTEM_STREAM_NAME}`, "event#*"],
   verifier: ["watermark#*", "finding#*", "verifier"],
 } as const;
 
-/** What ingest may never write, whatever else it is allowed: the registry, `_system` and the verifier's state. */
+/**
+ * What ingest may never write, whatever else it is allowed: the producer registry, the confirmations of finding
+ * acknowledgements, and the verifier's state. (Ingest does append to `_system`: it records each new stream's
+ * creation there. An acknowledgement in `_system` counts only with its `ack#` item, which ingest cannot write.)
+ */
 export const INGEST_FORBIDDEN_PARTITIONS = [
   "producer#*",
   "key#*",
-  `stream#${SYSTEM_STREAM_NAME}`,
+  "ack#*",
   "watermark#*",
   "finding#*",
   "verifier",

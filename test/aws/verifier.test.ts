@@ -1,18 +1,21 @@
-import { type AwsRuntime, AwsVerifier, acknowledgeFinding, keys } from "@auditsink/aws";
+import { type AwsRuntime, AwsVerifier, acknowledgeFinding, FINDING_ACKNOWLEDGED, keys } from "@auditsink/aws";
 import {
+  admit,
   checkpointKey,
   generateKeyPair,
   keyFingerprint,
   makeNoteKey,
   publicKeyDocument,
+  SYSTEM_PRODUCER,
   segmentKey,
   signEvent,
+  signSystemEvent,
 } from "@auditsink/core";
 import { DisableKeyCommand, ScheduleKeyDeletionCommand } from "@aws-sdk/client-kms";
 import { DeleteObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { PutCommand } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
 import {
   deliveredAlerts,
@@ -22,6 +25,9 @@ import {
   registerProducer,
   useEmulators,
 } from "./fixtures.ts";
+
+// Each test provisions its own bucket, table and key on the emulators and commits through the real runtime.
+vi.setConfig({ testTimeout: 120_000 });
 
 let emulators: Emulators;
 beforeAll(async () => {
@@ -93,7 +99,8 @@ describe("AwsVerifier on a clean archive", () => {
     const again = await verifier.run({ remainingMs: () => 300_000 });
     const full = await verifier.run({ remainingMs: () => 300_000, full: true });
     // Assess
-    expect(again).toMatchObject({ complete: true, alerts: [], streamsVerified: [STREAM] });
+    // `_system` (which records each stream's creation) first, then the stream.
+    expect(again).toMatchObject({ complete: true, alerts: [], streamsVerified: ["_system", STREAM] });
     expect(full.alerts).toEqual([]);
     expect((await rt.watermarks.get(STREAM))!.size).toBe(9);
   });
@@ -102,9 +109,9 @@ describe("AwsVerifier on a clean archive", () => {
     const { rt, verifier } = await committedStream();
     const stopped = await verifier.run({ remainingMs: () => 1_000, reserveMs: 30_000 });
     expect(stopped).toMatchObject({ complete: false, streamsVerified: [] });
-    expect(await rt.watermarks.cursor()).toBe(STREAM);
+    expect(await rt.watermarks.cursor()).toBe("_system");
     const resumed = await verifier.run({ remainingMs: () => 300_000 });
-    expect(resumed).toMatchObject({ complete: true, streamsVerified: [STREAM] });
+    expect(resumed).toMatchObject({ complete: true, streamsVerified: ["_system", STREAM] });
   });
 });
 
@@ -230,7 +237,7 @@ describe("functions/verifier handler", () => {
       },
       lambdaContext() as never,
     );
-    expect(result).toEqual({ complete: true, streams: 1, newFindings: 0, openFindings: 0 });
+    expect(result).toEqual({ complete: true, streams: 2, newFindings: 0, openFindings: 0 });
   });
 });
 
@@ -369,11 +376,37 @@ describe("findings are de-duplicated and acknowledged through the _system stream
 
   it("refuses to acknowledge a finding that does not exist, recording nothing", async () => {
     const { rt } = await committedStream();
+    const before = (await rt.heads.get("_system"))!.size;
     await expect(acknowledgeFinding(rt, "0".repeat(32), "no such thing")).rejects.toMatchObject({
       code: "unknown-finding",
     });
     await expect(acknowledgeFinding(rt, "../etc", "bad id")).rejects.toMatchObject({ code: "bad-finding" });
-    expect(await rt.heads.get("_system")).toBeUndefined();
+    expect((await rt.heads.get("_system"))!.size).toBe(before);
+  });
+
+  it("does not honour an acknowledgement in _system that producer administration never confirmed", async () => {
+    // Prepare: an open finding, and a signer other than producer administration (ingest, say) appending an
+    // acknowledgement event to _system without the confirmation item it cannot write.
+    const { p, rt, verifier } = await committedStream();
+    await rt.clients.s3.send(
+      new DeleteObjectCommand({ Bucket: p.settings.archiveBucket, Key: segmentKey(STREAM, 3) }),
+    );
+    await notifyDeleteMarker(p, segmentKey(STREAM, 3));
+    const [finding] = (await verifier.run({ remainingMs: () => 300_000 })).findings.open;
+    const { sink, signer } = await rt.start();
+    const forged = await signSystemEvent(signer, FINDING_ACKNOWLEDGED, {
+      finding: finding!.id,
+      reason: "forged",
+    });
+    await sink.commit("_system", [admit(forged, SYSTEM_PRODUCER)]);
+    // Act
+    const result = await verifier.run({ remainingMs: () => 300_000 });
+    // Assess
+    expect(result.findings.open.map((f) => f.code).sort()).toEqual([
+      "acknowledgement-unconfirmed",
+      "object-delete-marker",
+    ]);
+    expect(result.findings.acknowledged).toEqual([]);
   });
 });
 

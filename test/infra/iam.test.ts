@@ -228,7 +228,7 @@ describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
       "ForAllValues:StringLike": {
         "dynamodb:LeadingKeys":
           role === "producerAdmin"
-            ? ["producer#*", "key#*", "stream#_system", "event#*"]
+            ? ["producer#*", "key#*", "ack#*", "stream#_system", "event#*"]
             : ["stream#*", "event#*"],
       },
     });
@@ -247,14 +247,11 @@ describe.each(INGEST_ROLES)("%s role (internet-facing)", (role) => {
     ]);
   });
 
-  it("is denied writing the public key documents and the _system stream", () => {
+  it("is denied writing the public key documents", () => {
     const denies = denyStatementsFor(statements(), "s3:PutObject").filter((s) => s.Condition === undefined);
     expect(denies).toHaveLength(1);
     expect(list(denies[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
-    expect(list(denies[0]!.Resource).map(flatText)).toEqual([
-      expect.stringMatching(/\/keys\/\*$/),
-      expect.stringMatching(/\/streams\/_system\/\*$/),
-    ]);
+    expect(list(denies[0]!.Resource).map(flatText)).toEqual([expect.stringMatching(/\/keys\/\*$/)]);
   });
 
   it.each([
@@ -262,24 +259,20 @@ describe.each(INGEST_ROLES)("%s role (internet-facing)", (role) => {
     "dynamodb:UpdateItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
-  ])("is denied %s on producers, keys, _system, watermarks, findings and verifier items", (action) => {
-    const denies = denyStatementsFor(statements(), action).filter((s) =>
-      JSON.stringify(s.Condition ?? {}).includes("LeadingKeys"),
-    );
-    expect(denies).toHaveLength(1);
-    expect(denies[0]!.Condition).toEqual({
-      "ForAnyValue:StringLike": {
-        "dynamodb:LeadingKeys": [
-          "producer#*",
-          "key#*",
-          "stream#_system",
-          "watermark#*",
-          "finding#*",
-          "verifier",
-        ],
-      },
-    });
-  });
+  ])(
+    "is denied %s on producers, keys, acknowledgement confirmations, watermarks, findings and verifier items",
+    (action) => {
+      const denies = denyStatementsFor(statements(), action).filter((s) =>
+        JSON.stringify(s.Condition ?? {}).includes("LeadingKeys"),
+      );
+      expect(denies).toHaveLength(1);
+      expect(denies[0]!.Condition).toEqual({
+        "ForAnyValue:StringLike": {
+          "dynamodb:LeadingKeys": ["producer#*", "key#*", "ack#*", "watermark#*", "finding#*", "verifier"],
+        },
+      });
+    },
+  );
 });
 
 describe("producerAdmin role", () => {

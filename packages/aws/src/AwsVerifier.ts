@@ -24,6 +24,7 @@
 import {
   type Alert,
   admit,
+  allFailures,
   checkpointKey,
   checkpointPrefix,
   type FailureCode,
@@ -36,6 +37,7 @@ import {
   publicKeyFromSpki,
   type Receipt,
   readSegment,
+  runVerification,
   StoreError,
   SYSTEM_PRODUCER,
   SYSTEM_STREAM,
@@ -43,8 +45,8 @@ import {
   segmentPrefix,
   signSystemEvent,
   streamPrefix,
+  type VerificationTrust,
   type VerifierState,
-  verifyStoredStream,
 } from "@auditsink/core";
 import { DescribeKeyCommand } from "@aws-sdk/client-kms";
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
@@ -66,6 +68,7 @@ export type ArchiveFailureCode =
   | "retention-short"
   | "archive-lock-disabled"
   | "key-document-untrusted"
+  | "acknowledgement-unconfirmed"
   | "signing-key-disabled"
   | "signing-key-pending-deletion"
   | "signing-key-unavailable"
@@ -140,7 +143,16 @@ export class AwsVerifier {
         code: "archive-lock-disabled",
         message: `bucket ${objects.bucket} does not have Object Lock enabled`,
       });
-    const { keys: trusted, report: trust } = await this.trust(run);
+    const { keys: trustedKeys, report: trust } = await this.trust(run);
+    const trusted: VerificationTrust = {
+      keys: trustedKeys,
+      basis: trust.pinned.length > 0 ? "fingerprint" : "signing-key",
+      detail:
+        `live KMS key ${this.runtime.settings.signingKeyId}` +
+        (trust.pinned.length > 0
+          ? `; key documents with pinned fingerprints ${trust.pinned.join(", ")}`
+          : ""),
+    };
     // The exported public keys are few and are what old checkpoints verify with: check all of them every run.
     for await (const group of groupVersions(objects.versions("keys/")))
       await this.checkVersionsOf(group, run, undefined);
@@ -222,7 +234,7 @@ export class AwsVerifier {
   private async verifyStream(
     stream: string,
     full: boolean,
-    trusted: NoteKey[],
+    trust: VerificationTrust,
     run: RunFindings,
     lastSeen: Record<string, string> | undefined,
   ): Promise<void> {
@@ -271,20 +283,50 @@ export class AwsVerifier {
         }
       }
     });
-    const head = await heads.get(stream);
-    const report = await verifyStoredStream(view, stream, {
-      trusted,
-      deployment: settings.origin,
-      ...(from ? { from } : {}),
-      ...(head ? { head } : {}),
-    });
-    for (const f of report.failures)
-      run.add({ code: f.code, message: f.message, stream, ...(f.at !== undefined ? { at: f.at } : {}) });
+    // Core's one verification run, over the original versions past the watermark. The watermark's own keys are
+    // listed (never read) so that a stream with nothing new still counts as stored.
+    const present = [segmentsAfter, checkpointsAfter].filter((k): k is string => k !== undefined);
+    const result = await runVerification(
+      {
+        objects: new ListingWith(view, present),
+        deployment: settings.origin,
+        heads: { get: (s) => heads.get(s), streams: async () => [stream] },
+      },
+      trust,
+      {
+        mode: full ? "full" : "incremental",
+        ...(from ? { states: { [stream]: from } } : {}),
+        streams: [stream],
+      },
+    );
+    const failures = allFailures(result);
+    const report = {
+      failures,
+      state: result.streams[0]?.state ?? from ?? emptyState(),
+    };
+    for (const f of failures)
+      run.add({
+        code: f.code as Code,
+        message: f.message,
+        stream,
+        ...(f.at !== undefined ? { at: f.at } : {}),
+      });
     // Acknowledgements count only from a `_system` stream that verified cleanly: a forged record in a broken
     // chain acknowledges nothing.
     if (stream === SYSTEM_STREAM && report.failures.length === 0)
-      for (const a of acks)
+      for (const a of acks) {
+        // Any signer role can append to `_system`; only producer administration can confirm (IAM LeadingKeys).
+        if ((await watermarks.confirmedAcknowledgement(a.id)) !== a.index) {
+          run.add({
+            code: "acknowledgement-unconfirmed",
+            message: `_system record ${a.index} acknowledges finding ${a.id}, but producer administration never confirmed it`,
+            stream,
+            at: a.index,
+          });
+          continue;
+        }
         await watermarks.acknowledge(a.id, { index: a.index, reason: a.reason, time: a.time });
+      }
     const blocking = await run.flush(stream);
     if (blocking > 0) return;
     // The keys the next listing starts after: the newest segment verified, and the newest checkpoint below the
@@ -593,6 +635,7 @@ export async function acknowledgeFinding(runtime: AwsRuntime, id: string, reason
     reason,
   });
   const [receipt] = await sink.commit(SYSTEM_STREAM, [admit(event, SYSTEM_PRODUCER)]);
+  await runtime.watermarks.confirmAcknowledgement(id, receipt!.index, reason);
   return receipt!;
 }
 
@@ -650,6 +693,34 @@ function* groupList(listing: readonly ObjectVersion[]): Generator<KeyVersions> {
     }
   }
   if (current) yield current;
+}
+
+function emptyState(): VerifierState {
+  return { size: 0, headHash: "0".repeat(64), frontier: [], checkpointSize: 0 };
+}
+
+/** A view that also lists `present` (keys known to exist, never read by an incremental walk). */
+class ListingWith implements ObjectStore {
+  private readonly present: string[];
+  constructor(
+    private readonly inner: ObjectStore,
+    present: readonly string[],
+  ) {
+    this.present = [...present].sort();
+  }
+  putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    return this.inner.putIfAbsent(key, bytes);
+  }
+  get(key: string): Promise<Uint8Array | undefined> {
+    return this.inner.get(key);
+  }
+  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
+    const extra = this.present.filter(
+      (k) => k.startsWith(prefix) && (options.startAfter === undefined || k > options.startAfter),
+    );
+    const merged = [...new Set([...(await this.inner.list(prefix, options)), ...extra])].sort();
+    return options.limit === undefined ? merged : merged.slice(0, options.limit);
+  }
 }
 
 /**

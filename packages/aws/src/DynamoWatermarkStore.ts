@@ -240,6 +240,17 @@ export class DynamoWatermarkStore {
     }
   }
 
+  /** Producer administration's confirmation of an acknowledgement it recorded at `_system` record `index`. */
+  async confirmAcknowledgement(id: string, index: number, reason: string): Promise<void> {
+    await this.putItem({ ...keys.acknowledgement(id), index, reason }, `acknowledgement ${id}`);
+  }
+
+  /** The `_system` record index producer administration confirmed for finding `id`'s acknowledgement. */
+  async confirmedAcknowledgement(id: string): Promise<number | undefined> {
+    const item = await this.getItem(keys.acknowledgement(id), `acknowledgement ${id}`);
+    return typeof item?.index === "number" ? item.index : undefined;
+  }
+
   async finding(id: string): Promise<StoredFinding | undefined> {
     const item = await this.getItem(keys.finding(id), `finding ${id}`);
     return item ? toFinding(item) : undefined;

@@ -18,6 +18,11 @@ export const keys = {
   watermark: (stream: string) => ({ pk: `watermark#${stream}`, sk: "watermark" }),
   /** Where watermarks were kept before they had their own partition (read once, never written). */
   legacyWatermark: (stream: string) => ({ pk: `stream#${stream}`, sk: "verifier" }),
+  /**
+   * The confirmation of a finding's acknowledgement, written by producer administration beside the `_system`
+   * event (a role ingest cannot assume writes it, so a `_system` event alone acknowledges nothing).
+   */
+  acknowledgement: (id: string) => ({ pk: `ack#${id}`, sk: "ack" }),
   /** One verifier finding, by its id (findingId: code, stream and what it is about). */
   finding: (id: string) => ({ pk: `finding#${id}`, sk: "finding" }),
   /** The dedup key (`source` NUL `id`) can be ~1.3 KB; its SHA-256 keeps the item key short and fixed. */
