@@ -384,6 +384,30 @@ describe("findings are de-duplicated and acknowledged through the _system stream
     expect((await rt.heads.get("_system"))!.size).toBe(before);
   });
 
+  it("functions/producer-admin acknowledges on direct invocation and answers a coded error for a bad id", async () => {
+    // Prepare: an open finding, and the handler running with this deployment's environment.
+    const { p, rt, verifier } = await committedStream();
+    await rt.clients.s3.send(
+      new DeleteObjectCommand({ Bucket: p.settings.archiveBucket, Key: segmentKey(STREAM, 3) }),
+    );
+    await notifyDeleteMarker(p, segmentKey(STREAM, 3));
+    const [finding] = (await verifier.run({ remainingMs: () => 300_000 })).findings.open;
+    Object.assign(process.env, p.env);
+    const { handler } = await import("../../functions/producer-admin.ts");
+    // Act
+    const bad = await handler({ acknowledge: { finding: "nope", reason: "x" } }, lambdaContext() as never);
+    const good = await handler(
+      { acknowledge: { finding: finding!.id, reason: "marker under COMPLIANCE" } },
+      lambdaContext() as never,
+    );
+    const after = await verifier.run({ remainingMs: () => 300_000 });
+    // Assess
+    expect(bad).toEqual({ error: { code: "bad-finding", message: expect.any(String) } });
+    expect(good).toMatchObject({ acknowledged: { stream: "_system" } });
+    expect(after.findings.open).toEqual([]);
+    expect(after.findings.acknowledged.map((f) => f.id)).toEqual([finding!.id]);
+  });
+
   it("does not honour an acknowledgement in _system that producer administration never confirmed", async () => {
     // Prepare: an open finding, and a signer other than producer administration (ingest, say) appending an
     // acknowledgement event to _system without the confirmation item it cannot write.
