@@ -1,21 +1,22 @@
 /**
- * Scheduled verifier (EventBridge schedule → Lambda): incremental per-stream verification from watermarks,
- * bounded by the remaining Lambda time, plus archive version, retention, lock and key checks. Findings go
- * out through SNS, EventBridge and the IntegrityFailures metric. `{ "full": true }` in the event's detail
- * (or at its top level, for a manual invoke) verifies everything from the start.
+ * Scheduled verifier (EventBridge schedule → Lambda, reserved concurrency 1): archive change notifications,
+ * incremental per-stream verification from watermarks, a slice of the resumable archive sweep, and the key and
+ * lock checks, bounded by the remaining Lambda time. New findings go out through SNS and EventBridge; the
+ * IntegrityFailures metric carries the open findings. `{ "full": true }` in the event's detail (or at its top
+ * level, for a manual invoke) verifies everything from the start.
  */
 
 import { AwsRuntime, AwsVerifier, logger, METRIC, MetricUnit, metrics, traceClients } from "@auditsink/aws";
 import type { Context, ScheduledEvent } from "aws-lambda";
 
-const runtime = AwsRuntime.fromEnv();
+const runtime = AwsRuntime.fromEnv({ exportPublicKey: false });
 traceClients(runtime.clients);
 const verifier = new AwsVerifier(runtime);
 
 export const handler = async (
   event: Partial<ScheduledEvent<{ full?: boolean }>> & { full?: boolean },
   context: Context,
-): Promise<{ complete: boolean; streams: number; failures: number }> => {
+): Promise<{ complete: boolean; streams: number; newFindings: number; openFindings: number }> => {
   logger.addContext(context);
   try {
     const result = await verifier.run({
@@ -25,11 +26,19 @@ export const handler = async (
     metrics.addMetric(METRIC.verifierRuns, MetricUnit.Count, 1);
     for (const a of result.alerts)
       logger.error("integrity failure", { code: a.code, stream: a.stream, at: a.at });
-    logger.info("verifier run", { streams: result.streamsVerified.length, complete: result.complete });
+    logger.info("verifier run", {
+      streams: result.streamsVerified.length,
+      complete: result.complete,
+      openFindings: result.findings.open.length,
+      trust: result.trust,
+      changes: result.changes,
+      sweep: result.sweep,
+    });
     return {
       complete: result.complete,
       streams: result.streamsVerified.length,
-      failures: result.alerts.length,
+      newFindings: result.alerts.length,
+      openFindings: result.findings.open.length,
     };
   } finally {
     metrics.publishStoredMetrics();

@@ -54,6 +54,13 @@ export function Archive({ app, stack }: StackContext) {
     removalPolicy: RemovalPolicy.RETAIN,
   });
 
+  // Every object created and every deletion goes to EventBridge, where the verifier's change queue and the
+  // deletion alarm pick them up (stacks/Verify.ts). Set on the CloudFormation resource itself: the L2 option
+  // `eventBridgeEnabled` would add a custom-resource Lambda to do what CloudFormation does natively.
+  (archive.node.defaultChild as s3.CfnBucket).notificationConfiguration = {
+    eventBridgeConfiguration: { eventBridgeEnabled: true },
+  };
+
   const appRoles = appRoleArnPattern(app, stack.partition, stack.account);
   for (const statement of archiveProtections(
     { kind: "resource", principalArnPattern: appRoles },

@@ -12,17 +12,26 @@ import { EXECUTE_API_FINDING, executeApiArn } from "./http.ts";
 import { Ledger } from "./Ledger.ts";
 import { queueVisibilityFor, type SinkResources, sinkFunction } from "./lambda.ts";
 import { useSettings } from "./naming.ts";
-import { archiveProtections, keyProtections, ledgerProtections } from "./policies.ts";
+import {
+  archiveProtections,
+  archiveReadOnly,
+  denyLedgerPartitions,
+  keyProtections,
+  LEDGER_PARTITIONS,
+  ledgerProtections,
+  ledgerReadOnly,
+  ledgerWrites,
+  noSigning,
+  SEQUENCER_FORBIDDEN_PARTITIONS,
+} from "./policies.ts";
 import { SequencerHandOff } from "./Sequencer.ts";
 import { Signing } from "./Signing.ts";
 
-/** Routes served by functions/ingest-http. Producer administration needs SigV4 (IAM): PRODUCER_ADMIN_ROUTES. */
-export const INGEST_ROUTES = [
-  "POST /v1/streams/{stream}/events",
-  "POST /v1/producers",
-  "POST /v1/producers/{id}/revoke",
-  "GET /healthz",
-] as const;
+/**
+ * Routes served by functions/ingest-http. Producer administration (PRODUCER_ADMIN_ROUTES, SigV4) is served by
+ * functions/producer-admin under its own role (stacks/ProducerAdmin.ts).
+ */
+export const INGEST_ROUTES = ["POST /v1/streams/{stream}/events", "GET /healthz"] as const;
 
 /** Registering or revoking a producer key changes who may write: only IAM-authenticated operators may. */
 export const PRODUCER_ADMIN_ROUTES = ["POST /v1/producers", "POST /v1/producers/{id}/revoke"] as const;
@@ -67,11 +76,32 @@ export function Ingest({ app, stack }: StackContext) {
     signingKeyArn,
   };
 
-  const writerStatements = (): iam.PolicyStatement[] => [
+  const protections = (): iam.PolicyStatement[] => [
+    ...archiveProtections({ kind: "identity" }, archive.bucketArn, settings.retentionDays),
+    keyProtections(signingKeyArn),
+    ledgerProtections(table.tableArn),
+  ];
+  const readLedger = () =>
+    new iam.PolicyStatement({
+      sid: "ReadLedger",
+      actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+      resources: [table.tableArn, `${table.tableArn}/index/*`],
+    });
+
+  // The sequencer commits and signs: segments and checkpoints under streams/ (the `_system` stream's too: core's
+  // Sink records each new stream's creation there), heads, dedup entries and the receipts ingest waits for.
+  const sequencerStatements = (): iam.PolicyStatement[] => [
     new iam.PolicyStatement({
       sid: "CreateArchiveObjects",
       actions: ["s3:PutObject", "s3:PutObjectRetention"],
-      resources: [archive.arnForObjects("streams/*"), archive.arnForObjects("keys/*")],
+      resources: [archive.arnForObjects("streams/*")],
+    }),
+    // Never the public key documents (producer-admin's, stacks/ProducerAdmin.ts).
+    new iam.PolicyStatement({
+      sid: "DenyKeyDocuments",
+      effect: iam.Effect.DENY,
+      actions: ["s3:PutObject", "s3:PutObjectRetention"],
+      resources: [archive.arnForObjects("keys/*")],
     }),
     new iam.PolicyStatement({
       sid: "ReadArchive",
@@ -83,32 +113,38 @@ export function Ingest({ app, stack }: StackContext) {
       actions: ["s3:ListBucket", "s3:ListBucketVersions"],
       resources: [archive.bucketArn],
     }),
-    new iam.PolicyStatement({
-      sid: "UseLedger",
-      actions: [
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:ConditionCheckItem",
-      ],
-      resources: [table.tableArn, `${table.tableArn}/index/*`],
-    }),
+    readLedger(),
+    ledgerWrites("WriteHeadsAndDedup", table.tableArn, LEDGER_PARTITIONS.sequencer),
+    // Receipts go out ten at a time (one BatchWriteItem): receipt items only, which expire within the hour.
+    ledgerWrites("WriteReceipts", table.tableArn, LEDGER_PARTITIONS.receipts, ["dynamodb:BatchWriteItem"]),
+    denyLedgerPartitions("DenyRegistryAndVerifierState", table.tableArn, SEQUENCER_FORBIDDEN_PARTITIONS),
     new iam.PolicyStatement({
       sid: "SignCheckpoints",
       actions: ["kms:Sign", "kms:GetPublicKey"],
       resources: [signingKeyArn],
     }),
-    ...archiveProtections({ kind: "identity" }, archive.bucketArn, settings.retentionDays),
-    keyProtections(signingKeyArn),
-    ledgerProtections(table.tableArn),
+    ...protections(),
+  ];
+
+  // Internet-facing ingest only validates, authenticates (producer keys from the ledger) and hands off: it reads
+  // the ledger (keys, receipts) and the public key, and writes nothing to the archive or the ledger, signs nothing.
+  const ingestStatements = (): iam.PolicyStatement[] => [
+    readLedger(),
+    new iam.PolicyStatement({
+      sid: "ReadPublicKey",
+      actions: ["kms:GetPublicKey"],
+      resources: [signingKeyArn],
+    }),
+    archiveReadOnly({ kind: "identity" }, archive.bucketArn),
+    ledgerReadOnly(table.tableArn),
+    noSigning(signingKeyArn),
+    ...protections(),
   ];
 
   // ---- Hand-off and sequencer ----
   const dedupEnvironment = { DEDUP_WINDOW_SECONDS: String(settings.dedupWindowDays * 86_400) };
   const handOff = new SequencerHandOff(stack);
-  const sequencer = handOff.addSequencer(stack, resources, writerStatements(), dedupEnvironment);
+  const sequencer = handOff.addSequencer(stack, resources, sequencerStatements(), dedupEnvironment);
 
   // ---- HTTP ----
   const ingestHttp = sinkFunction(stack, "ingest-http", {
@@ -118,7 +154,7 @@ export function Ingest({ app, stack }: StackContext) {
     timeout: INGEST_HTTP_TIMEOUT_SECONDS,
     // It mostly waits for the sequencer's answer: the smallest size keeps the waiting cheap.
     memorySize: 256,
-    statements: [...writerStatements(), ...handOff.producerStatements()],
+    statements: [...ingestStatements(), ...handOff.producerStatements()],
     environment: { ...handOff.producerEnvironment(), ...dedupEnvironment },
   });
 
@@ -211,7 +247,7 @@ export function Ingest({ app, stack }: StackContext) {
       "auditsink EventBridge ingest: authenticates events from the ingest queue, hands them to the sequencer",
     timeout: INGEST_QUEUE_TIMEOUT_SECONDS,
     memorySize: 512,
-    statements: [...writerStatements(), ...handOff.producerStatements()],
+    statements: [...ingestStatements(), ...handOff.producerStatements()],
     environment: { ...handOff.producerEnvironment(), ...dedupEnvironment },
   });
   ingestQueue.fn.addEventSource(

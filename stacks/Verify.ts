@@ -1,26 +1,33 @@
-import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { Aws, Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as cwActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as events from "aws-cdk-lib/aws-events";
 import * as targets from "aws-cdk-lib/aws-events-targets";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { NagSuppressions } from "cdk-nag";
 import { type Function as SstFunction, type StackContext, use } from "sst/constructs";
+import { VERIFIER_ENV } from "../packages/aws/src/config.ts";
 import { Archive } from "./Archive.ts";
 import { Audit } from "./Audit.ts";
-import { Ingest } from "./Ingest.ts";
+import { AUDIT_EVENT_DETAIL_TYPE, Ingest } from "./Ingest.ts";
 import { Ledger } from "./Ledger.ts";
 import { sinkFunction } from "./lambda.ts";
 import { METRICS_NAMESPACE, serviceName, useSettings } from "./naming.ts";
+import { ProducerAdmin } from "./ProducerAdmin.ts";
 import {
   ARCHIVE_PROTECTED_ACTIONS,
   archiveReadOnly,
   archiveReadStatements,
   keyProtections,
+  LEDGER_PARTITIONS,
   LEDGER_READ_ACTIONS,
   ledgerProtections,
+  ledgerWrites,
   noSigning,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
@@ -32,7 +39,48 @@ import { Signing } from "./Signing.ts";
 export const ALERT_EVENT_BUS = "default";
 
 /** Partition keys of the ledger items the verifier writes (packages/aws/src/ledger-table.ts). */
-export const VERIFIER_PARTITIONS = ["stream#*", "verifier"];
+export const VERIFIER_PARTITIONS = LEDGER_PARTITIONS.verifier;
+
+/**
+ * S3 change notifications the verifier reads (through EventBridge, into the archive-changes queue): every
+ * object created and every deletion, including delete markers, so changes to keys it passed long ago are seen
+ * on the next run instead of on the next full sweep.
+ */
+export const ARCHIVE_CHANGE_DETAIL_TYPES = ["Object Created", "Object Deleted"];
+
+/**
+ * Control-plane calls (CloudTrail management events, through EventBridge) that could weaken the archive or the
+ * signing key; each goes straight to the alerts topic. EventBridge receives these only while a CloudTrail trail
+ * records management events in the region (docs/DEPLOY.md §Control-plane alarms).
+ */
+export const CONTROL_PLANE_EVENTS = {
+  kms: [
+    "PutKeyPolicy",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CreateGrant",
+    "DeleteImportedKeyMaterial",
+    "UpdateKeyDescription",
+  ],
+  s3: [
+    "PutBucketPolicy",
+    "DeleteBucketPolicy",
+    "PutObjectLockConfiguration",
+    "PutBucketVersioning",
+    "PutBucketPublicAccessBlock",
+    "DeleteBucketPublicAccessBlock",
+    "PutBucketLifecycle",
+    "PutBucketEncryption",
+    "DeleteBucketEncryption",
+    "PutBucketReplication",
+    "PutBucketOwnershipControls",
+    "PutBucketAcl",
+    "PutBucketNotification",
+  ],
+};
+
+/** How long the ingest bus keeps every audit event it received, for replay after a DLQ expiry or an outage. */
+export const INGEST_ARCHIVE_RETENTION_DAYS = 30;
 
 /** Verifier runs may be missed this many times in a row before "verifier not reporting" fires. */
 const VERIFIER_MISSED_RUNS_TOLERATED = 2;
@@ -46,8 +94,9 @@ export function Verify({ app, stack }: StackContext) {
   const { archive } = use(Archive);
   const { table } = use(Ledger);
   const { signingKeyArn } = use(Signing);
-  const { deadLetters, ingestHttp, ingestQueue } = use(Ingest);
+  const { bus, deadLetters, ingestHttp, ingestQueue } = use(Ingest);
   const { query } = use(Audit);
+  const { producerAdmin } = use(ProducerAdmin);
 
   // ---- Alerts topic ----
   // SNS encryption needs a customer-managed key: CloudWatch alarms cannot publish to a topic under aws/sns.
@@ -86,7 +135,113 @@ export function Verify({ app, stack }: StackContext) {
       },
     }),
   );
+  // EventBridge rules publish to the topic through this role, which only this account's rules may assume; the
+  // topic and its key then need no statement for the EventBridge service (which any account's rule could use).
+  const alertRules = new iam.Role(stack, "AlertRulesRole", {
+    description: `auditsink ${app.stage}: lets this account's EventBridge rules publish to the alerts topic`,
+    assumedBy: new iam.ServicePrincipal("events.amazonaws.com").withConditions({
+      StringEquals: { "aws:SourceAccount": stack.account },
+    }),
+  });
+  topic.grantPublish(alertRules);
+  NagSuppressions.addResourceSuppressions(
+    alertRules,
+    [
+      {
+        id: "AwsSolutions-IAM5",
+        reason: "Publishing to the KMS-encrypted alerts topic needs kms:GenerateDataKey* on that one key.",
+        appliesTo: ["Action::kms:GenerateDataKey*"],
+      },
+    ],
+    true,
+  );
+  const toAlerts = (message: events.RuleTargetInput) =>
+    new targets.SnsTopic(topic, { message, role: alertRules });
   if (settings.alertEmail) topic.addSubscription(new subscriptions.EmailSubscription(settings.alertEmail));
+
+  // ---- Archive change notifications ----
+  // Every object created or deleted in the archive (S3 → EventBridge, enabled on the bucket in Archive.ts) waits
+  // here for the verifier's next run; what it cannot handle five times goes to the dead-letter queue (alarmed).
+  const changeDeadLetters = new sqs.Queue(stack, "ArchiveChangesDeadLetters", {
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+  });
+  const changes = new sqs.Queue(stack, "ArchiveChanges", {
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+    // The verifier hides what it received for 5 minutes (ReceiveMessage VisibilityTimeout) and deletes it once
+    // its findings are stored.
+    visibilityTimeout: Duration.minutes(5),
+    deadLetterQueue: { queue: changeDeadLetters, maxReceiveCount: 5 },
+  });
+  new events.Rule(stack, "ArchiveChangesRule", {
+    description: "Forwards every object created or deleted in the archive to the verifier's change queue",
+    eventPattern: {
+      source: ["aws.s3"],
+      detailType: ARCHIVE_CHANGE_DETAIL_TYPES,
+      detail: { bucket: { name: [archive.bucketName] } },
+    },
+    targets: [new targets.SqsQueue(changes, { deadLetterQueue: changeDeadLetters, retryAttempts: 185 })],
+  });
+  // The sink never deletes: any deletion in the archive (a delete marker included) is an alert at once.
+  new events.Rule(stack, "ArchiveDeletionRule", {
+    description: "Alerts at once on any deletion or delete marker in the archive",
+    eventPattern: {
+      source: ["aws.s3"],
+      detailType: ["Object Deleted"],
+      detail: { bucket: { name: [archive.bucketName] } },
+    },
+    targets: [
+      toAlerts(
+        events.RuleTargetInput.fromText(
+          `auditsink ${app.stage}: ${events.EventField.fromPath("$.detail.deletion-type")} on ` +
+            `${events.EventField.fromPath("$.detail.object.key")} in the archive (${events.EventField.fromPath("$.detail.bucket.name")})`,
+        ),
+      ),
+    ],
+  });
+
+  // ---- Control-plane alarms ----
+  const controlPlane = (id: string, source: string, eventSource: string, names: string[], detail: object) =>
+    new events.Rule(stack, id, {
+      description: `Alerts on ${eventSource} calls that could weaken the archive or the signing key`,
+      eventPattern: {
+        source: [source],
+        detailType: ["AWS API Call via CloudTrail"],
+        detail: { eventSource: [eventSource], eventName: names, ...detail },
+      },
+      targets: [
+        toAlerts(
+          events.RuleTargetInput.fromText(
+            `auditsink ${app.stage}: ${events.EventField.fromPath("$.detail.eventName")} by ` +
+              `${events.EventField.fromPath("$.detail.userIdentity.arn")} (error: ` +
+              `${events.EventField.fromPath("$.detail.errorCode")})`,
+          ),
+        ),
+      ],
+    });
+  controlPlane("SigningKeyControlPlaneRule", "aws.kms", "kms.amazonaws.com", CONTROL_PLANE_EVENTS.kms, {
+    resources: { ARN: [signingKeyArn] },
+  });
+  controlPlane("ArchiveControlPlaneRule", "aws.s3", "s3.amazonaws.com", CONTROL_PLANE_EVENTS.s3, {
+    requestParameters: { bucketName: [archive.bucketName] },
+  });
+
+  // ---- Ingest bus archive ----
+  // Every audit event the bus accepted is kept for INGEST_ARCHIVE_RETENTION_DAYS, past the dead-letter queue's 14
+  // days: an event that expired there, or an outage, can be replayed into the ingest queue (docs/DEPLOY.md §Replay).
+  // Defined here, not in Ingest.ts, so that it follows the verifier's alarms it complements.
+  new events.Archive(stack, "IngestBusArchive", {
+    sourceEventBus: bus,
+    description: "Every audit event accepted on the ingest bus, for replay",
+    eventPattern: {
+      detailType: [AUDIT_EVENT_DETAIL_TYPE],
+      account: [Aws.ACCOUNT_ID, ...settings.producerAccounts],
+    },
+    retention: Duration.days(INGEST_ARCHIVE_RETENTION_DAYS),
+  });
 
   // ---- Verifier ----
   const verifier = sinkFunction(stack, "verifier", {
@@ -95,7 +250,12 @@ export function Verify({ app, stack }: StackContext) {
     // Shorter than the schedule's interval so that runs do not pile up.
     timeout: Math.min(settings.verifierIntervalMinutes * 60 - 10, 900),
     memorySize: 1024,
-    environment: { ALERTS_TOPIC_ARN: topic.topicArn, EVENT_BUS_NAME: ALERT_EVENT_BUS },
+    environment: {
+      ALERTS_TOPIC_ARN: topic.topicArn,
+      EVENT_BUS_NAME: ALERT_EVENT_BUS,
+      [VERIFIER_ENV.archiveChangesQueueUrl]: changes.queueUrl,
+      [VERIFIER_ENV.trustedKeyFingerprints]: settings.trustedKeyFingerprints.join(","),
+    },
     statements: [
       ...archiveReadStatements(archive),
       new iam.PolicyStatement({
@@ -103,13 +263,21 @@ export function Verify({ app, stack }: StackContext) {
         actions: LEDGER_READ_ACTIONS,
         resources: [table.tableArn, `${table.tableArn}/index/*`],
       }),
-      // Per-stream watermarks and the run cursor only: items keyed `stream#<name>` and `verifier` (see
-      // packages/aws/src/ledger-table.ts). Producers, keys and dedup entries stay out of the verifier's reach.
+      // Its own state only: watermarks, findings and cursors (packages/aws/src/ledger-table.ts). Heads, producers,
+      // keys and dedup entries stay out of the verifier's reach.
+      ledgerWrites("WriteVerifierState", table.tableArn, VERIFIER_PARTITIONS, [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+      ]),
       new iam.PolicyStatement({
-        sid: "WriteWatermarks",
-        actions: ["dynamodb:PutItem", "dynamodb:UpdateItem"],
-        resources: [table.tableArn],
-        conditions: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": VERIFIER_PARTITIONS } },
+        sid: "ReadArchiveChanges",
+        actions: [
+          "sqs:ReceiveMessage",
+          "sqs:DeleteMessage",
+          "sqs:ChangeMessageVisibility",
+          "sqs:GetQueueAttributes",
+        ],
+        resources: [changes.queueArn],
       }),
       new iam.PolicyStatement({
         sid: "CheckSigningKey",
@@ -143,6 +311,9 @@ export function Verify({ app, stack }: StackContext) {
     ],
   });
   topic.grantPublish(verifier.role);
+  // One run at a time: runs share cursors and findings, and a second run would only repeat the first's work.
+  // A scheduled invocation that finds one still running is throttled and retried by EventBridge.
+  (verifier.fn.node.defaultChild as lambda.CfnFunction).reservedConcurrentExecutions = 1;
 
   new events.Rule(stack, "VerifierSchedule", {
     description: "Runs the verifier",
@@ -218,6 +389,15 @@ export function Verify({ app, stack }: StackContext) {
       evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }),
+    alarm("ArchiveChangesDeadLettersAlarm", {
+      alarmDescription:
+        "Archive change notifications the verifier could not process wait in their dead-letter queue.",
+      metric: changeDeadLetters.metricApproximateNumberOfMessagesVisible({ period, statistic: "Maximum" }),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
     alarm("DeadLettersAlarm", {
       alarmDescription: "Events from EventBridge could not be committed and wait in the dead-letter queue.",
       metric: deadLettered,
@@ -230,6 +410,7 @@ export function Verify({ app, stack }: StackContext) {
       [
         ["IngestHttp", ingestHttp],
         ["IngestQueue", ingestQueue],
+        ["ProducerAdmin", producerAdmin],
         ["Query", query],
         ["Verifier", verifier.fn],
       ] as [string, SstFunction][]

@@ -7,6 +7,7 @@ import { Audit } from "./Audit.ts";
 import { Ingest } from "./Ingest.ts";
 import { Ledger } from "./Ledger.ts";
 import { assertNamesFit, provideSettings } from "./naming.ts";
+import { ProducerAdmin } from "./ProducerAdmin.ts";
 import { Signing } from "./Signing.ts";
 import { resolveSettings, type StageSettings } from "./settings.ts";
 import { Verify } from "./Verify.ts";
@@ -18,7 +19,7 @@ export const FEATURE_FLAGS = {
 };
 
 /** The stacks in deployment order; each only uses stacks before it. */
-export const STACKS = [Archive, Ledger, Signing, Ingest, Audit, Verify] as const;
+export const STACKS = [Archive, Ledger, Signing, Ingest, ProducerAdmin, Audit, Verify] as const;
 
 /**
  * Adds the whole sink to an SST app: the stacks, tags, and the cdk-nag AwsSolutions checks.

@@ -96,11 +96,14 @@ export function sinkFunction(stack: Stack, purpose: FunctionPurpose, props: Sink
         id: "AwsSolutions-IAM5",
         reason:
           "Each wildcard is the narrowest scope the runtime's contract allows: archived objects are addressed by " +
-          "stream and index (<archive>/*, and creation only under <archive>/streams/* and <archive>/keys/*); the " +
+          "stream and index (<archive>/*, and creation only under <archive>/streams/*, or for producer administration <archive>/streams/_system/* and <archive>/keys/*); the " +
           "ledger's GSI is <table>/index/*; X-Ray's PutTraceSegments and PutTelemetryRecords accept no resource " +
           "but *; and publishing to the KMS-encrypted alerts topic needs kms:GenerateDataKey* on that one key.",
         appliesTo: [
-          { regex: "/^Resource::<Archive[0-9A-F]{8}\\.Arn>\\/(\\*|streams\\/\\*|keys\\/\\*)$/" },
+          {
+            regex:
+              "/^Resource::<Archive[0-9A-F]{8}\\.Arn>\\/(\\*|streams\\/\\*|streams\\/_system\\/\\*|keys\\/\\*)$/",
+          },
           { regex: "/^Resource::<Ledger[0-9A-F]{8}\\.Arn>\\/index\\/\\*$/" },
           "Resource::*",
           "Action::kms:GenerateDataKey*",

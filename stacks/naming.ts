@@ -13,6 +13,7 @@ export const ROLE_PURPOSES = [
   "ingest-http",
   "ingest-queue",
   "sequencer",
+  "producer-admin",
   "query",
   "verifier",
   "auditor",
@@ -20,20 +21,19 @@ export const ROLE_PURPOSES = [
 export type RolePurpose = (typeof ROLE_PURPOSES)[number];
 
 /**
- * Roles that sign with the checkpoint key: the sequencer (checkpoints) and the ingest functions (the system
- * stream's producer registration events, signed with the sink key before they are handed off).
+ * Roles that sign with the checkpoint key: the sequencer (every stream's checkpoints, including the `_system`
+ * records core's Sink writes when a stream is created) and producer-admin (it commits and signs the `_system`
+ * stream's producer registrations, revocations and finding acknowledgements itself). The ingest functions sign
+ * nothing: they validate, authenticate and hand events to the sequencer's queue.
  */
-export const SIGNER_ROLES = [
-  "sequencer",
-  "ingest-http",
-  "ingest-queue",
-] as const satisfies readonly RolePurpose[];
+export const SIGNER_ROLES = ["sequencer", "producer-admin"] as const satisfies readonly RolePurpose[];
 
 /** The Lambda functions and the handler each runs (the runtime's contract, see functions/). */
 export const FUNCTIONS = {
   "ingest-http": "functions/ingest-http.handler",
   "ingest-queue": "functions/ingest-queue.handler",
   sequencer: "functions/sequencer.handler",
+  "producer-admin": "functions/producer-admin.handler",
   query: "functions/query.handler",
   verifier: "functions/verifier.handler",
 } as const satisfies Partial<Record<RolePurpose, string>>;

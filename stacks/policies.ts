@@ -74,6 +74,76 @@ export const LEDGER_READ_ACTIONS = [
   "dynamodb:DescribeTable",
 ];
 
+/**
+ * Days above the configured retention a writer may set: S3 counts remaining days from the request, and a writer
+ * sets "now + retentionDays" a moment before, so a small margin keeps the sink's own writes inside the ceiling
+ * while refusing the decades-long retention a compromised writer could use to pin storage costs on the account.
+ */
+export const RETENTION_CEILING_MARGIN_DAYS = 2;
+
+/** The stream producer administration records registry changes and acknowledgements in (core SYSTEM_STREAM). */
+export const SYSTEM_STREAM_NAME = "_system";
+
+/**
+ * Ledger partitions (the `pk` prefix, packages/aws/src/ledger-table.ts) each role may write, enforced with
+ * `dynamodb:LeadingKeys`. The sequencer writes chain heads (every stream's, `_system`'s included: core's Sink
+ * records each new stream's creation there), dedup entries, and the receipts waiting ingest requests read;
+ * producer administration writes producers, their keys, acknowledgement confirmations and the `_system` stream
+ * it records changes in; the verifier writes its own state. The ingest functions write nothing.
+ */
+export const LEDGER_PARTITIONS = {
+  sequencer: ["stream#*", "event#*"],
+  receipts: ["receipt#*"],
+  producerAdmin: ["producer#*", "key#*", "ack#*", `stream#${SYSTEM_STREAM_NAME}`, "event#*"],
+  verifier: ["watermark#*", "finding#*", "verifier"],
+} as const;
+
+/**
+ * What the sequencer may never write, whatever else it is allowed: the producer registry, the confirmations of
+ * finding acknowledgements, and the verifier's state. (It does append to `_system`: each new stream's creation.
+ * An acknowledgement in `_system` counts only with its `ack#` item, which only producer-admin can write.)
+ */
+export const SEQUENCER_FORBIDDEN_PARTITIONS = [
+  "producer#*",
+  "key#*",
+  "ack#*",
+  "watermark#*",
+  "finding#*",
+  "verifier",
+];
+
+/**
+ * Allows item writes only on items whose partition key matches `partitions`. Not BatchWriteItem by default: its
+ * delete requests are not authorized as dynamodb:DeleteItem, so the DeleteItem deny would not stop them (the
+ * sequencer's receipts, short-lived items under TTL, are the one exception: `receipt#*` only).
+ */
+export function ledgerWrites(
+  sid: string,
+  tableArn: string,
+  partitions: readonly string[],
+  actions: readonly string[] = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid,
+    actions: [...actions],
+    resources: [tableArn],
+    conditions: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": [...partitions] } },
+  });
+}
+
+/** Denies item writes on any item whose partition key matches `partitions` (an explicit deny wins). */
+export function denyLedgerPartitions(
+  sid: string,
+  tableArn: string,
+  partitions: readonly string[],
+): iam.PolicyStatement {
+  return deny({ kind: "identity" }, sid, {
+    actions: LEDGER_WRITE_ACTIONS,
+    resources: [tableArn, `${tableArn}/*`],
+    conditions: { "ForAnyValue:StringLike": { "dynamodb:LeadingKeys": [...partitions] } },
+  });
+}
+
 /** Who a protection applies to: an identity policy (no principal) or a resource policy (the app's roles). */
 export type Scope = { kind: "identity" } | { kind: "resource"; principalArnPattern: string };
 
@@ -102,6 +172,8 @@ function deny(
  * the same action whether retention is set at creation or later on an existing version; what it can refuse is a
  * retention that ends sooner than `retentionDays` from now or is not COMPLIANCE mode. Shortening the retention of
  * an existing COMPLIANCE-mode version is refused by S3 itself, for every principal including the root user.
+ * A retention longer than the configured one plus RETENTION_CEILING_MARGIN_DAYS is refused too: locked storage
+ * nobody can delete for decades is a cost attack.
  */
 export function archiveProtections(
   scope: Scope,
@@ -119,6 +191,15 @@ export function archiveProtections(
       resources: [`${bucketArn}/*`],
       conditions: {
         NumericLessThan: { "s3:object-lock-remaining-retention-days": String(minimumRemainingDays) },
+      },
+    }),
+    deny(scope, "DenyRetentionAboveCeiling", {
+      actions: ["s3:PutObjectRetention"],
+      resources: [`${bucketArn}/*`],
+      conditions: {
+        NumericGreaterThan: {
+          "s3:object-lock-remaining-retention-days": String(retentionDays + RETENTION_CEILING_MARGIN_DAYS),
+        },
       },
     }),
     deny(scope, "DenyRetentionOtherThanCompliance", {

@@ -33,6 +33,11 @@ export interface StageSettings {
    * window; docs/AWS.md). Default 14: the longest the sink's own queues keep an event before it is committed.
    */
   dedupWindowDays: number;
+  /**
+   * SHA-256 fingerprints (hex) of checkpoint keys the verifier trusts besides the live KMS key: earlier keys of
+   * this deployment, so their checkpoints keep verifying. A key document in the archive is trusted only if pinned.
+   */
+  trustedKeyFingerprints: string[];
 }
 
 export const DEFAULT_SETTINGS: StageSettings = {
@@ -44,6 +49,7 @@ export const DEFAULT_SETTINGS: StageSettings = {
   apiRateLimit: 200,
   apiBurstLimit: 400,
   dedupWindowDays: 14,
+  trustedKeyFingerprints: [],
 };
 
 /** The environment variable behind each setting (docs/DEPLOY.md documents them under these names). */
@@ -57,6 +63,7 @@ export const SETTING_VARIABLES = {
   apiRateLimit: "AUDITSINK_API_RATE_LIMIT",
   apiBurstLimit: "AUDITSINK_API_BURST_LIMIT",
   dedupWindowDays: "AUDITSINK_DEDUP_WINDOW_DAYS",
+  trustedKeyFingerprints: "AUDITSINK_TRUSTED_KEY_FINGERPRINTS",
 } as const satisfies Record<keyof StageSettings, string>;
 
 /** CloudWatch Logs accepts only these retention periods. */
@@ -131,6 +138,15 @@ export function resolveSettings(input: Partial<StageSettings> = {}): StageSettin
       throw new StageSettingsError(`${key} must be a positive whole number, got ${settings[key]}`);
     }
   }
+  settings.trustedKeyFingerprints = settings.trustedKeyFingerprints.map((f) => f.toLowerCase());
+  for (const fingerprint of settings.trustedKeyFingerprints) {
+    if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
+      throw new StageSettingsError(
+        `trustedKeyFingerprints holds "${fingerprint}", which is not a SHA-256 fingerprint (64 hex digits)`,
+      );
+    }
+  }
+  settings.trustedKeyFingerprints = [...new Set(settings.trustedKeyFingerprints)].sort();
   return settings;
 }
 
@@ -171,6 +187,7 @@ export function settingsFromEnv(env: Record<string, string | undefined>): StageS
       apiRateLimit: integer("apiRateLimit"),
       apiBurstLimit: integer("apiBurstLimit"),
       dedupWindowDays: integer("dedupWindowDays"),
+      trustedKeyFingerprints: list("trustedKeyFingerprints"),
     });
   } catch (error) {
     if (error instanceof StageSettingsError) {

@@ -14,7 +14,7 @@ import { generateKeyPair, type SignedEvent, signEvent } from "@auditsink/core";
 import { GetMetricStatisticsCommand } from "@aws-sdk/client-cloudwatch";
 import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from "@aws-sdk/client-eventbridge";
 import { CreateKeyCommand } from "@aws-sdk/client-kms";
-import { CreateBucketCommand } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, PutBucketNotificationConfigurationCommand } from "@aws-sdk/client-s3";
 import { CreateTopicCommand, SubscribeCommand } from "@aws-sdk/client-sns";
 import {
   CreateQueueCommand,
@@ -37,6 +37,8 @@ export interface Provisioned {
   /** The sequencer's FIFO queue (MessageGroupId = stream) and its FIFO dead-letter queue. */
   sequencerQueueUrl: string;
   sequencerDeadLetterUrl: string;
+  /** Where S3 change notifications of the archive arrive (the verifier reads it). */
+  changesQueueUrl: string;
 }
 
 /** Points the SDK at the emulators for everything created after this call. */
@@ -116,7 +118,28 @@ export async function provision(): Promise<Provisioned> {
       Targets: [{ Id: "q", Arn: eventsQueue.arn }],
     }),
   );
+  // The archive's change notifications, as stacks/Verify.ts wires them: bucket → EventBridge → queue.
+  const changesQueue = await queue(`archive-changes-${id}`);
+  await clients.s3.send(
+    new PutBucketNotificationConfigurationCommand({
+      Bucket: bucket,
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
+    }),
+  );
+  await clients.events.send(
+    new PutRuleCommand({
+      Name: `archive-changes-${id}`,
+      EventPattern: JSON.stringify({ source: ["aws.s3"], detail: { bucket: { name: [bucket] } } }),
+    }),
+  );
+  await clients.events.send(
+    new PutTargetsCommand({
+      Rule: `archive-changes-${id}`,
+      Targets: [{ Id: "q", Arn: changesQueue.arn }],
+    }),
+  );
   const env = {
+    ARCHIVE_CHANGES_QUEUE_URL: changesQueue.url,
     ARCHIVE_BUCKET: bucket,
     LEDGER_TABLE: table,
     SIGNING_KEY_ID: key.KeyMetadata!.Arn!,
@@ -139,6 +162,10 @@ export async function provision(): Promise<Provisioned> {
     serviceName: "auditsink-test",
     sequencerQueueUrl: sequencerQueue.url,
     sequencerDeadLetterUrl: sequencerDeadLetters.url,
+    trustedKeyFingerprints: [],
+    archiveChangesQueueUrl: changesQueue.url,
+    sweepPagesPerRun: 5,
+    sweepIntervalDays: 7,
   };
   return {
     settings,
@@ -149,6 +176,7 @@ export async function provision(): Promise<Provisioned> {
     eventsQueueUrl: eventsQueue.url,
     sequencerQueueUrl: sequencerQueue.url,
     sequencerDeadLetterUrl: sequencerDeadLetters.url,
+    changesQueueUrl: changesQueue.url,
   };
 }
 

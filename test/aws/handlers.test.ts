@@ -109,6 +109,12 @@ async function trustedKeys() {
 }
 
 describe("functions/ingest-http", () => {
+  it("answers the unauthenticated /healthz without the deployment name, which carries the account id", async () => {
+    const r = await ingestHttp(httpEvent("GET", "/healthz"), lambdaContext());
+    expect(r.statusCode).toBe(200);
+    expect(json(r)).toEqual({ status: "ok", runtime: "aws" });
+  });
+
   it("registers a producer only for IAM-authorized callers, then accepts its signed events with receipts", async () => {
     // Prepare
     const { privateKey, publicKey } = generateKeyPair("ed25519");

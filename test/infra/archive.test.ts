@@ -43,6 +43,17 @@ describe("Archive stack", () => {
     expect(bucket.VersioningConfiguration).toEqual({ Status: "Enabled" });
   });
 
+  it("sends its object events to EventBridge natively (no custom-resource Lambda)", () => {
+    const [, bucket] = archiveBucket();
+    expect(bucket.NotificationConfiguration).toEqual({
+      EventBridgeConfiguration: { EventBridgeEnabled: true },
+    });
+    const notificationHandlers = resourcesOf(synth.json.Archive!, "AWS::Lambda::Function").filter(([id]) =>
+      id.startsWith("BucketNotificationsHandler"),
+    );
+    expect(notificationHandlers).toEqual([]);
+  });
+
   it("blocks all public access, disables ACLs and encrypts at rest", () => {
     const [, bucket] = archiveBucket();
     expect(bucket.PublicAccessBlockConfiguration).toEqual({
@@ -147,6 +158,14 @@ describe("Archive stack", () => {
       });
     });
 
+    it("no app role may set a retention longer than the configured days plus a two-day margin", () => {
+      const statements = denied("s3:PutObjectRetention").filter((s) => s.Condition?.NumericGreaterThan);
+      expect(statements).toHaveLength(1);
+      expect(statements[0]!.Condition!.NumericGreaterThan).toEqual({
+        "s3:object-lock-remaining-retention-days": "402",
+      });
+    });
+
     it("no app role may set a retention mode other than COMPLIANCE", () => {
       const statements = denied("s3:PutObjectRetention").filter((s) => s.Condition?.StringNotEquals);
       expect(statements).toHaveLength(1);
@@ -209,11 +228,7 @@ describe("Signing stack", () => {
   const keyPolicy = (): Statement[] => (key()[1].KeyPolicy as { Statement: Statement[] }).Statement;
   const principalArns = (s: Statement, operator: string) =>
     list(s.Condition?.[operator]?.["aws:PrincipalArn"]).map(flatText).sort();
-  const signers = [
-    roleArnText(ROLE.sequencer),
-    roleArnText(ROLE.ingestHttp),
-    roleArnText(ROLE.ingestQueue),
-  ].sort();
+  const signers = [roleArnText(ROLE.sequencer), roleArnText(ROLE.producerAdmin)].sort();
 
   it("is an ECC_NIST_P256 SIGN_VERIFY key with a 30-day deletion window, retained", () => {
     const [id, props] = key();
@@ -226,7 +241,7 @@ describe("Signing stack", () => {
     expect(synth.json.Signing!.Resources[id]!.UpdateReplacePolicy).toBe("Retain");
   });
 
-  it("allows kms:Sign only to the sequencer (checkpoints) and the ingest roles (system events)", () => {
+  it("allows kms:Sign only to the sequencer (checkpoints) and producer administration (`_system` records)", () => {
     const allowsSign = keyPolicy().filter(
       (s) => s.Effect === "Allow" && list(s.Action).some((a) => a === "kms:Sign" || a === "kms:*"),
     );
@@ -235,7 +250,7 @@ describe("Signing stack", () => {
     expect(principalArns(allowsSign[0]!, "ArnEquals")).toEqual(signers);
   });
 
-  it("denies kms:Sign to every principal other than the sequencer and the ingest roles", () => {
+  it("denies kms:Sign to every principal other than the sequencer and producer administration", () => {
     const denySign = keyPolicy().filter((s) => s.Effect === "Deny" && list(s.Action).includes("kms:Sign"));
     expect(denySign).toHaveLength(1);
     expect(denySign[0]!.Principal).toEqual({ AWS: "*" });

@@ -15,6 +15,7 @@ export const ROLE = {
   ingestHttp: `auditsink-${STAGE}-${REGION}-ingest-http`,
   ingestQueue: `auditsink-${STAGE}-${REGION}-ingest-queue`,
   sequencer: `auditsink-${STAGE}-${REGION}-sequencer`,
+  producerAdmin: `auditsink-${STAGE}-${REGION}-producer-admin`,
   query: `auditsink-${STAGE}-${REGION}-query`,
   verifier: `auditsink-${STAGE}-${REGION}-verifier`,
   auditor: `auditsink-${STAGE}-${REGION}-auditor`,

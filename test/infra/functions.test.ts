@@ -33,6 +33,12 @@ const FUNCTIONS = {
     role: ROLE.sequencer,
     service: "sequencer",
   },
+  ProducerAdminFunction: {
+    stack: "ProducerAdmin",
+    handler: "functions/producer-admin.handler",
+    role: ROLE.producerAdmin,
+    service: "producer-admin",
+  },
   QueryFunction: { stack: "Audit", handler: "functions/query.handler", role: ROLE.query, service: "query" },
   VerifierFunction: {
     stack: "Verify",

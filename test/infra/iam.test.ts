@@ -42,6 +42,15 @@ const WRITER = [
   "kms:GetPublicKey",
   ...LOGS_AND_TRACES,
 ];
+/** Ingest validates, authenticates (producer keys in the ledger) and hands off: it reads and sends, no more. */
+const INGEST = [
+  "dynamodb:GetItem",
+  "dynamodb:BatchGetItem",
+  "dynamodb:Query",
+  "kms:GetPublicKey",
+  "sqs:SendMessage",
+  ...LOGS_AND_TRACES,
+];
 const SQS_CONSUMER = [
   "sqs:ReceiveMessage",
   "sqs:ChangeMessageVisibility",
@@ -58,9 +67,10 @@ const LEDGER_READS = [
 ];
 
 const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
-  ingestHttp: [...WRITER, "sqs:SendMessage"],
-  ingestQueue: [...WRITER, ...SQS_CONSUMER, "sqs:SendMessage"],
-  sequencer: [...WRITER, ...SQS_CONSUMER, "sqs:SendMessage"],
+  ingestHttp: INGEST,
+  ingestQueue: [...INGEST, ...SQS_CONSUMER],
+  sequencer: [...WRITER, "dynamodb:BatchWriteItem", ...SQS_CONSUMER, "sqs:SendMessage"],
+  producerAdmin: WRITER.filter((a) => a !== "s3:ListBucketVersions"),
   query: [
     "s3:GetObject",
     "s3:ListBucket",
@@ -80,6 +90,10 @@ const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
     ...LEDGER_READS,
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
     "kms:DescribeKey",
     "kms:GetPublicKey",
     "cloudwatch:PutMetricData",
@@ -103,8 +117,16 @@ const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
   ],
 };
 
-const FUNCTION_ROLES = ["ingestHttp", "ingestQueue", "sequencer", "query", "verifier"] as const;
-const INGEST_ROLES = ["ingestHttp", "ingestQueue", "sequencer"] as const;
+const FUNCTION_ROLES = [
+  "ingestHttp",
+  "ingestQueue",
+  "sequencer",
+  "producerAdmin",
+  "query",
+  "verifier",
+] as const;
+const INGEST_ROLES = ["ingestHttp", "ingestQueue"] as const;
+const WRITER_ROLES = ["sequencer", "producerAdmin"] as const;
 const READER_ROLES = ["query", "verifier"] as const;
 
 /** A deny that applies to the archive (both the bucket and its objects) without any condition. */
@@ -182,29 +204,22 @@ describe.each(FUNCTION_ROLES)("%s role's explicit denies", (role) => {
   });
 });
 
-describe.each(INGEST_ROLES)("%s role (writer and signer)", (role) => {
+describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
   const statements = () => roleStatements(synth, ROLE[role]);
 
-  it("creates objects only under streams/ and keys/", () => {
-    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
-    expect(puts).toHaveLength(1);
-    expect(list(puts[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
-    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
-      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/\*$/),
-      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/keys\/\*$/),
-    ]);
-  });
-
   it("may not put an object without If-None-Match", () => {
-    const denies = denyStatementsFor(statements(), "s3:PutObject");
+    const denies = denyStatementsFor(statements(), "s3:PutObject").filter((s) => s.Condition !== undefined);
     expect(denies).toHaveLength(1);
     expect(denies[0]!.Condition).toEqual({ Null: { "s3:if-none-match": "true" } });
   });
 
-  it("may not set a retention shorter than the stage's, or other than COMPLIANCE", () => {
+  it("may not set a retention shorter than the stage's, longer than it plus two days, or other than COMPLIANCE", () => {
     const conditions = denyStatementsFor(statements(), "s3:PutObjectRetention").map((s) => s.Condition);
     expect(conditions).toContainEqual({
       NumericLessThan: { "s3:object-lock-remaining-retention-days": "399" },
+    });
+    expect(conditions).toContainEqual({
+      NumericGreaterThan: { "s3:object-lock-remaining-retention-days": "402" },
     });
     expect(conditions).toContainEqual({ StringNotEquals: { "s3:object-lock-mode": "COMPLIANCE" } });
   });
@@ -213,6 +228,133 @@ describe.each(INGEST_ROLES)("%s role (writer and signer)", (role) => {
     const signs = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("kms:Sign"));
     expect(signs).toHaveLength(1);
     expect(JSON.stringify(signs[0]!.Resource)).toMatch(/SigningKey/);
+  });
+
+  it("writes ledger items only in its own partitions (dynamodb:LeadingKeys), in a batch only receipts", () => {
+    const writes = statements().filter(
+      (s) =>
+        s.Effect === "Allow" && list(s.Action).some((a) => a.startsWith("dynamodb:") && !/Get|Query/.test(a)),
+    );
+    const single = writes.filter((s) => !list(s.Action).includes("dynamodb:BatchWriteItem"));
+    expect(single).toHaveLength(1);
+    expect(list(single[0]!.Action).sort()).toEqual([
+      "dynamodb:ConditionCheckItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+    ]);
+    expect(single[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": {
+        "dynamodb:LeadingKeys":
+          role === "producerAdmin"
+            ? ["producer#*", "key#*", "ack#*", "stream#_system", "event#*"]
+            : ["stream#*", "event#*"],
+      },
+    });
+    const batches = writes.filter((s) => list(s.Action).includes("dynamodb:BatchWriteItem"));
+    if (role === "producerAdmin") {
+      expect(batches).toEqual([]);
+    } else {
+      expect(batches).toHaveLength(1);
+      expect(list(batches[0]!.Action)).toEqual(["dynamodb:BatchWriteItem"]);
+      expect(batches[0]!.Condition).toEqual({
+        "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["receipt#*"] },
+      });
+    }
+  });
+});
+
+describe.each(INGEST_ROLES)("%s role (internet-facing: validates, authenticates, hands off)", (role) => {
+  const statements = () => roleStatements(synth, ROLE[role]);
+
+  it.each(["s3:PutObject", "s3:PutObjectRetention"])("is denied %s on the archive outright", (action) => {
+    expect(allowedActions(statements())).not.toContain(action);
+    const denies = denyStatementsFor(statements(), action).filter((s) => s.Condition === undefined);
+    expect(denies).toHaveLength(1);
+  });
+
+  it("is denied kms:Sign", () => {
+    expect(allowedActions(statements())).not.toContain("kms:Sign");
+    expect(denyStatementsFor(statements(), "kms:Sign")).toHaveLength(1);
+  });
+
+  it.each([
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+  ])("is denied %s on every ledger item", (action) => {
+    const denies = denyStatementsFor(statements(), action).filter((s) => s.Condition === undefined);
+    expect(denies).toHaveLength(1);
+    expect(JSON.stringify(denies[0]!.Resource)).toMatch(/Ledger[0-9A-F]{8}/);
+  });
+
+  it("sends only to the sequencer queue", () => {
+    const sends = statements().filter(
+      (s) => s.Effect === "Allow" && list(s.Action).includes("sqs:SendMessage"),
+    );
+    expect(sends).toHaveLength(1);
+    expect(JSON.stringify(sends[0]!.Resource)).toMatch(/SequencerQueue[0-9A-F]{8}/);
+  });
+});
+
+describe("sequencer role", () => {
+  const statements = () => roleStatements(synth, ROLE.sequencer);
+
+  it("creates objects only under streams/ (the _system stream's included)", () => {
+    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
+    expect(puts).toHaveLength(1);
+    expect(list(puts[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
+    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/\*$/),
+    ]);
+  });
+
+  it("is denied writing the public key documents", () => {
+    const denies = denyStatementsFor(statements(), "s3:PutObject").filter((s) => s.Condition === undefined);
+    expect(denies).toHaveLength(1);
+    expect(list(denies[0]!.Action).sort()).toEqual(["s3:PutObject", "s3:PutObjectRetention"]);
+    expect(list(denies[0]!.Resource).map(flatText)).toEqual([expect.stringMatching(/\/keys\/\*$/)]);
+  });
+
+  it.each([
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+  ])(
+    "is denied %s on producers, keys, acknowledgement confirmations, watermarks, findings and verifier items",
+    (action) => {
+      const denies = denyStatementsFor(statements(), action).filter((s) =>
+        JSON.stringify(s.Condition ?? {}).includes("LeadingKeys"),
+      );
+      expect(denies).toHaveLength(1);
+      expect(denies[0]!.Condition).toEqual({
+        "ForAnyValue:StringLike": {
+          "dynamodb:LeadingKeys": ["producer#*", "key#*", "ack#*", "watermark#*", "finding#*", "verifier"],
+        },
+      });
+    },
+  );
+
+  it("dead-letters only to its own dead-letter queue", () => {
+    const sends = statements().filter(
+      (s) => s.Effect === "Allow" && list(s.Action).includes("sqs:SendMessage"),
+    );
+    expect(sends).toHaveLength(1);
+    expect(JSON.stringify(sends[0]!.Resource)).toMatch(/SequencerDeadLetters[0-9A-F]{8}/);
+  });
+});
+
+describe("producerAdmin role", () => {
+  const statements = () => roleStatements(synth, ROLE.producerAdmin);
+
+  it("creates objects only under keys/ and streams/_system/", () => {
+    const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
+    expect(puts).toHaveLength(1);
+    expect(list(puts[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/keys\/\*$/),
+      expect.stringMatching(/Archive[0-9A-F]{8}Arn[0-9A-F]*\/streams\/_system\/\*$/),
+    ]);
   });
 });
 
@@ -239,14 +381,24 @@ describe("query role", () => {
 });
 
 describe("verifier role", () => {
-  it("writes only watermark and cursor items of the ledger", () => {
+  it("writes only its watermark, finding and cursor items of the ledger", () => {
     const writes = roleStatements(synth, ROLE.verifier).filter(
       (s) => s.Effect === "Allow" && list(s.Action).includes("dynamodb:PutItem"),
     );
     expect(writes).toHaveLength(1);
+    expect(list(writes[0]!.Action).sort()).toEqual(["dynamodb:PutItem", "dynamodb:UpdateItem"]);
     expect(writes[0]!.Condition).toEqual({
-      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["stream#*", "verifier"] },
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["watermark#*", "finding#*", "verifier"] },
     });
+  });
+
+  it("reads and deletes messages of the archive-changes queue only", () => {
+    const sqs = roleStatements(synth, ROLE.verifier).filter(
+      (s) => s.Effect === "Allow" && list(s.Action).some((a) => a.startsWith("sqs:")),
+    );
+    expect(sqs).toHaveLength(1);
+    expect(JSON.stringify(sqs[0]!.Resource)).toMatch(/ArchiveChanges[0-9A-F]{8}/);
+    expect(JSON.stringify(sqs[0]!.Resource)).not.toMatch(/DeadLetters/);
   });
 
   it("publishes alert events to the default bus only", () => {

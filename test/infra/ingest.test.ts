@@ -38,8 +38,6 @@ describe("HTTP API", () => {
 
   it.each([
     ["POST /v1/streams/{stream}/events", "NONE"],
-    ["POST /v1/producers", "AWS_IAM"],
-    ["POST /v1/producers/{id}/revoke", "AWS_IAM"],
     ["GET /healthz", "NONE"],
   ])("routes %s to ingest-http with authorization %s", (routeKey, authorization) => {
     const route = routes(synth, "Ingest")[routeKey];
@@ -48,14 +46,19 @@ describe("HTTP API", () => {
     expect(refersTo(routeFunction(synth, "Ingest", routeKey), "IngestHttpFunction")).toBe(true);
   });
 
+  it.each(["POST /v1/producers", "POST /v1/producers/{id}/revoke"])(
+    "routes %s to producer-admin (its own role) with authorization AWS_IAM",
+    (routeKey) => {
+      const route = routes(synth, "ProducerAdmin")[routeKey];
+      expect(route, routeKey).toBeDefined();
+      expect(route!.AuthorizationType).toBe("AWS_IAM");
+      expect(refersTo(routeFunction(synth, "ProducerAdmin", routeKey), "ProducerAdminFunction")).toBe(true);
+    },
+  );
+
   it("has no other routes in the Ingest stack", () => {
     expect(Object.keys(routes(synth, "Ingest")).sort()).toEqual(
-      [
-        "GET /healthz",
-        "POST /v1/producers",
-        "POST /v1/producers/{id}/revoke",
-        "POST /v1/streams/{stream}/events",
-      ].sort(),
+      ["GET /healthz", "POST /v1/streams/{stream}/events"].sort(),
     );
   });
 

@@ -102,6 +102,7 @@ describe("synthesized templates", () => {
       "Audit",
       "Ingest",
       "Ledger",
+      "ProducerAdmin",
       "Signing",
       "Verify",
     ]);

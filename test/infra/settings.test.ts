@@ -20,7 +20,14 @@ describe("resolveSettings", () => {
       apiRateLimit: 200,
       apiBurstLimit: 400,
       dedupWindowDays: 14,
+      trustedKeyFingerprints: [],
     });
+  });
+
+  it("refuses a pinned key fingerprint that is not 64 hex digits, naming the setting", () => {
+    expect(() => resolveSettings({ trustedKeyFingerprints: ["abc"] })).toThrow(
+      /trustedKeyFingerprints holds "abc", which is not a SHA-256 fingerprint/,
+    );
   });
 
   it.each([179, 90, 0, -1])(
@@ -80,6 +87,7 @@ describe("settingsFromEnv", () => {
         AUDITSINK_API_RATE_LIMIT: "50",
         AUDITSINK_API_BURST_LIMIT: "100",
         AUDITSINK_DEDUP_WINDOW_DAYS: "30",
+        AUDITSINK_TRUSTED_KEY_FINGERPRINTS: `${"B".repeat(64)}, ${"a".repeat(64)}`,
       }),
     ).toEqual({
       retentionDays: 400,
@@ -91,6 +99,7 @@ describe("settingsFromEnv", () => {
       apiRateLimit: 50,
       apiBurstLimit: 100,
       dedupWindowDays: 30,
+      trustedKeyFingerprints: ["a".repeat(64), "b".repeat(64)],
     });
   });
 

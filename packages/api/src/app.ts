@@ -66,6 +66,11 @@ export interface AppDeps {
   authorizeAdmin(token: string | undefined, context: Context): boolean | Promise<boolean>;
   /** Extra fields for /healthz (for example the scheduled verifier's last run). */
   health?(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /**
+   * Whether the unauthenticated /healthz names the deployment (default true). On AWS it does not: the
+   * deployment name carries the account id.
+   */
+  healthShowsDeployment?: boolean;
   /** Called with every unexpected (500/503) error; the client sees only a generic problem. */
   logError?(error: unknown, request: { method: string; path: string }): void;
 }
@@ -418,7 +423,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }),
     async (c) =>
       c.json(
-        { status: "ok" as const, deployment: deps.keys.deployment, ...(await deps.health?.()) } as never,
+        {
+          status: "ok" as const,
+          ...(deps.healthShowsDeployment === false ? {} : { deployment: deps.keys.deployment }),
+          ...(await deps.health?.()),
+        } as never,
         200,
       ),
   );

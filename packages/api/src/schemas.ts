@@ -239,6 +239,6 @@ export const EventsPage = z
   .openapi("EventsPage");
 export const ProducersResponse = z.object({ producers: z.array(ProducerInfoSchema) }).openapi("Producers");
 export const HealthResponse = z
-  .object({ status: z.literal("ok"), deployment: z.string() })
+  .object({ status: z.literal("ok"), deployment: z.string().optional() })
   .catchall(z.unknown())
   .openapi("Health");

@@ -4,6 +4,9 @@
  *   - EventBridge: one event per alert, `source` "auditsink", `detail-type` the failure code, for automation;
  *   - CloudWatch: the `IntegrityFailures` metric (count of alerts) that the stack's alarm watches.
  * `send` resolves only when all three accepted the alerts; otherwise it throws StoreError.
+ * The scheduled verifier uses `report` instead: its findings are de-duplicated, so SNS and EventBridge carry only
+ * findings seen for the first time, and the metric carries the number of open (unacknowledged) findings on
+ * every run, so that the alarm stays in ALARM until each finding is acknowledged.
  */
 
 import type { Alert, AlertSink } from "@auditsink/core";
@@ -36,6 +39,15 @@ export class AwsAlertSink implements AlertSink {
 
   async send(alerts: readonly Alert[]): Promise<void> {
     if (alerts.length === 0) return;
+    await Promise.all([...this.publish(alerts), this.putMetric(alerts.length)]);
+  }
+
+  /** Publishes `fresh` (SNS and EventBridge) and sets the metric to `openFindings`, even when it is 0. */
+  async report(fresh: readonly Alert[], openFindings: number): Promise<void> {
+    await Promise.all([...this.publish(fresh), this.putMetric(openFindings)]);
+  }
+
+  private publish(alerts: readonly Alert[]): Promise<unknown>[] {
     const detail = (a: Alert) => JSON.stringify({ deployment: this.o.deployment, ...a });
     const work: Promise<unknown>[] = [];
     if (this.o.topicArn) {
@@ -80,25 +92,26 @@ export class AwsAlertSink implements AlertSink {
           }),
       );
     }
-    work.push(
-      this.o.cloudwatch
-        .send(
-          new PutMetricDataCommand({
-            Namespace: this.o.namespace,
-            MetricData: [
-              {
-                MetricName: INTEGRITY_FAILURES_METRIC,
-                Unit: "Count",
-                Value: alerts.length,
-                Dimensions: [{ Name: "service", Value: this.o.service }],
-              },
-            ],
-          }),
-        )
-        .catch((e) => {
-          throw storeFailure("CloudWatch PutMetricData", e);
+    return work;
+  }
+
+  private putMetric(value: number): Promise<unknown> {
+    return this.o.cloudwatch
+      .send(
+        new PutMetricDataCommand({
+          Namespace: this.o.namespace,
+          MetricData: [
+            {
+              MetricName: INTEGRITY_FAILURES_METRIC,
+              Unit: "Count",
+              Value: value,
+              Dimensions: [{ Name: "service", Value: this.o.service }],
+            },
+          ],
         }),
-    );
-    await Promise.all(work);
+      )
+      .catch((e) => {
+        throw storeFailure("CloudWatch PutMetricData", e);
+      });
   }
 }

@@ -1,33 +1,60 @@
 /**
  * The scheduled verifier's run on AWS. Stream verification itself is core's (`verifyStoredStream`, pure checks
- * over what it fetched); this adds what only the AWS archive can show:
- *   - every object version and delete marker under a stream (Object Lock still allows both over a key);
- *   - each version's lock fields: COMPLIANCE mode, retained at least the floor past its creation;
- *   - the bucket's Object Lock configuration, the KMS key's state, and the versions of the exported keys.
- * It also alerts `producer-silent` when a producer that declared a heartbeat has sent nothing for longer.
- * Trusted checkpoint keys are those exported to the archive (`keys/*.json`) plus the live KMS key.
- * Incremental: each stream resumes from its watermark, and the run stops starting new streams when the
- * Lambda's remaining time runs low, leaving a cursor for the next run. Watermarks only advance for streams
- * without failures, so a failure is re-detected (and re-alerted) until someone resolves it.
+ * over what it fetched); around it, this adds what only the AWS archive can show, at a cost that follows what
+ * changed since the last run, never the archive's size (docs/AWS.md §The incremental verifier):
+ *
+ *   1. Trust: the live KMS key, plus key documents in the archive whose fingerprint the operator pinned. A key
+ *      document merely found in `keys/` is reported (`key-document-untrusted`), never trusted.
+ *   2. Changes: S3 reports every object created and every delete marker (bucket → EventBridge → queue). Each
+ *      changed key below a watermark has its versions listed and checked; keys at or past a watermark are the
+ *      listing's (3). The notification only says where to look; what is found is read from S3.
+ *   3. Each stream from its watermark on: the versions listed from the watermark's key onward (keys sort by
+ *      index), each new version's lock fields read, and core verification over the *original* (oldest) version
+ *      of each key, so a later version or delete marker is a finding of its own and cannot hide the records
+ *      Object Lock kept.
+ *   4. A resumable sweep of every version in the bucket (lock fields, extra versions, delete markers, unexpected
+ *      keys), a few pages per run from a persisted cursor, restarted every `sweepIntervalDays`.
+ *
+ * Findings are de-duplicated (an id per code, stream and subject) and stored; only a finding seen for the first
+ * time is alerted. A finding is acknowledged by an event in the `_system` stream (`acknowledgeFinding`), which
+ * this verifier reads while verifying `_system`. A stream's watermark advances only when every finding of the
+ * run about that stream is acknowledged; acknowledged findings stay in the report.
  */
 
 import {
   type Alert,
+  admit,
+  allFailures,
+  checkpointKey,
+  checkpointPrefix,
   type FailureCode,
+  keyFingerprint,
   listStoredStreams,
+  makeNoteKey,
   type NoteKey,
+  type ObjectStore,
   parseStoreKey,
-  parseVerifierKey,
+  publicKeyFromSpki,
+  type Receipt,
   readSegment,
+  runVerification,
+  StoreError,
+  SYSTEM_PRODUCER,
+  SYSTEM_STREAM,
   segmentKey,
   segmentPrefix,
+  signSystemEvent,
   streamPrefix,
+  type VerificationTrust,
   type VerifierState,
-  verifyStoredStream,
 } from "@auditsink/core";
 import { DescribeKeyCommand } from "@aws-sdk/client-kms";
+import { DeleteMessageBatchCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import { findingId, type StoredFinding } from "./DynamoWatermarkStore.ts";
+import { storeFailure } from "./errors.ts";
 import { KmsSigner } from "./KmsSigner.ts";
 import type { AwsRuntime } from "./runtime.ts";
+import type { ObjectVersion, S3WriteOnceStore } from "./S3WriteOnceStore.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -35,30 +62,67 @@ const DAY_MS = 86_400_000;
 export type ArchiveFailureCode =
   | "object-delete-marker"
   | "object-version-extra"
+  | "object-unexpected"
   | "retention-missing"
   | "retention-not-compliance"
   | "retention-short"
   | "archive-lock-disabled"
+  | "key-document-untrusted"
+  | "acknowledgement-unconfirmed"
   | "signing-key-disabled"
   | "signing-key-pending-deletion"
   | "signing-key-unavailable"
   | "producer-silent";
 
+/** The `_system` event type that acknowledges a finding; its data is `{ finding: <id>, reason: <text> }`. */
+export const FINDING_ACKNOWLEDGED = "dev.auditsink.finding.acknowledged";
+
 export interface VerifierRunOptions {
   /** Milliseconds left before the Lambda times out (context.getRemainingTimeInMillis). */
   remainingMs: () => number;
-  /** Stop starting streams when less than this is left (default 30 s). */
+  /** Stop starting new work when less than this is left (default 30 s). */
   reserveMs?: number;
-  /** Verify every stream from the start and check every version's lock fields. */
+  /** Verify every stream from the start and check every version's lock fields (a deliberate full run). */
   full?: boolean;
+  /** Versions per sweep page (default and S3's maximum: 1,000). */
+  sweepPageSize?: number;
+}
+
+/** How this run chose the keys it verified checkpoints with. */
+export interface TrustReport {
+  /** Fingerprint (SHA-256 of the DER SPKI) of the live KMS key, when it could be read. */
+  live?: string;
+  /** Pinned fingerprints whose key document was found and used. */
+  pinned: string[];
+  /** Key documents found in the archive and not trusted (neither pinned nor the live key). */
+  untrusted: string[];
 }
 
 export interface VerifierRunResult {
   streamsVerified: string[];
-  /** False when time ran out before every stream was verified; the next run resumes at `cursor`. */
+  /** False when time ran out before every stream was verified; the next run resumes at the cursor. */
   complete: boolean;
+  /** Findings seen for the first time in this run (these, and only these, were sent as alerts). */
   alerts: Alert[];
+  /** Every stored finding: open ones block their stream's watermark and keep the alarm on. */
+  findings: { open: StoredFinding[]; acknowledged: StoredFinding[] };
+  trust: TrustReport;
+  /** Change notifications read from the queue, and how many keys they named below a watermark. */
+  changes: { notifications: number; keysChecked: number };
+  /** Versions the sweep checked this run, and whether it finished a pass. */
+  sweep: { versions: number; passCompleted: boolean };
 }
+
+type Code = FailureCode | ArchiveFailureCode;
+interface Found {
+  code: Code;
+  message: string;
+  stream?: string;
+  at?: string | number;
+}
+
+/** Versions of one key, newest first (S3's order), delete markers after them. */
+type KeyVersions = { key: string; versions: ObjectVersion[] };
 
 export class AwsVerifier {
   constructor(
@@ -67,210 +131,670 @@ export class AwsVerifier {
   ) {}
 
   async run(options: VerifierRunOptions): Promise<VerifierRunResult> {
-    const { objects, heads, watermarks, settings } = this.runtime;
+    const { objects, heads, watermarks } = this.runtime;
     const time = this.now().toISOString();
-    const alerts: Alert[] = [];
-    const alert = (
-      code: FailureCode | ArchiveFailureCode,
-      message: string,
-      stream?: string,
-      at?: string | number,
-    ) =>
-      alerts.push({
-        code,
-        message,
-        time,
-        ...(stream ? { stream } : {}),
-        ...(at !== undefined ? { at } : {}),
-      });
+    const reserve = options.reserveMs ?? 30_000;
+    const hasTime = () => options.remainingMs() >= reserve;
+    const run = new RunFindings(this.runtime, time);
 
-    await this.checkKey(alert);
+    await this.checkKey(run);
     if (!(await objects.lockEnabled()))
-      alert("archive-lock-disabled", `bucket ${objects.bucket} does not have Object Lock enabled`);
-    const trusted = await this.trustedKeys();
+      run.add({
+        code: "archive-lock-disabled",
+        message: `bucket ${objects.bucket} does not have Object Lock enabled`,
+      });
+    const { keys: trustedKeys, report: trust } = await this.trust(run);
+    const trusted: VerificationTrust = {
+      keys: trustedKeys,
+      basis: trust.pinned.length > 0 ? "fingerprint" : "signing-key",
+      detail:
+        `live KMS key ${this.runtime.settings.signingKeyId}` +
+        (trust.pinned.length > 0
+          ? `; key documents with pinned fingerprints ${trust.pinned.join(", ")}`
+          : ""),
+    };
     // The exported public keys are few and are what old checkpoints verify with: check all of them every run.
-    await this.checkVersions("keys/", undefined, undefined, true, alert);
+    for await (const group of groupVersions(objects.versions("keys/")))
+      await this.checkVersionsOf(group, run, undefined);
+    await run.flush();
 
-    // Heartbeats: only when some producer expects one, read the records past each watermark for who sent them.
+    // Heartbeats: only when some producer expects one are records read for who sent them.
     const producers = (await this.runtime.producers.list()).filter((p) => p.heartbeatSeconds !== undefined);
     const lastSeen = producers.length > 0 ? await watermarks.lastSeen() : {};
 
     const names = new Set(await heads.streams());
+    const changes = await this.drainChanges(run, names, hasTime, options.full === true);
+    await run.flush();
     if (options.full) for (const s of await listStoredStreams(objects)) names.add(s);
-    const all = [...names].sort();
+    // `_system` first: the acknowledgements it holds apply to the findings of the streams after it.
+    const all = [...names].sort((a, b) =>
+      a === SYSTEM_STREAM ? -1 : b === SYSTEM_STREAM ? 1 : a < b ? -1 : 1,
+    );
     const cursor = options.full ? undefined : await watermarks.cursor();
-    const start = cursor
-      ? Math.max(
-          0,
-          all.findIndex((s) => s >= cursor),
-        )
-      : 0;
+    const start = cursor ? Math.max(0, all.indexOf(cursor)) : 0;
     const order = [...all.slice(start), ...all.slice(0, start)];
-    const reserve = options.reserveMs ?? 30_000;
+
     const verified: string[] = [];
+    let complete = true;
     for (const [i, stream] of order.entries()) {
-      if (options.remainingMs() < reserve) {
+      if (!hasTime()) {
         await watermarks.setCursor(stream);
-        if (producers.length > 0) await watermarks.setLastSeen(lastSeen);
-        await this.runtime.alerts.send(alerts);
-        return { streamsVerified: verified, complete: false, alerts };
+        complete = false;
+        break;
       }
-      const from = options.full ? undefined : await watermarks.get(stream);
-      const head = await heads.get(stream);
-      const report = await verifyStoredStream(objects, stream, {
-        trusted,
-        deployment: settings.origin,
-        ...(from ? { from } : {}),
-        ...(head ? { head } : {}),
-      });
-      for (const f of report.failures) alert(f.code, f.message, stream, f.at);
-      if (producers.length > 0) await this.readLastSeen(stream, from, report.state.size, lastSeen);
-      const archiveFailures = await this.checkVersions(
-        streamPrefix(stream),
+      await this.verifyStream(
         stream,
-        from,
-        options.full ?? false,
-        alert,
+        options.full === true,
+        trusted,
+        run,
+        producers.length > 0 ? lastSeen : undefined,
       );
-      if (report.failures.length === 0 && archiveFailures === 0)
-        await watermarks.put(stream, report.state, time);
       verified.push(stream);
       if (i === order.length - 1) await watermarks.setCursor(undefined);
     }
+
+    const sweep =
+      !options.full && complete && hasTime()
+        ? await this.sweepStep(run, hasTime, options.sweepPageSize ?? 1000)
+        : { versions: 0, passCompleted: false };
+
     if (producers.length > 0) {
       await watermarks.setLastSeen(lastSeen);
       const now = this.now().getTime();
       for (const p of producers) {
         const since = lastSeen[p.id] ?? p.createdAt;
         if (now - Date.parse(since) > p.heartbeatSeconds! * 1000)
-          alert(
-            "producer-silent",
-            `producer ${p.id} has sent nothing since ${since} (expects one every ${p.heartbeatSeconds} s)`,
-            undefined,
-            p.id,
-          );
+          run.add({
+            code: "producer-silent",
+            message: `producer ${p.id} has sent nothing since ${since} (expects one every ${p.heartbeatSeconds} s)`,
+            at: p.id,
+          });
       }
     }
-    await this.runtime.alerts.send(alerts);
-    return { streamsVerified: verified, complete: true, alerts };
+    await run.flush();
+
+    const stored = await watermarks.findings();
+    const open = stored.filter((f) => !f.acknowledged);
+    await this.runtime.alerts.report(run.fresh, open.length);
+    return {
+      streamsVerified: verified,
+      complete,
+      alerts: run.fresh,
+      findings: { open, acknowledged: stored.filter((f) => f.acknowledged) },
+      trust,
+      changes,
+      sweep,
+    };
   }
 
-  /** Folds the producers of records [from.size, size) into `lastSeen` (newest `received` per producer). */
-  private async readLastSeen(
+  /**
+   * Verifies `stream` from its watermark (or from the start), then advances the watermark if every finding
+   * about the stream in this run is acknowledged.
+   */
+  private async verifyStream(
     stream: string,
-    from: VerifierState | undefined,
-    size: number,
-    lastSeen: Record<string, string>,
+    full: boolean,
+    trust: VerificationTrust,
+    run: RunFindings,
+    lastSeen: Record<string, string> | undefined,
   ): Promise<void> {
-    const { objects } = this.runtime;
-    const start = from?.size ?? 0;
-    if (size <= start) return;
-    const keys = await objects.list(
-      segmentPrefix(stream),
-      start > 0 ? { startAfter: segmentKey(stream, start - 1) } : {},
-    );
-    for (const key of keys) {
-      const bytes = await objects.get(key);
-      for (const r of bytes ? readSegment(bytes) : []) {
-        const seen = lastSeen[r.record.producer];
-        if (!seen || seen < r.record.received) lastSeen[r.record.producer] = r.record.received;
+    const { objects, heads, watermarks, settings } = this.runtime;
+    const mark = full ? undefined : await watermarks.mark(stream);
+    const from = mark?.state;
+    const size = from?.size ?? 0;
+    // List from the watermark's keys onward (S3 KeyMarker: keys strictly after it). The keys stored with the
+    // watermark are keys that exist, which is also what moto needs (docs/AWS.md §moto gaps).
+    const segmentsAfter = size > 0 ? (mark?.segmentKey ?? segmentKey(stream, size - 1)) : undefined;
+    const checkpointsAfter = size > 0 ? (mark?.checkpointKey ?? checkpointKey(stream, size - 1)) : undefined;
+    const listings: [AsyncIterable<ObjectVersion>, string | undefined][] =
+      size > 0
+        ? [
+            [objects.versions(segmentPrefix(stream), { after: segmentsAfter! }), segmentsAfter],
+            [objects.versions(checkpointPrefix(stream), { after: checkpointsAfter! }), checkpointsAfter],
+          ]
+        : [[objects.versions(streamPrefix(stream)), undefined]];
+    const originals = new Map<string, string>();
+    for (const [listing, after] of listings) {
+      for await (const group of groupVersions(listing)) {
+        if (after !== undefined && group.key <= after) continue;
+        const original = group.versions.filter((v) => !v.deleteMarker).at(-1);
+        if (original) originals.set(group.key, original.versionId);
+        await this.checkVersionsOf(group, run, stream);
       }
     }
+
+    const acks: { id: string; index: number; reason: string; time: string }[] = [];
+    const view = new OriginalVersions(objects, originals, (bytes) => {
+      if (stream !== SYSTEM_STREAM && !lastSeen) return;
+      let records: ReturnType<typeof readSegment>;
+      try {
+        records = readSegment(bytes);
+      } catch {
+        return; // core reports the malformed segment
+      }
+      for (const { record } of records) {
+        if (lastSeen) {
+          const seen = lastSeen[record.producer];
+          if (!seen || seen < record.received) lastSeen[record.producer] = record.received;
+        }
+        if (stream === SYSTEM_STREAM) {
+          const ack = acknowledgementIn(record);
+          if (ack) acks.push({ ...ack, index: record.index });
+        }
+      }
+    });
+    // Core's one verification run, over the original versions past the watermark. The watermark's own keys are
+    // listed (never read) so that a stream with nothing new still counts as stored.
+    const present = [segmentsAfter, checkpointsAfter].filter((k): k is string => k !== undefined);
+    const result = await runVerification(
+      {
+        objects: new ListingWith(view, present),
+        deployment: settings.origin,
+        heads: { get: (s) => heads.get(s), streams: async () => [stream] },
+      },
+      trust,
+      {
+        mode: full ? "full" : "incremental",
+        ...(from ? { states: { [stream]: from } } : {}),
+        streams: [stream],
+      },
+    );
+    const failures = allFailures(result);
+    const report = {
+      failures,
+      state: result.streams[0]?.state ?? from ?? emptyState(),
+    };
+    for (const f of failures)
+      run.add({
+        code: f.code as Code,
+        message: f.message,
+        stream,
+        ...(f.at !== undefined ? { at: f.at } : {}),
+      });
+    // Acknowledgements count only from a `_system` stream that verified cleanly: a forged record in a broken
+    // chain acknowledges nothing.
+    if (stream === SYSTEM_STREAM && report.failures.length === 0)
+      for (const a of acks) {
+        // Any signer role can append to `_system`; only producer administration can confirm (IAM LeadingKeys).
+        if ((await watermarks.confirmedAcknowledgement(a.id)) !== a.index) {
+          run.add({
+            code: "acknowledgement-unconfirmed",
+            message: `_system record ${a.index} acknowledges finding ${a.id}, but producer administration never confirmed it`,
+            stream,
+            at: a.index,
+          });
+          continue;
+        }
+        await watermarks.acknowledge(a.id, { index: a.index, reason: a.reason, time: a.time });
+      }
+    const blocking = await run.flush(stream);
+    if (blocking > 0) return;
+    // The keys the next listing starts after: the newest segment verified, and the newest checkpoint below the
+    // new size (core re-reads the checkpoint at the size itself).
+    let newestSegment = segmentsAfter;
+    let newestCheckpoint = checkpointsAfter;
+    for (const key of originals.keys()) {
+      const parsed = parseStoreKey(key);
+      if (parsed?.stream !== stream) continue;
+      if (
+        parsed.kind === "segments" &&
+        parsed.n < report.state.size &&
+        (!newestSegment || key > newestSegment)
+      )
+        newestSegment = key;
+      if (
+        parsed.kind === "checkpoints" &&
+        parsed.n < report.state.size &&
+        (!newestCheckpoint || key > newestCheckpoint)
+      )
+        newestCheckpoint = key;
+    }
+    await watermarks.put(stream, report.state, run.time, {
+      ...(newestSegment ? { segmentKey: newestSegment } : {}),
+      ...(newestCheckpoint ? { checkpointKey: newestCheckpoint } : {}),
+    });
   }
 
-  /** Keys the archive holds (`keys/*.json`, exported at first use), so rotated keys still verify. */
-  private async trustedKeys(): Promise<NoteKey[]> {
-    const { objects } = this.runtime;
-    const out: NoteKey[] = [];
-    for (const key of await objects.list("keys/")) {
-      const bytes = await objects.get(key);
-      if (!bytes) continue;
+  /**
+   * Reads the queue of S3 change notifications. A changed key at or past its stream's watermark is left to the
+   * stream's listing; one below it (an object the verifier already passed) has its versions listed and checked
+   * now; a key outside the archive's layout is reported. Streams named by a change join this run.
+   */
+  private async drainChanges(
+    run: RunFindings,
+    streams: Set<string>,
+    hasTime: () => boolean,
+    full: boolean,
+  ): Promise<VerifierRunResult["changes"]> {
+    const { clients, settings, objects, watermarks } = this.runtime;
+    const url = settings.archiveChangesQueueUrl;
+    const result = { notifications: 0, keysChecked: 0 };
+    if (!url) return result;
+    const marks = new Map<string, VerifierState | undefined>();
+    const watermarkOf = async (stream: string) => {
+      if (!marks.has(stream)) marks.set(stream, full ? undefined : await watermarks.get(stream));
+      return marks.get(stream);
+    };
+    while (hasTime()) {
+      let messages: { Body?: string; ReceiptHandle?: string; MessageId?: string }[];
       try {
-        const doc = JSON.parse(Buffer.from(bytes).toString("utf8")) as { verifierKey?: string };
-        if (doc.verifierKey) out.push(parseVerifierKey(doc.verifierKey));
-      } catch {
-        // A malformed key document trusts nothing; checkpoints it would have verified report unknown-key.
+        const out = await clients.sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: url,
+            MaxNumberOfMessages: 10,
+            WaitTimeSeconds: 0,
+            VisibilityTimeout: 300,
+          }),
+        );
+        messages = out.Messages ?? [];
+      } catch (e) {
+        throw storeFailure("SQS ReceiveMessage archive changes", e);
+      }
+      if (messages.length === 0) break;
+      result.notifications += messages.length;
+      const changed = new Set<string>();
+      for (const m of messages) {
+        const key = changedKey(m.Body);
+        if (key !== undefined) changed.add(key);
+      }
+      for (const key of changed) {
+        if (key.startsWith("keys/")) continue; // every version under keys/ is checked on every run
+        const parsed = parseStoreKey(key);
+        if (!parsed) {
+          run.add({
+            code: "object-unexpected",
+            message: `${key} is not part of the archive's layout`,
+            at: key,
+            ...streamOf(key),
+          });
+          continue;
+        }
+        streams.add(parsed.stream);
+        const mark = await watermarkOf(parsed.stream);
+        if (!mark || parsed.n >= mark.size) continue;
+        result.keysChecked++;
+        const versions: ObjectVersion[] = [];
+        for await (const v of objects.versions(key)) if (v.key === key) versions.push(v);
+        await this.checkVersionsOf({ key, versions }, run, parsed.stream);
+      }
+      // Findings are stored before the notifications are deleted: a crash in between re-reads them, no loss.
+      await run.flush();
+      const entries = messages
+        .filter((m) => m.ReceiptHandle)
+        .map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! }));
+      try {
+        await clients.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: entries }));
+      } catch (e) {
+        throw storeFailure("SQS DeleteMessageBatch archive changes", e);
       }
     }
-    // The live KMS key too, so a hidden or missing key document (itself alerted) does not also fail every
-    // checkpoint. Its state is checked separately; a key that cannot be read adds nothing here.
-    try {
-      const signer = await KmsSigner.create(
-        this.runtime.clients.kms,
-        this.runtime.settings.signingKeyId,
-        this.runtime.settings.origin,
+    return result;
+  }
+
+  /**
+   * Checks up to `sweepPagesPerRun` pages of the whole bucket's version listing from the persisted cursor. The
+   * cursor is the last key fully checked, so a key whose versions span two pages is listed again from its first
+   * version; a pass that ends records when, and the next starts `sweepIntervalDays` after the last began.
+   */
+  private async sweepStep(
+    run: RunFindings,
+    hasTime: () => boolean,
+    pageSize: number,
+  ): Promise<VerifierRunResult["sweep"]> {
+    const { objects, watermarks, settings } = this.runtime;
+    const cursor = await watermarks.sweep();
+    const now = this.now();
+    if (
+      cursor.keyMarker === undefined &&
+      cursor.startedAt !== undefined &&
+      now.getTime() - Date.parse(cursor.startedAt) < settings.sweepIntervalDays * DAY_MS
+    )
+      return { versions: 0, passCompleted: false };
+    const startedAt =
+      cursor.keyMarker === undefined ? now.toISOString() : (cursor.startedAt ?? now.toISOString());
+    let keyMarker = cursor.keyMarker;
+    let versions = 0;
+    for (let page = 0; page < settings.sweepPagesPerRun && hasTime(); page++) {
+      const listed = await objects.versionPage("", keyMarker ? { keyMarker } : {}, pageSize);
+      // S3 lists only keys after the marker; moto also returns the marker key's older versions (docs/AWS.md).
+      const groups = [...groupList(listed.versions)].filter(
+        (g) => keyMarker === undefined || g.key > keyMarker,
       );
-      if (!out.some((k) => k.keyId.equals(signer.key.keyId))) out.push(signer.key);
+      // The last key of a truncated page may have more versions on the next page: leave it for the next listing,
+      // unless it is the page's only key (a key with over a thousand versions is a finding in itself).
+      const last = listed.next && groups.length > 1 ? groups.pop() : undefined;
+      for (const group of groups) {
+        versions += group.versions.length;
+        const parsed = parseStoreKey(group.key);
+        if (!parsed && !/^keys\/[0-9a-f]{8}\.json$/.test(group.key))
+          run.add({
+            code: "object-unexpected",
+            message: `${group.key} is not part of the archive's layout`,
+            at: group.key,
+            ...streamOf(group.key),
+          });
+        await this.checkVersionsOf(group, run, parsed?.stream);
+      }
+      await run.flush();
+      if (!listed.next) {
+        await watermarks.setSweep({ startedAt, completedAt: this.now().toISOString() });
+        return { versions, passCompleted: true };
+      }
+      keyMarker = (last ? groups.at(-1)?.key : undefined) ?? listed.next.keyMarker;
+      await watermarks.setSweep({
+        keyMarker,
+        startedAt,
+        ...(cursor.completedAt ? { completedAt: cursor.completedAt } : {}),
+      });
+    }
+    return { versions, passCompleted: false };
+  }
+
+  /**
+   * The keys checkpoints are verified with: the live KMS key, and each key document in the archive whose key's
+   * fingerprint is pinned. The key's name is this deployment's, whatever the document says.
+   */
+  private async trust(run: RunFindings): Promise<{ keys: NoteKey[]; report: TrustReport }> {
+    const { objects, settings, clients } = this.runtime;
+    const keys: NoteKey[] = [];
+    const report: TrustReport = { pinned: [], untrusted: [] };
+    try {
+      const signer = await KmsSigner.create(clients.kms, settings.signingKeyId, settings.origin);
+      keys.push(signer.key);
+      report.live = keyFingerprint(signer.key.publicKey);
     } catch {
       // reported by checkKey
     }
-    return out;
+    const pinned = new Set(settings.trustedKeyFingerprints);
+    for (const key of await objects.list("keys/")) {
+      const bytes = await objects.get(key);
+      let material: NoteKey | undefined;
+      try {
+        const doc = JSON.parse(Buffer.from(bytes ?? []).toString("utf8")) as { publicKey?: unknown };
+        if (typeof doc.publicKey === "string")
+          material = makeNoteKey(settings.origin, publicKeyFromSpki(Buffer.from(doc.publicKey, "base64")));
+      } catch {
+        // not a key document
+      }
+      const fingerprint = material ? keyFingerprint(material.publicKey) : undefined;
+      if (fingerprint && fingerprint === report.live) continue;
+      if (material && fingerprint && pinned.has(fingerprint)) {
+        keys.push(material);
+        report.pinned.push(fingerprint);
+        continue;
+      }
+      report.untrusted.push(key);
+      run.add({
+        code: "key-document-untrusted",
+        message: `${key} is neither the live signing key nor a pinned key; checkpoints it would verify are not trusted`,
+        at: key,
+      });
+    }
+    return { keys, report };
   }
 
-  private async checkKey(alert: (code: ArchiveFailureCode, message: string) => void): Promise<void> {
+  private async checkKey(run: RunFindings): Promise<void> {
     const { clients, settings } = this.runtime;
     let state: string;
     try {
       const out = await clients.kms.send(new DescribeKeyCommand({ KeyId: settings.signingKeyId }));
       state = out.KeyMetadata?.KeyState ?? "Unknown";
     } catch (e) {
-      alert("signing-key-unavailable", `the signing key cannot be described: ${(e as Error).name}`);
+      run.add({
+        code: "signing-key-unavailable",
+        message: `the signing key cannot be described: ${(e as Error).name}`,
+      });
       return;
     }
-    if (state === "Disabled") alert("signing-key-disabled", "the checkpoint signing key is disabled");
+    if (state === "Disabled")
+      run.add({ code: "signing-key-disabled", message: "the checkpoint signing key is disabled" });
     else if (state === "PendingDeletion")
-      alert("signing-key-pending-deletion", "the checkpoint signing key is scheduled for deletion");
-    else if (state !== "Enabled") alert("signing-key-unavailable", `the signing key is in state ${state}`);
+      run.add({
+        code: "signing-key-pending-deletion",
+        message: "the checkpoint signing key is scheduled for deletion",
+      });
+    else if (state !== "Enabled")
+      run.add({ code: "signing-key-unavailable", message: `the signing key is in state ${state}` });
   }
 
   /**
-   * Lists every version under `prefix` (a stream's, or `keys/`). Extra versions and delete markers are failures
-   * wherever they are; lock fields are read (one HEAD each) for objects past the watermark, or for all of them
-   * on a full run.
+   * The checks on one key's versions: a delete marker or a second version is a finding wherever it is (the sink
+   * only ever creates, once); every version must be COMPLIANCE-locked for at least the floor past its creation.
    */
-  private async checkVersions(
-    prefix: string,
+  private async checkVersionsOf(
+    { key, versions }: KeyVersions,
+    run: RunFindings,
     stream: string | undefined,
-    from: VerifierState | undefined,
-    full: boolean,
-    alert: (code: ArchiveFailureCode, message: string, stream: string | undefined, at: string) => void,
-  ): Promise<number> {
+  ): Promise<void> {
     const { objects } = this.runtime;
+    const at = { at: key, ...(stream !== undefined ? { stream } : {}) };
+    if (versions.some((v) => v.deleteMarker))
+      run.add({ code: "object-delete-marker", message: `a delete marker hides ${key}`, ...at });
+    const real = versions.filter((v) => !v.deleteMarker);
+    if (real.length > 1)
+      run.add({ code: "object-version-extra", message: `${key} has ${real.length} versions`, ...at });
     const floorMs = objects.retentionDays * DAY_MS;
-    let failures = 0;
-    const fail = (code: ArchiveFailureCode, message: string, at: string) => {
-      failures++;
-      alert(code, message, stream, at);
-    };
-    const seen = new Map<string, number>();
-    for await (const v of objects.versions(prefix)) {
-      if (v.deleteMarker) {
-        fail("object-delete-marker", `a delete marker hides ${v.key}`, v.key);
-        continue;
-      }
-      const count = (seen.get(v.key) ?? 0) + 1;
-      seen.set(v.key, count);
-      if (count === 2) fail("object-version-extra", `${v.key} has more than one version`, v.key);
-      const parsed = parseStoreKey(v.key);
-      const isNew =
-        !from ||
-        !parsed ||
-        (parsed.kind === "segments" ? parsed.n >= from.size : parsed.n > from.checkpointSize);
-      if (!full && !isNew && count === 1) continue;
-      const lock = await objects.lock(v.key, v.versionId);
+    for (const v of real) {
+      const lock = await objects.lock(key, v.versionId);
       const created = (lock.lastModified ?? v.lastModified ?? new Date(0)).getTime();
       if (!lock.mode || !lock.retainUntil)
-        fail("retention-missing", `${v.key} has no Object Lock retention`, v.key);
+        run.add({
+          code: "retention-missing",
+          message: `${key} (version ${v.versionId}) has no Object Lock retention`,
+          ...at,
+        });
       else if (lock.mode !== "COMPLIANCE")
-        fail("retention-not-compliance", `${v.key} is locked in ${lock.mode} mode, not COMPLIANCE`, v.key);
+        run.add({
+          code: "retention-not-compliance",
+          message: `${key} (version ${v.versionId}) is locked in ${lock.mode} mode, not COMPLIANCE`,
+          ...at,
+        });
       // One minute of slack: S3 stamps LastModified when the upload completes, after the writer set the date.
       else if (lock.retainUntil.getTime() < created + floorMs - 60_000)
-        fail(
-          "retention-short",
-          `${v.key} is retained until ${lock.retainUntil.toISOString()}, less than ${objects.retentionDays} days`,
-          v.key,
-        );
+        run.add({
+          code: "retention-short",
+          message: `${key} (version ${v.versionId}) is retained until ${lock.retainUntil.toISOString()}, less than ${objects.retentionDays} days`,
+          ...at,
+        });
     }
-    return failures;
+  }
+}
+
+export type AcknowledgeErrorCode = "bad-finding" | "bad-reason" | "unknown-finding";
+
+/** An acknowledgement was refused before anything was recorded. */
+export class AcknowledgeError extends Error {
+  override readonly name = "AcknowledgeError";
+  constructor(
+    readonly code: AcknowledgeErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Records an acknowledgement of finding `id` as an event in the `_system` stream, signed by the sink's key.
+ * The verifier reads it on its next run; from then on the finding no longer blocks its stream's watermark or
+ * counts as open, and it stays in the report with the acknowledgement. Needs a role that may sign and append
+ * to `_system` (the producer-admin function's).
+ */
+export async function acknowledgeFinding(runtime: AwsRuntime, id: string, reason: string): Promise<Receipt> {
+  if (typeof id !== "string" || !/^[0-9a-f]{32}$/.test(id))
+    throw new AcknowledgeError("bad-finding", "finding must be a finding id (32 hex digits)");
+  if (typeof reason !== "string" || reason.trim() === "" || reason.length > 1000)
+    throw new AcknowledgeError("bad-reason", "reason must be a non-empty text of at most 1,000 characters");
+  const finding = await runtime.watermarks.finding(id);
+  if (!finding) throw new AcknowledgeError("unknown-finding", `finding ${id} does not exist`);
+  const { sink, signer } = await runtime.start();
+  const event = await signSystemEvent(signer, FINDING_ACKNOWLEDGED, {
+    finding: id,
+    code: finding.code,
+    ...(finding.stream !== undefined ? { stream: finding.stream } : {}),
+    ...(finding.at !== undefined ? { at: String(finding.at) } : {}),
+    reason,
+  });
+  const [receipt] = await sink.commit(SYSTEM_STREAM, [admit(event, SYSTEM_PRODUCER)]);
+  await runtime.watermarks.confirmAcknowledgement(id, receipt!.index, reason);
+  return receipt!;
+}
+
+/** The acknowledgement a `_system` record carries, if it is one the sink itself recorded. */
+function acknowledgementIn(record: {
+  producer: string;
+  event: { type?: unknown; time?: unknown; data?: unknown };
+}): { id: string; reason: string; time: string } | undefined {
+  if (record.producer !== SYSTEM_PRODUCER || record.event.type !== FINDING_ACKNOWLEDGED) return undefined;
+  const data = record.event.data;
+  if (typeof data !== "object" || data === null) return undefined;
+  const { finding, reason } = data as { finding?: unknown; reason?: unknown };
+  if (typeof finding !== "string" || !/^[0-9a-f]{32}$/.test(finding) || typeof reason !== "string")
+    return undefined;
+  return { id: finding, reason, time: typeof record.event.time === "string" ? record.event.time : "" };
+}
+
+/** The object key an S3 EventBridge notification (Object Created, Object Deleted, …) names, if any. */
+function changedKey(body: string | undefined): string | undefined {
+  if (!body) return undefined;
+  try {
+    const event = JSON.parse(body) as { detail?: { object?: { key?: unknown } } };
+    const key = event?.detail?.object?.key;
+    return typeof key === "string" && key !== "" ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function streamOf(key: string): { stream?: string } {
+  const m = /^streams\/([^/]+)\//.exec(key);
+  return m ? { stream: m[1]! } : {};
+}
+
+/** Groups a key-ordered version listing by key. */
+async function* groupVersions(listing: AsyncIterable<ObjectVersion>): AsyncGenerator<KeyVersions> {
+  let current: KeyVersions | undefined;
+  for await (const v of listing) {
+    if (current && current.key === v.key) current.versions.push(v);
+    else {
+      if (current) yield current;
+      current = { key: v.key, versions: [v] };
+    }
+  }
+  if (current) yield current;
+}
+
+function* groupList(listing: readonly ObjectVersion[]): Generator<KeyVersions> {
+  let current: KeyVersions | undefined;
+  for (const v of listing) {
+    if (current && current.key === v.key) current.versions.push(v);
+    else {
+      if (current) yield current;
+      current = { key: v.key, versions: [v] };
+    }
+  }
+  if (current) yield current;
+}
+
+function emptyState(): VerifierState {
+  return { size: 0, headHash: "0".repeat(64), frontier: [], checkpointSize: 0 };
+}
+
+/** A view that also lists `present` (keys known to exist, never read by an incremental walk). */
+class ListingWith implements ObjectStore {
+  private readonly present: string[];
+  constructor(
+    private readonly inner: ObjectStore,
+    present: readonly string[],
+  ) {
+    this.present = [...present].sort();
+  }
+  putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    return this.inner.putIfAbsent(key, bytes);
+  }
+  get(key: string): Promise<Uint8Array | undefined> {
+    return this.inner.get(key);
+  }
+  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
+    const extra = this.present.filter(
+      (k) => k.startsWith(prefix) && (options.startAfter === undefined || k > options.startAfter),
+    );
+    const merged = [...new Set([...(await this.inner.list(prefix, options)), ...extra])].sort();
+    return options.limit === undefined ? merged : merged.slice(0, options.limit);
+  }
+}
+
+/**
+ * The archive as the sink wrote it, for core verification: the keys the version listing found (including keys
+ * a delete marker hides), each read at its original version. Read-only.
+ */
+class OriginalVersions implements ObjectStore {
+  private readonly sorted: string[];
+  constructor(
+    private readonly objects: S3WriteOnceStore,
+    private readonly originals: ReadonlyMap<string, string>,
+    private readonly onSegment: (bytes: Uint8Array) => void,
+  ) {
+    this.sorted = [...originals.keys()].sort();
+  }
+
+  putIfAbsent(key: string): Promise<boolean> {
+    return Promise.reject(
+      new StoreError("store-failed", `the verifier's view of the archive is read-only (${key})`),
+    );
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const version = this.originals.get(key);
+    if (!version) return undefined;
+    const bytes = await this.objects.getVersion(key, version);
+    if (bytes && parseStoreKey(key)?.kind === "segments") this.onSegment(bytes);
+    return bytes;
+  }
+
+  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
+    const out: string[] = [];
+    for (const key of this.sorted) {
+      if (!key.startsWith(prefix) || (options.startAfter !== undefined && key <= options.startAfter))
+        continue;
+      out.push(key);
+      if (options.limit !== undefined && out.length >= options.limit) break;
+    }
+    return out;
+  }
+}
+
+/**
+ * The findings of one run, stored as they are made: `flush` records them (one write each), keeps those seen
+ * for the first time as alerts, and says how many about a stream are still unacknowledged.
+ */
+class RunFindings {
+  private pending = new Map<string, Found>();
+  readonly fresh: Alert[] = [];
+  constructor(
+    private readonly runtime: AwsRuntime,
+    readonly time: string,
+  ) {}
+
+  add(f: Found): void {
+    this.pending.set(findingId(f), f);
+  }
+
+  /** Stores pending findings; resolves how many of them about `stream` are not acknowledged. */
+  async flush(stream?: string): Promise<number> {
+    let blocking = 0;
+    for (const f of this.pending.values()) {
+      const { isNew, stored } = await this.runtime.watermarks.recordFinding(f, this.time);
+      if (isNew)
+        this.fresh.push({
+          code: f.code,
+          message: f.message,
+          time: this.time,
+          ...(f.stream !== undefined ? { stream: f.stream } : {}),
+          ...(f.at !== undefined ? { at: f.at } : {}),
+        });
+      if (stream !== undefined && f.stream === stream && !stored.acknowledged) blocking++;
+    }
+    this.pending.clear();
+    return blocking;
   }
 }

@@ -33,6 +33,12 @@ export interface ObjectVersion {
   lastModified?: Date;
 }
 
+/** Where a version listing resumes (S3 `KeyMarker` and `VersionIdMarker`). */
+export interface VersionMarker {
+  keyMarker?: string;
+  versionMarker?: string;
+}
+
 /** The Object Lock fields of one version, as HeadObject reports them. */
 export interface ObjectLock {
   mode?: string;
@@ -125,39 +131,82 @@ export class S3WriteOnceStore implements ObjectStore {
     return keys;
   }
 
-  /** Every version and delete marker under `prefix`, in key order (S3 lists newest version first per key). */
-  async *versions(prefix: string): AsyncGenerator<ObjectVersion> {
-    let keyMarker: string | undefined;
-    let versionMarker: string | undefined;
+  /**
+   * Every version and delete marker under `prefix`, in key order (S3 lists newest version first per key).
+   * `after` starts the listing at the first key strictly after it (S3 `KeyMarker`): keys sort by index, so a
+   * verifier lists only what follows its watermark, whatever the archive's size.
+   */
+  async *versions(prefix: string, options: { after?: string } = {}): AsyncGenerator<ObjectVersion> {
+    let marker: VersionMarker = options.after ? { keyMarker: options.after } : {};
     for (;;) {
-      let out: ListObjectVersionsCommandOutput;
-      try {
-        out = await this.s3.send(
-          new ListObjectVersionsCommand({
-            Bucket: this.bucket,
-            Prefix: prefix,
-            ...(keyMarker ? { KeyMarker: keyMarker } : {}),
-            ...(versionMarker ? { VersionIdMarker: versionMarker } : {}),
-          }),
-        );
-      } catch (e) {
-        throw storeFailure(`ListObjectVersions ${prefix}`, e);
-      }
-      const page: ObjectVersion[] = [
-        ...(out.Versions ?? []).map((v) => ({ ...v, deleteMarker: false })),
-        ...(out.DeleteMarkers ?? []).map((v) => ({ ...v, deleteMarker: true })),
-      ].map((v) => ({
-        key: v.Key ?? "",
-        versionId: v.VersionId ?? "null",
-        isLatest: v.IsLatest ?? false,
-        deleteMarker: v.deleteMarker,
-        ...(v.LastModified ? { lastModified: v.LastModified } : {}),
-      }));
-      page.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      yield* page;
-      if (!out.IsTruncated) return;
-      keyMarker = out.NextKeyMarker;
-      versionMarker = out.NextVersionIdMarker;
+      const page = await this.versionPage(prefix, marker);
+      yield* page.versions;
+      if (!page.next) return;
+      marker = page.next;
+    }
+  }
+
+  /**
+   * One page (at most `maxKeys`, S3's limit 1,000) of the version listing under `prefix` from `marker` on, in
+   * key order, and the marker of the next page when there is one (a resumable listing keeps it).
+   */
+  async versionPage(
+    prefix: string,
+    marker: VersionMarker = {},
+    maxKeys = 1000,
+  ): Promise<{ versions: ObjectVersion[]; next?: VersionMarker }> {
+    let out: ListObjectVersionsCommandOutput;
+    try {
+      out = await this.s3.send(
+        new ListObjectVersionsCommand({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          MaxKeys: maxKeys,
+          ...(marker.keyMarker ? { KeyMarker: marker.keyMarker } : {}),
+          ...(marker.keyMarker && marker.versionMarker ? { VersionIdMarker: marker.versionMarker } : {}),
+        }),
+      );
+    } catch (e) {
+      throw storeFailure(`ListObjectVersions ${prefix}`, e);
+    }
+    const versions: ObjectVersion[] = [
+      ...(out.Versions ?? []).map((v) => ({ ...v, deleteMarker: false })),
+      ...(out.DeleteMarkers ?? []).map((v) => ({ ...v, deleteMarker: true })),
+    ].map((v) => ({
+      key: v.Key ?? "",
+      versionId: v.VersionId ?? "null",
+      isLatest: v.IsLatest ?? false,
+      deleteMarker: v.deleteMarker,
+      ...(v.LastModified ? { lastModified: v.LastModified } : {}),
+    }));
+    // Stable: within a key, versions keep S3's newest-first order, delete markers after them.
+    versions.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    if (!out.IsTruncated || !out.NextKeyMarker) return { versions };
+    return {
+      versions,
+      next: {
+        keyMarker: out.NextKeyMarker,
+        ...(out.NextVersionIdMarker ? { versionMarker: out.NextVersionIdMarker } : {}),
+      },
+    };
+  }
+
+  /** The bytes of one version of `key` (undefined when that version does not exist). */
+  async getVersion(key: string, versionId: string): Promise<Uint8Array | undefined> {
+    try {
+      const out = await this.s3.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          VersionId: versionId,
+          ChecksumMode: "ENABLED",
+        }),
+      );
+      return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
+    } catch (e) {
+      const { name, status } = awsErrorName(e);
+      if (name === "NoSuchKey" || name === "NoSuchVersion" || status === 404) return undefined;
+      throw storeFailure(`GetObject ${key} ${versionId}`, e);
     }
   }
 

@@ -44,6 +44,36 @@ export interface AwsSettings {
   dedupWindowSeconds?: number;
   /** Seconds an HTTP request waits for its receipt before answering 503 (a retry is idempotent). */
   receiptWaitSeconds?: number;
+  /**
+   * SHA-256 fingerprints (hex, of the DER SPKI) of checkpoint keys the verifier trusts besides the live KMS key:
+   * a key document in the archive is used only when its key's fingerprint is pinned here.
+   */
+  trustedKeyFingerprints: string[];
+  /** The SQS queue S3 change notifications arrive on (archive bucket → EventBridge → queue). */
+  archiveChangesQueueUrl?: string;
+  /** Pages (1,000 versions each) the resumable archive sweep checks per verifier run. */
+  sweepPagesPerRun: number;
+  /** Days between the starts of two archive sweeps. */
+  sweepIntervalDays: number;
+}
+
+/** Environment names of the verifier's settings (stacks/Verify.ts sets them). */
+export const VERIFIER_ENV = {
+  trustedKeyFingerprints: "TRUSTED_KEY_FINGERPRINTS",
+  archiveChangesQueueUrl: "ARCHIVE_CHANGES_QUEUE_URL",
+  sweepPagesPerRun: "SWEEP_PAGES_PER_RUN",
+  sweepIntervalDays: "SWEEP_INTERVAL_DAYS",
+} as const;
+
+const FINGERPRINT = /^[0-9a-f]{64}$/;
+
+function positiveInteger(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1)
+    throw new AwsConfigError("bad-setting", `${name} must be a positive integer, not ${raw}`);
+  return value;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -83,7 +113,28 @@ export function settingsFromEnv(env: Env = process.env): AwsSettings {
     ...(env[ENV.sequencerDeadLetterUrl] ? { sequencerDeadLetterUrl: env[ENV.sequencerDeadLetterUrl] } : {}),
     dedupWindowSeconds: seconds(ENV.dedupWindowSeconds, DEFAULT_DEDUP_WINDOW_SECONDS, 366 * 24 * 3600),
     receiptWaitSeconds: seconds(ENV.receiptWaitSeconds, DEFAULT_RECEIPT_WAIT_SECONDS, 28),
+    trustedKeyFingerprints: fingerprints(env),
+    ...(env[VERIFIER_ENV.archiveChangesQueueUrl]
+      ? { archiveChangesQueueUrl: env[VERIFIER_ENV.archiveChangesQueueUrl] }
+      : {}),
+    sweepPagesPerRun: positiveInteger(env, VERIFIER_ENV.sweepPagesPerRun, 5),
+    sweepIntervalDays: positiveInteger(env, VERIFIER_ENV.sweepIntervalDays, 7),
   };
+}
+
+function fingerprints(env: Env): string[] {
+  const raw = env[VERIFIER_ENV.trustedKeyFingerprints] ?? "";
+  const list = raw
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== "");
+  for (const f of list)
+    if (!FINGERPRINT.test(f))
+      throw new AwsConfigError(
+        "bad-setting",
+        `${VERIFIER_ENV.trustedKeyFingerprints} must list SHA-256 fingerprints (64 hex digits), not ${f}`,
+      );
+  return list;
 }
 
 /**

@@ -40,6 +40,8 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
         return authorizer?.iam !== undefined && authorizer.iam !== null;
       },
       health: () => ({ runtime: "aws" }),
+      // Unauthenticated: the deployment name (`<app>.<stage>.<region>.<account>`) would show the account id.
+      healthShowsDeployment: false,
       logError: (error, request) =>
         logger.error("request failed", {
           ...request,

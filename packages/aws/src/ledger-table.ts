@@ -1,8 +1,9 @@
 /**
  * The ledger table's single-table layout (packages/aws/README.md §Item layout). One table holds chain heads,
- * dedup entries, producers and their keys, and verifier watermarks. Keys are `pk` (S) / `sk` (S); the GSI
- * `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. TTL on `expiresAt` (epoch seconds)
- * removes dedup entries after their window and receipts after the sequencer's hand-back; nothing else expires.
+ * dedup entries, receipts, producers and their keys, and the verifier's watermarks, findings and cursors. Keys are
+ * `pk` (S) / `sk` (S); the GSI `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. TTL on
+ * `expiresAt` (epoch seconds) removes dedup entries after their window and receipts after the sequencer's
+ * hand-back; nothing else expires.
  */
 import { createHash } from "node:crypto";
 import { CreateTableCommand, type DynamoDBClient, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
@@ -14,7 +15,20 @@ export const TTL_ATTRIBUTE = "expiresAt";
 
 export const keys = {
   head: (stream: string) => ({ pk: `stream#${stream}`, sk: "head" }),
-  watermark: (stream: string) => ({ pk: `stream#${stream}`, sk: "verifier" }),
+  /**
+   * A stream's verifier watermark. Its own partition (not the head's `stream#`), so that IAM can let the verifier
+   * and only the verifier write it (`dynamodb:LeadingKeys`, stacks/Verify.ts).
+   */
+  watermark: (stream: string) => ({ pk: `watermark#${stream}`, sk: "watermark" }),
+  /** Where watermarks were kept before they had their own partition (read once, never written). */
+  legacyWatermark: (stream: string) => ({ pk: `stream#${stream}`, sk: "verifier" }),
+  /**
+   * The confirmation of a finding's acknowledgement, written by producer administration beside the `_system`
+   * event (a role ingest cannot assume writes it, so a `_system` event alone acknowledges nothing).
+   */
+  acknowledgement: (id: string) => ({ pk: `ack#${id}`, sk: "ack" }),
+  /** One verifier finding, by its id (findingId: code, stream and what it is about). */
+  finding: (id: string) => ({ pk: `finding#${id}`, sk: "finding" }),
   /** The dedup key (`source` NUL `id`) can be ~1.3 KB; its SHA-256 keeps the item key short and fixed. */
   dedup: (eventKey: string) => ({
     pk: `event#${createHash("sha256").update(eventKey).digest("hex")}`,
@@ -27,12 +41,15 @@ export const keys = {
   verifierCursor: () => ({ pk: "verifier", sk: "cursor" }),
   /** When the verifier last saw a record from each producer (for heartbeat alerts). */
   verifierHeartbeats: () => ({ pk: "verifier", sk: "heartbeats" }),
+  /** Where the resumable archive sweep stopped. */
+  verifierSweep: () => ({ pk: "verifier", sk: "sweep" }),
 } as const;
 
-/** GSI partitions: every head, and every producer, each listed in name order. */
+/** GSI partitions: every head, and every producer, each listed in name order; every finding, oldest first. */
 export const indexes = {
   streams: "streams",
   producers: "producers",
+  findings: "findings",
 } as const;
 
 /** Creates the table as stacks/Ledger.ts does (for tests and local development against DynamoDB Local). */

@@ -63,7 +63,10 @@ export interface AwsRuntimeOptions {
   producerCacheSeconds?: number;
   /** Most records one segment may hold (core default 10,000). */
   maxSegmentRecords?: number;
-  /** Export the signing key's public key to the archive on start (default true; the read-only query role cannot). */
+  /**
+   * Export the signing key's public key to the archive on start (default false: only the producer-admin role may
+   * write `keys/`; ingest, query and the verifier may not).
+   */
   exportPublicKey?: boolean;
   /**
    * Ingest: hand authenticated events to the sequencer queue and wait for its receipts, instead of committing
@@ -172,7 +175,7 @@ export class AwsRuntime {
         this.settings.signingKeyId,
         this.settings.origin,
       );
-      if (this.options.exportPublicKey !== false) await signer.exportPublicKey(this.objects);
+      if (this.options.exportPublicKey === true) await signer.exportPublicKey(this.objects);
       const options: SinkOptions = {
         deployment: this.settings.origin,
         objects: this.objects,

@@ -1,0 +1,84 @@
+import * as iam from "aws-cdk-lib/aws-iam";
+import { type StackContext, use } from "sst/constructs";
+import { Archive } from "./Archive.ts";
+import { Ingest, PRODUCER_ADMIN_ROUTES } from "./Ingest.ts";
+import { Ledger } from "./Ledger.ts";
+import { sinkFunction } from "./lambda.ts";
+import { useSettings } from "./naming.ts";
+import {
+  archiveProtections,
+  keyProtections,
+  LEDGER_PARTITIONS,
+  ledgerProtections,
+  ledgerWrites,
+  SYSTEM_STREAM_NAME,
+} from "./policies.ts";
+import { Signing } from "./Signing.ts";
+
+/**
+ * Producer administration, apart from the internet-facing ingest: registering and revoking producer keys
+ * (the IAM-authorized routes PRODUCER_ADMIN_ROUTES), acknowledging verifier findings (direct invocation), and
+ * exporting the checkpoint key's public document to `keys/` when it first starts. Only this role may write the
+ * producer registry, `keys/*` and the `_system` stream that records every change; ingest is denied all three.
+ */
+export function ProducerAdmin({ app, stack }: StackContext) {
+  const settings = useSettings(app);
+  const { archive } = use(Archive);
+  const { table } = use(Ledger);
+  const { signingKeyArn } = use(Signing);
+  const { api } = use(Ingest);
+
+  const producerAdmin = sinkFunction(stack, "producer-admin", {
+    resources: { archiveBucketName: archive.bucketName, ledgerTableName: table.tableName, signingKeyArn },
+    description:
+      "auditsink producer administration: registers and revokes producer keys, acknowledges findings, exports the public key",
+    timeout: 29,
+    memorySize: 512,
+    statements: [
+      new iam.PolicyStatement({
+        sid: "CreateKeysAndSystemStream",
+        actions: ["s3:PutObject", "s3:PutObjectRetention"],
+        resources: [
+          archive.arnForObjects("keys/*"),
+          archive.arnForObjects(`streams/${SYSTEM_STREAM_NAME}/*`),
+        ],
+      }),
+      new iam.PolicyStatement({
+        sid: "ReadArchive",
+        actions: ["s3:GetObject"],
+        resources: [archive.arnForObjects("*")],
+      }),
+      new iam.PolicyStatement({
+        sid: "ListArchive",
+        actions: ["s3:ListBucket"],
+        resources: [archive.bucketArn],
+      }),
+      new iam.PolicyStatement({
+        sid: "ReadLedger",
+        actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+        resources: [table.tableArn, `${table.tableArn}/index/*`],
+      }),
+      ledgerWrites("WriteRegistryAndSystemStream", table.tableArn, LEDGER_PARTITIONS.producerAdmin),
+      new iam.PolicyStatement({
+        sid: "SignSystemStream",
+        actions: ["kms:Sign", "kms:GetPublicKey"],
+        resources: [signingKeyArn],
+      }),
+      ...archiveProtections({ kind: "identity" }, archive.bucketArn, settings.retentionDays),
+      keyProtections(signingKeyArn),
+      ledgerProtections(table.tableArn),
+    ],
+  });
+  api.addRoutes(
+    stack,
+    Object.fromEntries(
+      PRODUCER_ADMIN_ROUTES.map((route) => [
+        route,
+        { function: producerAdmin.fn, authorizer: "iam" as const },
+      ]),
+    ),
+  );
+
+  stack.addOutputs({ ProducerAdminFunctionName: producerAdmin.fn.functionName });
+  return { producerAdmin: producerAdmin.fn };
+}
