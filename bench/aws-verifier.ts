@@ -85,6 +85,7 @@ async function main(): Promise<void> {
         runWithSweepStep: sweep,
       };
       results.push(row);
+      write(results);
       console.log(
         `${row.scale.padEnd(5)} ${String(row.segments).padStart(5)} segments ${String(row.events).padStart(6)} events | ` +
           `steady run ${String(steady.total).padStart(4)} calls ${String(steady.ms).padStart(6)} ms | ` +
@@ -94,6 +95,10 @@ async function main(): Promise<void> {
   } finally {
     await emulators.stop();
   }
+}
+
+/** Writes what has been measured so far (after every scale: a run cut short still leaves its rows). */
+function write(results: unknown[]): void {
   const out = join(dirname(fileURLToPath(import.meta.url)), "results", "aws-verifier.json");
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(
