@@ -48,6 +48,16 @@ export function systemProducerKey(signer: Signer): ProducerKey {
   };
 }
 
+/** A registry that can refuse keys at once, before their revocation is recorded (see AuditedProducerAdmin.revoke). */
+export interface SuspendingProducerAdmin extends ProducerAdmin {
+  /** Refuses the keys from now on; the returned function lifts that if the revocation could not be recorded. */
+  suspend(keyIds: readonly string[]): () => void;
+}
+
+function isSuspending(admin: ProducerAdmin): admin is SuspendingProducerAdmin {
+  return typeof (admin as Partial<SuspendingProducerAdmin>).suspend === "function";
+}
+
 /**
  * A ProducerAdmin that records each change in the system stream before applying it. A change that is refused
  * (key taken, unknown producer) is refused before anything is recorded.
@@ -91,7 +101,15 @@ export class AuditedProducerAdmin implements ProducerAdmin {
       throw new StoreError("conflict", `producer ${id} has no key ${keyId}`);
     }
     const keys = info.keys.filter((k) => (keyId === undefined || k.keyId === keyId) && !k.revokedAt);
-    await this.record(PRODUCER_REVOKED, { producer: id, keyIds: keys.map((k) => k.keyId) });
+    // A revocation is in force from the moment it is recorded: a registry that can suspend keys refuses them
+    // before the record is written, and keeps refusing them if applying the change fails afterwards.
+    const resume = isSuspending(this.inner) ? this.inner.suspend(keys.map((k) => k.keyId)) : undefined;
+    try {
+      await this.record(PRODUCER_REVOKED, { producer: id, keyIds: keys.map((k) => k.keyId) });
+    } catch (e) {
+      resume?.();
+      throw e;
+    }
     return this.inner.revoke(id, keyId);
   }
 

@@ -375,9 +375,7 @@ class StreamWriter {
         prev = r.hash;
         frontier.append(r.leaf);
       }
-      await this.o.dedup.putMany(
-        records.map((r) => dedupEntry(this.stream, r, toHex(sha256(canonicalBytes(r.record.event))))),
-      );
+      await this.o.dedup.putMany(dedupEntriesOf(this.stream, records));
       this.sink.reader(this.stream).add(head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
     }
@@ -430,11 +428,10 @@ class StreamWriter {
     tree: MerkleTree | undefined,
   ): Promise<void> {
     let checkpoint = head.checkpoint;
-    if (!checkpoint) {
-      // Only replays, and the newest records were never checkpointed (a writer crashed after committing).
-      const reader = this.sink.reader(this.stream);
-      await reader.ensure(head.size);
-      checkpoint = await this.publishCheckpoint(head, reader.root(head.size));
+    if (!checkpoint && head.size > 0) {
+      // Only replays, and the newest records were never checkpointed (a writer crashed after committing). The
+      // root comes from the frontier, so repair costs the unsealed tail catchUp read, not the whole stream.
+      checkpoint = await this.publishCheckpoint(head, head.frontier.root());
       head.checkpoint = checkpoint;
       await this.advanceHead(head.size, head).catch(() => undefined);
     }
@@ -464,6 +461,11 @@ class StreamWriter {
       );
     }
   }
+}
+
+/** The dedup entries of stored records (what a writer records for a segment it catches up on, or a rebuild). */
+export function dedupEntriesOf(stream: string, records: readonly SealedRecord[]): DedupEntry[] {
+  return records.map((r) => dedupEntry(stream, r, toHex(sha256(canonicalBytes(r.record.event)))));
 }
 
 function dedupEntry(stream: string, r: SealedRecord, eventHash: string): DedupEntry {
