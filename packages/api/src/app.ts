@@ -20,10 +20,13 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
 import {
+  AcknowledgedResponse,
+  AcknowledgeFindingsBody,
   CheckpointResponse,
   ConsistencyQuery,
   EventsPage,
   EventsQuery,
+  FindingsResponse,
   HealthResponse,
   InclusionQuery,
   KeysResponse,
@@ -64,8 +67,20 @@ export interface AppDeps {
    * (hono/aws-lambda puts the API Gateway event in `context.env`).
    */
   authorizeAdmin(token: string | undefined, context: Context): boolean | Promise<boolean>;
-  /** Extra fields for /healthz (for example the scheduled verifier's last run). */
+  /**
+   * Extra fields for /healthz (for example the scheduled verifier's last run). `status: "degraded"` makes the
+   * route answer 503.
+   */
   health?(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /**
+   * Standing verification findings and their acknowledgement (the embedded scheduled verifier). Absent: the
+   * `/v1/findings` routes are not served.
+   */
+  findings?: {
+    list(): Promise<{ open: unknown[]; acknowledged: unknown[] }>;
+    /** Records the acknowledgement in `_system`, then closes the findings; StoreError "conflict" for an id not open. */
+    acknowledge(ids: string[], by: string, note: string): Promise<unknown[]>;
+  };
   /** Called with every unexpected (500/503) error; the client sees only a generic problem. */
   logError?(error: unknown, request: { method: string; path: string }): void;
 }
@@ -399,6 +414,44 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     },
   );
 
+  const findings = deps.findings;
+  if (findings) {
+    app.openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/findings",
+        summary: "Standing verification findings (open until acknowledged) and acknowledged ones",
+        security: [{ adminToken: [] }],
+        responses: { 200: json(FindingsResponse, "Findings"), ...problems(401) },
+      }),
+      async (c) => {
+        await requireAdmin(c);
+        return c.json((await findings.list()) as never, 200);
+      },
+    );
+    app.openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/findings/acknowledge",
+        summary: "Acknowledge open findings; recorded in the _system stream before they close",
+        security: [{ adminToken: [] }],
+        request: {
+          body: { required: true, content: { "application/json": { schema: AcknowledgeFindingsBody } } },
+        },
+        responses: {
+          200: json(AcknowledgedResponse, "The findings closed"),
+          ...problems(400, 401, 409, 503),
+        },
+      }),
+      async (c) => {
+        await requireAdmin(c);
+        const body = c.req.valid("json");
+        const closed = await findings.acknowledge(body.findings, body.by ?? "admin", body.note);
+        return c.json({ acknowledged: closed } as never, 200);
+      },
+    );
+  }
+
   app.openapi(
     createRoute({
       method: "get",
@@ -413,14 +466,21 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     createRoute({
       method: "get",
       path: "/healthz",
-      summary: "Liveness, with the runtime's extra fields (for example the scheduled verifier's last run)",
-      responses: { 200: json(HealthResponse, "Healthy") },
+      summary:
+        "Health: 200 `ok`, or 503 `degraded` while storage refuses writes or a verification finding is unacknowledged",
+      responses: {
+        200: json(HealthResponse, "Healthy"),
+        503: json(HealthResponse, "Degraded: the body's fields say why (a load balancer takes the node out)"),
+      },
     }),
-    async (c) =>
-      c.json(
-        { status: "ok" as const, deployment: deps.keys.deployment, ...(await deps.health?.()) } as never,
-        200,
-      ),
+    async (c) => {
+      const extra = (await deps.health?.()) ?? {};
+      const degraded = extra.status === "degraded";
+      return c.json(
+        { deployment: deps.keys.deployment, ...extra, status: degraded ? "degraded" : "ok" } as never,
+        degraded ? 503 : 200,
+      );
+    },
   );
 
   app.doc31("/openapi.json", {

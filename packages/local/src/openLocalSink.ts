@@ -14,6 +14,8 @@
  *   producers.json       producer registry
  *   alerts.jsonl         alerts of the scheduled verifier
  *   verifier-state.json  where the incremental verifier resumes
+ *   findings.json        verification findings standing until acknowledged (FindingsLedger)
+ *   alert-outbox.json    webhook deliveries not yet acknowledged by the webhook
  *   tmp/                 objects being written
  *   lock, lock.json      the flock(2) lock while a process has the directory open, and who holds it
  *
@@ -102,6 +104,8 @@ export const dataPaths = (dataDir: string) => ({
   producers: join(dataDir, "producers.json"),
   alerts: join(dataDir, "alerts.jsonl"),
   verifierState: join(dataDir, "verifier-state.json"),
+  findings: join(dataDir, "findings.json"),
+  alertOutbox: join(dataDir, "alert-outbox.json"),
   tmp: join(dataDir, "tmp"),
 });
 
@@ -248,21 +252,19 @@ async function reconcileDedup(
 }
 
 /**
- * Applies the `_system` records the registry file does not reflect yet (a kill between recording a change and
- * writing producers.json). Only records whose event the sink's own key signed count.
+ * The `_system` records with index in [from, size) whose event the sink's own key signed (others are logged and
+ * skipped: only the sink writes that stream). Reads only the segments holding them.
  */
-async function reconcileRegistry(
+export async function systemRecords(
   objects: LocalObjectStore,
-  heads: LocalHeadStore,
-  registry: LocalProducerAdmin,
   signingKey: LocalSigningKey,
-  log: (line: string) => void,
-): Promise<void> {
-  const size = (await heads.get(SYSTEM_STREAM))?.size ?? 0;
-  if (size <= registry.systemSize && size === registry.systemSize) return;
-  const from = size < registry.systemSize ? 0 : registry.systemSize;
+  from: number,
+  size: number,
+  log: (line: string) => void = () => undefined,
+): Promise<{ index: number; event: SignedEvent }[]> {
   const keyId = keyFingerprint(signingKey.signer.key.publicKey);
   const records: { index: number; event: SignedEvent }[] = [];
+  if (from >= size) return records;
   for await (const segment of segmentsFrom(objects, SYSTEM_STREAM, from)) {
     for (const r of segment) {
       if (r.record.index < from || r.record.index >= size) continue;
@@ -280,6 +282,29 @@ async function reconcileRegistry(
       records.push({ index: r.record.index, event });
     }
   }
+  return records;
+}
+
+/**
+ * Applies the `_system` records the registry file does not reflect yet (a kill between recording a change and
+ * writing producers.json). Only records whose event the sink's own key signed count.
+ */
+async function reconcileRegistry(
+  objects: LocalObjectStore,
+  heads: LocalHeadStore,
+  registry: LocalProducerAdmin,
+  signingKey: LocalSigningKey,
+  log: (line: string) => void,
+): Promise<void> {
+  const size = (await heads.get(SYSTEM_STREAM))?.size ?? 0;
+  if (size === registry.systemSize) return;
+  const records = await systemRecords(
+    objects,
+    signingKey,
+    size < registry.systemSize ? 0 : registry.systemSize,
+    size,
+    log,
+  );
   try {
     const applied = await registry.reconcile(records, size);
     if (applied > 0) {
