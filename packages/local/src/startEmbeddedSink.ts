@@ -52,6 +52,8 @@ export interface EmbeddedSink {
   port: number;
   local: LocalSink;
   verifier: ScheduledVerifier;
+  /** Writes alerts the alerts file could not take yet and retries due webhook deliveries (also done every 5 s). */
+  flushAlerts(): Promise<void>;
   /** Stops accepting requests, lets in-flight commits finish, stops the verifier, releases the data directory. */
   close(): Promise<void>;
 }
@@ -224,6 +226,10 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     port,
     local,
     verifier,
+    flushAlerts: async () => {
+      await alertsFile.retry();
+      await webhook?.deliver();
+    },
     close: () => {
       closing ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
