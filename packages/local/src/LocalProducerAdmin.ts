@@ -163,11 +163,15 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
   async reconcile(records: readonly { index: number; event: SignedEvent }[], size: number): Promise<number> {
     let applied = 0;
     const write = records.length > 0 || size !== this.systemSize;
-    await this.change(() => {
-      for (const { event } of records) if (this.applyEvent(event)) applied++;
-      this.systemSize = Math.max(this.systemSize, size);
-      return undefined;
-    }, write);
+    await this.change(
+      () => {
+        for (const { event } of records) if (this.applyEvent(event)) applied++;
+        this.systemSize = Math.max(this.systemSize, size);
+        return undefined;
+      },
+      write,
+      false,
+    );
     return applied;
   }
 
@@ -236,7 +240,7 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
    * keeps it even when the write fails (the request fails, and the next write or reconcile() stores it); a
    * change the registry itself refuses (StoreError "conflict") leaves everything as it was.
    */
-  private change<T extends ProducerInfo | undefined>(apply: () => T, write = true): Promise<T> {
+  private change<T extends ProducerInfo | undefined>(apply: () => T, write = true, live = true): Promise<T> {
     const run = this.chain.then(async () => {
       const before = structuredClone(this.producers);
       let changed: T;
@@ -249,7 +253,7 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
       }
       this.index();
       if (write) {
-        crashPoint("registry:before-write");
+        if (live) crashPoint("registry:before-write");
         try {
           await replaceFile(
             this.tmpDir,
@@ -261,7 +265,7 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
         } catch (e) {
           throw storeError(`writing the producer registry ${this.path}`, e);
         }
-        crashPoint("registry:written");
+        if (live) crashPoint("registry:written");
       }
       return changed === undefined ? changed : (structuredClone(changed) as T);
     });
