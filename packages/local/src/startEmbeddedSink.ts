@@ -164,8 +164,9 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
           ? {
               lastRun: verifier.last.at,
               full: verifier.last.full,
-              failures: verifier.last.failures.length,
-              openFindings: verifier.last.open.length,
+              // Standing findings, not just this run's: an incremental run never reads "0" over an open one.
+              failures: verifier.last.open.length,
+              foundThisRun: verifier.last.failures.length,
               durationMs: verifier.last.durationMs,
             }
           : { lastRun: null },
