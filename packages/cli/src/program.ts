@@ -193,7 +193,12 @@ export function buildProgram(io: Io = processIo): Command {
       "seconds between scheduled verifications (0: off)",
       int("--verify-interval"),
     )
-    .option("--webhook <url>", "also POST alerts here")
+    .option(
+      "--full-verify-interval <seconds>",
+      "a full verification at the latest this long after the last (default 300): the bound on catching a changed old object",
+      int("--full-verify-interval"),
+    )
+    .option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)")
     .action(async (o) => {
       const { start } = await import("./start.ts");
       await start({
@@ -202,6 +207,7 @@ export function buildProgram(io: Io = processIo): Command {
         port: o.port,
         ...(o.deployment ? { deployment: o.deployment } : {}),
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
+        ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
         print: io.out,
       });
