@@ -107,12 +107,17 @@ describe("a full disk (ENOSPC on a tmpfs the test mounts)", () => {
     const more = Array.from({ length: 3 }, () => producer.event({ pad: 2_000 }));
     const refusedWhileFull = await postEvents(sink.url, "agents.disk", more);
     const whileFull = await health(sink);
+    await close();
+    // An operator restarts it at 3 a.m. with the disk still full: it starts, serves reads, and says it is degraded.
+    const onFullDisk = await start(dataDir);
+    const startedFull = await health(onFullDisk.sink);
+    const readsWhileFull = await fetch(`${onFullDisk.sink.url}/v1/streams/agents.disk/checkpoint`);
     await rm(filler);
     await rm(topUp);
-    const afterFreeing = await postEvents(sink.url, "agents.disk", more);
+    const afterFreeing = await postEvents(onFullDisk.sink.url, "agents.disk", more);
     acked.add(more, afterFreeing.receipts);
-    const recovered = await health(sink);
-    await close();
+    const recovered = await health(onFullDisk.sink);
+    await onFullDisk.close();
     const restarted = await start(dataDir);
     const replay = await postEvents(
       restarted.sink.url,
@@ -126,6 +131,8 @@ describe("a full disk (ENOSPC on a tmpfs the test mounts)", () => {
     expect(whileFull.status).toBe(503);
     expect(whileFull.body).toMatchObject({ status: "degraded", storage: { writable: false } });
     expect(refusedWhileFull.status).toBe(503);
+    expect(startedFull.status).toBe(503);
+    expect(readsWhileFull.status).toBe(200);
     expect(afterFreeing.status).toBe(200);
     expect(recovered.status).toBe(200);
     expect(replay.status).toBe(200);

@@ -84,9 +84,10 @@ export async function loadOrCreateSigningKey(
   const signer = new KeyObjectSigner(deployment, privateKey, publicKey);
   const verifierKey = formatVerifierKey(signer.key);
   const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }) as string;
-  // Exported on every start so the files always match the key in use.
-  await replaceFile(tmpDir, paths.publicKey, publicKeyPem, 0o644, fs);
-  await replaceFile(tmpDir, paths.verifierKey, `${verifierKey}\n`, 0o644, fs);
+  // Checked on every start so the files always match the key in use; rewritten only when they differ, so a
+  // start on a full disk does not fail here.
+  await exportIfChanged(tmpDir, paths.publicKey, publicKeyPem, fs);
+  await exportIfChanged(tmpDir, paths.verifierKey, `${verifierKey}\n`, fs);
   return {
     signer,
     verifierKey,
@@ -105,4 +106,9 @@ function unreadable(path: string, cause: unknown): LocalError {
       "directory) may you delete it to have a new key made.",
     { cause },
   );
+}
+
+async function exportIfChanged(tmpDir: string, path: string, text: string, fs: FileSystem): Promise<void> {
+  const current = await readFile(path, "utf8").catch(() => undefined);
+  if (current !== text) await replaceFile(tmpDir, path, text, 0o644, fs);
 }

@@ -72,13 +72,17 @@ export class StorageHealth {
     this.onChange(this.status);
   }
 
-  /** While degraded, writes, fsyncs and removes a small file in `tmpDir` (at most once per probeMs). */
-  async probe(tmpDir: string, fs: FileSystem = nodeFileSystem): Promise<StorageStatus> {
+  /**
+   * While degraded, writes, fsyncs and removes a small file in `tmpDir` (at most once per probeMs); `force` probes
+   * now (openLocalSink does at start, so a sink started on a full disk reports it before the first request fails).
+   */
+  async probe(tmpDir: string, fs: FileSystem = nodeFileSystem, force = false): Promise<StorageStatus> {
     const now = Date.now();
     if (
-      this.degradedSince === undefined ||
-      now - Date.parse(this.degradedSince) < this.probeMs ||
-      now - this.lastProbe < this.probeMs
+      !force &&
+      (this.degradedSince === undefined ||
+        now - Date.parse(this.degradedSince) < this.probeMs ||
+        now - this.lastProbe < this.probeMs)
     ) {
       return this.status;
     }

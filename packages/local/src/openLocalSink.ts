@@ -156,10 +156,10 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       log(JSON.stringify({ level: "warn", msg: registry.damaged, file: paths.producers }));
     // The public key goes into the write-once store too, so the archive alone verifies its old checkpoints.
     const keyDoc = publicKeyDocument(signingKey.signer.key);
-    await objects.putIfAbsent(
-      publicKeyDocumentKey(signingKey.signer.key),
-      Buffer.from(`${JSON.stringify(keyDoc, null, 2)}\n`),
-    );
+    const keyDocKey = publicKeyDocumentKey(signingKey.signer.key);
+    if (!(await objects.get(keyDocKey))) {
+      await objects.putIfAbsent(keyDocKey, Buffer.from(`${JSON.stringify(keyDoc, null, 2)}\n`));
+    }
     const sink = new Sink({
       deployment,
       objects,
@@ -178,6 +178,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       await reconcileDedup(objects, heads, dedup, stream, log);
     }
     await reconcileRegistry(objects, heads, registry, signingKey, log);
+    await storage.probe(paths.tmp, options.fs ?? nodeFileSystem, true);
     const local: LocalSink = {
       dataDir,
       deployment,
