@@ -16,6 +16,7 @@ import {
   startEmbeddedSink,
   systemRecords,
 } from "../../packages/local/src/index.ts";
+import { cli } from "../cli/helpers.ts";
 import { adminToken, postEvents } from "./faults.ts";
 import { tempDir, testProducer } from "./helpers.ts";
 
@@ -142,6 +143,40 @@ describe("a finding of the scheduled verifier", () => {
     expect(healthThird.status).toBe(200);
     const ack = log.find((r) => r.event.type === FINDING_ACKNOWLEDGED)!;
     expect(ack.event.data).toMatchObject({ findings: ids, by: "oncall@example.com" });
+  });
+});
+
+describe("auditsink findings list|ack", () => {
+  it("lists the open findings of a running sink and acknowledges them", { timeout: 60_000 }, async () => {
+    // Prepare
+    const dataDir = await fresh();
+    const { sink } = await start(dataDir);
+    await withProducerAndEvents(sink, dataDir);
+    await tamperFirstSegment(dataDir);
+    await sink.verifier.runOnce({ full: true });
+    const token = await adminToken(dataDir);
+    const target = ["--url", sink.url, "--admin-token", token];
+    // Act
+    const listed = await cli(["findings", "list", ...target, "--json"]);
+    const ids = (JSON.parse(listed.out) as { open: { id: string }[] }).open.map((f) => f.id);
+    const acked = await cli([
+      "findings",
+      "ack",
+      ...ids,
+      ...target,
+      "--note",
+      "restored from backup",
+      "--by",
+      "ops",
+    ]);
+    const after = await cli(["findings", "list", ...target]);
+    // Assess
+    expect(listed.code).toBe(0);
+    expect(ids.length).toBeGreaterThan(0);
+    expect(acked.code).toBe(0);
+    expect(acked.out).toContain(`${ids.length} finding(s) acknowledged`);
+    expect(after.out).toBe("no open findings\n");
+    expect((await health(sink)).status).toBe(200);
   });
 });
 

@@ -287,6 +287,40 @@ export function buildProgram(io: Io = processIo): Command {
       );
   });
 
+  const findings = program
+    .command("findings")
+    .description("the scheduled verifier's standing findings on a running sink, and their acknowledgement");
+  const findingFlags = (cmd: Command) =>
+    cmd
+      .requiredOption("--url <url>", "the running sink's API")
+      .option("--admin-token <token>", "admin bearer token (default: AUDITSINK_ADMIN_TOKEN)")
+      .option("--json", "machine-readable output");
+  findingFlags(
+    findings.command("list").description("open findings (and acknowledged ones with --json)"),
+  ).action(async (o) => {
+    const { listFindings } = await import("./findings.ts");
+    const r = await listFindings(targetOf(o));
+    if (o.json) printJson(io, r);
+    else {
+      if (r.open.length === 0) io.out("no open findings\n");
+      for (const f of r.open)
+        io.out(`${f.id}  ${f.code}  ${f.stream ?? ""} ${f.at ?? ""}  since ${f.firstSeen}\n  ${f.message}\n`);
+    }
+  });
+  findingFlags(
+    findings
+      .command("ack")
+      .description("acknowledge findings: recorded in the _system stream, then they close")
+      .argument("<ids...>", "finding ids (16 hex)")
+      .requiredOption("--note <text>", "why (recorded in the log)")
+      .option("--by <name>", "who acknowledges (recorded in the log)"),
+  ).action(async (ids: string[], o) => {
+    const { acknowledgeFindings } = await import("./findings.ts");
+    const closed = await acknowledgeFindings(targetOf(o), ids, o.note, o.by);
+    if (o.json) printJson(io, { acknowledged: closed });
+    else io.out(`${closed.length} finding(s) acknowledged and recorded in _system\n`);
+  });
+
   withTrust(
     program
       .command("send")
