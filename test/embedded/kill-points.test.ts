@@ -6,6 +6,8 @@
  * Also: two sinks racing for a data directory after an unclean stop — exactly one gets it.
  */
 
+import { chmod, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { type SignedEvent, SYSTEM_STREAM } from "@auditsink/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { openLocalSink, systemRecords } from "../../packages/local/src/index.ts";
@@ -182,6 +184,50 @@ describe("SIGKILL at every step of revoking a key", () => {
       await assertConsistent(dataDir, acked);
     });
   }
+});
+
+describe("SIGKILL between recording an acknowledgement and closing the findings", () => {
+  it("closes them at the next start, from the _system record", { timeout: 60_000 }, async () => {
+    // Prepare: a changed record, found by the full run a start makes.
+    const { dataDir } = await prepared(["agent"]);
+    const segment = join(dataDir, "objects", "streams", "agents.kill", "segments", "00000000000000000000");
+    await chmod(segment, 0o644);
+    await writeFile(segment, (await readFile(segment, "utf8")).replace('"web_search"', '"web_fetch!"'));
+    const sink = await running(dataDir, {
+      AUDITSINK_VERIFY_INTERVAL: "3600",
+      AUDITSINK_CRASH_AT: "findings:recorded",
+    });
+    const token = await adminToken(dataDir);
+    const list = async (url: string) =>
+      (await (
+        await fetch(`${url}/v1/findings`, { headers: { authorization: `Bearer ${token}` } })
+      ).json()) as {
+        open: { id: string }[];
+        acknowledged: { id: string }[];
+      };
+    let open: { id: string }[] = [];
+    while (open.length === 0) {
+      await new Promise((r) => setTimeout(r, 100));
+      open = (await list(sink!.url)).open;
+    }
+    // Act
+    await fetch(`${sink!.url}/v1/findings/acknowledge`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ findings: open.map((f) => f.id), note: "known damage" }),
+    }).catch(() => undefined);
+    await exited(sink!.child);
+    const restarted = await running(dataDir);
+    const after = await list(restarted!.url);
+    const health = await fetch(`${restarted!.url}/healthz`);
+    await restarted!.stop();
+    // Assess
+    expect(sink!.child.signalCode).toBe("SIGKILL");
+    expect(after.open).toEqual([]);
+    expect(after.acknowledged.map((f) => f.id).sort()).toEqual(open.map((f) => f.id).sort());
+    expect(health.status).toBe(200);
+    expect(await recorded(dataDir, "dev.auditsink.finding.acknowledged")).toHaveLength(1);
+  });
 });
 
 describe("two sinks racing for one data directory after an unclean stop", () => {

@@ -34,6 +34,7 @@ import {
   type VerifierState,
   verifyStoredStream,
 } from "@auditsink/core";
+import { crashPoint } from "./crashpoint.ts";
 import {
   type Acknowledgement,
   FINDING_ACKNOWLEDGED,
@@ -117,6 +118,7 @@ export class ScheduledVerifier {
     this.findings.assertOpen(ids);
     const time = this.now().toISOString();
     const { index } = await this.o.record(FINDING_ACKNOWLEDGED, { findings: [...ids], by, note });
+    crashPoint("findings:recorded");
     const ack: Acknowledgement = { ids: [...ids], by, note, time };
     const closed = this.findings.apply(ack, index);
     await this.findings.save();
