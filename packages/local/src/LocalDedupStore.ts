@@ -7,7 +7,7 @@
  * valid length: the store cuts it off (ftruncate) before the next write, and until that succeeds every
  * putMany fails. So a fragment is never followed by good lines, and a failed putMany never counts as stored.
  *
- * Recovery rule (docs/EMBEDDED.md §Recovery), applied by open():
+ * Recovery rule (docs/EMBEDDED.md §6.2), applied by open():
  *   1. every line that is not a complete, well-formed entry — a torn last line left by a kill, or a damaged line
  *      anywhere — is dropped; if any line was dropped the file is first copied to
  *      `dedup.jsonl.damaged-<time>` for inspection and then rewritten atomically without it;

@@ -19,7 +19,7 @@
  *   tmp/                 objects being written
  *   lock, lock.json      the flock(2) lock while a process has the directory open, and who holds it
  *
- * Start-up recovery (docs/EMBEDDED.md §Recovery): first-start files are created atomically; a torn or damaged
+ * Start-up recovery (docs/EMBEDDED.md §6): first-start files are created atomically; a torn or damaged
  * line of dedup.jsonl is dropped; every stream head is repaired from the store; dedup entries that do not cover a
  * stream's records are rebuilt from its segments; the producer registry applies every `_system` record it
  * does not reflect yet. Errors that need a person name the file and the repair.
