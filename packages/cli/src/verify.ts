@@ -1,7 +1,7 @@
 /**
- * `auditsink verify`: fetch through a read-only store and verify with core (verifyStoredStream, which feeds
- * core's StreamVerifier; checkConsistency for bundled consistency proofs). Nothing here re-implements a check;
- * this file only chooses what to read, whom to trust, where to resume, and collects the findings.
+ * `auditsink verify`: one run of core's runVerification over a read-only source (checkConsistency for bundled
+ * consistency proofs). Nothing here re-implements a check or orchestrates the walk; this file only chooses what
+ * to read, whom to trust (trust.ts), where to resume, and prints the findings.
  */
 
 import { readFile, rename, writeFile } from "node:fs/promises";
@@ -16,9 +16,9 @@ import {
   openCheckpoint,
   parseStoreKey,
   type Receipt,
+  runVerification,
   type StreamReport,
   type VerifierState,
-  verifyStoredStream,
 } from "@auditsink/core";
 import type { ConsistencyFile } from "./bundle.ts";
 import { DigestPool } from "./DigestPool.ts";
@@ -61,7 +61,10 @@ export interface StreamResult extends Omit<StreamReport, "failures"> {
 export interface VerifyResult {
   ok: boolean;
   source: { kind: Source["kind"]; location: string; deployment?: string };
-  trust: { how: string; fingerprints: string[] };
+  /** How the checkpoint keys were chosen (core's TrustBasis), from where, and which they are. */
+  trust: { how: string; detail: string; fingerprints: string[]; firstUse?: boolean };
+  /** Findings about the archive as a whole: objects outside any stream, streams missing or unrecorded. */
+  archive: Finding<string>[];
   producerSignatures: boolean;
   /** Threads that hashed and parsed segments (1 when workers were not used). */
   threads: number;
@@ -141,7 +144,8 @@ export async function runVerify(
   progress?: VerifyProgress,
 ): Promise<VerifyResult> {
   const source = await openSource(location, options.s3);
-  const trust = await resolveTrust(options, source.offeredKeys, source.kind === "data-dir");
+  // Never the source's own key by itself (docs/FORMAT.md §2): pinned, fingerprint, or trust on first use.
+  const trust = await resolveTrust(options, source.offeredKeys, false, location);
   const state =
     options.stateFile && source.kind !== "bundle" ? await readState(options.stateFile) : undefined;
   const receipts = options.receiptsFile ? await readReceipts(options.receiptsFile) : [];
@@ -152,53 +156,63 @@ export async function runVerify(
   // The sink signs its own _system events with its checkpoint key: a trusted key is a known producer key too.
   const producerKeys = new Map(source.producerKeys);
   for (const k of trust.trusted) producerKeys.set(keyFingerprint(k.publicKey), k.publicKey);
-  let streams = options.streams?.length ? [...options.streams] : await source.streams();
-  if (source.bundle && options.streams?.length) streams = streams.filter((s) => s === source.bundle!.stream);
-  const results: StreamResult[] = [];
+  const bundle = source.bundle;
+  let streams = options.streams?.length ? [...options.streams] : undefined;
+  if (bundle) streams = (streams ?? [bundle.stream]).filter((s) => s === bundle.stream);
   const pool = await DigestPool.start(
     options.threads ?? availableParallelism(),
     checkProducers ? producerKeys : undefined,
   );
+  let report: Awaited<ReturnType<typeof runVerification>>;
   try {
-    for (const stream of streams) {
-      const bundleStart = source.bundle && source.bundle.start.size > 0 ? source.bundle.start : undefined;
-      const resumed = options.full ? undefined : state?.streams[stream];
-      const from = bundleStart ?? resumed;
-      // Read the head before the walk: the sink writes segments before it moves the head, so a head read first
-      // can never be ahead of what the walk then finds.
-      const head = await source.head(stream);
-      if (progress) progress.start(stream, await storedSize(source, stream));
-      let report: StreamReport;
-      try {
-        report = await verifyStoredStream(
-          source.store,
-          stream,
-          {
-            trusted: trust.trusted,
-            ...(source.deployment ? { deployment: source.deployment } : {}),
-            ...(from ? { from } : {}),
-            ...(head ? { head } : {}),
-            receipts: receipts.filter((r) => r.stream === stream),
-            ...(checkProducers ? { producerKeys } : {}),
-          },
-          {
-            onSegment: (records) => progress?.update(records),
-            ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
-          },
-        );
-      } finally {
-        progress?.stop();
-      }
-      const result: StreamResult = { ...report, failures: [...report.failures], from: from?.size ?? 0 };
-      if (source.bundle) await checkBundle(source, trust.trusted, result);
-      results.push(result);
-      if (state && result.failures.length === 0) state.streams[stream] = report.state;
-    }
+    const bundleStart = bundle && bundle.start.size > 0 ? { [bundle.stream]: bundle.start } : undefined;
+    const incremental = bundleStart ?? (options.full ? undefined : state?.streams);
+    report = await runVerification(
+      {
+        objects: source.store,
+        ...(source.deployment ? { deployment: source.deployment } : {}),
+        ...(source.heads ? { heads: source.heads } : {}),
+      },
+      {
+        keys: trust.trusted,
+        basis: trust.how === "source-own-key" ? "pinned" : trust.how,
+        detail: trust.detail,
+      },
+      {
+        mode: incremental ? "incremental" : "full",
+        ...(incremental ? { states: incremental } : {}),
+        ...(streams ? { streams } : {}),
+        ...(checkProducers ? { producerKeys } : {}),
+        receipts,
+        // Every key against the layout: in a full run of the whole source (a deliberate full verification) and
+        // always for a bundle, one stream's window whose objects are checked against the layout, not the set of
+        // streams. An incremental run reads only what is new.
+        layout: Boolean(bundle) || (!options.streams?.length && !incremental),
+        ...(bundle ? { streamSet: false } : {}),
+        progress: {
+          onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),
+          onStreamDone: () => progress?.stop(),
+          onSegment: (records: number) => progress?.update(records),
+          ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
+        },
+      },
+    );
   } finally {
     pool?.close();
   }
-  if (state && options.stateFile) await writeState(options.stateFile, state);
-  const failures = results.reduce((n, r) => n + r.failures.length, 0);
+  const results: StreamResult[] = [];
+  for (const r of report.streams) {
+    const from =
+      report.mode === "incremental" ? ((bundle ? bundle.start : state?.streams[r.stream])?.size ?? 0) : 0;
+    const result: StreamResult = { ...r, failures: [...r.failures], from };
+    if (bundle) await checkBundle(source, trust.trusted, result);
+    results.push(result);
+  }
+  if (state && options.stateFile) {
+    for (const r of results) if (r.failures.length === 0) state.streams[r.stream] = r.state;
+    await writeState(options.stateFile, state);
+  }
+  const failures = report.archive.length + results.reduce((n, r) => n + r.failures.length, 0);
   return {
     ok: failures === 0,
     source: {
@@ -206,7 +220,13 @@ export async function runVerify(
       location,
       ...(source.deployment ? { deployment: source.deployment } : {}),
     },
-    trust: { how: trust.how, fingerprints: trust.trusted.map(noteKeyFingerprint) },
+    trust: {
+      how: trust.how,
+      detail: trust.detail,
+      fingerprints: trust.trusted.map(noteKeyFingerprint),
+      ...(trust.firstUse ? { firstUse: true } : {}),
+    },
+    archive: report.archive,
     producerSignatures: checkProducers,
     threads: pool?.threads ?? 1,
     streams: results,

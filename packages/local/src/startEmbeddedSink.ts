@@ -19,7 +19,6 @@ import {
   type LocalSink,
   type LocalSinkOptions,
   openLocalSink,
-  storedStreams,
   systemRecords,
 } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
@@ -96,13 +95,10 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   alertsRetry.unref();
   const verifier = new ScheduledVerifier({
     objects: local.objects,
-    objectsDir: paths.objects,
     heads: local.heads,
     deployment: local.deployment,
     trusted: [local.signingKey.signer.key],
     producerKeys: () => new Map([...local.registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
-    streams: async () =>
-      [...new Set([...(await storedStreams(paths.objects)), ...(await local.heads.streams())])].sort(),
     producers: () => local.registry.list(),
     lastSeen: async () => {
       await local.events.sync();
