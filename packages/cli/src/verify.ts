@@ -6,29 +6,22 @@
 
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
 import {
-  checkConsistency,
-  checkpointKey,
   checkpointPrefix,
   type Finding,
   keyFingerprint,
-  openCheckpoint,
   parseStoreKey,
-  type Receipt,
   type StreamReport,
   type VerifierState,
   verifyStoredStream,
 } from "@auditsink/core";
-import type { ConsistencyFile } from "./bundle.ts";
+import { checkBundle, manifestFindings, readBundleReceipts } from "./bundleCheck.ts";
 import { DigestPool } from "./DigestPool.ts";
 import { CliError } from "./errors.ts";
+import { type ReceiptEntry, readReceiptEntries, sortReceipts } from "./receipts.ts";
 import { openSource, type Source } from "./sources.ts";
 import type { S3ReadOptions } from "./stores.ts";
 import { noteKeyFingerprint, resolveTrust, type TrustOptions } from "./trust.ts";
-
-/** Findings only the CLI can make, about an evidence bundle as a whole (docs/CLI.md lists them). */
-export type BundleFailureCode = "bundle-not-covered" | "bundle-proof-invalid";
 
 export interface VerifyCommandOptions extends TrustOptions {
   /** Only these streams (default: every stream in the source). */
@@ -56,6 +49,8 @@ export interface StreamResult extends Omit<StreamReport, "failures"> {
   failures: Finding<string>[];
   /** Record index verification started from (0 unless resumed from a state file). */
   from: number;
+  /** Receipts checked against this stream's records. */
+  receipts: number;
 }
 
 export interface VerifyResult {
@@ -66,6 +61,12 @@ export interface VerifyResult {
   /** Threads that hashed and parsed segments (1 when workers were not used). */
   threads: number;
   streams: StreamResult[];
+  /**
+   * Receipts given (`--receipts` and a bundle's proofs/inclusion.json): how many entries, how many were checked
+   * against the log, how many were not (their stream was left out with `--stream`, or a bundle's manifest is
+   * unusable), and a `receipt-malformed` failure for every entry that is not a receipt.
+   */
+  receipts: { given: number; checked: number; notChecked: number; failures: Finding<string>[] };
   failures: number;
   warnings: number;
 }
@@ -92,43 +93,6 @@ async function writeState(path: string, state: StateFile): Promise<void> {
   await rename(tmp, path);
 }
 
-export async function readReceipts(path: string): Promise<Receipt[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (cause) {
-    throw new CliError("usage", `cannot read receipts file ${path}`, { cause });
-  }
-  try {
-    const trimmed = text.trim();
-    if (trimmed.startsWith("[")) return JSON.parse(trimmed) as Receipt[];
-    if (trimmed.startsWith("{") && !trimmed.includes("\n")) {
-      const one = JSON.parse(trimmed) as { receipts?: Receipt[] } & Receipt;
-      return one.receipts ?? [one];
-    }
-    const whole = (() => {
-      try {
-        return JSON.parse(trimmed) as { receipts?: Receipt[] };
-      } catch {
-        return undefined;
-      }
-    })();
-    if (whole?.receipts) return whole.receipts;
-    return trimmed
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Receipt);
-  } catch (cause) {
-    throw new CliError(
-      "usage",
-      `${path} holds no receipts (JSON array, {"receipts": [...]}, or JSON lines)`,
-      {
-        cause,
-      },
-    );
-  }
-}
-
 /** The newest checkpoint size stored for a stream: the progress bar's total. */
 async function storedSize(source: Source, stream: string): Promise<number> {
   const keys = await source.store.list(checkpointPrefix(stream));
@@ -144,16 +108,23 @@ export async function runVerify(
   const trust = await resolveTrust(options, source.offeredKeys, source.kind === "data-dir");
   const state =
     options.stateFile && source.kind !== "bundle" ? await readState(options.stateFile) : undefined;
-  const receipts = options.receiptsFile ? await readReceipts(options.receiptsFile) : [];
+  const entries: ReceiptEntry[] = options.receiptsFile ? await readReceiptEntries(options.receiptsFile) : [];
+  const bundle = source.bundle;
   // A bundle's inclusion proofs are receipts: core checks each against the pinned keys and the bundled records.
-  if (source.bundle)
-    receipts.push(...(await readReceipts(join(source.bundle.dir, "proofs", "inclusion.json"))));
+  const bundleProofs = bundle ? await readBundleReceipts(bundle) : undefined;
+  const given = sortReceipts(entries);
+  const bundled = sortReceipts(bundleProofs?.entries ?? []);
+  const receipts = [...given.receipts, ...bundled.receipts];
   const checkProducers = options.producerSignatures !== false && source.producerKeys !== undefined;
   // The sink signs its own _system events with its checkpoint key: a trusted key is a known producer key too.
   const producerKeys = new Map(source.producerKeys);
   for (const k of trust.trusted) producerKeys.set(keyFingerprint(k.publicKey), k.publicKey);
-  let streams = options.streams?.length ? [...options.streams] : await source.streams();
-  if (source.bundle && options.streams?.length) streams = streams.filter((s) => s === source.bundle!.stream);
+  const selected = options.streams?.length ? [...new Set(options.streams)] : undefined;
+  const stored = bundle ? (bundle.stream ? [bundle.stream] : []) : await source.streams();
+  // Without --stream, a receipt's stream is verified even when the store has nothing of it: its records are
+  // then missing (receipt-not-in-log), which is what an auditor holding that receipt must learn.
+  let streams = selected ?? [...new Set([...stored, ...receipts.map((r) => r.stream)])].sort();
+  if (bundle && selected) streams = streams.filter((s) => s === bundle.stream);
   const results: StreamResult[] = [];
   const pool = await DigestPool.start(
     options.threads ?? availableParallelism(),
@@ -161,7 +132,15 @@ export async function runVerify(
   );
   try {
     for (const stream of streams) {
-      const bundleStart = source.bundle && source.bundle.start.size > 0 ? source.bundle.start : undefined;
+      const ofBundle = bundle !== undefined && stream === bundle.stream;
+      const streamReceipts = receipts.filter((r) => r.stream === stream);
+      if (ofBundle && !bundle.manifest) {
+        // Without a usable manifest there is no authenticated place to start from: report only what is wrong.
+        results.push(unverified(stream, [...manifestFindings(bundle), ...(bundleProofs?.findings ?? [])]));
+        continue;
+      }
+      const manifest = ofBundle ? bundle.manifest : undefined;
+      const bundleStart = manifest && manifest.start.size > 0 ? manifest.start : undefined;
       const resumed = options.full ? undefined : state?.streams[stream];
       const from = bundleStart ?? resumed;
       // Read the head before the walk: the sink writes segments before it moves the head, so a head read first
@@ -178,7 +157,7 @@ export async function runVerify(
             ...(source.deployment ? { deployment: source.deployment } : {}),
             ...(from ? { from } : {}),
             ...(head ? { head } : {}),
-            receipts: receipts.filter((r) => r.stream === stream),
+            receipts: streamReceipts,
             ...(checkProducers ? { producerKeys } : {}),
           },
           {
@@ -189,8 +168,16 @@ export async function runVerify(
       } finally {
         progress?.stop();
       }
-      const result: StreamResult = { ...report, failures: [...report.failures], from: from?.size ?? 0 };
-      if (source.bundle) await checkBundle(source, trust.trusted, result);
+      const result: StreamResult = {
+        ...report,
+        failures: [...report.failures],
+        from: from?.size ?? 0,
+        receipts: streamReceipts.length,
+      };
+      if (manifest) {
+        result.failures.push(...(bundleProofs?.findings ?? []));
+        await checkBundle(source, manifest, trust.trusted, result, bundled.receipts);
+      }
       results.push(result);
       if (state && result.failures.length === 0) state.streams[stream] = report.state;
     }
@@ -198,7 +185,9 @@ export async function runVerify(
     pool?.close();
   }
   if (state && options.stateFile) await writeState(options.stateFile, state);
-  const failures = results.reduce((n, r) => n + r.failures.length, 0);
+  const malformed = [...given.malformed, ...bundled.malformed];
+  const checked = results.reduce((n, r) => n + r.receipts, 0);
+  const failures = results.reduce((n, r) => n + r.failures.length, 0) + malformed.length;
   return {
     ok: failures === 0,
     source: {
@@ -210,62 +199,28 @@ export async function runVerify(
     producerSignatures: checkProducers,
     threads: pool?.threads ?? 1,
     streams: results,
+    receipts: {
+      given: entries.length + (bundleProofs?.entries.length ?? 0),
+      checked,
+      notChecked: receipts.length - checked,
+      failures: malformed,
+    },
     failures,
     warnings: results.reduce((n, r) => n + r.warnings.length, 0),
   };
 }
 
-/**
- * What a bundle must show beyond a clean walk: a verified checkpoint covers every bundled record (else the
- * starting frontier and the records are unauthenticated), and its consistency proofs hold.
- */
-async function checkBundle(
-  source: Source,
-  trusted: Parameters<typeof openCheckpoint>[1],
-  result: StreamResult,
-): Promise<void> {
-  const bundle = source.bundle!;
-  const fail = (code: BundleFailureCode, at: number | string, message: string) =>
-    result.failures.push({ code, stream: bundle.stream, at, message });
-  const needed = Math.max(bundle.records.end, bundle.coveredBy);
-  if (result.state.checkpointSize < needed) {
-    fail(
-      "bundle-not-covered",
-      needed,
-      `no verified checkpoint covers the bundle's records up to ${needed} (newest verified: ${result.state.checkpointSize})`,
-    );
-  }
-  let file: ConsistencyFile = { proofs: [] };
-  try {
-    file = JSON.parse(
-      await readFile(join(bundle.dir, "proofs", "consistency.json"), "utf8"),
-    ) as ConsistencyFile;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
-      fail("bundle-proof-invalid", "proofs/consistency.json", "proofs/consistency.json is not JSON");
-    }
-  }
-  for (const p of file.proofs) {
-    const open = async (size: number) => {
-      const bytes = await source.store.get(checkpointKey(bundle.stream, size));
-      return bytes ? openCheckpoint(Buffer.from(bytes).toString("utf8"), trusted) : undefined;
-    };
-    const older = await open(p.from);
-    const newer = await open(p.to);
-    if (!older?.ok || !newer?.ok) {
-      fail(
-        "bundle-proof-invalid",
-        `${p.from}..${p.to}`,
-        `consistency proof ${p.from}→${p.to}: a checkpoint is missing or does not verify`,
-      );
-      continue;
-    }
-    const verdict = checkConsistency(older.checkpoint, newer.checkpoint, p.proof);
-    if (!verdict.ok)
-      fail(
-        "bundle-proof-invalid",
-        `${p.from}..${p.to}`,
-        `consistency proof ${p.from}→${p.to}: ${verdict.detail}`,
-      );
-  }
+/** The result for a stream that could not be walked (a bundle whose manifest is unusable). */
+function unverified(stream: string, failures: Finding<string>[]): StreamResult {
+  return {
+    stream,
+    records: 0,
+    segments: 0,
+    checkpoints: 0,
+    failures,
+    warnings: [],
+    state: { size: 0, headHash: "0".repeat(64), frontier: [], checkpointSize: 0 },
+    from: 0,
+    receipts: 0,
+  };
 }
