@@ -102,6 +102,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
           }
         : { lastRun: null },
     }),
+    alerts,
     logError: (error, request) =>
       log(
         JSON.stringify({
