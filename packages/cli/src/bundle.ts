@@ -16,7 +16,7 @@
  * the records after it recompute the root of every later checkpoint only if the frontier is the true one, so
  * the signed checkpoint that covers the last record authenticates the frontier too.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Frontier, hashFromHex, STREAM_NAME, type VerifierState } from "@auditsink/core";
 import { z } from "zod";
@@ -100,6 +100,12 @@ function inconsistencies(m: BundleManifest): ManifestProblem[] {
   return problems;
 }
 
+/** When the manifest names no stream: the one stream the bundle's objects hold, else "". */
+async function onlyStream(dir: string): Promise<string> {
+  const names = await readdir(join(dir, "objects", "streams")).catch(() => [] as string[]);
+  return names.length === 1 && STREAM_NAME.test(names[0]!) ? names[0]! : "";
+}
+
 /**
  * Opens `<dir>/manifest.json`: undefined when there is none (not a bundle); otherwise the bundle, whose
  * `problems` say why its manifest cannot be used (verify reports them as `bundle-manifest-invalid`).
@@ -116,10 +122,17 @@ export async function readBundle(dir: string): Promise<BundleHandle | undefined>
   try {
     json = JSON.parse(text);
   } catch {
-    return { dir, stream: "", problems: [{ at: "manifest.json", message: "is not JSON" }] };
+    return {
+      dir,
+      stream: await onlyStream(dir),
+      problems: [{ at: "manifest.json", message: "is not JSON" }],
+    };
   }
-  const stream = (json as { stream?: unknown } | null)?.stream;
-  const handle = { dir, stream: typeof stream === "string" && STREAM_NAME.test(stream) ? stream : "" };
+  const named = (json as { stream?: unknown } | null)?.stream;
+  const handle = {
+    dir,
+    stream: typeof named === "string" && STREAM_NAME.test(named) ? named : await onlyStream(dir),
+  };
   const parsed = BundleManifestSchema.safeParse(json);
   if (!parsed.success) {
     return {

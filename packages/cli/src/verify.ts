@@ -125,6 +125,8 @@ export async function runVerify(
   // then missing (receipt-not-in-log), which is what an auditor holding that receipt must learn.
   let streams = selected ?? [...new Set([...stored, ...receipts.map((r) => r.stream)])].sort();
   if (bundle && selected) streams = streams.filter((s) => s === bundle.stream);
+  // A bundle without a usable manifest has no authenticated start for anything: only its problems are reported.
+  if (bundle && !bundle.manifest) streams = [bundle.stream];
   const results: StreamResult[] = [];
   const pool = await DigestPool.start(
     options.threads ?? availableParallelism(),
