@@ -95,7 +95,10 @@ export function problemFor(error: unknown): ProblemOutcome {
   if (error instanceof IntegrityError) {
     // The store's content is the operator's concern, not the client's: the body says only what kind of failure.
     return {
-      problem: problem(error.code, "the sink found stored data that fails an integrity check; the operator is alerted"),
+      problem: problem(
+        error.code,
+        "the sink found stored data that fails an integrity check; the operator is alerted",
+      ),
       unexpected: true,
       alert: { code: error.code, ...error.where, message: error.message },
     };
