@@ -491,7 +491,9 @@ describe("auditsink producer --data", () => {
     expect(listed.producers.map((p: { id: string }) => p.id)).toEqual(["batch-job"]);
     const revoked = await cli(["producer", "revoke", "batch-job", "--data", dir, "--json"]);
     expect(JSON.parse(revoked.out).keys[0].revokedAt).toBeDefined();
-    const report = JSON.parse((await cli(["verify", dir, "--json"])).out) as VerifyResult;
+    const report = JSON.parse(
+      (await cli(["verify", dir, "--trusted-keys", join(dir, "keys", "verifier-key.txt"), "--json"])).out,
+    ) as VerifyResult;
     expect(report.streams.find((s) => s.stream === "_system")).toMatchObject({ records: 2, failures: [] });
   });
 

@@ -30,7 +30,10 @@ export type BundleFailureCode =
 const INCLUSION = "proofs/inclusion.json";
 const CONSISTENCY = "proofs/consistency.json";
 
-type Fail = (code: BundleFailureCode | "unexpected-object", at: number | string, message: string) => void;
+type Fail = (code: BundleFailureCode, at: number | string, message: string) => void;
+
+/** A public key document's key (docs/FORMAT.md §7), which core's layout check accepts anywhere in a store. */
+const KEY_DOCUMENT = /^keys\/[0-9a-f]{8}\.json$/;
 
 function failer(bundle: BundleHandle, into: Finding<string>[]): Fail {
   return (code, at, message) => into.push({ code, stream: bundle.stream, at, message });
@@ -97,29 +100,29 @@ export async function checkBundle(
   const stream = manifest.stream;
 
   // 1. Exactly the objects the manifest names: the segments [segments.first, segments.end) and checkpoints of
-  //    sizes start.size … coveredBy of the bundle's stream. Anything else is reported, never ignored.
+  //    sizes start.size … coveredBy of the bundle's stream. Keys outside the store layout are core's run's
+  //    (`unexpected-object`); a layout key the manifest does not name is reported here, never ignored — and so
+  //    is a key document, which an exporter never puts among a bundle's objects.
   const checkpointSizes: number[] = [];
+  const unexpected = (key: string, why: string) =>
+    fail("bundle-object-unexpected", key, `object ${key} ${why}`);
   for (const key of await source.store.list("")) {
     const parsed = parseStoreKey(key);
-    if (!parsed || parsed.stream !== stream) {
-      if (!result.failures.some((f) => f.code === "unexpected-object" && f.at === key))
-        fail(
-          "unexpected-object",
-          key,
-          `object ${key} does not belong to the store layout of stream ${stream}`,
-        );
+    if (!parsed) {
+      if (KEY_DOCUMENT.test(key))
+        unexpected(key, "is a key document: a bundle's keys are in keys/, pinned apart");
+    } else if (parsed.stream !== stream) {
+      unexpected(key, `belongs to stream ${parsed.stream}, not the bundle's stream ${stream}`);
     } else if (parsed.kind === "segments") {
       if (parsed.n < manifest.segments.first || parsed.n >= manifest.segments.end)
-        fail(
-          "bundle-object-unexpected",
+        unexpected(
           key,
-          `segment ${key} is outside the manifest's segments ${manifest.segments.first}…${manifest.segments.end - 1}`,
+          `is outside the manifest's segments ${manifest.segments.first}…${manifest.segments.end - 1}`,
         );
     } else if (parsed.n < manifest.start.size || parsed.n > manifest.coveredBy) {
-      fail(
-        "bundle-object-unexpected",
+      unexpected(
         key,
-        `checkpoint ${key} is outside the manifest's sizes ${manifest.start.size}…${manifest.coveredBy}`,
+        `is outside the manifest's checkpoint sizes ${manifest.start.size}…${manifest.coveredBy}`,
       );
     } else checkpointSizes.push(parsed.n);
   }

@@ -106,9 +106,11 @@ function verifyText(r: VerifyResult): string {
   lines.push(
     `source ${r.source.kind} ${r.source.location}${r.source.deployment ? ` (deployment ${r.source.deployment})` : ""}`,
   );
-  lines.push(
-    `trusted keys (${r.trust.how}): ${r.trust.fingerprints.join(", ")}${r.trust.how === "source-own-key" ? "  — the data directory's own key; pin it for an independent check" : ""}`,
-  );
+  lines.push(`trusted keys (${r.trust.how}: ${r.trust.detail}): ${r.trust.fingerprints.join(", ")}`);
+  if (r.trust.how === "trust-on-first-use")
+    lines.push(
+      "  WARNING: trust on first use — these keys were not checked out of band; compare the fingerprint with the operator's",
+    );
   lines.push(
     `producer signatures ${r.producerSignatures ? "re-verified" : "not checked (no producer keys)"}`,
   );
@@ -121,6 +123,10 @@ function verifyText(r: VerifyResult): string {
     for (const f of s.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
     for (const w of s.warnings) lines.push(`  warn ${w.code} at ${w.at ?? "-"}: ${w.message}`);
   }
+  if (r.archive.length > 0)
+    lines.push(`archive: ${r.archive.length} FAILURE${r.archive.length > 1 ? "S" : ""}`);
+  for (const f of r.archive)
+    lines.push(`  FAIL ${f.code}${f.stream ? ` stream ${f.stream}` : ""} at ${f.at ?? "-"}: ${f.message}`);
   const rc = r.receipts;
   if (rc.given > 0) {
     lines.push(
@@ -131,7 +137,7 @@ function verifyText(r: VerifyResult): string {
   lines.push(
     r.ok
       ? `verified: ${r.streams.length} stream(s), no failures`
-      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)${rc.failures.length ? ` and ${rc.failures.length} receipt(s)` : ""}`,
+      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)${r.archive.length ? `, ${r.archive.length} about the archive` : ""}${rc.failures.length ? `, ${rc.failures.length} receipt(s) malformed` : ""}`,
   );
   return `${lines.join("\n")}\n`;
 }
@@ -345,6 +351,10 @@ export function buildProgram(io: Io = processIo): Command {
         .option("--receipts <file>", "receipts to check against the log (JSON array or JSON lines)")
         .option("--no-producer-signatures", "skip re-verifying producer signatures")
         .option(
+          "--trust-on-first-use <file>",
+          "with nothing pinned: pin the source's one key to <file> on the first run (loudly), then trust only <file>",
+        )
+        .option(
           "--threads <n>",
           "threads that hash and parse segments (default: one per core)",
           int("--threads"),
@@ -358,6 +368,7 @@ export function buildProgram(io: Io = processIo): Command {
       location,
       {
         ...trustOf(o),
+        ...(o.trustOnFirstUse ? { trustOnFirstUse: o.trustOnFirstUse } : {}),
         ...(o.stream ? { streams: o.stream } : {}),
         ...(o.state ? { stateFile: o.state } : {}),
         ...(o.full ? { full: true } : {}),
@@ -368,6 +379,11 @@ export function buildProgram(io: Io = processIo): Command {
       },
       showBar ? progressBar(io) : undefined,
     );
+    if (result.trust.firstUse)
+      io.err(
+        `TRUST ON FIRST USE: pinned ${result.trust.fingerprints.join(", ")} to ${o.trustOnFirstUse} without any out-of-band check.\n` +
+          "Compare this fingerprint with the one the operator publishes before relying on this or any later run.\n",
+      );
     if (o.json) printJson(io, result);
     else io.out(verifyText(result));
     io.setExitCode(result.ok ? EXIT_OK : EXIT_FAILURES);

@@ -3,7 +3,7 @@
  * an evidence bundle (a directory with manifest.json, see bundle.ts), or `s3://bucket[/prefix]`.
  */
 import type { KeyObject } from "node:crypto";
-import { readFile, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
   type Head,
@@ -33,6 +33,8 @@ export interface Source {
   bundle?: BundleHandle;
   /** The head store's value for a stream (data directories), to catch a head rolled back behind a checkpoint. */
   head(stream: string): Promise<Head | undefined>;
+  /** The head store as core's runVerification reads it (data directories): raw values, checked there. */
+  heads?: { get(stream: string): Promise<unknown>; streams(): Promise<string[]> };
   streams(): Promise<string[]>;
   /**
    * A reader of one stream's records and proofs. A bundle's reader starts at the bundle's first segment, from
@@ -155,6 +157,23 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
     head: async (stream) => {
       const text = await readText(join(dir, "heads", `${stream}.json`));
       return text ? (JSON.parse(text) as Head) : undefined;
+    },
+    heads: {
+      // A head file that is not JSON is handed on as its text: the verifier reports it (head-malformed).
+      get: async (stream) => {
+        const text = await readText(join(dir, "heads", `${stream}.json`));
+        if (text === undefined) return undefined;
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          return text;
+        }
+      },
+      streams: async () =>
+        (await readdir(join(dir, "heads")).catch(() => [] as string[]))
+          .filter((f) => f.endsWith(".json"))
+          .map((f) => f.slice(0, -".json".length))
+          .sort(),
     },
     streams: () => listStoredStreams(store),
     reader: (stream) => new StreamReader(store, stream),

@@ -1,7 +1,7 @@
 /**
- * `auditsink verify`: fetch through a read-only store and verify with core (verifyStoredStream, which feeds
- * core's StreamVerifier; checkConsistency for bundled consistency proofs). Nothing here re-implements a check;
- * this file only chooses what to read, whom to trust, where to resume, and collects the findings.
+ * `auditsink verify`: one run of core's runVerification over a read-only source (checkConsistency for bundled
+ * consistency proofs). Nothing here re-implements a check or orchestrates the walk; this file only chooses what
+ * to read, whom to trust (trust.ts), where to resume, and prints the findings.
  */
 
 import { readFile, rename, writeFile } from "node:fs/promises";
@@ -11,9 +11,9 @@ import {
   type Finding,
   keyFingerprint,
   parseStoreKey,
+  runVerification,
   type StreamReport,
   type VerifierState,
-  verifyStoredStream,
 } from "@auditsink/core";
 import { checkBundle, manifestFindings, readBundleReceipts } from "./bundleCheck.ts";
 import { DigestPool } from "./DigestPool.ts";
@@ -56,7 +56,10 @@ export interface StreamResult extends Omit<StreamReport, "failures"> {
 export interface VerifyResult {
   ok: boolean;
   source: { kind: Source["kind"]; location: string; deployment?: string };
-  trust: { how: string; fingerprints: string[] };
+  /** How the checkpoint keys were chosen (core's TrustBasis), from where, and which they are. */
+  trust: { how: string; detail: string; fingerprints: string[]; firstUse?: boolean };
+  /** Findings about the archive as a whole: objects outside any stream, streams missing or unrecorded. */
+  archive: Finding<string>[];
   producerSignatures: boolean;
   /** Threads that hashed and parsed segments (1 when workers were not used). */
   threads: number;
@@ -105,7 +108,8 @@ export async function runVerify(
   progress?: VerifyProgress,
 ): Promise<VerifyResult> {
   const source = await openSource(location, options.s3);
-  const trust = await resolveTrust(options, source.offeredKeys, source.kind === "data-dir");
+  // Never the source's own key by itself (docs/FORMAT.md §2): pinned, fingerprint, or trust on first use.
+  const trust = await resolveTrust(options, source.offeredKeys, false, location);
   const state =
     options.stateFile && source.kind !== "bundle" ? await readState(options.stateFile) : undefined;
   const entries: ReceiptEntry[] = options.receiptsFile ? await readReceiptEntries(options.receiptsFile) : [];
@@ -116,80 +120,97 @@ export async function runVerify(
   const bundled = sortReceipts(bundleProofs?.entries ?? []);
   const receipts = [...given.receipts, ...bundled.receipts];
   const checkProducers = options.producerSignatures !== false && source.producerKeys !== undefined;
+  let threads = 1;
   // The sink signs its own _system events with its checkpoint key: a trusted key is a known producer key too.
   const producerKeys = new Map(source.producerKeys);
   for (const k of trust.trusted) producerKeys.set(keyFingerprint(k.publicKey), k.publicKey);
   const selected = options.streams?.length ? [...new Set(options.streams)] : undefined;
-  const stored = bundle ? (bundle.stream ? [bundle.stream] : []) : await source.streams();
-  // Without --stream, a receipt's stream is verified even when the store has nothing of it: its records are
-  // then missing (receipt-not-in-log), which is what an auditor holding that receipt must learn.
-  let streams = selected ?? [...new Set([...stored, ...receipts.map((r) => r.stream)])].sort();
-  if (bundle && selected) streams = streams.filter((s) => s === bundle.stream);
-  // A bundle without a usable manifest has no authenticated start for anything: only its problems are reported.
-  if (bundle && !bundle.manifest) streams = [bundle.stream];
-  const results: StreamResult[] = [];
-  const pool = await DigestPool.start(
-    options.threads ?? availableParallelism(),
-    checkProducers ? producerKeys : undefined,
-  );
-  try {
-    for (const stream of streams) {
-      const ofBundle = bundle !== undefined && stream === bundle.stream;
-      const streamReceipts = receipts.filter((r) => r.stream === stream);
-      if (ofBundle && !bundle.manifest) {
-        // Without a usable manifest there is no authenticated place to start from: report only what is wrong.
-        results.push(unverified(stream, [...manifestFindings(bundle), ...(bundleProofs?.findings ?? [])]));
-        continue;
-      }
-      const manifest = ofBundle ? bundle.manifest : undefined;
-      const bundleStart = manifest && manifest.start.size > 0 ? manifest.start : undefined;
-      const resumed = options.full ? undefined : state?.streams[stream];
-      const from = bundleStart ?? resumed;
-      // Read the head before the walk: the sink writes segments before it moves the head, so a head read first
-      // can never be ahead of what the walk then finds.
-      const head = await source.head(stream);
-      if (progress) progress.start(stream, await storedSize(source, stream));
-      let report: StreamReport;
-      try {
-        report = await verifyStoredStream(
-          source.store,
-          stream,
-          {
-            trusted: trust.trusted,
-            ...(source.deployment ? { deployment: source.deployment } : {}),
-            ...(from ? { from } : {}),
-            ...(head ? { head } : {}),
-            receipts: streamReceipts,
-            ...(checkProducers ? { producerKeys } : {}),
-          },
-          {
-            onSegment: (records) => progress?.update(records),
+  // A bundle is one stream's window. Without --stream, the streams its receipts name are asked for too (the
+  // store holding none of them is then reported: stream-missing, receipt-not-in-log).
+  let streams = selected;
+  if (bundle) {
+    streams = selected
+      ? selected.filter((s) => s === bundle.stream)
+      : [...new Set([bundle.stream, ...receipts.map((r) => r.stream)])].filter(Boolean);
+  }
+  const manifest = bundle?.manifest;
+  let report: Awaited<ReturnType<typeof runVerification>> | undefined;
+  if (!bundle || manifest) {
+    const pool = await DigestPool.start(
+      options.threads ?? availableParallelism(),
+      checkProducers ? producerKeys : undefined,
+    );
+    threads = pool?.threads ?? 1;
+    try {
+      const bundleStart =
+        manifest && manifest.start.size > 0 ? { [manifest.stream]: manifest.start } : undefined;
+      const incremental = bundleStart ?? (options.full ? undefined : state?.streams);
+      report = await runVerification(
+        {
+          objects: source.store,
+          ...(source.deployment ? { deployment: source.deployment } : {}),
+          ...(source.heads ? { heads: source.heads } : {}),
+        },
+        {
+          keys: trust.trusted,
+          basis: trust.how === "source-own-key" ? "pinned" : trust.how,
+          detail: trust.detail,
+        },
+        {
+          mode: incremental ? "incremental" : "full",
+          ...(incremental ? { states: incremental } : {}),
+          ...(streams ? { streams } : {}),
+          ...(checkProducers ? { producerKeys } : {}),
+          receipts,
+          // A bundle is one stream's window: its objects are checked against the layout, not the set of streams.
+          layout: !options.streams?.length || Boolean(bundle),
+          ...(bundle ? { streamSet: false } : {}),
+          progress: {
+            onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),
+            onStreamDone: () => progress?.stop(),
+            onSegment: (records: number) => progress?.update(records),
             ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
           },
-        );
-      } finally {
-        progress?.stop();
-      }
-      const result: StreamResult = {
-        ...report,
-        failures: [...report.failures],
-        from: from?.size ?? 0,
-        receipts: streamReceipts.length,
-      };
-      if (manifest) {
-        result.failures.push(...(bundleProofs?.findings ?? []));
-        await checkBundle(source, manifest, trust.trusted, result, bundled.receipts);
-      }
-      results.push(result);
-      if (state && result.failures.length === 0) state.streams[stream] = report.state;
+        },
+      );
+    } finally {
+      pool?.close();
     }
-  } finally {
-    pool?.close();
   }
-  if (state && options.stateFile) await writeState(options.stateFile, state);
+  const results: StreamResult[] = [];
+  const receiptsOf = (stream: string) => receipts.filter((r) => r.stream === stream);
+  for (const r of report?.streams ?? []) {
+    const from =
+      report?.mode === "incremental"
+        ? ((manifest && r.stream === manifest.stream ? manifest.start : state?.streams[r.stream])?.size ?? 0)
+        : 0;
+    const result: StreamResult = {
+      ...r,
+      failures: [...r.failures],
+      from,
+      receipts: receiptsOf(r.stream).length,
+    };
+    if (manifest && r.stream === manifest.stream) {
+      result.failures.push(...(bundleProofs?.findings ?? []));
+      await checkBundle(source, manifest, trust.trusted, result, bundled.receipts);
+    }
+    results.push(result);
+  }
+  // Without a usable manifest there is no authenticated place to start from: report only what is wrong.
+  if (bundle && !manifest)
+    results.push(unverified(bundle.stream, [...manifestFindings(bundle), ...(bundleProofs?.findings ?? [])]));
+  if (state && options.stateFile) {
+    for (const r of results) if (r.failures.length === 0) state.streams[r.stream] = r.state;
+    await writeState(options.stateFile, state);
+  }
+  const archive = report?.archive ?? [];
+  // A receipt was checked when its stream was walked, or found missing from the store (reported in `archive`).
+  const missing = new Set(archive.filter((f) => f.code === "stream-missing").map((f) => f.stream));
+  const checked = receipts.filter(
+    (r) => results.some((s) => s.stream === r.stream) || missing.has(r.stream),
+  ).length;
   const malformed = [...given.malformed, ...bundled.malformed];
-  const checked = results.reduce((n, r) => n + r.receipts, 0);
-  const failures = results.reduce((n, r) => n + r.failures.length, 0) + malformed.length;
+  const failures = archive.length + results.reduce((n, r) => n + r.failures.length, 0) + malformed.length;
   return {
     ok: failures === 0,
     source: {
@@ -197,9 +218,15 @@ export async function runVerify(
       location,
       ...(source.deployment ? { deployment: source.deployment } : {}),
     },
-    trust: { how: trust.how, fingerprints: trust.trusted.map(noteKeyFingerprint) },
+    trust: {
+      how: trust.how,
+      detail: trust.detail,
+      fingerprints: trust.trusted.map(noteKeyFingerprint),
+      ...(trust.firstUse ? { firstUse: true } : {}),
+    },
+    archive,
     producerSignatures: checkProducers,
-    threads: pool?.threads ?? 1,
+    threads,
     streams: results,
     receipts: {
       given: entries.length + (bundleProofs?.entries.length ?? 0),

@@ -46,17 +46,22 @@ export function parseCheckpointText(text: string): Checkpoint {
   const root = fromBase64(rootText, "checkpoint root");
   if (root.length !== 32) throw new FormatError("bad-checkpoint", "checkpoint root is not 32 bytes");
   const cp: Checkpoint = { origin, size: Number(sizeText), root, time: "" };
-  for (const line of ext) {
+  // Version 1 has exactly these extension lines, in this order, each once (docs/FORMAT.md §8):
+  // `head <hex>` if and only if size > 0, then `time <RFC 3339 UTC>`.
+  const expected = cp.size > 0 ? ["head", "time"] : ["time"];
+  if (ext.length !== expected.length)
+    throw new FormatError(
+      "bad-checkpoint",
+      `checkpoint must have the extension lines ${expected.join(", ")}`,
+    );
+  for (const [i, line] of ext.entries()) {
     const [tag, value, ...rest] = line.split(" ");
-    if (rest.length > 0 || value === undefined)
-      throw new FormatError("bad-checkpoint", `bad extension line "${line}"`);
+    if (rest.length > 0 || value === undefined || tag !== expected[i])
+      throw new FormatError("bad-checkpoint", `bad or unexpected extension line "${line}"`);
     if (tag === "head") cp.head = hashFromHex(value, "checkpoint head");
-    else if (tag === "time" && RFC3339_UTC.test(value)) cp.time = value;
-    else throw new FormatError("bad-checkpoint", `unknown extension line "${line}"`);
+    else if (RFC3339_UTC.test(value)) cp.time = value;
+    else throw new FormatError("bad-checkpoint", `checkpoint time "${value}" is not RFC 3339 UTC`);
   }
-  if (!cp.time) throw new FormatError("bad-checkpoint", "checkpoint has no time line");
-  if (cp.size > 0 !== (cp.head !== undefined))
-    throw new FormatError("bad-checkpoint", "head line must be present iff size > 0");
   return cp;
 }
 

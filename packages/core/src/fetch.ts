@@ -27,14 +27,35 @@ async function* listAll(store: ObjectStore, prefix: string, startAfter?: string)
   }
 }
 
-/** Every stream that has objects in the store, ascending. */
+/**
+ * Every name that has objects under `streams/<name>/`, ascending. One listing call per stream, not per object:
+ * after finding a stream it lists again from just past its keys (`streams/<name>0` sorts after every
+ * `streams/<name>/…` key, since "/" < "0", and before any other stream's keys that follow it).
+ */
 export async function listStoredStreams(store: ObjectStore): Promise<string[]> {
-  const streams = new Set<string>();
-  for await (const key of listAll(store, "streams/")) {
-    const name = key.slice("streams/".length).split("/")[0];
-    if (name) streams.add(name);
+  const streams: string[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const [key] = await store.list("streams/", {
+      ...(after !== undefined ? { startAfter: after } : {}),
+      limit: 1,
+    });
+    if (key === undefined) return streams;
+    const rest = key.slice("streams/".length);
+    const slash = rest.indexOf("/");
+    if (slash <= 0) {
+      after = key; // a file directly under streams/ (or "streams//…"): not a stream; a full run reports it
+      continue;
+    }
+    const name = rest.slice(0, slash);
+    streams.push(name);
+    after = `streams/${name}0`;
   }
-  return [...streams].sort();
+}
+
+/** Every key in the store, ascending (a full run's layout check; deliberately proportional to the archive). */
+export function listEveryKey(store: ObjectStore): AsyncGenerator<string> {
+  return listAll(store, "");
 }
 
 export interface FetchProgress {

@@ -12,6 +12,8 @@ export * from "./ports.ts";
 export * from "./producer-audit.ts";
 export * from "./receipt.ts";
 export * from "./record.ts";
+export * from "./run.ts";
 export * from "./sink.ts";
 export * from "./stream-reader.ts";
+export * from "./stream-set.ts";
 export * from "./verify.ts";

@@ -73,9 +73,11 @@ export class Frontier {
   }
 
   append(leaf: Hash): void {
+    if (this._size >= Number.MAX_SAFE_INTEGER) throw new RangeError("a tree holds at most 2^53 − 1 leaves");
     let node = leaf;
     // Merging happens once per trailing 1-bit of the old size: each such bit is a subtree of equal height.
-    for (let s = this._size; s & 1; s >>>= 1) node = nodeHash(this.nodes.pop()!, node);
+    // Arithmetic, not bitwise operators: those truncate to 32 bits, and sizes go up to 2^53 − 1.
+    for (let s = this._size; s % 2 === 1; s = (s - 1) / 2) node = nodeHash(this.nodes.pop()!, node);
     this.nodes.push(node);
     this._size++;
   }
@@ -86,6 +88,11 @@ export class Frontier {
     for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeHash(this.nodes[i]!, root);
     return root;
   }
+}
+
+/** For n ≥ 1 up to 2^53: no bitwise operators, which would truncate to 32 bits. */
+function isPowerOfTwo(n: number): boolean {
+  return 2 ** Math.round(Math.log2(n)) === n;
 }
 
 function popcount(n: number): number {
@@ -196,7 +203,7 @@ export class MerkleTree {
   subtree(lo: number, hi: number): Hash {
     const n = hi - lo;
     if (n <= 0 || hi > this._size) throw new RangeError(`range [${lo}, ${hi}) is outside the tree`);
-    if ((n & (n - 1)) === 0) {
+    if (isPowerOfTwo(n)) {
       const level = Math.log2(n);
       const h = this.levels[level]?.get(lo / n);
       if (!h) throw new RangeError(`subtree [${lo}, ${hi}) is not held by this tree`);
@@ -339,7 +346,7 @@ export function verifyConsistency(
     return false;
   if (proof.length === 0) return false;
   // Step 1: if size1 is an exact power of 2, prepend root1 to the proof.
-  const path = (size1 & (size1 - 1)) === 0 ? [root1, ...proof] : [...proof];
+  const path = isPowerOfTwo(size1) ? [root1, ...proof] : [...proof];
   let fn = size1 - 1;
   let sn = size2 - 1;
   while (fn % 2 === 1) {

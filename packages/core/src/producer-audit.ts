@@ -11,8 +11,9 @@ import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { admit, type Sink } from "./sink.ts";
 
-/** The producer name the sink's own system events are recorded under. */
-export const SYSTEM_PRODUCER = "auditsink";
+import { SYSTEM_PRODUCER } from "./stream-set.ts";
+
+export { SYSTEM_PRODUCER };
 
 export const PRODUCER_REGISTERED = "dev.auditsink.producer.registered";
 export const PRODUCER_REVOKED = "dev.auditsink.producer.revoked";

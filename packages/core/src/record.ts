@@ -138,7 +138,13 @@ export function segmentLines(bytes: Uint8Array): Buffer[] {
   return lines;
 }
 
-/** Parses one record line (no hash checks); throws FormatError("bad-record") when it is not a record. */
+const RECORD_MEMBERS = 7;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * Parses one record line (no hash checks); throws FormatError("bad-record") when it is not a record: exactly the
+ * members of docs/FORMAT.md §5, no others.
+ */
 export function parseRecordLine(line: Buffer): AuditRecord {
   let r: unknown;
   try {
@@ -149,16 +155,23 @@ export function parseRecordLine(line: Buffer): AuditRecord {
   if (
     typeof r !== "object" ||
     r === null ||
+    Array.isArray(r) ||
+    Object.keys(r).length !== RECORD_MEMBERS ||
     (r as AuditRecord).v !== RECORD_VERSION ||
     typeof (r as AuditRecord).stream !== "string" ||
     !Number.isSafeInteger((r as AuditRecord).index) ||
+    (r as AuditRecord).index < 0 ||
     typeof (r as AuditRecord).prev !== "string" ||
+    !HEX64.test((r as AuditRecord).prev) ||
     typeof (r as AuditRecord).received !== "string" ||
     typeof (r as AuditRecord).producer !== "string" ||
     typeof (r as AuditRecord).event !== "object" ||
     (r as AuditRecord).event === null
   ) {
-    throw new FormatError("bad-record", "record lacks v, stream, index, prev, received, producer or event");
+    throw new FormatError(
+      "bad-record",
+      "record must have exactly v (1), stream, index (natural number), prev (64 hex), received, producer and event",
+    );
   }
   return r as AuditRecord;
 }

@@ -25,6 +25,7 @@ import {
   parseSignedEvent,
   type SignedEvent,
   STREAM_NAME,
+  SYSTEM_STREAM,
   verifyEventSignatureAsync,
 } from "./event.ts";
 import { canonicalBytes, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
@@ -43,6 +44,7 @@ import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { buildRecords, checkpointKey, encodeSegment, type SealedRecord, segmentKey } from "./record.ts";
 import { readStoredSegment, StreamReader } from "./stream-reader.ts";
+import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 
 export interface SinkOptions {
   /** The deployment's name: the checkpoint key name and origin prefix (`<deployment>/<stream>`). */
@@ -194,6 +196,7 @@ class StreamWriter {
   private queue: Request[] = [];
   private running = false;
   private head: WriterHead | undefined;
+  private created = false;
 
   constructor(
     private readonly sink: Sink,
@@ -246,6 +249,7 @@ class StreamWriter {
         await this.answer(group, pending.placed, head, undefined);
         return;
       }
+      if (head.size === 0) await this.recordCreation();
       const received = this.o.clock?.now().toISOString() ?? systemClock.now().toISOString();
       const records = buildRecords(this.stream, head.size, head.hash, received, fresh);
       const created = await this.o.objects.putIfAbsent(
@@ -271,6 +275,22 @@ class StreamWriter {
       await this.answer(group, pending.placed, next, tree);
       return;
     }
+  }
+
+  /**
+   * Records this stream's creation in `_system` before its first segment is written, so the log commits to the
+   * set of streams (docs/FORMAT.md §4, stream-set.ts). Idempotent: the event's id is fixed per stream, so after a
+   * crash between this and the first segment the second attempt is refused by dedup (`id-conflict`) or replayed.
+   */
+  private async recordCreation(): Promise<void> {
+    if (this.stream === SYSTEM_STREAM || this.created) return;
+    const event = await streamCreatedEvent(this.o.signer, this.stream, this.o.clock ?? systemClock);
+    try {
+      await this.sink.commit(SYSTEM_STREAM, [admit(event, SYSTEM_PRODUCER)]);
+    } catch (e) {
+      if (!(e instanceof IngestError && e.code === "id-conflict")) throw e;
+    }
+    this.created = true;
   }
 
   /**

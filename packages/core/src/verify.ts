@@ -1,19 +1,23 @@
 /**
  * Verification, once: recompute everything a stream's write-once objects claim, with nothing but the objects
  * and the trusted public keys (invariant 5). Pure: callers fetch, then feed a StreamVerifier in key order
- * (checkpoints first, then segments) and read the report. It never stops at the first failure.
+ * (checkpoints first, then segments) and read the report. It never stops at the first failure, and it never
+ * throws for anything stored: every stored byte is attacker-controlled, and a finding is the only answer.
  *
- * Every failure code is listed, with its meaning, in docs/FORMAT.md §Failure codes.
+ * Every failure code is listed, with its meaning, in docs/FORMAT.md §11 Failure codes; the walk, including how
+ * it goes on after a gap or an overlap, is FORMAT.md §11 steps 1–8. Whole-archive runs (every stream, the set of
+ * streams, the head store, trust) are run.ts.
  */
 import type { KeyObject } from "node:crypto";
 import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
-import { type SignedEvent, verifyEventSignature } from "./event.ts";
+import { type SignedEvent, SYSTEM_STREAM, verifyEventSignature } from "./event.ts";
 import { HASH_SIZE, type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, leafHash } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
 import type { Head } from "./ports.ts";
 import { type Receipt, type ReceiptFailureCode, verifyReceipt } from "./receipt.ts";
 import { type AuditRecord, parseRecordLine, parseStoreKey, splitSegment } from "./record.ts";
+import { streamCreatedBy } from "./stream-set.ts";
 
 export type FailureCode =
   | "unexpected-object"
@@ -22,6 +26,7 @@ export type FailureCode =
   | "segment-empty"
   | "segment-truncated"
   | "record-malformed"
+  | "record-gap"
   | "record-stream-mismatch"
   | "record-index-mismatch"
   | "chain-broken"
@@ -39,6 +44,10 @@ export type FailureCode =
   | "head-rollback"
   | "head-ahead"
   | "head-mismatch"
+  | "head-malformed"
+  | "head-checkpoint-invalid"
+  | "stream-missing"
+  | "stream-unrecorded"
   | "receipt-not-in-log"
   | ReceiptFailureCode;
 
@@ -59,6 +68,11 @@ export interface VerifierState {
   frontier: string[];
   /** Size of the newest checkpoint verified so far (0 when none). */
   checkpointSize: number;
+  /**
+   * `_system` only: every stream whose creation the system stream has recorded so far (FORMAT.md §4), so an
+   * incremental run still knows the whole set of streams.
+   */
+  streams?: string[];
 }
 
 export interface VerifyOptions {
@@ -69,7 +83,10 @@ export interface VerifyOptions {
   from?: VerifierState;
   /** Receipts to check against the log (for example those a producer kept). */
   receipts?: readonly Receipt[];
-  /** The head store's value, to catch a head rolled back behind the newest checkpoint. */
+  /**
+   * The head store's value, to catch a head rolled back behind the newest checkpoint, ahead of the store, with
+   * another record hash or frontier, or holding a checkpoint that forks the log.
+   */
   head?: Head;
   /** When given, re-verify every producer signature with these keys (by key id). */
   producerKeys?: ReadonlyMap<string, KeyObject>;
@@ -83,6 +100,16 @@ export interface StreamReport {
   failures: Finding[];
   warnings: Finding<WarningCode>[];
   state: VerifierState;
+  /**
+   * The first index whose records could not be placed in the Merkle tree because records before it are
+   * missing (a gap): checkpoints above it could not be checked against the records. Absent without a gap.
+   */
+  gapAt?: number;
+}
+
+/** A misuse of StreamVerifier by its caller (never caused by stored bytes). */
+export class VerifierUsageError extends Error {
+  override readonly name = "VerifierUsageError";
 }
 
 export class StreamVerifier {
@@ -91,13 +118,26 @@ export class StreamVerifier {
   private readonly checkpoints = new Map<number, Checkpoint>();
   private readonly frontier: Frontier;
   private lastHash: Hash;
-  private expectedIndex: number;
+  /** The index the next record must have: the walk's position in the stream. */
+  private position: number;
+  /**
+   * Set at the first gap or overlap: the Merkle tree is recomputed only up to here, so checkpoints above it
+   * cannot be compared with the records (FORMAT.md §11 step 6).
+   */
+  private gapAt: number | undefined;
+  /** The next record follows missing ones: its `prev` cannot be checked (the record it names is gone). */
+  private afterGap = false;
   private segments = 0;
   private checkpointCount = 0;
+  private started = false;
   private readonly startSize: number;
   /** Sizes whose root we must remember (receipts), and indexes whose record hash we must remember. */
   private readonly wantRoots = new Map<number, Hash | undefined>();
   private readonly wantHashes = new Map<number, Hash | undefined>();
+  /** The checkpoint the head store holds, opened, to be compared with the log like a stored one. */
+  private readonly headCheckpoint: Checkpoint | undefined;
+  private headFrontier: string[] | undefined;
+  private readonly created: Set<string> | undefined;
 
   constructor(
     readonly stream: string,
@@ -111,23 +151,50 @@ export class StreamVerifier {
         )
       : new Frontier();
     this.lastHash = from ? hashFromHex(from.headHash, "head hash") : ZERO_HASH;
-    this.expectedIndex = from?.size ?? 0;
+    this.position = from?.size ?? 0;
     this.startSize = from?.size ?? 0;
+    if (stream === SYSTEM_STREAM) this.created = new Set(from?.streams ?? []);
     for (const r of options.receipts ?? []) {
+      if (!Number.isSafeInteger(r?.index)) continue; // reported as receipt-malformed by finish()
       this.wantHashes.set(r.index, undefined);
-      const opened = openCheckpoint(r.checkpoint, options.trusted);
-      if (opened.ok) this.wantRoots.set(opened.checkpoint.size, undefined);
+      const opened =
+        typeof r.checkpoint === "string" ? openCheckpoint(r.checkpoint, options.trusted) : undefined;
+      if (opened?.ok) this.wantRoots.set(opened.checkpoint.size, undefined);
     }
-    if (options.head && options.head.size > 0) this.wantHashes.set(options.head.size - 1, undefined);
+    const head = options.head;
+    if (head && head.size > 0) this.wantHashes.set(head.size - 1, undefined);
+    if (head && head.size === this.startSize) this.headFrontier = this.frontier.hashes.map(toHex);
+    if (head?.checkpoint !== undefined) {
+      const opened =
+        typeof head.checkpoint === "string" ? openCheckpoint(head.checkpoint, options.trusted) : undefined;
+      if (!opened?.ok || !this.originOk(opened.checkpoint, opened.key)) {
+        this.fail(
+          "head-checkpoint-invalid",
+          head.size,
+          `the head store's checkpoint is not one signed by a trusted key for this stream${opened && !opened.ok ? `: ${opened.detail}` : ""}`,
+        );
+      } else {
+        this.headCheckpoint = opened.checkpoint;
+        if (opened.checkpoint.size > this.startSize) this.wantRoots.set(opened.checkpoint.size, undefined);
+      }
+    }
   }
 
   private fail(code: FailureCode, at: number | string | undefined, message: string): void {
     this.failures.push({ code, stream: this.stream, ...(at !== undefined ? { at } : {}), message });
   }
 
-  /** Records walked so far (including any the incremental start skipped). */
+  /**
+   * The origin must be `<deployment>/<stream>`; without a deployment name given, the deployment is the name of
+   * the trusted key that signed (a key's name is its deployment's name, FORMAT.md §2).
+   */
+  private originOk(cp: Checkpoint, signedBy: NoteKey): boolean {
+    return cp.origin === originFor(this.options.deployment ?? signedBy.name, this.stream);
+  }
+
+  /** The walk's position: the number of record positions walked (including any the incremental start skipped). */
   get recordsSeen(): number {
-    return this.frontier.size;
+    return this.position;
   }
 
   /** An object under the stream's prefix that is neither a segment nor a checkpoint key. */
@@ -135,7 +202,11 @@ export class StreamVerifier {
     this.fail("unexpected-object", key, `object ${key} does not belong to the store layout`);
   }
 
-  /** Feeds one stored checkpoint object (all of them before the first segment). */
+  /**
+   * Feeds one stored checkpoint object. Every checkpoint must come before the first segment: a checkpoint
+   * smaller than what the walk has passed could no longer be compared with the records, so feeding one late
+   * throws VerifierUsageError rather than letting it pass unchecked.
+   */
   addCheckpoint(key: string, text: string): void {
     this.checkpointCount++;
     const parsedKey = parseStoreKey(key);
@@ -149,8 +220,7 @@ export class StreamVerifier {
       this.fail("checkpoint-key-mismatch", key, `checkpoint ${key} holds size ${cp.size}`);
       return;
     }
-    const origin = this.options.deployment ? originFor(this.options.deployment, this.stream) : undefined;
-    if (origin ? cp.origin !== origin : !cp.origin.endsWith(`/${this.stream}`)) {
+    if (!this.originOk(cp, opened.key)) {
       this.fail(
         "checkpoint-origin-mismatch",
         key,
@@ -164,8 +234,20 @@ export class StreamVerifier {
       return;
     }
     if (cp.size < this.startSize) return;
+    if (this.started && cp.size < this.position) {
+      throw new VerifierUsageError(
+        `checkpoint ${key} was given after the walk passed size ${cp.size}: feed every checkpoint before the first segment`,
+      );
+    }
+    if (this.headCheckpoint?.size === cp.size && !this.headCheckpoint.root.equals(cp.root)) {
+      this.fail(
+        "checkpoint-fork",
+        cp.size,
+        `the head store holds a signed checkpoint of size ${cp.size} whose root differs from the stored one`,
+      );
+    }
     this.checkpoints.set(cp.size, cp);
-    if (cp.size === this.startSize) this.checkRoot(cp.size);
+    if (cp.size === this.position && this.gapAt === undefined) this.checkRoot(cp.size);
   }
 
   /**
@@ -173,27 +255,33 @@ export class StreamVerifier {
    * (for example on a worker thread, so that hashing and parsing run on every core).
    */
   addSegment(key: string, segment: Uint8Array | SegmentDigest): void {
+    this.started = true;
     this.segments++;
     const parsedKey = parseStoreKey(key);
     if (parsedKey?.kind !== "segments" || parsedKey.stream !== this.stream) {
       this.addUnexpected(key);
       return;
     }
+    // The key names the segment's first index (FORMAT.md §7); the records must agree with it.
     const first = parsedKey.n;
-    if (first > this.expectedIndex) {
+    if (first > this.position) {
+      this.gapAt ??= this.position;
+      this.afterGap = true;
       this.fail(
         "segment-gap",
-        this.expectedIndex,
-        `records ${this.expectedIndex}…${first - 1} are missing before segment ${key}`,
+        this.position,
+        `records ${this.position}…${first - 1} are missing before segment ${key}`,
       );
-    } else if (first < this.expectedIndex) {
+    } else if (first < this.position) {
+      // Positions below this.position are walked twice from here: the Merkle tree cannot be recomputed past it.
+      this.gapAt ??= this.position;
       this.fail(
         "segment-overlap",
         key,
-        `segment ${key} starts at ${first}, but records up to ${this.expectedIndex - 1} were already seen`,
+        `segment ${key} starts at ${first}, but records up to ${this.position - 1} were already seen`,
       );
     }
-    this.expectedIndex = first;
+    this.position = first;
     const digest =
       segment instanceof Uint8Array ? digestSegment(segment, this.options.producerKeys) : segment;
     if (digest.empty) this.fail("segment-empty", key, `segment ${key} is empty`);
@@ -205,52 +293,68 @@ export class StreamVerifier {
   }
 
   private addRecord(r: RecordDigest, hash: Hash, leaf: Hash): void {
-    const position = this.frontier.size;
+    let linked = !this.afterGap;
+    this.afterGap = false;
     if ("error" in r) {
-      this.fail("record-malformed", position, `record at position ${position}: ${r.error}`);
+      this.fail("record-malformed", this.position, `record at position ${this.position}: ${r.error}`);
     } else {
-      if (r.stream !== this.stream) {
-        this.fail("record-stream-mismatch", r.index, `record ${r.index} names stream ${r.stream}`);
-      }
-      if (r.index !== this.expectedIndex) {
+      if (r.index > this.position && r.prev !== toHex(this.lastHash)) {
+        // A record ahead of its position that does not link the record before it: records are missing here.
+        // Report the gap once and place this record at its own index (FORMAT.md §11 step 6).
+        this.gapAt ??= this.position;
+        this.fail("record-gap", this.position, `records ${this.position}…${r.index - 1} are missing`);
+        this.position = r.index;
+        linked = false;
+      } else if (r.index !== this.position) {
         this.fail(
           "record-index-mismatch",
-          this.expectedIndex,
-          `expected record ${this.expectedIndex}, found record ${r.index}`,
+          this.position,
+          `expected record ${this.position}, found record ${r.index}`,
         );
       }
-      if (r.prev !== toHex(this.lastHash)) {
+      if (r.stream !== this.stream) {
+        this.fail(
+          "record-stream-mismatch",
+          this.position,
+          `record ${this.position} names stream ${r.stream}`,
+        );
+      }
+      if (linked && r.prev !== toHex(this.lastHash)) {
         this.fail(
           "chain-broken",
-          r.index,
-          `record ${r.index} does not link the hash of the record before it`,
+          this.position,
+          `record ${this.position} does not link the hash of the record before it`,
         );
       }
+      if (r.created !== undefined) this.created?.add(r.created);
       if (this.options.producerKeys && r.producer === undefined) {
         this.fail(
           "producer-key-unknown",
-          r.index,
-          `record ${r.index}: the producer signature was not checked`,
+          this.position,
+          `record ${this.position}: the producer signature was not checked`,
         );
       } else if (r.producer === "unknown-key") {
         this.fail(
           "producer-key-unknown",
-          r.index,
-          `record ${r.index} is signed by key ${r.keyId}, which is not known`,
+          this.position,
+          `record ${this.position} is signed by key ${r.keyId}, which is not known`,
         );
       } else if (r.producer === "invalid") {
         this.fail(
           "producer-signature-invalid",
-          r.index,
-          `record ${r.index}: the producer signature does not verify`,
+          this.position,
+          `record ${this.position}: the producer signature does not verify`,
         );
       }
     }
-    this.expectedIndex =
-      (!("error" in r) && r.index === this.expectedIndex ? r.index : this.expectedIndex) + 1;
+    const position = this.position;
+    this.position++;
     this.lastHash = hash;
-    if (this.wantHashes.has(position)) this.wantHashes.set(position, this.lastHash);
+    if (this.wantHashes.has(position)) this.wantHashes.set(position, hash);
+    if (this.gapAt !== undefined) return;
     this.frontier.append(leaf);
+    if (this.headFrontier === undefined && this.options.head?.size === this.frontier.size)
+      this.headFrontier = this.frontier.hashes.map(toHex);
     this.checkRoot(this.frontier.size);
   }
 
@@ -260,6 +364,13 @@ export class StreamVerifier {
     if (!cp && !wantRoot) return;
     const root = this.frontier.root();
     if (wantRoot) this.wantRoots.set(size, root);
+    if (this.headCheckpoint?.size === size && !this.headCheckpoint.root.equals(root) && !cp) {
+      this.fail(
+        "checkpoint-fork",
+        size,
+        `the head store holds a signed checkpoint of size ${size} whose root differs from the stored records`,
+      );
+    }
     if (!cp) return;
     if (!cp.root.equals(root)) {
       this.fail(
@@ -267,7 +378,9 @@ export class StreamVerifier {
         size,
         `the signed root for size ${size} differs from the root of the stored records`,
       );
-    } else if (cp.head && size > this.startSize && !cp.head.equals(this.lastHash)) {
+    }
+    // Checked on its own: a changed root and a changed head line are two findings (FORMAT.md §11 step 5).
+    if (cp.head && size > this.startSize && !cp.head.equals(this.lastHash)) {
       this.fail(
         "checkpoint-head-mismatch",
         size,
@@ -278,46 +391,62 @@ export class StreamVerifier {
 
   /** Ends the walk and returns the report. */
   finish(): StreamReport {
-    const size = this.frontier.size;
+    const end = this.position;
+    const treeSize = this.frontier.size;
     const sizes = [...this.checkpoints.keys()].sort((a, b) => a - b);
     for (const s of sizes) {
-      if (s > size)
+      if (s > end)
         this.fail(
           "checkpoint-beyond-log",
           s,
-          `a signed checkpoint covers ${s} records but the store holds ${size}: records were removed`,
+          `a signed checkpoint covers ${s} records but the store holds ${end}: records were removed`,
         );
     }
-    const newest = sizes.filter((s) => s <= size).pop() ?? this.options.from?.checkpointSize ?? 0;
-    if (size > 0 && sizes.length === 0 && !this.options.from) {
+    if (
+      this.headCheckpoint &&
+      this.headCheckpoint.size > end &&
+      !this.checkpoints.has(this.headCheckpoint.size)
+    ) {
+      this.fail(
+        "checkpoint-beyond-log",
+        this.headCheckpoint.size,
+        `the head store's signed checkpoint covers ${this.headCheckpoint.size} records but the store holds ${end}: records were removed`,
+      );
+    }
+    const newestSigned = sizes.filter((s) => s <= end).pop() ?? this.options.from?.checkpointSize ?? 0;
+    if (end > 0 && sizes.length === 0 && !this.options.from) {
       this.warnings.push({
         code: "no-checkpoint",
         stream: this.stream,
-        message: `no signed checkpoint covers the ${size} records`,
+        message: `no signed checkpoint covers the ${end} records`,
       });
-    } else if (size > newest) {
+    } else if (end > newestSigned) {
       this.warnings.push({
         code: "tail-unsigned",
         stream: this.stream,
-        at: newest,
-        message: `records ${newest}…${size - 1} are not yet covered by a signed checkpoint`,
+        at: newestSigned,
+        message: `records ${newestSigned}…${end - 1} are not yet covered by a signed checkpoint`,
       });
     }
-    this.checkHead(size, Math.max(newest, sizes[sizes.length - 1] ?? 0));
-    this.checkReceipts(size);
+    this.checkHead(end, Math.max(newestSigned, sizes[sizes.length - 1] ?? 0));
+    this.checkReceipts(end);
+    // Only a walk without a gap yields a state to resume from; after a gap the report has failures anyway.
+    const verifiedCheckpoint = this.gapAt === undefined ? newestSigned : Math.min(newestSigned, this.gapAt);
     return {
       stream: this.stream,
-      records: size - this.startSize,
+      records: end - this.startSize,
       segments: this.segments,
       checkpoints: this.checkpointCount,
       failures: this.failures,
       warnings: this.warnings,
       state: {
-        size,
+        size: treeSize,
         headHash: toHex(this.lastHash),
         frontier: this.frontier.hashes.map(toHex),
-        checkpointSize: newest,
+        checkpointSize: verifiedCheckpoint,
+        ...(this.created ? { streams: [...this.created].sort() } : {}),
       },
+      ...(this.gapAt !== undefined ? { gapAt: this.gapAt } : {}),
     };
   }
 
@@ -342,6 +471,16 @@ export class StreamVerifier {
         head.size,
         `the head's record hash differs from stored record ${head.size - 1}`,
       );
+    } else if (
+      this.headFrontier !== undefined &&
+      (head.frontier.length !== this.headFrontier.length ||
+        head.frontier.some((h, i) => h !== this.headFrontier![i]))
+    ) {
+      this.fail(
+        "head-mismatch",
+        head.size,
+        `the head's Merkle frontier differs from the one recomputed from records 0…${head.size - 1}`,
+      );
     } else if (head.size < size) {
       this.warnings.push({
         code: "head-behind",
@@ -354,10 +493,16 @@ export class StreamVerifier {
 
   private checkReceipts(size: number): void {
     for (const r of this.options.receipts ?? []) {
-      const verdict = verifyReceipt(r, {
-        trusted: this.options.trusted,
-        ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
-      });
+      let verdict: ReturnType<typeof verifyReceipt>;
+      try {
+        verdict = verifyReceipt(r, {
+          trusted: this.options.trusted,
+          ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
+        });
+      } catch (e) {
+        // A receipt is caller input of any shape (a JSON file): never let it stop the report.
+        verdict = { ok: false, code: "receipt-malformed", detail: (e as Error).message };
+      }
       if (!verdict.ok) {
         this.fail(verdict.code, r.index, `receipt for record ${r.index}: ${verdict.detail}`);
         continue;
@@ -398,6 +543,8 @@ export type RecordDigest =
       keyId?: string;
       /** Producer signature check, when keys were given: "ok", "invalid" or "unknown-key". */
       producer?: "ok" | "invalid" | "unknown-key";
+      /** `_system` only: the stream this record says the sink created (FORMAT.md §4). */
+      created?: string;
     }
   | { error: string };
 
@@ -415,6 +562,8 @@ export interface SegmentDigest {
 /**
  * The per-record work of verification that needs nothing from other segments: split lines, SHA-256 each,
  * leaf hash, parse, and (with producerKeys) the producer signature. Pure; StreamVerifier does the rest in order.
+ * Never throws for any bytes: a line that cannot be parsed, or whose event cannot be put in RFC 8785 form to
+ * check its signature (a number such as 1e400, a lone surrogate), is a `record-malformed` finding.
  */
 export function digestSegment(
   bytes: Uint8Array,
@@ -434,11 +583,17 @@ export function digestSegment(
       return { error: (e as Error).message };
     }
     const digest: RecordDigest = { stream: record.stream, index: record.index, prev: record.prev };
+    const created = streamCreatedBy(record);
+    if (created !== undefined) digest.created = created;
     if (producerKeys) {
       const event = record.event as SignedEvent;
-      const key = producerKeys.get(event.sigkeyid);
+      const key = typeof event.sigkeyid === "string" ? producerKeys.get(event.sigkeyid) : undefined;
       digest.keyId = String(event.sigkeyid);
-      digest.producer = !key ? "unknown-key" : verifyEventSignature(event, key) ? "ok" : "invalid";
+      try {
+        digest.producer = !key ? "unknown-key" : verifyEventSignature(event, key) ? "ok" : "invalid";
+      } catch (e) {
+        return { error: `the event cannot be checked: ${(e as Error).message}` };
+      }
     }
     return digest;
   });

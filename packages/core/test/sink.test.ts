@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { IngestError } from "../src/errors.ts";
 import { verifyStoredStream } from "../src/fetch.ts";
+import type { Head } from "../src/ports.ts";
 import { verifyReceipt } from "../src/receipt.ts";
 import { segmentKey } from "../src/record.ts";
 import { DEPLOYMENT, memoryPorts, newSink, producer } from "./fixtures.ts";
@@ -83,12 +84,16 @@ describe("Sink.submit", () => {
   });
 
   it("repairs after a writer crashed between storing a segment and moving the head", async () => {
-    // Prepare: a writer whose head store fails after the segment is stored.
+    // Prepare: a writer whose head store fails for stream s after the segment is stored (the stream's creation,
+    // recorded in _system before its first segment, goes through).
     const ports = memoryPorts();
     const agent = producer(ports, "agent-1");
     const crashing = newSink({
       ...ports,
-      heads: Object.assign(Object.create(ports.heads), { advance: () => Promise.reject(new Error("crash")) }),
+      heads: Object.assign(Object.create(ports.heads), {
+        advance: (stream: string, expected: number, next: Head) =>
+          stream === "s" ? Promise.reject(new Error("crash")) : ports.heads.advance(stream, expected, next),
+      }),
     });
     await expect(crashing.submit("s", [agent.event("1"), agent.event("2")])).rejects.toThrow("crash");
     expect(ports.objects.objects.has(segmentKey("s", 0))).toBe(true);

@@ -1,43 +1,39 @@
 /**
- * The in-process scheduled verifier. Every interval it re-checks each stream with core's verifyStoredStream —
- * incrementally from where the last clean run ended, and in full (every object, unexpected files included) on
- * the first run and every `fullEvery` runs — and turns findings into alerts:
+ * The in-process scheduled verifier. Every interval it runs core's runVerification — the same run as
+ * `auditsink verify` — incrementally from where the last clean run ended, and in full (every object, files
+ * outside the layout included) on the first run and every `fullEvery` runs, and turns findings into alerts:
  *   - every failure code of docs/FORMAT.md §Failure codes (chain, segments, checkpoints, producer signatures,
- *     head rollback against the newest checkpoint, …);
- *   - `unexpected-object` for files in the store that the layout does not name;
+ *     the head store, the set of streams, objects outside the layout, …);
  *   - `producer-silent` for a producer registered with a heartbeat that has sent nothing for longer;
  *   - `verifier-error` when a run itself fails.
  * A finding is alerted once per process; a stream with failures is re-verified from its last clean state.
  */
 import type { KeyObject } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import {
   type Alert,
   type AlertSink,
+  allFailures,
   type Clock,
   type Finding,
   type HeadStore,
   type NoteKey,
   type ObjectStore,
   type ProducerInfo,
-  type StreamReport,
+  runVerification,
   systemClock,
   type VerifierState,
-  verifyStoredStream,
 } from "@auditsink/core";
 import { isErrno, replaceFile } from "./fsutil.ts";
 
 export interface ScheduledVerifierOptions {
   objects: ObjectStore;
-  /** The directory behind `objects`, checked for files outside the layout. */
-  objectsDir: string;
   heads: HeadStore;
   deployment: string;
+  /** The sink's own live signing key (the report's trust basis is `signing-key`). */
   trusted: readonly NoteKey[];
   /** Public keys by key id (every producer key, revoked or not, and the sink's own). */
   producerKeys: () => ReadonlyMap<string, KeyObject>;
-  streams: () => Promise<string[]>;
   producers: () => Promise<ProducerInfo[]>;
   /** Newest `received` time per producer, brought up to date by the call. */
   lastSeen: () => Promise<ReadonlyMap<string, string>>;
@@ -128,34 +124,30 @@ export class ScheduledVerifier {
       this.alerted.add(id);
       fresh.push({ ...a, time: this.now().toISOString() });
     };
-    let streams: string[] = [];
+    let streams = 0;
     try {
-      streams = await this.o.streams();
-      for (const { key, stream } of await this.strayObjects(streams)) {
-        const f: Finding = {
-          code: "unexpected-object",
-          stream: stream ?? "",
-          at: key,
-          message: `object ${key} does not belong to the store layout`,
-        };
+      const report = await runVerification(
+        { objects: this.o.objects, deployment: this.o.deployment, heads: this.o.heads },
+        { keys: this.o.trusted, basis: "signing-key", detail: "the embedded sink's own signing key" },
+        {
+          mode: full ? "full" : "incremental",
+          states: Object.fromEntries(this.states),
+          producerKeys: this.o.producerKeys(),
+          ...(this.o.settleMs !== undefined ? { settle: { tries: 4, delayMs: this.o.settleMs } } : {}),
+        },
+      );
+      streams = report.streams.length;
+      records = report.streams.reduce((n, r) => n + r.records, 0);
+      for (const f of allFailures(report) as Finding[]) {
         failures.push(f);
-        // Same id as the full verification's finding for the same file, so it is alerted once.
-        raise({ code: f.code, ...(stream ? { stream } : {}), at: key, message: f.message });
+        raise({
+          code: f.code,
+          ...(f.stream ? { stream: f.stream } : {}),
+          ...(f.at !== undefined ? { at: f.at } : {}),
+          message: f.message,
+        });
       }
-      for (const stream of streams) {
-        const report = await this.verifyStream(stream, full);
-        records += report.records;
-        failures.push(...report.failures);
-        for (const f of report.failures) {
-          raise({
-            code: f.code,
-            stream: f.stream,
-            ...(f.at !== undefined ? { at: f.at } : {}),
-            message: f.message,
-          });
-        }
-        if (report.failures.length === 0) this.states.set(stream, report.state);
-      }
+      this.states = new Map(Object.entries(report.states));
       await this.checkHeartbeats(raise);
       await this.saveState();
     } catch (e) {
@@ -165,70 +157,13 @@ export class ScheduledVerifier {
     this.last = {
       at: new Date(started).toISOString(),
       full,
-      streams: streams.length,
+      streams,
       records,
       failures,
       alerts: fresh,
       durationMs: Date.now() - started,
     };
     return this.last;
-  }
-
-  private async verifyStream(stream: string, full: boolean): Promise<StreamReport> {
-    const verify = async () => {
-      const head = await this.o.heads.get(stream);
-      const from = full ? undefined : this.states.get(stream);
-      return verifyStoredStream(this.o.objects, stream, {
-        trusted: this.o.trusted,
-        deployment: this.o.deployment,
-        producerKeys: this.o.producerKeys(),
-        ...(from ? { from } : {}),
-        ...(head ? { head } : {}),
-      });
-    };
-    let report = await verify();
-    // The writer signs and stores a checkpoint (step 5) just before it moves the head (step 6): give it time,
-    // then look again, a few times on a busy machine. A head that is really rolled back stays behind.
-    const settle = this.o.settleMs ?? 250;
-    for (let i = 0; i < 4 && report.failures.some((f) => f.code === "head-rollback"); i++) {
-      await new Promise((r) => setTimeout(r, settle * 2 ** i));
-      report = await verify();
-    }
-    return report;
-  }
-
-  /** Files in the object directory outside `streams/<stream>/{segments,checkpoints}/` and `keys/<key id>.json`. */
-  private async strayObjects(streams: readonly string[]): Promise<{ key: string; stream?: string }[]> {
-    const stray: { key: string; stream?: string }[] = [];
-    const list = async (dir: string) => {
-      try {
-        return await readdir(dir, { withFileTypes: true });
-      } catch (e) {
-        if (isErrno(e, "ENOENT")) return [];
-        throw e;
-      }
-    };
-    for (const d of await list(this.o.objectsDir)) {
-      if (d.name === "streams" && d.isDirectory()) continue;
-      if (d.name === "keys" && d.isDirectory()) {
-        for (const k of await list(join(this.o.objectsDir, "keys"))) {
-          if (!/^[0-9a-f]{8}\.json$/.test(k.name)) stray.push({ key: `keys/${k.name}` });
-        }
-        continue;
-      }
-      stray.push({ key: d.name });
-    }
-    for (const d of await list(join(this.o.objectsDir, "streams"))) {
-      if (!d.isDirectory() || !streams.includes(d.name)) {
-        if (!d.isDirectory()) stray.push({ key: `streams/${d.name}` });
-        continue;
-      }
-      for (const e of await list(join(this.o.objectsDir, "streams", d.name))) {
-        if (!(e.isDirectory() && (e.name === "segments" || e.name === "checkpoints")))
-          stray.push({ key: `streams/${d.name}/${e.name}`, stream: d.name });
-      }
-    }
-    return stray;
   }
 
   private async checkHeartbeats(raise: (a: Omit<Alert, "time">, once?: boolean) => void): Promise<void> {

@@ -8,13 +8,7 @@ import { bearerTokenAuthorizer, createApp } from "@auditsink/api";
 import { systemProducerKey } from "@auditsink/core";
 import { serve } from "@hono/node-server";
 import { FanOutAlertSink, JsonLinesAlertSink, LogAlertSink, WebhookAlertSink } from "./alerts.ts";
-import {
-  dataPaths,
-  type LocalSink,
-  type LocalSinkOptions,
-  openLocalSink,
-  storedStreams,
-} from "./openLocalSink.ts";
+import { dataPaths, type LocalSink, type LocalSinkOptions, openLocalSink } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 
 export interface EmbeddedSinkOptions extends LocalSinkOptions {
@@ -65,13 +59,10 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   );
   const verifier = new ScheduledVerifier({
     objects: local.objects,
-    objectsDir: paths.objects,
     heads: local.heads,
     deployment: local.deployment,
     trusted: [local.signingKey.signer.key],
     producerKeys: () => new Map([...local.registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
-    streams: async () =>
-      [...new Set([...(await storedStreams(paths.objects)), ...(await local.heads.streams())])].sort(),
     producers: () => local.registry.list(),
     lastSeen: async () => {
       await local.events.sync();

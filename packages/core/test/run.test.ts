@@ -1,0 +1,352 @@
+/**
+ * The one verification run (run.ts) and the StreamVerifier rules it relies on: the set of streams, the head
+ * store, gaps reported as gaps, order independence, never throwing on stored bytes, trust in the report.
+ */
+import { beforeEach, describe, expect, it } from "vitest";
+import { signCheckpoint } from "../src/checkpoint.ts";
+import { SYSTEM_STREAM } from "../src/event.ts";
+import { sha256 } from "../src/hash.ts";
+import { keyFingerprint } from "../src/keys.ts";
+import { Frontier, nodeHash } from "../src/merkle.ts";
+import type { Clock } from "../src/ports.ts";
+import { checkpointKey, parseStoreKey, segmentKey } from "../src/record.ts";
+import { allFailures, runVerification, type VerificationTrust } from "../src/run.ts";
+import { Sink } from "../src/sink.ts";
+import { STREAM_CREATED } from "../src/stream-set.ts";
+import { StreamVerifier, VerifierUsageError, verifyStream } from "../src/verify.ts";
+import { DEPLOYMENT, memoryPorts, type Ports, producer } from "./fixtures.ts";
+
+const clock: Clock = { now: () => new Date("2026-11-24T12:00:00.000Z") };
+
+interface World {
+  ports: Ports;
+  sink: Sink;
+  trust: VerificationTrust;
+  producerKeys: Map<string, import("node:crypto").KeyObject>;
+}
+
+/** Two streams of three batches each (sizes 2, 2, 2), written through the real Sink. */
+async function world(): Promise<World> {
+  const ports = memoryPorts();
+  const agent = producer(ports, "agent-1");
+  const sink = new Sink({ deployment: DEPLOYMENT, ...ports, clock });
+  for (const stream of ["alpha", "beta"]) {
+    for (let b = 0; b < 3; b++) {
+      await sink.submit(stream, [agent.event(`${stream}-${b}-0`), agent.event(`${stream}-${b}-1`)]);
+    }
+  }
+  const producerKeys = new Map([
+    [keyFingerprint(agent.publicKey), agent.publicKey],
+    [keyFingerprint(ports.signer.key.publicKey), ports.signer.key.publicKey],
+  ]);
+  return {
+    ports,
+    sink,
+    trust: { keys: [ports.signer.key], basis: "pinned", detail: "test key" },
+    producerKeys,
+  };
+}
+
+const run = (w: World, extra: Partial<Parameters<typeof runVerification>[2]> = {}) =>
+  runVerification({ objects: w.ports.objects, deployment: DEPLOYMENT, heads: w.ports.heads }, w.trust, {
+    mode: "full",
+    producerKeys: w.producerKeys,
+    settle: { tries: 1, delayMs: 0 },
+    ...extra,
+  });
+
+const codes = (report: Awaited<ReturnType<typeof run>>) => allFailures(report).map((f) => f.code);
+
+function deleteStreamObjects(w: World, stream: string): void {
+  for (const key of [...w.ports.objects.objects.keys()])
+    if (key.startsWith(`streams/${stream}/`)) w.ports.objects.objects.delete(key);
+}
+
+describe("the sink commits to the set of streams", () => {
+  it("records each stream's creation in _system, once, before the stream's first segment", async () => {
+    const w = await world();
+    const system = [...w.ports.objects.objects.entries()]
+      .filter(([k]) => parseStoreKey(k)?.kind === "segments" && parseStoreKey(k)?.stream === SYSTEM_STREAM)
+      .flatMap(([, v]) => Buffer.from(v).toString("utf8").trim().split("\n"))
+      .map((l) => JSON.parse(l) as { event: { type: string; data: { stream: string } } });
+    expect(system.filter((r) => r.event.type === STREAM_CREATED).map((r) => r.event.data.stream)).toEqual([
+      "alpha",
+      "beta",
+    ]);
+  });
+});
+
+describe("runVerification", () => {
+  let w: World;
+  beforeEach(async () => {
+    w = await world();
+  });
+
+  it("reports nothing on an untouched archive, and says how its keys were chosen", async () => {
+    const report = await run(w);
+    expect(allFailures(report)).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.streams.map((s) => s.stream)).toEqual([SYSTEM_STREAM, "alpha", "beta"]);
+    expect(report.trust).toEqual({
+      basis: "pinned",
+      detail: "test key",
+      fingerprints: [keyFingerprint(w.ports.signer.key.publicKey)],
+    });
+  });
+
+  it("reports a stream whose objects were deleted while its head remains", async () => {
+    deleteStreamObjects(w, "beta");
+    expect(codes(await run(w))).toEqual(["stream-missing"]);
+  });
+
+  it("reports a whole stream deleted with its head, from the _system record of its creation", async () => {
+    deleteStreamObjects(w, "beta");
+    w.ports.heads.heads.delete("beta");
+    const report = await run(w);
+    expect(allFailures(report).map((f) => [f.code, f.stream])).toEqual([["stream-missing", "beta"]]);
+  });
+
+  it("reports a deleted stream also when only its receipts name it", async () => {
+    const [receipt] = await w.sink.submit("gamma", [producer(w.ports, "agent-2").event("g-1")]);
+    deleteStreamObjects(w, "gamma");
+    w.ports.heads.heads.delete("gamma");
+    const report = await run(w, { receipts: [receipt!] });
+    expect(codes(report).sort()).toEqual(["receipt-not-in-log", "stream-missing"]);
+  });
+
+  it("reports a stream the system stream never recorded (planted, or _system rewritten)", async () => {
+    const planted = new Map(w.ports.objects.objects);
+    for (const [k, v] of w.ports.objects.objects)
+      if (k.startsWith("streams/alpha/")) planted.set(k.replace("streams/alpha/", "streams/delta/"), v);
+    w.ports.objects.objects.clear();
+    for (const [k, v] of planted) w.ports.objects.objects.set(k, v);
+    const report = await run(w, { producerKeys: undefined });
+    expect(report.archive.map((f) => [f.code, f.stream])).toEqual([["stream-unrecorded", "delta"]]);
+  });
+
+  it("reports files outside streams/ in a full run", async () => {
+    w.ports.objects.objects.set("notes.txt", Buffer.from("x"));
+    w.ports.objects.objects.set("keys/readme", Buffer.from("x"));
+    w.ports.objects.objects.set("streams/alpha/extra", Buffer.from("x"));
+    const report = await run(w);
+    expect(allFailures(report).map((f) => [f.code, f.at])).toEqual([
+      ["unexpected-object", "keys/readme"],
+      ["unexpected-object", "notes.txt"],
+      ["unexpected-object", "streams/alpha/extra"],
+    ]);
+  });
+
+  it("reports a head whose frontier was corrupted", async () => {
+    const head = w.ports.heads.heads.get("alpha")!;
+    head.frontier[0] = "00".repeat(32);
+    expect(codes(await run(w))).toEqual(["head-mismatch"]);
+  });
+
+  it("reports a forked checkpoint kept in the head store", async () => {
+    const head = w.ports.heads.heads.get("alpha")!;
+    head.checkpoint = await signCheckpoint(
+      {
+        origin: `${DEPLOYMENT}/alpha`,
+        size: head.size,
+        root: sha256("another root"),
+        head: Buffer.from(head.headHash, "hex"),
+        time: "2026-11-24T12:00:00.000Z",
+      },
+      w.ports.signer,
+    );
+    expect(codes(await run(w))).toEqual(["checkpoint-fork"]);
+  });
+
+  it("reports a head store value that is not a head", async () => {
+    const heads = {
+      get: async (s: string) => (s === "alpha" ? "{not json" : w.ports.heads.get(s)),
+      streams: () => w.ports.heads.streams(),
+    };
+    const report = await runVerification(
+      { objects: w.ports.objects, deployment: DEPLOYMENT, heads },
+      w.trust,
+      {
+        mode: "full",
+      },
+    );
+    expect(codes(report)).toEqual(["head-malformed"]);
+  });
+
+  it("re-reads a head that looks rolled back before reporting it (a writer between checkpoint and head)", async () => {
+    const real = w.ports.heads.heads.get("alpha")!;
+    let reads = 0;
+    const heads = {
+      get: async (s: string) =>
+        s === "alpha" && reads++ === 0 ? { ...real, size: 2, frontier: [] } : w.ports.heads.get(s),
+      streams: () => w.ports.heads.streams(),
+    };
+    const slept: number[] = [];
+    const report = await runVerification(
+      { objects: w.ports.objects, deployment: DEPLOYMENT, heads },
+      w.trust,
+      {
+        mode: "full",
+        settle: { tries: 2, delayMs: 5 },
+        sleep: async (ms) => {
+          slept.push(ms);
+        },
+      },
+    );
+    expect(allFailures(report)).toEqual([]);
+    expect(slept).toEqual([5]);
+  });
+
+  it("resumes incrementally and still knows the set of streams from the saved _system state", async () => {
+    const first = await run(w);
+    deleteStreamObjects(w, "alpha");
+    w.ports.heads.heads.delete("alpha");
+    const second = await run(w, { mode: "incremental", states: first.states });
+    expect(allFailures(second).map((f) => [f.code, f.stream])).toEqual([["stream-missing", "alpha"]]);
+  });
+});
+
+describe("StreamVerifier continuation after a gap (FORMAT.md §11)", () => {
+  it("reports a segment deleted mid-log as a gap only, not as truncation", async () => {
+    const w = await world();
+    w.ports.objects.objects.delete(segmentKey("alpha", 2));
+    const report = await run(w);
+    expect(allFailures(report).map((f) => [f.code, f.at])).toEqual([["segment-gap", 2]]);
+    expect(report.streams.find((s) => s.stream === "alpha")!.warnings).toEqual([]);
+  });
+
+  it("reports a record deleted inside a segment as a gap at its index", async () => {
+    const w = await world();
+    const key = segmentKey("alpha", 2);
+    const lines = Buffer.from(w.ports.objects.objects.get(key)!).toString("utf8").split("\n");
+    w.ports.objects.objects.set(key, Buffer.from(`${lines[1]}\n`));
+    const report = await run(w);
+    expect(allFailures(report).map((f) => [f.code, f.at])).toEqual([["record-gap", 2]]);
+  });
+});
+
+describe("StreamVerifier order", () => {
+  it("refuses a checkpoint fed after the walk passed its size instead of letting a wrong root pass", async () => {
+    const w = await world();
+    const objects = w.ports.objects.objects;
+    const v = new StreamVerifier("alpha", { trusted: [w.ports.signer.key], deployment: DEPLOYMENT });
+    for (const key of [...objects.keys()].filter((k) => parseStoreKey(k)?.kind === "segments").sort())
+      if (parseStoreKey(key)?.stream === "alpha") v.addSegment(key, objects.get(key)!);
+    const wrong = await signCheckpoint(
+      {
+        origin: `${DEPLOYMENT}/alpha`,
+        size: 4,
+        root: sha256("x"),
+        head: sha256("y"),
+        time: "2026-11-24T12:00:00.000Z",
+      },
+      w.ports.signer,
+    );
+    expect(() => v.addCheckpoint(checkpointKey("alpha", 4), wrong)).toThrow(VerifierUsageError);
+  });
+
+  it("checks a checkpoint fed after the segments when the walk has not passed its size yet", async () => {
+    const w = await world();
+    const objects = w.ports.objects.objects;
+    const v = new StreamVerifier("alpha", { trusted: [w.ports.signer.key], deployment: DEPLOYMENT });
+    v.addSegment(segmentKey("alpha", 0), objects.get(segmentKey("alpha", 0))!);
+    const wrong = await signCheckpoint(
+      {
+        origin: `${DEPLOYMENT}/alpha`,
+        size: 4,
+        root: sha256("x"),
+        head: sha256("y"),
+        time: "2026-11-24T12:00:00.000Z",
+      },
+      w.ports.signer,
+    );
+    v.addCheckpoint(checkpointKey("alpha", 4), wrong);
+    v.addSegment(segmentKey("alpha", 2), objects.get(segmentKey("alpha", 2))!);
+    expect(v.finish().failures.map((f) => f.code)).toEqual([
+      "checkpoint-root-mismatch",
+      "checkpoint-head-mismatch",
+    ]);
+  });
+});
+
+describe("the verifier reports, never throws, on stored bytes", () => {
+  for (const [what, value] of [
+    ["a number beyond double range", "1e400"],
+    ["a lone surrogate", '"\\ud800"'],
+  ] as const) {
+    it(`reports a record whose data holds ${what} (producer keys given)`, async () => {
+      const w = await world();
+      const key = segmentKey("alpha", 0);
+      const text = Buffer.from(w.ports.objects.objects.get(key)!).toString("utf8");
+      const edited = text.replace(/"data":\{[^}]*\}/, `"data":{"x":${value}}`);
+      expect(edited).not.toBe(text);
+      const objects = new Map(
+        [...w.ports.objects.objects].filter(([k]) => k.startsWith("streams/alpha/")),
+      ).set(key, Buffer.from(edited));
+      const report = verifyStream("alpha", objects, {
+        trusted: [w.ports.signer.key],
+        deployment: DEPLOYMENT,
+        producerKeys: w.producerKeys,
+      });
+      expect(report.failures.map((f) => f.code)).toContain("record-malformed");
+    });
+  }
+});
+
+describe("Frontier beyond 32 bits (issue 10 item 7e)", () => {
+  it("merges every trailing subtree when the size is 2^33 − 1", () => {
+    const size = 2 ** 33 - 1;
+    const nodes = Array.from({ length: 33 }, (_, i) => sha256(`node ${i}`));
+    const f = new Frontier(size, [...nodes]);
+    const leaf = sha256("leaf");
+    f.append(leaf);
+    let expected = leaf;
+    for (let i = nodes.length - 1; i >= 0; i--) expected = nodeHash(nodes[i]!, expected);
+    expect(f.size).toBe(2 ** 33);
+    expect(f.hashes).toEqual([expected]);
+  });
+
+  it("refuses to grow past 2^53 − 1 leaves", () => {
+    const f = new Frontier(
+      Number.MAX_SAFE_INTEGER,
+      Array.from({ length: 53 }, (_, i) => sha256(`n${i}`)),
+    );
+    expect(() => f.append(sha256("leaf"))).toThrow(RangeError);
+  });
+});
+
+describe("FORMAT.md rules an independent verifier relies on (issue 10 item 18)", () => {
+  it("a record with a member §5 does not define is malformed", async () => {
+    const w = await world();
+    const key = segmentKey("alpha", 0);
+    const text = Buffer.from(w.ports.objects.objects.get(key)!).toString("utf8");
+    const objects = new Map([...w.ports.objects.objects].filter(([k]) => k.startsWith("streams/alpha/"))).set(
+      key,
+      Buffer.from(text.replace('"v":1}', '"v":1,"zz":0}')),
+    );
+    const report = verifyStream("alpha", objects, { trusted: [w.ports.signer.key] });
+    expect(report.failures.map((f) => [f.code, f.at])).toContainEqual(["record-malformed", 0]);
+  });
+
+  for (const [what, edit] of [
+    ["extension lines in another order", (t: string) => t.replace(/(head \S+)\n(time \S+)\n/, "$2\n$1\n")],
+    ["a duplicated time line", (t: string) => t.replace(/(time \S+\n)/, "$1$1")],
+    ["a time without Z", (t: string) => t.replace(/Z\n$/, "+00:00\n")],
+  ] as const) {
+    it(`a checkpoint with ${what} is malformed`, async () => {
+      const w = await world();
+      const key = checkpointKey("alpha", 2);
+      const text = Buffer.from(w.ports.objects.objects.get(key)!).toString("utf8");
+      const [body] = text.split("\n\n");
+      const cp = await import("../src/checkpoint.ts");
+      expect(() => cp.parseCheckpointText(edit(`${body}\n`))).toThrow(/extension|time/);
+    });
+  }
+
+  it("without a deployment name, the origin must be the signing key's name and the stream", async () => {
+    const w = await world();
+    const objects = new Map([...w.ports.objects.objects].filter(([k]) => k.startsWith("streams/alpha/")));
+    const renamed = new Map([...objects].map(([k, v]) => [k.replace("/alpha/", "/beta/"), v]));
+    const report = verifyStream("beta", renamed, { trusted: [w.ports.signer.key] });
+    expect(new Set(report.failures.map((f) => f.code))).toContain("checkpoint-origin-mismatch");
+  });
+});
