@@ -42,6 +42,7 @@ async function verifyJson(source: string, ...extra: string[]) {
 }
 
 const codesOf = (report: VerifyResult) => [
+  ...report.archive.map((f) => `${f.code} ${f.at}`),
   ...report.streams.flatMap((s) => s.failures.map((f) => `${f.code} ${f.at}`)),
   ...report.receipts.failures.map((f) => `${f.code} ${f.at}`),
 ];
@@ -289,6 +290,7 @@ describe("a tampered bundle", () => {
     await writeFile(join(objects, `streams/${STREAM}/notes.txt`), "hello");
     await mkdir(join(objects, "keys"));
     await writeFile(join(objects, "keys/injected.json"), "{}");
+    await writeFile(join(objects, "keys/0badc0de.json"), "{}");
     await cp(
       join(dataDir, `objects/streams/${STREAM}/segments/00000000000000000000`),
       join(objects, `streams/${STREAM}/segments/00000000000000000000`),
@@ -296,6 +298,7 @@ describe("a tampered bundle", () => {
     const { code, report } = await verifyJson(copy);
     expect(code).toBe(1);
     expect(codesOf(report).sort()).toEqual([
+      "bundle-object-unexpected keys/0badc0de.json",
       `bundle-object-unexpected streams/${STREAM}/segments/00000000000000000000`,
       "unexpected-object keys/injected.json",
       `unexpected-object streams/${STREAM}/notes.txt`,
@@ -365,11 +368,11 @@ describe("receipts given to verify", () => {
     const { code, report } = await verifyJson(copy, "--receipts", file);
     // Assess
     expect(code).toBe(1);
-    expect(report.streams.find((s) => s.stream === STREAM)).toMatchObject({
-      receipts: 1,
-      failures: [expect.objectContaining({ code: "receipt-not-in-log", at: 2 })],
-    });
-    expect(report.receipts).toMatchObject({ given: 1, checked: 1 });
+    expect(report.archive.filter((f) => f.stream === STREAM).map((f) => [f.code, f.at])).toEqual([
+      ["stream-missing", undefined],
+      ["receipt-not-in-log", 2],
+    ]);
+    expect(report.receipts).toMatchObject({ given: 1, checked: 1, notChecked: 0 });
   });
 
   it("counts receipts of streams left out with --stream as not checked", async () => {
