@@ -247,11 +247,18 @@ describe("POST /v1/streams/{stream}/events", () => {
       status: 401,
       code: "revoked-key",
     });
-    const sys = (await (await s.app.request(`/v1/streams/${SYSTEM_STREAM}/records?from=0&to=2`)).json()) as {
-      records: { record: { event: { type: string; data: { producer: string } } } }[];
+    const sys = (await (await s.app.request(`/v1/streams/${SYSTEM_STREAM}/records?from=0&to=3`)).json()) as {
+      records: { record: { event: { type: string; data: { producer?: string; stream?: string } } } }[];
     };
-    expect(sys.records.map((r) => [r.record.event.type, r.record.event.data.producer])).toEqual([
+    // Between the two, the sink recorded the creation of agents.prod (docs/FORMAT.md §4).
+    expect(
+      sys.records.map((r) => [
+        r.record.event.type,
+        r.record.event.data.producer ?? r.record.event.data.stream,
+      ]),
+    ).toEqual([
       ["dev.auditsink.producer.registered", "planner"],
+      ["dev.auditsink.stream.created", "agents.prod"],
       ["dev.auditsink.producer.revoked", "planner"],
     ]);
   });
@@ -276,8 +283,9 @@ describe("read routes", () => {
     const streams = (await (await s.app.request("/v1/streams")).json()) as {
       streams: { stream: string; size: number }[];
     };
+    // _system: the producer's registration and the creation of agents.dev.
     expect(streams.streams.map((x) => [x.stream, x.size])).toEqual([
-      [SYSTEM_STREAM, 1],
+      [SYSTEM_STREAM, 2],
       ["agents.dev", 6],
     ]);
     const cp = (await (await s.app.request("/v1/streams/agents.dev/checkpoint")).json()) as {
