@@ -4,6 +4,7 @@
  * Errors become RFC 9457 problem+json in one place (app.onError, via errors.ts).
  */
 import {
+  type AlertSink,
   checkpointKey,
   checkpointPrefix,
   type EventIndex,
@@ -83,6 +84,12 @@ export interface AppDeps {
   };
   /** Called with every unexpected (500/503) error; the client sees only a generic problem. */
   logError?(error: unknown, request: { method: string; path: string }): void;
+  /**
+   * The runtime's alert sink: stored data that fails an integrity check on a read, or a commit refused by one
+   * (a fork check), raises an alert here besides the log line (code `stored-object-corrupt` or
+   * `checkpoint-conflict`, docs/FORMAT.md §Runtime alert codes).
+   */
+  alerts?: AlertSink;
 }
 
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
@@ -141,9 +148,16 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     description: "The deployment's admin token (embedded: <data>/admin-token).",
   });
 
-  app.onError((error, c) => {
-    const { problem: p, unexpected } = problemFor(error);
-    if (unexpected) deps.logError?.(error, { method: c.req.method, path: c.req.path });
+  app.onError(async (error, c) => {
+    const { problem: p, unexpected, alert } = problemFor(error);
+    const request = { method: c.req.method, path: c.req.path };
+    if (unexpected) deps.logError?.(error, request);
+    if (alert && deps.alerts) {
+      // Delivered before answering, so an operator hears of it even if the process ends right after.
+      await deps.alerts
+        .send([{ ...alert, time: new Date().toISOString() }])
+        .catch((e: unknown) => deps.logError?.(e, request));
+    }
     return problemResponse(p);
   });
   app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));

@@ -40,6 +40,7 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
         return authorizer?.iam !== undefined && authorizer.iam !== null;
       },
       health: () => ({ runtime: "aws" }),
+      alerts: runtime.alerts,
       logError: (error, request) =>
         logger.error("request failed", {
           ...request,

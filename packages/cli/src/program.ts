@@ -118,7 +118,7 @@ function verifyText(r: VerifyResult): string {
     const status =
       s.failures.length === 0 ? "OK" : `${s.failures.length} FAILURE${s.failures.length > 1 ? "S" : ""}`;
     lines.push(
-      `stream ${s.stream}: records ${s.from}…${s.state.size - 1} (${s.records} verified), ${s.segments} segments, ${s.checkpoints} checkpoints — ${status}`,
+      `stream ${s.stream}: ${s.state.size > s.from ? `records ${s.from}…${s.state.size - 1}` : "no records"} (${s.records} verified), ${s.segments} segments, ${s.checkpoints} checkpoints, ${s.receipts} receipts — ${status}`,
     );
     for (const f of s.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
     for (const w of s.warnings) lines.push(`  warn ${w.code} at ${w.at ?? "-"}: ${w.message}`);
@@ -127,10 +127,17 @@ function verifyText(r: VerifyResult): string {
     lines.push(`archive: ${r.archive.length} FAILURE${r.archive.length > 1 ? "S" : ""}`);
   for (const f of r.archive)
     lines.push(`  FAIL ${f.code}${f.stream ? ` stream ${f.stream}` : ""} at ${f.at ?? "-"}: ${f.message}`);
+  const rc = r.receipts;
+  if (rc.given > 0) {
+    lines.push(
+      `receipts: ${rc.given} given, ${rc.checked} checked against the log, ${rc.notChecked} not checked, ${rc.failures.length} not receipts`,
+    );
+    for (const f of rc.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
+  }
   lines.push(
     r.ok
       ? `verified: ${r.streams.length} stream(s), no failures`
-      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)${r.archive.length ? ` and ${r.archive.length} about the archive` : ""}`,
+      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)${r.archive.length ? `, ${r.archive.length} about the archive` : ""}${rc.failures.length ? `, ${rc.failures.length} receipt(s) malformed` : ""}`,
   );
   return `${lines.join("\n")}\n`;
 }

@@ -18,7 +18,7 @@
  * create, one head write and one signature serve many requests.
  */
 import { checkpointText, originFor, signCheckpoint } from "./checkpoint.ts";
-import { IngestError } from "./errors.ts";
+import { IngestError, IntegrityError } from "./errors.ts";
 import {
   canonicalEvent,
   eventKey,
@@ -42,15 +42,8 @@ import type {
 } from "./ports.ts";
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
-import {
-  buildRecords,
-  checkpointKey,
-  encodeSegment,
-  readSegment,
-  type SealedRecord,
-  segmentKey,
-} from "./record.ts";
-import { StreamReader } from "./stream-reader.ts";
+import { buildRecords, checkpointKey, encodeSegment, type SealedRecord, segmentKey } from "./record.ts";
+import { readStoredSegment, StreamReader } from "./stream-reader.ts";
 import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 
 export interface SinkOptions {
@@ -378,7 +371,7 @@ class StreamWriter {
     for (;;) {
       const bytes = await this.o.objects.get(segmentKey(this.stream, head.size));
       if (!bytes) break;
-      const records = readSegment(bytes);
+      const records = readStoredSegment(this.stream, head.size, bytes);
       const frontier = head.frontier.clone();
       let prev = head.hash;
       for (const [i, r] of records.entries()) {
@@ -387,9 +380,10 @@ class StreamWriter {
           r.record.prev !== toHex(prev) ||
           r.record.stream !== this.stream
         ) {
-          throw new IngestError(
-            "unavailable",
+          throw new IntegrityError(
+            "stored-object-corrupt",
             `segment ${segmentKey(this.stream, head.size)} does not continue the stream`,
+            { stream: this.stream, at: segmentKey(this.stream, head.size) },
           );
         }
         prev = r.hash;
@@ -435,7 +429,14 @@ class StreamWriter {
     const existing = Buffer.from((await this.o.objects.get(key)) ?? []).toString("utf8");
     // The same records give the same root; a stored checkpoint with another root would be a fork.
     if (!existing.startsWith(checkpointText(cp).split("\n").slice(0, 3).join("\n"))) {
-      throw new IngestError("unavailable", `checkpoint ${key} already exists with a different root`);
+      throw new IntegrityError(
+        "checkpoint-conflict",
+        `checkpoint ${key} already exists with a different root`,
+        {
+          stream: this.stream,
+          at: key,
+        },
+      );
     }
     return existing;
   }

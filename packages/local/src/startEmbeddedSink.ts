@@ -176,6 +176,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       }),
       acknowledge: (ids, by, note) => verifier.acknowledge(ids, by, note),
     },
+    alerts,
     logError: (error, request) =>
       log(
         JSON.stringify({
