@@ -170,14 +170,21 @@ export function verifyEventSignature(event: SignedEvent, publicKey: KeyObject): 
   return sig !== undefined && verifyBytes(publicKey, eventSigningBytes(event), sig);
 }
 
-/** verifyEventSignature on the threadpool, from the event's canonical bytes (see signingBytesFromCanonical). */
+/**
+ * The ingest check: verifyEventSignature on the threadpool, from the event's canonical bytes (see
+ * signingBytesFromCanonical), accepting ECDSA signatures only in canonical form (low-S DER; docs/FORMAT.md
+ * §Signatures). verifyEventSignature, which re-checks stored events, takes any valid encoding.
+ */
 export async function verifyEventSignatureAsync(
   event: SignedEvent,
   canonical: Buffer,
   publicKey: KeyObject,
 ): Promise<boolean> {
   const sig = signatureBytes(event);
-  return sig !== undefined && verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig);
+  return (
+    sig !== undefined &&
+    verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig, "canonical")
+  );
 }
 
 function signatureBytes(event: SignedEvent): Buffer | undefined {
@@ -188,7 +195,16 @@ function signatureBytes(event: SignedEvent): Buffer | undefined {
   }
 }
 
-/** The dedup key of an event: its `source` and `id` (CloudEvents: unique per producer). */
+/** An event's identity as its producer names it: `source` and `id` (CloudEvents: unique per producer). */
 export function eventKey(event: { source: string; id: string }): string {
   return `${event.source}\u0000${event.id}`;
+}
+
+/**
+ * The dedup key of an accepted event (docs/FORMAT.md §Dedup): the registered producer, `source` and `id`, joined
+ * by NUL (which none of them may contain). A producer's events only ever collide with its own, so no producer
+ * can claim another's `source` + `id` first. Dedup stores take it as an opaque string.
+ */
+export function dedupKey(producer: string, event: { source: string; id: string }): string {
+  return `${producer}\u0000${event.source}\u0000${event.id}`;
 }

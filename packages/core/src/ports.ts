@@ -43,9 +43,9 @@ export interface HeadStore {
   streams(): Promise<string[]>;
 }
 
-/** Where an accepted event lives, by its `source` + `id`. */
+/** Where an accepted event lives, by its producer, `source` and `id`. */
 export interface DedupEntry {
-  /** eventKey(event). */
+  /** dedupKey(producer, event): an opaque string to the store. */
   key: string;
   stream: string;
   index: number;

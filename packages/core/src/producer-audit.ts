@@ -5,7 +5,7 @@
  */
 import { StoreError } from "./errors.ts";
 import { eventSigningBytes, type SignedEvent, SYSTEM_STREAM, type UnsignedEvent } from "./event.ts";
-import { keyAlgorithm, keyFingerprint, spkiDer } from "./keys.ts";
+import { keyAlgorithm, keyFingerprint, lowSEcdsaSignature, spkiDer } from "./keys.ts";
 import type { Clock, ProducerAdmin, ProducerInfo, ProducerKey, Signer } from "./ports.ts";
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
@@ -33,8 +33,10 @@ export async function signSystemEvent(
     data: data as never,
     sigkeyid: keyFingerprint(signer.key.publicKey),
   };
-  const signature = Buffer.from(await signer.sign(eventSigningBytes(unsigned))).toString("base64");
-  return { ...unsigned, signature } as SignedEvent;
+  let signature: Buffer = Buffer.from(await signer.sign(eventSigningBytes(unsigned)));
+  // System events follow the producer rules too: ECDSA signatures in low-S DER form (docs/FORMAT.md §Signatures).
+  if (keyAlgorithm(signer.key.publicKey) === "ecdsa-p256") signature = lowSEcdsaSignature(signature);
+  return { ...unsigned, signature: signature.toString("base64") } as SignedEvent;
 }
 
 /** The registry entry a verifier needs to re-check the signatures of system events. */

@@ -21,7 +21,7 @@ import { checkpointText, originFor, signCheckpoint } from "./checkpoint.ts";
 import { IngestError } from "./errors.ts";
 import {
   canonicalEvent,
-  eventKey,
+  dedupKey,
   parseSignedEvent,
   type SignedEvent,
   STREAM_NAME,
@@ -180,7 +180,7 @@ export class Sink {
 /** Prepares an event for commit: its canonical bytes (computed once, reused for the record) and identity. */
 export function admit(event: SignedEvent, producer: string, field = "event"): Admitted {
   const canonical = canonicalEvent(event, field);
-  return { event, producer, canonical, key: eventKey(event), eventHash: toHex(sha256(canonical)) };
+  return { event, producer, canonical, key: dedupKey(producer, event), eventHash: toHex(sha256(canonical)) };
 }
 
 export function assertStreamName(stream: string): void {
@@ -468,7 +468,7 @@ class StreamWriter {
 
 function dedupEntry(stream: string, r: SealedRecord, eventHash: string): DedupEntry {
   return {
-    key: eventKey(r.record.event),
+    key: dedupKey(r.record.producer, r.record.event),
     stream,
     index: r.record.index,
     recordHash: toHex(r.hash),
