@@ -15,6 +15,7 @@ import {
   openCheckpoint,
   type ProducerAdmin,
   type ProducerInfo,
+  type ProducerStore,
   type Receipt,
   ScanningEventIndex,
   type SignedEvent,
@@ -33,7 +34,7 @@ const DEPLOYMENT = "auditsink.test/api";
 const TOKEN = "admin-token-for-tests";
 
 /** A ProducerAdmin in memory, enough for the app's tests (the local and AWS adapters have their own). */
-class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerAdmin {
+class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerStore {
   private readonly infos = new Map<string, ProducerInfo>();
   async register(input: Parameters<ProducerAdmin["register"]>[0]): Promise<ProducerInfo> {
     const keyId = keyFingerprint(input.publicKey);
@@ -74,6 +75,21 @@ class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerAdmi
   }
   async list(): Promise<ProducerInfo[]> {
     return [...this.infos.values()];
+  }
+  async revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]> {
+    const info = this.infos.get(id);
+    if (!info) throw new StoreError("conflict", `no producer ${id}`);
+    const fresh = info.keys.filter((k) => (keyId === undefined || k.keyId === keyId) && !k.revokedAt);
+    for (const k of fresh) {
+      k.revokedAt = at;
+      this.keys.get(k.keyId)!.revoked = true;
+    }
+    return fresh.map((k) => k.keyId);
+  }
+  async unregister(id: string, keyId: string): Promise<void> {
+    const info = this.infos.get(id);
+    if (info) info.keys = info.keys.filter((k) => k.keyId !== keyId);
+    this.keys.delete(keyId);
   }
 }
 

@@ -113,6 +113,25 @@ export interface ProducerAdmin extends ProducerRegistry {
   list(): Promise<ProducerInfo[]>;
 }
 
+/**
+ * The storage primitives of a producer registry (embedded: a file; AWS: DynamoDB). The rules — what may be
+ * registered, and that every change is recorded once in the system stream — live in core's
+ * AuditedProducerAdmin, which is the ProducerAdmin the HTTP app and the CLI use.
+ */
+export interface ProducerStore extends ProducerAdmin {
+  /**
+   * Deletes a key that register() added, and the producer too when that was its only key: the undo of a
+   * registration whose event could not be recorded. Resolves once durable; a key already gone is not an error.
+   */
+  unregister(id: string, keyId: string): Promise<void>;
+  /**
+   * Marks as revoked, at `at`, each of the producer's keys (or only `keyId`) that is not revoked yet, each with
+   * a conditional write, and resolves with the ids this call revoked: of concurrent calls revoking one key,
+   * exactly one gets its id. Throws StoreError("conflict") for an unknown producer or key.
+   */
+  revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]>;
+}
+
 /** The sink's checkpoint signing key (local key file, KMS). */
 export interface Signer {
   readonly key: NoteKey;

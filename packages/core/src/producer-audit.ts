@@ -3,10 +3,10 @@
  * system stream (`_system`), signed by the sink's own checkpoint key, so the registry's history is in the log.
  * Both runtimes wrap their ProducerAdmin adapter in AuditedProducerAdmin.
  */
-import { StoreError } from "./errors.ts";
+import { IngestError, StoreError } from "./errors.ts";
 import { eventSigningBytes, type SignedEvent, SYSTEM_STREAM, type UnsignedEvent } from "./event.ts";
 import { keyAlgorithm, keyFingerprint, lowSEcdsaSignature, spkiDer } from "./keys.ts";
-import type { Clock, ProducerAdmin, ProducerInfo, ProducerKey, Signer } from "./ports.ts";
+import type { Clock, ProducerAdmin, ProducerInfo, ProducerKey, ProducerStore, Signer } from "./ports.ts";
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { admit, type Sink } from "./sink.ts";
@@ -51,12 +51,20 @@ export function systemProducerKey(signer: Signer): ProducerKey {
 }
 
 /**
- * A ProducerAdmin that records each change in the system stream before applying it. A change that is refused
- * (key taken, unknown producer) is refused before anything is recorded.
+ * The registry's rules, once for every runtime (the adapters only store: ProducerStore). Each change is made
+ * with the store's conditional write first and recorded in the system stream second, so that of concurrent
+ * attempts at one change exactly one succeeds and exactly one event records it:
+ *   - register: the reserved producer id and the sink's own key are refused (400); a key already registered is
+ *     a 409 and records nothing; if the event cannot be recorded the registration is undone and the call fails;
+ *   - revoke: only keys this call revoked are recorded; revoking what is already revoked is a 409 and records
+ *     nothing. A revocation stands even if its event cannot be recorded (the call fails; revoking is never
+ *     delayed for the log's sake).
+ * A newly registered key can authenticate events from the moment the store holds it, a few milliseconds before
+ * its registration event is committed.
  */
 export class AuditedProducerAdmin implements ProducerAdmin {
   constructor(
-    private readonly inner: ProducerAdmin,
+    private readonly inner: ProducerStore,
     private readonly sink: Sink,
     private readonly clock: Clock = systemClock,
   ) {}
@@ -74,27 +82,39 @@ export class AuditedProducerAdmin implements ProducerAdmin {
 
   async register(input: Parameters<ProducerAdmin["register"]>[0]): Promise<ProducerInfo> {
     const keyId = keyFingerprint(input.publicKey);
-    if (await this.inner.key(keyId)) throw new StoreError("conflict", `key ${keyId} is already registered`);
-    await this.record(PRODUCER_REGISTERED, {
-      producer: input.id,
-      keyId,
-      algorithm: keyAlgorithm(input.publicKey),
-      publicKey: spkiDer(input.publicKey).toString("base64"),
-      streams: input.streams,
-      ...(input.heartbeatSeconds !== undefined ? { heartbeatSeconds: input.heartbeatSeconds } : {}),
-    });
-    return this.inner.register(input);
+    if (input.id === SYSTEM_PRODUCER)
+      throw new IngestError("invalid-request", `id: ${SYSTEM_PRODUCER} is reserved for the sink`, "id");
+    if (keyId === keyFingerprint(this.sink.options.signer.key.publicKey))
+      throw new IngestError("invalid-request", "publicKey: is the sink's own checkpoint key", "publicKey");
+    const info = await this.inner.register(input);
+    try {
+      await this.record(PRODUCER_REGISTERED, {
+        producer: input.id,
+        keyId,
+        algorithm: keyAlgorithm(input.publicKey),
+        publicKey: spkiDer(input.publicKey).toString("base64"),
+        streams: input.streams,
+        ...(input.heartbeatSeconds !== undefined ? { heartbeatSeconds: input.heartbeatSeconds } : {}),
+      });
+    } catch (error) {
+      await this.inner.unregister(input.id, keyId);
+      throw error;
+    }
+    return info;
   }
 
   async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+    const revoked = await this.inner.revokeKeys(id, keyId, this.clock.now().toISOString());
+    if (revoked.length === 0) {
+      throw new StoreError(
+        "conflict",
+        keyId === undefined ? `every key of ${id} is already revoked` : `key ${keyId} is already revoked`,
+      );
+    }
+    await this.record(PRODUCER_REVOKED, { producer: id, keyIds: revoked });
     const info = (await this.inner.list()).find((p) => p.id === id);
     if (!info) throw new StoreError("conflict", `no producer ${id}`);
-    if (keyId !== undefined && !info.keys.some((k) => k.keyId === keyId)) {
-      throw new StoreError("conflict", `producer ${id} has no key ${keyId}`);
-    }
-    const keys = info.keys.filter((k) => (keyId === undefined || k.keyId === keyId) && !k.revokedAt);
-    await this.record(PRODUCER_REVOKED, { producer: id, keyIds: keys.map((k) => k.keyId) });
-    return this.inner.revoke(id, keyId);
+    return info;
   }
 
   private async record(type: string, data: Record<string, unknown>): Promise<void> {

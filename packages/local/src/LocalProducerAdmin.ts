@@ -11,6 +11,7 @@ import {
   type ProducerAdmin,
   type ProducerInfo,
   type ProducerKey,
+  type ProducerStore,
   publicKeyFromSpki,
   StoreError,
   spkiDer,
@@ -21,7 +22,7 @@ interface File {
   producers: ProducerInfo[];
 }
 
-export class LocalProducerAdmin implements ProducerAdmin {
+export class LocalProducerAdmin implements ProducerStore {
   private producers: ProducerInfo[] = [];
   private readonly byKey = new Map<string, ProducerKey>();
   private chain: Promise<unknown> = Promise.resolve();
@@ -94,23 +95,37 @@ export class LocalProducerAdmin implements ProducerAdmin {
     });
   }
 
-  revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+  async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+    await this.revokeKeys(id, keyId, new Date().toISOString());
+    return (await this.list()).find((p) => p.id === id)!;
+  }
+
+  revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]> {
     return this.change(() => {
       const p = this.producers.find((x) => x.id === id);
       if (!p) throw new StoreError("conflict", `no producer ${id}`);
       const keys = p.keys.filter((k) => keyId === undefined || k.keyId === keyId);
       if (keys.length === 0) throw new StoreError("conflict", `producer ${id} has no key ${keyId}`);
-      const now = new Date().toISOString();
-      for (const k of keys) k.revokedAt ??= now;
-      return p;
+      const revoked = keys.filter((k) => k.revokedAt === undefined);
+      for (const k of revoked) k.revokedAt = at;
+      return revoked.map((k) => k.keyId);
+    });
+  }
+
+  unregister(id: string, keyId: string): Promise<void> {
+    return this.change(() => {
+      const p = this.producers.find((x) => x.id === id);
+      if (!p) return;
+      p.keys = p.keys.filter((k) => k.keyId !== keyId);
+      if (p.keys.length === 0) this.producers = this.producers.filter((x) => x !== p);
     });
   }
 
   /** Applies a change to a copy, writes it durably, then makes it visible. */
-  private change(apply: () => ProducerInfo): Promise<ProducerInfo> {
+  private change<T>(apply: () => T): Promise<T> {
     const run = this.chain.then(async () => {
       const before = structuredClone(this.producers);
-      let changed: ProducerInfo;
+      let changed: T;
       try {
         changed = apply();
         await replaceFile(
