@@ -21,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { open, readdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
+  type AlertSink,
   AuditedProducerAdmin,
   publicKeyDocument,
   publicKeyDocumentKey,
@@ -50,6 +51,8 @@ export interface LocalSinkOptions {
   purpose?: string;
   /** Most records per segment (core default 10,000). */
   maxSegmentRecords?: number;
+  /** Where the sink reports a stored head it refused (`head-mismatch`) or a store it will not sign over. */
+  alerts?: AlertSink;
 }
 
 export interface LocalSink {
@@ -119,6 +122,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       producers: registry,
       signer: signingKey.signer,
       ...(options.maxSegmentRecords ? { maxSegmentRecords: options.maxSegmentRecords } : {}),
+      ...(options.alerts ? { alerts: options.alerts } : {}),
     });
     const streams = async () =>
       [...new Set([...(await storedStreams(paths.objects)), ...(await heads.streams())])].sort();

@@ -3,7 +3,7 @@
  * @hono/node-server, and the scheduled verifier with its alert sinks. `auditsink start` calls this.
  */
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { bearerTokenAuthorizer, createApp } from "@auditsink/api";
 import { systemProducerKey } from "@auditsink/core";
 import { serve } from "@hono/node-server";
@@ -52,9 +52,7 @@ export interface EmbeddedSink {
 export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const print = options.print ?? ((text: string) => process.stdout.write(text));
-  const local = await openLocalSink({ purpose: "auditsink start", ...options });
-  const paths = dataPaths(local.dataDir);
-  const systemKey = systemProducerKey(local.signingKey.signer);
+  const paths = dataPaths(resolve(options.dataDir));
   const alerts = new FanOutAlertSink(
     [
       new LogAlertSink(log),
@@ -63,6 +61,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     ],
     (e) => log(JSON.stringify({ level: "error", msg: "alert delivery failed", error: (e as Error).message })),
   );
+  const local = await openLocalSink({ purpose: "auditsink start", alerts, ...options });
+  const systemKey = systemProducerKey(local.signingKey.signer);
   const verifier = new ScheduledVerifier({
     objects: local.objects,
     objectsDir: paths.objects,
