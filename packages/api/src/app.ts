@@ -355,7 +355,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: {
         body: { required: true, content: { "application/json": { schema: RegisterProducerBody } } },
       },
-      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
     }),
     async (c) => {
       const body = c.req.valid("json");
@@ -400,7 +400,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           },
         },
       },
-      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
