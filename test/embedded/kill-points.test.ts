@@ -71,14 +71,19 @@ const FIRST_START = ["sink-json", "signing-key", "admin-token"].flatMap((file) =
   ["temp-written", "linked", "dir-synced"].map((step) => `${file}:${step}`),
 );
 
-/** The durable steps of recording a change in `_system` and applying it to producers.json, in order. */
+/**
+ * The durable steps of a registry change, in order: producers.json written with the change and its pending
+ * entry, the change recorded in `_system`, then the pending entry cleared (the second producers.json write).
+ */
 const ADMIN_STEPS = [
+  "registry:before-write",
+  "registry:written",
   "object:linked:streams/_system/segments",
   "dedup:written",
   "object:linked:streams/_system/checkpoints",
   `head:written:${SYSTEM_STREAM}`,
-  "registry:before-write",
-  "registry:written",
+  "registry:before-write#2",
+  "registry:written#2",
 ];
 
 describe("SIGKILL during the very first start", () => {

@@ -9,9 +9,12 @@ import {
   checkpointPrefix,
   type EventIndex,
   FormatError,
+  formatPath,
+  MAX_EVENT_DEPTH,
   type ProducerAdmin,
   parseCheckpointText,
   parseNote,
+  parseStrictJson,
   publicKeyFromSpki,
   type Sink,
   toHex,
@@ -19,6 +22,7 @@ import {
 import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
 import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
 import {
   AcknowledgedResponse,
@@ -33,6 +37,7 @@ import {
   KeysResponse,
   MAX_BATCH_EVENTS,
   MAX_BODY_BYTES,
+  MAX_SMALL_BODY_BYTES,
   ProblemSchema,
   ProducerInfoSchema,
   ProducersResponse,
@@ -95,6 +100,9 @@ export interface AppDeps {
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
 export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
 export const PROBLEM_JSON = "application/problem+json";
+
+/** The admin routes that change the registry: the admin check runs before their body is read. */
+const ADMIN_WRITE_PATHS = ["/v1/producers", "/v1/producers/:id/revoke"];
 
 const problemResponse = (p: Problem) =>
   new Response(JSON.stringify(p), { status: p.status, headers: { "content-type": PROBLEM_JSON } });
@@ -163,13 +171,36 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));
 
   const eventSchema = signedEventJsonSchema();
-  app.use(
-    "/v1/streams/:stream/events",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => problemResponse(problem("too-large", `the body exceeds ${MAX_BODY_BYTES} bytes`)),
-    }),
+  // Admin writes authenticate before anything reads their body (registered first: Hono runs middleware in
+  // order, and the body limit below reads a chunked body as it counts it).
+  const requireAdmin = createMiddleware(async (c, next) => {
+    const header = c.req.header("authorization");
+    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    if (!(await deps.authorizeAdmin(token, c))) {
+      throw new ApiError("unauthorized", "a valid admin bearer token is required");
+    }
+    await next();
+  });
+  app.on(
+    "POST",
+    [...ADMIN_WRITE_PATHS, ...(deps.findings ? ["/v1/findings/acknowledge"] : [])],
+    requireAdmin,
   );
+  if (deps.findings) app.on("GET", "/v1/findings", requireAdmin);
+  // Every route has a body limit: event submissions MAX_BODY_BYTES, everything else MAX_SMALL_BODY_BYTES.
+  const limits = new Map(
+    [MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES].map((max) => [
+      max,
+      bodyLimit({
+        maxSize: max,
+        onError: () => problemResponse(problem("too-large", `the body exceeds ${max} bytes`, "body")),
+      }),
+    ]),
+  );
+  app.use("*", (c, next) => {
+    const events = c.req.method === "POST" && /^\/v1\/streams\/[^/]+\/events$/.test(c.req.path);
+    return limits.get(events ? MAX_BODY_BYTES : MAX_SMALL_BODY_BYTES)!(c, next);
+  });
   app.openapi(
     createRoute({
       method: "post",
@@ -349,14 +380,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     },
   );
 
-  const requireAdmin = async (c: Context) => {
-    const header = c.req.header("authorization");
-    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
-    if (!(await deps.authorizeAdmin(token, c))) {
-      throw new ApiError("unauthorized", "a valid admin bearer token is required");
-    }
-  };
-
   app.openapi(
     createRoute({
       method: "post",
@@ -366,10 +389,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: {
         body: { required: true, content: { "application/json": { schema: RegisterProducerBody } } },
       },
-      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
     }),
     async (c) => {
-      await requireAdmin(c);
       const body = c.req.valid("json");
       const info = await deps.producers.register({
         id: body.id,
@@ -412,10 +434,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           },
         },
       },
-      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
     }),
     async (c) => {
-      await requireAdmin(c);
       const { id } = c.req.valid("param");
       const text = await c.req.text();
       let keyId: string | undefined;
@@ -439,7 +460,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         responses: { 200: json(FindingsResponse, "Findings"), ...problems(401) },
       }),
       async (c) => {
-        await requireAdmin(c);
         return c.json((await findings.list()) as never, 200);
       },
     );
@@ -458,7 +478,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         },
       }),
       async (c) => {
-        await requireAdmin(c);
         const body = c.req.valid("json");
         const closed = await findings.acknowledge(body.findings, body.by ?? "admin", body.note);
         return c.json({ acknowledged: closed } as never, 200);
@@ -526,7 +545,20 @@ async function readEvents(c: Context): Promise<unknown[]> {
       `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}`,
     );
   }
-  const body = parseJson(await c.req.text());
+  // Strict JSON (core/json.ts): invalid UTF-8, duplicate member names and over-deep nesting are refused, naming
+  // the field as `events[i]…` whatever the body's shape.
+  const body = parseStrictJson(new Uint8Array(await c.req.arrayBuffer()), {
+    maxDepth: MAX_EVENT_DEPTH + 2,
+    statedDepth: MAX_EVENT_DEPTH,
+    name: (path) => {
+      const [head, next, ...rest] = path;
+      if (typeof head === "number")
+        return formatPath(`events[${head}]`, next === undefined ? [] : [next, ...rest]);
+      if (head === "events" && typeof next === "number" && type === "application/json")
+        return formatPath(`events[${next}]`, rest);
+      return formatPath(type === CLOUDEVENTS_BATCH_JSON ? "body" : "events[0]", path);
+    },
+  });
   let events: unknown[];
   if (type === CLOUDEVENTS_BATCH_JSON) {
     if (!Array.isArray(body))

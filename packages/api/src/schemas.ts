@@ -8,6 +8,8 @@ import { z } from "@hono/zod-openapi";
 
 export const MAX_BATCH_EVENTS = 1000;
 export const MAX_BODY_BYTES = 5 * 1024 * 1024;
+/** The body limit of every route other than event submission (admin writes, and requests without a body). */
+export const MAX_SMALL_BODY_BYTES = 64 * 1024;
 
 const STREAM_PARAM = new RegExp(`^(?:${STREAM_NAME.source.slice(1, -1)}|${SYSTEM_STREAM})$`);
 

@@ -1,13 +1,17 @@
 /**
- * The producer registry on disk: `<data>/producers.json`, replaced atomically on every change. Wrap it in core's
- * AuditedProducerAdmin so each change is first recorded in the system stream (openLocalSink does).
+ * The producer registry on disk: `<data>/producers.json`, replaced atomically on every change. It stores; core's
+ * AuditedProducerAdmin holds the rules and records each change in the system stream (openLocalSink wraps it).
  *
- * The `_system` stream is the source of truth; this file is a cache of it. Each change is recorded in `_system`
- * before it is applied here, so a crash between the two leaves a record the file does not reflect yet:
- * `reconcile()` (run by openLocalSink at every start) applies every `_system` record from the file's
- * `systemSize` watermark onward — registrations and revocations alike, idempotently — and then moves the
- * watermark to the stream's size. A revocation is also in force before it is recorded (suspend), and stays in
- * force in memory if writing this file fails afterwards.
+ * The registry and the `_system` stream may never disagree after a crash (docs/EMBEDDED.md §6.3). A change is
+ * written here first — the write is the conditional step that picks one winner of concurrent changes — together
+ * with a `pending` entry naming it, and the pending entry is cleared once the change's `_system` event is
+ * recorded (recorded()). At every start openLocalSink calls reconcile(), which works in both directions from the
+ * file's `systemSize` watermark:
+ *   - every `_system` record from the watermark on is applied (registrations and revocations alike,
+ *     idempotently), which also rebuilds a damaged file from the whole stream;
+ *   - a pending change whose event is among those records is done; one whose event is missing is resolved: an
+ *     unrecorded registration is undone, an unrecorded revocation is returned for the caller to record
+ *     (revocations are in force from the write here on, and never undone).
  */
 
 import type { KeyObject } from "node:crypto";
@@ -19,10 +23,11 @@ import {
   PRODUCER_REVOKED,
   type ProducerInfo,
   type ProducerKey,
+  type ProducerStore,
   publicKeyFromSpki,
+  type RegistryChange,
   type SignedEvent,
   StoreError,
-  type SuspendingProducerAdmin,
   spkiDer,
 } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
@@ -32,12 +37,14 @@ interface File {
   producers: ProducerInfo[];
   /** How many `_system` records this file reflects (every change recorded below this index is applied). */
   systemSize?: number;
+  /** Changes written here whose `_system` event is not known to be recorded yet. */
+  pending?: RegistryChange[];
 }
 
-export class LocalProducerAdmin implements SuspendingProducerAdmin {
+export class LocalProducerAdmin implements ProducerStore {
   private producers: ProducerInfo[] = [];
+  private pending: RegistryChange[] = [];
   private readonly byKey = new Map<string, ProducerKey>();
-  private readonly suspended = new Set<string>();
   private chain: Promise<unknown> = Promise.resolve();
   /** The `_system` size reconcile() last brought the file up to. */
   systemSize = 0;
@@ -66,10 +73,12 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
         if (!Array.isArray(file.producers)) throw new Error("no producers array");
         admin.producers = file.producers;
         admin.systemSize = Number.isSafeInteger(file.systemSize) ? file.systemSize! : 0;
+        admin.pending = Array.isArray(file.pending) ? file.pending.filter(isChange) : [];
       } catch (e) {
         // The file is replaced atomically, so this is damage from outside. The registry is derived from the
         // `_system` stream: start from nothing and let reconcile() rebuild it from the whole stream.
         admin.producers = [];
+        admin.pending = [];
         admin.systemSize = 0;
         admin.damaged = `${path} is not a valid registry (${(e as Error).message}); rebuilt from the _system stream`;
       }
@@ -96,10 +105,17 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
     }
   }
 
+  /** Whether a change here still waits for its `_system` event (reconcile() resolves it at start-up). */
+  hasPending(): boolean {
+    return this.pending.length > 0;
+  }
+
+  private hasKey(keyId: string): boolean {
+    return this.producers.some((p) => p.keys.some((k) => k.keyId === keyId));
+  }
+
   async key(keyId: string): Promise<ProducerKey | undefined> {
-    const k = this.byKey.get(keyId);
-    if (k && !k.revoked && this.suspended.has(keyId)) return { ...k, revoked: true };
-    return k;
+    return this.byKey.get(keyId);
   }
 
   async list(): Promise<ProducerInfo[]> {
@@ -111,14 +127,6 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
     return new Map([...this.byKey.values()].map((k) => [k.keyId, k.publicKey]));
   }
 
-  suspend(keyIds: readonly string[]): () => void {
-    const added = keyIds.filter((k) => !this.suspended.has(k));
-    for (const k of added) this.suspended.add(k);
-    return () => {
-      for (const k of added) this.suspended.delete(k);
-    };
-  }
-
   register(input: {
     id: string;
     publicKey: KeyObject;
@@ -127,7 +135,8 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
   }): Promise<ProducerInfo> {
     return this.change(() => {
       const keyId = keyFingerprint(input.publicKey);
-      if (this.byKey.has(keyId)) throw new StoreError("conflict", `key ${keyId} is already registered`);
+      if (this.hasKey(keyId)) throw new StoreError("conflict", `key ${keyId} is already registered`);
+      this.pending.push({ kind: "register", producer: input.id, keyIds: [keyId] });
       return this.addKey(
         {
           producer: input.id,
@@ -142,44 +151,112 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
     });
   }
 
-  revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+  async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+    await this.revokeKeys(id, keyId, new Date().toISOString());
+    return (await this.list()).find((p) => p.id === id)!;
+  }
+
+  revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]> {
     return this.change(() => {
       const p = this.producers.find((x) => x.id === id);
       if (!p) throw new StoreError("conflict", `no producer ${id}`);
       const keys = p.keys.filter((k) => keyId === undefined || k.keyId === keyId);
       if (keys.length === 0) throw new StoreError("conflict", `producer ${id} has no key ${keyId}`);
-      const now = new Date().toISOString();
-      for (const k of keys) k.revokedAt ??= now;
-      return p;
+      const revoked = keys.filter((k) => k.revokedAt === undefined);
+      for (const k of revoked) k.revokedAt = at;
+      if (revoked.length > 0)
+        this.pending.push({ kind: "revoke", producer: id, keyIds: revoked.map((k) => k.keyId) });
+      return revoked.map((k) => k.keyId);
     });
   }
 
   /**
-   * Applies the `_system` records from index `systemSize` on (the caller reads them from the store and checks
-   * each event's signature against the sink's key), then records the new watermark. Registrations of a key that
-   * is already registered and revocations already applied change nothing, so records applied live before a
-   * crash are harmless to apply again.
+   * Undoes a registration whose event could not be recorded. The key stops authenticating at once, even if the
+   * file cannot be written: its pending entry then stays in the file, and the next start undoes it.
    */
-  async reconcile(records: readonly { index: number; event: SignedEvent }[], size: number): Promise<number> {
-    let applied = 0;
-    const write = records.length > 0 || size !== this.systemSize;
+  unregister(id: string, keyId: string): Promise<void> {
+    return this.change(() => this.remove(id, keyId), { keepOnWriteFailure: true });
+  }
+
+  /** The change's `_system` event is recorded: its pending entry is cleared (in memory even if the write fails). */
+  recorded(change: RegistryChange): Promise<void> {
+    return this.change(
+      () => {
+        this.pending = this.pending.filter((c) => !sameChange(c, change));
+      },
+      { keepOnWriteFailure: true },
+    );
+  }
+
+  /**
+   * Brings the registry in line with `_system` at start-up. `records` are the `_system` records from index
+   * `systemSize` on (the caller reads them from the store and checks each event's signature against the sink's
+   * key) and `size` the stream's size. Applies the records — registrations of a key already registered and
+   * revocations already applied change nothing, so records applied live before a crash are harmless to apply
+   * again — then resolves the pending changes: those whose event is among the records are done, an unrecorded
+   * registration is undone, and the unrecorded revocations are returned, still pending, for the caller to record
+   * (AuditedProducerAdmin.completeRevocation). Moves the watermark to `size`.
+   */
+  async reconcile(
+    records: readonly { index: number; event: SignedEvent }[],
+    size: number,
+  ): Promise<{
+    applied: number;
+    undone: RegistryChange[];
+    unrecorded: RegistryChange[];
+    writeError?: Error;
+  }> {
+    const outcome: Awaited<ReturnType<LocalProducerAdmin["reconcile"]>> = {
+      applied: 0,
+      undone: [],
+      unrecorded: [],
+    };
     await this.change(
       () => {
-        for (const { event } of records) if (this.applyEvent(event)) applied++;
+        for (const { event } of records) if (this.applyEvent(event)) outcome.applied++;
+        const registered = new Set<string>();
+        const revoked = new Set<string>();
+        for (const { event } of records) {
+          const data = event.data as { keyId?: unknown; keyIds?: unknown } | null;
+          if (event.type === PRODUCER_REGISTERED && typeof data?.keyId === "string")
+            registered.add(data.keyId);
+          if (event.type === PRODUCER_REVOKED && Array.isArray(data?.keyIds))
+            for (const k of data.keyIds) if (typeof k === "string") revoked.add(k);
+        }
+        this.pending = this.pending.filter((c) => {
+          if (c.keyIds.every((k) => (c.kind === "register" ? registered : revoked).has(k))) return false;
+          if (c.kind === "revoke") {
+            outcome.unrecorded.push(c);
+            return true;
+          }
+          for (const k of c.keyIds) this.remove(c.producer, k);
+          outcome.undone.push(c);
+          return false;
+        });
         this.systemSize = Math.max(this.systemSize, size);
-        return undefined;
       },
-      write,
-      false,
-    );
-    return applied;
+      { write: "if-changed", live: false, keepOnWriteFailure: true },
+    ).catch((e: unknown) => {
+      // Memory follows the log regardless; the file catches up on the next change or start.
+      outcome.writeError = e as Error;
+    });
+    return outcome;
+  }
+
+  /** Removes a key, and its producer when that was its only key, with any pending registration of it. */
+  private remove(id: string, keyId: string): void {
+    this.pending = this.pending.filter((c) => !(c.kind === "register" && c.keyIds.includes(keyId)));
+    const p = this.producers.find((x) => x.id === id);
+    if (!p) return;
+    p.keys = p.keys.filter((k) => k.keyId !== keyId);
+    if (p.keys.length === 0) this.producers = this.producers.filter((x) => x !== p);
   }
 
   private applyEvent(event: SignedEvent): boolean {
     const data = event.data as Record<string, unknown> | undefined;
     if (!data || typeof data !== "object" || typeof data.producer !== "string") return false;
     if (event.type === PRODUCER_REGISTERED) {
-      if (typeof data.keyId !== "string" || typeof data.publicKey !== "string" || this.byKey.has(data.keyId))
+      if (typeof data.keyId !== "string" || typeof data.publicKey !== "string" || this.hasKey(data.keyId))
         return false;
       const streams = Array.isArray(data.streams) ? data.streams.filter((s) => typeof s === "string") : [];
       this.addKey(
@@ -193,7 +270,6 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
         },
         event.time ?? new Date().toISOString(),
       );
-      this.index();
       return true;
     }
     if (event.type === PRODUCER_REVOKED) {
@@ -206,7 +282,6 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
           changed = true;
         }
       }
-      if (changed) this.index();
       return changed;
     }
     return false;
@@ -236,40 +311,75 @@ export class LocalProducerAdmin implements SuspendingProducerAdmin {
   }
 
   /**
-   * Applies a change in memory, then writes the file. The change was already recorded in `_system`, so memory
-   * keeps it even when the write fails (the request fails, and the next write or reconcile() stores it); a
-   * change the registry itself refuses (StoreError "conflict") leaves everything as it was.
+   * Applies a change in memory, writes the file, then makes the change visible to key(). A change the registry
+   * refuses (StoreError "conflict") leaves everything as it was. When the write fails, register and revokeKeys
+   * are rolled back (nothing happened: the call fails and nothing is recorded); changes that must hold in this
+   * process whatever the disk does — an undo, a cleared pending entry, reconcile() following the log — are kept
+   * in memory, and the file catches up on the next write or start.
    */
-  private change<T extends ProducerInfo | undefined>(apply: () => T, write = true, live = true): Promise<T> {
+  private change<T>(
+    apply: () => T,
+    opts: { write?: boolean | "if-changed"; live?: boolean; keepOnWriteFailure?: boolean } = {},
+  ): Promise<T> {
+    const { write = true, live = true, keepOnWriteFailure = false } = opts;
     const run = this.chain.then(async () => {
-      const before = structuredClone(this.producers);
+      const before = {
+        producers: structuredClone(this.producers),
+        pending: structuredClone(this.pending),
+        systemSize: this.systemSize,
+      };
+      const rollback = () => {
+        this.producers = before.producers;
+        this.pending = before.pending;
+        this.systemSize = before.systemSize;
+      };
+      const fileText = () =>
+        `${JSON.stringify({ producers: this.producers, systemSize: this.systemSize, pending: this.pending }, null, 2)}\n`;
+      const unchanged = write === "if-changed" ? fileText() : undefined;
       let changed: T;
       try {
         changed = apply();
       } catch (e) {
-        this.producers = before;
-        this.index();
+        rollback();
         throw e;
       }
-      this.index();
-      if (write) {
+      const text = fileText();
+      if (write === true || (write === "if-changed" && text !== unchanged)) {
         if (live) crashPoint("registry:before-write");
         try {
-          await replaceFile(
-            this.tmpDir,
-            this.path,
-            `${JSON.stringify({ producers: this.producers, systemSize: this.systemSize }, null, 2)}\n`,
-            0o600,
-            this.fs,
-          );
+          await replaceFile(this.tmpDir, this.path, text, 0o600, this.fs);
         } catch (e) {
+          if (!keepOnWriteFailure) rollback();
+          this.index();
           throw storeError(`writing the producer registry ${this.path}`, e);
         }
         if (live) crashPoint("registry:written");
       }
-      return changed === undefined ? changed : (structuredClone(changed) as T);
+      this.index();
+      return structuredClone(changed);
     });
     this.chain = run.catch(() => undefined);
     return run;
   }
+}
+
+function isChange(c: unknown): c is RegistryChange {
+  const x = c as Partial<RegistryChange> | null;
+  return (
+    typeof x === "object" &&
+    x !== null &&
+    (x.kind === "register" || x.kind === "revoke") &&
+    typeof x.producer === "string" &&
+    Array.isArray(x.keyIds) &&
+    x.keyIds.every((k) => typeof k === "string")
+  );
+}
+
+function sameChange(a: RegistryChange, b: RegistryChange): boolean {
+  return (
+    a.kind === b.kind &&
+    a.producer === b.producer &&
+    a.keyIds.length === b.keyIds.length &&
+    a.keyIds.every((k, i) => k === b.keyIds[i])
+  );
 }

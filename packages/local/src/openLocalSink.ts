@@ -28,6 +28,7 @@ import { randomBytes } from "node:crypto";
 import { readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
+  type AlertSink,
   AuditedProducerAdmin,
   dedupEntriesOf,
   keyFingerprint,
@@ -70,6 +71,8 @@ export interface LocalSinkOptions {
   fs?: FileSystem;
   /** Start-up log lines (recovery steps taken); default none. */
   log?: (line: string) => void;
+  /** Where the sink reports a stored head it refused (`head-mismatch`) or a store it will not sign over. */
+  alerts?: AlertSink;
 }
 
 export interface LocalSink {
@@ -168,6 +171,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       producers: registry,
       signer: signingKey.signer,
       ...(options.maxSegmentRecords ? { maxSegmentRecords: options.maxSegmentRecords } : {}),
+      ...(options.alerts ? { alerts: options.alerts } : {}),
     });
     const streams = async () =>
       [...new Set([...(await storedStreams(paths.objects)), ...(await heads.streams())])].sort();
@@ -177,13 +181,14 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       await sink.commit(stream, []);
       await reconcileDedup(objects, heads, dedup, stream, log);
     }
-    await reconcileRegistry(objects, heads, registry, signingKey, log);
+    const producers = new AuditedProducerAdmin(registry, sink);
+    await reconcileRegistry(objects, heads, registry, producers, signingKey, log);
     await storage.probe(paths.tmp, options.fs ?? nodeFileSystem, true);
     const local: LocalSink = {
       dataDir,
       deployment,
       sink,
-      producers: new AuditedProducerAdmin(registry, sink),
+      producers,
       registry,
       objects,
       heads,
@@ -287,18 +292,20 @@ export async function systemRecords(
 }
 
 /**
- * Applies the `_system` records the registry file does not reflect yet (a kill between recording a change and
- * writing producers.json). Only records whose event the sink's own key signed count.
+ * Brings producers.json in line with `_system` (LocalProducerAdmin.reconcile): applies the records the file does
+ * not reflect yet, undoes a registration whose event a crash kept out of the log, and records a revocation whose
+ * event a crash kept out of the log. Only records whose event the sink's own key signed count.
  */
 async function reconcileRegistry(
   objects: LocalObjectStore,
   heads: LocalHeadStore,
   registry: LocalProducerAdmin,
+  producers: AuditedProducerAdmin,
   signingKey: LocalSigningKey,
   log: (line: string) => void,
 ): Promise<void> {
   const size = (await heads.get(SYSTEM_STREAM))?.size ?? 0;
-  if (size === registry.systemSize) return;
+  if (size === registry.systemSize && !registry.hasPending()) return;
   const records = await systemRecords(
     objects,
     signingKey,
@@ -306,21 +313,58 @@ async function reconcileRegistry(
     size,
     log,
   );
-  try {
-    const applied = await registry.reconcile(records, size);
-    if (applied > 0) {
-      log(
-        JSON.stringify({
-          level: "warn",
-          msg: "producer registry: applied _system records it did not reflect (a change was interrupted)",
-          applied,
-        }),
-      );
-    }
-  } catch (e) {
+  const outcome = await registry.reconcile(records, size);
+  if (outcome.writeError) {
     // The registry in memory follows the log; the file catches up on the next change or start.
     log(
-      JSON.stringify({ level: "error", msg: "producer registry not written", error: (e as Error).message }),
+      JSON.stringify({
+        level: "error",
+        msg: "producer registry not written",
+        file: registry.path,
+        error: outcome.writeError.message,
+      }),
+    );
+  }
+  if (outcome.applied > 0) {
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "producer registry: applied _system records it did not reflect (a change was interrupted)",
+        applied: outcome.applied,
+      }),
+    );
+  }
+  for (const change of outcome.undone) {
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "producer registry: undid a registration _system does not record (interrupted before it was recorded)",
+        ...change,
+      }),
+    );
+  }
+  for (const change of outcome.unrecorded) {
+    // The revocation is in force since producers.json held it; now the log says so too. If that fails (a full
+    // disk), it stays pending and in force, and the next start records it.
+    try {
+      await producers.completeRevocation(change);
+    } catch (e) {
+      log(
+        JSON.stringify({
+          level: "error",
+          msg: "producer registry: could not record a revocation _system lacks; it stays in force and pending",
+          ...change,
+          error: (e as Error).message,
+        }),
+      );
+      continue;
+    }
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "producer registry: recorded a revocation _system lacked (interrupted before it was recorded)",
+        ...change,
+      }),
     );
   }
 }

@@ -5,7 +5,15 @@
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { bearerTokenAuthorizer, createApp } from "@auditsink/api";
-import { admit, SYSTEM_PRODUCER, SYSTEM_STREAM, signSystemEvent, systemProducerKey } from "@auditsink/core";
+import {
+  type Alert,
+  type AlertSink,
+  admit,
+  SYSTEM_PRODUCER,
+  SYSTEM_STREAM,
+  signSystemEvent,
+  systemProducerKey,
+} from "@auditsink/core";
 import { serve } from "@hono/node-server";
 import {
   FanOutAlertSink,
@@ -65,7 +73,16 @@ export interface EmbeddedSink {
 export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const print = options.print ?? ((text: string) => process.stdout.write(text));
-  const local = await openLocalSink({ purpose: "auditsink start", log, ...options });
+  // The sink may alert while it opens (a stored head it refuses during crash repair), before the alert sinks
+  // exist (they write through the file system openLocalSink monitors): such alerts wait here until they do.
+  const early: Alert[] = [];
+  let deliver: AlertSink | undefined;
+  const local = await openLocalSink({
+    purpose: "auditsink start",
+    log,
+    alerts: { send: async (batch) => void (deliver ? await deliver.send(batch) : early.push(...batch)) },
+    ...options,
+  });
   const paths = dataPaths(local.dataDir);
   const systemKey = systemProducerKey(local.signingKey.signer);
   const alertsFile = new JsonLinesAlertSink(paths.alerts, local.fs);
@@ -88,6 +105,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
         }),
       ),
   );
+  deliver = alerts;
+  if (early.length > 0) await alerts.send(early.splice(0));
   // Alerts the file could not take are written as soon as it can (they already went to the log and webhook).
   const alertsRetry = setInterval(() => {
     if (alertsFile.backlog > 0) void alertsFile.retry().catch(() => undefined);
