@@ -175,7 +175,13 @@ export class LocalProducerAdmin implements ProducerStore {
    * file cannot be written: its pending entry then stays in the file, and the next start undoes it.
    */
   unregister(id: string, keyId: string): Promise<void> {
-    return this.change(() => this.remove(id, keyId), { keepOnWriteFailure: true });
+    return this.change(
+      () => {
+        this.pending = this.pending.filter((c) => !(c.kind === "register" && c.keyIds.includes(keyId)));
+        this.removeKey(id, keyId);
+      },
+      { keepOnWriteFailure: true },
+    );
   }
 
   /** The change's `_system` event is recorded: its pending entry is cleared (in memory even if the write fails). */
@@ -229,7 +235,7 @@ export class LocalProducerAdmin implements ProducerStore {
             outcome.unrecorded.push(c);
             return true;
           }
-          for (const k of c.keyIds) this.remove(c.producer, k);
+          for (const k of c.keyIds) this.removeKey(c.producer, k);
           outcome.undone.push(c);
           return false;
         });
@@ -243,9 +249,8 @@ export class LocalProducerAdmin implements ProducerStore {
     return outcome;
   }
 
-  /** Removes a key, and its producer when that was its only key, with any pending registration of it. */
-  private remove(id: string, keyId: string): void {
-    this.pending = this.pending.filter((c) => !(c.kind === "register" && c.keyIds.includes(keyId)));
+  /** Removes a key, and its producer when that was its only key. */
+  private removeKey(id: string, keyId: string): void {
     const p = this.producers.find((x) => x.id === id);
     if (!p) return;
     p.keys = p.keys.filter((k) => k.keyId !== keyId);
