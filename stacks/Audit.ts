@@ -17,6 +17,7 @@ import {
   ledgerProtections,
   ledgerReadOnly,
   noSigning,
+  runtimeAlertStatements,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
 
@@ -151,9 +152,11 @@ export function Audit({ app, stack }: StackContext) {
         resources: [archive.bucketArn, archive.arnForObjects("*")],
       }),
       ledgerReadOnly(table.tableArn),
-      ledgerProtections(table.tableArn),
+      ...ledgerProtections(table.tableArn),
       noSigning(signingKeyArn),
       keyProtections(signingKeyArn),
+      // The HTTP app alerts on stored data that fails an integrity check on a read (AppDeps.alerts).
+      ...runtimeAlertStatements(stack),
     ],
   });
   api.addRoutes(

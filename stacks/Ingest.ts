@@ -22,6 +22,7 @@ import {
   ledgerReadOnly,
   ledgerWrites,
   noSigning,
+  runtimeAlertStatements,
   SEQUENCER_FORBIDDEN_PARTITIONS,
 } from "./policies.ts";
 import { SequencerHandOff } from "./Sequencer.ts";
@@ -79,7 +80,7 @@ export function Ingest({ app, stack }: StackContext) {
   const protections = (): iam.PolicyStatement[] => [
     ...archiveProtections({ kind: "identity" }, archive.bucketArn, settings.retentionDays),
     keyProtections(signingKeyArn),
-    ledgerProtections(table.tableArn),
+    ...ledgerProtections(table.tableArn),
   ];
   const readLedger = () =>
     new iam.PolicyStatement({
@@ -123,6 +124,7 @@ export function Ingest({ app, stack }: StackContext) {
       actions: ["kms:Sign", "kms:GetPublicKey"],
       resources: [signingKeyArn],
     }),
+    ...runtimeAlertStatements(stack),
     ...protections(),
   ];
 
@@ -154,7 +156,8 @@ export function Ingest({ app, stack }: StackContext) {
     timeout: INGEST_HTTP_TIMEOUT_SECONDS,
     // It mostly waits for the sequencer's answer: the smallest size keeps the waiting cheap.
     memorySize: 256,
-    statements: [...ingestStatements(), ...handOff.producerStatements()],
+    // The HTTP app alerts on integrity errors it meets (AppDeps.alerts).
+    statements: [...ingestStatements(), ...runtimeAlertStatements(stack), ...handOff.producerStatements()],
     environment: { ...handOff.producerEnvironment(), ...dedupEnvironment },
   });
 

@@ -11,6 +11,7 @@ import {
   LEDGER_PARTITIONS,
   ledgerProtections,
   ledgerWrites,
+  runtimeAlertStatements,
   SYSTEM_STREAM_NAME,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
@@ -59,6 +60,10 @@ export function ProducerAdmin({ app, stack }: StackContext) {
         resources: [table.tableArn, `${table.tableArn}/index/*`],
       }),
       ledgerWrites("WriteRegistryAndSystemStream", table.tableArn, LEDGER_PARTITIONS.producerAdmin),
+      // The undo of a registration whose `_system` event could not be recorded (core AuditedProducerAdmin).
+      ledgerWrites("UndoRegistration", table.tableArn, LEDGER_PARTITIONS.registryUndo, [
+        "dynamodb:DeleteItem",
+      ]),
       new iam.PolicyStatement({
         sid: "SignSystemStream",
         actions: ["kms:Sign", "kms:GetPublicKey"],
@@ -66,7 +71,8 @@ export function ProducerAdmin({ app, stack }: StackContext) {
       }),
       ...archiveProtections({ kind: "identity" }, archive.bucketArn, settings.retentionDays),
       keyProtections(signingKeyArn),
-      ledgerProtections(table.tableArn),
+      ...ledgerProtections(table.tableArn, LEDGER_PARTITIONS.registryUndo),
+      ...runtimeAlertStatements(stack),
     ],
   });
   api.addRoutes(

@@ -11,7 +11,7 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { NagSuppressions } from "cdk-nag";
 import { type Function as SstFunction, type StackContext, use } from "sst/constructs";
-import { VERIFIER_ENV } from "../packages/aws/src/config.ts";
+import { VERIFIER_ENV } from "../packages/aws/src/env-names.ts";
 import { Archive } from "./Archive.ts";
 import { Audit } from "./Audit.ts";
 import { AUDIT_EVENT_DETAIL_TYPE, Ingest } from "./Ingest.ts";
@@ -37,6 +37,9 @@ import { Signing } from "./Signing.ts";
  * everything on the ingest bus into the ingest queue, and an alert must never become an audit event.
  */
 export const ALERT_EVENT_BUS = "default";
+
+/** Functions that send runtime alerts (core Sink's and the HTTP app's) to the IntegrityFailures metric. */
+export const RUNTIME_ALERT_SERVICES = ["sequencer", "producer-admin", "ingest-http", "query"] as const;
 
 /** Partition keys of the ledger items the verifier writes (packages/aws/src/ledger-table.ts). */
 export const VERIFIER_PARTITIONS = LEDGER_PARTITIONS.verifier;
@@ -305,7 +308,7 @@ export function Verify({ app, stack }: StackContext) {
         actions: ARCHIVE_PROTECTED_ACTIONS,
         resources: [archive.bucketArn, archive.arnForObjects("*")],
       }),
-      ledgerProtections(table.tableArn),
+      ...ledgerProtections(table.tableArn),
       noSigning(signingKeyArn),
       keyProtections(signingKeyArn),
     ],
@@ -366,6 +369,23 @@ export function Verify({ app, stack }: StackContext) {
     alarm("IntegrityFailuresAlarm", {
       alarmDescription: "The verifier found a gap, a fork, a changed or unlocked object, or a bad signature.",
       metric: integrityFailures,
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+    alarm("RuntimeIntegrityFailuresAlarm", {
+      alarmDescription:
+        "A function found the sink's own state inconsistent (head-mismatch, store-mismatch: it refused to sign " +
+        "and repaired from the archive) or read stored data that failed an integrity check.",
+      metric: new cloudwatch.MathExpression({
+        expression: RUNTIME_ALERT_SERVICES.map((_, i) => `FILL(m${i}, 0)`).join(" + "),
+        usingMetrics: Object.fromEntries(
+          RUNTIME_ALERT_SERVICES.map((s, i) => [`m${i}`, metric("IntegrityFailures", serviceName(app, s))]),
+        ),
+        label: "Runtime integrity failures",
+        period,
+      }),
       threshold: 0,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 1,

@@ -6,6 +6,7 @@
  */
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as s3 from "aws-cdk-lib/aws-s3";
+import { METRICS_NAMESPACE } from "./naming.ts";
 
 /** S3 actions that would delete, hide, unlock or reconfigure the archive. No app role may perform them. */
 export const ARCHIVE_PROTECTED_ACTIONS = [
@@ -95,6 +96,8 @@ export const LEDGER_PARTITIONS = {
   sequencer: ["stream#*", "event#*"],
   receipts: ["receipt#*"],
   producerAdmin: ["producer#*", "key#*", "ack#*", `stream#${SYSTEM_STREAM_NAME}`, "event#*"],
+  /** Items producer-admin may delete: a key and its producer, when their registration is undone. */
+  registryUndo: ["producer#*", "key#*"],
   verifier: ["watermark#*", "finding#*", "verifier"],
 } as const;
 
@@ -231,11 +234,56 @@ export function keyProtections(keyArn: string): iam.PolicyStatement {
   });
 }
 
-export function ledgerProtections(tableArn: string): iam.PolicyStatement {
-  return deny({ kind: "identity" }, "DenyLedgerDeleteReconfigure", {
-    actions: LEDGER_PROTECTED_ACTIONS,
-    resources: [tableArn, `${tableArn}/*`],
-  });
+/**
+ * Denies dropping or reconfiguring the ledger and deleting its items. `deletable`: partitions whose items the
+ * role may delete all the same (producer-admin undoes a registration whose `_system` event could not be
+ * recorded: core's ProducerStore.unregister); every other item stays undeletable (dynamodb:LeadingKeys).
+ */
+export function ledgerProtections(
+  tableArn: string,
+  deletable: readonly string[] = [],
+): iam.PolicyStatement[] {
+  const resources = [tableArn, `${tableArn}/*`];
+  if (deletable.length === 0)
+    return [
+      deny({ kind: "identity" }, "DenyLedgerDeleteReconfigure", {
+        actions: LEDGER_PROTECTED_ACTIONS,
+        resources,
+      }),
+    ];
+  return [
+    deny({ kind: "identity" }, "DenyLedgerDeleteReconfigure", {
+      actions: LEDGER_PROTECTED_ACTIONS.filter((a) => a !== "dynamodb:DeleteItem"),
+      resources,
+    }),
+    deny({ kind: "identity" }, "DenyLedgerItemDeletes", {
+      actions: ["dynamodb:DeleteItem"],
+      resources,
+      conditions: { "ForAnyValue:StringNotLike": { "dynamodb:LeadingKeys": [...deletable] } },
+    }),
+  ];
+}
+
+/**
+ * Runtime alerts (core's `head-mismatch` and `store-mismatch`, integrity errors the HTTP app meets on a read):
+ * AwsAlertSink puts them on the account's default event bus (`source` "auditsink") and counts them in the
+ * `IntegrityFailures` metric under the function's own `service` dimension, which the RuntimeIntegrityFailures
+ * alarm watches (stacks/Verify.ts).
+ */
+export function runtimeAlertStatements(stack: { partition: string; region: string; account: string }) {
+  return [
+    new iam.PolicyStatement({
+      sid: "PutIntegrityMetric",
+      actions: ["cloudwatch:PutMetricData"],
+      resources: ["*"],
+      conditions: { StringEquals: { "cloudwatch:namespace": METRICS_NAMESPACE } },
+    }),
+    new iam.PolicyStatement({
+      sid: "PublishAlertEvents",
+      actions: ["events:PutEvents"],
+      resources: [`arn:${stack.partition}:events:${stack.region}:${stack.account}:event-bus/default`],
+    }),
+  ];
 }
 
 export function ledgerReadOnly(tableArn: string): iam.PolicyStatement {

@@ -97,7 +97,9 @@ describe("auditsink verify s3://bucket", () => {
     const report = JSON.parse(r.out) as VerifyResult;
     expect(r.code).toBe(0);
     expect(report.source.kind).toBe("s3");
-    expect(report.streams).toMatchObject([{ stream: "agents.s3", records: 4, failures: [] }]);
+    // _system (the sink records each stream's creation there) and the stream itself.
+    expect(report.streams.map((s) => s.stream)).toEqual(["_system", "agents.s3"]);
+    expect(report.streams.find((s) => s.stream === "agents.s3")).toMatchObject({ records: 4, failures: [] });
   });
 
   it("reads under a prefix, and reports a segment overwritten in the bucket (exit 1)", async () => {
@@ -133,6 +135,7 @@ describe("auditsink verify s3://bucket", () => {
     expect(clean.code).toBe(0);
     expect(tampered.code).toBe(1);
     const report = JSON.parse(tampered.out) as VerifyResult;
-    expect(report.streams[0]!.failures.map((f) => f.code)).toContain("checkpoint-root-mismatch");
+    const stream = report.streams.find((s) => s.stream === "agents.s3")!;
+    expect(stream.failures.map((f) => f.code)).toContain("checkpoint-root-mismatch");
   });
 });

@@ -103,6 +103,64 @@ describe("AuditClient.send", () => {
     expect(sink.requests).toHaveLength(1);
   });
 
+  it("signs once: every attempt of a request sends the same bytes", async () => {
+    // Prepare
+    const c = await client();
+    sink.failNext.push(503, 0, 500);
+    // Act
+    await c.send({ ...toolCall(1), id: "call-1" });
+    // Assess
+    const bodies = sink.requests.filter((r) => r.method === "POST").map((r) => r.body);
+    expect(bodies).toHaveLength(4);
+    expect(new Set(bodies).size).toBe(1);
+  });
+
+  it("answers a second send() of the same id with the original receipt, and the stream holds it once", async () => {
+    // Prepare: the first send() fills in `time` (now); a second one a moment later must not sign a new time.
+    const c = await client();
+    const first = await c.send({ ...toolCall(1), id: "call-1" });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Act
+    const again = await c.send({ ...toolCall(1), id: "call-1" });
+    // Assess
+    expect(again).toEqual(first);
+    expect((await sink.current.sink.head("agent-actions"))!.size).toBe(1);
+  });
+
+  it("resends the same signed event when send() is called again after the attempts ran out", async () => {
+    // Prepare
+    const c = await client({ retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 } });
+    sink.failNext.push(503, 503);
+    const failed = await c.send({ ...toolCall(1), id: "call-1" }).catch((e: unknown) => e);
+    expect(failed).toMatchObject({ code: "unavailable" });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Act
+    const receipt = await c.send({ ...toolCall(1), id: "call-1" });
+    // Assess
+    const bodies = sink.requests.filter((r) => r.method === "POST").map((r) => r.body);
+    expect(new Set(bodies).size).toBe(1);
+    expect(receipt.index).toBe(0);
+  });
+
+  it("signs anew when the same id is sent with other content (the sink then refuses it)", async () => {
+    const c = await client();
+    await c.send({ ...toolCall(1), id: "call-1" });
+    const error = await c.send({ ...toolCall(2), id: "call-1" }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "rejected" });
+    expect(sink.requests.filter((r) => r.method === "POST")).toHaveLength(2);
+  });
+
+  it("does not retry an event nested too deeply: one request, a 400", async () => {
+    // Prepare: 1,700 levels, which once overflowed the sink's stack (a 500 the SDK retried).
+    const c = await client();
+    const deep = JSON.parse(`${"[".repeat(1700)}${"]".repeat(1700)}`);
+    // Act
+    const error = await c.send({ ...toolCall(1), data: deep }).catch((e: unknown) => e);
+    // Assess
+    expect(error).toMatchObject({ code: "rejected", details: { status: 400 } });
+    expect(sink.requests).toHaveLength(1);
+  });
+
   it("refuses events after close()", async () => {
     const c = await client();
     await c.close();

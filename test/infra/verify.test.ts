@@ -120,6 +120,33 @@ describe("alarms", () => {
     expect(notifiesTopic(alarm)).toBe(true);
   });
 
+  it("fires on any runtime integrity alert of the sequencer, producer-admin, ingest-http or query", () => {
+    const found = alarms(synth).filter((a) =>
+      JSON.stringify(a.Metrics ?? []).includes('"IntegrityFailures"'),
+    );
+    expect(found).toHaveLength(1);
+    const metrics = found[0]!.Metrics as { Expression?: string; MetricStat?: { Metric: unknown } }[];
+    const services = metrics
+      .filter((m) => m.MetricStat)
+      .map(
+        (m) =>
+          (m.MetricStat!.Metric as { Dimensions: { Value: string }[]; MetricName: string }).Dimensions[0]!
+            .Value,
+      );
+    expect(services.sort()).toEqual(
+      ["ingest-http", "producer-admin", "query", "sequencer"].map((s) => `${s}-${STAGE}`),
+    );
+    expect(metrics.find((m) => m.Expression)?.Expression).toBe(
+      "FILL(m0, 0) + FILL(m1, 0) + FILL(m2, 0) + FILL(m3, 0)",
+    );
+    expect(found[0]).toMatchObject({
+      ComparisonOperator: "GreaterThanThreshold",
+      Threshold: 0,
+      TreatMissingData: "notBreaching",
+    });
+    expect(notifiesTopic(found[0]!)).toBe(true);
+  });
+
   it("fires on ingest errors from either ingest function", () => {
     const found = alarms(synth).filter((a) => JSON.stringify(a.Metrics ?? []).includes('"IngestErrors"'));
     expect(found).toHaveLength(1);

@@ -319,7 +319,67 @@ const BUNDLE_CASES: BundleCase[] = [
     },
     expected: [`unexpected-object ${DEMO} streams/${DEMO}/segments/extra`, "unexpected-object - stray.json"],
   },
+  {
+    name: "key document inside the bundle's objects",
+    tamper: async (bundle) => {
+      await mkdir(join(bundle, "objects", "keys"), { recursive: true });
+      await writeFile(join(bundle, "objects", "keys", "0badc0de.json"), "{}");
+    },
+    expected: [`bundle-object-unexpected ${DEMO} keys/0badc0de.json`],
+  },
+  {
+    name: "manifest start size changed",
+    tamper: (bundle) =>
+      editJson(join(bundle, "manifest.json"), (m) => {
+        (m.start as { size: number }).size = 2;
+      }),
+    expected: [
+      `bundle-manifest-invalid ${DEMO} manifest.json#/start/frontier`,
+      `bundle-manifest-invalid ${DEMO} manifest.json#/start/size`,
+    ],
+  },
+  {
+    name: "manifest not JSON",
+    tamper: (bundle) => writeFile(join(bundle, "manifest.json"), "{"),
+    expected: [`bundle-manifest-invalid ${DEMO} manifest.json`],
+  },
+  {
+    name: "proofs/inclusion.json missing",
+    tamper: (bundle) => rm(join(bundle, "proofs", "inclusion.json")),
+    expected: [
+      `bundle-proof-missing ${DEMO} proofs/inclusion.json`,
+      `bundle-proof-missing ${DEMO} 0`,
+      `bundle-proof-missing ${DEMO} 8`,
+    ],
+  },
+  {
+    name: "a receipt in proofs/inclusion.json without its checkpoint",
+    tamper: (bundle) =>
+      editJson(join(bundle, "proofs", "inclusion.json"), (f) => {
+        delete (f.receipts as { checkpoint?: string }[])[0]!.checkpoint;
+      }),
+    expected: [`receipt-malformed ${DEMO} proofs/inclusion.json#0`, `bundle-proof-missing ${DEMO} 0`],
+  },
+  {
+    name: "consistency proofs emptied",
+    tamper: (bundle) => writeFile(join(bundle, "proofs", "consistency.json"), '{"proofs": []}'),
+    expected: [`bundle-proof-missing ${DEMO} 3..6`, `bundle-proof-missing ${DEMO} 6..9`],
+  },
+  {
+    name: "consistency proof hashes emptied",
+    tamper: (bundle) =>
+      editJson(join(bundle, "proofs", "consistency.json"), (f) => {
+        for (const p of f.proofs as { proof: string[] }[]) p.proof = [];
+      }),
+    expected: [`bundle-proof-invalid ${DEMO} 3..6`, `bundle-proof-invalid ${DEMO} 6..9`],
+  },
 ];
+
+async function editJson(path: string, edit: (value: Record<string, unknown>) => void): Promise<void> {
+  const value = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+  edit(value);
+  await writeFile(path, JSON.stringify(value));
+}
 
 const describeFinding = (f: { code: string; stream?: string; at?: number | string }) =>
   `${f.code} ${f.stream || "-"} ${f.at ?? "-"}`;
@@ -327,7 +387,11 @@ const describeFinding = (f: { code: string; stream?: string; at?: number | strin
 async function verifyWithCli(dir: string): Promise<{ code: number; found: string[]; report: VerifyResult }> {
   const r = await cli(["verify", dir, "--verifier-key", verifierKey, "--threads", "1", "--json"]);
   const report = JSON.parse(r.out) as VerifyResult;
-  const found = [...report.archive, ...report.streams.flatMap((s) => s.failures)].map(describeFinding);
+  const found = [
+    ...report.archive,
+    ...report.streams.flatMap((s) => s.failures),
+    ...report.receipts.failures,
+  ].map(describeFinding);
   return { code: r.code, found, report };
 }
 

@@ -4,13 +4,17 @@
  * Errors become RFC 9457 problem+json in one place (app.onError, via errors.ts).
  */
 import {
+  type AlertSink,
   checkpointKey,
   checkpointPrefix,
   type EventIndex,
   FormatError,
+  formatPath,
+  MAX_EVENT_DEPTH,
   type ProducerAdmin,
   parseCheckpointText,
   parseNote,
+  parseStrictJson,
   publicKeyFromSpki,
   type Sink,
   toHex,
@@ -18,17 +22,22 @@ import {
 import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
 import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
 import {
+  AcknowledgedResponse,
+  AcknowledgeFindingsBody,
   CheckpointResponse,
   ConsistencyQuery,
   EventsPage,
   EventsQuery,
+  FindingsResponse,
   HealthResponse,
   InclusionQuery,
   KeysResponse,
   MAX_BATCH_EVENTS,
   MAX_BODY_BYTES,
+  MAX_SMALL_BODY_BYTES,
   ProblemSchema,
   ProducerInfoSchema,
   ProducersResponse,
@@ -64,20 +73,41 @@ export interface AppDeps {
    * (hono/aws-lambda puts the API Gateway event in `context.env`).
    */
   authorizeAdmin(token: string | undefined, context: Context): boolean | Promise<boolean>;
-  /** Extra fields for /healthz (for example the scheduled verifier's last run). */
+  /**
+   * Extra fields for /healthz (for example the scheduled verifier's last run). `status: "degraded"` makes the
+   * route answer 503.
+   */
   health?(): Record<string, unknown> | Promise<Record<string, unknown>>;
   /**
    * Whether the unauthenticated /healthz names the deployment (default true). On AWS it does not: the
    * deployment name carries the account id.
    */
   healthShowsDeployment?: boolean;
+  /**
+   * Standing verification findings and their acknowledgement (the embedded scheduled verifier). Absent: the
+   * `/v1/findings` routes are not served.
+   */
+  findings?: {
+    list(): Promise<{ open: unknown[]; acknowledged: unknown[] }>;
+    /** Records the acknowledgement in `_system`, then closes the findings; StoreError "conflict" for an id not open. */
+    acknowledge(ids: string[], by: string, note: string): Promise<unknown[]>;
+  };
   /** Called with every unexpected (500/503) error; the client sees only a generic problem. */
   logError?(error: unknown, request: { method: string; path: string }): void;
+  /**
+   * The runtime's alert sink: stored data that fails an integrity check on a read, or a commit refused by one
+   * (a fork check), raises an alert here besides the log line (code `stored-object-corrupt` or
+   * `checkpoint-conflict`, docs/FORMAT.md §Runtime alert codes).
+   */
+  alerts?: AlertSink;
 }
 
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
 export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
 export const PROBLEM_JSON = "application/problem+json";
+
+/** The admin routes that change the registry: the admin check runs before their body is read. */
+const ADMIN_WRITE_PATHS = ["/v1/producers", "/v1/producers/:id/revoke"];
 
 const problemResponse = (p: Problem) =>
   new Response(JSON.stringify(p), { status: p.status, headers: { "content-type": PROBLEM_JSON } });
@@ -131,21 +161,51 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     description: "The deployment's admin token (embedded: <data>/admin-token).",
   });
 
-  app.onError((error, c) => {
-    const { problem: p, unexpected } = problemFor(error);
-    if (unexpected) deps.logError?.(error, { method: c.req.method, path: c.req.path });
+  app.onError(async (error, c) => {
+    const { problem: p, unexpected, alert } = problemFor(error);
+    const request = { method: c.req.method, path: c.req.path };
+    if (unexpected) deps.logError?.(error, request);
+    if (alert && deps.alerts) {
+      // Delivered before answering, so an operator hears of it even if the process ends right after.
+      await deps.alerts
+        .send([{ ...alert, time: new Date().toISOString() }])
+        .catch((e: unknown) => deps.logError?.(e, request));
+    }
     return problemResponse(p);
   });
   app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));
 
   const eventSchema = signedEventJsonSchema();
-  app.use(
-    "/v1/streams/:stream/events",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => problemResponse(problem("too-large", `the body exceeds ${MAX_BODY_BYTES} bytes`)),
-    }),
+  // Admin writes authenticate before anything reads their body (registered first: Hono runs middleware in
+  // order, and the body limit below reads a chunked body as it counts it).
+  const requireAdmin = createMiddleware(async (c, next) => {
+    const header = c.req.header("authorization");
+    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    if (!(await deps.authorizeAdmin(token, c))) {
+      throw new ApiError("unauthorized", "a valid admin bearer token is required");
+    }
+    await next();
+  });
+  app.on(
+    "POST",
+    [...ADMIN_WRITE_PATHS, ...(deps.findings ? ["/v1/findings/acknowledge"] : [])],
+    requireAdmin,
   );
+  if (deps.findings) app.on("GET", "/v1/findings", requireAdmin);
+  // Every route has a body limit: event submissions MAX_BODY_BYTES, everything else MAX_SMALL_BODY_BYTES.
+  const limits = new Map(
+    [MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES].map((max) => [
+      max,
+      bodyLimit({
+        maxSize: max,
+        onError: () => problemResponse(problem("too-large", `the body exceeds ${max} bytes`, "body")),
+      }),
+    ]),
+  );
+  app.use("*", (c, next) => {
+    const events = c.req.method === "POST" && /^\/v1\/streams\/[^/]+\/events$/.test(c.req.path);
+    return limits.get(events ? MAX_BODY_BYTES : MAX_SMALL_BODY_BYTES)!(c, next);
+  });
   app.openapi(
     createRoute({
       method: "post",
@@ -325,14 +385,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     },
   );
 
-  const requireAdmin = async (c: Context) => {
-    const header = c.req.header("authorization");
-    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
-    if (!(await deps.authorizeAdmin(token, c))) {
-      throw new ApiError("unauthorized", "a valid admin bearer token is required");
-    }
-  };
-
   app.openapi(
     createRoute({
       method: "post",
@@ -342,10 +394,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: {
         body: { required: true, content: { "application/json": { schema: RegisterProducerBody } } },
       },
-      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
     }),
     async (c) => {
-      await requireAdmin(c);
       const body = c.req.valid("json");
       const info = await deps.producers.register({
         id: body.id,
@@ -388,10 +439,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           },
         },
       },
-      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 503) },
+      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
     }),
     async (c) => {
-      await requireAdmin(c);
       const { id } = c.req.valid("param");
       const text = await c.req.text();
       let keyId: string | undefined;
@@ -403,6 +453,42 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       return c.json(await deps.producers.revoke(id, keyId), 200);
     },
   );
+
+  const findings = deps.findings;
+  if (findings) {
+    app.openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/findings",
+        summary: "Standing verification findings (open until acknowledged) and acknowledged ones",
+        security: [{ adminToken: [] }],
+        responses: { 200: json(FindingsResponse, "Findings"), ...problems(401) },
+      }),
+      async (c) => {
+        return c.json((await findings.list()) as never, 200);
+      },
+    );
+    app.openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/findings/acknowledge",
+        summary: "Acknowledge open findings; recorded in the _system stream before they close",
+        security: [{ adminToken: [] }],
+        request: {
+          body: { required: true, content: { "application/json": { schema: AcknowledgeFindingsBody } } },
+        },
+        responses: {
+          200: json(AcknowledgedResponse, "The findings closed"),
+          ...problems(400, 401, 409, 503),
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        const closed = await findings.acknowledge(body.findings, body.by ?? "admin", body.note);
+        return c.json({ acknowledged: closed } as never, 200);
+      },
+    );
+  }
 
   app.openapi(
     createRoute({
@@ -418,18 +504,25 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     createRoute({
       method: "get",
       path: "/healthz",
-      summary: "Liveness, with the runtime's extra fields (for example the scheduled verifier's last run)",
-      responses: { 200: json(HealthResponse, "Healthy") },
+      summary:
+        "Health: 200 `ok`, or 503 `degraded` while storage refuses writes or a verification finding is unacknowledged",
+      responses: {
+        200: json(HealthResponse, "Healthy"),
+        503: json(HealthResponse, "Degraded: the body's fields say why (a load balancer takes the node out)"),
+      },
     }),
-    async (c) =>
-      c.json(
+    async (c) => {
+      const extra = (await deps.health?.()) ?? {};
+      const degraded = extra.status === "degraded";
+      return c.json(
         {
-          status: "ok" as const,
           ...(deps.healthShowsDeployment === false ? {} : { deployment: deps.keys.deployment }),
-          ...(await deps.health?.()),
+          ...extra,
+          status: degraded ? "degraded" : "ok",
         } as never,
-        200,
-      ),
+        degraded ? 503 : 200,
+      );
+    },
   );
 
   app.doc31("/openapi.json", {
@@ -461,7 +554,20 @@ async function readEvents(c: Context): Promise<unknown[]> {
       `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}`,
     );
   }
-  const body = parseJson(await c.req.text());
+  // Strict JSON (core/json.ts): invalid UTF-8, duplicate member names and over-deep nesting are refused, naming
+  // the field as `events[i]…` whatever the body's shape.
+  const body = parseStrictJson(new Uint8Array(await c.req.arrayBuffer()), {
+    maxDepth: MAX_EVENT_DEPTH + 2,
+    statedDepth: MAX_EVENT_DEPTH,
+    name: (path) => {
+      const [head, next, ...rest] = path;
+      if (typeof head === "number")
+        return formatPath(`events[${head}]`, next === undefined ? [] : [next, ...rest]);
+      if (head === "events" && typeof next === "number" && type === "application/json")
+        return formatPath(`events[${next}]`, rest);
+      return formatPath(type === CLOUDEVENTS_BATCH_JSON ? "body" : "events[0]", path);
+    },
+  });
   let events: unknown[];
   if (type === CLOUDEVENTS_BATCH_JSON) {
     if (!Array.isArray(body))

@@ -1,13 +1,17 @@
 /**
  * RFC 9457 problem details, derived from error codes in one place. Every error the app returns goes through
- * `problemFor`: core IngestError / StoreError / FormatError codes map to a status; anything else is a 500 whose
- * body says nothing about the server's internals.
+ * `problemFor`, which switches on the code of core's CodedError (IngestError, StoreError, IntegrityError,
+ * ApiError): where an error came from decides its status. Client input is a 4xx naming the field; stored data
+ * that fails a check (core wraps it as IntegrityError where it reads it) and an integrity failure during a
+ * commit are a 500 that is logged and alerted. Anything else is a 500 whose body says nothing of the internals.
  */
 import {
+  CodedError,
   FormatError,
   IngestError,
   type IngestErrorCode,
-  StoreError,
+  IntegrityError,
+  type IntegrityErrorCode,
   type StoreErrorCode,
 } from "@auditsink/core";
 import { HTTPException } from "hono/http-exception";
@@ -21,15 +25,15 @@ export type ApiErrorCode =
   | "internal";
 
 /** An error raised by the HTTP layer itself (unknown stream, missing admin token, bad query). */
-export class ApiError extends Error {
+export class ApiError extends CodedError<ApiErrorCode | IngestErrorCode> {
   override readonly name = "ApiError";
   constructor(
-    readonly code: ApiErrorCode | IngestErrorCode,
+    code: ApiErrorCode | IngestErrorCode,
     message: string,
     readonly field?: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(code, message, options);
   }
 }
 
@@ -44,7 +48,9 @@ export interface Problem {
 
 export const PROBLEM_BASE = "https://auditsink.dev/problems/";
 
-const STATUS: Record<IngestErrorCode | StoreErrorCode | ApiErrorCode, [number, string]> = {
+type Code = IngestErrorCode | StoreErrorCode | IntegrityErrorCode | ApiErrorCode;
+
+const STATUS: Record<Code, [number, string]> = {
   "invalid-request": [400, "Invalid request"],
   "invalid-event": [400, "Invalid event"],
   "invalid-stream": [400, "Invalid stream name"],
@@ -61,6 +67,8 @@ const STATUS: Record<IngestErrorCode | StoreErrorCode | ApiErrorCode, [number, s
   "too-large": [413, "Request too large"],
   "unsupported-media-type": [415, "Unsupported media type"],
   internal: [500, "Internal error"],
+  "stored-object-corrupt": [500, "Stored data failed an integrity check"],
+  "checkpoint-conflict": [500, "Commit refused by an integrity check"],
   unavailable: [503, "Unavailable"],
   "store-failed": [503, "Storage unavailable"],
   locked: [503, "Storage locked"],
@@ -71,16 +79,41 @@ export function problem(code: keyof typeof STATUS, detail: string, field?: strin
   return { type: `${PROBLEM_BASE}${code}`, title, status, detail, code, ...(field ? { field } : {}) };
 }
 
-/** The problem for any thrown value; `unexpected` is true when it is a 500 the operator should look at. */
-export function problemFor(error: unknown): { problem: Problem; unexpected: boolean } {
-  if (error instanceof IngestError || error instanceof ApiError) {
-    return { problem: problem(error.code, error.message, error.field), unexpected: false };
+const isCode = (code: string): code is Code => Object.hasOwn(STATUS, code);
+
+/** What onError does with an error besides answering: log it (unexpected), and raise an alert (integrity). */
+export interface ProblemOutcome {
+  problem: Problem;
+  /** A 5xx the operator should look at: logged. */
+  unexpected: boolean;
+  /** Stored data or a commit failed an integrity check: an alert goes out through the runtime's alert sink. */
+  alert?: { code: IntegrityErrorCode; stream?: string; at?: string | number; message: string };
+}
+
+/** The problem for any thrown value. */
+export function problemFor(error: unknown): ProblemOutcome {
+  if (error instanceof IntegrityError) {
+    // The store's content is the operator's concern, not the client's: the body says only what kind of failure.
+    return {
+      problem: problem(
+        error.code,
+        "the sink found stored data that fails an integrity check; the operator is alerted",
+      ),
+      unexpected: true,
+      alert: { code: error.code, ...error.where, message: error.message },
+    };
   }
-  if (error instanceof StoreError) {
-    // Storage details stay in the log; the client learns only whether to retry.
-    const detail = error.code === "conflict" ? error.message : "the store is unavailable; retry later";
-    return { problem: problem(error.code, detail), unexpected: error.code !== "conflict" };
+  if (error instanceof CodedError && isCode(error.code)) {
+    const field = error instanceof IngestError || error instanceof ApiError ? error.field : undefined;
+    if (STATUS[error.code][0] >= 500) {
+      // Storage details stay in the log; the client learns only whether to retry.
+      const detail = error.code === "unavailable" ? error.message : "the store is unavailable; retry later";
+      return { problem: problem(error.code, detail), unexpected: true };
+    }
+    return { problem: problem(error.code, error.message, field), unexpected: false };
   }
+  // Core's parsers throw FormatError for request data they are given (a key, a cursor, an event that cannot be
+  // canonicalized); whatever is parsed from the store is wrapped as IntegrityError where it is read, above.
   if (error instanceof FormatError)
     return { problem: problem("invalid-request", error.message), unexpected: false };
   if (error instanceof HTTPException) {

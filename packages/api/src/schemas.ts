@@ -8,6 +8,8 @@ import { z } from "@hono/zod-openapi";
 
 export const MAX_BATCH_EVENTS = 1000;
 export const MAX_BODY_BYTES = 5 * 1024 * 1024;
+/** The body limit of every route other than event submission (admin writes, and requests without a body). */
+export const MAX_SMALL_BODY_BYTES = 64 * 1024;
 
 const STREAM_PARAM = new RegExp(`^(?:${STREAM_NAME.source.slice(1, -1)}|${SYSTEM_STREAM})$`);
 
@@ -239,6 +241,39 @@ export const EventsPage = z
   .openapi("EventsPage");
 export const ProducersResponse = z.object({ producers: z.array(ProducerInfoSchema) }).openapi("Producers");
 export const HealthResponse = z
-  .object({ status: z.literal("ok"), deployment: z.string().optional() })
+  .object({ status: z.enum(["ok", "degraded"]), deployment: z.string().optional() })
   .catchall(z.unknown())
   .openapi("Health");
+
+const FindingSchema = z
+  .object({
+    id: z.string(),
+    code: z.string(),
+    stream: z.string().optional(),
+    at: z.union([z.string(), z.number()]).optional(),
+    message: z.string(),
+    firstSeen: z.string(),
+    lastSeen: z.string(),
+  })
+  .catchall(z.unknown())
+  .openapi("Finding");
+
+export const FindingsResponse = z
+  .object({ open: z.array(FindingSchema), acknowledged: z.array(FindingSchema) })
+  .openapi("Findings");
+
+export const AcknowledgeFindingsBody = z
+  .object({
+    findings: z
+      .array(z.string().regex(/^[0-9a-f]{16}$/, "a finding id: 16 hex digits"))
+      .min(1)
+      .max(1000),
+    note: z.string().min(1).max(2000).describe("Why the findings are acknowledged (recorded in the log)"),
+    by: z.string().min(1).max(200).optional().describe("Who acknowledges (recorded in the log)"),
+  })
+  .strict()
+  .openapi("AcknowledgeFindings");
+
+export const AcknowledgedResponse = z
+  .object({ acknowledged: z.array(FindingSchema) })
+  .openapi("Acknowledged");

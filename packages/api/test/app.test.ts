@@ -1,11 +1,13 @@
 import {
   AuditedProducerAdmin,
+  canonicalBytes,
   checkConsistency,
   formatVerifierKey,
   generateKeyPair,
   KeyObjectSigner,
   keyAlgorithm,
   keyFingerprint,
+  MAX_EVENT_DEPTH,
   MemoryDedupStore,
   MemoryHeadStore,
   MemoryObjectStore,
@@ -13,6 +15,7 @@ import {
   openCheckpoint,
   type ProducerAdmin,
   type ProducerInfo,
+  type ProducerStore,
   type Receipt,
   ScanningEventIndex,
   type SignedEvent,
@@ -25,12 +28,13 @@ import {
 } from "@auditsink/core";
 import { beforeEach, describe, expect, it } from "vitest";
 import { bearerTokenAuthorizer, createApp } from "../src/index.ts";
+import { MAX_SMALL_BODY_BYTES } from "../src/schemas.ts";
 
 const DEPLOYMENT = "auditsink.test/api";
 const TOKEN = "admin-token-for-tests";
 
 /** A ProducerAdmin in memory, enough for the app's tests (the local and AWS adapters have their own). */
-class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerAdmin {
+class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerStore {
   private readonly infos = new Map<string, ProducerInfo>();
   async register(input: Parameters<ProducerAdmin["register"]>[0]): Promise<ProducerInfo> {
     const keyId = keyFingerprint(input.publicKey);
@@ -71,6 +75,21 @@ class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerAdmi
   }
   async list(): Promise<ProducerInfo[]> {
     return [...this.infos.values()];
+  }
+  async revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]> {
+    const info = this.infos.get(id);
+    if (!info) throw new StoreError("conflict", `no producer ${id}`);
+    const fresh = info.keys.filter((k) => (keyId === undefined || k.keyId === keyId) && !k.revokedAt);
+    for (const k of fresh) {
+      k.revokedAt = at;
+      this.keys.get(k.keyId)!.revoked = true;
+    }
+    return fresh.map((k) => k.keyId);
+  }
+  async unregister(id: string, keyId: string): Promise<void> {
+    const info = this.infos.get(id);
+    if (info) info.keys = info.keys.filter((k) => k.keyId !== keyId);
+    this.keys.delete(keyId);
   }
 }
 
@@ -225,7 +244,7 @@ describe("POST /v1/streams/{stream}/events", () => {
         "too-large",
         "events",
       ],
-      [await post(s, "agents.prod", `[${"1,".repeat(3 * 1024 * 1024)}1]`), 413, "too-large"],
+      [await post(s, "agents.prod", `[${"1,".repeat(3 * 1024 * 1024)}1]`), 413, "too-large", "body"],
     ];
     for (const [res, status, code, field] of cases) {
       const p = await problemOf(res);
@@ -247,11 +266,18 @@ describe("POST /v1/streams/{stream}/events", () => {
       status: 401,
       code: "revoked-key",
     });
-    const sys = (await (await s.app.request(`/v1/streams/${SYSTEM_STREAM}/records?from=0&to=2`)).json()) as {
-      records: { record: { event: { type: string; data: { producer: string } } } }[];
+    const sys = (await (await s.app.request(`/v1/streams/${SYSTEM_STREAM}/records?from=0&to=3`)).json()) as {
+      records: { record: { event: { type: string; data: { producer?: string; stream?: string } } } }[];
     };
-    expect(sys.records.map((r) => [r.record.event.type, r.record.event.data.producer])).toEqual([
+    // Between the two, the sink recorded the creation of agents.prod (docs/FORMAT.md §4).
+    expect(
+      sys.records.map((r) => [
+        r.record.event.type,
+        r.record.event.data.producer ?? r.record.event.data.stream,
+      ]),
+    ).toEqual([
       ["dev.auditsink.producer.registered", "planner"],
+      ["dev.auditsink.stream.created", "agents.prod"],
       ["dev.auditsink.producer.revoked", "planner"],
     ]);
   });
@@ -276,8 +302,9 @@ describe("read routes", () => {
     const streams = (await (await s.app.request("/v1/streams")).json()) as {
       streams: { stream: string; size: number }[];
     };
+    // _system: the producer's registration and the creation of agents.dev.
     expect(streams.streams.map((x) => [x.stream, x.size])).toEqual([
-      [SYSTEM_STREAM, 1],
+      [SYSTEM_STREAM, 2],
       ["agents.dev", 6],
     ]);
     const cp = (await (await s.app.request("/v1/streams/agents.dev/checkpoint")).json()) as {
@@ -471,5 +498,151 @@ describe("admin routes, health and the OpenAPI document", () => {
       status: 404,
       code: "not-found",
     });
+  });
+});
+
+describe("hostile input", () => {
+  let s: Setup;
+  let a: ReturnType<typeof agent>;
+  beforeEach(async () => {
+    s = setup();
+    a = agent("planner");
+    await register(s, a);
+  });
+
+  const signedWith = (attrs: Record<string, unknown>) =>
+    signEvent(
+      {
+        specversion: "1.0",
+        id: "hostile-1",
+        source: "agent://planner",
+        type: "ai.agent.tool_call",
+        time: "2026-11-24T12:00:00Z",
+        ...attrs,
+      } as never,
+      a.privateKey,
+    );
+
+  it("refuses impossible times, duplicate members, invalid UTF-8, lone surrogates and bidi or line separators in identifiers, naming the field", async () => {
+    // Prepare
+    const good = JSON.stringify(signedWith({ data: { s: "é" } }));
+    const invalidUtf8 = Buffer.from(good, "utf8");
+    invalidUtf8[invalidUtf8.indexOf(Buffer.from("é"))] = 0xff;
+    const cases: [string | Uint8Array, number, string, string][] = [
+      [JSON.stringify(signedWith({ time: "2024-13-45T00:00:00Z" })), 400, "invalid-event", "events[0].time"],
+      [JSON.stringify(signedWith({ time: "2023-02-29T10:00:00Z" })), 400, "invalid-event", "events[0].time"],
+      [good.replace('"data":{', '"data":{"x":1,"x":2,'), 400, "invalid-request", "events[0].data.x"],
+      [good.replace('"data":{', '"data":{"x":1,"\\u0078":2,'), 400, "invalid-request", "events[0].data.x"],
+      [`[${good.replace('"id":', '"id":"dup","id":')}]`, 400, "invalid-request", "events[0].id"],
+      [new Uint8Array(invalidUtf8), 400, "invalid-request", "body"],
+      [good.replace('"s":"é"', '"s":"\\ud800"'), 400, "invalid-event", "events[0].data.s"],
+      [JSON.stringify(signedWith({ id: "approve\u202egnp.exe" })), 400, "invalid-event", "events[0].id"],
+      [JSON.stringify(signedWith({ id: "a\u200bb" })), 400, "invalid-event", "events[0].id"],
+      [
+        JSON.stringify(signedWith({ source: "agent://a\u2028fake" })),
+        400,
+        "invalid-event",
+        "events[0].source",
+      ],
+      [JSON.stringify(signedWith({ type: "tool\u2029call" })), 400, "invalid-event", "events[0].type"],
+    ];
+    for (const [body, status, code, field] of cases) {
+      // Act
+      const res = await s.app.request("/v1/streams/agents.prod/events", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      // Assess
+      const p = await problemOf(res);
+      expect({ status: res.status, code: p.code, field: p.field }).toEqual({ status, code, field });
+    }
+    expect(await s.heads.get("agents.prod")).toBeUndefined();
+  });
+
+  it("refuses nesting deeper than MAX_EVENT_DEPTH with a 400 naming the field, however deep", async () => {
+    // Prepare: the event object is level 1, so data may open 63 more levels.
+    const nested = (levels: number) => JSON.parse(`${"[".repeat(levels)}${"]".repeat(levels)}`);
+    const fakeSignature = Buffer.alloc(64).toString("base64");
+    const unsigned = (data: string) =>
+      `{"specversion":"1.0","id":"deep","source":"agent://planner","type":"t","time":"2026-11-24T12:00:00Z","sigkeyid":"${"0".repeat(64)}","signature":"${fakeSignature}","data":${data}}`;
+    // Act
+    const deepest = await post(s, "agents.prod", signedWith({ data: nested(MAX_EVENT_DEPTH - 1) }));
+    const tooDeep = await post(s, "agents.prod", signedWith({ data: nested(MAX_EVENT_DEPTH) }));
+    const reported = await post(s, "agents.prod", unsigned(`${"[".repeat(1700)}${"]".repeat(1700)}`));
+    const huge = await post(
+      s,
+      "agents.prod",
+      [unsigned(`${'{"a":'.repeat(200_000)}1${"}".repeat(200_000)}`)].join(),
+    );
+    // Assess
+    expect(deepest.status).toBe(200);
+    for (const res of [tooDeep, reported, huge]) {
+      const p = await problemOf(res);
+      expect(res.status).toBe(400);
+      expect(p.field).toMatch(/^events\[0\]\.data/);
+      expect(p.detail).toContain(`deeper than ${MAX_EVENT_DEPTH}`);
+    }
+  });
+
+  it("stores members named __proto__, constructor and prototype byte for byte", async () => {
+    // Prepare: JSON.parse makes own members of them, as a server parsing the producer's JSON does.
+    const data = JSON.parse(
+      '{"__proto__":{"isAdmin":true},"constructor":{"prototype":{"x":1}},"prototype":[{"__proto__":null}]}',
+    );
+    const event = signedWith({ data });
+    const text = JSON.stringify(event);
+    expect(text).toContain('"__proto__":{"isAdmin":true}');
+    // Act
+    const res = await post(s, "agents.prod", text);
+    // Assess
+    expect(res.status).toBe(200);
+    const [record] = await s.sink.reader("agents.prod").records(0, 1);
+    expect(canonicalBytes(record!.record.event).equals(canonicalBytes(JSON.parse(text)))).toBe(true);
+    expect(JSON.stringify(record!.record.event)).toContain('"__proto__":{"isAdmin":true}');
+  });
+});
+
+describe("request bodies", () => {
+  it("refuses an unauthenticated admin write without reading its body", async () => {
+    // Prepare: a 200 MB body that counts what is read of it.
+    const s = setup();
+    let pulled = 0;
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled >= 200 * chunk.length) return controller.close();
+        pulled += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
+    // Act
+    const res = await s.app.request("/v1/producers", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    // Assess
+    expect(res.status).toBe(401);
+    expect(pulled).toBeLessThanOrEqual(2 * chunk.length);
+  });
+
+  it("limits the body of every route, admin writes included", async () => {
+    // Prepare
+    const s = setup();
+    const big = JSON.stringify({ id: "x", publicKey: "A".repeat(MAX_SMALL_BODY_BYTES), streams: ["a"] });
+    // Act
+    const register = await s.app.request("/v1/producers", { method: "POST", headers: admin, body: big });
+    const revoke = await s.app.request("/v1/producers/x/revoke", {
+      method: "POST",
+      headers: admin,
+      body: big,
+    });
+    // Assess
+    for (const res of [register, revoke]) {
+      expect(res.status).toBe(413);
+      expect((await problemOf(res)).code).toBe("too-large");
+    }
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Dedup entries (core `eventKey`, treated as opaque → stream, index, hashes) in DynamoDB, one item per accepted
+ * Dedup entries (core `dedupKey(producer, event)`, treated as opaque → stream, index, hashes) in DynamoDB, one item per accepted
  * event, kept for a bounded window (docs/AWS.md §Dedup window).
  *
  * - Each item carries `expiresAt` (epoch seconds, the table's TTL attribute): written + window. DynamoDB deletes
@@ -47,10 +47,10 @@ export class DynamoDedupStore implements DedupStore {
     return Math.floor(this.clock.now().getTime() / 1000);
   }
 
-  async getMany(eventKeys: readonly string[]): Promise<Map<string, DedupEntry>> {
+  async getMany(dedupKeys: readonly string[]): Promise<Map<string, DedupEntry>> {
     const found = new Map<string, DedupEntry>();
     const now = this.nowSeconds();
-    const unique = [...new Set(eventKeys)];
+    const unique = [...new Set(dedupKeys)];
     for (let i = 0; i < unique.length; i += GET_CHUNK) {
       let pending: Record<string, unknown>[] = unique.slice(i, i + GET_CHUNK).map((k) => keys.dedup(k));
       // UnprocessedKeys come back under throttling: ask again for them (the SDK already backs off per call).

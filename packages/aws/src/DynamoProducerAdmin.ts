@@ -8,14 +8,14 @@ import type { KeyObject } from "node:crypto";
 import {
   keyAlgorithm,
   keyFingerprint,
-  type ProducerAdmin,
   type ProducerInfo,
   type ProducerKey,
+  type ProducerStore,
   publicKeyFromSpki,
   StoreError,
   spkiDer,
 } from "@auditsink/core";
-import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import { ConditionalCheckFailedException, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
@@ -50,7 +50,7 @@ export interface DynamoProducerAdminOptions {
   now?: () => Date;
 }
 
-export class DynamoProducerAdmin implements ProducerAdmin {
+export class DynamoProducerAdmin implements ProducerStore {
   private readonly cache = new Map<string, { at: number; key: ProducerKey }>();
   private readonly cacheMs: number;
   private readonly now: () => Date;
@@ -157,16 +157,80 @@ export class DynamoProducerAdmin implements ProducerAdmin {
   }
 
   async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
+    await this.revokeKeys(id, keyId, this.now().toISOString());
+    return (await this.info(id))!;
+  }
+
+  /** One conditional update per key (`revokedAt` not set yet): of concurrent revocations one wins each key. */
+  async revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]> {
     const producer = await this.producerItem(id);
     if (!producer) throw new StoreError("conflict", `no producer ${id}`);
     if (keyId !== undefined && !producer.keyIds.includes(keyId))
       throw new StoreError("conflict", `producer ${id} has no key ${keyId}`);
-    const now = this.now().toISOString();
+    const revoked: string[] = [];
     for (const k of keyId !== undefined ? [keyId] : producer.keyIds) {
-      await this.updateKey(k, "SET revokedAt = if_not_exists(revokedAt, :now)", { ":now": now });
+      try {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: keys.producerKey(k),
+            UpdateExpression: "SET revokedAt = :at",
+            ConditionExpression: "attribute_exists(pk) AND attribute_not_exists(revokedAt)",
+            ExpressionAttributeValues: { ":at": at },
+          }),
+        );
+        revoked.push(k);
+      } catch (e) {
+        if (!isConditionFailure(e)) throw storeFailure(`UpdateItem key ${k}`, e);
+      }
       this.cache.delete(k);
     }
-    return (await this.info(id))!;
+    return revoked;
+  }
+
+  /** Deletes the key item and takes the key off its producer (the producer item too when it was the only key). */
+  async unregister(id: string, keyId: string): Promise<void> {
+    const producer = await this.producerItem(id);
+    const at = producer?.keyIds.indexOf(keyId) ?? -1;
+    const deleteKey = {
+      Delete: {
+        TableName: this.table,
+        Key: keys.producerKey(keyId),
+        ConditionExpression: "attribute_not_exists(pk) OR producer = :p",
+        ExpressionAttributeValues: { ":p": id },
+      },
+    };
+    const fromProducer =
+      at < 0
+        ? []
+        : producer!.keyIds.length === 1
+          ? [
+              {
+                Delete: {
+                  TableName: this.table,
+                  Key: keys.producer(id),
+                  ConditionExpression: "size(keyIds) = :one AND keyIds[0] = :k",
+                  ExpressionAttributeValues: { ":one": 1, ":k": keyId },
+                },
+              },
+            ]
+          : [
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: keys.producer(id),
+                  UpdateExpression: `REMOVE keyIds[${at}]`,
+                  ConditionExpression: `keyIds[${at}] = :k`,
+                  ExpressionAttributeValues: { ":k": keyId },
+                },
+              },
+            ];
+    try {
+      await this.doc.send(new TransactWriteCommand({ TransactItems: [deleteKey, ...fromProducer] }));
+    } catch (e) {
+      throw storeFailure(`unregister key ${keyId}`, e);
+    }
+    this.cache.delete(keyId);
   }
 
   async list(): Promise<ProducerInfo[]> {
@@ -254,4 +318,10 @@ export class DynamoProducerAdmin implements ProducerAdmin {
       throw storeFailure(`UpdateItem key ${keyId}`, e);
     }
   }
+}
+
+function isConditionFailure(e: unknown): boolean {
+  return (
+    e instanceof ConditionalCheckFailedException || (e as Error).name === "ConditionalCheckFailedException"
+  );
 }

@@ -3,6 +3,7 @@
  * SDK client options every adapter uses. Endpoints come from the SDK's own variables (`AWS_ENDPOINT_URL`,
  * `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, …), which is how tests point clients at the emulators.
  */
+import { VERIFIER_ENV } from "./env-names.ts";
 import { AwsConfigError } from "./errors.ts";
 
 /** Object Lock retention floor: EU AI Act Art. 19 asks for at least six months. */
@@ -57,13 +58,7 @@ export interface AwsSettings {
   sweepIntervalDays: number;
 }
 
-/** Environment names of the verifier's settings (stacks/Verify.ts sets them). */
-export const VERIFIER_ENV = {
-  trustedKeyFingerprints: "TRUSTED_KEY_FINGERPRINTS",
-  archiveChangesQueueUrl: "ARCHIVE_CHANGES_QUEUE_URL",
-  sweepPagesPerRun: "SWEEP_PAGES_PER_RUN",
-  sweepIntervalDays: "SWEEP_INTERVAL_DAYS",
-} as const;
+export { VERIFIER_ENV };
 
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 

@@ -42,6 +42,7 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
       health: () => ({ runtime: "aws" }),
       // Unauthenticated: the deployment name (`<app>.<stage>.<region>.<account>`) would show the account id.
       healthShowsDeployment: false,
+      alerts: runtime.alerts,
       logError: (error, request) =>
         logger.error("request failed", {
           ...request,

@@ -29,9 +29,9 @@ export const keys = {
   acknowledgement: (id: string) => ({ pk: `ack#${id}`, sk: "ack" }),
   /** One verifier finding, by its id (findingId: code, stream and what it is about). */
   finding: (id: string) => ({ pk: `finding#${id}`, sk: "finding" }),
-  /** The dedup key (`source` NUL `id`) can be ~1.3 KB; its SHA-256 keeps the item key short and fixed. */
-  dedup: (eventKey: string) => ({
-    pk: `event#${createHash("sha256").update(eventKey).digest("hex")}`,
+  /** The dedup key (core `dedupKey`: producer NUL `source` NUL `id`) can be ~1.4 KB; its SHA-256 keeps the item key short and fixed. */
+  dedup: (dedupKey: string) => ({
+    pk: `event#${createHash("sha256").update(dedupKey).digest("hex")}`,
     sk: "event",
   }),
   /** The sequencer's answer to one part of one hand-off (handoff.ts), read by the waiting ingest request. */

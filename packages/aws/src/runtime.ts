@@ -183,6 +183,8 @@ export class AwsRuntime {
         dedup: this.dedup,
         producers: this.producers,
         signer,
+        // Core reports what it finds wrong with its own state (head-mismatch, store-mismatch), as embedded does.
+        alerts: this.alerts,
         ...(this.options.maxSegmentRecords ? { maxSegmentRecords: this.options.maxSegmentRecords } : {}),
       };
       if (!this.options.handOff) return { sink: new MeteredSink(options), signer };

@@ -16,38 +16,101 @@
  * the records after it recompute the root of every later checkpoint only if the frontier is the true one, so
  * the signed checkpoint that covers the last record authenticates the frontier too.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { VerifierState } from "@auditsink/core";
+import { Frontier, hashFromHex, STREAM_NAME, type VerifierState } from "@auditsink/core";
+import { z } from "zod";
 import { CliError } from "./errors.ts";
 
 export const BUNDLE_FORMAT = "auditsink-evidence-bundle";
 
-export interface BundleManifest {
-  format: typeof BUNDLE_FORMAT;
-  version: 1;
-  deployment: string;
-  stream: string;
-  createdAt: string;
+const hex = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits");
+const size = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const range = z.object({ first: size, end: size });
+const instant = z.string().refine((t) => !Number.isNaN(Date.parse(t)), "must be an RFC 3339 time");
+
+/** manifest.json, version 1 (docs/FORMAT.md §Evidence bundles). Extra members are ignored. */
+export const BundleManifestSchema = z.object({
+  format: z.literal(BUNDLE_FORMAT),
+  version: z.literal(1),
+  deployment: z.string().min(1),
+  stream: z.string().regex(STREAM_NAME, "must be a stream name"),
+  createdAt: instant,
   /** The requested window of `received` times (RFC 3339), absent ends being open. */
-  window: { from?: string; to?: string };
+  window: z.object({ from: instant.optional(), to: instant.optional() }),
   /** Indexes [first, end) of the records whose received time lies in the window. */
-  records: { first: number; end: number };
+  records: range,
   /** Indexes [first, end) the bundled segments hold (whole segments around the window). */
-  segments: { first: number; end: number };
-  /** Verifier state at segments.first (size, head record hash, Merkle frontier). */
-  start: VerifierState;
-  /** Size of the newest bundled checkpoint, which covers segments.end. */
-  coveredBy: number;
+  segments: range,
+  /** Verifier state at segments.first: size, head record hash, Merkle frontier (largest subtree first). */
+  start: z.object({ size, headHash: hex, frontier: z.array(hex), checkpointSize: size }),
+  /** Size of the checkpoint that covers every bundled record (the newest bundled one). */
+  coveredBy: size,
   /** Fingerprints (hex SHA-256 of DER SPKI) of the keys in keys/verifier-keys.txt. */
-  keyFingerprints: string[];
+  keyFingerprints: z.array(hex),
+});
+
+export type BundleManifest = z.infer<typeof BundleManifestSchema> & {
+  format: typeof BUNDLE_FORMAT;
+  start: VerifierState;
+};
+
+/** proofs/consistency.json: RFC 9162 PROOF(from, D[0:to]) between successive bundled checkpoints, hex. */
+export const ConsistencyFileSchema = z.object({
+  proofs: z.array(z.object({ from: size, to: size, proof: z.array(hex) })),
+});
+export type ConsistencyFile = z.infer<typeof ConsistencyFileSchema>;
+
+/** What is wrong with a manifest: a JSON pointer into manifest.json and why. */
+export interface ManifestProblem {
+  at: string;
+  message: string;
 }
 
-export interface ConsistencyFile {
-  proofs: { from: number; to: number; proof: string[] }[];
+export interface BundleHandle {
+  dir: string;
+  /** The stream the bundle is about (from the manifest; "" when the manifest does not say). */
+  stream: string;
+  /** Present only when manifest.json is a valid, self-consistent version 1 manifest. */
+  manifest?: BundleManifest;
+  problems: ManifestProblem[];
 }
 
-export async function readBundleManifest(dir: string): Promise<BundleManifest | undefined> {
+/** The rules a manifest's numbers must obey among themselves (the schema checks each alone). */
+function inconsistencies(m: BundleManifest): ManifestProblem[] {
+  const problems: ManifestProblem[] = [];
+  const rule = (ok: boolean, at: string, message: string) => {
+    if (!ok) problems.push({ at: `manifest.json#/${at}`, message });
+  };
+  try {
+    new Frontier(
+      m.start.size,
+      m.start.frontier.map((h) => hashFromHex(h, "frontier")),
+    );
+  } catch {
+    rule(false, "start/frontier", `a frontier of size ${m.start.size} has one hash per set bit of the size`);
+  }
+  rule(m.start.size === m.segments.first, "start/size", "must equal segments.first");
+  rule(m.start.checkpointSize <= m.start.size, "start/checkpointSize", "must not exceed start.size");
+  rule(m.start.size > 0 || /^0{64}$/.test(m.start.headHash), "start/headHash", "must be zero at size 0");
+  rule(m.segments.first <= m.records.first, "records/first", "must not be before segments.first");
+  rule(m.records.first < m.records.end, "records/end", "must be after records.first");
+  rule(m.records.end <= m.coveredBy, "coveredBy", "must cover records.end");
+  rule(m.coveredBy <= m.segments.end, "segments/end", "must reach coveredBy");
+  return problems;
+}
+
+/** When the manifest names no stream: the one stream the bundle's objects hold, else "". */
+async function onlyStream(dir: string): Promise<string> {
+  const names = await readdir(join(dir, "objects", "streams")).catch(() => [] as string[]);
+  return names.length === 1 && STREAM_NAME.test(names[0]!) ? names[0]! : "";
+}
+
+/**
+ * Opens `<dir>/manifest.json`: undefined when there is none (not a bundle); otherwise the bundle, whose
+ * `problems` say why its manifest cannot be used (verify reports them as `bundle-manifest-invalid`).
+ */
+export async function readBundle(dir: string): Promise<BundleHandle | undefined> {
   let text: string;
   try {
     text = await readFile(join(dir, "manifest.json"), "utf8");
@@ -55,14 +118,42 @@ export async function readBundleManifest(dir: string): Promise<BundleManifest | 
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new CliError("source-unreadable", `cannot read ${dir}/manifest.json`, { cause: e });
   }
-  let manifest: BundleManifest;
+  let json: unknown;
   try {
-    manifest = JSON.parse(text) as BundleManifest;
-  } catch (cause) {
-    throw new CliError("source-unreadable", `${dir}/manifest.json is not JSON`, { cause });
+    json = JSON.parse(text);
+  } catch {
+    return {
+      dir,
+      stream: await onlyStream(dir),
+      problems: [{ at: "manifest.json", message: "is not JSON" }],
+    };
   }
-  if (manifest.format !== BUNDLE_FORMAT || manifest.version !== 1) {
-    throw new CliError("source-unreadable", `${dir}/manifest.json is not an ${BUNDLE_FORMAT} version 1`);
+  const named = (json as { stream?: unknown } | null)?.stream;
+  const handle = {
+    dir,
+    stream: typeof named === "string" && STREAM_NAME.test(named) ? named : await onlyStream(dir),
+  };
+  const parsed = BundleManifestSchema.safeParse(json);
+  if (!parsed.success) {
+    return {
+      ...handle,
+      problems: parsed.error.issues.map((i) => ({
+        at: `manifest.json#/${i.path.map(String).join("/")}`,
+        message: i.message,
+      })),
+    };
   }
-  return manifest;
+  const manifest = parsed.data as BundleManifest;
+  const problems = inconsistencies(manifest);
+  return problems.length > 0 ? { ...handle, problems } : { ...handle, manifest, problems };
+}
+
+/** The manifest of a bundle a command needs whole (tail, prove): a problem is an error here, not a finding. */
+export function usableManifest(bundle: BundleHandle): BundleManifest {
+  if (bundle.manifest) return bundle.manifest;
+  const p = bundle.problems[0];
+  throw new CliError(
+    "source-unreadable",
+    `${bundle.dir}: ${p?.at ?? "manifest.json"} ${p?.message ?? "is not valid"}; run auditsink verify on it`,
+  );
 }

@@ -118,7 +118,7 @@ function verifyText(r: VerifyResult): string {
     const status =
       s.failures.length === 0 ? "OK" : `${s.failures.length} FAILURE${s.failures.length > 1 ? "S" : ""}`;
     lines.push(
-      `stream ${s.stream}: records ${s.from}…${s.state.size - 1} (${s.records} verified), ${s.segments} segments, ${s.checkpoints} checkpoints — ${status}`,
+      `stream ${s.stream}: ${s.state.size > s.from ? `records ${s.from}…${s.state.size - 1}` : "no records"} (${s.records} verified), ${s.segments} segments, ${s.checkpoints} checkpoints, ${s.receipts} receipts — ${status}`,
     );
     for (const f of s.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
     for (const w of s.warnings) lines.push(`  warn ${w.code} at ${w.at ?? "-"}: ${w.message}`);
@@ -127,10 +127,17 @@ function verifyText(r: VerifyResult): string {
     lines.push(`archive: ${r.archive.length} FAILURE${r.archive.length > 1 ? "S" : ""}`);
   for (const f of r.archive)
     lines.push(`  FAIL ${f.code}${f.stream ? ` stream ${f.stream}` : ""} at ${f.at ?? "-"}: ${f.message}`);
+  const rc = r.receipts;
+  if (rc.given > 0) {
+    lines.push(
+      `receipts: ${rc.given} given, ${rc.checked} checked against the log, ${rc.notChecked} not checked, ${rc.failures.length} not receipts`,
+    );
+    for (const f of rc.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
+  }
   lines.push(
     r.ok
       ? `verified: ${r.streams.length} stream(s), no failures`
-      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)${r.archive.length ? ` and ${r.archive.length} about the archive` : ""}`,
+      : `NOT VERIFIED: ${r.failures} failure(s) in ${r.streams.filter((s) => s.failures.length).length} of ${r.streams.length} stream(s)${r.archive.length ? `, ${r.archive.length} about the archive` : ""}${rc.failures.length ? `, ${rc.failures.length} receipt(s) malformed` : ""}`,
   );
   return `${lines.join("\n")}\n`;
 }
@@ -199,7 +206,12 @@ export function buildProgram(io: Io = processIo): Command {
       "seconds between scheduled verifications (0: off)",
       int("--verify-interval"),
     )
-    .option("--webhook <url>", "also POST alerts here")
+    .option(
+      "--full-verify-interval <seconds>",
+      "a full verification at the latest this long after the last (default 300): the bound on catching a changed old object",
+      int("--full-verify-interval"),
+    )
+    .option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)")
     .action(async (o) => {
       const { start } = await import("./start.ts");
       await start({
@@ -208,6 +220,7 @@ export function buildProgram(io: Io = processIo): Command {
         port: o.port,
         ...(o.deployment ? { deployment: o.deployment } : {}),
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
+        ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
         print: io.out,
       });
@@ -285,6 +298,40 @@ export function buildProgram(io: Io = processIo): Command {
       io.out(
         `producer ${p.id}: ${p.keys.filter((k) => k.revokedAt).length} of ${p.keys.length} keys revoked\n`,
       );
+  });
+
+  const findings = program
+    .command("findings")
+    .description("the scheduled verifier's standing findings on a running sink, and their acknowledgement");
+  const findingFlags = (cmd: Command) =>
+    cmd
+      .requiredOption("--url <url>", "the running sink's API")
+      .option("--admin-token <token>", "admin bearer token (default: AUDITSINK_ADMIN_TOKEN)")
+      .option("--json", "machine-readable output");
+  findingFlags(
+    findings.command("list").description("open findings (and acknowledged ones with --json)"),
+  ).action(async (o) => {
+    const { listFindings } = await import("./findings.ts");
+    const r = await listFindings(targetOf(o));
+    if (o.json) printJson(io, r);
+    else {
+      if (r.open.length === 0) io.out("no open findings\n");
+      for (const f of r.open)
+        io.out(`${f.id}  ${f.code}  ${f.stream ?? ""} ${f.at ?? ""}  since ${f.firstSeen}\n  ${f.message}\n`);
+    }
+  });
+  findingFlags(
+    findings
+      .command("ack")
+      .description("acknowledge findings: recorded in the _system stream, then they close")
+      .argument("<ids...>", "finding ids (16 hex)")
+      .requiredOption("--note <text>", "why (recorded in the log)")
+      .option("--by <name>", "who acknowledges (recorded in the log)"),
+  ).action(async (ids: string[], o) => {
+    const { acknowledgeFindings } = await import("./findings.ts");
+    const closed = await acknowledgeFindings(targetOf(o), ids, o.note, o.by);
+    if (o.json) printJson(io, { acknowledged: closed });
+    else io.out(`${closed.length} finding(s) acknowledged and recorded in _system\n`);
   });
 
   withTrust(

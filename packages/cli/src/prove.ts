@@ -10,7 +10,6 @@ import {
   openCheckpoint,
   parseStoreKey,
   type Receipt,
-  StreamReader,
   toHex,
   verifyReceipt,
 } from "@auditsink/core";
@@ -48,17 +47,19 @@ export interface InclusionOptions extends ProveCommon {
 
 export async function proveInclusion(location: string, options: InclusionOptions): Promise<Receipt> {
   const source = await openSource(location, options.s3);
-  const reader = new StreamReader(source.store, options.stream);
+  const reader = source.reader(options.stream);
   const { trust, sizes, text } = await checkpoints(source, options);
   await reader.sync();
-  if (reader.size === 0) throw new CliError("not-found", `stream ${options.stream} has no records`);
+  // A bundle's reader starts at its first segment: it proves the records it holds, against the sizes after it.
+  const first = reader.firstIndex;
+  if (reader.size === first) throw new CliError("not-found", `stream ${options.stream} has no records`);
   let index = options.index;
   let found: { source: string; id: string; hash: string } | undefined;
   if (index === undefined) {
     if (!options.eventSource || !options.eventId) {
       throw new CliError("usage", "give --index, or --event-source and --event-id");
     }
-    for (let from = 0; from < reader.size && !found; from += 10_000) {
+    for (let from = first; from < reader.size && !found; from += 10_000) {
       for (const r of await reader.records(from, Math.min(reader.size, from + 10_000))) {
         if (r.record.event.source === options.eventSource && r.record.event.id === options.eventId) {
           index = r.record.index;
@@ -74,8 +75,11 @@ export async function proveInclusion(location: string, options: InclusionOptions
       );
     }
   }
-  if (index < 0 || index >= reader.size) {
-    throw new CliError("not-found", `stream ${options.stream} has ${reader.size} records, no index ${index}`);
+  if (index < first || index >= reader.size) {
+    throw new CliError(
+      "not-found",
+      `the source holds records ${first}…${reader.size - 1} of ${options.stream}, not ${index}`,
+    );
   }
   if (!found) {
     const [r] = await reader.records(index, index + 1);
@@ -128,11 +132,17 @@ export async function proveConsistency(
   if (!(options.from > 0 && options.from <= options.to))
     throw new CliError("usage", "need 0 < --from ≤ --to");
   const source = await openSource(location, options.s3);
-  const reader = new StreamReader(source.store, options.stream);
+  const reader = source.reader(options.stream);
   const { trust, text } = await checkpoints(source, options);
   await reader.sync();
   if (options.to > reader.size) {
     throw new CliError("not-found", `stream ${options.stream} has ${reader.size} records, not ${options.to}`);
+  }
+  if (options.from < reader.firstIndex) {
+    throw new CliError(
+      "not-found",
+      `the source starts at size ${reader.firstIndex} of ${options.stream}: no proof from ${options.from}`,
+    );
   }
   const older = await text(options.from);
   const newer = await text(options.to);

@@ -12,8 +12,9 @@ import {
   type ProducerInfo,
   type PublicKeyDocument,
   publicKeyFromSpki,
+  StreamReader,
 } from "@auditsink/core";
-import { type BundleManifest, readBundleManifest } from "./bundle.ts";
+import { type BundleHandle, readBundle, usableManifest } from "./bundle.ts";
 import { CliError } from "./errors.ts";
 import { DirectoryStore, parseS3Url, type S3ReadOptions } from "./stores.ts";
 
@@ -29,12 +30,17 @@ export interface Source {
   /** Producer public keys by key id, when the source has them: producer signatures are then re-verified. */
   producerKeys?: Map<string, KeyObject>;
   producers?: ProducerInfo[];
-  bundle?: BundleManifest & { dir: string };
+  bundle?: BundleHandle;
   /** The head store's value for a stream (data directories), to catch a head rolled back behind a checkpoint. */
   head(stream: string): Promise<Head | undefined>;
   /** The head store as core's runVerification reads it (data directories): raw values, checked there. */
   heads?: { get(stream: string): Promise<unknown>; streams(): Promise<string[]> };
   streams(): Promise<string[]>;
+  /**
+   * A reader of one stream's records and proofs. A bundle's reader starts at the bundle's first segment, from
+   * the manifest's frontier (an invalid manifest is an error here: `verify` reports what is wrong with it).
+   */
+  reader(stream: string): StreamReader;
 }
 
 async function readText(path: string): Promise<string | undefined> {
@@ -91,6 +97,7 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       offeredKeys: await storedKeys(store),
       head: async () => undefined,
       streams: () => listStoredStreams(store),
+      reader: (stream) => new StreamReader(store, stream),
     };
   }
   const dir = resolve(location);
@@ -99,8 +106,8 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
     () => false,
   );
   if (!isDir) throw new CliError("source-unreadable", `${location} is not a directory or s3:// URL`);
-  const manifest = await readBundleManifest(dir);
-  if (manifest) {
+  const bundle = await readBundle(dir);
+  if (bundle) {
     const producers = await readProducers(join(dir, "keys", "producers.json"));
     const keysText = (await readText(join(dir, "keys", "verifier-keys.txt"))) ?? "";
     const store = new DirectoryStore(join(dir, "objects"));
@@ -108,15 +115,21 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       kind: "bundle",
       location,
       store,
-      deployment: manifest.deployment,
+      ...(bundle.manifest ? { deployment: bundle.manifest.deployment } : {}),
       offeredKeys: [
         ...keysText.split("\n").filter((l) => l.trim() && !l.startsWith("#")),
         ...(await storedKeys(store)),
       ],
       ...(producers ? { producers, producerKeys: producerKeyMap(producers) } : {}),
-      bundle: { ...manifest, dir },
+      bundle,
       head: async () => undefined,
-      streams: async () => [manifest.stream],
+      streams: async () => (bundle.stream ? [bundle.stream] : []),
+      reader: (stream) => {
+        const manifest = usableManifest(bundle);
+        if (stream !== manifest.stream)
+          throw new CliError("not-found", `the bundle holds stream ${manifest.stream}, not ${stream}`);
+        return new StreamReader(store, stream, manifest.start.size > 0 ? manifest.start : undefined);
+      },
     };
   }
   const objects = join(dir, "objects");
@@ -163,5 +176,6 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
           .sort(),
     },
     streams: () => listStoredStreams(store),
+    reader: (stream) => new StreamReader(store, stream),
   };
 }

@@ -1,5 +1,8 @@
-/** `auditsink tail`: print a stream's records from an index on, and with --follow keep printing new ones. */
-import { type AuditRecord, StreamReader, toHex } from "@auditsink/core";
+/**
+ * `auditsink tail`: print a stream's records from an index on, and with --follow keep printing new ones.
+ * A bundle's records start at its first segment: indexes before it are not there to print.
+ */
+import { type AuditRecord, toHex } from "@auditsink/core";
 import { openSource } from "./sources.ts";
 import type { S3ReadOptions } from "./stores.ts";
 
@@ -25,10 +28,10 @@ export async function tail(
   emit: (r: TailedRecord) => void,
 ): Promise<void> {
   const source = await openSource(location, options.s3);
-  const reader = new StreamReader(source.store, options.stream);
+  const reader = source.reader(options.stream);
   await reader.sync();
   const from = options.from ?? -10;
-  let next = from < 0 ? Math.max(0, reader.size + from) : from;
+  let next = Math.max(reader.firstIndex, from < 0 ? reader.size + from : from);
   for (;;) {
     if (reader.size > next) {
       for (const r of await reader.records(next, reader.size)) {

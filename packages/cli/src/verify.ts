@@ -6,29 +6,22 @@
 
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
 import {
-  checkConsistency,
-  checkpointKey,
   checkpointPrefix,
   type Finding,
   keyFingerprint,
-  openCheckpoint,
   parseStoreKey,
-  type Receipt,
   runVerification,
   type StreamReport,
   type VerifierState,
 } from "@auditsink/core";
-import type { ConsistencyFile } from "./bundle.ts";
+import { checkBundle, manifestFindings, readBundleReceipts } from "./bundleCheck.ts";
 import { DigestPool } from "./DigestPool.ts";
 import { CliError } from "./errors.ts";
+import { type ReceiptEntry, readReceiptEntries, sortReceipts } from "./receipts.ts";
 import { openSource, type Source } from "./sources.ts";
 import type { S3ReadOptions } from "./stores.ts";
 import { noteKeyFingerprint, resolveTrust, type TrustOptions } from "./trust.ts";
-
-/** Findings only the CLI can make, about an evidence bundle as a whole (docs/CLI.md lists them). */
-export type BundleFailureCode = "bundle-not-covered" | "bundle-proof-invalid";
 
 export interface VerifyCommandOptions extends TrustOptions {
   /** Only these streams (default: every stream in the source). */
@@ -56,6 +49,8 @@ export interface StreamResult extends Omit<StreamReport, "failures"> {
   failures: Finding<string>[];
   /** Record index verification started from (0 unless resumed from a state file). */
   from: number;
+  /** Receipts checked against this stream's records. */
+  receipts: number;
 }
 
 export interface VerifyResult {
@@ -69,6 +64,12 @@ export interface VerifyResult {
   /** Threads that hashed and parsed segments (1 when workers were not used). */
   threads: number;
   streams: StreamResult[];
+  /**
+   * Receipts given (`--receipts` and a bundle's proofs/inclusion.json): how many entries, how many were checked
+   * against the log, how many were not (their stream was left out with `--stream`, or a bundle's manifest is
+   * unusable), and a `receipt-malformed` failure for every entry that is not a receipt.
+   */
+  receipts: { given: number; checked: number; notChecked: number; failures: Finding<string>[] };
   failures: number;
   warnings: number;
 }
@@ -95,43 +96,6 @@ async function writeState(path: string, state: StateFile): Promise<void> {
   await rename(tmp, path);
 }
 
-export async function readReceipts(path: string): Promise<Receipt[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (cause) {
-    throw new CliError("usage", `cannot read receipts file ${path}`, { cause });
-  }
-  try {
-    const trimmed = text.trim();
-    if (trimmed.startsWith("[")) return JSON.parse(trimmed) as Receipt[];
-    if (trimmed.startsWith("{") && !trimmed.includes("\n")) {
-      const one = JSON.parse(trimmed) as { receipts?: Receipt[] } & Receipt;
-      return one.receipts ?? [one];
-    }
-    const whole = (() => {
-      try {
-        return JSON.parse(trimmed) as { receipts?: Receipt[] };
-      } catch {
-        return undefined;
-      }
-    })();
-    if (whole?.receipts) return whole.receipts;
-    return trimmed
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Receipt);
-  } catch (cause) {
-    throw new CliError(
-      "usage",
-      `${path} holds no receipts (JSON array, {"receipts": [...]}, or JSON lines)`,
-      {
-        cause,
-      },
-    );
-  }
-}
-
 /** The newest checkpoint size stored for a stream: the progress bar's total. */
 async function storedSize(source: Source, stream: string): Promise<number> {
   const keys = await source.store.list(checkpointPrefix(stream));
@@ -148,69 +112,107 @@ export async function runVerify(
   const trust = await resolveTrust(options, source.offeredKeys, false, location);
   const state =
     options.stateFile && source.kind !== "bundle" ? await readState(options.stateFile) : undefined;
-  const receipts = options.receiptsFile ? await readReceipts(options.receiptsFile) : [];
+  const entries: ReceiptEntry[] = options.receiptsFile ? await readReceiptEntries(options.receiptsFile) : [];
+  const bundle = source.bundle;
   // A bundle's inclusion proofs are receipts: core checks each against the pinned keys and the bundled records.
-  if (source.bundle)
-    receipts.push(...(await readReceipts(join(source.bundle.dir, "proofs", "inclusion.json"))));
+  const bundleProofs = bundle ? await readBundleReceipts(bundle) : undefined;
+  const given = sortReceipts(entries);
+  const bundled = sortReceipts(bundleProofs?.entries ?? []);
+  const receipts = [...given.receipts, ...bundled.receipts];
   const checkProducers = options.producerSignatures !== false && source.producerKeys !== undefined;
+  let threads = 1;
   // The sink signs its own _system events with its checkpoint key: a trusted key is a known producer key too.
   const producerKeys = new Map(source.producerKeys);
   for (const k of trust.trusted) producerKeys.set(keyFingerprint(k.publicKey), k.publicKey);
-  const bundle = source.bundle;
-  let streams = options.streams?.length ? [...options.streams] : undefined;
-  if (bundle) streams = (streams ?? [bundle.stream]).filter((s) => s === bundle.stream);
-  const pool = await DigestPool.start(
-    options.threads ?? availableParallelism(),
-    checkProducers ? producerKeys : undefined,
-  );
-  let report: Awaited<ReturnType<typeof runVerification>>;
-  try {
-    const bundleStart = bundle && bundle.start.size > 0 ? { [bundle.stream]: bundle.start } : undefined;
-    const incremental = bundleStart ?? (options.full ? undefined : state?.streams);
-    report = await runVerification(
-      {
-        objects: source.store,
-        ...(source.deployment ? { deployment: source.deployment } : {}),
-        ...(source.heads ? { heads: source.heads } : {}),
-      },
-      {
-        keys: trust.trusted,
-        basis: trust.how === "source-own-key" ? "pinned" : trust.how,
-        detail: trust.detail,
-      },
-      {
-        mode: incremental ? "incremental" : "full",
-        ...(incremental ? { states: incremental } : {}),
-        ...(streams ? { streams } : {}),
-        ...(checkProducers ? { producerKeys } : {}),
-        receipts,
-        // A bundle is one stream's window: its objects are checked against the layout, not the set of streams.
-        layout: !options.streams?.length || Boolean(bundle),
-        ...(bundle ? { streamSet: false } : {}),
-        progress: {
-          onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),
-          onStreamDone: () => progress?.stop(),
-          onSegment: (records: number) => progress?.update(records),
-          ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
-        },
-      },
+  const selected = options.streams?.length ? [...new Set(options.streams)] : undefined;
+  // A bundle is one stream's window. Without --stream, the streams its receipts name are asked for too (the
+  // store holding none of them is then reported: stream-missing, receipt-not-in-log).
+  let streams = selected;
+  if (bundle) {
+    streams = selected
+      ? selected.filter((s) => s === bundle.stream)
+      : [...new Set([bundle.stream, ...receipts.map((r) => r.stream)])].filter(Boolean);
+  }
+  const manifest = bundle?.manifest;
+  let report: Awaited<ReturnType<typeof runVerification>> | undefined;
+  if (!bundle || manifest) {
+    const pool = await DigestPool.start(
+      options.threads ?? availableParallelism(),
+      checkProducers ? producerKeys : undefined,
     );
-  } finally {
-    pool?.close();
+    threads = pool?.threads ?? 1;
+    try {
+      const bundleStart =
+        manifest && manifest.start.size > 0 ? { [manifest.stream]: manifest.start } : undefined;
+      const incremental = bundleStart ?? (options.full ? undefined : state?.streams);
+      report = await runVerification(
+        {
+          objects: source.store,
+          ...(source.deployment ? { deployment: source.deployment } : {}),
+          ...(source.heads ? { heads: source.heads } : {}),
+        },
+        {
+          keys: trust.trusted,
+          basis: trust.how === "source-own-key" ? "pinned" : trust.how,
+          detail: trust.detail,
+        },
+        {
+          mode: incremental ? "incremental" : "full",
+          ...(incremental ? { states: incremental } : {}),
+          ...(streams ? { streams } : {}),
+          ...(checkProducers ? { producerKeys } : {}),
+          receipts,
+          // Every key against the layout: in a full run of the whole source (a deliberate full verification) and
+          // always for a bundle, one stream's window whose objects are checked against the layout, not the set of
+          // streams. An incremental run reads only what is new.
+          layout: Boolean(bundle) || (!options.streams?.length && !incremental),
+          ...(bundle ? { streamSet: false } : {}),
+          progress: {
+            onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),
+            onStreamDone: () => progress?.stop(),
+            onSegment: (records: number) => progress?.update(records),
+            ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
+          },
+        },
+      );
+    } finally {
+      pool?.close();
+    }
   }
   const results: StreamResult[] = [];
-  for (const r of report.streams) {
+  const receiptsOf = (stream: string) => receipts.filter((r) => r.stream === stream);
+  for (const r of report?.streams ?? []) {
     const from =
-      report.mode === "incremental" ? ((bundle ? bundle.start : state?.streams[r.stream])?.size ?? 0) : 0;
-    const result: StreamResult = { ...r, failures: [...r.failures], from };
-    if (bundle) await checkBundle(source, trust.trusted, result);
+      report?.mode === "incremental"
+        ? ((manifest && r.stream === manifest.stream ? manifest.start : state?.streams[r.stream])?.size ?? 0)
+        : 0;
+    const result: StreamResult = {
+      ...r,
+      failures: [...r.failures],
+      from,
+      receipts: receiptsOf(r.stream).length,
+    };
+    if (manifest && r.stream === manifest.stream) {
+      result.failures.push(...(bundleProofs?.findings ?? []));
+      await checkBundle(source, manifest, trust.trusted, result, bundled.receipts);
+    }
     results.push(result);
   }
+  // Without a usable manifest there is no authenticated place to start from: report only what is wrong.
+  if (bundle && !manifest)
+    results.push(unverified(bundle.stream, [...manifestFindings(bundle), ...(bundleProofs?.findings ?? [])]));
   if (state && options.stateFile) {
     for (const r of results) if (r.failures.length === 0) state.streams[r.stream] = r.state;
     await writeState(options.stateFile, state);
   }
-  const failures = report.archive.length + results.reduce((n, r) => n + r.failures.length, 0);
+  const archive = report?.archive ?? [];
+  // A receipt was checked when its stream was walked, or found missing from the store (reported in `archive`).
+  const missing = new Set(archive.filter((f) => f.code === "stream-missing").map((f) => f.stream));
+  const checked = receipts.filter(
+    (r) => results.some((s) => s.stream === r.stream) || missing.has(r.stream),
+  ).length;
+  const malformed = [...given.malformed, ...bundled.malformed];
+  const failures = archive.length + results.reduce((n, r) => n + r.failures.length, 0) + malformed.length;
   return {
     ok: failures === 0,
     source: {
@@ -224,66 +226,32 @@ export async function runVerify(
       fingerprints: trust.trusted.map(noteKeyFingerprint),
       ...(trust.firstUse ? { firstUse: true } : {}),
     },
-    archive: report.archive,
+    archive,
     producerSignatures: checkProducers,
-    threads: pool?.threads ?? 1,
+    threads,
     streams: results,
+    receipts: {
+      given: entries.length + (bundleProofs?.entries.length ?? 0),
+      checked,
+      notChecked: receipts.length - checked,
+      failures: malformed,
+    },
     failures,
     warnings: results.reduce((n, r) => n + r.warnings.length, 0),
   };
 }
 
-/**
- * What a bundle must show beyond a clean walk: a verified checkpoint covers every bundled record (else the
- * starting frontier and the records are unauthenticated), and its consistency proofs hold.
- */
-async function checkBundle(
-  source: Source,
-  trusted: Parameters<typeof openCheckpoint>[1],
-  result: StreamResult,
-): Promise<void> {
-  const bundle = source.bundle!;
-  const fail = (code: BundleFailureCode, at: number | string, message: string) =>
-    result.failures.push({ code, stream: bundle.stream, at, message });
-  const needed = Math.max(bundle.records.end, bundle.coveredBy);
-  if (result.state.checkpointSize < needed) {
-    fail(
-      "bundle-not-covered",
-      needed,
-      `no verified checkpoint covers the bundle's records up to ${needed} (newest verified: ${result.state.checkpointSize})`,
-    );
-  }
-  let file: ConsistencyFile = { proofs: [] };
-  try {
-    file = JSON.parse(
-      await readFile(join(bundle.dir, "proofs", "consistency.json"), "utf8"),
-    ) as ConsistencyFile;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
-      fail("bundle-proof-invalid", "proofs/consistency.json", "proofs/consistency.json is not JSON");
-    }
-  }
-  for (const p of file.proofs) {
-    const open = async (size: number) => {
-      const bytes = await source.store.get(checkpointKey(bundle.stream, size));
-      return bytes ? openCheckpoint(Buffer.from(bytes).toString("utf8"), trusted) : undefined;
-    };
-    const older = await open(p.from);
-    const newer = await open(p.to);
-    if (!older?.ok || !newer?.ok) {
-      fail(
-        "bundle-proof-invalid",
-        `${p.from}..${p.to}`,
-        `consistency proof ${p.from}→${p.to}: a checkpoint is missing or does not verify`,
-      );
-      continue;
-    }
-    const verdict = checkConsistency(older.checkpoint, newer.checkpoint, p.proof);
-    if (!verdict.ok)
-      fail(
-        "bundle-proof-invalid",
-        `${p.from}..${p.to}`,
-        `consistency proof ${p.from}→${p.to}: ${verdict.detail}`,
-      );
-  }
+/** The result for a stream that could not be walked (a bundle whose manifest is unusable). */
+function unverified(stream: string, failures: Finding<string>[]): StreamResult {
+  return {
+    stream,
+    records: 0,
+    segments: 0,
+    checkpoints: 0,
+    failures,
+    warnings: [],
+    state: { size: 0, headHash: "0".repeat(64), frontier: [], checkpointSize: 0 },
+    from: 0,
+    receipts: 0,
+  };
 }

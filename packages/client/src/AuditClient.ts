@@ -12,7 +12,9 @@ import {
   type NoteKey,
   type Receipt,
   type SignedEvent,
+  sha256,
   signEvent,
+  toHex,
   type UnsignedEvent,
   verifyReceipt,
 } from "@auditsink/core";
@@ -53,6 +55,11 @@ export interface AuditClientOptions {
   timeoutMs?: number;
   /** The fetch implementation (default globalThis.fetch). */
   fetch?: typeof fetch;
+  /**
+   * How many events sent with an explicit `id` the client remembers (default 10,000), so that sending one again
+   * sends the same signed bytes and resolves with the original receipt (see send()).
+   */
+  rememberEvents?: number;
 }
 
 /** What a caller hands to send(): a CloudEvent without the signature; missing `id`, `time`, `source` are filled. */
@@ -78,6 +85,14 @@ interface Pending {
   bytes: number;
   resolve: (receipt: Receipt) => void;
   reject: (error: unknown) => void;
+}
+
+/** An event sent with an explicit id: what was asked, what was signed, and the receipt once it came. */
+interface Remembered {
+  /** SHA-256 of the RFC 8785 form of the stream and the input as given (defaults not filled in). */
+  asked: string;
+  event: SignedEvent;
+  outcome?: Promise<Receipt>;
 }
 
 interface Queue {
@@ -107,6 +122,8 @@ export class AuditClient {
   private readonly batch: Required<BatchOptions>;
   private readonly fetch: typeof fetch;
   private readonly endpoint: string;
+  /** By stream, source and id, oldest first (a Map keeps insertion order); at most `rememberEvents`. */
+  private readonly remembered = new Map<string, Remembered>();
   private closed = false;
 
   private constructor(
@@ -152,6 +169,12 @@ export class AuditClient {
    * Signs and queues an event; resolves with its receipt once the receipt has verified. Rejects with
    * ClientError (refused, unavailable), ReceiptError (the receipt does not verify) or WitnessError (the sink
    * contradicted a checkpoint it showed before).
+   *
+   * Idempotent by `id`: the event is signed once, and every retry, inside the client or by calling send() again
+   * with the same stream, source, id and content, sends the same signed bytes (the same `time` too, when it was
+   * filled in), so the sink answers with the original receipt and never records it twice. A send() that is
+   * still in flight or has succeeded is answered with its own promise. The client remembers the last
+   * `rememberEvents` ids; after a restart, pass the `time` you used the first time, or resend the SignedEvent.
    */
   send(input: AuditEventInput | SignedEvent, options: { stream?: string } = {}): Promise<Receipt> {
     if (this.closed) return Promise.reject(new ClientError("closed", "the client is closed"));
@@ -159,11 +182,45 @@ export class AuditClient {
     if (!stream)
       return Promise.reject(new ClientError("bad-config", "no stream given and no default stream"));
     let event: SignedEvent;
+    let memory: { key: string; asked: string } | undefined;
     try {
-      event = "signature" in input ? input : this.sign(input);
+      if ("signature" in input) event = input;
+      else if (input.id === undefined) event = this.sign(input);
+      else {
+        const source = input.source ?? this.options.source ?? "";
+        memory = {
+          key: `${stream}\u0000${eventKey({ source, id: input.id })}`,
+          asked: toHex(sha256(canonicalBytes({ stream, input: { ...input, source } }))),
+        };
+        const known = this.remembered.get(memory.key);
+        if (known && known.asked === memory.asked) {
+          if (known.outcome) return known.outcome;
+          event = known.event;
+        } else event = this.sign(input);
+      }
     } catch (e) {
       return Promise.reject(e);
     }
+    const outcome = this.enqueue(stream, event);
+    if (memory) this.remember(memory.key, { asked: memory.asked, event, outcome });
+    return outcome;
+  }
+
+  /** Keeps `entry`; a failed send keeps only the signed event, so the next send() retries the same bytes. */
+  private remember(key: string, entry: Remembered): void {
+    this.remembered.delete(key);
+    this.remembered.set(key, entry);
+    const max = this.options.rememberEvents ?? 10_000;
+    for (const oldest of this.remembered.keys()) {
+      if (this.remembered.size <= max) break;
+      this.remembered.delete(oldest);
+    }
+    entry.outcome?.catch(() => {
+      if (this.remembered.get(key) === entry) delete entry.outcome;
+    });
+  }
+
+  private enqueue(stream: string, event: SignedEvent): Promise<Receipt> {
     const bytes = canonicalBytes(event).length;
     return new Promise<Receipt>((resolve, reject) => {
       let q = this.queues.get(stream);

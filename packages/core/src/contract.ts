@@ -3,7 +3,16 @@
  * `describePortContracts("S3WriteOnceStore", () => ({ objects: … }))` inside a Vitest file.
  * Lives in src (not test) so adapter packages can import it; it only imports vitest when called.
  */
-import type { DedupStore, Head, HeadStore, ObjectStore } from "./ports.ts";
+import { SYSTEM_STREAM } from "./event.ts";
+import { generateKeyPair, keyFingerprint } from "./keys.ts";
+import type { DedupStore, Head, HeadStore, ObjectStore, ProducerStore } from "./ports.ts";
+import {
+  AuditedProducerAdmin,
+  PRODUCER_REGISTERED,
+  PRODUCER_REVOKED,
+  SYSTEM_PRODUCER,
+} from "./producer-audit.ts";
+import type { Sink } from "./sink.ts";
 
 export interface ContractSubjects {
   objects?: ObjectStore;
@@ -109,6 +118,84 @@ export function describePortContracts(
       expect(found.get("src\u0000id-1")).toEqual(entry);
       expect(found.has("src\u0000id-2")).toBe(false);
       expect((await dedup.getMany([])).size).toBe(0);
+    });
+  });
+}
+
+/**
+ * The registry trail's rules (AuditedProducerAdmin over a ProducerStore), run against every store: exactly one
+ * of concurrent registrations of a key succeeds and exactly one event records it; a repeated revocation is a
+ * conflict and records nothing; the reserved producer id and the sink's own key cannot be registered.
+ * `make` must return a fresh store and the sink whose `_system` stream records its changes.
+ */
+export function describeProducerRegistryRules(
+  vitest: Vitest,
+  name: string,
+  make: () => Promise<{ store: ProducerStore; sink: Sink }>,
+): void {
+  const { describe, expect, it } = vitest;
+  const trail = async (sink: Sink) => {
+    const size = (await sink.head(SYSTEM_STREAM))?.size ?? 0;
+    const reader = sink.reader(SYSTEM_STREAM);
+    await reader.ensure(size);
+    return (await reader.records(0, size)).map((r) => ({
+      type: r.record.event.type,
+      data: r.record.event.data as { producer: string; keyId?: string; keyIds?: string[] },
+    }));
+  };
+  describe(`${name}: registry trail rules`, () => {
+    it("five concurrent registrations of one key: one succeeds, four conflict, one registered event", async () => {
+      // Prepare
+      const { store, sink } = await make();
+      const admin = new AuditedProducerAdmin(store, sink);
+      const { publicKey } = generateKeyPair("ed25519");
+      // Act
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) => admin.register({ id: `agent-${i}`, publicKey, streams: ["a"] })),
+      );
+      // Assess
+      expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+      for (const o of outcomes.filter((o) => o.status === "rejected"))
+        expect((o as PromiseRejectedResult).reason).toMatchObject({ name: "StoreError", code: "conflict" });
+      const events = (await trail(sink)).filter((e) => e.type === PRODUCER_REGISTERED);
+      expect(events).toHaveLength(1);
+      expect(events[0]!.data.keyId).toBe(keyFingerprint(publicKey));
+      expect((await store.list()).flatMap((p) => p.keys)).toHaveLength(1);
+    });
+
+    it("a repeated or concurrent revocation records one revoked event; the others conflict", async () => {
+      // Prepare
+      const { store, sink } = await make();
+      const admin = new AuditedProducerAdmin(store, sink);
+      const { publicKey } = generateKeyPair("ed25519");
+      await admin.register({ id: "agent", publicKey, streams: ["a"] });
+      // Act
+      const concurrent = await Promise.allSettled([admin.revoke("agent"), admin.revoke("agent")]);
+      const again = await admin.revoke("agent", keyFingerprint(publicKey)).catch((e: unknown) => e);
+      // Assess
+      expect(concurrent.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+      expect(again).toMatchObject({ name: "StoreError", code: "conflict" });
+      const events = (await trail(sink)).filter((e) => e.type === PRODUCER_REVOKED);
+      expect(events.map((e) => e.data.keyIds)).toEqual([[keyFingerprint(publicKey)]]);
+      expect((await store.key(keyFingerprint(publicKey)))?.revoked).toBe(true);
+    });
+
+    it("refuses the reserved producer id and the sink's own key, recording nothing", async () => {
+      // Prepare
+      const { store, sink } = await make();
+      const admin = new AuditedProducerAdmin(store, sink);
+      // Act
+      const reserved = await admin
+        .register({ id: SYSTEM_PRODUCER, publicKey: generateKeyPair("ed25519").publicKey, streams: ["a"] })
+        .catch((e: unknown) => e);
+      const ownKey = await admin
+        .register({ id: "impostor", publicKey: sink.options.signer.key.publicKey, streams: ["*"] })
+        .catch((e: unknown) => e);
+      // Assess
+      expect(reserved).toMatchObject({ code: "invalid-request", field: "id" });
+      expect(ownKey).toMatchObject({ code: "invalid-request", field: "publicKey" });
+      expect(await trail(sink)).toEqual([]);
+      expect(await store.list()).toEqual([]);
     });
   });
 }

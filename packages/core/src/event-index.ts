@@ -8,7 +8,8 @@ import { FormatError } from "./errors.ts";
 import type { SignedEvent } from "./event.ts";
 import { toHex } from "./hash.ts";
 import type { ObjectStore } from "./ports.ts";
-import { readSegment, segmentKey } from "./record.ts";
+import { segmentKey } from "./record.ts";
+import { readStoredSegment } from "./stream-reader.ts";
 
 export interface EventQuery {
   /** `gen_ai.agent.id` in the event data, or the `agentid` extension attribute. */
@@ -135,7 +136,7 @@ export class ScanningEventIndex implements EventIndex {
         const bytes = await this.store.get(segmentKey(stream, s.size));
         if (!bytes) break;
         const first = s.size;
-        for (const r of readSegment(bytes)) {
+        for (const r of readStoredSegment(stream, first, bytes)) {
           const f = eventFacets(r.record.event);
           s.entries.push({ index: r.record.index, segment: first, ...f });
           const last = this.seen.get(r.record.producer);
@@ -178,7 +179,7 @@ export class ScanningEventIndex implements EventIndex {
       if (!byIndex) {
         byIndex = new Map();
         const bytes = await this.store.get(key);
-        for (const r of bytes ? readSegment(bytes) : []) {
+        for (const r of bytes ? readStoredSegment(stream, entry.segment, bytes) : []) {
           byIndex.set(r.record.index, {
             stream,
             index: r.record.index,

@@ -6,6 +6,7 @@ import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { IngestError } from "./errors.ts";
 import { BASE64, canonicalBytes, fromBase64 } from "./hash.ts";
+import { checkEventValue, formatPath } from "./json.ts";
 import { keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 
 /** Domain separation: a producer key's signature over an event can never be mistaken for anything else. */
@@ -18,13 +19,24 @@ export const STREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 export const SYSTEM_STREAM = "_system";
 
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
-const text = (max: number) =>
+/**
+ * Identifiers (`id`, `source`, `type`) must look like what they are: no control characters (Cc), no format
+ * characters (Cf: bidi overrides and isolates, zero-width characters), no line or paragraph separators (Zl, Zp).
+ */
+const PLAIN = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
+const text = (max: number, pattern = NO_CONTROL) =>
   z
     .string()
     .min(1, "must not be empty")
     .max(max, `must be at most ${max} characters`)
-    .regex(NO_CONTROL, "must not contain control characters");
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+    .regex(
+      pattern,
+      pattern === PLAIN
+        ? "must not contain control, format (bidi, zero-width) or line-separator characters"
+        : "must not contain control characters",
+    );
+/** RFC 3339 date-time with a real date and time (no month 13, no February 30, hours 00–23, seconds 00–59). */
+const RFC3339_TIME = z.iso.datetime({ offset: true, error: "must be an RFC 3339 date-time that exists" });
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
 
 const CORE_ATTRIBUTES = new Set([
@@ -44,14 +56,16 @@ const CORE_ATTRIBUTES = new Set([
 
 const attributes = z.object({
   specversion: z.literal("1.0", { error: 'must be "1.0"' }),
-  id: text(256),
-  source: text(1024),
-  type: text(256),
-  time: z.string().regex(RFC3339, "must be an RFC 3339 timestamp"),
+  id: text(256, PLAIN),
+  source: text(1024, PLAIN),
+  type: text(256, PLAIN),
+  time: RFC3339_TIME,
   subject: text(1024).optional(),
   datacontenttype: text(256).optional(),
   dataschema: text(1024).optional(),
-  data: z.json().optional(),
+  // Any JSON value, checked by checkEventValue (iteratively, keeping every member): zod's z.json() recurses
+  // and rebuilds objects, which drops `__proto__` members and overflows the stack on deep nesting.
+  data: z.unknown().optional(),
   data_base64: z.string().regex(BASE64, "must be base64").optional(),
   sigkeyid: z.string().regex(/^[0-9a-f]{64}$/, "must be the producer key id (64 lowercase hex)"),
   signature: z.string().min(1).regex(BASE64, "must be base64"),
@@ -86,22 +100,23 @@ export type UnsignedEvent = Omit<SignedEvent, "sigkeyid" | "signature"> & {
   signature?: string;
 };
 
-function jsonPath(prefix: string, path: readonly PropertyKey[]): string {
-  return path.reduce<string>(
-    (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : `${acc}.${String(p)}`),
-    prefix,
-  );
-}
-
-/** Validates one event; throws IngestError("invalid-event") naming the first wrong field under `prefix`. */
+/**
+ * Validates one event; throws IngestError("invalid-event") naming the first wrong field under `prefix`.
+ * Returns the value it was given, not a copy: the bytes the sink checks and stores are the producer's bytes,
+ * member for member.
+ */
 export function parseSignedEvent(value: unknown, prefix = "event"): SignedEvent {
+  checkEventValue(value, prefix);
   const result = signedEventSchema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    const field = jsonPath(prefix, issue.path);
+    const field = formatPath(
+      prefix,
+      issue.path.map((p) => (typeof p === "number" ? p : String(p))),
+    );
     throw new IngestError("invalid-event", `${field}: ${issue.message}`, field);
   }
-  return result.data;
+  return value as SignedEvent;
 }
 
 /** The RFC 8785 bytes of a validated event; throws IngestError("too-large") above MAX_EVENT_BYTES. */
@@ -155,14 +170,21 @@ export function verifyEventSignature(event: SignedEvent, publicKey: KeyObject): 
   return sig !== undefined && verifyBytes(publicKey, eventSigningBytes(event), sig);
 }
 
-/** verifyEventSignature on the threadpool, from the event's canonical bytes (see signingBytesFromCanonical). */
+/**
+ * The ingest check: verifyEventSignature on the threadpool, from the event's canonical bytes (see
+ * signingBytesFromCanonical), accepting ECDSA signatures only in canonical form (low-S DER; docs/FORMAT.md
+ * §Signatures). verifyEventSignature, which re-checks stored events, takes any valid encoding.
+ */
 export async function verifyEventSignatureAsync(
   event: SignedEvent,
   canonical: Buffer,
   publicKey: KeyObject,
 ): Promise<boolean> {
   const sig = signatureBytes(event);
-  return sig !== undefined && verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig);
+  return (
+    sig !== undefined &&
+    verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig, "canonical")
+  );
 }
 
 function signatureBytes(event: SignedEvent): Buffer | undefined {
@@ -173,7 +195,16 @@ function signatureBytes(event: SignedEvent): Buffer | undefined {
   }
 }
 
-/** The dedup key of an event: its `source` and `id` (CloudEvents: unique per producer). */
+/** An event's identity as its producer names it: `source` and `id` (CloudEvents: unique per producer). */
 export function eventKey(event: { source: string; id: string }): string {
   return `${event.source}\u0000${event.id}`;
+}
+
+/**
+ * The dedup key of an accepted event (docs/FORMAT.md §Dedup): the registered producer, `source` and `id`, joined
+ * by NUL (which none of them may contain). A producer's events only ever collide with its own, so no producer
+ * can claim another's `source` + `id` first. Dedup stores take it as an opaque string.
+ */
+export function dedupKey(producer: string, event: { source: string; id: string }): string {
+  return `${producer}\u0000${event.source}\u0000${event.id}`;
 }

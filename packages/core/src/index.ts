@@ -4,6 +4,7 @@ export * from "./event.ts";
 export * from "./event-index.ts";
 export * from "./fetch.ts";
 export * from "./hash.ts";
+export * from "./json.ts";
 export * from "./keys.ts";
 export * from "./memory.ts";
 export * from "./merkle.ts";

@@ -10,6 +10,7 @@ import {
   verify as nodeVerify,
   type VerifyKeyObjectInput,
 } from "node:crypto";
+import { p256 } from "@noble/curves/nist.js";
 import { FormatError } from "./errors.ts";
 import { sha256, toHex } from "./hash.ts";
 
@@ -49,18 +50,55 @@ export function keyFingerprint(key: KeyObject): string {
   return toHex(sha256(spkiDer(key)));
 }
 
-/** Ed25519 signs the message itself; ECDSA P-256 signs its SHA-256 and yields an ASN.1 DER signature. */
+/**
+ * Ed25519 signs the message itself; ECDSA P-256 signs its SHA-256 and yields an ASN.1 DER signature in canonical
+ * (low-S) form, the only ECDSA form the sink accepts from producers (canonicalEcdsaSignature).
+ */
 export function signBytes(privateKey: KeyObject, message: Uint8Array): Buffer {
-  return nodeSign(keyAlgorithm(privateKey) === "ed25519" ? null : "sha256", message, privateKey);
+  if (keyAlgorithm(privateKey) === "ed25519") return nodeSign(null, message, privateKey);
+  return lowSEcdsaSignature(nodeSign("sha256", message, privateKey));
+}
+
+const P256_ORDER = p256.Point.CURVE().n;
+
+/**
+ * Whether an ECDSA P-256 signature is in the one form the sink accepts from producers: ASN.1 DER, minimally
+ * encoded, with s ≤ n/2 (low-S, as in BIP 62 and @noble/curves). Any valid (r, s) also verifies as (r, n − s)
+ * and in other encodings, so without this rule anyone who sees a signed event could submit a second,
+ * differently signed copy of it first. Ed25519 needs no such rule: OpenSSL refuses S ≥ L (RFC 8032 §5.1.7).
+ */
+export function canonicalEcdsaSignature(signature: Uint8Array): boolean {
+  try {
+    const parsed = p256.Signature.fromBytes(signature, "der");
+    return !parsed.hasHighS() && Buffer.from(parsed.toBytes("der")).equals(Buffer.from(signature));
+  } catch {
+    return false;
+  }
+}
+
+/** The low-S form of an ECDSA P-256 DER signature (s → n − s when s > n/2); it verifies exactly as the input. */
+export function lowSEcdsaSignature(der: Uint8Array): Buffer {
+  const parsed = p256.Signature.fromBytes(der, "der");
+  if (!parsed.hasHighS()) return Buffer.from(der);
+  return Buffer.from(new p256.Signature(parsed.r, P256_ORDER - parsed.s).toBytes("der"));
 }
 
 /**
- * Verifies a signature made by signBytes. ECDSA signatures may be ASN.1 DER or the 64-byte IEEE P1363
- * form (r || s) that WebCrypto produces. Never throws for a bad signature: returns false.
+ * Which ECDSA encodings a verification takes: `der` only (checkpoint notes, c2sp.org/signed-note type 0x02),
+ * `canonical` (DER, low-S: producer events at ingest), or `any` (DER or the 64-byte IEEE P1363 r || s that
+ * WebCrypto produces: re-checking stored events).
  */
-export function verifyBytes(publicKey: KeyObject, message: Uint8Array, signature: Uint8Array): boolean {
+export type EcdsaEncoding = "der" | "canonical" | "any";
+
+/** Verifies a signature made by signBytes. Never throws for a bad signature: returns false. */
+export function verifyBytes(
+  publicKey: KeyObject,
+  message: Uint8Array,
+  signature: Uint8Array,
+  encoding: EcdsaEncoding = "any",
+): boolean {
   try {
-    const [algorithm, key] = verifyArguments(publicKey, signature);
+    const [algorithm, key] = verifyArguments(publicKey, signature, encoding);
     return nodeVerify(algorithm, message, key, signature);
   } catch {
     return false;
@@ -75,10 +113,11 @@ export function verifyBytesAsync(
   publicKey: KeyObject,
   message: Uint8Array,
   signature: Uint8Array,
+  encoding: EcdsaEncoding = "any",
 ): Promise<boolean> {
   return new Promise((resolve) => {
     try {
-      const [algorithm, key] = verifyArguments(publicKey, signature);
+      const [algorithm, key] = verifyArguments(publicKey, signature, encoding);
       nodeVerify(algorithm, message, key, signature, (error, ok) => resolve(!error && ok));
     } catch {
       resolve(false);
@@ -86,12 +125,18 @@ export function verifyBytesAsync(
   });
 }
 
+/** Throws (so the caller answers false) for an ECDSA encoding `encoding` does not allow. */
 function verifyArguments(
   publicKey: KeyObject,
   signature: Uint8Array,
+  encoding: EcdsaEncoding,
 ): [string | null, KeyObject | VerifyKeyObjectInput] {
   if (keyAlgorithm(publicKey) === "ed25519") return [null, publicKey];
-  return ["sha256", { key: publicKey, dsaEncoding: signature.length === 64 ? "ieee-p1363" : "der" }];
+  if (encoding === "canonical" && !canonicalEcdsaSignature(signature))
+    throw new FormatError("bad-key", "not a low-S DER signature");
+  // A P-256 DER signature starts with SEQUENCE (0x30) and is 8–72 bytes, so it may be 64 bytes long too.
+  const der = encoding !== "any" || signature[0] === 0x30;
+  return ["sha256", { key: publicKey, dsaEncoding: der ? "der" : "ieee-p1363" }];
 }
 
 export function generateKeyPair(algorithm: KeyAlgorithm): { privateKey: KeyObject; publicKey: KeyObject } {

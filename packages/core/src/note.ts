@@ -137,7 +137,8 @@ export function verifyNote(note: Note, trusted: readonly NoteKey[]): NoteVerdict
   for (const sig of note.signatures) {
     const key = trusted.find((k) => k.name === sig.name && k.keyId.equals(sig.keyId));
     if (!key) continue;
-    if (!verifyBytes(key.publicKey, message, sig.signature)) {
+    // Type 0x02 signatures are ASN.1 DER only (as Go's C2SP verifiers read them), never P1363.
+    if (!verifyBytes(key.publicKey, message, sig.signature, "der")) {
       return { ok: false, reason: "bad-signature", detail: `signature by ${sig.name} does not verify` };
     }
     good = key;

@@ -43,9 +43,9 @@ export interface HeadStore {
   streams(): Promise<string[]>;
 }
 
-/** Where an accepted event lives, by its `source` + `id`. */
+/** Where an accepted event lives, by its producer, `source` and `id`. */
 export interface DedupEntry {
-  /** eventKey(event). */
+  /** dedupKey(producer, event): an opaque string to the store. */
   key: string;
   stream: string;
   index: number;
@@ -111,6 +111,38 @@ export interface ProducerAdmin extends ProducerRegistry {
   /** Revokes one key, or every key of the producer when keyId is omitted. Throws StoreError("conflict") if unknown. */
   revoke(id: string, keyId?: string): Promise<ProducerInfo>;
   list(): Promise<ProducerInfo[]>;
+}
+
+/**
+ * The storage primitives of a producer registry (embedded: a file; AWS: DynamoDB). The rules — what may be
+ * registered, and that every change is recorded once in the system stream — live in core's
+ * AuditedProducerAdmin, which is the ProducerAdmin the HTTP app and the CLI use.
+ */
+export interface ProducerStore extends ProducerAdmin {
+  /**
+   * Deletes a key that register() added, and the producer too when that was its only key: the undo of a
+   * registration whose event could not be recorded. Resolves once durable; a key already gone is not an error.
+   */
+  unregister(id: string, keyId: string): Promise<void>;
+  /**
+   * Marks as revoked, at `at`, each of the producer's keys (or only `keyId`) that is not revoked yet, each with
+   * a conditional write, and resolves with the ids this call revoked: of concurrent calls revoking one key,
+   * exactly one gets its id. Throws StoreError("conflict") for an unknown producer or key.
+   */
+  revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]>;
+  /**
+   * Optional: the system event of a change this store made (register, revokeKeys) is now recorded. A store that
+   * keeps each change's intent durable with the change until then (the embedded registry: `pending` in
+   * producers.json, resolved from the log at the next start after a crash) clears it here.
+   */
+  recorded?(change: RegistryChange): Promise<void>;
+}
+
+/** A change a ProducerStore made, as its system event records it. */
+export interface RegistryChange {
+  kind: "register" | "revoke";
+  producer: string;
+  keyIds: string[];
 }
 
 /** The sink's checkpoint signing key (local key file, KMS). */

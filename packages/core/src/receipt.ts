@@ -2,6 +2,8 @@
  * Receipts: what the sink returns for every accepted event, verifiable offline with the sink's public key.
  * A receipt binds (stream, index, record hash) to a signed checkpoint through an RFC 9162 inclusion proof.
  */
+
+import { z } from "zod";
 import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
 import { type Hash, hashFromHex } from "./hash.ts";
 import { leafHash, verifyConsistency, verifyInclusion } from "./merkle.ts";
@@ -21,6 +23,40 @@ export interface Receipt {
   inclusionProof: string[];
 }
 
+const HEX_HASH = /^[0-9a-f]{64}$/;
+
+/** The shape of §9 of docs/FORMAT.md; extra members are ignored, never copied (no `__proto__` surprises). */
+const ReceiptSchema = z.object({
+  stream: z.string().min(1),
+  index: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  recordHash: z.string().regex(HEX_HASH, "must be 64 lowercase hex digits"),
+  source: z.string(),
+  id: z.string(),
+  checkpoint: z.string().min(1),
+  inclusionProof: z.array(z.string().regex(HEX_HASH, "must be 64 lowercase hex digits")),
+});
+
+export type ParsedReceipt = { ok: true; receipt: Receipt } | { ok: false; detail: string };
+
+/**
+ * Checks that an untrusted value (a line of a receipts file, a member of a bundle's proofs) is a receipt, and
+ * returns a fresh object holding only the receipt's members. Never throws.
+ */
+export function parseReceipt(value: unknown): ParsedReceipt {
+  const parsed = ReceiptSchema.safeParse(value);
+  if (parsed.success) return { ok: true, receipt: parsed.data };
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.map(String).join(".");
+  return { ok: false, detail: `${field ? `${field}: ` : ""}${issue?.message ?? "not a receipt"}` };
+}
+
+/**
+ * Failure codes of one receipt, in the order its checks run (docs/FORMAT.md §9): a receipt gets the code of
+ * the first check it fails and no other. `receipt-malformed` (shape), `receipt-record-mismatch` (the holder's
+ * record), `receipt-checkpoint-invalid` (signature with a pinned key), `receipt-origin-mismatch`,
+ * `receipt-inclusion-invalid`; checked against a store, then `receipt-not-in-log` and `receipt-inconsistent`
+ * (core verify.ts).
+ */
 export type ReceiptFailureCode =
   | "receipt-malformed"
   | "receipt-checkpoint-invalid"
@@ -41,8 +77,14 @@ export interface ReceiptCheck {
   recordHash?: string;
 }
 
-/** Verifies a receipt: checkpoint signature by a trusted key, origin, and the inclusion proof. Pure. */
-export function verifyReceipt(receipt: Receipt, check: ReceiptCheck): ReceiptVerdict {
+/**
+ * Verifies a receipt: checkpoint signature by a trusted key, origin, and the inclusion proof. Pure and total:
+ * anything that is not a receipt (for example one without `checkpoint`) is `receipt-malformed`, never thrown.
+ */
+export function verifyReceipt(untrusted: Receipt, check: ReceiptCheck): ReceiptVerdict {
+  const shape = parseReceipt(untrusted);
+  if (!shape.ok) return { ok: false, code: "receipt-malformed", detail: shape.detail };
+  const receipt = shape.receipt;
   let recordHash: Hash;
   let proof: Hash[];
   try {

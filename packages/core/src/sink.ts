@@ -17,11 +17,17 @@
  * Concurrent submissions to one stream in one process are grouped into one segment (group commit), so one
  * create, one head write and one signature serve many requests.
  */
-import { checkpointText, originFor, signCheckpoint } from "./checkpoint.ts";
-import { IngestError } from "./errors.ts";
+import {
+  checkpointText,
+  openCheckpoint,
+  originFor,
+  parseCheckpointText,
+  signCheckpoint,
+} from "./checkpoint.ts";
+import { FormatError, IngestError, IntegrityError } from "./errors.ts";
 import {
   canonicalEvent,
-  eventKey,
+  dedupKey,
   parseSignedEvent,
   type SignedEvent,
   STREAM_NAME,
@@ -30,7 +36,9 @@ import {
 } from "./event.ts";
 import { canonicalBytes, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, MerkleTree } from "./merkle.ts";
+import { parseNote } from "./note.ts";
 import type {
+  AlertSink,
   Clock,
   DedupEntry,
   DedupStore,
@@ -42,15 +50,8 @@ import type {
 } from "./ports.ts";
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
-import {
-  buildRecords,
-  checkpointKey,
-  encodeSegment,
-  readSegment,
-  type SealedRecord,
-  segmentKey,
-} from "./record.ts";
-import { StreamReader } from "./stream-reader.ts";
+import { buildRecords, checkpointKey, encodeSegment, type SealedRecord, segmentKey } from "./record.ts";
+import { readStoredSegment, StreamReader } from "./stream-reader.ts";
 import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 
 export interface SinkOptions {
@@ -64,6 +65,11 @@ export interface SinkOptions {
   clock?: Clock;
   /** Most records one segment may hold when requests are grouped (default 10,000). */
   maxSegmentRecords?: number;
+  /**
+   * Where the sink reports what it found wrong with its own state (for example `head-mismatch`: a stored head
+   * that disagrees with the stored checkpoints, which the writer refuses and repairs from the store).
+   */
+  alerts?: AlertSink;
 }
 
 /** An authenticated event waiting to be committed. */
@@ -182,7 +188,7 @@ export class Sink {
 /** Prepares an event for commit: its canonical bytes (computed once, reused for the record) and identity. */
 export function admit(event: SignedEvent, producer: string, field = "event"): Admitted {
   const canonical = canonicalEvent(event, field);
-  return { event, producer, canonical, key: eventKey(event), eventHash: toHex(sha256(canonical)) };
+  return { event, producer, canonical, key: dedupKey(producer, event), eventHash: toHex(sha256(canonical)) };
 }
 
 export function assertStreamName(stream: string): void {
@@ -353,32 +359,39 @@ class StreamWriter {
     return undefined;
   }
 
-  /** The head on first use: the stored head, repaired from the store (a writer may have crashed before step 6). */
+  /** The head on first use: the stored head if it checks out, repaired from the store (see catchUp). */
   private async loadHead(): Promise<WriterHead> {
     this.head = await this.catchUp({ size: 0, hash: ZERO_HASH, frontier: new Frontier() });
     return this.head;
   }
 
-  /** Folds every stored segment from head.size onward into the head, recording their dedup entries. */
+  /**
+   * Folds every stored segment from head.size onward into the head, recording their dedup entries.
+   *
+   * The head store is a cache and is never trusted on its word: a stored head ahead of `from` is used only when
+   * checkStoredHead finds it agrees with the checkpoint the sink signed at its size. Otherwise the writer
+   * refuses it, raises `head-mismatch` and folds the segments from `from` instead (from index 0 on first load:
+   * one full read of the stream; later, only what lies past the writer's own verified head). After folding,
+   * the result must match any checkpoint stored at its size, or nothing is signed.
+   */
   private async catchUp(from: WriterHead): Promise<WriterHead> {
     const stored = await this.o.heads.get(this.stream);
     let head = from;
     if (stored && stored.size > head.size) {
-      head = {
-        size: stored.size,
-        hash: hashFromHex(stored.headHash, "head hash"),
-        frontier: new Frontier(
+      const problem = await this.checkStoredHead(stored);
+      if (problem === undefined) head = headFromStored(stored);
+      else
+        await this.alert(
+          "head-mismatch",
           stored.size,
-          stored.frontier.map((h) => hashFromHex(h, "frontier")),
-        ),
-        ...(stored.checkpoint ? { checkpoint: stored.checkpoint } : {}),
-      };
+          `the stored head of ${this.stream} (size ${stored.size}) ${problem}; repairing it from the stored segments`,
+        );
     }
     const start = head.size;
     for (;;) {
       const bytes = await this.o.objects.get(segmentKey(this.stream, head.size));
       if (!bytes) break;
-      const records = readSegment(bytes);
+      const records = readStoredSegment(this.stream, head.size, bytes);
       const frontier = head.frontier.clone();
       let prev = head.hash;
       for (const [i, r] of records.entries()) {
@@ -387,22 +400,96 @@ class StreamWriter {
           r.record.prev !== toHex(prev) ||
           r.record.stream !== this.stream
         ) {
-          throw new IngestError(
-            "unavailable",
-            `segment ${segmentKey(this.stream, head.size)} does not continue the stream`,
-          );
+          const at = segmentKey(this.stream, head.size);
+          const message = `segment ${at} does not continue the stream`;
+          await this.alert("store-mismatch", head.size, `${message}; refusing to sign`);
+          throw new IntegrityError("stored-object-corrupt", message, { stream: this.stream, at });
         }
         prev = r.hash;
         frontier.append(r.leaf);
       }
-      await this.o.dedup.putMany(
-        records.map((r) => dedupEntry(this.stream, r, toHex(sha256(canonicalBytes(r.record.event))))),
-      );
+      await this.o.dedup.putMany(dedupEntriesOf(this.stream, records));
       this.sink.reader(this.stream).add(head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
     }
-    if (head.size > start) await this.advanceHead(stored?.size ?? 0, head);
+    if (head.size > start) {
+      const { problem } = await this.checkAgainstCheckpoint(head.size, head.frontier, toHex(head.hash));
+      if (problem !== undefined) {
+        const message = `the stored segments of ${this.stream} up to ${head.size} ${problem}; refusing to sign`;
+        await this.alert("store-mismatch", head.size, message);
+        throw new IngestError("unavailable", message);
+      }
+      await this.advanceHead(stored?.size ?? 0, head);
+    }
     return head;
+  }
+
+  /**
+   * Why a stored head cannot be used, or undefined when it agrees with the checkpoint stored at its size (root
+   * of its frontier, head record hash) and with its own checkpoint text. A head without a stored checkpoint of
+   * its size (left by a repair after a crash) cannot be checked cheaply and is refused.
+   */
+  private async checkStoredHead(stored: Head): Promise<string | undefined> {
+    let frontier: Frontier;
+    try {
+      frontier = new Frontier(
+        stored.size,
+        stored.frontier.map((h) => hashFromHex(h, "frontier")),
+      );
+      hashFromHex(stored.headHash, "head hash");
+    } catch (e) {
+      if (e instanceof FormatError) return `is malformed (${e.message})`;
+      throw e;
+    }
+    const checked = await this.checkAgainstCheckpoint(stored.size, frontier, stored.headHash);
+    if (!checked.found) return "has no checkpoint of its size to be checked against";
+    if (checked.problem !== undefined) return checked.problem;
+    if (stored.checkpoint !== undefined) {
+      try {
+        const cp = parseCheckpointText(parseNote(stored.checkpoint).text);
+        const root = frontier.root();
+        if (cp.size === stored.size && !cp.root.equals(root)) return "carries a checkpoint with another root";
+      } catch (e) {
+        if (e instanceof FormatError) return `carries a malformed checkpoint (${e.message})`;
+        throw e;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Compares a tree state with the checkpoint stored at `size`, if there is one: its root and head record
+   * hash. A checkpoint that does not verify under the sink's current key is still compared (it may be from an
+   * earlier key); one that cannot be parsed is a mismatch.
+   */
+  private async checkAgainstCheckpoint(
+    size: number,
+    frontier: Frontier,
+    headHash: string,
+  ): Promise<{ found: boolean; problem?: string }> {
+    const bytes = await this.o.objects.get(checkpointKey(this.stream, size));
+    if (!bytes) return { found: false };
+    const text = Buffer.from(bytes).toString("utf8");
+    const verdict = openCheckpoint(text, [this.o.signer.key]);
+    let cp: ReturnType<typeof parseCheckpointText>;
+    try {
+      cp = verdict.ok ? verdict.checkpoint : parseCheckpointText(parseNote(text).text);
+    } catch (e) {
+      if (e instanceof FormatError)
+        return { found: true, problem: `cannot be checked: checkpoint ${size} is malformed` };
+      throw e;
+    }
+    if (!cp.root.equals(frontier.root()))
+      return { found: true, problem: `disagrees with the root of checkpoint ${size}` };
+    if (cp.head && toHex(cp.head) !== headHash)
+      return { found: true, problem: `disagrees with the head hash of checkpoint ${size}` };
+    return { found: true };
+  }
+
+  private async alert(code: string, at: number, message: string): Promise<void> {
+    const time = (this.o.clock ?? systemClock).now().toISOString();
+    // Delivery is the alert sink's contract; a failure to alert must not stop the repair.
+    await this.o.alerts?.send([{ code, stream: this.stream, at, message, time }]).catch(() => undefined);
   }
 
   /** Moves the stored head forward to `next`, from wherever it is now; never backward. */
@@ -437,7 +524,14 @@ class StreamWriter {
     const existing = Buffer.from((await this.o.objects.get(key)) ?? []).toString("utf8");
     // The same records give the same root; a stored checkpoint with another root would be a fork.
     if (!existing.startsWith(checkpointText(cp).split("\n").slice(0, 3).join("\n"))) {
-      throw new IngestError("unavailable", `checkpoint ${key} already exists with a different root`);
+      throw new IntegrityError(
+        "checkpoint-conflict",
+        `checkpoint ${key} already exists with a different root`,
+        {
+          stream: this.stream,
+          at: key,
+        },
+      );
     }
     return existing;
   }
@@ -450,11 +544,10 @@ class StreamWriter {
     tree: MerkleTree | undefined,
   ): Promise<void> {
     let checkpoint = head.checkpoint;
-    if (!checkpoint) {
-      // Only replays, and the newest records were never checkpointed (a writer crashed after committing).
-      const reader = this.sink.reader(this.stream);
-      await reader.ensure(head.size);
-      checkpoint = await this.publishCheckpoint(head, reader.root(head.size));
+    if (!checkpoint && head.size > 0) {
+      // Only replays, and the newest records were never checkpointed (a writer crashed after committing). The
+      // root comes from the frontier, so repair costs the unsealed tail catchUp read, not the whole stream.
+      checkpoint = await this.publishCheckpoint(head, head.frontier.root());
       head.checkpoint = checkpoint;
       await this.advanceHead(head.size, head).catch(() => undefined);
     }
@@ -486,9 +579,26 @@ class StreamWriter {
   }
 }
 
+/** The dedup entries of stored records (what a writer records for a segment it catches up on, or a rebuild). */
+export function dedupEntriesOf(stream: string, records: readonly SealedRecord[]): DedupEntry[] {
+  return records.map((r) => dedupEntry(stream, r, toHex(sha256(canonicalBytes(r.record.event)))));
+}
+
+function headFromStored(stored: Head): WriterHead {
+  return {
+    size: stored.size,
+    hash: hashFromHex(stored.headHash, "head hash"),
+    frontier: new Frontier(
+      stored.size,
+      stored.frontier.map((h) => hashFromHex(h, "frontier")),
+    ),
+    ...(stored.checkpoint ? { checkpoint: stored.checkpoint } : {}),
+  };
+}
+
 function dedupEntry(stream: string, r: SealedRecord, eventHash: string): DedupEntry {
   return {
-    key: eventKey(r.record.event),
+    key: dedupKey(r.record.producer, r.record.event),
     stream,
     index: r.record.index,
     recordHash: toHex(r.hash),

@@ -1,27 +1,74 @@
 /**
  * A reader's view of one stream in the write-once store: where each segment starts and the full Merkle tree,
  * loaded lazily and kept in step by reading only segments it has not seen. Serves records and proofs.
+ *
+ * Stored bytes that do not parse or do not continue the chain are the store's fault, never a caller's: they
+ * surface as IntegrityError("stored-object-corrupt"), which the HTTP app turns into a logged 500 and an alert.
  */
-import { FormatError } from "./errors.ts";
-import { type Hash, toHex, ZERO_HASH } from "./hash.ts";
-import { MerkleTree } from "./merkle.ts";
+import { IntegrityError } from "./errors.ts";
+import { type Hash, hashFromHex, toHex, ZERO_HASH } from "./hash.ts";
+import { Frontier, MerkleTree } from "./merkle.ts";
 import type { ObjectStore } from "./ports.ts";
 import { readSegment, type SealedRecord, segmentKey } from "./record.ts";
 
+/** Where a reader starts when it does not start at record 0 (an evidence bundle's window): a verifier state. */
+export interface ReaderStart {
+  size: number;
+  /** Hex hash of record size−1. */
+  headHash: string;
+  /** The Merkle frontier (compact range) of [0, size), largest subtree first, hex. */
+  frontier: readonly string[];
+}
+
+/** readSegment for bytes read back from the store: what does not parse is the store's fault (IntegrityError). */
+export function readStoredSegment(stream: string, first: number, bytes: Uint8Array): SealedRecord[] {
+  try {
+    return readSegment(bytes);
+  } catch (cause) {
+    const key = segmentKey(stream, first);
+    throw new IntegrityError(
+      "stored-object-corrupt",
+      `stored segment ${key} is not valid: ${(cause as Error).message}`,
+      { stream, at: key },
+      { cause },
+    );
+  }
+}
+
 export class StreamReader {
   private readonly starts: number[] = [];
-  private readonly tree = MerkleTree.empty();
-  private lastHash: Hash = ZERO_HASH;
+  private readonly tree: MerkleTree;
+  private lastHash: Hash;
   private syncing: Promise<void> | undefined;
 
+  /**
+   * `start`, when given, makes the reader begin at record `start.size` instead of 0: it then serves records at
+   * and after that index, and proofs for leaves and tree sizes at or after it (MerkleTree.fromFrontier).
+   */
   constructor(
     private readonly store: ObjectStore,
     readonly stream: string,
-  ) {}
+    start?: ReaderStart,
+  ) {
+    this.tree = start
+      ? MerkleTree.fromFrontier(
+          new Frontier(
+            start.size,
+            start.frontier.map((h) => hashFromHex(h, "frontier")),
+          ),
+        )
+      : MerkleTree.empty();
+    this.lastHash = start ? hashFromHex(start.headHash, "head hash") : ZERO_HASH;
+  }
 
-  /** Records the reader has seen. */
+  /** Records the reader has seen (counting from record 0, including any before its start). */
   get size(): number {
     return this.tree.size;
+  }
+
+  /** The first record index the reader can serve (0 unless it was given a start). */
+  get firstIndex(): number {
+    return this.tree.firstSize;
   }
 
   /** Reads every segment after what the reader holds, until the store has no next segment. */
@@ -36,14 +83,18 @@ export class StreamReader {
   async ensure(size: number): Promise<void> {
     if (this.tree.size < size) await this.sync();
     if (this.tree.size < size)
-      throw new RangeError(`stream ${this.stream} has ${this.tree.size} records, not ${size}`);
+      throw new IntegrityError(
+        "stored-object-corrupt",
+        `stream ${this.stream} has ${this.tree.size} stored records, not ${size}`,
+        { stream: this.stream, at: segmentKey(this.stream, this.tree.size) },
+      );
   }
 
   private async readForward(): Promise<void> {
     for (;;) {
       const bytes = await this.store.get(segmentKey(this.stream, this.tree.size));
       if (!bytes) return;
-      this.add(this.tree.size, readSegment(bytes));
+      this.add(this.tree.size, readStoredSegment(this.stream, this.tree.size, bytes));
     }
   }
 
@@ -55,9 +106,10 @@ export class StreamReader {
         r.record.index !== first + i ||
         r.record.prev !== toHex(i === 0 ? this.lastHash : records[i - 1]!.hash)
       ) {
-        throw new FormatError(
-          "bad-segment",
+        throw new IntegrityError(
+          "stored-object-corrupt",
           `segment ${segmentKey(this.stream, first)} does not continue the chain`,
+          { stream: this.stream, at: segmentKey(this.stream, first) },
         );
       }
     }
@@ -84,6 +136,7 @@ export class StreamReader {
 
   /** Records [from, to) (to exclusive), read from the segments that hold them. */
   async records(from: number, to: number): Promise<SealedRecord[]> {
+    if (from < this.firstIndex) throw new RangeError(`the reader starts at record ${this.firstIndex}`);
     await this.ensure(to);
     const out: SealedRecord[] = [];
     let s = this.segmentIndexOf(from);
@@ -91,8 +144,16 @@ export class StreamReader {
       const first = this.starts[s]!;
       const bytes = await this.store.get(segmentKey(this.stream, first));
       if (!bytes)
-        throw new FormatError("bad-segment", `segment ${segmentKey(this.stream, first)} disappeared`);
-      for (const r of readSegment(bytes)) if (r.record.index >= from && r.record.index < to) out.push(r);
+        throw new IntegrityError(
+          "stored-object-corrupt",
+          `segment ${segmentKey(this.stream, first)} disappeared`,
+          {
+            stream: this.stream,
+            at: segmentKey(this.stream, first),
+          },
+        );
+      for (const r of readStoredSegment(this.stream, first, bytes))
+        if (r.record.index >= from && r.record.index < to) out.push(r);
       s++;
     }
     return out;

@@ -3,17 +3,19 @@
  * single writer, so a second process (a second `auditsink start`, or `producer create --data` while the sink
  * runs) refuses with LocalError("data-dir-locked") instead of sharing.
  *
- * The lock is `<data>/lock.json`, holding the owner's pid, created atomically with its content (written to a
- * temp file, then link(2), which fails if the lock exists). A lock whose pid is no longer alive was left by a
- * killed process and is taken over at once, so a restart after `kill -9` needs no manual step. (A lock that only
- * expires after a timeout, as mtime-based lock files do, would either delay that restart or let a second process
- * in while the first is merely slow.)
+ * The lock is an flock(2) advisory lock (through the maintained `fs-ext` binding) on `<data>/lock`, a file that
+ * is never removed. The kernel holds it for the open file description and drops it when the process ends, however
+ * it ends (kill -9, power loss), so a restart needs no manual step, and there is no "stale lock" to take over:
+ * two processes racing after an unclean stop ask the kernel, and exactly one gets it. (The earlier lock file
+ * holding a pid needed a takeover — read, check the pid, unlink, create — that two processes could both win.)
+ * `<data>/lock.json` names the holder for the message a refused process prints; it is information only.
  */
-import { link, readFile, unlink } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { flock } from "fs-ext";
 import { LocalError } from "./errors.ts";
-import { fsyncDir, isErrno, mkdirDurable, writeTemp } from "./fsutil.ts";
+import { mkdirDurable, replaceFile } from "./fsutil.ts";
 
 export interface DataDirectoryLock {
   readonly path: string;
@@ -27,67 +29,52 @@ interface Owner {
   since: string;
 }
 
-/** Locks this process holds: a lock file naming our own pid that is not in here was left by an earlier process. */
-const held = new Set<string>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return isErrno(e, "EPERM");
-  }
-}
+const lockFd = (fd: number, flags: "exnb" | "un") =>
+  new Promise<void>((resolve, reject) => flock(fd, flags, (err) => (err ? reject(err) : resolve())));
 
 export async function lockDataDirectory(dataDir: string, purpose: string): Promise<DataDirectoryLock> {
-  const path = join(dataDir, "lock.json");
-  // The temp file sits beside the lock, not in tmp/, which the lock holder empties at start.
-  const tmpDir = dataDir;
-  await mkdirDurable(tmpDir);
-  const me: Owner = { pid: process.pid, host: hostname(), purpose, since: new Date().toISOString() };
-  const tmp = await writeTemp(tmpDir, `${JSON.stringify(me)}\n`, 0o644);
+  await mkdirDurable(dataDir);
+  const path = join(dataDir, "lock");
+  const infoPath = join(dataDir, "lock.json");
+  let fh: Awaited<ReturnType<typeof open>>;
   try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await link(tmp, path);
-        await fsyncDir(dataDir);
-        held.add(path);
-        return {
-          path,
-          release: async () => {
-            held.delete(path);
-            await unlink(path).catch(() => undefined);
-          },
-        };
-      } catch (e) {
-        if (!isErrno(e, "EEXIST")) {
-          throw new LocalError("data-dir-invalid", `cannot lock ${dataDir}: ${(e as Error).message}`, {
-            cause: e,
-          });
-        }
-      }
-      let owner: Owner | undefined;
-      try {
-        owner = JSON.parse(await readFile(path, "utf8")) as Owner;
-      } catch {
-        owner = undefined; // vanished or unreadable: try again
-      }
-      const ours = owner?.pid === process.pid && held.has(path);
-      if (owner && owner.host === me.host && !ours && (owner.pid === process.pid || !alive(owner.pid))) {
-        // Left by a process that died (kill -9, power loss): take it over.
-        await unlink(path).catch(() => undefined);
-        continue;
-      }
-      if (owner) {
-        throw new LocalError(
-          "data-dir-locked",
-          `the data directory ${dataDir} is in use by process ${owner.pid} on ${owner.host} (${owner.purpose}, since ${owner.since}). ` +
-            "Stop it first, or talk to the running sink over HTTP.",
-        );
-      }
-    }
-    throw new LocalError("data-dir-locked", `the data directory ${dataDir} is in use (lock ${path})`);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
+    fh = await open(path, "a", 0o644);
+  } catch (e) {
+    throw new LocalError("data-dir-invalid", `cannot open the lock file ${path}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
+  try {
+    await lockFd(fh.fd, "exnb");
+  } catch (e) {
+    await fh.close();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "EWOULDBLOCK" && code !== "EAGAIN") {
+      throw new LocalError("data-dir-invalid", `cannot lock ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    let owner: Owner | undefined;
+    try {
+      owner = JSON.parse(await readFile(infoPath, "utf8")) as Owner;
+    } catch {
+      owner = undefined;
+    }
+    throw new LocalError(
+      "data-dir-locked",
+      `the data directory ${dataDir} is in use${owner ? ` by process ${owner.pid} on ${owner.host} (${owner.purpose}, since ${owner.since})` : ""}. ` +
+        "Stop it first, or talk to the running sink over HTTP.",
+    );
+  }
+  const me: Owner = { pid: process.pid, host: hostname(), purpose, since: new Date().toISOString() };
+  // Best effort: the lock holds without it, and a full disk must not stop a restart that frees space.
+  await replaceFile(dataDir, infoPath, `${JSON.stringify(me)}\n`, 0o644).catch(() => undefined);
+  let released = false;
+  return {
+    path,
+    release: async () => {
+      if (released) return;
+      released = true;
+      await lockFd(fh.fd, "un").catch(() => undefined);
+      await fh.close();
+    },
+  };
 }

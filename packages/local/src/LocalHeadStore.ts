@@ -6,7 +6,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Head, HeadStore } from "@auditsink/core";
-import { isErrno, mkdirDurable, replaceFile, storeError } from "./fsutil.ts";
+import { crashPoint } from "./crashpoint.ts";
+import { type FileSystem, isErrno, mkdirDurable, nodeFileSystem, replaceFile, storeError } from "./fsutil.ts";
 
 export class LocalHeadStore implements HeadStore {
   private readonly chains = new Map<string, Promise<unknown>>();
@@ -16,6 +17,7 @@ export class LocalHeadStore implements HeadStore {
   constructor(
     readonly dir: string,
     private readonly tmpDir: string,
+    private readonly fs: FileSystem = nodeFileSystem,
   ) {}
 
   private pathOf(stream: string): string {
@@ -48,12 +50,13 @@ export class LocalHeadStore implements HeadStore {
       try {
         if (!this.dirReady) await mkdirDurable(this.dir);
         this.dirReady = true;
-        await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644);
+        await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644, this.fs);
       } catch (e) {
         this.written.delete(stream);
         throw storeError(`writing the head of ${stream}`, e);
       }
       this.written.set(stream, next.size);
+      crashPoint(`head:written:${stream}`);
       return true;
     });
     const settled = run.catch(() => undefined);

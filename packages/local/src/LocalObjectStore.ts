@@ -8,10 +8,19 @@
  *   3. the directory holding the key is fsynced: the object is durable when putIfAbsent resolves;
  *   4. the temp name is removed (a crash before that leaves a temp file, which the next start deletes).
  */
-import { link, readdir, readFile, unlink } from "node:fs/promises";
+import { readdir, readFile, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { type ObjectStore, StoreError } from "@auditsink/core";
-import { fsyncDir, isErrno, mkdirDurable, storeError, writeTemp } from "./fsutil.ts";
+import { crashPoint } from "./crashpoint.ts";
+import {
+  type FileSystem,
+  fsyncDir,
+  isErrno,
+  mkdirDurable,
+  nodeFileSystem,
+  storeError,
+  writeTemp,
+} from "./fsutil.ts";
 
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
@@ -26,6 +35,7 @@ export class LocalObjectStore implements ObjectStore {
   constructor(
     readonly root: string,
     private readonly tmpDir: string,
+    private readonly fs: FileSystem = nodeFileSystem,
   ) {}
 
   /** The file that holds `key`. Keys are '/'-separated names; '.' and '..' segments are refused. */
@@ -45,14 +55,15 @@ export class LocalObjectStore implements ObjectStore {
         await mkdirDurable(dir);
         this.dirs.add(dir);
       }
-      tmp = await writeTemp(this.tmpDir, bytes, 0o444);
+      tmp = await writeTemp(this.tmpDir, bytes, 0o444, this.fs);
       try {
-        await link(tmp, path);
+        await this.fs.link(tmp, path);
       } catch (e) {
         if (isErrno(e, "EEXIST")) return false;
         throw e;
       }
       await fsyncDir(dir);
+      crashPoint(`object:linked:${key.replace(/\/\d{20}$/, "")}`);
       return true;
     } catch (e) {
       throw storeError(`creating ${key}`, e);

@@ -4,11 +4,18 @@
  * C2SP verifier key string an auditor pins (`checkpoint-key.pub.pem`, `verifier-key.txt`).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { chmod, open, readFile, stat } from "node:fs/promises";
+import { chmod, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { formatVerifierKey, KeyObjectSigner, keyFingerprint } from "@auditsink/core";
 import { LocalError } from "./errors.ts";
-import { fsyncDir, isErrno, mkdirDurable, replaceFile } from "./fsutil.ts";
+import {
+  createFileOnce,
+  type FileSystem,
+  isErrno,
+  mkdirDurable,
+  nodeFileSystem,
+  replaceFile,
+} from "./fsutil.ts";
 
 export interface LocalSigningKey {
   signer: KeyObjectSigner;
@@ -34,40 +41,53 @@ export async function loadOrCreateSigningKey(
   dataDir: string,
   deployment: string,
   tmpDir: string,
+  fs: FileSystem = nodeFileSystem,
 ): Promise<LocalSigningKey> {
   const paths = signingKeyPaths(dataDir);
   await mkdirDurable(paths.dir);
   let privateKey: KeyObject;
   let created = false;
+  let pem: string | undefined;
   try {
-    const mode = (await stat(paths.privateKey)).mode & 0o777;
-    if (mode & 0o077) await chmod(paths.privateKey, 0o600);
-    privateKey = createPrivateKey(await readFile(paths.privateKey, "utf8"));
+    const info = await stat(paths.privateKey);
+    if (info.size === 0) {
+      // Left by a version that wrote the key in place and was killed before the bytes reached the disk: no
+      // checkpoint can have been signed with a key that was never stored, so making a new one is safe.
+      await unlink(paths.privateKey);
+    } else {
+      if (info.mode & 0o077) await chmod(paths.privateKey, 0o600);
+      pem = await readFile(paths.privateKey, "utf8");
+    }
   } catch (e) {
-    if (!isErrno(e, "ENOENT")) {
-      throw new LocalError("data-dir-invalid", `cannot read the signing key ${paths.privateKey}`, {
-        cause: e,
-      });
-    }
-    privateKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
-    const pem = privateKey.export({ type: "pkcs8", format: "pem" }) as string;
-    const fh = await open(paths.privateKey, "wx", 0o600);
-    try {
-      await fh.writeFile(pem);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsyncDir(paths.dir);
-    created = true;
+    if (!isErrno(e, "ENOENT")) throw unreadable(paths.privateKey, e);
+  }
+  if (pem === undefined) {
+    // Created atomically (temp file, fsync, link, directory fsync): a kill leaves no key or the whole key.
+    const fresh = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
+    const result = await createFileOnce(
+      tmpDir,
+      paths.privateKey,
+      fresh.export({ type: "pkcs8", format: "pem" }) as string,
+      0o600,
+      fs,
+      "signing-key",
+    );
+    pem = result.text;
+    created = result.created;
+  }
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch (e) {
+    throw unreadable(paths.privateKey, e);
   }
   const publicKey = createPublicKey(privateKey);
   const signer = new KeyObjectSigner(deployment, privateKey, publicKey);
   const verifierKey = formatVerifierKey(signer.key);
   const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }) as string;
-  // Exported on every start so the files always match the key in use.
-  await replaceFile(tmpDir, paths.publicKey, publicKeyPem, 0o644);
-  await replaceFile(tmpDir, paths.verifierKey, `${verifierKey}\n`, 0o644);
+  // Checked on every start so the files always match the key in use; rewritten only when they differ, so a
+  // start on a full disk does not fail here.
+  await exportIfChanged(tmpDir, paths.publicKey, publicKeyPem, fs);
+  await exportIfChanged(tmpDir, paths.verifierKey, `${verifierKey}\n`, fs);
   return {
     signer,
     verifierKey,
@@ -76,4 +96,19 @@ export async function loadOrCreateSigningKey(
     created,
     privateKeyPath: paths.privateKey,
   };
+}
+
+function unreadable(path: string, cause: unknown): LocalError {
+  return new LocalError(
+    "data-dir-invalid",
+    `cannot read the signing key ${path} (${(cause as Error)?.message}). Restore it from a backup: every ` +
+      "checkpoint in this data directory is signed with it. Only if no checkpoint was ever signed (a new, empty " +
+      "directory) may you delete it to have a new key made.",
+    { cause },
+  );
+}
+
+async function exportIfChanged(tmpDir: string, path: string, text: string, fs: FileSystem): Promise<void> {
+  const current = await readFile(path, "utf8").catch(() => undefined);
+  if (current !== text) await replaceFile(tmpDir, path, text, 0o644, fs);
 }

@@ -6,7 +6,15 @@
  *     the head store, the set of streams, objects outside the layout, …);
  *   - `producer-silent` for a producer registered with a heartbeat that has sent nothing for longer;
  *   - `verifier-error` when a run itself fails.
- * A finding is alerted once per process; a stream with failures is re-verified from its last clean state.
+ * A verification finding is alerted once when it opens and then stands (FindingsLedger, `<data>/findings.json`)
+ * until an operator acknowledges it — an acknowledgement recorded in the `_system` stream. While one stands,
+ * health is degraded, whatever later incremental runs see. A stream with failures is re-verified from its last
+ * clean state.
+ *
+ * Bound on catching a change to an old object: a full run (every object read again) starts at the latest
+ * `fullIntervalMs` (default 300 s) after the previous full run finished — the time survives restarts — or every
+ * `fullEvery` runs, whichever comes first; so a change is reported at most fullIntervalMs + intervalMs + one full
+ * run's duration after it is made.
  */
 import type { KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -24,7 +32,14 @@ import {
   systemClock,
   type VerifierState,
 } from "@auditsink/core";
-import { isErrno, replaceFile } from "./fsutil.ts";
+import { crashPoint } from "./crashpoint.ts";
+import {
+  type Acknowledgement,
+  FINDING_ACKNOWLEDGED,
+  FindingsLedger,
+  type OpenFinding,
+} from "./FindingsLedger.ts";
+import { type FileSystem, isErrno, nodeFileSystem, replaceFile } from "./fsutil.ts";
 
 export interface ScheduledVerifierOptions {
   objects: ObjectStore;
@@ -44,6 +59,13 @@ export interface ScheduledVerifierOptions {
   intervalMs: number;
   /** A full verification every this many runs (default 10); the first run is always full. */
   fullEvery?: number;
+  /** A full verification at the latest this long after the last one finished (default 300,000 ms). */
+  fullIntervalMs?: number;
+  /** Where open and acknowledged findings survive restarts; absent = memory only. */
+  findingsPath?: string;
+  /** Records an acknowledgement in the `_system` stream (resolves its index once committed). */
+  record?: (type: string, data: Record<string, unknown>) => Promise<{ index: number }>;
+  fs?: FileSystem;
   /** First wait before re-reading a head that looks rolled back (a writer may be between steps 5 and 6); doubles, 4 tries. */
   settleMs?: number;
   clock?: Clock;
@@ -54,7 +76,10 @@ export interface VerifierRun {
   full: boolean;
   streams: number;
   records: number;
+  /** What this run found (an incremental run sees only new records: see `open`). */
   failures: Finding[];
+  /** Every finding that stands after this run: found now or earlier, not acknowledged. */
+  open: OpenFinding[];
   alerts: Alert[];
   durationMs: number;
 }
@@ -62,15 +87,42 @@ export interface VerifierRun {
 export class ScheduledVerifier {
   private timer: NodeJS.Timeout | undefined;
   private states = new Map<string, VerifierState>();
-  private readonly alerted = new Set<string>();
+  readonly findings: FindingsLedger;
   private readonly silent = new Set<string>();
   private runs = 0;
   private running: Promise<VerifierRun> | undefined;
   last: VerifierRun | undefined;
 
-  constructor(private readonly o: ScheduledVerifierOptions) {}
+  constructor(private readonly o: ScheduledVerifierOptions) {
+    this.findings = new FindingsLedger(o.findingsPath, o.tmpDir, o.fs ?? nodeFileSystem);
+  }
+
+  /** Loads standing findings; call before start() when `_system` acknowledgements are reconciled. */
+  async load(): Promise<void> {
+    await this.findings.load();
+    this.findingsLoaded = true;
+  }
+
+  private findingsLoaded = false;
+
+  /**
+   * Acknowledges open findings: records `dev.auditsink.finding.acknowledged` in `_system`, then closes them.
+   * Throws StoreError("conflict") naming an id that is not open, before recording anything.
+   */
+  async acknowledge(ids: readonly string[], by: string, note: string): Promise<OpenFinding[]> {
+    if (!this.o.record) throw new Error("this verifier cannot record acknowledgements");
+    this.findings.assertOpen(ids);
+    const time = this.now().toISOString();
+    const { index } = await this.o.record(FINDING_ACKNOWLEDGED, { findings: [...ids], by, note });
+    crashPoint("findings:recorded");
+    const ack: Acknowledgement = { ids: [...ids], by, note, time };
+    const closed = this.findings.apply(ack, index);
+    await this.findings.save();
+    return closed;
+  }
 
   async start(): Promise<void> {
+    if (!this.findingsLoaded) await this.load();
     if (this.o.statePath) {
       try {
         const saved = JSON.parse(await readFile(this.o.statePath, "utf8")) as Record<string, VerifierState>;
@@ -113,16 +165,21 @@ export class ScheduledVerifier {
 
   private async run(forceFull: boolean): Promise<VerifierRun> {
     const started = Date.now();
-    const full = forceFull || this.runs % (this.o.fullEvery ?? 10) === 0;
+    const lastFull = this.findings.lastFullRun;
+    const fullDue =
+      lastFull === undefined ||
+      this.now().getTime() - Date.parse(lastFull) >= (this.o.fullIntervalMs ?? 300_000);
+    const full = forceFull || fullDue || this.runs % (this.o.fullEvery ?? 10) === 0;
     this.runs++;
     const failures: Finding[] = [];
     let records = 0;
     const fresh: Alert[] = [];
+    let runFailed = false;
+    // A finding (once = true) is alerted when it opens; it then stands until acknowledged.
     const raise = (a: Omit<Alert, "time">, once = true) => {
-      const id = `${a.code}|${a.stream ?? ""}|${a.at ?? ""}`;
-      if (once && this.alerted.has(id)) return;
-      this.alerted.add(id);
-      fresh.push({ ...a, time: this.now().toISOString() });
+      const time = this.now().toISOString();
+      if (once && this.findings.observe([a], time).length === 0) return;
+      fresh.push({ ...a, time });
     };
     let streams = 0;
     try {
@@ -151,7 +208,14 @@ export class ScheduledVerifier {
       await this.checkHeartbeats(raise);
       await this.saveState();
     } catch (e) {
+      runFailed = true;
       raise({ code: "verifier-error", message: `verification run failed: ${(e as Error).message}` }, false);
+    }
+    if (full && !runFailed) this.findings.fullRunFinished(new Date(started).toISOString());
+    try {
+      await this.findings.save();
+    } catch (e) {
+      raise({ code: "verifier-error", message: `findings not saved: ${(e as Error).message}` }, false);
     }
     if (fresh.length > 0) await this.o.alerts.send(fresh);
     this.last = {
@@ -160,6 +224,7 @@ export class ScheduledVerifier {
       streams,
       records,
       failures,
+      open: [...this.findings.open],
       alerts: fresh,
       durationMs: Date.now() - started,
     };

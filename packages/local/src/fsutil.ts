@@ -1,11 +1,87 @@
-/** Durable file primitives shared by the local adapters: fsync of files and directories, atomic replace. */
+/**
+ * Durable file primitives shared by the local adapters: fsync of files and directories, atomic replace and
+ * create-once, checked appends.
+ *
+ * Every byte the adapters write goes through a FileSystem port (nodeFileSystem in production), so a test can
+ * inject short writes and EIO at the system-call boundary, and the runtime can watch whether writes succeed
+ * (StorageHealth). Every write is checked: `writeFully` loops over short writes and fails when the kernel
+ * writes nothing (ENOSPC, EIO), so no caller ever counts bytes as stored that are not.
+ */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, unlink } from "node:fs/promises";
+import {
+  link as fsLink,
+  open as fsOpen,
+  rename as fsRename,
+  unlink as fsUnlink,
+  mkdir,
+  readFile,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { StoreError } from "@auditsink/core";
+import { crashPoint } from "./crashpoint.ts";
+
+/** The part of a node:fs FileHandle the adapters write through. */
+export interface WritableFile {
+  write(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number | null,
+  ): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  stat(): Promise<{ size: number }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The file-system calls that write. `open` with a write flag, `link` and `rename` are where ENOSPC and EIO
+ * surface; reads go to node:fs directly.
+ */
+export interface FileSystem {
+  open(path: string, flags: string, mode?: number): Promise<WritableFile>;
+  link(existing: string, path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+export const nodeFileSystem: FileSystem = {
+  open: (path, flags, mode) => fsOpen(path, flags, mode),
+  link: fsLink,
+  rename: fsRename,
+  unlink: fsUnlink,
+};
+
+/**
+ * Writes all of `bytes` at `position` (null: the file's append position), looping over short writes. A write
+ * that makes no progress is an error (the kernel reports ENOSPC or EIO on the next call; a zero-byte write
+ * without an error is reported as ENOSPC so the caller never mistakes it for success).
+ */
+export async function writeFully(
+  file: WritableFile,
+  bytes: Uint8Array,
+  position: number | null,
+): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await file.write(
+      bytes,
+      done,
+      bytes.length - done,
+      position === null ? null : position + done,
+    );
+    if (bytesWritten <= 0) {
+      throw Object.assign(new Error(`write made no progress after ${done} of ${bytes.length} bytes`), {
+        code: "ENOSPC",
+      });
+    }
+    done += bytesWritten;
+  }
+}
 
 export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
+  const fh = await fsOpen(dir, "r");
   try {
     await fh.sync();
   } finally {
@@ -24,16 +100,21 @@ export function tempName(tmpDir: string): string {
   return join(tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
 }
 
-/** Writes `bytes` to a new file in tmpDir and fsyncs it; returns its path. */
-export async function writeTemp(tmpDir: string, bytes: Uint8Array | string, mode: number): Promise<string> {
+/** Writes `bytes` to a new file in tmpDir and fsyncs it; returns its path. Nothing is left behind on failure. */
+export async function writeTemp(
+  tmpDir: string,
+  bytes: Uint8Array | string,
+  mode: number,
+  fs: FileSystem = nodeFileSystem,
+): Promise<string> {
   const path = tempName(tmpDir);
-  const fh = await open(path, "wx", mode);
+  const fh = await fs.open(path, "wx", mode);
   try {
-    await fh.writeFile(bytes);
+    await writeFully(fh, typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes, 0);
     await fh.sync();
   } catch (e) {
     await fh.close().catch(() => undefined);
-    await unlink(path).catch(() => undefined);
+    await fs.unlink(path).catch(() => undefined);
     throw e;
   }
   await fh.close();
@@ -46,10 +127,48 @@ export async function replaceFile(
   path: string,
   bytes: Uint8Array | string,
   mode = 0o600,
+  fs: FileSystem = nodeFileSystem,
 ): Promise<void> {
-  const tmp = await writeTemp(tmpDir, bytes, mode);
-  await rename(tmp, path);
+  const tmp = await writeTemp(tmpDir, bytes, mode, fs);
+  try {
+    await fs.rename(tmp, path);
+  } catch (e) {
+    await fs.unlink(tmp).catch(() => undefined);
+    throw e;
+  }
   await fsyncDir(dirname(path));
+}
+
+/**
+ * Creates `path` with `bytes` unless it exists, atomically: a temp file is written and fsynced, then linked to
+ * `path` (link(2) fails if it exists), then the directory is fsynced. A kill at any instant leaves either no
+ * file or the complete one (and maybe a temp file in tmpDir, which the next start removes). Resolves the
+ * bytes now at `path`: ours, or those of a creator that won.
+ */
+export async function createFileOnce(
+  tmpDir: string,
+  path: string,
+  bytes: string,
+  mode: number,
+  fs: FileSystem = nodeFileSystem,
+  crashName = "create-file",
+): Promise<{ created: boolean; text: string }> {
+  const tmp = await writeTemp(tmpDir, bytes, mode, fs);
+  crashPoint(`${crashName}:temp-written`);
+  try {
+    try {
+      await fs.link(tmp, path);
+    } catch (e) {
+      if (isErrno(e, "EEXIST")) return { created: false, text: await readFile(path, "utf8") };
+      throw e;
+    }
+    crashPoint(`${crashName}:linked`);
+    await fsyncDir(dirname(path));
+    crashPoint(`${crashName}:dir-synced`);
+    return { created: true, text: bytes };
+  } finally {
+    await fs.unlink(tmp).catch(() => undefined);
+  }
 }
 
 export function storeError(what: string, cause: unknown): StoreError {

@@ -1,6 +1,8 @@
 export * from "./alerts.ts";
 export * from "./DataDirectoryLock.ts";
 export * from "./errors.ts";
+export * from "./FindingsLedger.ts";
+export * from "./fsutil.ts";
 export * from "./LocalDedupStore.ts";
 export * from "./LocalHeadStore.ts";
 export * from "./LocalObjectStore.ts";
@@ -8,4 +10,5 @@ export * from "./LocalProducerAdmin.ts";
 export * from "./LocalSigner.ts";
 export * from "./openLocalSink.ts";
 export * from "./ScheduledVerifier.ts";
+export * from "./StorageHealth.ts";
 export * from "./startEmbeddedSink.ts";

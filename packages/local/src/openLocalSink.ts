@@ -14,27 +14,44 @@
  *   producers.json       producer registry
  *   alerts.jsonl         alerts of the scheduled verifier
  *   verifier-state.json  where the incremental verifier resumes
+ *   findings.json        verification findings standing until acknowledged (FindingsLedger)
+ *   alert-outbox.json    webhook deliveries not yet acknowledged by the webhook
  *   tmp/                 objects being written
- *   lock.json            the owner's pid while a process has the directory open
+ *   lock, lock.json      the flock(2) lock while a process has the directory open, and who holds it
+ *
+ * Start-up recovery (docs/EMBEDDED.md §6): first-start files are created atomically; a torn or damaged
+ * line of dedup.jsonl is dropped; every stream head is repaired from the store; dedup entries that do not cover a
+ * stream's records are rebuilt from its segments; the producer registry applies every `_system` record it
+ * does not reflect yet. Errors that need a person name the file and the repair.
  */
 import { randomBytes } from "node:crypto";
-import { open, readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
+  type AlertSink,
   AuditedProducerAdmin,
+  dedupEntriesOf,
+  keyFingerprint,
+  parseStoreKey,
   publicKeyDocument,
   publicKeyDocumentKey,
+  readSegment,
   ScanningEventIndex,
+  type SignedEvent,
   Sink,
+  SYSTEM_STREAM,
+  segmentPrefix,
+  verifyEventSignature,
 } from "@auditsink/core";
 import { lockDataDirectory } from "./DataDirectoryLock.ts";
 import { LocalError } from "./errors.ts";
-import { isErrno, mkdirDurable, replaceFile } from "./fsutil.ts";
+import { createFileOnce, type FileSystem, isErrno, mkdirDurable, nodeFileSystem } from "./fsutil.ts";
 import { LocalDedupStore } from "./LocalDedupStore.ts";
 import { LocalHeadStore } from "./LocalHeadStore.ts";
 import { LocalObjectStore } from "./LocalObjectStore.ts";
 import { LocalProducerAdmin } from "./LocalProducerAdmin.ts";
 import { type LocalSigningKey, loadOrCreateSigningKey } from "./LocalSigner.ts";
+import { StorageHealth } from "./StorageHealth.ts";
 
 export const DEFAULT_DEPLOYMENT = "auditsink.local/embedded";
 
@@ -50,6 +67,12 @@ export interface LocalSinkOptions {
   purpose?: string;
   /** Most records per segment (core default 10,000). */
   maxSegmentRecords?: number;
+  /** The file-system calls that write (tests inject faults here); default node:fs. */
+  fs?: FileSystem;
+  /** Start-up log lines (recovery steps taken); default none. */
+  log?: (line: string) => void;
+  /** Where the sink reports a stored head it refused (`head-mismatch`) or a store it will not sign over. */
+  alerts?: AlertSink;
 }
 
 export interface LocalSink {
@@ -67,6 +90,10 @@ export interface LocalSink {
   signingKey: LocalSigningKey;
   /** Bearer token for `POST /v1/producers` and revocation. */
   adminToken: string;
+  /** Whether writes to the data directory succeed (fed by every write of the adapters). */
+  storage: StorageHealth;
+  /** The write port every adapter uses (monitored by `storage`). */
+  fs: FileSystem;
   /** Flushes, closes files and releases the lock. */
   close(): Promise<void>;
 }
@@ -80,6 +107,8 @@ export const dataPaths = (dataDir: string) => ({
   producers: join(dataDir, "producers.json"),
   alerts: join(dataDir, "alerts.jsonl"),
   verifierState: join(dataDir, "verifier-state.json"),
+  findings: join(dataDir, "findings.json"),
+  alertOutbox: join(dataDir, "alert-outbox.json"),
   tmp: join(dataDir, "tmp"),
 });
 
@@ -94,23 +123,46 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
   const paths = dataPaths(dataDir);
   await mkdirDurable(dataDir);
   const lock = await lockDataDirectory(dataDir, options.purpose ?? "auditsink");
+  const log = options.log ?? (() => undefined);
+  const storage = new StorageHealth((status) =>
+    log(
+      JSON.stringify({
+        level: status.writable ? "info" : "error",
+        msg: status.writable ? "storage writable again" : "storage degraded: writes fail",
+        ...status,
+      }),
+    ),
+  );
+  const fs = storage.monitor(options.fs ?? nodeFileSystem);
   try {
     // Left by a crash in the middle of a write; never referenced by anything (objects are linked, not renamed).
     await rm(paths.tmp, { recursive: true, force: true });
     for (const d of [paths.tmp, paths.objects, paths.heads]) await mkdirDurable(d);
-    const deployment = await deploymentName(paths.config, paths.tmp, options.deployment);
-    const signingKey = await loadOrCreateSigningKey(dataDir, deployment, paths.tmp);
-    const adminToken = await loadOrCreateToken(paths.adminToken);
-    const objects = new LocalObjectStore(paths.objects, paths.tmp);
-    const heads = new LocalHeadStore(paths.heads, paths.tmp);
-    const dedup = await LocalDedupStore.open(paths.dedup);
-    const registry = await LocalProducerAdmin.open(paths.producers, paths.tmp);
+    const deployment = await deploymentName(paths.config, paths.tmp, options.deployment, fs);
+    const signingKey = await loadOrCreateSigningKey(dataDir, deployment, paths.tmp, fs);
+    const adminToken = await loadOrCreateToken(paths.adminToken, paths.tmp, fs, log);
+    const objects = new LocalObjectStore(paths.objects, paths.tmp, fs);
+    const heads = new LocalHeadStore(paths.heads, paths.tmp, fs);
+    const dedup = await LocalDedupStore.open(paths.dedup, paths.tmp, fs);
+    if (dedup.recovery.droppedLines > 0) {
+      log(
+        JSON.stringify({
+          level: "warn",
+          msg: "dedup.jsonl: dropped damaged lines; missing entries are rebuilt from the stored segments",
+          file: paths.dedup,
+          ...dedup.recovery,
+        }),
+      );
+    }
+    const registry = await LocalProducerAdmin.open(paths.producers, paths.tmp, fs);
+    if (registry.damaged)
+      log(JSON.stringify({ level: "warn", msg: registry.damaged, file: paths.producers }));
     // The public key goes into the write-once store too, so the archive alone verifies its old checkpoints.
     const keyDoc = publicKeyDocument(signingKey.signer.key);
-    await objects.putIfAbsent(
-      publicKeyDocumentKey(signingKey.signer.key),
-      Buffer.from(`${JSON.stringify(keyDoc, null, 2)}\n`),
-    );
+    const keyDocKey = publicKeyDocumentKey(signingKey.signer.key);
+    if (!(await objects.get(keyDocKey))) {
+      await objects.putIfAbsent(keyDocKey, Buffer.from(`${JSON.stringify(keyDoc, null, 2)}\n`));
+    }
     const sink = new Sink({
       deployment,
       objects,
@@ -119,17 +171,24 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       producers: registry,
       signer: signingKey.signer,
       ...(options.maxSegmentRecords ? { maxSegmentRecords: options.maxSegmentRecords } : {}),
+      ...(options.alerts ? { alerts: options.alerts } : {}),
     });
     const streams = async () =>
       [...new Set([...(await storedStreams(paths.objects)), ...(await heads.streams())])].sort();
     // Crash repair: committing nothing to a stream makes its writer fold stored segments past the head into it
-    // and sign the checkpoint a crash may have left unsigned.
-    for (const stream of await storedStreams(paths.objects)) await sink.commit(stream, []);
+    // and sign the checkpoint a crash may have left unsigned (reading only the segments past the head).
+    for (const stream of await storedStreams(paths.objects)) {
+      await sink.commit(stream, []);
+      await reconcileDedup(objects, heads, dedup, stream, log);
+    }
+    const producers = new AuditedProducerAdmin(registry, sink);
+    await reconcileRegistry(objects, heads, registry, producers, signingKey, log);
+    await storage.probe(paths.tmp, options.fs ?? nodeFileSystem, true);
     const local: LocalSink = {
       dataDir,
       deployment,
       sink,
-      producers: new AuditedProducerAdmin(registry, sink),
+      producers,
       registry,
       objects,
       heads,
@@ -137,6 +196,8 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       events: new ScanningEventIndex(objects, streams),
       signingKey,
       adminToken,
+      storage,
+      fs,
       close: async () => {
         await dedup.close();
         await lock.release();
@@ -146,6 +207,165 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
   } catch (e) {
     await lock.release().catch(() => undefined);
     throw e;
+  }
+}
+
+/** Stored segments of `stream` from the one holding record `from` onward, in order. */
+async function* segmentsFrom(objects: LocalObjectStore, stream: string, from: number) {
+  const keys = await objects.list(segmentPrefix(stream));
+  let first = 0;
+  for (const [i, key] of keys.entries()) {
+    const parsed = parseStoreKey(key);
+    if (parsed?.kind === "segments" && parsed.n <= from) first = i;
+  }
+  for (const key of keys.slice(first)) {
+    const bytes = await objects.get(key);
+    if (bytes) yield readSegment(bytes);
+  }
+}
+
+/**
+ * Dedup entries must cover every record below the head. They do unless dedup.jsonl lost lines (a damaged line
+ * dropped at open, a file restored from an older backup): then the entries of the stream are rebuilt from its
+ * stored segments. Costs one count per stream when nothing is missing.
+ */
+async function reconcileDedup(
+  objects: LocalObjectStore,
+  heads: LocalHeadStore,
+  dedup: LocalDedupStore,
+  stream: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const size = (await heads.get(stream))?.size ?? 0;
+  if (dedup.covers(stream, size)) return;
+  for await (const records of segmentsFrom(objects, stream, 0)) {
+    await dedup.putMany(
+      dedupEntriesOf(
+        stream,
+        records.filter((r) => r.record.index < size),
+      ),
+    );
+  }
+  log(
+    JSON.stringify({
+      level: "warn",
+      msg: "dedup entries rebuilt from the stored segments",
+      stream,
+      size,
+      complete: dedup.covers(stream, size),
+    }),
+  );
+}
+
+/**
+ * The `_system` records with index in [from, size) whose event the sink's own key signed (others are logged and
+ * skipped: only the sink writes that stream). Reads only the segments holding them.
+ */
+export async function systemRecords(
+  objects: LocalObjectStore,
+  signingKey: LocalSigningKey,
+  from: number,
+  size: number,
+  log: (line: string) => void = () => undefined,
+): Promise<{ index: number; event: SignedEvent }[]> {
+  const keyId = keyFingerprint(signingKey.signer.key.publicKey);
+  const records: { index: number; event: SignedEvent }[] = [];
+  if (from >= size) return records;
+  for await (const segment of segmentsFrom(objects, SYSTEM_STREAM, from)) {
+    for (const r of segment) {
+      if (r.record.index < from || r.record.index >= size) continue;
+      const event = r.record.event;
+      if (event.sigkeyid !== keyId || !verifyEventSignature(event, signingKey.signer.key.publicKey)) {
+        log(
+          JSON.stringify({
+            level: "warn",
+            msg: "_system record not signed by the sink's key: ignored",
+            index: r.record.index,
+          }),
+        );
+        continue;
+      }
+      records.push({ index: r.record.index, event });
+    }
+  }
+  return records;
+}
+
+/**
+ * Brings producers.json in line with `_system` (LocalProducerAdmin.reconcile): applies the records the file does
+ * not reflect yet, undoes a registration whose event a crash kept out of the log, and records a revocation whose
+ * event a crash kept out of the log. Only records whose event the sink's own key signed count.
+ */
+async function reconcileRegistry(
+  objects: LocalObjectStore,
+  heads: LocalHeadStore,
+  registry: LocalProducerAdmin,
+  producers: AuditedProducerAdmin,
+  signingKey: LocalSigningKey,
+  log: (line: string) => void,
+): Promise<void> {
+  const size = (await heads.get(SYSTEM_STREAM))?.size ?? 0;
+  if (size === registry.systemSize && !registry.hasPending()) return;
+  const records = await systemRecords(
+    objects,
+    signingKey,
+    size < registry.systemSize ? 0 : registry.systemSize,
+    size,
+    log,
+  );
+  const outcome = await registry.reconcile(records, size);
+  if (outcome.writeError) {
+    // The registry in memory follows the log; the file catches up on the next change or start.
+    log(
+      JSON.stringify({
+        level: "error",
+        msg: "producer registry not written",
+        file: registry.path,
+        error: outcome.writeError.message,
+      }),
+    );
+  }
+  if (outcome.applied > 0) {
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "producer registry: applied _system records it did not reflect (a change was interrupted)",
+        applied: outcome.applied,
+      }),
+    );
+  }
+  for (const change of outcome.undone) {
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "producer registry: undid a registration _system does not record (interrupted before it was recorded)",
+        ...change,
+      }),
+    );
+  }
+  for (const change of outcome.unrecorded) {
+    // The revocation is in force since producers.json held it; now the log says so too. If that fails (a full
+    // disk), it stays pending and in force, and the next start records it.
+    try {
+      await producers.completeRevocation(change);
+    } catch (e) {
+      log(
+        JSON.stringify({
+          level: "error",
+          msg: "producer registry: could not record a revocation _system lacks; it stays in force and pending",
+          ...change,
+          error: (e as Error).message,
+        }),
+      );
+      continue;
+    }
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "producer registry: recorded a revocation _system lacked (interrupted before it was recorded)",
+        ...change,
+      }),
+    );
   }
 }
 
@@ -162,42 +382,80 @@ export async function storedStreams(objectsDir: string): Promise<string[]> {
   }
 }
 
-async function deploymentName(path: string, tmp: string, wanted: string | undefined): Promise<string> {
+async function deploymentName(
+  path: string,
+  tmp: string,
+  wanted: string | undefined,
+  fs: FileSystem,
+): Promise<string> {
+  let stored: string | undefined;
   try {
-    const stored = (JSON.parse(await readFile(path, "utf8")) as { deployment: string }).deployment;
-    if (wanted !== undefined && wanted !== stored) {
+    const text = await readFile(path, "utf8");
+    try {
+      stored = (JSON.parse(text) as { deployment: string }).deployment;
+      if (typeof stored !== "string") throw new Error("no deployment name");
+    } catch (e) {
       throw new LocalError(
-        "config-mismatch",
-        `the data directory belongs to deployment ${stored}, not ${wanted}: its checkpoints are signed under that name`,
+        "data-dir-invalid",
+        `${path} is not valid (${(e as Error).message}). It names the deployment the checkpoints are signed under: ` +
+          `restore it, or write {"deployment":"<name>"} with the name shown in keys/verifier-key.txt.`,
+        { cause: e },
       );
     }
-    return stored;
   } catch (e) {
     if (!isErrno(e, "ENOENT")) throw e;
   }
-  const deployment = wanted ?? DEFAULT_DEPLOYMENT;
-  await replaceFile(
-    tmp,
-    path,
-    `${JSON.stringify({ deployment, createdAt: new Date().toISOString() }, null, 2)}\n`,
-    0o644,
-  );
-  return deployment;
+  if (stored === undefined) {
+    const deployment = wanted ?? DEFAULT_DEPLOYMENT;
+    const created = await createFileOnce(
+      tmp,
+      path,
+      `${JSON.stringify({ deployment, createdAt: new Date().toISOString() }, null, 2)}\n`,
+      0o644,
+      fs,
+      "sink-json",
+    );
+    stored = (JSON.parse(created.text) as { deployment: string }).deployment;
+  }
+  if (wanted !== undefined && wanted !== stored) {
+    throw new LocalError(
+      "config-mismatch",
+      `the data directory belongs to deployment ${stored}, not ${wanted}: its checkpoints are signed under that name`,
+    );
+  }
+  return stored;
 }
 
-async function loadOrCreateToken(path: string): Promise<string> {
+async function loadOrCreateToken(
+  path: string,
+  tmp: string,
+  fs: FileSystem,
+  log: (line: string) => void,
+): Promise<string> {
   try {
-    return (await readFile(path, "utf8")).trim();
+    if ((await stat(path)).size > 0) {
+      const token = (await readFile(path, "utf8")).trim();
+      if (token.length >= 16) return token;
+    }
+    // Empty or cut short: left by an older version killed while writing it. Nobody can hold a token that was
+    // never stored, so a new one replaces it.
+    await unlink(path);
+    log(
+      JSON.stringify({
+        level: "warn",
+        msg: "admin-token was empty or incomplete: a new token was made",
+        file: path,
+      }),
+    );
   } catch (e) {
-    if (!isErrno(e, "ENOENT")) throw e;
+    if (!isErrno(e, "ENOENT")) {
+      throw new LocalError(
+        "data-dir-invalid",
+        `cannot read the admin token ${path} (${(e as Error).message}); delete it to have a new one made`,
+        { cause: e },
+      );
+    }
   }
   const token = randomBytes(32).toString("base64url");
-  const fh = await open(path, "wx", 0o600);
-  try {
-    await fh.writeFile(`${token}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  return token;
+  return (await createFileOnce(tmp, path, `${token}\n`, 0o600, fs, "admin-token")).text.trim();
 }

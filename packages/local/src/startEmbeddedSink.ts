@@ -5,10 +5,30 @@
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { bearerTokenAuthorizer, createApp } from "@auditsink/api";
-import { systemProducerKey } from "@auditsink/core";
+import {
+  type Alert,
+  type AlertSink,
+  admit,
+  SYSTEM_PRODUCER,
+  SYSTEM_STREAM,
+  signSystemEvent,
+  systemProducerKey,
+} from "@auditsink/core";
 import { serve } from "@hono/node-server";
-import { FanOutAlertSink, JsonLinesAlertSink, LogAlertSink, WebhookAlertSink } from "./alerts.ts";
-import { dataPaths, type LocalSink, type LocalSinkOptions, openLocalSink } from "./openLocalSink.ts";
+import {
+  FanOutAlertSink,
+  JsonLinesAlertSink,
+  LogAlertSink,
+  OutboxWebhookAlertSink,
+  WebhookAlertSink,
+} from "./alerts.ts";
+import {
+  dataPaths,
+  type LocalSink,
+  type LocalSinkOptions,
+  openLocalSink,
+  systemRecords,
+} from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 
 export interface EmbeddedSinkOptions extends LocalSinkOptions {
@@ -20,6 +40,11 @@ export interface EmbeddedSinkOptions extends LocalSinkOptions {
   verifyIntervalSeconds?: number;
   /** A full verification every this many runs (default 10). */
   fullVerifyEvery?: number;
+  /**
+   * A full verification starts at the latest this many seconds after the last one finished (default 300), so a
+   * change to an old object is reported within this + verifyIntervalSeconds + one full run.
+   */
+  fullVerifyIntervalSeconds?: number;
   /** Alerts are also POSTed here as `{ "alerts": [...] }`. */
   webhookUrl?: string;
   /** Structured JSON log lines (default: stderr). */
@@ -34,6 +59,8 @@ export interface EmbeddedSink {
   port: number;
   local: LocalSink;
   verifier: ScheduledVerifier;
+  /** Writes alerts the alerts file could not take yet and retries due webhook deliveries (also done every 5 s). */
+  flushAlerts(): Promise<void>;
   /** Stops accepting requests, lets in-flight commits finish, stops the verifier, releases the data directory. */
   close(): Promise<void>;
 }
@@ -46,17 +73,45 @@ export interface EmbeddedSink {
 export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const print = options.print ?? ((text: string) => process.stdout.write(text));
-  const local = await openLocalSink({ purpose: "auditsink start", ...options });
+  // The sink may alert while it opens (a stored head it refuses during crash repair), before the alert sinks
+  // exist (they write through the file system openLocalSink monitors): such alerts wait here until they do.
+  const early: Alert[] = [];
+  let deliver: AlertSink | undefined;
+  const local = await openLocalSink({
+    purpose: "auditsink start",
+    log,
+    alerts: { send: async (batch) => void (deliver ? await deliver.send(batch) : early.push(...batch)) },
+    ...options,
+  });
   const paths = dataPaths(local.dataDir);
   const systemKey = systemProducerKey(local.signingKey.signer);
+  const alertsFile = new JsonLinesAlertSink(paths.alerts, local.fs);
+  const webhook = options.webhookUrl
+    ? new OutboxWebhookAlertSink(new WebhookAlertSink(options.webhookUrl), paths.alertOutbox, paths.tmp, {
+        fs: local.fs,
+        log,
+      })
+    : undefined;
+  await webhook?.start();
   const alerts = new FanOutAlertSink(
-    [
-      new LogAlertSink(log),
-      new JsonLinesAlertSink(paths.alerts),
-      ...(options.webhookUrl ? [new WebhookAlertSink(options.webhookUrl)] : []),
-    ],
-    (e) => log(JSON.stringify({ level: "error", msg: "alert delivery failed", error: (e as Error).message })),
+    [new LogAlertSink(log), alertsFile, ...(webhook ? [webhook] : [])],
+    (e) =>
+      log(
+        JSON.stringify({
+          level: "error",
+          msg: "alert delivery failed",
+          error: (e as Error).message,
+          cause: ((e as Error).cause as Error | undefined)?.message,
+        }),
+      ),
   );
+  deliver = alerts;
+  if (early.length > 0) await alerts.send(early.splice(0));
+  // Alerts the file could not take are written as soon as it can (they already went to the log and webhook).
+  const alertsRetry = setInterval(() => {
+    if (alertsFile.backlog > 0) void alertsFile.retry().catch(() => undefined);
+  }, 5_000);
+  alertsRetry.unref();
   const verifier = new ScheduledVerifier({
     objects: local.objects,
     heads: local.heads,
@@ -70,10 +125,31 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     },
     alerts,
     statePath: paths.verifierState,
+    findingsPath: paths.findings,
     tmpDir: paths.tmp,
+    fs: local.fs,
     intervalMs: (options.verifyIntervalSeconds ?? 60) * 1000,
     ...(options.fullVerifyEvery ? { fullEvery: options.fullVerifyEvery } : {}),
+    ...(options.fullVerifyIntervalSeconds !== undefined
+      ? { fullIntervalMs: options.fullVerifyIntervalSeconds * 1000 }
+      : {}),
+    record: async (type, data) => {
+      const event = await signSystemEvent(local.signingKey.signer, type, data);
+      const [receipt] = await local.sink.commit(SYSTEM_STREAM, [admit(event, SYSTEM_PRODUCER)]);
+      return { index: receipt!.index };
+    },
   });
+  // Acknowledgements recorded in `_system` that findings.json missed (a kill between the two writes).
+  await verifier.load();
+  const systemSize = (await local.heads.get(SYSTEM_STREAM))?.size ?? 0;
+  const from = verifier.findings.systemSize <= systemSize ? verifier.findings.systemSize : 0;
+  if (from < systemSize) {
+    verifier.findings.reconcile(
+      await systemRecords(local.objects, local.signingKey, from, systemSize, log),
+      systemSize,
+    );
+    await verifier.findings.save().catch(() => undefined);
+  }
   const app = createApp({
     sink: local.sink,
     producers: local.producers,
@@ -83,16 +159,43 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       keys: [{ verifierKey: local.signingKey.verifierKey, publicKeyPem: local.signingKey.publicKeyPem }],
     },
     authorizeAdmin: bearerTokenAuthorizer(local.adminToken),
-    health: () => ({
-      verifier: verifier.last
-        ? {
-            lastRun: verifier.last.at,
-            full: verifier.last.full,
-            failures: verifier.last.failures.length,
-            durationMs: verifier.last.durationMs,
-          }
-        : { lastRun: null },
-    }),
+    health: async () => {
+      const storage = await local.storage.probe(paths.tmp, local.fs);
+      const open = verifier.findings.open;
+      const reasons = [
+        ...(storage.writable ? [] : ["storage-unwritable"]),
+        ...(open.length > 0 ? ["unacknowledged-findings"] : []),
+      ];
+      return {
+        status: reasons.length > 0 ? "degraded" : "ok",
+        ...(reasons.length > 0 ? { reasons } : {}),
+        storage,
+        findings: {
+          open: open.length,
+          codes: [...new Set(open.map((f) => f.code))].sort(),
+        },
+        alerts: { fileBacklog: alertsFile.backlog, webhookBacklog: webhook?.backlog ?? 0 },
+        verifier: verifier.last
+          ? {
+              lastRun: verifier.last.at,
+              full: verifier.last.full,
+              // Standing findings, not just this run's: an incremental run never reads "0" over an open one.
+              failures: verifier.last.open.length,
+              foundThisRun: verifier.last.failures.length,
+              durationMs: verifier.last.durationMs,
+            }
+          : { lastRun: null },
+        lastFullRun: verifier.findings.lastFullRun ?? null,
+      };
+    },
+    findings: {
+      list: async () => ({
+        open: [...verifier.findings.open],
+        acknowledged: [...verifier.findings.acknowledged],
+      }),
+      acknowledge: (ids, by, note) => verifier.acknowledge(ids, by, note),
+    },
+    alerts,
     logError: (error, request) =>
       log(
         JSON.stringify({
@@ -116,6 +219,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       server.once("error", reject);
     });
   } catch (e) {
+    clearInterval(alertsRetry);
+    webhook?.stop();
     await local.close();
     throw e;
   }
@@ -138,10 +243,16 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     port,
     local,
     verifier,
+    flushAlerts: async () => {
+      await alertsFile.retry();
+      await webhook?.deliver();
+    },
     close: () => {
       closing ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await verifier.stop();
+        clearInterval(alertsRetry);
+        webhook?.stop();
         await local.close();
       })();
       return closing;

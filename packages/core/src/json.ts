@@ -1,0 +1,178 @@
+/**
+ * Strict JSON input (docs/FORMAT.md §Events, "JSON input"): what the sink accepts as JSON text, and the rules a
+ * parsed value must follow before its RFC 8785 bytes are computed. Everything here is iterative, so no input can
+ * exhaust the stack, and nothing here rebuilds objects, so every member (`__proto__` included) passes through as
+ * the producer signed it.
+ */
+import { createScanner } from "jsonc-parser";
+import { IngestError } from "./errors.ts";
+
+/** Deepest nesting of arrays and objects in one event; the event object itself is level 1. */
+export const MAX_EVENT_DEPTH = 64;
+
+export type JsonPath = readonly (string | number)[];
+
+/** `events[3].data.a` — a JSON path as the sink names fields in its problems. */
+export function formatPath(prefix: string, path: JsonPath): string {
+  return path.reduce<string>((acc, p) => (typeof p === "number" ? `${acc}[${p}]` : `${acc}.${p}`), prefix);
+}
+
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/**
+ * Parses JSON text as the sink accepts it: UTF-8 that decodes without replacement (RFC 8259 §8.1), strict
+ * JSON (RFC 8259), no object with two members of one name (RFC 8259 §4 leaves those undefined; the sink refuses
+ * them rather than pick one), and at most `maxDepth` levels of nesting. `name` turns a path into the field the
+ * error names. Throws IngestError("invalid-request").
+ */
+export function parseStrictJson(
+  input: Uint8Array | string,
+  options: {
+    maxDepth: number;
+    /** The limit the error message states (default maxDepth): a body may wrap events in two more levels. */
+    statedDepth?: number;
+    name?: (path: JsonPath) => string;
+  },
+): unknown {
+  const name = options.name ?? ((path: JsonPath) => formatPath("body", path));
+  let text: string;
+  if (typeof input === "string") text = input;
+  else {
+    try {
+      text = fatalUtf8.decode(input);
+    } catch (cause) {
+      throw new IngestError("invalid-request", "body: is not valid UTF-8", "body", { cause });
+    }
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new IngestError("invalid-request", "body: not valid JSON", "body", { cause });
+  }
+  scanMembers(text, options.maxDepth, options.statedDepth ?? options.maxDepth, name);
+  return value;
+}
+
+/** jsonc-parser's SyntaxKind values (a const enum in its typings, which isolated modules cannot read). */
+const SyntaxKind = {
+  OpenBraceToken: 1,
+  CloseBraceToken: 2,
+  OpenBracketToken: 3,
+  CloseBracketToken: 4,
+  CommaToken: 5,
+  StringLiteral: 10,
+  EOF: 17,
+} as const;
+
+interface ObjectFrame {
+  names: Set<string>;
+  name: string | undefined;
+  expectName: boolean;
+}
+interface ArrayFrame {
+  index: number;
+}
+
+/**
+ * One pass of jsonc-parser's tokenizer over text JSON.parse has already accepted: finds the first duplicate
+ * member name and the first nesting deeper than `maxDepth`, with the path to it.
+ */
+function scanMembers(
+  text: string,
+  maxDepth: number,
+  statedDepth: number,
+  name: (path: JsonPath) => string,
+): void {
+  const scanner = createScanner(text, true);
+  const stack: (ObjectFrame | ArrayFrame)[] = [];
+  const path = (): (string | number)[] =>
+    stack.flatMap((f): (string | number)[] =>
+      "names" in f ? (f.name === undefined ? [] : [f.name]) : [f.index],
+    );
+  for (let kind: number = scanner.scan(); kind !== SyntaxKind.EOF; kind = scanner.scan()) {
+    const top = stack[stack.length - 1];
+    switch (kind) {
+      case SyntaxKind.OpenBraceToken:
+      case SyntaxKind.OpenBracketToken:
+        if (stack.length >= maxDepth) {
+          const field = name(path().slice(0, 3));
+          throw new IngestError(
+            "invalid-request",
+            `${field}: nests deeper than ${statedDepth} levels of arrays and objects`,
+            field,
+          );
+        }
+        stack.push(
+          kind === SyntaxKind.OpenBraceToken
+            ? { names: new Set(), name: undefined, expectName: true }
+            : { index: 0 },
+        );
+        break;
+      case SyntaxKind.CloseBraceToken:
+      case SyntaxKind.CloseBracketToken:
+        stack.pop();
+        break;
+      case SyntaxKind.CommaToken:
+        if (top && "names" in top) top.expectName = true;
+        else if (top) top.index++;
+        break;
+      case SyntaxKind.StringLiteral:
+        if (top && "names" in top && top.expectName) {
+          const member = scanner.getTokenValue();
+          top.name = member;
+          top.expectName = false;
+          if (top.names.has(member)) {
+            const field = name(path());
+            throw new IngestError("invalid-request", `${field}: duplicate member name`, field);
+          }
+          top.names.add(member);
+        }
+        break;
+    }
+  }
+}
+
+/**
+ * The rules for a parsed event value that JSON.parse cannot enforce: at most MAX_EVENT_DEPTH levels, finite
+ * numbers (`1e400` parses to Infinity, which RFC 8785 cannot serialize), and strings and member names that are
+ * well-formed Unicode (no lone surrogates, which have no UTF-8 form). Iterative; reads own members only, so it
+ * sees `__proto__` members as the data they are. Throws IngestError("invalid-event") naming the field.
+ */
+export function checkEventValue(value: unknown, prefix: string): void {
+  const pending: { value: unknown; path: (string | number)[]; depth: number }[] = [
+    { value, path: [], depth: 1 },
+  ];
+  const fail = (path: JsonPath, message: string): never => {
+    const field = formatPath(prefix, path);
+    throw new IngestError("invalid-event", `${field}: ${message}`, field);
+  };
+  while (pending.length > 0) {
+    const { value: v, path, depth } = pending.pop()!;
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) fail(path, "must be a finite number");
+    } else if (typeof v === "string") {
+      if (LONE_SURROGATE.test(v)) fail(path, "must be well-formed Unicode (a lone surrogate)");
+    } else if (typeof v === "object" && v !== null) {
+      if (depth > MAX_EVENT_DEPTH)
+        fail(path.slice(0, 1), `nests deeper than ${MAX_EVENT_DEPTH} levels of arrays and objects`);
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++)
+          pending.push({ value: v[i], path: [...path, i], depth: depth + 1 });
+      } else {
+        if (Object.getPrototypeOf(v) !== Object.prototype && Object.getPrototypeOf(v) !== null)
+          fail(path, "must be a JSON object");
+        for (const key of Object.keys(v)) {
+          if (LONE_SURROGATE.test(key)) fail(path, "member names must be well-formed Unicode");
+          const member = Object.getOwnPropertyDescriptor(v, key)!.value as unknown;
+          pending.push({ value: member, path: [...path, key], depth: depth + 1 });
+        }
+      }
+    } else if (typeof v !== "boolean" && v !== null) {
+      fail(path, "must be a JSON value");
+    }
+  }
+}
+
+/** With the `u` flag a surrogate code unit only matches when it is not part of a pair. */
+const LONE_SURROGATE = /\p{Cs}/u;
