@@ -126,9 +126,9 @@ export class AuditedProducerAdmin implements ProducerAdmin {
       );
     }
     await this.record(PRODUCER_REVOKED, { producer: id, keyIds: revoked });
+    await this.inner.recorded?.({ kind: "revoke", producer: id, keyIds: revoked });
     const info = (await this.inner.list()).find((p) => p.id === id);
     if (!info) throw new StoreError("conflict", `no producer ${id}`);
-    await this.inner.recorded?.({ kind: "revoke", producer: id, keyIds: revoked });
     return info;
   }
 

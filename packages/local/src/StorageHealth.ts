@@ -1,8 +1,9 @@
 /**
  * Whether the data directory takes writes. Every write of the local adapters goes through `monitor(fs)`: a
  * write, fsync, link or rename that fails with a storage error (ENOSPC, EIO, EDQUOT, EROFS…) marks its kind of
- * file degraded — the dedup file, the alerts file, or new files (objects, heads, registry, which are all written
- * through tmp/) — until a later write of the same kind reaches fsync. While any kind is degraded, `/healthz`
+ * file degraded — the dedup file, the alerts file, objects (linked into objects/ from tmp/), or other new files
+ * (heads, registry, written through tmp/ and renamed) — until a later write of the same kind succeeds: reaches
+ * fsync, or for an object, is linked (a registry write succeeding says nothing about segments). While any kind is degraded, `/healthz`
  * answers 503 (a load balancer takes the node out). Without traffic, `probe()` (called by /healthz) writes and
  * fsyncs a small file once storage has been degraded for `probeMs`, at most every `probeMs`; its success clears
  * every kind, so health recovers once space is freed even when nothing is written.
@@ -14,7 +15,7 @@ const NOT_FAULTS = new Set(["EEXIST", "ENOENT", "ENOTDIR"]);
 
 export interface StorageStatus {
   writable: boolean;
-  /** Which kinds of file fail to be written: `dedup`, `alerts`, `files` (objects, heads, registry). */
+  /** Which kinds of file fail to be written: `dedup`, `alerts`, `objects`, `files` (heads, registry, keys…). */
   failing?: string[];
   /** Write failures since start (a counter, for alerting on rate). */
   writeFailures: number;
@@ -23,11 +24,12 @@ export interface StorageStatus {
   lastError?: string;
 }
 
-type Kind = "dedup" | "alerts" | "files";
+type Kind = "dedup" | "alerts" | "objects" | "files";
 
 function kindOf(path: string): Kind {
   if (path.endsWith("dedup.jsonl")) return "dedup";
   if (path.endsWith("alerts.jsonl")) return "alerts";
+  if (/[/\\]objects[/\\](streams|keys)[/\\]/.test(path)) return "objects";
   return "files";
 }
 
@@ -132,7 +134,10 @@ export class StorageHealth {
     return {
       open: async (path, flags, mode) =>
         file(await watch(kindOf(path), () => fs.open(path, flags, mode)), kindOf(path)),
-      link: (a, b) => watch(kindOf(b), () => fs.link(a, b)),
+      link: async (a, b) => {
+        await watch(kindOf(b), () => fs.link(a, b));
+        if (kindOf(b) === "objects") this.succeeded("objects");
+      },
       rename: (a, b) => watch(kindOf(b), () => fs.rename(a, b)),
       unlink: (p) => fs.unlink(p),
     };

@@ -21,8 +21,8 @@
  *
  * Start-up recovery (docs/EMBEDDED.md §6): first-start files are created atomically; a torn or damaged
  * line of dedup.jsonl is dropped; every stream head is repaired from the store; dedup entries that do not cover a
- * stream's records are rebuilt from its segments; the producer registry applies every `_system` record it
- * does not reflect yet. Errors that need a person name the file and the repair.
+ * stream's records are rebuilt from its segments; the producer registry is reconciled with `_system` in both
+ * directions (reconcileRegistry). Errors that need a person name the file and the repair.
  */
 import { randomBytes } from "node:crypto";
 import { readdir, readFile, rm, stat, unlink } from "node:fs/promises";
