@@ -4,6 +4,9 @@ import {
   listStoredStreams,
   parseStoreKey,
   type Receipt,
+  readStoredSegment,
+  SYSTEM_STREAM,
+  streamCreatedBy,
   streamPrefix,
   verifyStoredStream,
 } from "@auditsink/core";
@@ -78,7 +81,24 @@ describe("concurrent ingest handlers on one stream", () => {
     // No orphans: every object under the stream is a segment or checkpoint in the layout, one version each.
     const keys = await rt.objects.list(streamPrefix(STREAM));
     expect(keys.every((k) => parseStoreKey(k)?.stream === STREAM)).toBe(true);
-    expect(await listStoredStreams(rt.objects)).toEqual([STREAM]);
+    // The sink records each stream's creation in `_system` (core Sink), which holds the producer's registration.
+    expect(await listStoredStreams(rt.objects)).toEqual([SYSTEM_STREAM, STREAM]);
+    const system = await verifyStoredStream(rt.objects, SYSTEM_STREAM, {
+      trusted: [signer.key],
+      deployment: p.settings.origin,
+      head: (await rt.heads.get(SYSTEM_STREAM))!,
+    });
+    expect(system.failures).toEqual([]);
+    const created: string[] = [];
+    for (const key of await rt.objects.list(streamPrefix(SYSTEM_STREAM))) {
+      const at = parseStoreKey(key);
+      if (at?.kind !== "segments") continue;
+      for (const r of readStoredSegment(SYSTEM_STREAM, at.n, (await rt.objects.get(key))!)) {
+        const name = streamCreatedBy(r.record);
+        if (name !== undefined) created.push(name);
+      }
+    }
+    expect(created).toEqual([STREAM]);
     const run = await new AwsVerifier(rt).run({ remainingMs: () => 300_000, full: true });
     expect(run.alerts).toEqual([]);
   }, 600_000);
