@@ -162,8 +162,10 @@ export async function runVerify(
           ...(streams ? { streams } : {}),
           ...(checkProducers ? { producerKeys } : {}),
           receipts,
-          // A bundle is one stream's window: its objects are checked against the layout, not the set of streams.
-          layout: !options.streams?.length || Boolean(bundle),
+          // Every key against the layout: in a full run of the whole source (a deliberate full verification) and
+          // always for a bundle, one stream's window whose objects are checked against the layout, not the set of
+          // streams. An incremental run reads only what is new.
+          layout: Boolean(bundle) || (!options.streams?.length && !incremental),
           ...(bundle ? { streamSet: false } : {}),
           progress: {
             onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),

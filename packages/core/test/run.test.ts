@@ -76,6 +76,40 @@ describe("the sink commits to the set of streams", () => {
   });
 });
 
+describe("the stream's creation record survives a crash before the first segment", () => {
+  it("records it once although the first attempt failed after recording, and the archive verifies", async () => {
+    // Prepare: the store fails the stream's first segment once (a crash between recording and step 3).
+    const ports = memoryPorts();
+    const agent = producer(ports, "agent-1");
+    const put = ports.objects.putIfAbsent.bind(ports.objects);
+    let failed = false;
+    ports.objects.putIfAbsent = async (key, bytes) => {
+      if (key === segmentKey("alpha", 0) && !failed) {
+        failed = true;
+        throw new Error("crash");
+      }
+      return put(key, bytes);
+    };
+    await expect(
+      new Sink({ deployment: DEPLOYMENT, ...ports, clock }).submit("alpha", [agent.event("a")]),
+    ).rejects.toThrow("crash");
+    // Act: a fresh sink (a restarted process) takes the retry.
+    await new Sink({ deployment: DEPLOYMENT, ...ports, clock }).submit("alpha", [agent.event("a")]);
+    // Assess
+    const created = [...ports.objects.objects.entries()]
+      .filter(([k]) => k.startsWith(`streams/${SYSTEM_STREAM}/segments/`))
+      .flatMap(([, v]) => Buffer.from(v).toString("utf8").trim().split("\n"))
+      .filter((l) => l.includes(STREAM_CREATED));
+    expect(created).toHaveLength(1);
+    const report = await runVerification(
+      { objects: ports.objects, deployment: DEPLOYMENT, heads: ports.heads },
+      { keys: [ports.signer.key], basis: "pinned", detail: "test key" },
+      { mode: "full" },
+    );
+    expect(allFailures(report)).toEqual([]);
+  });
+});
+
 describe("runVerification", () => {
   let w: World;
   beforeEach(async () => {

@@ -8,7 +8,13 @@ import { bearerTokenAuthorizer, createApp } from "@auditsink/api";
 import { systemProducerKey } from "@auditsink/core";
 import { serve } from "@hono/node-server";
 import { FanOutAlertSink, JsonLinesAlertSink, LogAlertSink, WebhookAlertSink } from "./alerts.ts";
-import { dataPaths, type LocalSink, type LocalSinkOptions, openLocalSink } from "./openLocalSink.ts";
+import {
+  dataPaths,
+  type LocalSink,
+  type LocalSinkOptions,
+  openLocalSink,
+  storedStreams,
+} from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 
 export interface EmbeddedSinkOptions extends LocalSinkOptions {
@@ -63,6 +69,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     deployment: local.deployment,
     trusted: [local.signingKey.signer.key],
     producerKeys: () => new Map([...local.registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
+    streams: () => storedStreams(paths.objects),
     producers: () => local.registry.list(),
     lastSeen: async () => {
       await local.events.sync();
