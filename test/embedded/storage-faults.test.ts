@@ -258,6 +258,42 @@ describe("dedup.jsonl damaged anywhere (by an earlier version, a restore or a ba
   });
 });
 
+describe("dedup.jsonl written before dedup keys carried the producer", () => {
+  it("treats the old keys as damaged and rebuilds every entry with today's keys: replays of old events get their original receipts", {
+    timeout: 60_000,
+  }, async () => {
+    // Prepare: a log whose dedup file holds `source NUL id` keys, as an earlier version wrote them
+    const dataDir = await fresh();
+    const first = await start(dataDir);
+    const producer = testProducer("agent");
+    expect((await register(first.sink, dataDir, producer)).status).toBe(201);
+    const acked = new Acked();
+    const batch = Array.from({ length: 5 }, () => producer.event());
+    acked.add(batch, (await postEvents(first.sink.url, "agents.old", batch)).receipts);
+    await first.close();
+    const path = join(dataDir, "dedup.jsonl");
+    const old = (await readFile(path, "utf8"))
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => {
+        const e = JSON.parse(l) as { key: string };
+        return JSON.stringify({ ...e, key: e.key.split("\u0000").slice(1).join("\u0000") });
+      });
+    await writeFile(path, `${old.join("\n")}\n`);
+    // Act
+    const second = await start(dataDir);
+    const replay = await postEvents(second.sink.url, "agents.old", batch);
+    await second.close();
+    // Assess
+    expect(replay.status).toBe(200);
+    expect(replay.receipts.map((r) => r.index)).toEqual(
+      [...acked.byKey.values()].map((a) => a.receipt.index),
+    );
+    await assertDedupFileClean(dataDir);
+    await assertConsistent(dataDir, acked);
+  });
+});
+
 describe("alerts while the alerts file cannot be written", () => {
   it("still go to the log, and are written to the file once it can be", { timeout: 60_000 }, async () => {
     // Prepare

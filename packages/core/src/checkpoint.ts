@@ -27,7 +27,8 @@ export function originFor(deployment: string, stream: string): string {
 
 export function checkpointText(cp: Checkpoint): string {
   const lines = [cp.origin, String(cp.size), cp.root.toString("base64")];
-  if (cp.head) lines.push(`head ${toHex(cp.head)}`);
+  // FORMAT.md §8: the head line is present if and only if size > 0 (a writer's empty head carries 32 zero bytes).
+  if (cp.head && cp.size > 0) lines.push(`head ${toHex(cp.head)}`);
   lines.push(`time ${cp.time}`);
   return `${lines.join("\n")}\n`;
 }

@@ -55,6 +55,11 @@ export interface ArchiveSource {
   objects: ObjectStore;
   /** Expected deployment name: checkpoint origins must be `<deployment>/<stream>`. */
   deployment?: string;
+  /**
+   * Lists the names under `streams/` more cheaply than the ObjectStore can (a directory read, an S3 delimiter
+   * listing). Default: core's listStoredStreams, one `list` call per stream.
+   */
+  listStreams?: () => Promise<string[]>;
   heads?: {
     /** The head store's value; anything that is not a head (a corrupted file) is reported as `head-malformed`. */
     get(stream: string): Promise<unknown>;
@@ -142,7 +147,16 @@ export async function runVerification(
 
   // The stored streams are listed before `_system` is read: the sink records a stream before it writes the
   // stream's first segment, so every stream listed here is already recorded in what the walk of `_system` reads.
-  const listed = await listStoredStreams(source.objects);
+  let listed: string[];
+  if (!source.listStreams) listed = await listStoredStreams(source.objects);
+  else {
+    // A directory listing also names emptied directories: a stream counts only if it still has an object.
+    const names = await source.listStreams();
+    const present = await Promise.all(
+      names.map(async (s) => (await source.objects.list(streamPrefix(s), { limit: 1 })).length > 0),
+    );
+    listed = names.filter((_, i) => present[i]);
+  }
   const stored = new Set(listed.filter(isStreamName));
   const headStreams = source.heads ? await source.heads.streams() : [];
   const everything = policy.streams === undefined;

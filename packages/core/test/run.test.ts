@@ -376,6 +376,22 @@ describe("FORMAT.md rules an independent verifier relies on (issue 10 item 18)",
     });
   }
 
+  it("a checkpoint of size 0 is written without a head line, even when given the empty head's zero hash", async () => {
+    const w = await world();
+    const cp = await import("../src/checkpoint.ts");
+    const signed = await cp.signCheckpoint(
+      {
+        origin: `${DEPLOYMENT}/alpha`,
+        size: 0,
+        root: sha256(""),
+        head: Buffer.alloc(32),
+        time: "2026-11-24T12:00:00.000Z",
+      },
+      w.ports.signer,
+    );
+    expect(cp.openCheckpoint(signed, [w.ports.signer.key]).ok).toBe(true);
+  });
+
   it("without a deployment name, the origin must be the signing key's name and the stream", async () => {
     const w = await world();
     const objects = new Map([...w.ports.objects.objects].filter(([k]) => k.startsWith("streams/alpha/")));

@@ -10,7 +10,8 @@
  * Recovery rule (docs/EMBEDDED.md §6.2), applied by open():
  *   1. every line that is not a complete, well-formed entry — a torn last line left by a kill, or a damaged line
  *      anywhere — is dropped; if any line was dropped the file is first copied to
- *      `dedup.jsonl.damaged-<time>` for inspection and then rewritten atomically without it;
+ *      `dedup.jsonl.damaged-<time>` for inspection and then rewritten atomically without it (an entry whose key
+ *      is not `dedupKey(producer, event)`-shaped, as written before keys carried the producer, counts as damaged);
  *   2. openLocalSink then reconciles the entries with the store: a stream whose entries do not cover exactly
  *      its records 0…size−1 gets the missing entries rebuilt from its stored segments (reconcileStream).
  * Dropping a line is therefore always safe: the write-once store is the source of truth and the entries are
@@ -42,6 +43,10 @@ function parseEntry(line: string): DedupEntry | undefined {
   const e = v as Record<string, unknown>;
   if (
     typeof e.key !== "string" ||
+    // dedupKey(producer, event) = producer NUL source NUL id (neither holds a control character). A key of
+    // another shape — damage, or an entry written before keys carried the producer — is dropped like a damaged
+    // line, and the stream's entries are rebuilt from its segments with today's keys (recovery rule, step 2).
+    e.key.split("\u0000").length !== 3 ||
     typeof e.stream !== "string" ||
     !Number.isSafeInteger(e.index) ||
     (e.index as number) < 0 ||

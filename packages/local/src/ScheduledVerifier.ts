@@ -49,6 +49,8 @@ export interface ScheduledVerifierOptions {
   trusted: readonly NoteKey[];
   /** Public keys by key id (every producer key, revoked or not, and the sink's own). */
   producerKeys: () => ReadonlyMap<string, KeyObject>;
+  /** Every name under `objects/streams/` (a directory read; default: listed through `objects`). */
+  streams?: () => Promise<string[]>;
   producers: () => Promise<ProducerInfo[]>;
   /** Newest `received` time per producer, brought up to date by the call. */
   lastSeen: () => Promise<ReadonlyMap<string, string>>;
@@ -184,7 +186,12 @@ export class ScheduledVerifier {
     let streams = 0;
     try {
       const report = await runVerification(
-        { objects: this.o.objects, deployment: this.o.deployment, heads: this.o.heads },
+        {
+          objects: this.o.objects,
+          deployment: this.o.deployment,
+          heads: this.o.heads,
+          ...(this.o.streams ? { listStreams: this.o.streams } : {}),
+        },
         { keys: this.o.trusted, basis: "signing-key", detail: "the embedded sink's own signing key" },
         {
           mode: full ? "full" : "incremental",

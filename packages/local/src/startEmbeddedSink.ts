@@ -28,6 +28,7 @@ import {
   type LocalSinkOptions,
   openLocalSink,
   systemRecords,
+  storedStreams,
 } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 
@@ -118,6 +119,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     deployment: local.deployment,
     trusted: [local.signingKey.signer.key],
     producerKeys: () => new Map([...local.registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
+    streams: () => storedStreams(paths.objects),
     producers: () => local.registry.list(),
     lastSeen: async () => {
       await local.events.sync();
