@@ -27,8 +27,8 @@ import {
   type LocalSink,
   type LocalSinkOptions,
   openLocalSink,
-  systemRecords,
   storedStreams,
+  systemRecords,
 } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 
