@@ -46,10 +46,17 @@ export function hashFromHex(text: unknown, what: string): Hash {
 /** Standard padded base64 (RFC 4648 §4). */
 export const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** Strict standard base64 (RFC 4648 §4, padded); Buffer.from alone silently skips bad characters. */
+/**
+ * Strict standard base64 (RFC 4648 §4, padded); Buffer.from alone silently skips bad characters. Canonical only
+ * (RFC 4648 §3.5: the pad bits are zero), so one byte string has one text: otherwise a signature or root could be
+ * re-encoded into other text (another checkpoint note, another event) that still verifies.
+ */
 export function fromBase64(text: string, what: string): Buffer {
   if (!BASE64.test(text)) throw new FormatError("bad-base64", `${what} is not valid base64`);
-  return Buffer.from(text, "base64");
+  const bytes = Buffer.from(text, "base64");
+  if (bytes.toString("base64") !== text)
+    throw new FormatError("bad-base64", `${what} is not canonical base64 (non-zero pad bits)`);
+  return bytes;
 }
 
 export const ZERO_HASH: Hash = Buffer.alloc(HASH_SIZE);

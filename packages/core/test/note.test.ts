@@ -36,6 +36,14 @@ describe("signed notes (c2sp.org/signed-note)", () => {
     });
   });
 
+  it("rejects the Go example re-encoded with non-zero base64 pad bits (same bytes, other text)", () => {
+    // Prepare: 'M' and 'N' differ only in the two pad bits of the last base64 group
+    const reencoded = GO_NOTE.replace("nAM=", "nAN=");
+    expect(Buffer.from("nAN=", "base64")).toEqual(Buffer.from("nAM=", "base64"));
+    // Act, Assess
+    expect(() => parseNote(reencoded)).toThrow(/canonical base64/);
+  });
+
   it("uses SHA-256(DER SPKI)[:4] as the ECDSA key ID and round-trips the verifier key", () => {
     const { publicKey } = generateKeyPair("ecdsa-p256");
     const key = makeNoteKey("auditsink.example/prod", publicKey);
