@@ -14,6 +14,7 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
 import { lambdaContext, provision, registerProducer, useEmulators } from "./fixtures.ts";
+import { atomicCreates } from "./sdk-middleware.ts";
 
 let emulators: Emulators;
 beforeAll(async () => {
@@ -51,7 +52,12 @@ describe("concurrent ingest handlers on one stream", () => {
     // Prepare: eight Lambda containers, each with its own clients, Sink and cached head.
     const p = await provision();
     const producer = await registerProducer(p.runtime(), "agent-c");
-    const handlers = Array.from({ length: CONTAINERS }, () => createHttpHandler(p.runtime()));
+    const creates = new Map<string, Promise<unknown>>();
+    const handlers = Array.from({ length: CONTAINERS }, () => {
+      const runtime = p.runtime();
+      atomicCreates(runtime.clients.s3, creates);
+      return createHttpHandler(runtime);
+    });
     // Act
     const receipts: Receipt[] = [];
     await Promise.all(

@@ -68,3 +68,29 @@ export function countCalls(client: object, counts: Map<string, number>, prefix: 
     { step: "deserialize", name: `count-${prefix}-${Math.random()}`, priority: "low" } as never,
   );
 }
+
+/**
+ * Makes create-only writes (`PutObject` with `If-None-Match: *`) on one key atomic across the given clients, as
+ * S3 guarantees and moto does not: moto checks and then writes on a threaded server, so two racing creates of
+ * one key can both succeed (docs/AWS.md, "What moto does not emulate"). Tests of racing writers use this so
+ * that they test the sink against S3's semantics, not moto's race.
+ */
+export function atomicCreates(client: object, inFlight: Map<string, Promise<unknown>>): void {
+  (client as AnyClient).middlewareStack.add(
+    ((next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) =>
+      async (args: unknown) => {
+        const input = (args as { input?: { Bucket?: string; Key?: string; IfNoneMatch?: string } }).input;
+        if (context.commandName !== "PutObjectCommand" || input?.IfNoneMatch !== "*") return next(args);
+        const key = `${input.Bucket}/${input.Key}`;
+        const before = inFlight.get(key) ?? Promise.resolve();
+        const mine = before.catch(() => undefined).then(() => next(args));
+        inFlight.set(key, mine);
+        try {
+          return await mine;
+        } finally {
+          if (inFlight.get(key) === mine) inFlight.delete(key);
+        }
+      }) as never,
+    { step: "initialize", name: `atomic-creates-${Math.random()}`, priority: "high" } as never,
+  );
+}
