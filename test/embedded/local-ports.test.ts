@@ -52,7 +52,7 @@ describe("LocalDedupStore: crash recovery", () => {
     // Prepare
     const { dir, dedup } = await fresh();
     const entry = {
-      key: "src\u0000a",
+      key: "p\u0000src\u0000a",
       stream: "s",
       index: 0,
       recordHash: "a".repeat(64),
@@ -61,15 +61,15 @@ describe("LocalDedupStore: crash recovery", () => {
     await dedup.putMany([entry]);
     await dedup.close();
     const path = join(dir, "dedup.jsonl");
-    await writeFile(path, `${await readFile(path, "utf8")}{"key":"src\\u0000b","str`);
+    await writeFile(path, `${await readFile(path, "utf8")}{"key":"p\\u0000src\\u0000b","str`);
     // Act
     const reopened = await LocalDedupStore.open(path, join(dir, "tmp"));
-    await reopened.putMany([{ ...entry, key: "src\u0000c", index: 1 }]);
+    await reopened.putMany([{ ...entry, key: "p\u0000src\u0000c", index: 1 }]);
     await reopened.close();
     const again = await LocalDedupStore.open(path, join(dir, "tmp"));
     // Assess
-    const found = await again.getMany(["src\u0000a", "src\u0000b", "src\u0000c"]);
-    expect([...found.keys()]).toEqual(["src\u0000a", "src\u0000c"]);
+    const found = await again.getMany(["p\u0000src\u0000a", "p\u0000src\u0000b", "p\u0000src\u0000c"]);
+    expect([...found.keys()]).toEqual(["p\u0000src\u0000a", "p\u0000src\u0000c"]);
     await again.close();
   });
 });

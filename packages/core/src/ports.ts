@@ -45,7 +45,7 @@ export interface HeadStore {
 
 /** Where an accepted event lives, by its producer, `source` and `id`. */
 export interface DedupEntry {
-  /** dedupKey(producer, event): an opaque string to the store. */
+  /** dedupKey(producer, event). Stores keep it as given (the embedded file drops keys of another shape at open). */
   key: string;
   stream: string;
   index: number;
