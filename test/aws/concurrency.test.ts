@@ -24,7 +24,7 @@ beforeAll(async () => {
 afterAll(async () => emulators?.stop());
 
 const CONTAINERS = 8;
-const BATCHES = 50;
+const BATCHES = 6;
 const PER_BATCH = 2;
 const STREAM = "contended";
 
