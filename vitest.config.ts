@@ -1,6 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  // `@auditsink/*` resolves to each package's TypeScript source through tsconfig.base.json's `paths` (as tsx and
+  // tsc do), so tests never run stale compiled output; installed packages resolve to dist/ through `exports`.
+  resolve: { tsconfigPaths: true },
   test: {
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
     testTimeout: 30_000,

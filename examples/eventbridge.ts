@@ -5,7 +5,7 @@
  *
  *   AUDITSINK_BUS=auditsink-prod-ingest AUDITSINK_KEY=agent.key.pem AUDITSINK_SINK_KEY=… npx tsx examples/eventbridge.ts
  */
-import { EventBridgePublisher } from "@auditsink/client";
+import { EventBridgePublisher } from "@auditsink/client/eventbridge";
 import { connect, isMain } from "./connect.ts";
 
 if (isMain(import.meta.url)) {

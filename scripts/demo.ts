@@ -25,7 +25,9 @@ import {
 import { startEmbeddedSink } from "../packages/local/src/index.ts";
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
-const step = (n: number, text: string) => say(`\n\x1b[1m${n}. ${text}\x1b[0m`);
+// Bold step titles only on a terminal: piped into a file or a CI log, escape codes are noise.
+const bold = process.stdout.isTTY && !process.env.NO_COLOR;
+const step = (n: number, text: string) => say(bold ? `\n\x1b[1m${n}. ${text}\x1b[0m` : `\n${n}. ${text}`);
 
 const root = await mkdtemp(join(tmpdir(), "auditsink-demo-"));
 const dataDir = join(root, "data");

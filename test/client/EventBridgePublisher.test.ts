@@ -4,7 +4,7 @@ import {
   PUT_EVENTS_MAX_BYTES,
   PUT_EVENTS_MAX_ENTRIES,
   packEntries,
-} from "@auditsink/client";
+} from "@auditsink/client/eventbridge";
 import { generateKeyPair, type SignedEvent, signEvent } from "@auditsink/core";
 import type { PutEventsCommand, PutEventsCommandOutput } from "@aws-sdk/client-eventbridge";
 import { describe, expect, it } from "vitest";

@@ -5,7 +5,7 @@
  */
 
 import { commitQueueBatch } from "@auditsink/aws";
-import { DEFAULT_DETAIL_TYPE, EventBridgePublisher } from "@auditsink/client";
+import { DEFAULT_DETAIL_TYPE, EventBridgePublisher } from "@auditsink/client/eventbridge";
 import {
   generateKeyPair,
   KeyObjectSigner,

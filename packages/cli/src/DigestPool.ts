@@ -1,7 +1,8 @@
 /**
  * Worker threads that digest segments (core digestSegment) so that `verify` hashes and parses on every core.
- * Node 20 does not carry module loader hooks into workers, so each worker first registers tsx's loader, then
- * imports digestWorker.ts.
+ * Installed, this module is compiled JavaScript and a worker runs digestWorker.js directly. Run from source
+ * (tsx, tests), Node 20 does not carry module loader hooks into workers, so each worker first registers tsx's
+ * loader, then imports digestWorker.ts.
  */
 import type { KeyObject } from "node:crypto";
 import { once } from "node:events";
@@ -12,6 +13,20 @@ const BOOTSTRAP = `
 const { workerData } = require("node:worker_threads");
 import(workerData.loader).then(({ register }) => { register(); return import(workerData.entry); });
 `;
+const fromSource = import.meta.url.endsWith(".ts");
+
+function startWorker(producerKeys: string[][] | undefined): Worker {
+  if (!fromSource)
+    return new Worker(new URL("./digestWorker.js", import.meta.url), { workerData: { producerKeys } });
+  return new Worker(BOOTSTRAP, {
+    eval: true,
+    workerData: {
+      loader: import.meta.resolve("tsx/esm/api"),
+      entry: new URL("./digestWorker.ts", import.meta.url).href,
+      producerKeys,
+    },
+  });
+}
 
 interface Job {
   resolve: (d: SegmentDigest) => void;
@@ -43,8 +58,8 @@ export class DigestPool {
   }
 
   /**
-   * Starts `threads` workers; resolves undefined when they cannot start here (for example where this module is
-   * not run by a TypeScript-aware loader): the caller then digests on its own thread, with the same result.
+   * Starts `threads` workers; resolves undefined when they cannot start here: the caller then digests on its own
+   * thread, with the same result.
    */
   static async start(
     threads: number,
@@ -57,14 +72,7 @@ export class DigestPool {
     const workers: Worker[] = [];
     try {
       for (let i = 0; i < threads; i++) {
-        const w = new Worker(BOOTSTRAP, {
-          eval: true,
-          workerData: {
-            loader: import.meta.resolve("tsx/esm/api"),
-            entry: new URL("./digestWorker.ts", import.meta.url).href,
-            producerKeys: keys,
-          },
-        });
+        const w = startWorker(keys);
         workers.push(w);
         await once(w, "message"); // "ready"; rejects if the worker fails to start
       }

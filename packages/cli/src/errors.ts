@@ -12,7 +12,9 @@ export type CliErrorCode =
   /** An HTTP endpoint refused the request. */
   | "request-failed"
   /** The stream, record or checkpoint asked for does not exist. */
-  | "not-found";
+  | "not-found"
+  /** An optional package the command needs is not installed (the message names it and how to install it). */
+  | "dependency-missing";
 
 export class CliError extends Error {
   override readonly name = "CliError";

@@ -4,7 +4,6 @@ export * from "./exportBundle.ts";
 export * from "./producer.ts";
 export * from "./program.ts";
 export * from "./prove.ts";
-export * from "./S3ReadStore.ts";
 export * from "./send.ts";
 export * from "./sources.ts";
 export * from "./stores.ts";

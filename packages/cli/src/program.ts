@@ -3,9 +3,11 @@
  * package and prints; exit status: 0 everything verified / succeeded, 1 verification found failures,
  * 2 the command could not run (see errors.ts).
  */
+import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
+import envPaths from "env-paths";
 import { CliError, EXIT_FAILURES, EXIT_OK } from "./errors.ts";
 import { exportBundle } from "./exportBundle.ts";
 import type { Target } from "./producer.ts";
@@ -14,6 +16,13 @@ import type { S3ReadOptions } from "./stores.ts";
 import { tail } from "./tail.ts";
 import type { TrustOptions } from "./trust.ts";
 import { runVerify, type VerifyProgress, type VerifyResult } from "./verify.ts";
+
+/** The version of this package (package.json sits one level above both src/ and dist/). */
+function packageVersion(): string {
+  return (
+    JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+  ).version;
+}
 
 export interface Io {
   out: (text: string) => void;
@@ -181,41 +190,82 @@ function progressBar(io: Io): VerifyProgress {
   };
 }
 
+/** The admin bearer token: from the environment by preference, since a command line is visible to every user. */
+function adminTokenFlag(cmd: Command): Command {
+  return cmd.addOption(
+    new Option("--admin-token <token>", "admin bearer token (prefer the environment variable)").env(
+      "AUDITSINK_ADMIN_TOKEN",
+    ),
+  );
+}
+
+/** The data directory `start` uses by default: the user's data home, never the working tree (it holds keys). */
+export function defaultDataDir(): string {
+  return envPaths("auditsink", { suffix: "" }).data;
+}
+
 export function buildProgram(io: Io = processIo): Command {
   const program = new Command("auditsink")
     .description(
       "Tamper-evident audit sink: run it, register producers, send events, verify, export and prove.",
     )
+    .version(packageVersion(), "-V, --version")
     .showHelpAfterError()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     // Subcommands inherit this: commander throws instead of exiting, and run() turns that into a status.
     .exitOverride();
 
+  // Every option of `start` can also come from an AUDITSINK_* environment variable (a flag wins), so that a
+  // supervisor (systemd, a container) configures the sink without a command line; docs/OPERATIONS.md lists them.
   program
     .command("start")
     .description("run the embedded sink (HTTP API, local data directory, scheduled verifier)")
-    .option("--data <dir>", "data directory", process.env.AUDITSINK_DATA ?? "./auditsink-data")
-    .option("--host <host>", "interface to listen on", "127.0.0.1")
-    .option("--port <port>", "port (0 picks a free one)", int("--port"), Number(process.env.PORT ?? 8787))
-    .option(
-      "--deployment <name>",
-      "deployment name, fixed at first start (checkpoint key name and origin prefix)",
+    .addOption(
+      new Option("--data-dir <dir>", "data directory (keys, records, state)")
+        .env("AUDITSINK_DATA_DIR")
+        .default(defaultDataDir(), "$XDG_DATA_HOME/auditsink, else ~/.local/share/auditsink"),
     )
-    .option(
-      "--verify-interval <seconds>",
-      "seconds between scheduled verifications (0: off)",
-      int("--verify-interval"),
+    .addOption(new Option("--data <dir>").hideHelp()) // the flag's earlier name
+    .addOption(
+      new Option("--host <host>", "interface to listen on").env("AUDITSINK_HOST").default("127.0.0.1"),
     )
-    .option(
-      "--full-verify-interval <seconds>",
-      "a full verification at the latest this long after the last (default 300): the bound on catching a changed old object",
-      int("--full-verify-interval"),
+    .addOption(
+      new Option("--port <port>", "port (0 picks a free one)")
+        .env("AUDITSINK_PORT")
+        .argParser(int("--port"))
+        .default(8787),
     )
-    .option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)")
+    .addOption(
+      new Option(
+        "--deployment <name>",
+        "deployment name, fixed at first start (checkpoint key name and origin prefix)",
+      ).env("AUDITSINK_DEPLOYMENT"),
+    )
+    .addOption(
+      new Option(
+        "--verify-interval <seconds>",
+        "seconds between scheduled verifications (0: off; default 60)",
+      )
+        .env("AUDITSINK_VERIFY_INTERVAL")
+        .argParser(int("--verify-interval")),
+    )
+    .addOption(
+      new Option(
+        "--full-verify-interval <seconds>",
+        "a full verification at the latest this long after the last (default 300): the bound on catching a changed old object",
+      )
+        .env("AUDITSINK_FULL_VERIFY_INTERVAL")
+        .argParser(int("--full-verify-interval")),
+    )
+    .addOption(
+      new Option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)").env(
+        "AUDITSINK_WEBHOOK_URL",
+      ),
+    )
     .action(async (o) => {
       const { start } = await import("./start.ts");
       await start({
-        dataDir: o.data,
+        dataDir: o.data ?? o.dataDir,
         host: o.host,
         port: o.port,
         ...(o.deployment ? { deployment: o.deployment } : {}),
@@ -228,17 +278,15 @@ export function buildProgram(io: Io = processIo): Command {
 
   const producer = program.command("producer").description("register, list and revoke producers");
   const targetFlags = (cmd: Command) =>
-    cmd
+    adminTokenFlag(cmd)
       .option("--url <url>", "a running sink's API")
-      .option("--admin-token <token>", "admin bearer token (default: AUDITSINK_ADMIN_TOKEN)")
-      .option("--data <dir>", "a data directory no sink is running on")
+      .option("--data-dir <dir>", "a data directory no sink is running on")
+      .addOption(new Option("--data <dir>").hideHelp()) // the flag's earlier name
       .option("--json", "machine-readable output");
-  const targetOf = (o: { url?: string; adminToken?: string; data?: string }): Target => ({
+  const targetOf = (o: { url?: string; adminToken?: string; data?: string; dataDir?: string }): Target => ({
     ...(o.url ? { url: o.url } : {}),
-    ...((o.adminToken ?? process.env.AUDITSINK_ADMIN_TOKEN)
-      ? { adminToken: o.adminToken ?? process.env.AUDITSINK_ADMIN_TOKEN }
-      : {}),
-    ...(o.data ? { data: o.data } : {}),
+    ...(o.adminToken ? { adminToken: o.adminToken } : {}),
+    ...((o.data ?? o.dataDir) ? { data: o.data ?? o.dataDir } : {}),
   });
   targetFlags(
     producer
@@ -304,9 +352,8 @@ export function buildProgram(io: Io = processIo): Command {
     .command("findings")
     .description("the scheduled verifier's standing findings on a running sink, and their acknowledgement");
   const findingFlags = (cmd: Command) =>
-    cmd
+    adminTokenFlag(cmd)
       .requiredOption("--url <url>", "the running sink's API")
-      .option("--admin-token <token>", "admin bearer token (default: AUDITSINK_ADMIN_TOKEN)")
       .option("--json", "machine-readable output");
   findingFlags(
     findings.command("list").description("open findings (and acknowledged ones with --json)"),

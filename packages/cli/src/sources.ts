@@ -83,12 +83,34 @@ async function storedKeys(store: ObjectStore): Promise<string[]> {
   return keys;
 }
 
+/**
+ * The S3 client loads only for s3:// sources: it costs every other command half a second of startup, and an
+ * auditor who verifies a directory or bundle offline need not install it (`@aws-sdk/client-s3` is an optional
+ * peer dependency of this package).
+ */
+async function loadS3ReadStore(): Promise<typeof import("./S3ReadStore.ts")> {
+  try {
+    return await import("./S3ReadStore.ts");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (
+      (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
+      String(e).includes("@aws-sdk/client-s3")
+    )
+      throw new CliError(
+        "dependency-missing",
+        "reading s3:// sources needs the AWS SDK's S3 client, which is not installed: npm install @aws-sdk/client-s3 (next to @auditsink/cli; with a global install: npm install -g @aws-sdk/client-s3)",
+        { cause: e },
+      );
+    throw e;
+  }
+}
+
 export async function openSource(location: string, s3: S3ReadOptions = {}): Promise<Source> {
   const s3Location = parseS3Url(location);
   if (location.startsWith("s3://")) {
     if (!s3Location) throw new CliError("usage", `${location} is not s3://bucket[/prefix]`);
-    // The S3 client loads only for s3:// sources: it costs every other command half a second of startup.
-    const { S3ReadStore } = await import("./S3ReadStore.ts");
+    const { S3ReadStore } = await loadS3ReadStore();
     const store = new S3ReadStore(s3Location, s3);
     return {
       kind: "s3",

@@ -1,6 +1,5 @@
 export * from "./AuditClient.ts";
 export * from "./CheckpointWitness.ts";
-export * from "./EventBridgePublisher.ts";
 export * from "./errors.ts";
 export * from "./keys.ts";
 export * from "./retry.ts";

@@ -86,6 +86,11 @@ export interface VerificationPolicy {
   settle?: { tries: number; delayMs: number };
   /** Injected for tests; default setTimeout. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Stops the run between segments, streams and listed keys (a sink shutting down does not wait for a full run):
+   * the run rejects with the signal's reason and reports nothing.
+   */
+  signal?: AbortSignal;
   progress?: FetchProgress & {
     onStream?: (stream: string) => void | Promise<void>;
     onStreamDone?: () => void;
@@ -144,6 +149,17 @@ export async function runVerification(
   const sleep = policy.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const settle = policy.settle ?? { tries: 4, delayMs: 250 };
   const receipts = policy.receipts ?? [];
+  const signal = policy.signal;
+  const progress: VerificationPolicy["progress"] = signal
+    ? {
+        ...policy.progress,
+        onSegment: (records, bytes) => {
+          signal.throwIfAborted();
+          policy.progress?.onSegment?.(records, bytes);
+        },
+      }
+    : policy.progress;
+  signal?.throwIfAborted();
 
   // The stored streams are listed before `_system` is read: the sink records a stream before it writes the
   // stream's first segment, so every stream listed here is already recorded in what the walk of `_system` reads.
@@ -175,6 +191,7 @@ export async function runVerification(
     // Keys under a stored stream's prefix are the stream walk's to judge in a full walk; everything else is here.
     const walkedInFull = (s: string) => stored.has(s) && (policy.mode === "full" || !policy.states?.[s]);
     for await (const key of listEveryKey(source.objects)) {
+      signal?.throwIfAborted();
       if (KEY_DOCUMENT.test(key)) continue;
       const name = key.startsWith("streams/") ? key.slice(8).split("/")[0] : undefined;
       const underStream = name !== undefined && key.length > 8 + name.length && stored.has(name);
@@ -194,7 +211,8 @@ export async function runVerification(
     const rawHead = source.heads ? await source.heads.get(stream) : undefined;
     const head = isHead(rawHead) ? rawHead : undefined;
     const from = policy.mode === "incremental" ? policy.states?.[stream] : undefined;
-    await policy.progress?.onStream?.(stream);
+    signal?.throwIfAborted();
+    await progress?.onStream?.(stream);
     try {
       const report = await verifyStoredStream(
         source.objects,
@@ -207,7 +225,7 @@ export async function runVerification(
           receipts: receipts.filter((r) => r?.stream === stream),
           ...(policy.producerKeys ? { producerKeys: policy.producerKeys } : {}),
         },
-        policy.progress ?? {},
+        progress ?? {},
       );
       if (rawHead !== undefined && !head) {
         report.failures.unshift({
@@ -218,7 +236,7 @@ export async function runVerification(
       }
       return report;
     } finally {
-      policy.progress?.onStreamDone?.();
+      progress?.onStreamDone?.();
     }
   };
 

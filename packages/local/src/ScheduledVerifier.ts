@@ -124,6 +124,7 @@ export class ScheduledVerifier {
   }
 
   async start(): Promise<void> {
+    if (this.abort.signal.aborted) this.abort = new AbortController();
     if (!this.findingsLoaded) await this.load();
     if (this.o.statePath) {
       try {
@@ -147,11 +148,19 @@ export class ScheduledVerifier {
     this.timer.unref();
   }
 
+  /**
+   * Stops the schedule and aborts a run in progress between two segments (shutdown does not wait for a full
+   * verification); an aborted run raises no alert and saves no verifier state, so the next start re-checks
+   * from the last completed run.
+   */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.abort.abort(new Error("the verifier is stopping"));
     await this.running?.catch(() => undefined);
   }
+
+  private abort = new AbortController();
 
   /** Runs one verification now (or joins the one in progress). */
   runOnce(options: { full?: boolean } = {}): Promise<VerifierRun> {
@@ -198,6 +207,7 @@ export class ScheduledVerifier {
           states: Object.fromEntries(this.states),
           producerKeys: this.o.producerKeys(),
           ...(this.o.settleMs !== undefined ? { settle: { tries: 4, delayMs: this.o.settleMs } } : {}),
+          signal: this.abort.signal,
         },
       );
       streams = report.streams.length;
@@ -215,6 +225,7 @@ export class ScheduledVerifier {
       await this.checkHeartbeats(raise);
       await this.saveState();
     } catch (e) {
+      if (this.abort.signal.aborted) throw e;
       runFailed = true;
       raise({ code: "verifier-error", message: `verification run failed: ${(e as Error).message}` }, false);
     }

@@ -68,7 +68,7 @@ export interface EmbeddedSink {
 
 /**
  * @example
- *   const sink = await startEmbeddedSink({ dataDir: "./auditsink-data", port: 8787 });
+ *   const sink = await startEmbeddedSink({ dataDir: "/var/lib/auditsink", port: 8787 });
  *   process.on("SIGTERM", () => void sink.close());
  */
 export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
@@ -276,9 +276,9 @@ function banner(url: string, local: LocalSink): string {
 
 Send a first event:
   1. register a producer (creates its key pair):
-       npm run auditsink -- producer create --url ${url} --admin-token "$(cat ${token})" --id my-agent --streams 'agents.*'
+       AUDITSINK_ADMIN_TOKEN="$(cat ${token})" npx auditsink producer create --url ${url} --id my-agent --streams 'agents.*'
   2. send an event and get its signed receipt:
-       npm run auditsink -- send --url ${url} --key my-agent.key.pem --sink-key "$(cat ${join(local.dataDir, "keys", "verifier-key.txt")})" \\
+       npx auditsink send --url ${url} --key my-agent.key.pem --sink-key "$(cat ${join(local.dataDir, "keys", "verifier-key.txt")})" \\
          --stream agents.demo --type ai.agent.tool_call --data '{"gen_ai.tool.name":"search"}'
   or register over HTTP: curl -X POST ${url}/v1/producers -H "authorization: Bearer $(cat ${token})" \\
        -H 'content-type: application/json' -d '{"id":"my-agent","publicKey":"<base64 DER SPKI>","streams":["agents.*"]}'
