@@ -2,22 +2,26 @@
  * `auditsink start`: the embedded sink (packages/local startEmbeddedSink) until SIGINT or SIGTERM. A signal
  * stops it cleanly — the HTTP server stops accepting and lets in-flight requests finish, a verification in
  * progress is aborted, the data directory's lock is released — and the process exits 0, as a supervisor
- * (systemd, a container runtime) expects.
+ * (systemd, a container runtime) expects. A signal that arrives while the sink is still starting stops it as
+ * soon as it has started.
  */
 import { type EmbeddedSink, type EmbeddedSinkOptions, startEmbeddedSink } from "@auditsink/local";
 
 export async function start(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
-  const sink = await startEmbeddedSink(options);
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    // A second signal while stopping changes nothing: the first one's shutdown is already under way.
-    if (stopping) return;
-    stopping = true;
-    log(JSON.stringify({ level: "info", msg: "auditsink stopping", signal }));
-    sink.close().then(
+  let sink: EmbeddedSink | undefined;
+  let signal: NodeJS.Signals | undefined;
+  const shutdown = (running: EmbeddedSink, by: NodeJS.Signals) =>
+    running.close().then(
       () => {
-        log(JSON.stringify({ level: "info", msg: "auditsink stopped", signal, dataDir: sink.local.dataDir }));
+        log(
+          JSON.stringify({
+            level: "info",
+            msg: "auditsink stopped",
+            signal: by,
+            dataDir: running.local.dataDir,
+          }),
+        );
         process.exit(0);
       },
       (e: unknown) => {
@@ -25,8 +29,22 @@ export async function start(options: EmbeddedSinkOptions): Promise<EmbeddedSink>
         process.exit(1);
       },
     );
+  const stop = (received: NodeJS.Signals) => {
+    // A second signal while stopping changes nothing: the first one's shutdown is already under way.
+    if (signal) return;
+    signal = received;
+    log(JSON.stringify({ level: "info", msg: "auditsink stopping", signal }));
+    if (sink) void shutdown(sink, signal);
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  try {
+    sink = await startEmbeddedSink(options);
+  } catch (e) {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    throw e;
+  }
+  if (signal) void shutdown(sink, signal);
   return sink;
 }

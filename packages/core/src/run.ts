@@ -307,6 +307,7 @@ export async function runVerification(
   }
 
   const failures = archive.length + reports.reduce((n, r) => n + r.failures.length, 0);
+  signal?.throwIfAborted(); // a stopped run reports nothing, however little was left to do
   return {
     ok: failures === 0,
     mode: policy.mode,

@@ -400,3 +400,30 @@ describe("FORMAT.md rules an independent verifier relies on (issue 10 item 18)",
     expect(new Set(report.failures.map((f) => f.code))).toContain("checkpoint-origin-mismatch");
   });
 });
+
+describe("a run can be stopped", () => {
+  it("rejects with the signal's reason at the next segment instead of walking the rest of the archive", async () => {
+    // Prepare: abort as soon as the first segment has been verified.
+    const w = await world();
+    const controller = new AbortController();
+    let segments = 0;
+    // Act
+    const result = run(w, {
+      signal: controller.signal,
+      progress: {
+        onSegment: () => {
+          segments++;
+          controller.abort(new Error("stopping"));
+        },
+      },
+    });
+    // Assess: a complete run would read the 3 segments of each stream (and _system's).
+    await expect(result).rejects.toThrow("stopping");
+    expect(segments).toBe(1);
+  });
+
+  it("does not start when the signal is already aborted", async () => {
+    const w = await world();
+    await expect(run(w, { signal: AbortSignal.abort(new Error("stopped")) })).rejects.toThrow("stopped");
+  });
+});

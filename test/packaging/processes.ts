@@ -1,0 +1,53 @@
+/** Runs `auditsink start` the ways users and supervisors do, and watches its output. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+
+export interface Started {
+  child: ChildProcess;
+  url: string;
+  /** Everything written to stdout and stderr so far. */
+  out: () => string;
+  err: () => string;
+}
+
+/**
+ * Spawns `command args` and resolves once the sink logs `auditsink started` (its URL is taken from that line);
+ * rejects with the output so far if the process exits first.
+ */
+export async function startSink(
+  command: string,
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): Promise<Started> {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: { ...process.env, NO_COLOR: "1", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => {
+    out += d;
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on("data", (d) => {
+      err += d;
+      const started = /\{"level":"info","msg":"auditsink started","url":"([^"]+)"/.exec(err);
+      if (started) resolve(started[1]!);
+    });
+    child.once("exit", (code, signal) =>
+      reject(
+        new Error(`${command} ${args.join(" ")} exited (${code ?? signal}) before starting:\n${out}${err}`),
+      ),
+    );
+  });
+  return { child, url, out: () => out, err: () => err };
+}
+
+/** Sends `signal` and resolves with the exit code (or the signal that ended it) once the process has exited. */
+export async function stopWith(started: Started, signal: NodeJS.Signals): Promise<number | string> {
+  const exited = once(started.child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+  started.child.kill(signal);
+  const [code, killedBy] = await exited;
+  return code ?? `killed by ${killedBy}`;
+}
