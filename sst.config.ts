@@ -1,11 +1,9 @@
 import type { SSTConfig } from "sst";
+import { DEFAULT_REGION, DEFAULT_STAGE } from "./stacks/defaults.ts";
 import { auditsink } from "./stacks/index.ts";
 import { settingsFromEnv } from "./stacks/settings.ts";
 
-/** Region used unless `--region` is given: EU, where AI Act record-keeping applies. */
-export const DEFAULT_REGION = "eu-central-1";
-/** Stage used unless `--stage` is given. */
-export const DEFAULT_STAGE = "dev";
+export { DEFAULT_REGION, DEFAULT_STAGE };
 
 export default {
   config(input) {
