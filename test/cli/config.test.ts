@@ -1,0 +1,89 @@
+/**
+ * `auditsink start` is configured by AUDITSINK_* environment variables as fully as by flags (a supervisor has no
+ * command line to spare), flags win, and docs/OPERATIONS.md's one table names every variable.
+ */
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { buildProgram, defaultDataDir } from "@auditsink/cli";
+import type { Command, Option } from "commander";
+import { afterEach, describe, expect, it } from "vitest";
+
+const quiet = { out: () => {}, err: () => {}, isTTY: false, setExitCode: () => {} };
+
+/** The options `start` would run with, for this argv and environment (the action is replaced: nothing starts). */
+async function startOptions(argv: string[], env: Record<string, string>): Promise<Record<string, unknown>> {
+  const program = buildProgram(quiet);
+  let seen: Record<string, unknown> = {};
+  program.commands
+    .find((c) => c.name() === "start")!
+    .action((o) => {
+      seen = o;
+    });
+  Object.assign(process.env, env);
+  try {
+    await program.parseAsync(["start", ...argv], { from: "user" });
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+  }
+  return seen;
+}
+
+const startCommand = (): Command => buildProgram(quiet).commands.find((c) => c.name() === "start")!;
+const visible = (o: Option) => !o.hidden;
+
+const saved = { XDG_DATA_HOME: process.env.XDG_DATA_HOME };
+afterEach(() => {
+  if (saved.XDG_DATA_HOME === undefined) delete process.env.XDG_DATA_HOME;
+  else process.env.XDG_DATA_HOME = saved.XDG_DATA_HOME;
+});
+
+describe("auditsink start configuration", () => {
+  it("takes every option from its AUDITSINK_* variable", async () => {
+    const o = await startOptions([], {
+      AUDITSINK_DATA_DIR: "/srv/audit",
+      AUDITSINK_HOST: "0.0.0.0",
+      AUDITSINK_PORT: "9090",
+      AUDITSINK_DEPLOYMENT: "audit.example/prod",
+      AUDITSINK_VERIFY_INTERVAL: "30",
+      AUDITSINK_FULL_VERIFY_INTERVAL: "600",
+      AUDITSINK_WEBHOOK_URL: "https://alerts.example/hook",
+    });
+    expect(o).toEqual({
+      dataDir: "/srv/audit",
+      host: "0.0.0.0",
+      port: 9090,
+      deployment: "audit.example/prod",
+      verifyInterval: 30,
+      fullVerifyInterval: 600,
+      webhook: "https://alerts.example/hook",
+    });
+  });
+
+  it("lets a flag win over the variable, and refuses a variable that does not parse", async () => {
+    expect(await startOptions(["--port", "7000"], { AUDITSINK_PORT: "9090" })).toMatchObject({ port: 7000 });
+    await expect(startOptions([], { AUDITSINK_PORT: "eighty" })).rejects.toThrow(/--port must be an integer/);
+  });
+
+  it("keeps keys out of the working tree: the data directory defaults to the user's XDG data home", async () => {
+    process.env.XDG_DATA_HOME = "/home/someone/.data";
+    expect(defaultDataDir()).toBe("/home/someone/.data/auditsink");
+    delete process.env.XDG_DATA_HOME;
+    expect(defaultDataDir()).toBe(join(homedir(), ".local/share/auditsink"));
+  });
+
+  it("gives every option an AUDITSINK_* variable, and docs/OPERATIONS.md's table names each", async () => {
+    const doc = await readFile(join(import.meta.dirname, "../../docs/OPERATIONS.md"), "utf8");
+    const options = startCommand().options.filter(visible);
+    expect(Object.fromEntries(options.map((o) => [o.long, o.envVar]))).toEqual({
+      "--data-dir": "AUDITSINK_DATA_DIR",
+      "--host": "AUDITSINK_HOST",
+      "--port": "AUDITSINK_PORT",
+      "--deployment": "AUDITSINK_DEPLOYMENT",
+      "--verify-interval": "AUDITSINK_VERIFY_INTERVAL",
+      "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
+      "--webhook": "AUDITSINK_WEBHOOK_URL",
+    });
+    for (const o of options) expect(doc).toContain(`| \`${o.flags}\` | \`${o.envVar}\` |`);
+  });
+});
