@@ -21,6 +21,5 @@ describe("npm run demo", () => {
     expect(stdout).toMatch(/^1\. Start the embedded sink$/m);
     expect(stdout).not.toContain("\x1b");
     expect(stderr).not.toContain("\x1b");
-  }, // The whole demo (two sinks, two producers, a tampered copy verified) runs in ~7 s on an idle machine.
-  60_000);
+  }, 60_000); // The whole demo (two sinks, two producers, a tampered copy verified) runs in ~7 s on an idle machine.
 });

@@ -147,6 +147,38 @@ describe("the installed CLI", () => {
   });
 });
 
+describe("the installed type declarations", () => {
+  it("compile in a strict NodeNext project, without skipLibCheck and without the optional AWS SDK peers", async () => {
+    // Prepare: a consumer of the SDK, core and the CLI's API (TypeScript and @types/node from this repository).
+    await writeFile(
+      join(app, "consumer.ts"),
+      [
+        'import { AuditClient } from "@auditsink/client";',
+        'import { verifyReceipt } from "@auditsink/core";',
+        'import { run } from "@auditsink/cli";',
+        "export const used = [AuditClient, verifyReceipt, run];",
+      ].join("\n"),
+    );
+    const compilerOptions = {
+      strict: true,
+      module: "nodenext",
+      moduleResolution: "nodenext",
+      target: "es2022",
+      noEmit: true,
+      types: ["node"],
+      typeRoots: [join(repo, "node_modules/@types")],
+    };
+    await writeFile(join(app, "tsconfig.json"), JSON.stringify({ compilerOptions, files: ["consumer.ts"] }));
+    // Act
+    const tsc = await run(join(repo, "node_modules/.bin/tsc"), ["-p", "tsconfig.json"], { cwd: app }).then(
+      () => "",
+      (e: { stdout: string }) => e.stdout,
+    );
+    // Assess
+    expect(tsc).toBe("");
+  }, 60_000); // A full type-check of the installed declarations: several seconds on a loaded machine.
+});
+
 describe("the installed SDK", () => {
   it("loads without the AWS SDK; only its EventBridge entry point needs @aws-sdk/client-eventbridge", async () => {
     const load = (specifier: string) =>

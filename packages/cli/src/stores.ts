@@ -85,6 +85,10 @@ export interface S3ReadOptions {
   /** Endpoint override for S3-compatible stores and emulators; implies path-style addressing. */
   endpoint?: string;
   region?: string;
-  /** Credentials; default: the SDK's chain (environment, profile, instance role) — give it a read-only identity. */
-  credentials?: import("@aws-sdk/client-s3").S3ClientConfig["credentials"];
+  /**
+   * Credentials; default: the SDK's chain (environment, profile, instance role) — give it a read-only identity.
+   * Typed here rather than with the SDK's types: `@aws-sdk/client-s3` is an optional peer, absent from an
+   * auditor's offline install, and these declarations must compile there too.
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
