@@ -4,6 +4,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { userEnv } from "./processes.ts";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");
@@ -13,7 +14,7 @@ describe("npm run demo", () => {
     // Act: stdout and stderr are pipes here, as in CI.
     const { stdout, stderr } = await run("npm", ["run", "--silent", "demo"], {
       cwd: repo,
-      env: { ...process.env, NO_COLOR: "" },
+      env: userEnv({ NO_COLOR: "" }),
     });
     const leftover = /rm -rf (\S+)\)/.exec(stdout)?.[1];
     if (leftover) await rm(leftover, { recursive: true, force: true });

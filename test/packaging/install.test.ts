@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../embedded/helpers.ts";
-import { startSink, stopWith } from "./processes.ts";
+import { startSink, stopWith, userEnv } from "./processes.ts";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");
@@ -26,7 +26,7 @@ let bin: string;
 /** Runs the installed `auditsink` bin; resolves with its exit code and output whatever the code. */
 async function auditsink(args: string[], env: NodeJS.ProcessEnv = {}) {
   try {
-    const r = await run(bin, args, { cwd: app, env: { ...process.env, ...env } });
+    const r = await run(bin, args, { cwd: app, env: userEnv(env) });
     return { code: 0, out: r.stdout, err: r.stderr };
   } catch (e) {
     const r = e as { code: number; stdout: string; stderr: string };
@@ -40,11 +40,11 @@ beforeAll(
     app = join(work.dir, "app");
     bin = join(app, "node_modules/.bin/auditsink");
     // Prepare: compile (incremental: `npm ci` already built through `prepare`), then pack each package.
-    await run("npm", ["run", "build"], { cwd: repo });
+    await run("npm", ["run", "build"], { cwd: repo, env: userEnv() });
     await run(
       "npm",
       ["pack", "--pack-destination", work.dir, ...PACKAGES.flatMap((p) => ["-w", `packages/${p}`])],
-      { cwd: repo },
+      { cwd: repo, env: userEnv() },
     );
     await run("mkdir", [app]);
     // fs-ext (the data directory's flock) compiles a native addon at install: this npm runs dependency install
@@ -62,7 +62,7 @@ beforeAll(
         "--no-fund",
         ...PACKAGES.map((p) => join(work.dir, `auditsink-${p}-0.1.0.tgz`)),
       ],
-      { cwd: app },
+      { cwd: app, env: userEnv() },
     );
   },
   // Builds, packs five packages and installs their third-party dependencies from the npm registry (about 20 s
@@ -88,7 +88,7 @@ describe("the installed CLI", () => {
     const bytes = Number(stdout.split("\t")[0]);
     process.stdout.write(`installed size (du -sb node_modules): ${bytes} bytes\n`);
     expect(bytes).toBeLessThan(MAX_INSTALL_BYTES);
-    const { stdout: ls } = await run("npm", ["ls", "--all", "--parseable"], { cwd: app });
+    const { stdout: ls } = await run("npm", ["ls", "--all", "--parseable"], { cwd: app, env: userEnv() });
     expect(ls).not.toMatch(/@aws-sdk/);
   });
 

@@ -2,6 +2,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 
+/**
+ * This process's environment without npm's `npm_*` variables: under `npm test` they carry the repository's
+ * npm configuration (its local prefix, its script settings) into every npm the tests start, which must behave
+ * as a user's npm in its own directory.
+ */
+export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+  return { ...env, ...extra };
+}
+
 export interface Started {
   child: ChildProcess;
   url: string;
@@ -21,7 +31,7 @@ export async function startSink(
 ): Promise<Started> {
   const child = spawn(command, args, {
     cwd: options.cwd,
-    env: { ...process.env, NO_COLOR: "1", ...options.env },
+    env: userEnv({ NO_COLOR: "1", ...options.env }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
