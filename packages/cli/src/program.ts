@@ -212,8 +212,14 @@ export function buildProgram(io: Io = processIo): Command {
       int("--full-verify-interval"),
     )
     .option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)")
+    .option(
+      "--log-level <level>",
+      "lowest level logged as JSON lines on stderr: fatal, error, warn, info, debug, trace or silent",
+      process.env.LOG_LEVEL || "info",
+    )
     .action(async (o) => {
       const { start } = await import("./start.ts");
+      const { parseLogLevel } = await import("@auditsink/local");
       await start({
         dataDir: o.data,
         host: o.host,
@@ -222,7 +228,9 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
-        print: io.out,
+        logLevel: parseLogLevel(o.logLevel),
+        // The human start-up text on a terminal only; elsewhere the `auditsink started` log line says it all.
+        print: process.stdout.isTTY ? io.out : () => undefined,
       });
     });
 
