@@ -180,8 +180,7 @@ describe("a running embedded sink, observed", () => {
       expect(value(m, METRICS.eventsRejected.name, { code: "bad-signature" })).toBe(1);
       expect(value(m, METRICS.eventsRejected.name, { code: "unknown-producer" })).toBe(1);
       expect(value(m, METRICS.eventsRejected.name, { code: "invalid-event" })).toBe(1);
-      expect(value(m, METRICS.producerSignatures.name, { result: "valid" })).toBe(4);
-      expect(value(m, METRICS.producerSignatures.name, { result: "invalid" })).toBe(1);
+      expect(value(m, METRICS.producerSignatures.name)).toBe(4);
       // Every checkpoint in the store was signed by this process (a fresh data directory): the registration and
       // the stream's creation in `_system`, and the two submissions in agents.obs.
       expect(checkpoints).toBe(4);

@@ -78,6 +78,20 @@ export function observeRequests(
   return [requestId(), observe];
 }
 
+/**
+ * What a request did to events, for the `events accepted` and `events rejected` counters of every runtime:
+ * an answered submission accepted its events; a refused one rejected them, by problem code (a body that is not
+ * a list of events counts as one). 499 (the client hung up before an answer) is neither.
+ */
+export function submissionOutcome(
+  r: RequestRecord,
+): { accepted: number } | { rejected: number; code: string } | undefined {
+  if (r.method !== "POST" || r.route !== SUBMIT_ROUTE) return undefined;
+  if (r.status < 300) return { accepted: r.events ?? 0 };
+  if (r.status >= 400 && r.status !== 499) return { rejected: r.events ?? 1, code: r.problem ?? "unknown" };
+  return undefined;
+}
+
 function keyIdsOf(events: unknown[]): string[] {
   const ids = new Set<string>();
   for (const e of events) {

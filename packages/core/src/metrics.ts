@@ -65,8 +65,8 @@ export const METRICS = {
   producerSignatures: spec({
     name: "auditsink_producer_signatures_verified_total",
     type: "counter",
-    help: "Producer event signatures checked at ingest, by result (valid or invalid)",
-    labels: ["result"],
+    help: "Producer event signatures verified valid at ingest (an invalid one is a bad-signature rejection)",
+    labels: [],
     unit: "Count",
   }),
   verifierRuns: spec({
@@ -151,6 +151,6 @@ export interface SinkObserver {
   committed?(stream: string, records: number, seconds: number): void;
   /** The sink signed a checkpoint of `stream` (METRICS.checkpointSignatures). */
   checkpointSigned?(stream: string): void;
-  /** A producer's event signature was checked (METRICS.producerSignatures). */
+  /** A producer's event signature was checked (METRICS.producerSignatures counts the valid ones). */
   producerSignatureChecked?(valid: boolean): void;
 }

@@ -4,7 +4,7 @@
  * process never share counts. Gauges that describe state (open findings, age of the last full verification,
  * alert backlogs) are computed when scraped, from the same objects /healthz reads: they cannot go stale.
  */
-import { type RequestRecord, SUBMIT_ROUTE } from "@auditsink/api";
+import { type RequestRecord, submissionOutcome } from "@auditsink/api";
 import { type Alert, METRICS, type MetricSpec, type SinkObserver } from "@auditsink/core";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
@@ -43,7 +43,9 @@ export class SinkMetrics {
       this.commitDuration.observe(seconds);
     },
     checkpointSigned: () => this.checkpoints.inc(),
-    producerSignatureChecked: (valid) => this.producerSignatures.inc({ result: valid ? "valid" : "invalid" }),
+    producerSignatureChecked: (valid) => {
+      if (valid) this.producerSignatures.inc();
+    },
   };
 
   /** Registers the gauges computed at scrape time. */
@@ -68,11 +70,9 @@ export class SinkMetrics {
   request(r: RequestRecord): void {
     this.requests.inc({ method: r.method, route: r.route, status: String(r.status) });
     this.requestDuration.observe({ method: r.method, route: r.route }, r.durationMs / 1000);
-    if (r.method !== "POST" || r.route !== SUBMIT_ROUTE) return;
-    if (r.status < 300) this.accepted.inc(r.events ?? 0);
-    // 499: the client hung up before the sink answered; nothing was refused.
-    else if (r.status >= 400 && r.status !== 499)
-      this.rejected.inc({ code: r.problem ?? "unknown" }, r.events ?? 1);
+    const outcome = submissionOutcome(r);
+    if (outcome && "accepted" in outcome) this.accepted.inc(outcome.accepted);
+    else if (outcome) this.rejected.inc({ code: outcome.code }, outcome.rejected);
   }
 
   verifierRun(run: { full: boolean; failed: boolean }): void {
