@@ -158,7 +158,11 @@ describe("a running embedded sink, observed", () => {
     ).toBe(200);
     const forged = { ...agent.event(), type: "ai.agent.other" };
     sent.push(forged);
-    expect((await post(`${sink.url}/v1/streams/agents.obs/events`, forged)).status).toBe(401);
+    const refused = await post(`${sink.url}/v1/streams/agents.obs/events`, forged, {
+      "x-request-id": "req-forged",
+    });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("x-request-id")).toBe("req-forged");
     const unknown = stranger.event();
     sent.push(unknown);
     expect((await post(`${sink.url}/v1/streams/agents.obs/events`, unknown)).status).toBe(401);
@@ -264,7 +268,13 @@ describe("a running embedded sink, observed", () => {
       expect(batch!.requestId).toMatch(/^[0-9a-f-]{36}$/);
       expect(single).toMatchObject({ requestId: "req-single-1", events: 1, producer: keyId, status: 200 });
       // Refused authentication is a warning; the producer is named only once authenticated.
-      expect(forged).toMatchObject({ level: "warn", status: 401, problem: "bad-signature", events: 1 });
+      expect(forged).toMatchObject({
+        level: "warn",
+        status: 401,
+        problem: "bad-signature",
+        events: 1,
+        requestId: "req-forged",
+      });
       expect(forged!.producer).toBeUndefined();
       expect(unknown).toMatchObject({ level: "warn", status: 401, problem: "unknown-producer" });
       expect(notEvent).toMatchObject({ level: "info", status: 400, problem: "invalid-event" });

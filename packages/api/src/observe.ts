@@ -52,8 +52,11 @@ export function observeRequests(
     await next();
     const route = routePath(c, -1);
     const events = submissions.get(c.req.raw);
+    const id = c.get("requestId" as never) as string;
+    // Responses made by onError, notFound or a body limit replace the one the request-id middleware marked.
+    if (!c.res.headers.has("x-request-id")) c.header("X-Request-Id", id);
     const record: RequestRecord = {
-      requestId: c.get("requestId" as never) as string,
+      requestId: id,
       method: c.req.method,
       route: route === "*" || route === "/*" || route === "" ? "unmatched" : route,
       status: c.res.status,
