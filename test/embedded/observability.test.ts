@@ -3,6 +3,7 @@
  * aborts, no secrets, LOG_LEVEL filtering) and Prometheus `/metrics` scraped over HTTP and parsed with a
  * Prometheus text-format parser, whose values must match the traffic sent.
  */
+import { spawn } from "node:child_process";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
@@ -340,6 +341,42 @@ describe("log levels", () => {
     const lines = await until(() => (parsed().length > 0 ? parsed() : undefined), "a log line");
     expect(lines.map((l) => [l.level, l.route, l.status])).toEqual([["warn", "/v1/producers", 401]]);
   });
+
+  it("a process started with LOG_LEVEL=warn writes only warnings and above, as JSON lines on stderr", async () => {
+    // Prepare: the sink as its own process, stdout and stderr pipes (not a terminal).
+    const t = await tempDir("auditsink-obs-env-");
+    cleanups.push(t.remove);
+    const child = spawn(process.execPath, ["--import", "tsx", "packages/local/src/serve.ts", t.dir, "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_LEVEL: "warn", AUDITSINK_VERIFY_INTERVAL: "0" },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise((r) => child.once("exit", r));
+    try {
+      const url = await until(() => /listening (\S+)/.exec(stdout)?.[1], "the sink to listen", 20_000);
+      // Act
+      await fetch(`${url}/v1/keys`);
+      await post(`${url}/v1/producers`, {}, { authorization: "Bearer nope-nope-nope-nope" });
+      await until(() => (stderr.includes("\n") ? true : undefined), "a log line");
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+    }
+    // Assess: no banner on a pipe, no info lines (not even `auditsink started`), the refusal as a warning.
+    expect(stdout).not.toContain("auditsink is running");
+    const logged = stderr
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as LogLine);
+    expect(logged.map((l) => [l.level, l.msg, l.status])).toEqual([["warn", "request", 401]]);
+  }, 30_000);
 
   it("scrapes and health checks are debug lines", async () => {
     const { sink, parsed } = await started({ logLevel: "debug" });
