@@ -16,6 +16,21 @@ export interface MetricSources {
   backlog(): { webhook: number; file: number };
 }
 
+let shared: Registry | undefined;
+
+/**
+ * prom-client's default metrics (CPU, memory, file descriptors, event-loop lag, heap, GC) describe the process,
+ * not a sink: collected once per process however many sinks it starts (each collection starts an event-loop
+ * monitor and a GC observer that nothing stops).
+ */
+function processRegistry(): Registry {
+  if (!shared) {
+    shared = new Registry();
+    collectDefaultMetrics({ register: shared });
+  }
+  return shared;
+}
+
 export class SinkMetrics {
   readonly registry = new Registry();
   private readonly accepted = this.counter(METRICS.eventsAccepted);
@@ -32,9 +47,7 @@ export class SinkMetrics {
   private readonly requests = this.counter(METRICS.httpRequests);
   private readonly requestDuration = this.histogram(METRICS.httpRequestDuration);
 
-  constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
-  }
+  constructor(private readonly options: { defaultMetrics?: boolean } = {}) {}
 
   /** For the core Sink (SinkOptions.observer). */
   readonly observer: SinkObserver = {
@@ -91,8 +104,13 @@ export class SinkMetrics {
     if (retry) this.retries.inc();
   }
 
+  /** The exposition: this sink's metrics and, unless turned off, the process metrics. */
   async text(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const registry =
+      this.options.defaultMetrics === false
+        ? this.registry
+        : Registry.merge([this.registry, processRegistry()]);
+    return { contentType: registry.contentType, body: await registry.metrics() };
   }
 
   private counter(s: MetricSpec): Counter<string> {
