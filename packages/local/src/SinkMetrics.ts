@@ -47,7 +47,10 @@ export class SinkMetrics {
   private readonly requests = this.counter(METRICS.httpRequests);
   private readonly requestDuration = this.histogram(METRICS.httpRequestDuration);
 
-  constructor(private readonly options: { defaultMetrics?: boolean } = {}) {}
+  constructor(private readonly options: { defaultMetrics?: boolean } = {}) {
+    // Started with the first sink, so the event-loop and GC figures cover its life from the start.
+    if (options.defaultMetrics !== false) processRegistry();
+  }
 
   /** For the core Sink (SinkOptions.observer). */
   readonly observer: SinkObserver = {
