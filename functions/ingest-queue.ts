@@ -4,15 +4,7 @@
  * retry only refused messages and move poison messages to the DLQ.
  */
 
-import {
-  AwsRuntime,
-  forwardQueueBatch,
-  logger,
-  METRIC,
-  MetricUnit,
-  metrics,
-  traceClients,
-} from "@auditsink/aws";
+import { AwsRuntime, emit, forwardQueueBatch, logger, METRICS, metrics, traceClients } from "@auditsink/aws";
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 
@@ -29,6 +21,8 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
       event,
       async (record: SQSRecord) => {
         const outcome = outcomes.get(record.messageId)!;
+        // Accepted here: authenticated and handed durably to the sequencer queue (one event per message).
+        emit(outcome.ok ? METRICS.eventsAccepted : METRICS.eventsRejected, 1);
         if (!outcome.ok) {
           const error = outcome.error as { code?: string; message?: string };
           logger.warn("message not accepted", {
@@ -36,7 +30,6 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
             code: error.code,
             reason: error.message,
           });
-          metrics.addMetric(METRIC.ingestErrors, MetricUnit.Count, 1);
           throw outcome.error;
         }
       },

@@ -2,11 +2,12 @@
  * Scheduled verifier (EventBridge schedule → Lambda, reserved concurrency 1): archive change notifications,
  * incremental per-stream verification from watermarks, a slice of the resumable archive sweep, and the key and
  * lock checks, bounded by the remaining Lambda time. New findings go out through SNS and EventBridge; the
- * IntegrityFailures metric carries the open findings. `{ "full": true }` in the event's detail (or at its top
- * level, for a manual invoke) verifies everything from the start.
+ * IntegrityFailures metric, and auditsink_findings_open (the name embedded uses), carry the open findings.
+ * `{ "full": true }` in the event's detail (or at its top level, for a manual invoke) verifies everything from
+ * the start.
  */
 
-import { AwsRuntime, AwsVerifier, logger, METRIC, MetricUnit, metrics, traceClients } from "@auditsink/aws";
+import { AwsRuntime, AwsVerifier, emit, logger, METRICS, metrics, traceClients } from "@auditsink/aws";
 import type { Context, ScheduledEvent } from "aws-lambda";
 
 const runtime = AwsRuntime.fromEnv({ exportPublicKey: false });
@@ -19,11 +20,19 @@ export const handler = async (
 ): Promise<{ complete: boolean; streams: number; newFindings: number; openFindings: number }> => {
   logger.addContext(context);
   try {
-    const result = await verifier.run({
-      remainingMs: () => context.getRemainingTimeInMillis(),
-      full: event.full === true || event.detail?.full === true,
-    });
-    metrics.addMetric(METRIC.verifierRuns, MetricUnit.Count, 1);
+    const result = await verifier
+      .run({
+        remainingMs: () => context.getRemainingTimeInMillis(),
+        full: event.full === true || event.detail?.full === true,
+      })
+      .catch((e: unknown) => {
+        // Counted as a run and a failure, as embedded counts them; the function's Errors alarm fires too.
+        emit(METRICS.verifierRuns, 1);
+        emit(METRICS.verifierRunFailures, 1);
+        throw e;
+      });
+    emit(METRICS.verifierRuns, 1);
+    emit(METRICS.findingsOpen, result.findings.open.length);
     for (const a of result.alerts)
       logger.error("integrity failure", { code: a.code, stream: a.stream, at: a.at });
     logger.info("verifier run", {

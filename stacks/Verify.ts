@@ -12,6 +12,7 @@ import * as sqs from "aws-cdk-lib/aws-sqs";
 import { NagSuppressions } from "cdk-nag";
 import { type Function as SstFunction, type StackContext, use } from "sst/constructs";
 import { VERIFIER_ENV } from "../packages/aws/src/env-names.ts";
+import { METRICS } from "../packages/core/src/metrics.ts";
 import { Archive } from "./Archive.ts";
 import { Audit } from "./Audit.ts";
 import { AUDIT_EVENT_DETAIL_TYPE, Ingest } from "./Ingest.ts";
@@ -348,13 +349,14 @@ export function Verify({ app, stack }: StackContext) {
 
   const integrityFailures = metric("IntegrityFailures", verifierService);
   const verifierRuns = metric(
-    "VerifierRuns",
+    METRICS.verifierRuns.name,
     verifierService,
     "Sum",
     Duration.minutes(settings.verifierIntervalMinutes),
   );
-  const ingestErrors = sumOverIngest("IngestErrors", "Ingest errors");
-  const eventsCommitted = sumOverIngest("EventsCommitted", "Events committed");
+  const ingestErrors = sumOverIngest(METRICS.eventsRejected.name, "Events rejected");
+  const eventsCommitted = sumOverIngest(METRICS.eventsAccepted.name, "Events accepted");
+  const sequencerService = serviceName(app, "sequencer");
   const deadLettered = deadLetters.metricApproximateNumberOfMessagesVisible({ period, statistic: "Maximum" });
 
   // ---- Alarms ----
@@ -402,7 +404,7 @@ export function Verify({ app, stack }: StackContext) {
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     }),
     alarm("IngestErrorsAlarm", {
-      alarmDescription: "Ingest failed to commit events (HTTP or EventBridge).",
+      alarmDescription: "Ingest refused or failed to commit events (HTTP or EventBridge).",
       metric: ingestErrors,
       threshold: 0,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -452,13 +454,13 @@ export function Verify({ app, stack }: StackContext) {
     defaultInterval: Duration.hours(24),
   });
   dashboard.addWidgets(
-    new cloudwatch.GraphWidget({ title: "Events committed", left: [eventsCommitted], width: 12 }),
+    new cloudwatch.GraphWidget({ title: "Events accepted", left: [eventsCommitted], width: 12 }),
     new cloudwatch.GraphWidget({
-      title: "Commit latency (ms)",
-      left: ingestServices.flatMap((service) => [
-        metric("CommitLatency", service, "p50"),
-        metric("CommitLatency", service, "p99"),
-      ]),
+      title: "Segment commit duration (s)",
+      left: [
+        metric(METRICS.commitDuration.name, sequencerService, "p50"),
+        metric(METRICS.commitDuration.name, sequencerService, "p99"),
+      ],
       width: 12,
     }),
   );
@@ -466,7 +468,7 @@ export function Verify({ app, stack }: StackContext) {
     new cloudwatch.GraphWidget({ title: "Verifier runs", left: [verifierRuns], width: 8 }),
     new cloudwatch.GraphWidget({ title: "Integrity failures", left: [integrityFailures], width: 8 }),
     new cloudwatch.GraphWidget({
-      title: "Ingest errors and dead letters",
+      title: "Events rejected and dead letters",
       left: [ingestErrors, deadLettered],
       width: 8,
     }),

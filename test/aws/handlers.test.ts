@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   generateKeyPair,
   keyFingerprint,
+  METRICS,
   parseVerifierKey,
   type Receipt,
   spkiDer,
@@ -16,7 +17,7 @@ import {
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult, SQSBatchResponse, SQSEvent } from "aws-lambda";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
 import {
   lambdaContext,
@@ -167,6 +168,84 @@ describe("functions/ingest-http", () => {
     );
     expect(bad.statusCode).toBe(400);
     expect(json(bad)).toMatchObject({ code: "invalid-event" });
+  });
+});
+
+describe("EMF metrics of the functions", () => {
+  /** Sums each metric's values over the EMF blobs the handlers print while `work` runs. */
+  async function emitted(work: () => Promise<unknown>): Promise<Map<string, number[]>> {
+    const values = new Map<string, number[]>();
+    const write = process.stdout.write.bind(process.stdout);
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk, ...rest) => {
+      for (const line of String(chunk).split("\n")) {
+        if (!line.includes('"_aws"')) continue;
+        const blob = JSON.parse(line) as Record<string, unknown> & {
+          _aws: { CloudWatchMetrics: { Namespace: string; Metrics: { Name: string }[] }[] };
+        };
+        for (const d of blob._aws.CloudWatchMetrics) {
+          expect(d.Namespace).toBe("auditsink");
+          for (const { Name } of d.Metrics)
+            values.set(Name, [...(values.get(Name) ?? []), ...[blob[Name] as number | number[]].flat()]);
+        }
+      }
+      return write(chunk, ...(rest as []));
+    });
+    try {
+      await work();
+    } finally {
+      spy.mockRestore();
+    }
+    return values;
+  }
+  const sum = (v: number[] | undefined) => (v ?? []).reduce((a, b) => a + b, 0);
+
+  it("carry the names the embedded sink serves, counting the same work", async () => {
+    // Prepare
+    const { privateKey, publicKey } = generateKeyPair("ed25519");
+    const registration = {
+      id: "agent-emf",
+      publicKey: spkiDer(publicKey).toString("base64"),
+      streams: ["emf.*"],
+    };
+    const registered = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/producers", registration, { iam: true }), lambdaContext()),
+    );
+    expect(registered.statusCode).toBe(201);
+    const { signEvent } = await import("@auditsink/core");
+    const events = [1, 2].map((i) =>
+      signEvent(
+        {
+          specversion: "1.0",
+          id: `emf-${i}`,
+          source: "agent://emf",
+          type: "t",
+          time: "2026-11-24T12:00:00Z",
+        },
+        privateKey,
+      ),
+    );
+    const forged = { ...events[0]!, id: "emf-forged" };
+    // Act
+    const values = await emitted(async () => {
+      const accepted = await pumped(
+        ingestHttp(httpEvent("POST", "/v1/streams/emf.one/events", events), lambdaContext()),
+      );
+      expect(accepted.statusCode).toBe(200);
+      const refused = await ingestHttp(
+        httpEvent("POST", "/v1/streams/emf.one/events", [forged]),
+        lambdaContext(),
+      );
+      expect(refused.statusCode).toBe(401);
+    });
+    // Assess: two events accepted, one refused; the sequencer committed the stream's creation (in `_system`) and
+    // its first segment, one checkpoint signature each; each signature was checked at ingest and again by the
+    // sequencer.
+    expect(sum(values.get(METRICS.eventsAccepted.name))).toBe(2);
+    expect(sum(values.get(METRICS.eventsRejected.name))).toBe(1);
+    expect(sum(values.get(METRICS.checkpointSignatures.name))).toBe(2);
+    expect(values.get(METRICS.commitDuration.name)).toHaveLength(2);
+    expect(sum(values.get(METRICS.commitBatchSize.name))).toBe(3);
+    expect(sum(values.get(METRICS.producerSignatures.name))).toBe(4);
   });
 });
 

@@ -57,6 +57,7 @@ describe("auditsink start configuration", () => {
       verifyInterval: 30,
       fullVerifyInterval: 600,
       webhook: "https://alerts.example/hook",
+      logLevel: "warn",
     });
   });
 
@@ -72,7 +73,7 @@ describe("auditsink start configuration", () => {
     expect(defaultDataDir()).toBe(join(homedir(), ".local/share/auditsink"));
   });
 
-  it("gives every option an AUDITSINK_* variable, and docs/OPERATIONS.md's table names each", async () => {
+  it("gives every option an AUDITSINK_* variable (the log level: LOG_LEVEL, as loggers conventionally read), and docs/OPERATIONS.md's table names each", async () => {
     const doc = await readFile(join(import.meta.dirname, "../../docs/OPERATIONS.md"), "utf8");
     const options = startCommand().options.filter(visible);
     expect(Object.fromEntries(options.map((o) => [o.long, o.envVar]))).toEqual({
@@ -83,6 +84,7 @@ describe("auditsink start configuration", () => {
       "--verify-interval": "AUDITSINK_VERIFY_INTERVAL",
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
+      "--log-level": "LOG_LEVEL",
     });
     for (const o of options) expect(doc).toContain(`| \`${o.flags}\` | \`${o.envVar}\` |`);
   });

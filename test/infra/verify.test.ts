@@ -1,6 +1,7 @@
 /**
  * Watching the sink: the verifier's schedule, the alerts topic, the alarms and the dashboard.
  */
+import { METRICS } from "@auditsink/core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS, STAGE } from "./fixtures.ts";
 import { flatText, refersTo } from "./policy.ts";
@@ -105,7 +106,7 @@ describe("alarms", () => {
   });
 
   it("fires when the verifier stops reporting, treating missing data as breaching", () => {
-    const alarm = alarmOn(synth, "VerifierRuns");
+    const alarm = alarmOn(synth, METRICS.verifierRuns.name);
     expect(alarm).toMatchObject({
       Namespace: "auditsink",
       Dimensions: [{ Name: "service", Value: `verifier-${STAGE}` }],
@@ -148,7 +149,9 @@ describe("alarms", () => {
   });
 
   it("fires on ingest errors from either ingest function", () => {
-    const found = alarms(synth).filter((a) => JSON.stringify(a.Metrics ?? []).includes('"IngestErrors"'));
+    const found = alarms(synth).filter((a) =>
+      JSON.stringify(a.Metrics ?? []).includes(`"${METRICS.eventsRejected.name}"`),
+    );
     expect(found).toHaveLength(1);
     const metrics = found[0]!.Metrics as {
       Id: string;
@@ -199,11 +202,11 @@ describe("alarms", () => {
 
 describe("dashboard", () => {
   it.each([
-    ["EventsCommitted"],
-    ["CommitLatency"],
-    ["VerifierRuns"],
+    [METRICS.eventsAccepted.name],
+    [METRICS.commitDuration.name],
+    [METRICS.verifierRuns.name],
     ["IntegrityFailures"],
-    ["IngestErrors"],
+    [METRICS.eventsRejected.name],
     ["ApproximateNumberOfMessagesVisible"],
   ])("charts %s", (metric) => {
     const [[, dashboard]] = resourcesOf(synth.json.Verify!, "AWS::CloudWatch::Dashboard") as [

@@ -24,6 +24,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
+import { noteSubmission, observeRequests, type RequestRecord } from "./observe.ts";
 import {
   AcknowledgedResponse,
   AcknowledgeFindingsBody,
@@ -100,6 +101,10 @@ export interface AppDeps {
    * `checkpoint-conflict`, docs/FORMAT.md §Runtime alert codes).
    */
   alerts?: AlertSink;
+  /** Told of every answered request (observe.ts): the runtime's request log and metrics. */
+  onRequest?(record: RequestRecord, request: Request): void;
+  /** Serves `GET /metrics` in the Prometheus text format when present (docs/OPERATIONS.md §Metrics). */
+  metrics?(): Promise<{ contentType: string; body: string }>;
 }
 
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
@@ -175,6 +180,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   });
   app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));
 
+  if (deps.onRequest) app.use("*", ...observeRequests(deps.onRequest));
   const eventSchema = signedEventJsonSchema();
   // Admin writes authenticate before anything reads their body (registered first: Hono runs middleware in
   // order, and the body limit below reads a chunked body as it counts it).
@@ -245,6 +251,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       const { stream } = c.req.valid("param");
       const { consistencyFrom } = c.req.valid("query");
       const events = await readEvents(c);
+      noteSubmission(c, events);
       const receipts = await sink.submit(stream, events);
       const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
       if (consistencyFrom === undefined || to === undefined || consistencyFrom < 1 || consistencyFrom > to) {
@@ -524,6 +531,30 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       );
     },
   );
+
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.openapi(
+      createRoute({
+        method: "get",
+        path: "/metrics",
+        summary:
+          "Prometheus metrics (text format): events, commits, signatures, verifier, findings, alerts, process",
+        description:
+          "Unauthenticated, like /healthz: counts and timings only, no stream or producer names and no secrets (docs/OPERATIONS.md §Metrics).",
+        responses: {
+          200: {
+            description: "Prometheus text exposition format 0.0.4",
+            content: { "text/plain": { schema: { type: "string" } as never } },
+          },
+        },
+      }),
+      async (c) => {
+        const { contentType, body } = await metrics();
+        return c.body(body, 200, { "content-type": contentType }) as never;
+      },
+    );
+  }
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

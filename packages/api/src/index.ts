@@ -1,3 +1,4 @@
 export * from "./app.ts";
 export * from "./errors.ts";
+export * from "./observe.ts";
 export * from "./schemas.ts";

@@ -6,11 +6,11 @@
  * Producer administration: API Gateway authorizes those routes with IAM (SigV4, stacks/Ingest.ts), so the
  * app's admin check accepts a request exactly when API Gateway reports an IAM-authorized caller for it.
  */
-import { createApp } from "@auditsink/api";
+import { createApp, submissionOutcome } from "@auditsink/api";
 import { AuditedProducerAdmin, ScanningEventIndex } from "@auditsink/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from "aws-lambda";
 import { handle } from "hono/aws-lambda";
-import { logger, metrics } from "./observability.ts";
+import { emit, logger, METRICS, metrics } from "./observability.ts";
 import type { AwsRuntime } from "./runtime.ts";
 
 type LambdaHttpHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResult>;
@@ -43,6 +43,11 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
       // Unauthenticated: the deployment name (`<app>.<stage>.<region>.<account>`) would show the account id.
       healthShowsDeployment: false,
       alerts: runtime.alerts,
+      onRequest: (record) => {
+        const outcome = submissionOutcome(record);
+        if (outcome && "accepted" in outcome) emit(METRICS.eventsAccepted, outcome.accepted);
+        else if (outcome) emit(METRICS.eventsRejected, outcome.rejected);
+      },
       logError: (error, request) =>
         logger.error("request failed", {
           ...request,

@@ -28,7 +28,7 @@ import { DynamoWatermarkStore } from "./DynamoWatermarkStore.ts";
 import { AwsConfigError } from "./errors.ts";
 import { DynamoReceiptStore, receiptsFrom, SqsHandOff } from "./handoff.ts";
 import { KmsSigner } from "./KmsSigner.ts";
-import { METRIC, MetricUnit, metrics } from "./observability.ts";
+import { emfSinkObserver } from "./observability.ts";
 import { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
 import { DeadLetters, type SequencerDeps } from "./sequencer.ts";
 
@@ -77,34 +77,12 @@ export interface AwsRuntimeOptions {
   receiptPolling?: { firstPollMs?: number; pollMs?: number };
 }
 
-/** The core Sink, reporting EventsCommitted, CommitLatency and IngestErrors (EMF) as it works. */
-export class MeteredSink extends Sink {
-  override async commit(stream: string, items: readonly Admitted[]): Promise<Receipt[]> {
-    const started = Date.now();
-    const receipts = await super.commit(stream, items);
-    if (items.length > 0) {
-      metrics.addMetric(METRIC.eventsCommitted, MetricUnit.Count, receipts.length);
-      metrics.addMetric(METRIC.commitLatency, MetricUnit.Milliseconds, Date.now() - started);
-    }
-    return receipts;
-  }
-
-  override async submit(stream: string, events: readonly unknown[]): Promise<Receipt[]> {
-    try {
-      return await super.submit(stream, events);
-    } catch (e) {
-      metrics.addMetric(METRIC.ingestErrors, MetricUnit.Count, 1);
-      throw e;
-    }
-  }
-}
-
 /**
  * The Sink of the ingest functions: `submit` validates and authenticates as everywhere (core), then `commit`
  * hands the events to the sequencer queue and waits for the sequencer's answer, so `submit` resolves with the
  * same receipts, or rejects with the same IngestError, as a Sink that commits in-process.
  */
-export class HandOffSink extends MeteredSink {
+export class HandOffSink extends Sink {
   constructor(
     options: SinkOptions,
     private readonly handOff: SqsHandOff,
@@ -185,9 +163,10 @@ export class AwsRuntime {
         signer,
         // Core reports what it finds wrong with its own state (head-mismatch, store-mismatch), as embedded does.
         alerts: this.alerts,
+        observer: emfSinkObserver,
         ...(this.options.maxSegmentRecords ? { maxSegmentRecords: this.options.maxSegmentRecords } : {}),
       };
-      if (!this.options.handOff) return { sink: new MeteredSink(options), signer };
+      if (!this.options.handOff) return { sink: new Sink(options), signer };
       if (!this.settings.sequencerQueueUrl) {
         throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_QUEUE_URL is not set");
       }

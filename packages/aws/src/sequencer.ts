@@ -35,7 +35,7 @@ import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { z } from "zod";
 import { storeFailure } from "./errors.ts";
 import type { DynamoReceiptStore, HandOffAnswer, HandOffMessage } from "./handoff.ts";
-import { logger, METRIC, MetricUnit, metrics } from "./observability.ts";
+import { emit, logger, METRICS, metrics } from "./observability.ts";
 import type { AwsRuntime } from "./runtime.ts";
 
 const messageSchema = z.object({
@@ -250,7 +250,7 @@ export function createSequencerHandler(
     try {
       const deps = await runtime.startSequencer();
       const result = await sequenceBatch(deps, event.Records);
-      metrics.addMetric(METRIC.ingestErrors, MetricUnit.Count, result.refused + result.deadLettered);
+      emit(METRICS.eventsRejected, result.refused + result.deadLettered);
       logger.info("sequenced", { messages: event.Records.length, ...result, failed: result.failed.length });
       return { batchItemFailures: result.failed.map((itemIdentifier) => ({ itemIdentifier })) };
     } finally {

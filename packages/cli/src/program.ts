@@ -262,8 +262,17 @@ export function buildProgram(io: Io = processIo): Command {
         "AUDITSINK_WEBHOOK_URL",
       ),
     )
+    .addOption(
+      new Option(
+        "--log-level <level>",
+        "lowest level logged as JSON lines on stderr: fatal, error, warn, info, debug, trace or silent",
+      )
+        .env("LOG_LEVEL")
+        .default("info"),
+    )
     .action(async (o) => {
       const { start } = await import("./start.ts");
+      const { parseLogLevel } = await import("@auditsink/local");
       await start({
         dataDir: o.data ?? o.dataDir,
         host: o.host,
@@ -272,7 +281,9 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
-        print: io.out,
+        logLevel: parseLogLevel(o.logLevel),
+        // The human start-up text on a terminal only; elsewhere the `auditsink started` log line says it all.
+        print: process.stdout.isTTY ? io.out : () => undefined,
       });
     });
 

@@ -8,6 +8,7 @@ export * from "./json.ts";
 export * from "./keys.ts";
 export * from "./memory.ts";
 export * from "./merkle.ts";
+export * from "./metrics.ts";
 export * from "./note.ts";
 export * from "./ports.ts";
 export * from "./producer-audit.ts";

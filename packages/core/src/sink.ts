@@ -36,6 +36,7 @@ import {
 } from "./event.ts";
 import { canonicalBytes, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, MerkleTree } from "./merkle.ts";
+import type { SinkObserver } from "./metrics.ts";
 import { parseNote } from "./note.ts";
 import type {
   AlertSink,
@@ -70,6 +71,8 @@ export interface SinkOptions {
    * that disagrees with the stored checkpoints, which the writer refuses and repairs from the store).
    */
   alerts?: AlertSink;
+  /** Told of commits, checkpoint signatures and producer signature checks (the runtimes' metrics). */
+  observer?: SinkObserver;
 }
 
 /** An authenticated event waiting to be committed. */
@@ -143,7 +146,9 @@ export class Sink {
     if (key.revoked)
       throw new IngestError("revoked-key", `${field}.sigkeyid: the key was revoked`, `${field}.sigkeyid`);
     const admitted = admit(event, key.producer, field);
-    if (!(await verifyEventSignatureAsync(event, admitted.canonical, key.publicKey))) {
+    const valid = await verifyEventSignatureAsync(event, admitted.canonical, key.publicKey);
+    this.options.observer?.producerSignatureChecked?.(valid);
+    if (!valid) {
       throw new IngestError(
         "bad-signature",
         `${field}.signature: does not verify with the producer's key`,
@@ -263,6 +268,7 @@ class StreamWriter {
         return;
       }
       if (head.size === 0) await this.recordCreation();
+      const started = performance.now();
       const received = this.o.clock?.now().toISOString() ?? systemClock.now().toISOString();
       const records = buildRecords(this.stream, head.size, head.hash, received, fresh);
       const created = await this.o.objects.putIfAbsent(
@@ -282,6 +288,7 @@ class StreamWriter {
       next.checkpoint = await this.publishCheckpoint(next, tree.root());
       await this.advanceHead(head.size, next);
       this.head = next;
+      this.o.observer?.committed?.(this.stream, records.length, (performance.now() - started) / 1000);
       this.sink.reader(this.stream).add(head.size, records);
       for (const [i, r] of records.entries())
         pending.placed.set(fresh[i]!.key, { index: r.record.index, hash: r.hash });
@@ -519,6 +526,7 @@ class StreamWriter {
       time: (this.o.clock ?? systemClock).now().toISOString(),
     };
     const signed = await signCheckpoint(cp, this.o.signer);
+    this.o.observer?.checkpointSigned?.(this.stream);
     const key = checkpointKey(this.stream, head.size);
     if (await this.o.objects.putIfAbsent(key, Buffer.from(signed, "utf8"))) return signed;
     const existing = Buffer.from((await this.o.objects.get(key)) ?? []).toString("utf8");

@@ -71,6 +71,8 @@ export interface ScheduledVerifierOptions {
   /** First wait before re-reading a head that looks rolled back (a writer may be between steps 5 and 6); doubles, 4 tries. */
   settleMs?: number;
   clock?: Clock;
+  /** Told of every finished run (the metrics). */
+  onRun?: (run: VerifierRun) => void;
 }
 
 export interface VerifierRun {
@@ -84,6 +86,8 @@ export interface VerifierRun {
   open: OpenFinding[];
   alerts: Alert[];
   durationMs: number;
+  /** The run itself could not complete (alert `verifier-error`): its findings are not the whole story. */
+  failed: boolean;
 }
 
 export class ScheduledVerifier {
@@ -245,7 +249,9 @@ export class ScheduledVerifier {
       open: [...this.findings.open],
       alerts: fresh,
       durationMs: Date.now() - started,
+      failed: runFailed,
     };
+    this.o.onRun?.(this.last);
     return this.last;
   }
 

@@ -7,13 +7,14 @@
 import { readFile } from "node:fs/promises";
 import { type Alert, type AlertSink, StoreError } from "@auditsink/core";
 import { type FileSystem, nodeFileSystem, replaceFile, type WritableFile, writeFully } from "./fsutil.ts";
+import type { Logger } from "./logger.ts";
 
-/** One JSON log line per alert (`level: "error"`, `msg: "auditsink alert"`), for journald, Loki, CloudWatch… */
+/** One log line per alert (`level: "error"`, `msg: "auditsink alert"`, the alert under `alert`), for journald, Loki… */
 export class LogAlertSink implements AlertSink {
-  constructor(private readonly write: (line: string) => void = (l) => process.stderr.write(`${l}\n`)) {}
+  constructor(private readonly log: Logger) {}
 
   async send(alerts: readonly Alert[]): Promise<void> {
-    for (const a of alerts) this.write(JSON.stringify({ level: "error", msg: "auditsink alert", ...a }));
+    for (const a of alerts) this.log.error({ alert: a }, "auditsink alert");
   }
 }
 
@@ -158,7 +159,9 @@ export class OutboxWebhookAlertSink implements AlertSink {
       fs?: FileSystem;
       maxBackoffMs?: number;
       baseBackoffMs?: number;
-      log?: (line: string) => void;
+      log?: Logger;
+      /** Told of every delivery attempt (`retry`: an earlier attempt of that batch failed). */
+      onAttempt?: (delivered: boolean, retry: boolean) => void;
     } = {},
   ) {}
 
@@ -207,21 +210,23 @@ export class OutboxWebhookAlertSink implements AlertSink {
       let changed = false;
       for (const e of [...this.entries]) {
         if (e.next > now) continue;
+        const retry = e.attempts > 0;
         try {
           await this.webhook.send(e.alerts);
           this.entries.splice(this.entries.indexOf(e), 1);
+          this.options.onAttempt?.(true, retry);
         } catch (error) {
           e.attempts++;
           const base = this.options.baseBackoffMs ?? 1_000;
           e.next = now + Math.min(base * 2 ** (e.attempts - 1), this.options.maxBackoffMs ?? 300_000);
-          this.options.log?.(
-            JSON.stringify({
-              level: "warn",
-              msg: "webhook delivery failed; will retry",
+          this.options.onAttempt?.(false, retry);
+          this.options.log?.warn(
+            {
               attempts: e.attempts,
               retryAt: new Date(e.next).toISOString(),
               error: (error as Error).message,
-            }),
+            },
+            "webhook delivery failed; will retry",
           );
         }
         changed = true;

@@ -39,6 +39,7 @@ import {
   ScanningEventIndex,
   type SignedEvent,
   Sink,
+  type SinkObserver,
   SYSTEM_STREAM,
   segmentPrefix,
   verifyEventSignature,
@@ -51,6 +52,7 @@ import { LocalHeadStore } from "./LocalHeadStore.ts";
 import { LocalObjectStore } from "./LocalObjectStore.ts";
 import { LocalProducerAdmin } from "./LocalProducerAdmin.ts";
 import { type LocalSigningKey, loadOrCreateSigningKey } from "./LocalSigner.ts";
+import { type Logger, silentLogger } from "./logger.ts";
 import { StorageHealth } from "./StorageHealth.ts";
 
 export const DEFAULT_DEPLOYMENT = "auditsink.local/embedded";
@@ -70,7 +72,9 @@ export interface LocalSinkOptions {
   /** The file-system calls that write (tests inject faults here); default node:fs. */
   fs?: FileSystem;
   /** Start-up log lines (recovery steps taken); default none. */
-  log?: (line: string) => void;
+  log?: Logger;
+  /** Told of commits and signatures (the embedded sink's metrics). */
+  observer?: SinkObserver;
   /** Where the sink reports a stored head it refused (`head-mismatch`) or a store it will not sign over. */
   alerts?: AlertSink;
 }
@@ -123,15 +127,11 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
   const paths = dataPaths(dataDir);
   await mkdirDurable(dataDir);
   const lock = await lockDataDirectory(dataDir, options.purpose ?? "auditsink");
-  const log = options.log ?? (() => undefined);
+  const log = options.log ?? silentLogger;
   const storage = new StorageHealth((status) =>
-    log(
-      JSON.stringify({
-        level: status.writable ? "info" : "error",
-        msg: status.writable ? "storage writable again" : "storage degraded: writes fail",
-        ...status,
-      }),
-    ),
+    status.writable
+      ? log.info({ ...status }, "storage writable again")
+      : log.error({ ...status }, "storage degraded: writes fail"),
   );
   const fs = storage.monitor(options.fs ?? nodeFileSystem);
   try {
@@ -145,18 +145,13 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
     const heads = new LocalHeadStore(paths.heads, paths.tmp, fs);
     const dedup = await LocalDedupStore.open(paths.dedup, paths.tmp, fs);
     if (dedup.recovery.droppedLines > 0) {
-      log(
-        JSON.stringify({
-          level: "warn",
-          msg: "dedup.jsonl: dropped damaged lines; missing entries are rebuilt from the stored segments",
-          file: paths.dedup,
-          ...dedup.recovery,
-        }),
+      log.warn(
+        { file: paths.dedup, ...dedup.recovery },
+        "dedup.jsonl: dropped damaged lines; missing entries are rebuilt from the stored segments",
       );
     }
     const registry = await LocalProducerAdmin.open(paths.producers, paths.tmp, fs);
-    if (registry.damaged)
-      log(JSON.stringify({ level: "warn", msg: registry.damaged, file: paths.producers }));
+    if (registry.damaged) log.warn({ file: paths.producers }, registry.damaged);
     // The public key goes into the write-once store too, so the archive alone verifies its old checkpoints.
     const keyDoc = publicKeyDocument(signingKey.signer.key);
     const keyDocKey = publicKeyDocumentKey(signingKey.signer.key);
@@ -172,6 +167,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       signer: signingKey.signer,
       ...(options.maxSegmentRecords ? { maxSegmentRecords: options.maxSegmentRecords } : {}),
       ...(options.alerts ? { alerts: options.alerts } : {}),
+      ...(options.observer ? { observer: options.observer } : {}),
     });
     const streams = async () =>
       [...new Set([...(await storedStreams(paths.objects)), ...(await heads.streams())])].sort();
@@ -234,7 +230,7 @@ async function reconcileDedup(
   heads: LocalHeadStore,
   dedup: LocalDedupStore,
   stream: string,
-  log: (line: string) => void,
+  log: Logger,
 ): Promise<void> {
   const size = (await heads.get(stream))?.size ?? 0;
   if (dedup.covers(stream, size)) return;
@@ -246,14 +242,9 @@ async function reconcileDedup(
       ),
     );
   }
-  log(
-    JSON.stringify({
-      level: "warn",
-      msg: "dedup entries rebuilt from the stored segments",
-      stream,
-      size,
-      complete: dedup.covers(stream, size),
-    }),
+  log.warn(
+    { stream, size, complete: dedup.covers(stream, size) },
+    "dedup entries rebuilt from the stored segments",
   );
 }
 
@@ -266,7 +257,7 @@ export async function systemRecords(
   signingKey: LocalSigningKey,
   from: number,
   size: number,
-  log: (line: string) => void = () => undefined,
+  log: Logger = silentLogger,
 ): Promise<{ index: number; event: SignedEvent }[]> {
   const keyId = keyFingerprint(signingKey.signer.key.publicKey);
   const records: { index: number; event: SignedEvent }[] = [];
@@ -276,13 +267,7 @@ export async function systemRecords(
       if (r.record.index < from || r.record.index >= size) continue;
       const event = r.record.event;
       if (event.sigkeyid !== keyId || !verifyEventSignature(event, signingKey.signer.key.publicKey)) {
-        log(
-          JSON.stringify({
-            level: "warn",
-            msg: "_system record not signed by the sink's key: ignored",
-            index: r.record.index,
-          }),
-        );
+        log.warn({ index: r.record.index }, "_system record not signed by the sink's key: ignored");
         continue;
       }
       records.push({ index: r.record.index, event });
@@ -302,7 +287,7 @@ async function reconcileRegistry(
   registry: LocalProducerAdmin,
   producers: AuditedProducerAdmin,
   signingKey: LocalSigningKey,
-  log: (line: string) => void,
+  log: Logger,
 ): Promise<void> {
   const size = (await heads.get(SYSTEM_STREAM))?.size ?? 0;
   if (size === registry.systemSize && !registry.hasPending()) return;
@@ -316,31 +301,18 @@ async function reconcileRegistry(
   const outcome = await registry.reconcile(records, size);
   if (outcome.writeError) {
     // The registry in memory follows the log; the file catches up on the next change or start.
-    log(
-      JSON.stringify({
-        level: "error",
-        msg: "producer registry not written",
-        file: registry.path,
-        error: outcome.writeError.message,
-      }),
-    );
+    log.error({ file: registry.path, error: outcome.writeError.message }, "producer registry not written");
   }
   if (outcome.applied > 0) {
-    log(
-      JSON.stringify({
-        level: "warn",
-        msg: "producer registry: applied _system records it did not reflect (a change was interrupted)",
-        applied: outcome.applied,
-      }),
+    log.warn(
+      { applied: outcome.applied },
+      "producer registry: applied _system records it did not reflect (a change was interrupted)",
     );
   }
   for (const change of outcome.undone) {
-    log(
-      JSON.stringify({
-        level: "warn",
-        msg: "producer registry: undid a registration _system does not record (interrupted before it was recorded)",
-        ...change,
-      }),
+    log.warn(
+      { ...change },
+      "producer registry: undid a registration _system does not record (interrupted before it was recorded)",
     );
   }
   for (const change of outcome.unrecorded) {
@@ -349,22 +321,15 @@ async function reconcileRegistry(
     try {
       await producers.completeRevocation(change);
     } catch (e) {
-      log(
-        JSON.stringify({
-          level: "error",
-          msg: "producer registry: could not record a revocation _system lacks; it stays in force and pending",
-          ...change,
-          error: (e as Error).message,
-        }),
+      log.error(
+        { ...change, error: (e as Error).message },
+        "producer registry: could not record a revocation _system lacks; it stays in force and pending",
       );
       continue;
     }
-    log(
-      JSON.stringify({
-        level: "warn",
-        msg: "producer registry: recorded a revocation _system lacked (interrupted before it was recorded)",
-        ...change,
-      }),
+    log.warn(
+      { ...change },
+      "producer registry: recorded a revocation _system lacked (interrupted before it was recorded)",
     );
   }
 }
@@ -426,12 +391,7 @@ async function deploymentName(
   return stored;
 }
 
-async function loadOrCreateToken(
-  path: string,
-  tmp: string,
-  fs: FileSystem,
-  log: (line: string) => void,
-): Promise<string> {
+async function loadOrCreateToken(path: string, tmp: string, fs: FileSystem, log: Logger): Promise<string> {
   try {
     if ((await stat(path)).size > 0) {
       const token = (await readFile(path, "utf8")).trim();
@@ -440,13 +400,7 @@ async function loadOrCreateToken(
     // Empty or cut short: left by an older version killed while writing it. Nobody can hold a token that was
     // never stored, so a new one replaces it.
     await unlink(path);
-    log(
-      JSON.stringify({
-        level: "warn",
-        msg: "admin-token was empty or incomplete: a new token was made",
-        file: path,
-      }),
-    );
+    log.warn({ file: path }, "admin-token was empty or incomplete: a new token was made");
   } catch (e) {
     if (!isErrno(e, "ENOENT")) {
       throw new LocalError(

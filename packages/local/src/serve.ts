@@ -1,8 +1,10 @@
 /**
  * A minimal entry point for the embedded sink without the CLI: `tsx packages/local/src/serve.ts <dataDir> [port]`.
- * Environment: AUDITSINK_VERIFY_INTERVAL (seconds), AUDITSINK_WEBHOOK_URL. The crash-safety test and the
+ * Environment: AUDITSINK_VERIFY_INTERVAL (seconds), AUDITSINK_WEBHOOK_URL, LOG_LEVEL (default info),
+ * AUDITSINK_QUIET (no log, no start-up text). The crash-safety test and the
  * benchmark run the sink through it; operators use `auditsink start`.
  */
+import { parseLogLevel } from "./logger.ts";
 import { startEmbeddedSink } from "./startEmbeddedSink.ts";
 
 const [dataDir, port] = process.argv.slice(2);
@@ -15,7 +17,8 @@ const sink = await startEmbeddedSink({
   port: port ? Number(port) : 8787,
   verifyIntervalSeconds: Number(process.env.AUDITSINK_VERIFY_INTERVAL ?? 60),
   ...(process.env.AUDITSINK_WEBHOOK_URL ? { webhookUrl: process.env.AUDITSINK_WEBHOOK_URL } : {}),
-  ...(process.env.AUDITSINK_QUIET ? { print: () => undefined, log: () => undefined } : {}),
+  logLevel: process.env.AUDITSINK_QUIET ? "silent" : parseLogLevel(process.env.LOG_LEVEL ?? "info"),
+  ...(process.env.AUDITSINK_QUIET ? { print: () => undefined } : {}),
 });
 process.stdout.write(`listening ${sink.url}\n`);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { bearerTokenAuthorizer, createApp } from "@auditsink/api";
+import { bearerTokenAuthorizer, createApp, type RequestRecord } from "@auditsink/api";
 import {
   type Alert,
   type AlertSink,
@@ -14,7 +14,7 @@ import {
   signSystemEvent,
   systemProducerKey,
 } from "@auditsink/core";
-import { serve } from "@hono/node-server";
+import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
 import {
   FanOutAlertSink,
   JsonLinesAlertSink,
@@ -22,6 +22,7 @@ import {
   OutboxWebhookAlertSink,
   WebhookAlertSink,
 } from "./alerts.ts";
+import { createLogger, type Logger, type LogLevel, requestLevel } from "./logger.ts";
 import {
   dataPaths,
   type LocalSink,
@@ -31,8 +32,9 @@ import {
   systemRecords,
 } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
+import { SinkMetrics } from "./SinkMetrics.ts";
 
-export interface EmbeddedSinkOptions extends LocalSinkOptions {
+export interface EmbeddedSinkOptions extends Omit<LocalSinkOptions, "log" | "observer"> {
   /** Interface to listen on (default 127.0.0.1: the sink is not exposed beyond this machine). */
   host?: string;
   /** Port (default 8787; 0 picks a free one). */
@@ -48,9 +50,11 @@ export interface EmbeddedSinkOptions extends LocalSinkOptions {
   fullVerifyIntervalSeconds?: number;
   /** Alerts are also POSTed here as `{ "alerts": [...] }`. */
   webhookUrl?: string;
-  /** Structured JSON log lines (default: stderr). */
+  /** Receives each JSON log line (default: stderr). docs/OPERATIONS.md §Logs. */
   log?: (line: string) => void;
-  /** The startup text (default: stdout). Pass `() => {}` to stay quiet. */
+  /** Lowest level logged (default `info`; `auditsink start` reads `--log-level` or LOG_LEVEL). */
+  logLevel?: LogLevel;
+  /** The human start-up text (default: stdout when it is a terminal, else nothing: the log has it all). */
   print?: (text: string) => void;
 }
 
@@ -60,6 +64,10 @@ export interface EmbeddedSink {
   port: number;
   local: LocalSink;
   verifier: ScheduledVerifier;
+  /** The logger every part of the running sink writes through. */
+  logger: Logger;
+  /** The Prometheus registry behind `GET /metrics`. */
+  metrics: SinkMetrics;
   /** Writes alerts the alerts file could not take yet and retries due webhook deliveries (also done every 5 s). */
   flushAlerts(): Promise<void>;
   /** Stops accepting requests, lets in-flight commits finish, stops the verifier, releases the data directory. */
@@ -72,17 +80,23 @@ export interface EmbeddedSink {
  *   process.on("SIGTERM", () => void sink.close());
  */
 export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const print = options.print ?? ((text: string) => process.stdout.write(text));
+  const log = createLogger({
+    ...(options.logLevel ? { level: options.logLevel } : {}),
+    ...(options.log ? { write: options.log } : {}),
+  });
+  const print =
+    options.print ?? ((text: string) => void (process.stdout.isTTY ? process.stdout.write(text) : undefined));
+  const metrics = new SinkMetrics();
   // The sink may alert while it opens (a stored head it refuses during crash repair), before the alert sinks
   // exist (they write through the file system openLocalSink monitors): such alerts wait here until they do.
   const early: Alert[] = [];
   let deliver: AlertSink | undefined;
   const local = await openLocalSink({
     purpose: "auditsink start",
-    log,
     alerts: { send: async (batch) => void (deliver ? await deliver.send(batch) : early.push(...batch)) },
     ...options,
+    log,
+    observer: metrics.observer,
   });
   const paths = dataPaths(local.dataDir);
   const systemKey = systemProducerKey(local.signingKey.signer);
@@ -91,21 +105,20 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     ? new OutboxWebhookAlertSink(new WebhookAlertSink(options.webhookUrl), paths.alertOutbox, paths.tmp, {
         fs: local.fs,
         log,
+        onAttempt: (delivered, retry) => metrics.delivery(delivered, retry),
       })
     : undefined;
   await webhook?.start();
-  const alerts = new FanOutAlertSink(
+  const fanOut = new FanOutAlertSink(
     [new LogAlertSink(log), alertsFile, ...(webhook ? [webhook] : [])],
-    (e) =>
-      log(
-        JSON.stringify({
-          level: "error",
-          msg: "alert delivery failed",
-          error: (e as Error).message,
-          cause: ((e as Error).cause as Error | undefined)?.message,
-        }),
-      ),
+    (e) => log.error(errorFields(e), "alert delivery failed"),
   );
+  const alerts: AlertSink = {
+    send: (batch) => {
+      metrics.alerts(batch);
+      return fanOut.send(batch);
+    },
+  };
   deliver = alerts;
   if (early.length > 0) await alerts.send(early.splice(0));
   // Alerts the file could not take are written as soon as it can (they already went to the log and webhook).
@@ -135,6 +148,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     ...(options.fullVerifyIntervalSeconds !== undefined
       ? { fullIntervalMs: options.fullVerifyIntervalSeconds * 1000 }
       : {}),
+    onRun: (run) => metrics.verifierRun(run),
     record: async (type, data) => {
       const event = await signSystemEvent(local.signingKey.signer, type, data);
       const [receipt] = await local.sink.commit(SYSTEM_STREAM, [admit(event, SYSTEM_PRODUCER)]);
@@ -198,24 +212,65 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       acknowledge: (ids, by, note) => verifier.acknowledge(ids, by, note),
     },
     alerts,
-    logError: (error, request) =>
-      log(
-        JSON.stringify({
-          level: "error",
-          msg: "request failed",
-          ...request,
-          error: (error as Error)?.message,
-          cause: ((error as Error)?.cause as Error | undefined)?.message,
-        }),
-      ),
+    // One line per request, written once the response is sent or the client hung up (see fetch below).
+    onRequest: (record, request) => answered.get(request)?.(record),
+    metrics: () => metrics.text(),
   });
+  metrics.watch({
+    openFindings: () => verifier.findings.open.length,
+    lastFullRun: () => verifier.findings.lastFullRun,
+    backlog: () => ({ webhook: webhook?.backlog ?? 0, file: alertsFile.backlog }),
+  });
+  const answered = new WeakMap<Request, (record: RequestRecord) => void>();
+  const logRequest = (record: RequestRecord, aborted: boolean, durationMs: number) => {
+    const r = { ...record, durationMs: Math.round(durationMs * 1000) / 1000 };
+    // A failure caused by the client hanging up (its body stopped arriving) is not the sink's: status 499
+    // ("client closed request", as nginx logs it), no problem code. An answer made before it hung up (a commit
+    // that completed) keeps its status: those events are committed, and a retry replays them.
+    if (aborted && r.status >= 500) {
+      r.status = CLIENT_CLOSED_REQUEST;
+      delete r.problem;
+    }
+    metrics.request(r);
+    const { producerKeyIds, error, ...fields } = r;
+    log[requestLevel(r.route, r.status, aborted)](
+      {
+        ...fields,
+        ...(producerKeyIds?.length
+          ? { producer: producerKeyIds.length === 1 ? producerKeyIds[0] : producerKeyIds }
+          : {}),
+        ...(aborted ? { aborted: true } : {}),
+        ...(error !== undefined && r.status >= 500 ? errorFields(error) : {}),
+      },
+      aborted ? "request aborted by the client" : "request",
+    );
+  };
+  // Node tells whether the response reached the client only when the connection's response closes: the line
+  // waits for both that and the app's record (a client may hang up while its commit is still running).
+  const fetch = (request: Request, env: HttpBindings | Http2Bindings) => {
+    const started = performance.now();
+    let record: RequestRecord | undefined;
+    let aborted: boolean | undefined;
+    const done = () => {
+      if (record && aborted !== undefined) logRequest(record, aborted, performance.now() - started);
+    };
+    answered.set(request, (r) => {
+      record = r;
+      done();
+    });
+    env.outgoing.once("close", () => {
+      aborted = !env.outgoing.writableFinished;
+      done();
+    });
+    return app.fetch(request, env);
+  };
 
   const host = options.host ?? "127.0.0.1";
   let server: ReturnType<typeof serve>;
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
-      server = serve({ fetch: app.fetch, hostname: host, port: options.port ?? 8787 }, (info: AddressInfo) =>
+      server = serve({ fetch, hostname: host, port: options.port ?? 8787 }, (info: AddressInfo) =>
         resolve(info.port),
       );
       server.once("error", reject);
@@ -229,14 +284,15 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   await verifier.start();
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   print(banner(url, local));
-  log(
-    JSON.stringify({
-      level: "info",
-      msg: "auditsink started",
+  log.info(
+    {
       url,
       dataDir: local.dataDir,
       deployment: local.deployment,
-    }),
+      verifierKey: local.signingKey.verifierKey,
+      fingerprint: local.signingKey.fingerprint,
+    },
+    "auditsink started",
   );
 
   let closing: Promise<void> | undefined;
@@ -245,6 +301,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     port,
     local,
     verifier,
+    logger: log,
+    metrics,
     flushAlerts: async () => {
       await alertsFile.retry();
       await webhook?.deliver();
@@ -285,4 +343,13 @@ Send a first event:
   (docs/EMBEDDED.md walks through it.)
 
 `;
+}
+
+/** The status logged for a request whose client hung up before the sink could answer it. */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+/** An error's message and cause for a log line (never its stack: a line per failure, not a trace). */
+function errorFields(e: unknown): { error: string; cause?: string } {
+  const cause = (e as Error | undefined)?.cause as Error | undefined;
+  return { error: (e as Error)?.message ?? String(e), ...(cause?.message ? { cause: cause.message } : {}) };
 }
