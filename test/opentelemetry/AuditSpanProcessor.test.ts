@@ -286,6 +286,36 @@ describe("AuditSpanProcessor against a running sink", () => {
   });
 });
 
+describe("AuditSpanProcessor with an ECDSA P-256 producer key", () => {
+  let t: TestSink;
+  beforeAll(async () => {
+    t = await startTestSink("ecdsa-p256");
+  });
+  afterAll(async () => {
+    await t.remove();
+  });
+
+  it("a re-export by a new client is refused (id-conflict), never recorded twice: ECDSA signatures differ", async () => {
+    // Prepare
+    let span: ReadableSpan | undefined;
+    const first = new AuditSpanProcessor({ client: await t.client(), onReceipt: (_r, s) => (span = s) });
+    new BasicTracerProvider({ spanProcessors: [first] })
+      .getTracer("t")
+      .startSpan("chat m", { attributes: { "gen_ai.operation.name": "chat" } })
+      .end();
+    await first.shutdown();
+    // Act
+    const restarted = new AuditSpanProcessor({ client: await t.client() });
+    restarted.onEnd(span!);
+    const error = (await restarted.forceFlush().catch((e: unknown) => e)) as AuditExportError;
+    // Assess
+    expect(error.cause).toMatchObject({ code: "rejected", details: { status: 409 } });
+    expect(((error.cause as ClientError).details.problem as { code?: string }).code).toBe("id-conflict");
+    expect(await t.records(STREAM)).toHaveLength(1);
+    await restarted.shutdown();
+  });
+});
+
 describe("AuditSpanProcessor when the sink is down", () => {
   let t: TestSink;
   let logged: ReturnType<typeof captureDiag>;
