@@ -258,6 +258,34 @@ describe("AuditSpanProcessor against a running sink", () => {
     await processor.shutdown();
   });
 
+  it("a filter or callback that throws never reaches the application; the span counts as failed", async () => {
+    // Prepare
+    const processor = new AuditSpanProcessor({
+      client: await t.client(),
+      filter: (span) => {
+        if (span.name === "bad") throw new TypeError("filter bug");
+        return true;
+      },
+      onReceipt: () => {
+        throw new Error("receipt callback bug");
+      },
+      onError: () => {
+        throw new Error("error callback bug");
+      },
+    });
+    const tracer = new BasicTracerProvider({ spanProcessors: [processor] }).getTracer("t");
+    // Act
+    const end = (name: string) => () => tracer.startSpan(name).end();
+    // Assess
+    expect(end("bad")).not.toThrow();
+    expect(end("good")).not.toThrow();
+    const error = (await processor.forceFlush().catch((e: unknown) => e)) as AuditExportError;
+    expect(error).toMatchObject({ code: "export-failed", counts: { failed: 1, dropped: 0 } });
+    expect(error.cause).toBeInstanceOf(TypeError);
+    expect(processor.stats).toMatchObject({ ended: 2, recorded: 1, failed: 1 });
+    await processor.shutdown();
+  });
+
   it("the stored events verify offline with `auditsink verify`, producer signatures and receipts included", async () => {
     // Prepare
     const receipts: Receipt[] = [];

@@ -188,7 +188,9 @@ export class AuditSpanProcessor implements SpanProcessor {
     this.unflushed.dropped++;
     if (this.dropping) return;
     this.dropping = true;
-    diag.warn(`AuditSpanProcessor: dropping spans: ${why} (first: ${span.name} ${spanEventId(span)})`);
+    this.callback(() =>
+      diag.warn(`AuditSpanProcessor: dropping spans: ${why} (first: ${span.name} ${spanEventId(span)})`),
+    );
   }
 
   /** Counts and reports a span that was not recorded: diag.error for the first of a run of failures. */
@@ -196,19 +198,28 @@ export class AuditSpanProcessor implements SpanProcessor {
     this.counts.failed++;
     this.unflushed.failed++;
     if (this.unflushed.errors.length < KEPT_ERRORS) this.unflushed.errors.push(error);
-    const message = `AuditSpanProcessor: span ${span.name} ${spanEventId(span)} not recorded`;
-    if (this.failing) diag.debug(message, error);
-    else diag.error(message, error);
+    this.callback(() => {
+      const message = `AuditSpanProcessor: span ${span.name} ${spanEventId(span)} not recorded`;
+      if (this.failing) diag.debug(message, error);
+      else diag.error(message, error);
+    });
     this.failing = true;
     if (this.options.onError) this.callback(() => this.options.onError?.(error, span));
   }
 
-  /** Runs a user callback; what it throws is logged, never thrown into the span's or the sink's path. */
+  /**
+   * Runs a user callback (or a diag logger, which is user code too); what it throws is logged if the logger
+   * lets it, and never thrown into the application's or the sink's path.
+   */
   private callback(run: () => void): void {
     try {
       run();
     } catch (error) {
-      diag.error("AuditSpanProcessor: a callback threw", error);
+      try {
+        diag.error("AuditSpanProcessor: a callback threw", error);
+      } catch {
+        // The logger itself throws: nowhere left to report to.
+      }
     }
   }
 }
