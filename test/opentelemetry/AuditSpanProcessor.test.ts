@@ -131,6 +131,50 @@ describe("AuditSpanProcessor against a running sink", () => {
     await processor.shutdown();
   });
 
+  it("spans that do not name their agent or conversation inherit them from an enclosing span, as agentid/runid", async () => {
+    // Prepare: the agent span learns its conversation after it started; the tool span sits under a plain span.
+    const processor = new AuditSpanProcessor({ client: await t.client() });
+    const tracer = new BasicTracerProvider({ spanProcessors: [processor] }).getTracer("t");
+    const agent = tracer.startSpan("invoke_agent planner", {
+      attributes: { "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": "planner-7" },
+    });
+    agent.setAttribute("gen_ai.conversation.id", "c-inherit");
+    // Act
+    const chat = child(tracer, agent, "chat m", { "gen_ai.operation.name": "chat" });
+    chat.end();
+    const step = child(tracer, agent, "step 2", {});
+    const tool = child(tracer, step, "execute_tool search", { "gen_ai.operation.name": "execute_tool" });
+    tool.end();
+    step.end();
+    agent.end();
+    await processor.forceFlush();
+    // Assess
+    const page = (await (
+      await fetch(`${t.sink.url}/v1/events?agent=planner-7&run=c-inherit&limit=10`)
+    ).json()) as { events: { event: Record<string, unknown> }[] };
+    const found = page.events.map((e) => e.event);
+    expect(found.map((e) => e.type)).toEqual([
+      "dev.auditsink.genai.chat",
+      "dev.auditsink.genai.execute_tool",
+      "dev.auditsink.genai.invoke_agent",
+    ]);
+    for (const e of found.slice(0, 2)) {
+      expect(e).toMatchObject({
+        agentid: "planner-7",
+        runid: "c-inherit",
+        subject: "conversation/c-inherit",
+      });
+      // The data holds only what the span itself recorded.
+      expect(e.data).not.toHaveProperty(["gen_ai.agent.id"]);
+    }
+    expect(found[2]).not.toHaveProperty("agentid");
+    expect(found[2]!.data).toMatchObject({
+      "gen_ai.agent.id": "planner-7",
+      "gen_ai.conversation.id": "c-inherit",
+    });
+    await processor.shutdown();
+  });
+
   it("forceFlush() resolves only once every span ended before it is recorded; onEnd only queues", async () => {
     // Prepare
     const processor = new AuditSpanProcessor({ client: await t.client({ batch: { lingerMs: 1_000 } }) });

@@ -8,7 +8,13 @@ import type { Receipt } from "@auditsink/core";
 import { type Context, diag } from "@opentelemetry/api";
 import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { AuditExportError } from "./errors.ts";
-import { operationName, type SpanEventOptions, spanEventId, spanToEvent } from "./spanEvent.ts";
+import {
+  type InheritedContext,
+  operationName,
+  type SpanEventOptions,
+  spanEventId,
+  spanToEvent,
+} from "./spanEvent.ts";
 
 export interface AuditSpanProcessorOptions extends SpanEventOptions {
   /** The client that signs and sends the events (its producer key, sink key, stream and source). */
@@ -53,6 +59,12 @@ interface Unflushed {
 
 /** How many errors an AuditExportError carries. */
 const KEPT_ERRORS = 10;
+/** Most spans in progress tracked for inheritance; spans started beyond it inherit nothing. */
+export const MAX_OPEN_SPANS = 10_000;
+/** Deepest chain of enclosing spans searched for an agent or conversation. */
+const MAX_ANCESTORS = 64;
+
+const spanKey = (traceId: string, spanId: string) => `${traceId}-${spanId}`;
 
 /**
  * @example
@@ -68,7 +80,9 @@ export class AuditSpanProcessor implements SpanProcessor {
   private readonly filter: (span: ReadableSpan) => boolean;
   private readonly maxQueueSize: number;
   /** Ended spans not yet handed to the client (converted and signed off the application's call stack). */
-  private readonly buffer: ReadableSpan[] = [];
+  private readonly buffer: { span: ReadableSpan; inherited: InheritedContext }[] = [];
+  /** Spans in progress by trace and span id, with their parent: where an ending span finds its agent. */
+  private readonly open = new Map<string, { span: Span; parent?: string }>();
   /** One promise per span handed to the client; each settles (never rejects) once it is recorded or failed. */
   private readonly inflight = new Set<Promise<void>>();
   private scheduled: NodeJS.Immediate | undefined;
@@ -91,12 +105,24 @@ export class AuditSpanProcessor implements SpanProcessor {
     return { ...this.counts, pending: this.buffer.length + this.inflight.size };
   }
 
-  onStart(_span: Span, _parentContext: Context): void {}
+  /** Remembers the span while it is open, so that spans inside it can inherit its agent and conversation. */
+  onStart(span: Span, _parentContext: Context): void {
+    try {
+      if (this.open.size >= MAX_OPEN_SPANS) return;
+      const { traceId, spanId } = span.spanContext();
+      const parent = span.parentSpanContext?.spanId;
+      this.open.set(spanKey(traceId, spanId), parent ? { span, parent } : { span });
+    } catch {
+      // Inheritance is best effort; nothing here may reach the application.
+    }
+  }
 
   /** Queues the span and returns at once; never throws. Conversion, signing and sending happen later. */
   onEnd(span: ReadableSpan): void {
     try {
       this.counts.ended++;
+      const { traceId, spanId } = span.spanContext();
+      this.open.delete(spanKey(traceId, spanId));
       if (this.shutdownOnce) {
         this.drop(span, "the processor is shut down");
         return;
@@ -110,7 +136,7 @@ export class AuditSpanProcessor implements SpanProcessor {
         return;
       }
       this.dropping = false;
-      this.buffer.push(span);
+      this.buffer.push({ span, inherited: this.inherited(span) });
       this.scheduled ??= setImmediate(() => this.drain());
     } catch (error) {
       this.fail(error, span);
@@ -156,16 +182,46 @@ export class AuditSpanProcessor implements SpanProcessor {
     return this.shutdownOnce;
   }
 
+  /**
+   * The agent and conversation of the span's nearest open ancestors that name them (read now, so attributes
+   * they set after they started count), for a span that does not name them itself.
+   */
+  private inherited(span: ReadableSpan): InheritedContext {
+    const { traceId } = span.spanContext();
+    const found: InheritedContext = {};
+    const need = (name: string) => typeof span.attributes[name] !== "string";
+    let wantAgent = need("gen_ai.agent.id");
+    let wantConversation = need("gen_ai.conversation.id");
+    let parent = span.parentSpanContext?.spanId;
+    for (let depth = 0; parent && (wantAgent || wantConversation) && depth < MAX_ANCESTORS; depth++) {
+      const entry = this.open.get(spanKey(traceId, parent));
+      if (!entry) break;
+      const { attributes } = entry.span;
+      const agent = attributes["gen_ai.agent.id"];
+      const conversation = attributes["gen_ai.conversation.id"];
+      if (wantAgent && typeof agent === "string") {
+        found.agent = agent;
+        wantAgent = false;
+      }
+      if (wantConversation && typeof conversation === "string") {
+        found.conversation = conversation;
+        wantConversation = false;
+      }
+      parent = entry.parent;
+    }
+    return found;
+  }
+
   private drain(): void {
     if (this.scheduled) clearImmediate(this.scheduled);
     this.scheduled = undefined;
-    for (const span of this.buffer.splice(0)) this.send(span);
+    for (const { span, inherited } of this.buffer.splice(0)) this.send(span, inherited);
   }
 
-  private send(span: ReadableSpan): void {
+  private send(span: ReadableSpan, inherited: InheritedContext): void {
     let outcome: Promise<Receipt>;
     try {
-      const event = spanToEvent(span, this.options);
+      const event = spanToEvent(span, this.options, inherited);
       outcome = this.client.send(event, this.options.stream ? { stream: this.options.stream } : {});
     } catch (error) {
       outcome = Promise.reject(error);

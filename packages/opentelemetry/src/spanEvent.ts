@@ -48,7 +48,10 @@ export interface SpanEventOptions {
   typePrefix?: string;
   /** CloudEvents `source`, or a function of the span; default the AuditClient's `source`. */
   source?: string | ((span: ReadableSpan) => string | undefined);
-  /** CloudEvents `subject`; default `conversation/<gen_ai.conversation.id>`, else `agent/<gen_ai.agent.id>`. */
+  /**
+   * CloudEvents `subject`; default `conversation/<gen_ai.conversation.id>`, else `agent/<gen_ai.agent.id>` (the
+   * span's own, else inherited from an enclosing span).
+   */
   subject?: (span: ReadableSpan) => string | undefined;
   /** Which span attributes go into `data` (default: `gen_ai.*` and `error.type`). */
   includeAttribute?: (name: string) => boolean;
@@ -101,13 +104,31 @@ export function traceparent(span: ReadableSpan): string {
   return `00-${traceId}-${spanId}-${(traceFlags & 0xff).toString(16).padStart(2, "0")}`;
 }
 
+/**
+ * The agent and conversation a span belongs to when it does not say so itself: those of its nearest enclosing
+ * span that does (an `invoke_agent` span, typically). They go into the `agentid` and `runid` extension
+ * attributes, which `GET /v1/events?agent=&run=` also matches; `data` keeps only what the span itself recorded.
+ */
+export interface InheritedContext {
+  agent?: string;
+  conversation?: string;
+}
+
+/** Values an extension attribute can take (docs/FORMAT.md §3): 1–4,096 characters, no control characters. */
+const EXTENSION_VALUE = /^[^\u0000-\u001f\u007f]{1,4096}$/;
+
 /** The audit event that records `span` (unsigned: AuditClient signs it). */
-export function spanToEvent(span: ReadableSpan, options: SpanEventOptions = {}): AuditEventInput {
+export function spanToEvent(
+  span: ReadableSpan,
+  options: SpanEventOptions = {},
+  inherited: InheritedContext = {},
+): AuditEventInput {
   const op = operationName(span);
   const context = span.spanContext();
   const source = typeof options.source === "function" ? options.source(span) : options.source;
-  const subject = (options.subject ?? defaultSubject)(span);
+  const subject = options.subject ? options.subject(span) : defaultSubject(span, inherited);
   const tracestate = context.traceState?.serialize();
+  const own = (name: string) => typeof span.attributes[name] === "string";
   return {
     type: `${options.typePrefix ?? DEFAULT_TYPE_PREFIX}${op ? typeSuffix(op) : UNNAMED_OPERATION}`,
     id: spanEventId(span),
@@ -119,16 +140,27 @@ export function spanToEvent(span: ReadableSpan, options: SpanEventOptions = {}):
     extensions: {
       traceparent: traceparent(span),
       ...(tracestate ? { tracestate } : {}),
+      ...(!own("gen_ai.agent.id") && inherited.agent && EXTENSION_VALUE.test(inherited.agent)
+        ? { agentid: inherited.agent }
+        : {}),
+      ...(!own("gen_ai.conversation.id") &&
+      inherited.conversation &&
+      EXTENSION_VALUE.test(inherited.conversation)
+        ? { runid: inherited.conversation }
+        : {}),
     },
   };
 }
 
-function defaultSubject(span: ReadableSpan): string | undefined {
-  const conversation = span.attributes["gen_ai.conversation.id"];
-  if (typeof conversation === "string" && conversation) return `conversation/${conversation}`;
-  const agent = span.attributes["gen_ai.agent.id"];
-  if (typeof agent === "string" && agent) return `agent/${agent}`;
-  return undefined;
+function defaultSubject(span: ReadableSpan, inherited: InheritedContext): string | undefined {
+  const attribute = (name: string) => {
+    const v = span.attributes[name];
+    return typeof v === "string" && v ? v : undefined;
+  };
+  const conversation = attribute("gen_ai.conversation.id") ?? inherited.conversation;
+  if (conversation) return `conversation/${conversation}`;
+  const agent = attribute("gen_ai.agent.id") ?? inherited.agent;
+  return agent ? `agent/${agent}` : undefined;
 }
 
 /** Operation names are free text in the conventions; a type keeps lowercase letters, digits, `.`, `_` and `-`. */
