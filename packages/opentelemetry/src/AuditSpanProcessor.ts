@@ -108,7 +108,7 @@ export class AuditSpanProcessor implements SpanProcessor {
   /** Remembers the span while it is open, so that spans inside it can inherit its agent and conversation. */
   onStart(span: Span, _parentContext: Context): void {
     try {
-      if (this.open.size >= MAX_OPEN_SPANS) return;
+      if (this.shutdownOnce || this.open.size >= MAX_OPEN_SPANS) return;
       const { traceId, spanId } = span.spanContext();
       const parent = span.parentSpanContext?.spanId;
       this.open.set(spanKey(traceId, spanId), parent ? { span, parent } : { span });
@@ -173,6 +173,7 @@ export class AuditSpanProcessor implements SpanProcessor {
    */
   shutdown(): Promise<void> {
     this.shutdownOnce ??= (async () => {
+      this.open.clear();
       try {
         await this.forceFlush();
       } finally {
