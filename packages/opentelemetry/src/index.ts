@@ -1,0 +1,3 @@
+export * from "./AuditSpanProcessor.ts";
+export * from "./errors.ts";
+export * from "./spanEvent.ts";
