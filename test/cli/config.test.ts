@@ -48,6 +48,7 @@ describe("auditsink start configuration", () => {
       AUDITSINK_VERIFY_INTERVAL: "30",
       AUDITSINK_FULL_VERIFY_INTERVAL: "600",
       AUDITSINK_WEBHOOK_URL: "https://alerts.example/hook",
+      LOG_LEVEL: "warn",
     });
     expect(o).toEqual({
       dataDir: "/srv/audit",

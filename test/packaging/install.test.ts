@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../embedded/helpers.ts";
-import { startSink, stopWith, userEnv } from "./processes.ts";
+import { logLines, startSink, stopWith, userEnv } from "./processes.ts";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");
@@ -126,7 +126,9 @@ describe("the installed CLI", () => {
     const code = await stopWith(sink, "SIGTERM");
     // Assess: a clean stop, then an offline verification of what the sink wrote.
     expect(code, sink.err()).toBe(0);
-    expect(sink.err()).toMatch(/"msg":"auditsink stopped","signal":"SIGTERM"/);
+    expect(logLines(sink.err())).toContainEqual(
+      expect.objectContaining({ msg: "auditsink stopped", signal: "SIGTERM" }),
+    );
     const verified = await auditsink(["verify", dataDir, "--verifier-key", sinkKey, "--json"]);
     expect(verified.code, verified.err).toBe(0);
     const report = JSON.parse(verified.out) as {

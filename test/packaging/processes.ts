@@ -42,8 +42,8 @@ export async function startSink(
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on("data", (d) => {
       err += d;
-      const started = /\{"level":"info","msg":"auditsink started","url":"([^"]+)"/.exec(err);
-      if (started) resolve(started[1]!);
+      const started = logLines(err).find((l) => l.msg === "auditsink started");
+      if (typeof started?.url === "string") resolve(started.url);
     });
     child.once("exit", (code, signal) =>
       reject(
@@ -52,6 +52,18 @@ export async function startSink(
     );
   });
   return { child, url, out: () => out, err: () => err };
+}
+
+/** The JSON log lines in `text` (the sink's stderr); other lines are skipped. */
+export function logLines(text: string): Record<string, unknown>[] {
+  return text.split("\n").flatMap((line) => {
+    try {
+      const parsed: unknown = JSON.parse(line);
+      return parsed !== null && typeof parsed === "object" ? [parsed as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** Sends `signal` and resolves with the exit code (or the signal that ended it) once the process has exited. */

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { startEmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../embedded/helpers.ts";
-import { startSink, stopWith } from "./processes.ts";
+import { logLines, startSink, stopWith } from "./processes.ts";
 
 const repo = join(import.meta.dirname, "../..");
 let data: Awaited<ReturnType<typeof tempDir>>;
@@ -32,8 +32,12 @@ describe("npm start", () => {
     const code = await stopWith(sink, "SIGTERM");
     // Assess
     expect(code).toBe(0);
-    expect(sink.err()).toMatch(/"msg":"auditsink stopping","signal":"SIGTERM"/);
-    expect(sink.err()).toMatch(/"msg":"auditsink stopped"/);
+    expect(logLines(sink.err())).toContainEqual(
+      expect.objectContaining({ msg: "auditsink stopping", signal: "SIGTERM" }),
+    );
+    expect(logLines(sink.err())).toContainEqual(
+      expect.objectContaining({ msg: "auditsink stopped", signal: "SIGTERM" }),
+    );
     await expect(fetch(`${sink.url}/healthz`)).rejects.toThrow();
     // The same directory opens again: a lock still held would make this start fail.
     const again = await startSink(process.execPath, [join(repo, "packages/cli/src/main.ts"), "start"], {
@@ -41,7 +45,9 @@ describe("npm start", () => {
       env: { NODE_OPTIONS: "--import tsx", AUDITSINK_DATA_DIR: data.dir, AUDITSINK_PORT: "0" },
     });
     expect(await stopWith(again, "SIGINT"), again.err()).toBe(0);
-    expect(again.err()).toMatch(/"msg":"auditsink stopped","signal":"SIGINT"/);
+    expect(logLines(again.err())).toContainEqual(
+      expect.objectContaining({ msg: "auditsink stopped", signal: "SIGINT" }),
+    );
   }, 60_000); // Two starts through npm and tsx (each compiles the CLI on the fly) on a shared 2-core machine.
 });
 

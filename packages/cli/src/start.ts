@@ -5,27 +5,31 @@
  * (systemd, a container runtime) expects. A signal that arrives while the sink is still starting stops it as
  * soon as it has started.
  */
-import { type EmbeddedSink, type EmbeddedSinkOptions, startEmbeddedSink } from "@auditsink/local";
+import {
+  createLogger,
+  type EmbeddedSink,
+  type EmbeddedSinkOptions,
+  startEmbeddedSink,
+} from "@auditsink/local";
 
 export async function start(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // One logger for the sink and its shutdown messages (a signal may arrive before the sink exists).
+  const log =
+    options.logger ??
+    createLogger({
+      ...(options.logLevel ? { level: options.logLevel } : {}),
+      ...(options.log ? { write: options.log } : {}),
+    });
   let sink: EmbeddedSink | undefined;
   let signal: NodeJS.Signals | undefined;
   const shutdown = (running: EmbeddedSink, by: NodeJS.Signals) =>
     running.close().then(
       () => {
-        log(
-          JSON.stringify({
-            level: "info",
-            msg: "auditsink stopped",
-            signal: by,
-            dataDir: running.local.dataDir,
-          }),
-        );
+        log.info({ signal: by, dataDir: running.local.dataDir }, "auditsink stopped");
         process.exit(0);
       },
       (e: unknown) => {
-        log(JSON.stringify({ level: "error", msg: "auditsink stop failed", error: (e as Error).message }));
+        log.error({ error: (e as Error).message }, "auditsink stop failed");
         process.exit(1);
       },
     );
@@ -33,13 +37,13 @@ export async function start(options: EmbeddedSinkOptions): Promise<EmbeddedSink>
     // A second signal while stopping changes nothing: the first one's shutdown is already under way.
     if (signal) return;
     signal = received;
-    log(JSON.stringify({ level: "info", msg: "auditsink stopping", signal }));
+    log.info({ signal }, "auditsink stopping");
     if (sink) void shutdown(sink, signal);
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   try {
-    sink = await startEmbeddedSink(options);
+    sink = await startEmbeddedSink({ ...options, logger: log });
   } catch (e) {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);

@@ -52,6 +52,8 @@ export interface EmbeddedSinkOptions extends Omit<LocalSinkOptions, "log" | "obs
   webhookUrl?: string;
   /** Receives each JSON log line (default: stderr). docs/OPERATIONS.md §Logs. */
   log?: (line: string) => void;
+  /** The logger to write through, instead of one made from `log` and `logLevel` (e.g. the CLI's, shared). */
+  logger?: Logger;
   /** Lowest level logged (default `info`; `auditsink start` reads `--log-level` or LOG_LEVEL). */
   logLevel?: LogLevel;
   /** The human start-up text (default: stdout when it is a terminal, else nothing: the log has it all). */
@@ -80,10 +82,12 @@ export interface EmbeddedSink {
  *   process.on("SIGTERM", () => void sink.close());
  */
 export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<EmbeddedSink> {
-  const log = createLogger({
-    ...(options.logLevel ? { level: options.logLevel } : {}),
-    ...(options.log ? { write: options.log } : {}),
-  });
+  const log =
+    options.logger ??
+    createLogger({
+      ...(options.logLevel ? { level: options.logLevel } : {}),
+      ...(options.log ? { write: options.log } : {}),
+    });
   const print =
     options.print ?? ((text: string) => void (process.stdout.isTTY ? process.stdout.write(text) : undefined));
   const metrics = new SinkMetrics();
