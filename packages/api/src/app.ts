@@ -19,14 +19,18 @@ import {
   type Sink,
   toHex,
 } from "@auditsink/core";
-import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
+import { type ApiReferenceAssets, serveApiReference } from "./api-reference.ts";
+import { eventFromBinary, isBinaryMode, renameBinaryField } from "./binary-mode.ts";
 import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
+import { enforceRouteTable } from "./route-table.ts";
 import {
   AcknowledgedResponse,
   AcknowledgeFindingsBody,
+  BinaryModeHeaders,
   CheckpointResponse,
   ConsistencyQuery,
   EventsPage,
@@ -42,6 +46,8 @@ import {
   ProducerInfoSchema,
   ProducersResponse,
   ProofResponse,
+  ReceiptQuery,
+  ReceiptSchema,
   ReceiptsResponse,
   RecordsQuery,
   RecordsResponse,
@@ -100,11 +106,31 @@ export interface AppDeps {
    * `checkpoint-conflict`, docs/FORMAT.md §Runtime alert codes).
    */
   alerts?: AlertSink;
+  /** The Swagger UI files for the rendered API reference at `/docs`; absent: `/docs` is not served. */
+  apiReference?: ApiReferenceAssets;
 }
 
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
 export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
 export const PROBLEM_JSON = "application/problem+json";
+
+/** The OpenAPI document's fixed part; `servers` names the origin the document was fetched from. */
+function documentConfig(origin?: string) {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "auditsink API",
+      version: "1.0.0",
+      description:
+        "Tamper-evident audit sink: signed CloudEvents in, per-stream hash chains and RFC 9162 Merkle trees, C2SP signed checkpoints, a signed receipt per event. Errors are RFC 9457 problem details; a query parameter a route does not declare is a 400, a method a path does not declare is a 405 with `Allow`. docs/FORMAT.md is the normative format.",
+    },
+    servers: [
+      origin
+        ? { url: origin, description: "This sink (the origin this document was served from)" }
+        : { url: "/", description: "The sink serving this document" },
+    ],
+  };
+}
 
 /** The admin routes that change the registry: the admin check runs before their body is read. */
 const ADMIN_WRITE_PATHS = ["/v1/producers", "/v1/producers/:id/revoke"];
@@ -112,13 +138,53 @@ const ADMIN_WRITE_PATHS = ["/v1/producers", "/v1/producers/:id/revoke"];
 const problemResponse = (p: Problem) =>
   new Response(JSON.stringify(p), { status: p.status, headers: { "content-type": PROBLEM_JSON } });
 
-const problems = (...statuses: number[]) =>
-  Object.fromEntries(
-    statuses.map((s) => [
-      s,
-      { description: "Problem details (RFC 9457)", content: { [PROBLEM_JSON]: { schema: ProblemSchema } } },
-    ]),
-  );
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: "Invalid request: a parameter, the body, or an unknown or repeated query parameter (the problem's `field` names it)",
+  401: "Not authenticated (admin token, or the producer's key or signature)",
+  403: "Not allowed",
+  404: "Not found",
+  409: "Conflict",
+  413: "Body too large",
+  415: "Unsupported media type",
+  500: "Internal error, or stored data that fails an integrity check (the operator is alerted)",
+  503: "Storage unavailable or locked; retry later",
+};
+
+/**
+ * The problem responses of a route: the statuses given, plus those every route can answer (400 for an unknown
+ * query parameter, 413 for an over-long body, 500). Statuses that API Gateway answers before the app (AWS only)
+ * are declared too, with API Gateway's own body.
+ */
+const problems = (...statuses: number[]) => {
+  const all = [...new Set([400, 413, 500, ...statuses])].sort();
+  return {
+    ...Object.fromEntries(
+      all.map((s) => [
+        s,
+        {
+          description: `${PROBLEM_DESCRIPTIONS[s] ?? "Problem"} (RFC 9457 problem details)`,
+          content: { [PROBLEM_JSON]: { schema: ProblemSchema } },
+        },
+      ]),
+    ),
+    429: {
+      description:
+        'AWS only: API Gateway throttled the request (its own body, `{"message": "Too Many Requests"}`); retry with backoff',
+      content: { "application/json": { schema: GatewayMessage } },
+    },
+  };
+};
+
+const GatewayMessage = z.object({ message: z.string() }).openapi("GatewayMessage");
+
+/** AWS only: the read and admin routes are IAM-authorized by API Gateway, which refuses before the app runs. */
+const iamGateway = {
+  403: {
+    description:
+      'AWS only: API Gateway refused the request\'s IAM (SigV4) authorization (its own body, `{"message": "Forbidden"}`)',
+    content: { "application/json": { schema: GatewayMessage } },
+  },
+};
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({
   description,
@@ -173,7 +239,17 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }
     return problemResponse(p);
   });
-  app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));
+  app.notFound((c) => {
+    const answer = unmatched(c.req.method, c.req.path);
+    if (answer.status === 405) {
+      const response = problemResponse(
+        problem("method-not-allowed", `${c.req.path} takes ${answer.allow.join(", ")}, not ${c.req.method}`),
+      );
+      response.headers.set("allow", answer.allow.join(", "));
+      return response;
+    }
+    return problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`));
+  });
 
   const eventSchema = signedEventJsonSchema();
   // Admin writes authenticate before anything reads their body (registered first: Hono runs middleware in
@@ -206,15 +282,18 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     const events = c.req.method === "POST" && /^\/v1\/streams\/[^/]+\/events$/.test(c.req.path);
     return limits.get(events ? MAX_BODY_BYTES : MAX_SMALL_BODY_BYTES)!(c, next);
   });
+  // The OpenAPI document is the route table: undeclared query parameters are a 400, undeclared methods a 405.
+  const unmatched = enforceRouteTable(app, () => app.getOpenAPI31Document(documentConfig()).paths as never);
   app.openapi(
     createRoute({
       method: "post",
       path: "/v1/streams/{stream}/events",
       summary: "Submit one event or a batch; returns a signed receipt per event",
-      description: `One CloudEvent (${CLOUDEVENTS_JSON} or application/json), or up to ${MAX_BATCH_EVENTS} (${CLOUDEVENTS_BATCH_JSON}, a JSON array, or {"events": [...]}) and at most ${MAX_BODY_BYTES} bytes. All or nothing. A retry of an accepted source+id returns the original receipt.`,
+      description: `One CloudEvent (structured mode: ${CLOUDEVENTS_JSON} or application/json; binary mode: \`ce-*\` headers with the data as the body, any Content-Type, docs/FORMAT.md §3a), or up to ${MAX_BATCH_EVENTS} (${CLOUDEVENTS_BATCH_JSON}, a JSON array, or {"events": [...]}) and at most ${MAX_BODY_BYTES} bytes. All or nothing. A retry of an accepted source+id returns the original receipt.`,
       request: {
         params: StreamParams,
         query: SubmitQuery,
+        headers: BinaryModeHeaders,
         body: {
           required: true,
           content: {
@@ -233,6 +312,12 @@ export function createApp(deps: AppDeps): OpenAPIHono {
                 ],
               } as never,
             },
+            "*/*": {
+              schema: {
+                description:
+                  "Binary mode (with a `ce-specversion` header): the event's data. A JSON media type gives `data` (the parsed value), `text/*` gives `data` (the text), anything else `data_base64`; the Content-Type is the event's `datacontenttype`.",
+              } as never,
+            },
           },
         },
       },
@@ -244,8 +329,10 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     async (c) => {
       const { stream } = c.req.valid("param");
       const { consistencyFrom } = c.req.valid("query");
-      const events = await readEvents(c);
-      const receipts = await sink.submit(stream, events);
+      const { events, binary } = await readEvents(c);
+      const receipts = await sink.submit(stream, events).catch((e: unknown) => {
+        throw binary ? renameBinaryField(e) : e;
+      });
       const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
       if (consistencyFrom === undefined || to === undefined || consistencyFrom < 1 || consistencyFrom > to) {
         return c.json({ receipts }, 200);
@@ -262,7 +349,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/streams",
       summary: "List streams with their size and newest checkpoint",
-      responses: { 200: json(StreamsResponse, "Streams") },
+      responses: { 200: json(StreamsResponse, "Streams"), ...problems(503), ...iamGateway },
     }),
     async (c) => {
       const heads = sink.options.heads;
@@ -283,7 +370,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: { params: StreamParams },
       responses: {
         200: json(CheckpointResponse, "Signed checkpoint (C2SP signed note)"),
-        ...problems(400, 404),
+        ...problems(404, 503),
+        ...iamGateway,
       },
     }),
     async (c) => {
@@ -299,7 +387,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/records",
       summary: `Records [from, to) of a stream, at most ${MAX_BATCH_EVENTS}`,
       request: { params: StreamParams, query: RecordsQuery },
-      responses: { 200: json(RecordsResponse, "Records"), ...problems(400, 404) },
+      responses: { 200: json(RecordsResponse, "Records"), ...problems(404, 503), ...iamGateway },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -323,7 +411,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/proofs/inclusion",
       summary: "RFC 9162 inclusion proof of a record in the tree of a given size",
       request: { params: StreamParams, query: InclusionQuery },
-      responses: { 200: json(ProofResponse, "Inclusion proof (hex hashes)"), ...problems(400, 404) },
+      responses: {
+        200: json(ProofResponse, "Inclusion proof (hex hashes)"),
+        ...problems(404, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -356,7 +448,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/proofs/consistency",
       summary: "RFC 9162 consistency proof between two tree sizes",
       request: { params: StreamParams, query: ConsistencyQuery },
-      responses: { 200: json(ProofResponse, "Consistency proof (hex hashes)"), ...problems(400, 404) },
+      responses: {
+        200: json(ProofResponse, "Consistency proof (hex hashes)"),
+        ...problems(404, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -372,9 +468,10 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     createRoute({
       method: "get",
       path: "/v1/events",
-      summary: "Find events by agent, run, type and time window, paginated",
+      summary:
+        "Find events by agent, run, type, trace id, source, id, producer, event time and received time, paginated",
       request: { query: EventsQuery },
-      responses: { 200: json(EventsPage, "A page of events"), ...problems(400) },
+      responses: { 200: json(EventsPage, "A page of events"), ...problems(503), ...iamGateway },
     }),
     async (c) => {
       const q = c.req.valid("query");
@@ -387,6 +484,60 @@ export function createApp(deps: AppDeps): OpenAPIHono {
 
   app.openapi(
     createRoute({
+      method: "get",
+      path: "/v1/receipts",
+      summary:
+        "The receipt of an accepted event, by its source and id (for a producer that lost the response)",
+      description:
+        "A receipt built now, with the same stream, index, record hash, source and id as the one the submission returned; its checkpoint is the stream's newest, and its inclusion proof is against that checkpoint. It verifies like any receipt (docs/FORMAT.md §9).",
+      request: { query: ReceiptQuery },
+      responses: {
+        200: json(ReceiptSchema, "The receipt"),
+        ...problems(404, 409, 503),
+        ...iamGateway,
+      },
+    }),
+    async (c) => {
+      const { source, id, producer } = c.req.valid("query");
+      const { events } = await deps.events.find({ source, id, ...(producer ? { producer } : {}), limit: 2 });
+      const found = events[0];
+      if (!found) {
+        throw new ApiError(
+          "not-found",
+          `no accepted event has source ${source} and id ${id}${producer ? ` from producer ${producer}` : ""}`,
+        );
+      }
+      if (events.length > 1) {
+        throw new ApiError(
+          "ambiguous",
+          `producers ${events.map((e) => e.producer).join(" and ")} each sent source ${source} id ${id}: name one with ?producer=`,
+          "producer",
+        );
+      }
+      const newest = await newestCheckpoint(sink, found.stream);
+      const size = openCheckpointSize(newest.text) ?? newest.size;
+      if (found.index >= size) {
+        throw new ApiError(
+          "unavailable",
+          "the event is committed but not yet under a checkpoint; retry shortly",
+        );
+      }
+      const reader = await ensureSize(sink, found.stream, size, "stream");
+      const receipt = {
+        stream: found.stream,
+        index: found.index,
+        recordHash: found.recordHash,
+        source: found.event.source,
+        id: found.event.id,
+        checkpoint: newest.text,
+        inclusionProof: reader.inclusionProof(found.index, size).map(toHex),
+      };
+      return c.json(receipt, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
       method: "post",
       path: "/v1/producers",
       summary: "Register a producer (or add a key to one); recorded in the _system stream",
@@ -394,7 +545,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: {
         body: { required: true, content: { "application/json": { schema: RegisterProducerBody } } },
       },
-      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
+      responses: {
+        201: json(ProducerInfoSchema, "The producer"),
+        ...problems(401, 409, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const body = c.req.valid("json");
@@ -413,7 +568,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/producers",
       summary: "List producers and their public keys",
-      responses: { 200: json(ProducersResponse, "Producers") },
+      responses: { 200: json(ProducersResponse, "Producers"), ...problems(503), ...iamGateway },
     }),
     async (c) => c.json({ producers: await deps.producers.list() }, 200),
   );
@@ -439,7 +594,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           },
         },
       },
-      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
+      responses: {
+        200: json(ProducerInfoSchema, "The producer"),
+        ...problems(401, 409, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
@@ -495,7 +654,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/keys",
       summary: "The deployment's checkpoint verifier keys (what an auditor pins)",
-      responses: { 200: json(KeysResponse, "Verifier keys") },
+      responses: { 200: json(KeysResponse, "Verifier keys"), ...problems(), ...iamGateway },
     }),
     (c) => c.json(deps.keys, 200),
   );
@@ -508,6 +667,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "Health: 200 `ok`, or 503 `degraded` while storage refuses writes or a verification finding is unacknowledged",
       responses: {
         200: json(HealthResponse, "Healthy"),
+        ...problems(),
         503: json(HealthResponse, "Degraded: the body's fields say why (a load balancer takes the node out)"),
       },
     }),
@@ -525,15 +685,22 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     },
   );
 
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "auditsink API",
-      version: "1.0.0",
-      description:
-        "Tamper-evident audit sink: signed CloudEvents in, per-stream hash chains and RFC 9162 Merkle trees, C2SP signed checkpoints, a signed receipt per event.",
-    },
-  });
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/openapi.json",
+      summary: "This OpenAPI 3.1 document",
+      responses: {
+        200: {
+          description: "The OpenAPI document",
+          content: { "application/json": { schema: z.object({}).passthrough() } },
+        },
+        ...problems(),
+      },
+    }),
+    (c) => c.json(app.getOpenAPI31Document(documentConfig(new URL(c.req.url).origin)) as never, 200),
+  );
+  if (deps.apiReference) serveApiReference(app, deps.apiReference, problems());
   return app;
 }
 
@@ -545,13 +712,27 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** The events of a submission, by media type (CloudEvents structured mode, batch mode, or plain JSON). */
-async function readEvents(c: Context): Promise<unknown[]> {
+/**
+ * The events of a submission, by content mode (CloudEvents HTTP binding §3: binary, structured, batch) and media
+ * type (plain JSON: one event, an array, or {"events": [...]}).
+ */
+async function readEvents(c: Context): Promise<{ events: unknown[]; binary: boolean }> {
   const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (isBinaryMode(c.req.raw.headers, type)) {
+    const incoming = (c.env as { incoming?: { rawHeaders?: unknown } } | undefined)?.incoming;
+    const raw = Array.isArray(incoming?.rawHeaders) ? (incoming.rawHeaders as string[]) : undefined;
+    const event = eventFromBinary({
+      headers: c.req.raw.headers,
+      body: new Uint8Array(await c.req.arrayBuffer()),
+      // Node (@hono/node-server) keeps each header line: names at even positions.
+      ...(raw ? { rawHeaderNames: raw.filter((_, i) => i % 2 === 0) } : {}),
+    });
+    return { events: [event], binary: true };
+  }
   if (type !== "application/json" && type !== CLOUDEVENTS_JSON && type !== CLOUDEVENTS_BATCH_JSON) {
     throw new ApiError(
       "unsupported-media-type",
-      `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}`,
+      `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}, or the request must be in CloudEvents binary mode (ce-specversion and the other ce-* headers)`,
     );
   }
   // Strict JSON (core/json.ts): invalid UTF-8, duplicate member names and over-deep nesting are refused, naming
@@ -595,7 +776,7 @@ async function readEvents(c: Context): Promise<unknown[]> {
       "events",
     );
   }
-  return events;
+  return { events, binary: false };
 }
 
 async function streamSize(sink: Sink, stream: string): Promise<number> {

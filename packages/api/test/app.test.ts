@@ -482,10 +482,12 @@ describe("admin routes, health and the OpenAPI document", () => {
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths).sort()).toEqual([
       "/healthz",
+      "/openapi.json",
       "/v1/events",
       "/v1/keys",
       "/v1/producers",
       "/v1/producers/{id}/revoke",
+      "/v1/receipts",
       "/v1/streams",
       "/v1/streams/{stream}/checkpoint",
       "/v1/streams/{stream}/events",
