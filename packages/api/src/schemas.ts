@@ -3,7 +3,7 @@
  * document. Event bodies are described here but validated by core (parseSignedEvent), once, so that the error
  * names the exact field (`events[3].time`).
  */
-import { STREAM_NAME, SYSTEM_STREAM, signedEventSchema } from "@auditsink/core";
+import { STREAM_NAME, SYSTEM_STREAM, signedEventSchema, TIME_BOUND } from "@auditsink/core";
 import { z } from "@hono/zod-openapi";
 
 export const MAX_BATCH_EVENTS = 1000;
@@ -42,7 +42,6 @@ export const ConsistencyQuery = z.object({
   to: natural("to", "Newer tree size."),
 });
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const optionalText = (name: string, description: string) =>
   z
     .string()
@@ -54,7 +53,7 @@ const optionalText = (name: string, description: string) =>
 const timestamp = (name: string, description: string) =>
   z
     .string()
-    .regex(RFC3339, "must be an RFC 3339 timestamp")
+    .regex(TIME_BOUND, "must be an RFC 3339 timestamp")
     .optional()
     .openapi({ param: { name, in: "query" }, description });
 

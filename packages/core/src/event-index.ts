@@ -38,6 +38,9 @@ export interface EventQuery {
   limit: number;
 }
 
+/** What a time-window bound must look like: an RFC 3339 date-time with a time zone (`Z` or `±hh:mm`). */
+export const TIME_BOUND = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
 /**
  * A time window, inclusive at `since` and exclusive at `until`, either end open; the bounds are RFC 3339 texts
  * compared as instants (milliseconds since the epoch: `Date.parse`), so `2026-01-01T01:00:00+01:00` and
