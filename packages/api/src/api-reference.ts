@@ -47,7 +47,7 @@ const CSP =
 export function serveApiReference(
   app: OpenAPIHono,
   assets: ApiReferenceAssets,
-  problems: Record<number, unknown>,
+  problems: (...statuses: number[]) => Record<number, unknown>,
 ): void {
   const cache = new Map<string, Uint8Array>();
   app.openapi(
@@ -57,7 +57,7 @@ export function serveApiReference(
       summary: "The rendered API reference (Swagger UI over /openapi.json), served offline",
       responses: {
         200: { description: "HTML page", content: { "text/html": { schema: z.string() } } },
-        ...(problems as object),
+        ...problems(),
       },
     }),
     (c) => c.body(PAGE, 200, { "content-type": "text/html; charset=utf-8", "content-security-policy": CSP }),
@@ -80,7 +80,7 @@ export function serveApiReference(
             "text/javascript": { schema: z.string() },
           },
         },
-        ...(problems as object),
+        ...problems(500),
       },
     }),
     async (c) => {

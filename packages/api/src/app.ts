@@ -151,12 +151,12 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
 };
 
 /**
- * The problem responses of a route: the statuses given, plus those every route can answer (400 for an unknown
- * query parameter, 413 for an over-long body, 500). Statuses that API Gateway answers before the app (AWS only)
- * are declared too, with API Gateway's own body.
+ * The problem responses of a route: the statuses given, plus 400, which every route can answer (an unknown or
+ * repeated query parameter). Routes with a body add 413, routes that reach a port 500 and 503. The status API
+ * Gateway answers before the app on AWS (429, throttling) is declared too, with API Gateway's own body.
  */
 const problems = (...statuses: number[]) => {
-  const all = [...new Set([400, 413, 500, ...statuses])].sort();
+  const all = [...new Set([400, ...statuses])].sort();
   return {
     ...Object.fromEntries(
       all.map((s) => [
@@ -323,7 +323,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       },
       responses: {
         200: json(ReceiptsResponse, "One receipt per event, in order"),
-        ...problems(400, 401, 403, 409, 413, 415, 503),
+        ...problems(401, 403, 409, 413, 415, 500, 503),
       },
     }),
     async (c) => {
@@ -349,7 +349,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/streams",
       summary: "List streams with their size and newest checkpoint",
-      responses: { 200: json(StreamsResponse, "Streams"), ...problems(503), ...iamGateway },
+      responses: { 200: json(StreamsResponse, "Streams"), ...problems(500, 503), ...iamGateway },
     }),
     async (c) => {
       const heads = sink.options.heads;
@@ -370,7 +370,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: { params: StreamParams },
       responses: {
         200: json(CheckpointResponse, "Signed checkpoint (C2SP signed note)"),
-        ...problems(404, 503),
+        ...problems(404, 500, 503),
         ...iamGateway,
       },
     }),
@@ -387,7 +387,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/records",
       summary: `Records [from, to) of a stream, at most ${MAX_BATCH_EVENTS}`,
       request: { params: StreamParams, query: RecordsQuery },
-      responses: { 200: json(RecordsResponse, "Records"), ...problems(404, 503), ...iamGateway },
+      responses: { 200: json(RecordsResponse, "Records"), ...problems(404, 500, 503), ...iamGateway },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -413,7 +413,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: { params: StreamParams, query: InclusionQuery },
       responses: {
         200: json(ProofResponse, "Inclusion proof (hex hashes)"),
-        ...problems(404, 503),
+        ...problems(404, 500, 503),
         ...iamGateway,
       },
     }),
@@ -450,7 +450,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: { params: StreamParams, query: ConsistencyQuery },
       responses: {
         200: json(ProofResponse, "Consistency proof (hex hashes)"),
-        ...problems(404, 503),
+        ...problems(404, 500, 503),
         ...iamGateway,
       },
     }),
@@ -471,7 +471,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       summary:
         "Find events by agent, run, type, trace id, source, id, producer, event time and received time, paginated",
       request: { query: EventsQuery },
-      responses: { 200: json(EventsPage, "A page of events"), ...problems(503), ...iamGateway },
+      responses: { 200: json(EventsPage, "A page of events"), ...problems(500, 503), ...iamGateway },
     }),
     async (c) => {
       const q = c.req.valid("query");
@@ -493,7 +493,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: { query: ReceiptQuery },
       responses: {
         200: json(ReceiptSchema, "The receipt"),
-        ...problems(404, 409, 503),
+        ...problems(404, 409, 500, 503),
         ...iamGateway,
       },
     }),
@@ -547,7 +547,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       },
       responses: {
         201: json(ProducerInfoSchema, "The producer"),
-        ...problems(401, 409, 503),
+        ...problems(401, 409, 413, 500, 503),
         ...iamGateway,
       },
     }),
@@ -568,7 +568,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/producers",
       summary: "List producers and their public keys",
-      responses: { 200: json(ProducersResponse, "Producers"), ...problems(503), ...iamGateway },
+      responses: { 200: json(ProducersResponse, "Producers"), ...problems(500, 503), ...iamGateway },
     }),
     async (c) => c.json({ producers: await deps.producers.list() }, 200),
   );
@@ -596,7 +596,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       },
       responses: {
         200: json(ProducerInfoSchema, "The producer"),
-        ...problems(401, 409, 503),
+        ...problems(401, 409, 413, 500, 503),
         ...iamGateway,
       },
     }),
@@ -621,7 +621,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         path: "/v1/findings",
         summary: "Standing verification findings (open until acknowledged) and acknowledged ones",
         security: [{ adminToken: [] }],
-        responses: { 200: json(FindingsResponse, "Findings"), ...problems(401) },
+        responses: { 200: json(FindingsResponse, "Findings"), ...problems(401, 500) },
       }),
       async (c) => {
         return c.json((await findings.list()) as never, 200);
@@ -638,7 +638,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         },
         responses: {
           200: json(AcknowledgedResponse, "The findings closed"),
-          ...problems(400, 401, 409, 503),
+          ...problems(401, 409, 413, 500, 503),
         },
       }),
       async (c) => {
@@ -667,7 +667,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "Health: 200 `ok`, or 503 `degraded` while storage refuses writes or a verification finding is unacknowledged",
       responses: {
         200: json(HealthResponse, "Healthy"),
-        ...problems(),
+        ...problems(500),
         503: json(HealthResponse, "Degraded: the body's fields say why (a load balancer takes the node out)"),
       },
     }),
@@ -700,7 +700,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }),
     (c) => c.json(app.getOpenAPI31Document(documentConfig(new URL(c.req.url).origin)) as never, 200),
   );
-  if (deps.apiReference) serveApiReference(app, deps.apiReference, problems());
+  if (deps.apiReference) serveApiReference(app, deps.apiReference, problems);
   return app;
 }
 

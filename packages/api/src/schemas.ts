@@ -20,12 +20,12 @@ export const StreamParams = z.object({
     .openapi({ param: { name: "stream", in: "path" }, example: "agents.prod" }),
 });
 
-const natural = (name: string, description: string) =>
+const natural = (name: string, description: string, required = true) =>
   z.coerce
     .number({ error: "must be a number" })
     .int("must be an integer")
     .min(0, "must not be negative")
-    .openapi({ param: { name, in: "query" }, description });
+    .openapi({ param: { name, in: "query", required }, description });
 
 export const RecordsQuery = z.object({
   from: natural("from", "First record index (inclusive)."),
@@ -124,6 +124,7 @@ export const SubmitQuery = z.object({
   consistencyFrom: natural(
     "consistencyFrom",
     "The newest tree size the producer has seen for this stream. The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
+    false,
   ).optional(),
 });
 
