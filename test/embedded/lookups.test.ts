@@ -147,13 +147,47 @@ describe("finding events", () => {
     const page = async (q: string) =>
       (
         (await (await fetch(`${sink.url}/v1/events?agent=received-probe&${q}`)).json()) as {
-          events: { received: string }[];
+          events: { received: string; index: number }[];
         }
       ).events;
     expect(await page(`receivedSince=${before}&receivedUntil=${after}`)).toHaveLength(1);
     expect(await page(`since=${before}`)).toHaveLength(0);
     expect(await page(`receivedUntil=${before}`)).toHaveLength(0);
     expect(await page("since=2024-12-31T00:00:00Z&until=2025-01-02T00:00:00Z")).toHaveLength(1);
+
+    // `auditsink export` takes the same window over the same received time.
+    const [probe] = await page(`receivedSince=${before}`);
+    const out = join(dir.dir, "..", `${Date.now()}-bundle`);
+    const exported = await cli([
+      "export",
+      dir.dir,
+      "--stream",
+      STREAM,
+      "--out",
+      out,
+      "--received-since",
+      before,
+      "--received-until",
+      after,
+      "--json",
+    ]);
+    expect(exported.code, exported.err).toBe(0);
+    const { manifest } = JSON.parse(exported.out) as {
+      manifest: { records: { first: number; end: number } };
+    };
+    const index = probe!.index;
+    expect(manifest.records).toMatchObject({ first: index, end: index + 1 });
+    const refused = await cli([
+      "export",
+      dir.dir,
+      "--stream",
+      STREAM,
+      "--out",
+      `${out}-2`,
+      "--received-since",
+      "yesterday",
+    ]);
+    expect(refused.err).toContain("RFC 3339");
   });
 
   it("by the trace id of their traceparent, and refuses a traceparent that is not W3C", async () => {
