@@ -48,6 +48,7 @@ export interface Problem {
 }
 
 export const PROBLEM_BASE = "https://auditsink.dev/problems/";
+export const PROBLEM_JSON = "application/problem+json";
 
 type Code = IngestErrorCode | StoreErrorCode | IntegrityErrorCode | ApiErrorCode;
 
