@@ -33,6 +33,7 @@ export const QUERY_ROUTES = [
   "GET /v1/streams/{stream}/proofs/inclusion",
   "GET /v1/streams/{stream}/proofs/consistency",
   "GET /v1/events",
+  "GET /v1/receipts",
   "GET /v1/keys",
   "GET /v1/producers",
 ] as const;

@@ -221,6 +221,7 @@ export async function registerProducer(runtime: AwsRuntime, name: string, stream
   const { privateKey, publicKey } = generateKeyPair("ed25519");
   await runtime.producers.register({ id: name, publicKey, streams });
   return {
+    privateKey,
     event(id: string): SignedEvent {
       return signEvent(
         {

@@ -5,6 +5,7 @@ import {
   METRICS,
   parseVerifierKey,
   type Receipt,
+  signEvent,
   spkiDer,
   verifyReceipt,
   verifyStoredStream,
@@ -60,14 +61,14 @@ function httpEvent(
   method: string,
   path: string,
   body?: unknown,
-  options: { iam?: boolean; query?: string } = {},
+  options: { iam?: boolean; query?: string; headers?: Record<string, string>; routeKey?: string } = {},
 ): APIGatewayProxyEventV2 {
   return {
     version: "2.0",
-    routeKey: `${method} ${path}`,
+    routeKey: options.routeKey ?? `${method} ${path}`,
     rawPath: path,
     rawQueryString: options.query ?? "",
-    headers: { "content-type": "application/json", host: "api.example.com" },
+    headers: { "content-type": "application/json", host: "api.example.com", ...options.headers },
     requestContext: {
       accountId: "123456789012",
       apiId: "api",
@@ -275,6 +276,64 @@ describe("functions/query", () => {
     expect((json(records).records as unknown[]).length).toBe(4);
     expect((json(proof).proof as string[]).length).toBe(2);
     expect(missing.statusCode).toBe(404);
+  });
+});
+
+describe("lookups through API Gateway", () => {
+  it("ingest-http takes CloudEvents binary mode; query finds the event by trace id and its receipt by source + id", async () => {
+    // Prepare: an event with a traceparent, sent in binary mode (ce-* headers, the data as the body).
+    const producer = await registerProducer(p.runtime(), "agent-lookups", ["agent.*"]);
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const { signature: _s, sigkeyid: _k, ...unsigned } = producer.event("traced-1");
+    const event = signEvent(
+      { ...unsigned, datacontenttype: "application/json", traceparent: `00-${traceId}-b7ad6b7169203331-01` },
+      producer.privateKey,
+    );
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    for (const [name, value] of Object.entries(event)) {
+      if (name !== "data" && name !== "datacontenttype") headers[`ce-${name}`] = String(value);
+    }
+    const path = "/v1/streams/agent.lookups/events";
+    // Act
+    const sent = await pumped(
+      ingestHttp(
+        {
+          ...httpEvent("POST", path, undefined, { headers, routeKey: "POST /v1/streams/{stream}/events" }),
+          body: JSON.stringify(event.data),
+        },
+        lambdaContext(),
+      ),
+    );
+    const byTrace = await query(
+      httpEvent("GET", "/v1/events", undefined, { iam: true, query: `traceId=${traceId}` }),
+      lambdaContext(),
+    );
+    const lookup = await query(
+      httpEvent("GET", "/v1/receipts", undefined, {
+        iam: true,
+        query: new URLSearchParams({ source: event.source, id: event.id }).toString(),
+      }),
+      lambdaContext(),
+    );
+    const unknownParameter = await query(
+      httpEvent("GET", "/v1/events", undefined, { iam: true, query: "traceid=x" }),
+      lambdaContext(),
+    );
+    // Assess
+    expect(sent.statusCode, sent.body).toBe(200);
+    const [original] = (json(sent) as unknown as { receipts: Receipt[] }).receipts;
+    expect((json(byTrace) as { events: { event: unknown }[] }).events.map((e) => e.event)).toEqual([event]);
+    expect(lookup.statusCode, lookup.body).toBe(200);
+    const found = json(lookup) as unknown as Receipt;
+    expect(found).toMatchObject({
+      stream: "agent.lookups",
+      index: original!.index,
+      recordHash: original!.recordHash,
+    });
+    expect(verifyReceipt(found, { trusted: await trustedKeys(), deployment: p.settings.origin }).ok).toBe(
+      true,
+    );
+    expect(json(unknownParameter)).toMatchObject({ status: 400, field: "traceid" });
   });
 });
 

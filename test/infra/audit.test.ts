@@ -19,6 +19,7 @@ const QUERY_ROUTES = [
   "GET /v1/streams/{stream}/proofs/inclusion",
   "GET /v1/streams/{stream}/proofs/consistency",
   "GET /v1/events",
+  "GET /v1/receipts",
   "GET /v1/keys",
   "GET /v1/producers",
 ];
@@ -114,6 +115,7 @@ describe("query routes", () => {
         "/$default/GET/v1/streams/*/proofs/inclusion",
         "/$default/GET/v1/streams/*/proofs/consistency",
         "/$default/GET/v1/events",
+        "/$default/GET/v1/receipts",
         "/$default/GET/v1/keys",
         "/$default/GET/v1/producers",
       ].sort(),

@@ -19,15 +19,20 @@ import {
   type Sink,
   toHex,
 } from "@auditsink/core";
-import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
-import { ApiError, type Problem, problem, problemFor } from "./errors.ts";
+import { type ApiReferenceAssets, serveApiReference } from "./api-reference.ts";
+import { eventFromBinary, isBinaryMode, renameBinaryField } from "./binary-mode.ts";
+import { ApiError, PROBLEM_JSON, type Problem, problem, problemFor } from "./errors.ts";
 import { noteSubmission, observeRequests, type RequestRecord } from "./observe.ts";
+import { documentConfig, iamGateway, problems } from "./responses.ts";
+import { enforceRouteTable } from "./route-table.ts";
 import {
   AcknowledgedResponse,
   AcknowledgeFindingsBody,
+  BinaryModeHeaders,
   CheckpointResponse,
   ConsistencyQuery,
   EventsPage,
@@ -39,10 +44,11 @@ import {
   MAX_BATCH_EVENTS,
   MAX_BODY_BYTES,
   MAX_SMALL_BODY_BYTES,
-  ProblemSchema,
   ProducerInfoSchema,
   ProducersResponse,
   ProofResponse,
+  ReceiptQuery,
+  ReceiptSchema,
   ReceiptsResponse,
   RecordsQuery,
   RecordsResponse,
@@ -105,25 +111,18 @@ export interface AppDeps {
   onRequest?(record: RequestRecord, request: Request): void;
   /** Serves `GET /metrics` in the Prometheus text format when present (docs/OPERATIONS.md §Metrics). */
   metrics?(): Promise<{ contentType: string; body: string }>;
+  /** The Swagger UI files for the rendered API reference at `/docs`; absent: `/docs` is not served. */
+  apiReference?: ApiReferenceAssets;
 }
 
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
 export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
-export const PROBLEM_JSON = "application/problem+json";
 
 /** The admin routes that change the registry: the admin check runs before their body is read. */
 const ADMIN_WRITE_PATHS = ["/v1/producers", "/v1/producers/:id/revoke"];
 
 const problemResponse = (p: Problem) =>
   new Response(JSON.stringify(p), { status: p.status, headers: { "content-type": PROBLEM_JSON } });
-
-const problems = (...statuses: number[]) =>
-  Object.fromEntries(
-    statuses.map((s) => [
-      s,
-      { description: "Problem details (RFC 9457)", content: { [PROBLEM_JSON]: { schema: ProblemSchema } } },
-    ]),
-  );
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({
   description,
@@ -178,7 +177,17 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }
     return problemResponse(p);
   });
-  app.notFound((c) => problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`)));
+  app.notFound((c) => {
+    const answer = unmatched(c.req.method, c.req.path);
+    if (answer.status === 405) {
+      const response = problemResponse(
+        problem("method-not-allowed", `${c.req.path} takes ${answer.allow.join(", ")}, not ${c.req.method}`),
+      );
+      response.headers.set("allow", answer.allow.join(", "));
+      return response;
+    }
+    return problemResponse(problem("not-found", `no route ${c.req.method} ${c.req.path}`));
+  });
 
   if (deps.onRequest) app.use("*", ...observeRequests(deps.onRequest));
   const eventSchema = signedEventJsonSchema();
@@ -212,15 +221,18 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     const events = c.req.method === "POST" && /^\/v1\/streams\/[^/]+\/events$/.test(c.req.path);
     return limits.get(events ? MAX_BODY_BYTES : MAX_SMALL_BODY_BYTES)!(c, next);
   });
+  // The OpenAPI document is the route table: undeclared query parameters are a 400, undeclared methods a 405.
+  const unmatched = enforceRouteTable(app, () => app.getOpenAPI31Document(documentConfig()).paths as never);
   app.openapi(
     createRoute({
       method: "post",
       path: "/v1/streams/{stream}/events",
       summary: "Submit one event or a batch; returns a signed receipt per event",
-      description: `One CloudEvent (${CLOUDEVENTS_JSON} or application/json), or up to ${MAX_BATCH_EVENTS} (${CLOUDEVENTS_BATCH_JSON}, a JSON array, or {"events": [...]}) and at most ${MAX_BODY_BYTES} bytes. All or nothing. A retry of an accepted source+id returns the original receipt.`,
+      description: `One CloudEvent (structured mode: ${CLOUDEVENTS_JSON} or application/json; binary mode: \`ce-*\` headers with the data as the body, any Content-Type, docs/FORMAT.md §3a), or up to ${MAX_BATCH_EVENTS} (${CLOUDEVENTS_BATCH_JSON}, a JSON array, or {"events": [...]}) and at most ${MAX_BODY_BYTES} bytes. All or nothing. A retry of an accepted source+id returns the original receipt.`,
       request: {
         params: StreamParams,
         query: SubmitQuery,
+        headers: BinaryModeHeaders,
         body: {
           required: true,
           content: {
@@ -239,20 +251,28 @@ export function createApp(deps: AppDeps): OpenAPIHono {
                 ],
               } as never,
             },
+            "*/*": {
+              schema: {
+                description:
+                  "Binary mode (with a `ce-specversion` header): the event's data. A JSON media type gives `data` (the parsed value), `text/*` gives `data` (the text), anything else `data_base64`; the Content-Type is the event's `datacontenttype`.",
+              } as never,
+            },
           },
         },
       },
       responses: {
         200: json(ReceiptsResponse, "One receipt per event, in order"),
-        ...problems(400, 401, 403, 409, 413, 415, 503),
+        ...problems(401, 403, 409, 413, 415, 500, 503),
       },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
       const { consistencyFrom } = c.req.valid("query");
-      const events = await readEvents(c);
+      const { events, binary } = await readEvents(c);
       noteSubmission(c, events);
-      const receipts = await sink.submit(stream, events);
+      const receipts = await sink.submit(stream, events).catch((e: unknown) => {
+        throw binary ? renameBinaryField(e) : e;
+      });
       const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
       if (consistencyFrom === undefined || to === undefined || consistencyFrom < 1 || consistencyFrom > to) {
         return c.json({ receipts }, 200);
@@ -269,7 +289,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/streams",
       summary: "List streams with their size and newest checkpoint",
-      responses: { 200: json(StreamsResponse, "Streams") },
+      responses: { 200: json(StreamsResponse, "Streams"), ...problems(500, 503), ...iamGateway },
     }),
     async (c) => {
       const heads = sink.options.heads;
@@ -290,7 +310,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: { params: StreamParams },
       responses: {
         200: json(CheckpointResponse, "Signed checkpoint (C2SP signed note)"),
-        ...problems(400, 404),
+        ...problems(404, 500, 503),
+        ...iamGateway,
       },
     }),
     async (c) => {
@@ -306,7 +327,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/records",
       summary: `Records [from, to) of a stream, at most ${MAX_BATCH_EVENTS}`,
       request: { params: StreamParams, query: RecordsQuery },
-      responses: { 200: json(RecordsResponse, "Records"), ...problems(400, 404) },
+      responses: { 200: json(RecordsResponse, "Records"), ...problems(404, 500, 503), ...iamGateway },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -330,7 +351,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/proofs/inclusion",
       summary: "RFC 9162 inclusion proof of a record in the tree of a given size",
       request: { params: StreamParams, query: InclusionQuery },
-      responses: { 200: json(ProofResponse, "Inclusion proof (hex hashes)"), ...problems(400, 404) },
+      responses: {
+        200: json(ProofResponse, "Inclusion proof (hex hashes)"),
+        ...problems(404, 500, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -363,7 +388,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/streams/{stream}/proofs/consistency",
       summary: "RFC 9162 consistency proof between two tree sizes",
       request: { params: StreamParams, query: ConsistencyQuery },
-      responses: { 200: json(ProofResponse, "Consistency proof (hex hashes)"), ...problems(400, 404) },
+      responses: {
+        200: json(ProofResponse, "Consistency proof (hex hashes)"),
+        ...problems(404, 500, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
@@ -379,9 +408,10 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     createRoute({
       method: "get",
       path: "/v1/events",
-      summary: "Find events by agent, run, type and time window, paginated",
+      summary:
+        "Find events by agent, run, type, trace id, source, id, producer, event time and received time, paginated",
       request: { query: EventsQuery },
-      responses: { 200: json(EventsPage, "A page of events"), ...problems(400) },
+      responses: { 200: json(EventsPage, "A page of events"), ...problems(500, 503), ...iamGateway },
     }),
     async (c) => {
       const q = c.req.valid("query");
@@ -394,6 +424,60 @@ export function createApp(deps: AppDeps): OpenAPIHono {
 
   app.openapi(
     createRoute({
+      method: "get",
+      path: "/v1/receipts",
+      summary:
+        "The receipt of an accepted event, by its source and id (for a producer that lost the response)",
+      description:
+        "A receipt built now, with the same stream, index, record hash, source and id as the one the submission returned; its checkpoint is the stream's newest, and its inclusion proof is against that checkpoint. It verifies like any receipt (docs/FORMAT.md §9).",
+      request: { query: ReceiptQuery },
+      responses: {
+        200: json(ReceiptSchema, "The receipt"),
+        ...problems(404, 409, 500, 503),
+        ...iamGateway,
+      },
+    }),
+    async (c) => {
+      const { source, id, producer } = c.req.valid("query");
+      const { events } = await deps.events.find({ source, id, ...(producer ? { producer } : {}), limit: 2 });
+      const found = events[0];
+      if (!found) {
+        throw new ApiError(
+          "not-found",
+          `no accepted event has source ${source} and id ${id}${producer ? ` from producer ${producer}` : ""}`,
+        );
+      }
+      if (events.length > 1) {
+        throw new ApiError(
+          "ambiguous",
+          `producers ${events.map((e) => e.producer).join(" and ")} each sent source ${source} id ${id}: name one with ?producer=`,
+          "producer",
+        );
+      }
+      const newest = await newestCheckpoint(sink, found.stream);
+      const size = openCheckpointSize(newest.text) ?? newest.size;
+      if (found.index >= size) {
+        throw new ApiError(
+          "unavailable",
+          "the event is committed but not yet under a checkpoint; retry shortly",
+        );
+      }
+      const reader = await ensureSize(sink, found.stream, size, "stream");
+      const receipt = {
+        stream: found.stream,
+        index: found.index,
+        recordHash: found.recordHash,
+        source: found.event.source,
+        id: found.event.id,
+        checkpoint: newest.text,
+        inclusionProof: reader.inclusionProof(found.index, size).map(toHex),
+      };
+      return c.json(receipt, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
       method: "post",
       path: "/v1/producers",
       summary: "Register a producer (or add a key to one); recorded in the _system stream",
@@ -401,7 +485,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       request: {
         body: { required: true, content: { "application/json": { schema: RegisterProducerBody } } },
       },
-      responses: { 201: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
+      responses: {
+        201: json(ProducerInfoSchema, "The producer"),
+        ...problems(401, 409, 413, 500, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const body = c.req.valid("json");
@@ -420,7 +508,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/producers",
       summary: "List producers and their public keys",
-      responses: { 200: json(ProducersResponse, "Producers") },
+      responses: { 200: json(ProducersResponse, "Producers"), ...problems(500, 503), ...iamGateway },
     }),
     async (c) => c.json({ producers: await deps.producers.list() }, 200),
   );
@@ -446,7 +534,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           },
         },
       },
-      responses: { 200: json(ProducerInfoSchema, "The producer"), ...problems(400, 401, 409, 413, 503) },
+      responses: {
+        200: json(ProducerInfoSchema, "The producer"),
+        ...problems(401, 409, 413, 500, 503),
+        ...iamGateway,
+      },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
@@ -469,7 +561,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         path: "/v1/findings",
         summary: "Standing verification findings (open until acknowledged) and acknowledged ones",
         security: [{ adminToken: [] }],
-        responses: { 200: json(FindingsResponse, "Findings"), ...problems(401) },
+        responses: { 200: json(FindingsResponse, "Findings"), ...problems(401, 500) },
       }),
       async (c) => {
         return c.json((await findings.list()) as never, 200);
@@ -486,7 +578,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         },
         responses: {
           200: json(AcknowledgedResponse, "The findings closed"),
-          ...problems(400, 401, 409, 503),
+          ...problems(401, 409, 413, 500, 503),
         },
       }),
       async (c) => {
@@ -502,7 +594,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/keys",
       summary: "The deployment's checkpoint verifier keys (what an auditor pins)",
-      responses: { 200: json(KeysResponse, "Verifier keys") },
+      responses: { 200: json(KeysResponse, "Verifier keys"), ...problems(), ...iamGateway },
     }),
     (c) => c.json(deps.keys, 200),
   );
@@ -515,6 +607,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "Health: 200 `ok`, or 503 `degraded` while storage refuses writes or a verification finding is unacknowledged",
       responses: {
         200: json(HealthResponse, "Healthy"),
+        ...problems(500),
         503: json(HealthResponse, "Degraded: the body's fields say why (a load balancer takes the node out)"),
       },
     }),
@@ -547,6 +640,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
             description: "Prometheus text exposition format 0.0.4",
             content: { "text/plain": { schema: { type: "string" } as never } },
           },
+          ...problems(),
         },
       }),
       async (c) => {
@@ -556,15 +650,22 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     );
   }
 
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "auditsink API",
-      version: "1.0.0",
-      description:
-        "Tamper-evident audit sink: signed CloudEvents in, per-stream hash chains and RFC 9162 Merkle trees, C2SP signed checkpoints, a signed receipt per event.",
-    },
-  });
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/openapi.json",
+      summary: "This OpenAPI 3.1 document",
+      responses: {
+        200: {
+          description: "The OpenAPI document",
+          content: { "application/json": { schema: z.object({}).passthrough() } },
+        },
+        ...problems(),
+      },
+    }),
+    (c) => c.json(app.getOpenAPI31Document(documentConfig(new URL(c.req.url).origin)) as never, 200),
+  );
+  if (deps.apiReference) serveApiReference(app, deps.apiReference, problems);
   return app;
 }
 
@@ -576,13 +677,27 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** The events of a submission, by media type (CloudEvents structured mode, batch mode, or plain JSON). */
-async function readEvents(c: Context): Promise<unknown[]> {
+/**
+ * The events of a submission, by content mode (CloudEvents HTTP binding §3: binary, structured, batch) and media
+ * type (plain JSON: one event, an array, or {"events": [...]}).
+ */
+async function readEvents(c: Context): Promise<{ events: unknown[]; binary: boolean }> {
   const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (isBinaryMode(c.req.raw.headers, type)) {
+    const incoming = (c.env as { incoming?: { rawHeaders?: unknown } } | undefined)?.incoming;
+    const raw = Array.isArray(incoming?.rawHeaders) ? (incoming.rawHeaders as string[]) : undefined;
+    const event = eventFromBinary({
+      headers: c.req.raw.headers,
+      body: new Uint8Array(await c.req.arrayBuffer()),
+      // Node (@hono/node-server) keeps each header line: names at even positions.
+      ...(raw ? { rawHeaderNames: raw.filter((_, i) => i % 2 === 0) } : {}),
+    });
+    return { events: [event], binary: true };
+  }
   if (type !== "application/json" && type !== CLOUDEVENTS_JSON && type !== CLOUDEVENTS_BATCH_JSON) {
     throw new ApiError(
       "unsupported-media-type",
-      `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}`,
+      `content-type must be application/json, ${CLOUDEVENTS_JSON} or ${CLOUDEVENTS_BATCH_JSON}, or the request must be in CloudEvents binary mode (ce-specversion and the other ce-* headers)`,
     );
   }
   // Strict JSON (core/json.ts): invalid UTF-8, duplicate member names and over-deep nesting are refused, naming
@@ -626,7 +741,7 @@ async function readEvents(c: Context): Promise<unknown[]> {
       "events",
     );
   }
-  return events;
+  return { events, binary: false };
 }
 
 async function streamSize(sink: Sink, stream: string): Promise<number> {

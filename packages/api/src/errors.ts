@@ -22,6 +22,7 @@ export type ApiErrorCode =
   | "unsupported-media-type"
   | "method-not-allowed"
   | "invalid-query"
+  | "ambiguous"
   | "internal";
 
 /** An error raised by the HTTP layer itself (unknown stream, missing admin token, bad query). */
@@ -47,6 +48,7 @@ export interface Problem {
 }
 
 export const PROBLEM_BASE = "https://auditsink.dev/problems/";
+export const PROBLEM_JSON = "application/problem+json";
 
 type Code = IngestErrorCode | StoreErrorCode | IntegrityErrorCode | ApiErrorCode;
 
@@ -64,6 +66,7 @@ const STATUS: Record<Code, [number, string]> = {
   "method-not-allowed": [405, "Method not allowed"],
   "id-conflict": [409, "Event id conflict"],
   conflict: [409, "Conflict"],
+  ambiguous: [409, "More than one match"],
   "too-large": [413, "Request too large"],
   "unsupported-media-type": [415, "Unsupported media type"],
   internal: [500, "Internal error"],

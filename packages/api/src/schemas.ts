@@ -3,7 +3,7 @@
  * document. Event bodies are described here but validated by core (parseSignedEvent), once, so that the error
  * names the exact field (`events[3].time`).
  */
-import { STREAM_NAME, SYSTEM_STREAM, signedEventSchema } from "@auditsink/core";
+import { STREAM_NAME, SYSTEM_STREAM, signedEventSchema, TIME_BOUND } from "@auditsink/core";
 import { z } from "@hono/zod-openapi";
 
 export const MAX_BATCH_EVENTS = 1000;
@@ -20,12 +20,12 @@ export const StreamParams = z.object({
     .openapi({ param: { name: "stream", in: "path" }, example: "agents.prod" }),
 });
 
-const natural = (name: string, description: string) =>
+const natural = (name: string, description: string, required = true) =>
   z.coerce
     .number({ error: "must be a number" })
     .int("must be an integer")
     .min(0, "must not be negative")
-    .openapi({ param: { name, in: "query" }, description });
+    .openapi({ param: { name, in: "query", required }, description });
 
 export const RecordsQuery = z.object({
   from: natural("from", "First record index (inclusive)."),
@@ -42,7 +42,6 @@ export const ConsistencyQuery = z.object({
   to: natural("to", "Newer tree size."),
 });
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const optionalText = (name: string, description: string) =>
   z
     .string()
@@ -51,20 +50,36 @@ const optionalText = (name: string, description: string) =>
     .optional()
     .openapi({ param: { name, in: "query" }, description });
 
+const timestamp = (name: string, description: string) =>
+  z
+    .string()
+    .regex(TIME_BOUND, "must be an RFC 3339 timestamp")
+    .optional()
+    .openapi({ param: { name, in: "query" }, description });
+
 export const EventsQuery = z.object({
   agent: optionalText("agent", "`gen_ai.agent.id` in the event data (or the `agentid` extension)."),
   run: optionalText("run", "`gen_ai.conversation.id` in the event data (or the `runid` extension)."),
   type: optionalText("type", "CloudEvents `type`."),
-  since: z
+  traceId: z
     .string()
-    .regex(RFC3339, "must be an RFC 3339 timestamp")
+    .regex(/^[0-9a-f]{32}$/, "must be a W3C trace id: 32 lowercase hex digits")
     .optional()
-    .openapi({ param: { name: "since", in: "query" }, description: "Event time at or after (RFC 3339)." }),
-  until: z
-    .string()
-    .regex(RFC3339, "must be an RFC 3339 timestamp")
-    .optional()
-    .openapi({ param: { name: "until", in: "query" }, description: "Event time before (RFC 3339)." }),
+    .openapi({
+      param: { name: "traceId", in: "query" },
+      description:
+        "The trace id of the event's `traceparent` extension attribute (W3C Trace Context, 32 lowercase hex).",
+    }),
+  source: optionalText("source", "CloudEvents `source`."),
+  id: optionalText("id", "CloudEvents `id`."),
+  producer: optionalText("producer", "The registered producer whose key signed the event."),
+  since: timestamp("since", "Event `time` (written by the producer) at or after (RFC 3339)."),
+  until: timestamp("until", "Event `time` (written by the producer) before (RFC 3339)."),
+  receivedSince: timestamp(
+    "receivedSince",
+    "Record `received` time (written by the sink when it accepted the event) at or after (RFC 3339).",
+  ),
+  receivedUntil: timestamp("receivedUntil", "Record `received` time before (RFC 3339)."),
   cursor: optionalText("cursor", "The `cursor` of the previous page."),
   limit: z.coerce
     .number({ error: "must be a number" })
@@ -73,6 +88,22 @@ export const EventsQuery = z.object({
     .max(1000, "must be at most 1000")
     .default(100)
     .openapi({ param: { name: "limit", in: "query" }, description: "Page size, 1–1000 (default 100)." }),
+});
+
+const requiredText = (name: string, description: string) =>
+  z
+    .string({ error: "is required" })
+    .min(1, "must not be empty")
+    .max(1024)
+    .openapi({ param: { name, in: "query", required: true }, description });
+
+export const ReceiptQuery = z.object({
+  source: requiredText("source", "The event's CloudEvents `source`."),
+  id: requiredText("id", "The event's CloudEvents `id`."),
+  producer: optionalText(
+    "producer",
+    "The registered producer that sent it; needed only when more than one producer sent this `source` + `id` (409 otherwise).",
+  ),
 });
 
 const hex = z.string().regex(/^[0-9a-f]{64}$/);
@@ -93,7 +124,33 @@ export const SubmitQuery = z.object({
   consistencyFrom: natural(
     "consistencyFrom",
     "The newest tree size the producer has seen for this stream. The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
+    false,
   ).optional(),
+});
+
+const ceHeader = (attribute: string, description: string) =>
+  z
+    .string()
+    .optional()
+    .openapi({ param: { name: `ce-${attribute}`, in: "header" }, description });
+
+/**
+ * CloudEvents HTTP binary mode (docs/FORMAT.md §3a): each attribute is a `ce-<name>` header, percent-encoded as
+ * the HTTP binding §3.1.3.2 says. Required in binary mode: specversion, id, source, type, time, sigkeyid,
+ * signature; any other extension attribute travels the same way (`ce-<name>`).
+ */
+export const BinaryModeHeaders = z.object({
+  "ce-specversion": ceHeader("specversion", 'Binary mode: "1.0". Its presence selects binary mode.'),
+  "ce-id": ceHeader("id", "Binary mode: the event `id`."),
+  "ce-source": ceHeader("source", "Binary mode: the event `source`."),
+  "ce-type": ceHeader("type", "Binary mode: the event `type`."),
+  "ce-time": ceHeader("time", "Binary mode: the event `time` (RFC 3339), exactly as signed."),
+  "ce-subject": ceHeader("subject", "Binary mode: the event `subject`."),
+  "ce-dataschema": ceHeader("dataschema", "Binary mode: the event `dataschema`."),
+  "ce-sigkeyid": ceHeader("sigkeyid", "Binary mode: the producer key id (64 hex)."),
+  "ce-signature": ceHeader("signature", "Binary mode: the producer signature (base64)."),
+  "ce-traceparent": ceHeader("traceparent", "Binary mode: W3C traceparent (distributed-tracing extension)."),
+  "ce-tracestate": ceHeader("tracestate", "Binary mode: W3C tracestate (distributed-tracing extension)."),
 });
 
 export const ReceiptsResponse = z

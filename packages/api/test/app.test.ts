@@ -1,177 +1,19 @@
 import {
-  AuditedProducerAdmin,
   canonicalBytes,
   checkConsistency,
   formatVerifierKey,
-  generateKeyPair,
-  KeyObjectSigner,
-  keyAlgorithm,
-  keyFingerprint,
   MAX_EVENT_DEPTH,
-  MemoryDedupStore,
-  MemoryHeadStore,
-  MemoryObjectStore,
-  MemoryProducerRegistry,
   openCheckpoint,
-  type ProducerAdmin,
-  type ProducerInfo,
-  type ProducerStore,
   type Receipt,
-  ScanningEventIndex,
-  type SignedEvent,
-  Sink,
-  StoreError,
   SYSTEM_STREAM,
   signEvent,
   spkiDer,
   verifyReceipt,
 } from "@auditsink/core";
 import { beforeEach, describe, expect, it } from "vitest";
-import { bearerTokenAuthorizer, createApp } from "../src/index.ts";
+import { createApp } from "../src/index.ts";
 import { MAX_SMALL_BODY_BYTES } from "../src/schemas.ts";
-
-const DEPLOYMENT = "auditsink.test/api";
-const TOKEN = "admin-token-for-tests";
-
-/** A ProducerAdmin in memory, enough for the app's tests (the local and AWS adapters have their own). */
-class MemoryProducerAdmin extends MemoryProducerRegistry implements ProducerStore {
-  private readonly infos = new Map<string, ProducerInfo>();
-  async register(input: Parameters<ProducerAdmin["register"]>[0]): Promise<ProducerInfo> {
-    const keyId = keyFingerprint(input.publicKey);
-    if (this.keys.has(keyId)) throw new StoreError("conflict", "key taken");
-    const info = this.infos.get(input.id) ?? {
-      id: input.id,
-      streams: input.streams,
-      keys: [],
-      createdAt: "t",
-    };
-    info.streams = input.streams;
-    info.keys.push({
-      keyId,
-      publicKey: spkiDer(input.publicKey).toString("base64"),
-      algorithm: keyAlgorithm(input.publicKey),
-      createdAt: "t",
-    });
-    this.infos.set(input.id, info);
-    this.add({
-      keyId,
-      publicKey: input.publicKey,
-      producer: input.id,
-      streams: input.streams,
-      revoked: false,
-    });
-    return structuredClone(info);
-  }
-  async revoke(id: string, keyId?: string): Promise<ProducerInfo> {
-    const info = this.infos.get(id);
-    if (!info) throw new StoreError("conflict", `no producer ${id}`);
-    for (const k of info.keys) {
-      if (keyId === undefined || k.keyId === keyId) {
-        k.revokedAt = "t";
-        this.keys.get(k.keyId)!.revoked = true;
-      }
-    }
-    return structuredClone(info);
-  }
-  async list(): Promise<ProducerInfo[]> {
-    return [...this.infos.values()];
-  }
-  async revokeKeys(id: string, keyId: string | undefined, at: string): Promise<string[]> {
-    const info = this.infos.get(id);
-    if (!info) throw new StoreError("conflict", `no producer ${id}`);
-    const fresh = info.keys.filter((k) => (keyId === undefined || k.keyId === keyId) && !k.revokedAt);
-    for (const k of fresh) {
-      k.revokedAt = at;
-      this.keys.get(k.keyId)!.revoked = true;
-    }
-    return fresh.map((k) => k.keyId);
-  }
-  async unregister(id: string, keyId: string): Promise<void> {
-    const info = this.infos.get(id);
-    if (info) info.keys = info.keys.filter((k) => k.keyId !== keyId);
-    this.keys.delete(keyId);
-  }
-}
-
-function setup() {
-  const signerKeys = generateKeyPair("ecdsa-p256");
-  const signer = new KeyObjectSigner(DEPLOYMENT, signerKeys.privateKey, signerKeys.publicKey);
-  const objects = new MemoryObjectStore();
-  const heads = new MemoryHeadStore();
-  const registry = new MemoryProducerAdmin();
-  const sink = new Sink({
-    deployment: DEPLOYMENT,
-    objects,
-    heads,
-    dedup: new MemoryDedupStore(),
-    producers: registry,
-    signer,
-  });
-  const producers = new AuditedProducerAdmin(registry, sink);
-  const app = createApp({
-    sink,
-    producers,
-    events: new ScanningEventIndex(objects, () => heads.streams()),
-    keys: { deployment: DEPLOYMENT, keys: [{ verifierKey: formatVerifierKey(signer.key) }] },
-    authorizeAdmin: bearerTokenAuthorizer(TOKEN),
-  });
-  return { app, signer, sink, objects, heads };
-}
-
-type Setup = ReturnType<typeof setup>;
-
-function agent(id: string) {
-  const { privateKey, publicKey } = generateKeyPair("ed25519");
-  let n = 0;
-  return {
-    id,
-    privateKey,
-    publicKey,
-    event(extra: Record<string, unknown> = {}): SignedEvent {
-      n++;
-      return signEvent(
-        {
-          specversion: "1.0",
-          id: `${id}-${n}`,
-          source: `agent://${id}`,
-          type: "ai.agent.tool_call",
-          time: `2026-11-24T12:00:${String(n % 60).padStart(2, "0")}.000Z`,
-          data: {
-            "gen_ai.agent.id": id,
-            "gen_ai.conversation.id": "run-7",
-            "gen_ai.tool.name": "search",
-            ...extra,
-          } as never,
-        },
-        privateKey,
-      );
-    },
-  };
-}
-
-const admin = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
-
-async function register(s: Setup, a: ReturnType<typeof agent>, streams = ["agents.*"]) {
-  const res = await s.app.request("/v1/producers", {
-    method: "POST",
-    headers: admin,
-    body: JSON.stringify({ id: a.id, publicKey: spkiDer(a.publicKey).toString("base64"), streams }),
-  });
-  expect(res.status).toBe(201);
-}
-
-async function post(s: Setup, stream: string, body: unknown, type = "application/json") {
-  return s.app.request(`/v1/streams/${stream}/events`, {
-    method: "POST",
-    headers: { "content-type": type },
-    body: typeof body === "string" ? body : JSON.stringify(body),
-  });
-}
-
-async function problemOf(res: Response) {
-  expect(res.headers.get("content-type")).toBe("application/problem+json");
-  return (await res.json()) as { status: number; code: string; field?: string; detail: string };
-}
+import { admin, agent, DEPLOYMENT, post, problemOf, register, type Setup, setup, TOKEN } from "./fixtures.ts";
 
 describe("POST /v1/streams/{stream}/events", () => {
   let s: Setup;
@@ -482,10 +324,12 @@ describe("admin routes, health and the OpenAPI document", () => {
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths).sort()).toEqual([
       "/healthz",
+      "/openapi.json",
       "/v1/events",
       "/v1/keys",
       "/v1/producers",
       "/v1/producers/{id}/revoke",
+      "/v1/receipts",
       "/v1/streams",
       "/v1/streams/{stream}/checkpoint",
       "/v1/streams/{stream}/events",

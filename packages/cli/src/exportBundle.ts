@@ -10,11 +10,13 @@ import {
   checkpointPrefix,
   Frontier,
   formatVerifierKey,
+  inTimeWindow,
   MerkleTree,
   parseStoreKey,
   type Receipt,
   readSegment,
   segmentPrefix,
+  TIME_BOUND,
   toHex,
   ZERO_HASH,
 } from "@auditsink/core";
@@ -28,7 +30,10 @@ import { noteKeyFingerprint, resolveTrust, type TrustOptions } from "./trust.ts"
 export interface ExportOptions extends TrustOptions {
   stream: string;
   out: string;
-  /** Window of received times (RFC 3339 or anything Date parses); absent ends are open. */
+  /**
+   * Window of received times, as `GET /v1/events?receivedSince=&receivedUntil=` defines it (core inTimeWindow):
+   * RFC 3339, inclusive `from`, exclusive `to`; absent ends are open.
+   */
   from?: string;
   to?: string;
   /** Inclusion proofs for every record of the window (default: every record up to 1,000, else first and last). */
@@ -50,9 +55,12 @@ const PROOF_ALL_LIMIT = 1000;
 
 function toInstant(text: string | undefined, what: string): string | undefined {
   if (text === undefined) return undefined;
-  const d = new Date(text);
-  if (Number.isNaN(d.getTime())) throw new CliError("usage", `--${what} ${text} is not a date and time`);
-  return d.toISOString();
+  if (!TIME_BOUND.test(text) || Number.isNaN(Date.parse(text)))
+    throw new CliError(
+      "usage",
+      `--${what} ${text} is not an RFC 3339 date and time (for example 2026-11-28T00:00:00Z)`,
+    );
+  return new Date(text).toISOString();
 }
 
 interface Kept {
@@ -63,8 +71,8 @@ interface Kept {
 }
 
 export async function exportBundle(location: string, options: ExportOptions): Promise<ExportResult> {
-  const from = toInstant(options.from, "from");
-  const to = toInstant(options.to, "to");
+  const from = toInstant(options.from, "received-since");
+  const to = toInstant(options.to, "received-until");
   const source = await openSource(location, options.s3);
   const trust = await resolveTrust(options, source.offeredKeys, true);
   const existing = await readdir(options.out).catch(() => []);
@@ -97,8 +105,8 @@ export async function exportBundle(location: string, options: ExportOptions): Pr
     // A listed segment that cannot be read would silently shorten the bundle: refuse instead.
     if (!bytes) throw new CliError("source-unreadable", `segment ${key} is listed but cannot be read`);
     const records = readSegment(bytes);
-    const inWindow = records.filter(
-      (r) => (!from || r.record.received >= from) && (!to || r.record.received < to),
+    const inWindow = records.filter((r) =>
+      inTimeWindow(r.record.received, { ...(from ? { since: from } : {}), ...(to ? { until: to } : {}) }),
     );
     if (inWindow.length > 0 && segFirst === undefined) {
       segFirst = first;

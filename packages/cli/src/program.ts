@@ -495,8 +495,16 @@ export function buildProgram(io: Io = processIo): Command {
         .argument("<source>", SOURCE_HELP)
         .requiredOption("--stream <name>", "stream")
         .requiredOption("--out <dir>", "bundle directory (must not exist or be empty)")
-        .option("--from <time>", "records received at or after this time (RFC 3339)")
-        .option("--to <time>", "records received before this time (RFC 3339)")
+        .option(
+          "--received-since <time>",
+          "records received at or after this time (RFC 3339; as GET /v1/events?receivedSince=)",
+        )
+        .option(
+          "--received-until <time>",
+          "records received before this time (RFC 3339; as GET /v1/events?receivedUntil=)",
+        )
+        .option("--from <time>", "the same as --received-since (older name)")
+        .option("--to <time>", "the same as --received-until (older name)")
         .option(
           "--all-proofs",
           "an inclusion proof for every record (default: all up to 1,000, else first and last)",
@@ -508,8 +516,8 @@ export function buildProgram(io: Io = processIo): Command {
       ...trustOf(o),
       stream: o.stream,
       out: o.out,
-      ...(o.from ? { from: o.from } : {}),
-      ...(o.to ? { to: o.to } : {}),
+      ...((o.receivedSince ?? o.from) ? { from: o.receivedSince ?? o.from } : {}),
+      ...((o.receivedUntil ?? o.to) ? { to: o.receivedUntil ?? o.to } : {}),
       ...(o.allProofs ? { allProofs: true } : {}),
       s3: s3Of(o),
     });

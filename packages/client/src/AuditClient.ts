@@ -250,6 +250,35 @@ export class AuditClient {
     await this.flush();
   }
 
+  /**
+   * The receipt of an event the sink accepted, by its `source` and `id` — for a producer that lost the response
+   * to a send. Verified like every receipt before it resolves: checkpoint signature against the pinned sink key,
+   * origin, inclusion proof, and consistency with the newest checkpoint seen. Its checkpoint is the stream's
+   * newest, not necessarily the one the lost response carried. Rejects with ClientError `rejected` (status 404)
+   * when the sink holds no such event, and ReceiptError when the receipt does not verify.
+   * @example
+   *   const receipt = await client.receipt("agent://support-bot", "call-42");
+   */
+  async receipt(source: string, id: string, options: { producer?: string } = {}): Promise<Receipt> {
+    const query = new URLSearchParams({
+      source,
+      id,
+      ...(options.producer ? { producer: options.producer } : {}),
+    });
+    const res = await this.request("GET", `/v1/receipts?${query}`);
+    const r = (await res.json()) as Receipt;
+    if (r?.source !== source || r?.id !== id) {
+      throw new ClientError("bad-response", `the sink answered with a receipt for another event`);
+    }
+    const verdict = verifyReceipt(r, {
+      trusted: this.trusted,
+      ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
+    });
+    if (!verdict.ok) throw new ReceiptError(verdict.code, `receipt for record ${r.index}: ${verdict.detail}`);
+    await this.witness.observe(r.stream, r.checkpoint, this.consistencyProof);
+    return r;
+  }
+
   /** Fetches the stream's current checkpoint and checks it against the newest seen (a witness check). */
   async checkLog(stream: string): Promise<string> {
     const res = await this.request("GET", `/v1/streams/${encodeURIComponent(stream)}/checkpoint`);

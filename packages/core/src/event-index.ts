@@ -1,11 +1,11 @@
 /**
- * Finding events by agent, run, type and time: the `GET /v1/events` port, and an implementation that scans the
+ * Finding events by agent, run, type, trace, identity, producer time and received time: the `GET /v1/events` port, and an implementation that scans the
  * write-once store through the ObjectStore port (embedded; any deployment small enough to scan). Pure of I/O
  * beyond the port. The index is a cache: everything it answers is read back from the stored segments.
  */
 
 import { FormatError } from "./errors.ts";
-import type { SignedEvent } from "./event.ts";
+import { parseTraceparent, type SignedEvent } from "./event.ts";
 import { toHex } from "./hash.ts";
 import type { ObjectStore } from "./ports.ts";
 import { segmentKey } from "./record.ts";
@@ -17,13 +17,41 @@ export interface EventQuery {
   /** `gen_ai.conversation.id` in the event data, or the `runid` extension attribute. */
   run?: string;
   type?: string;
-  /** Inclusive lower bound on the event `time` (RFC 3339). */
+  /** The trace id (32 lowercase hex) of the event's `traceparent` extension attribute. */
+  traceId?: string;
+  /** CloudEvents `source`. */
+  source?: string;
+  /** CloudEvents `id`. */
+  id?: string;
+  /** The registered producer whose key signed the event (the record's `producer`). */
+  producer?: string;
+  /** Inclusive lower bound on the event `time` the producer wrote (RFC 3339). */
   since?: string;
   /** Exclusive upper bound on the event `time` (RFC 3339). */
   until?: string;
+  /** Inclusive lower bound on the record's `received` time, set by the sink (RFC 3339). */
+  receivedSince?: string;
+  /** Exclusive upper bound on the record's `received` time (RFC 3339). */
+  receivedUntil?: string;
   /** An opaque cursor from a previous page. */
   cursor?: string;
   limit: number;
+}
+
+/** What a time-window bound must look like: an RFC 3339 date-time with a time zone (`Z` or `±hh:mm`). */
+export const TIME_BOUND = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A time window, inclusive at `since` and exclusive at `until`, either end open; the bounds are RFC 3339 texts
+ * compared as instants (milliseconds since the epoch: `Date.parse`), so `2026-01-01T01:00:00+01:00` and
+ * `2026-01-01T00:00:00Z` are one bound. The one definition of a window: the event query (producer `time` and
+ * sink `received`) and `auditsink export` (received) use it.
+ */
+export function inTimeWindow(time: string | number, window: { since?: string; until?: string }): boolean {
+  const t = typeof time === "number" ? time : Date.parse(time);
+  if (window.since !== undefined && !(t >= Date.parse(window.since))) return false;
+  if (window.until !== undefined && !(t < Date.parse(window.until))) return false;
+  return true;
 }
 
 export interface FoundEvent {
@@ -49,20 +77,26 @@ export interface EventIndex {
 export function eventFacets(event: SignedEvent): {
   agent?: string;
   run?: string;
+  traceId?: string;
   type: string;
   time: number;
 } {
   const data =
     typeof event.data === "object" && event.data !== null && !Array.isArray(event.data) ? event.data : {};
   const pick = (attribute: string, extension: string): string | undefined => {
-    const v = (data as Record<string, unknown>)[attribute] ?? (event as Record<string, unknown>)[extension];
+    const own = (o: object, name: string) =>
+      Object.hasOwn(o, name) ? (o as Record<string, unknown>)[name] : undefined;
+    const v = own(data, attribute) ?? own(event, extension);
     return typeof v === "string" || typeof v === "number" ? String(v) : undefined;
   };
   const agent = pick("gen_ai.agent.id", "agentid");
   const run = pick("gen_ai.conversation.id", "runid");
+  const traceId =
+    typeof event.traceparent === "string" ? parseTraceparent(event.traceparent)?.traceId : undefined;
   return {
     ...(agent !== undefined ? { agent } : {}),
     ...(run !== undefined ? { run } : {}),
+    ...(traceId !== undefined ? { traceId } : {}),
     type: event.type,
     time: Date.parse(event.time),
   };
@@ -73,8 +107,13 @@ interface Entry {
   segment: number;
   agent?: string;
   run?: string;
+  traceId?: string;
   type: string;
   time: number;
+  received: number;
+  source: string;
+  id: string;
+  producer: string;
 }
 
 interface StreamEntries {
@@ -138,7 +177,15 @@ export class ScanningEventIndex implements EventIndex {
         const first = s.size;
         for (const r of readStoredSegment(stream, first, bytes)) {
           const f = eventFacets(r.record.event);
-          s.entries.push({ index: r.record.index, segment: first, ...f });
+          s.entries.push({
+            index: r.record.index,
+            segment: first,
+            ...f,
+            received: Date.parse(r.record.received),
+            source: r.record.event.source,
+            id: r.record.event.id,
+            producer: r.record.producer,
+          });
           const last = this.seen.get(r.record.producer);
           if (!last || last < r.record.received) this.seen.set(r.record.producer, r.record.received);
           s.size = r.record.index + 1;
@@ -150,8 +197,8 @@ export class ScanningEventIndex implements EventIndex {
   async find(query: EventQuery): Promise<EventPage> {
     await this.sync();
     const after = query.cursor ? decodeEventCursor(query.cursor) : undefined;
-    const since = query.since ? Date.parse(query.since) : undefined;
-    const until = query.until ? Date.parse(query.until) : undefined;
+    const time = { since: query.since, until: query.until };
+    const received = { since: query.receivedSince, until: query.receivedUntil };
     const hits: { stream: string; entry: Entry }[] = [];
     let more = false;
     const names = [...this.streams.keys()].sort();
@@ -162,8 +209,11 @@ export class ScanningEventIndex implements EventIndex {
         if (query.agent !== undefined && entry.agent !== query.agent) continue;
         if (query.run !== undefined && entry.run !== query.run) continue;
         if (query.type !== undefined && entry.type !== query.type) continue;
-        if (since !== undefined && !(entry.time >= since)) continue;
-        if (until !== undefined && !(entry.time < until)) continue;
+        if (query.traceId !== undefined && entry.traceId !== query.traceId) continue;
+        if (query.source !== undefined && entry.source !== query.source) continue;
+        if (query.id !== undefined && entry.id !== query.id) continue;
+        if (query.producer !== undefined && entry.producer !== query.producer) continue;
+        if (!inTimeWindow(entry.time, time) || !inTimeWindow(entry.received, received)) continue;
         if (hits.length === query.limit) {
           more = true;
           break outer;

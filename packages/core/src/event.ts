@@ -84,6 +84,7 @@ export const signedEventSchema = attributes
         });
       }
     }
+    checkTraceContext(event, ctx);
     if (event.data !== undefined && event.data_base64 !== undefined) {
       ctx.addIssue({
         code: "custom",
@@ -92,6 +93,78 @@ export const signedEventSchema = attributes
       });
     }
   });
+
+/**
+ * The CloudEvents distributed-tracing extension (`traceparent`, `tracestate`) carries W3C Trace Context
+ * (https://www.w3.org/TR/trace-context/). An event that carries it is found by its trace id, so the sink refuses
+ * values a tracer would not have produced: see parseTraceparent and TRACESTATE.
+ */
+function checkTraceContext(event: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  const { traceparent, tracestate } = event;
+  if (traceparent !== undefined && (typeof traceparent !== "string" || !parseTraceparent(traceparent))) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["traceparent"],
+      message:
+        "must be a W3C traceparent: 00-<32 lowercase hex trace id, not all zero>-<16 lowercase hex parent id, not all zero>-<2 hex flags>",
+    });
+  }
+  if (tracestate !== undefined) {
+    if (traceparent === undefined) {
+      ctx.addIssue({ code: "custom", path: ["tracestate"], message: "requires traceparent" });
+    } else if (typeof tracestate !== "string" || !isTracestate(tracestate)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["tracestate"],
+        message: "must be a W3C tracestate: 1–32 comma-separated key=value members, at most 512 characters",
+      });
+    }
+  }
+}
+
+export interface Traceparent {
+  version: string;
+  /** 32 lowercase hex digits. */
+  traceId: string;
+  /** 16 lowercase hex digits: the span that sent the event. */
+  parentId: string;
+  flags: string;
+}
+
+/**
+ * W3C Trace Context §3.2 `traceparent`, version 00: `00-<trace-id>-<parent-id>-<trace-flags>`, lowercase hex,
+ * trace-id and parent-id not all zeros (§3.2.2.3, §3.2.2.4). Later versions (§3.2.4) may append fields after
+ * a `-`; version ff is invalid. Returns undefined for anything else.
+ */
+export function parseTraceparent(text: string): Traceparent | undefined {
+  const m = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?$/.exec(text);
+  if (!m) return undefined;
+  const [, version, traceId, parentId, flags, rest] = m as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string?,
+  ];
+  if (version === "ff" || (version === "00" && rest !== undefined)) return undefined;
+  if (/^0+$/.test(traceId) || /^0+$/.test(parentId)) return undefined;
+  return { version, traceId, parentId, flags };
+}
+
+/**
+ * W3C Trace Context §3.3 `tracestate`: 1–32 list members `key=value` separated by `,` with optional spaces or
+ * tabs around them (§3.3.1.2), at most 512 characters; keys per §3.3.1.3.1 (simple or `tenant@system`), values
+ * per §3.3.1.3.2 (printable ASCII without `,` and `=`, no trailing space). Empty members are not allowed here:
+ * a producer sends the header its tracer wrote, and tracers write none.
+ */
+const TRACESTATE_MEMBER =
+  /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+function isTracestate(text: string): boolean {
+  if (text.length > 512) return false;
+  const members = text.split(",").map((m) => m.replace(/^[ \t]+|[ \t]+$/g, ""));
+  return members.length <= 32 && members.every((m) => TRACESTATE_MEMBER.test(m));
+}
 
 /** The event attributes, plus extension attributes (strings, numbers or booleans). */
 export type SignedEvent = z.infer<typeof attributes> & { [extension: string]: unknown };

@@ -67,9 +67,11 @@ describe("event validation", () => {
   });
 
   it("accepts extension attributes and any JSON data", () => {
-    expect(parseSignedEvent({ ...good, traceparent: "00-abc-def-01", data: [1, "two", null] })).toMatchObject(
-      { traceparent: "00-abc-def-01" },
-    );
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    expect(parseSignedEvent({ ...good, traceparent, tenant: "acme", data: [1, "two", null] })).toMatchObject({
+      traceparent,
+      tenant: "acme",
+    });
   });
 });
 

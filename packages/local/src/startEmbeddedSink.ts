@@ -2,8 +2,10 @@
  * The whole audit sink on one machine: the data directory (openLocalSink), the one Hono app served by
  * @hono/node-server, and the scheduled verifier with its alert sinks. `auditsink start` calls this.
  */
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { bearerTokenAuthorizer, createApp, type RequestRecord } from "@auditsink/api";
 import {
   type Alert,
@@ -179,6 +181,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       keys: [{ verifierKey: local.signingKey.verifierKey, publicKeyPem: local.signingKey.publicKeyPem }],
     },
     authorizeAdmin: bearerTokenAuthorizer(local.adminToken),
+    apiReference: swaggerUiFiles(),
     health: async () => {
       const storage = await local.storage.probe(paths.tmp, local.fs);
       const open = verifier.findings.open;
@@ -356,4 +359,10 @@ export const CLIENT_CLOSED_REQUEST = 499;
 function errorFields(e: unknown): { error: string; cause?: string } {
   const cause = (e as Error | undefined)?.cause as Error | undefined;
   return { error: (e as Error)?.message ?? String(e), ...(cause?.message ? { cause: cause.message } : {}) };
+}
+
+/** The rendered API reference's files, from the installed swagger-ui-dist package (no CDN: works offline). */
+function swaggerUiFiles(): NonNullable<Parameters<typeof createApp>[0]["apiReference"]> {
+  const dir = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
+  return { read: (name) => readFile(join(dir, name)) };
 }
