@@ -168,7 +168,7 @@ describe("functions/ingest-http", () => {
     const trusted = await trustedKeys();
     for (const r of receipts) expect(verifyReceipt(r, { trusted }).ok).toBe(true);
     expect(keyFingerprint(publicKey)).toBe(events[0]!.sigkeyid);
-  });
+  }, 60_000); // the first wake-ups cold-start the sequencer (KMS key, heads) on emulators shared by the suite
 
   it("answers bad input with an RFC 9457 problem and changes nothing", async () => {
     const bad = await ingestHttp(
