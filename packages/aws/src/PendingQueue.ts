@@ -1,7 +1,12 @@
 /**
  * Events accepted by ingest and not yet committed: one item per hand-off part (handoff.ts `HandOffMessage`,
- * gzipped JSON) in the ledger table, `pk` = `pending#<stream>`, `sk` = arrival time (epoch ms, 15 digits) then
- * the request id and part, so a strongly consistent Query reads a stream's waiting events oldest first.
+ * gzipped JSON) in the ledger table, `pk` = `pending#<stream>#<shard>`, `sk` = arrival time (epoch ms, 15 digits)
+ * then the request id and part, so strongly consistent Queries read a stream's waiting events oldest first.
+ *
+ * Write sharding: each event costs its pending partition a put and, once committed, a delete (≥ 2 WCU), and a
+ * DynamoDB partition takes at most 1,000 WCU/s; with arrival-ordered sort keys every write lands at the end of
+ * the key range, so adaptive capacity cannot split the heat. Ingest spreads a stream's parts over PENDING_SHARDS
+ * partition keys at random and the sequencer reads them all: 4 shards carry ~2,000 batch-1 events/s per stream.
  *
  * A pending item is acknowledged-in-flight: ingest answers (HTTP waits for the receipt; the EventBridge path
  * deletes its SQS message) only after the item is durable, and the sequencer deletes it only after the events
@@ -18,8 +23,12 @@ import {
 import { storeFailure } from "./errors.ts";
 import { keys } from "./ledger-table.ts";
 
-/** One pending item as read back: its sort key, and its body (not parsed here: a poison body is the caller's). */
+/** Partition keys one stream's pending items are spread over (see above). */
+export const PENDING_SHARDS = 4;
+
+/** One pending item as read back: its key, and its body (not parsed here: a poison body is the caller's). */
 export interface PendingItem {
+  shard: number;
   sk: string;
   /** The gzipped hand-off message, unzipped; undefined when it would not unzip. */
   body: string | undefined;
@@ -49,6 +58,7 @@ export class PendingQueue {
     /** Seconds after which TTL may delete an item nobody committed (the dedup window). */
     private readonly ttlSeconds: number,
     private readonly now: () => number = Date.now,
+    readonly shards = PENDING_SHARDS,
   ) {}
 
   /** Stores one part of `events` events durably (one PutItem). */
@@ -59,7 +69,7 @@ export class PendingQueue {
         new PutCommand({
           TableName: this.table,
           Item: {
-            ...keys.pending(stream, sortKey(now, id)),
+            ...keys.pending(stream, Math.floor(Math.random() * this.shards), sortKey(now, id)),
             body: gzipSync(body),
             events,
             expiresAt: Math.floor(now / 1000) + this.ttlSeconds,
@@ -71,8 +81,24 @@ export class PendingQueue {
     }
   }
 
-  /** The stream's oldest pending items, up to `limits` (strongly consistent Query, page by page). */
+  /**
+   * The stream's oldest pending items, up to `limits` (strongly consistent Queries of every shard, in parallel,
+   * page by page; merged in arrival order).
+   */
   async take(stream: string, limits: TakeLimits = DEFAULT_TAKE): Promise<PendingItem[]> {
+    const share = (n: number) => Math.max(1, Math.ceil(n / this.shards));
+    const perShard = {
+      maxItems: share(limits.maxItems),
+      maxEvents: share(limits.maxEvents),
+      maxBytes: share(limits.maxBytes),
+    };
+    const shards = await Promise.all(
+      [...Array(this.shards).keys()].map((s) => this.takeShard(stream, s, perShard)),
+    );
+    return shards.flat().sort((a, b) => (a.sk < b.sk ? -1 : a.sk > b.sk ? 1 : 0));
+  }
+
+  private async takeShard(stream: string, shard: number, limits: TakeLimits): Promise<PendingItem[]> {
     const out: PendingItem[] = [];
     let bytes = 0;
     let events = 0;
@@ -84,7 +110,7 @@ export class PendingQueue {
           new QueryCommand({
             TableName: this.table,
             KeyConditionExpression: "pk = :pk",
-            ExpressionAttributeValues: { ":pk": keys.pending(stream, "").pk },
+            ExpressionAttributeValues: { ":pk": keys.pending(stream, shard, "").pk },
             ConsistentRead: true,
             Limit: limits.maxItems - out.length,
             ...(start ? { ExclusiveStartKey: start } : {}),
@@ -97,7 +123,12 @@ export class PendingQueue {
         const stored = item.body as Uint8Array | undefined;
         bytes += stored?.byteLength ?? 0;
         events += typeof item.events === "number" ? item.events : 1;
-        out.push({ sk: item.sk as string, body: unzip(stored), arrived: arrivedAt(item.sk as string) });
+        out.push({
+          shard,
+          sk: item.sk as string,
+          body: unzip(stored),
+          arrived: arrivedAt(item.sk as string),
+        });
       }
       start = page.LastEvaluatedKey;
     } while (start && out.length < limits.maxItems && events < limits.maxEvents && bytes < limits.maxBytes);
@@ -106,34 +137,40 @@ export class PendingQueue {
 
   /** Arrival time (epoch ms) of the stream's oldest pending item, or undefined when none waits. */
   async oldest(stream: string, consistent = true): Promise<number | undefined> {
-    try {
-      const page = await this.doc.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: "pk = :pk",
-          ExpressionAttributeValues: { ":pk": keys.pending(stream, "").pk },
-          ConsistentRead: consistent,
-          Limit: 1,
-          ProjectionExpression: "sk",
-        }),
-      );
-      const sk = page.Items?.[0]?.sk as string | undefined;
-      return sk === undefined ? undefined : arrivedAt(sk);
-    } catch (e) {
-      throw storeFailure(`Query pending ${stream}`, e);
-    }
+    const firsts = await Promise.all(
+      [...Array(this.shards).keys()].map(async (shard) => {
+        try {
+          const page = await this.doc.send(
+            new QueryCommand({
+              TableName: this.table,
+              KeyConditionExpression: "pk = :pk",
+              ExpressionAttributeValues: { ":pk": keys.pending(stream, shard, "").pk },
+              ConsistentRead: consistent,
+              Limit: 1,
+              ProjectionExpression: "sk",
+            }),
+          );
+          const sk = page.Items?.[0]?.sk as string | undefined;
+          return sk === undefined ? undefined : arrivedAt(sk);
+        } catch (e) {
+          throw storeFailure(`Query pending ${stream}`, e);
+        }
+      }),
+    );
+    const found = firsts.filter((t): t is number => t !== undefined);
+    return found.length === 0 ? undefined : Math.min(...found);
   }
 
   /** Deletes committed items (BatchWriteItem, 25 a call, in parallel); resolves once all are gone. */
-  async remove(stream: string, sks: readonly string[]): Promise<void> {
-    const chunks: string[][] = [];
-    for (let i = 0; i < sks.length; i += WRITE_CHUNK) chunks.push(sks.slice(i, i + WRITE_CHUNK));
+  async remove(stream: string, items: readonly Pick<PendingItem, "shard" | "sk">[]): Promise<void> {
+    const chunks: Pick<PendingItem, "shard" | "sk">[][] = [];
+    for (let i = 0; i < items.length; i += WRITE_CHUNK) chunks.push(items.slice(i, i + WRITE_CHUNK));
     await Promise.all(
       chunks.map((chunk) =>
         batchWrite(
           this.doc,
           this.table,
-          chunk.map((sk) => ({ DeleteRequest: { Key: keys.pending(stream, sk) } })),
+          chunk.map((i) => ({ DeleteRequest: { Key: keys.pending(stream, i.shard, i.sk) } })),
           `BatchWriteItem pending ${stream}`,
         ),
       ),

@@ -35,10 +35,11 @@ export const keys = {
     sk: "event",
   }),
   /**
-   * One accepted hand-off part waiting for its stream's sequencer (PendingQueue.ts); `sk` orders by arrival. Its
-   * own partition per stream, so IAM can let ingest write these items and no others (`dynamodb:LeadingKeys`).
+   * One accepted hand-off part waiting for its stream's sequencer (PendingQueue.ts: a few write shards per
+   * stream); `sk` orders by arrival. Their own partitions, so IAM can let ingest write these items and no others
+   * (`dynamodb:LeadingKeys`). Stream names have no `#`, so the shard suffix is unambiguous.
    */
-  pending: (stream: string, sk: string) => ({ pk: `pending#${stream}`, sk }),
+  pending: (stream: string, shard: number, sk: string) => ({ pk: `pending#${stream}#${shard}`, sk }),
   /** The stream's sequencer lease (StreamLease.ts): written only by the sequencer, read by ingest. */
   lease: (stream: string) => ({ pk: `lease#${stream}`, sk: "lease" }),
   /** The sequencer's answer to one part of one hand-off (handoff.ts), read by the waiting ingest request. */

@@ -196,10 +196,7 @@ async function commitTaken(
   }
   await deps.receipts.put(answers);
   // Only now are the items answered and committed: they may go.
-  await deps.pending.remove(
-    stream,
-    taken.map((t) => t.sk),
-  );
+  await deps.pending.remove(stream, taken);
   run.committed += events;
   run.commits.push(events);
 }
