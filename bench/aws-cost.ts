@@ -1,8 +1,9 @@
 /**
  * AWS cost model, all-in: prices what `npm run bench:aws-load` measured (API calls per 1,000 events by service
  * and command, DynamoDB capacity units, Lambda invocations and billed milliseconds at the deployed memory) at
- * us-east-1 list prices, for batch-1 producers and batch-100 producers over HTTP (accept → sequencer queue →
- * sequencer). Adds what the emulators cannot count: API Gateway requests, the dedup window's storage, CloudWatch
+ * us-east-1 list prices, for batch-1 producers and batch-100 producers over HTTP (accept → pending items and a
+ * wake-up → the stream's sequencer). The sweep schedule (1,440 sequencer invocations a day, a few reads per
+ * stream) is a fixed daily cost, not a per-event one, and is left out. Adds what the emulators cannot count: API Gateway requests, the dedup window's storage, CloudWatch
  * Logs ingestion, X-Ray traces and data transfer out, each from a stated assumption.
  *
  *   npm run bench:aws-load && npm run bench:aws-cost   → writes bench/results/aws-cost.json
@@ -20,7 +21,7 @@ const PRICES = {
   apiGatewayHttpPerMillion: 1.0, // HTTP API, first 300 M requests a month
   lambdaPerMillionRequests: 0.2,
   lambdaGbSecond: 0.0000133334, // arm64
-  sqsFifoPerMillionRequests: 0.5, // FIFO queue, per 64 KB chunk of a request
+  sqsStandardPerMillionRequests: 0.4, // standard queue, per 64 KB chunk of a request (dead letters only here)
   dynamoWriteUnitPerMillion: 0.625, // on-demand write request unit
   dynamoReadUnitPerMillion: 0.125, // on-demand read request unit
   dynamoStorageGbMonth: 0.25,
@@ -79,7 +80,8 @@ function price(r: LoadResult) {
     apiGateway: lambda["ingest-http"]!.invocations * (PRICES.apiGatewayHttpPerMillion / 1e6),
     lambdaRequests: invocations * (PRICES.lambdaPerMillionRequests / 1e6),
     lambdaDuration: gbSeconds * PRICES.lambdaGbSecond,
-    sqsFifo: calls("sqs") * (PRICES.sqsFifoPerMillionRequests / 1e6),
+    // Lambda's asynchronous Invoke is billed as the sequencer's invocation (lambdaRequests), not per API call.
+    sqs: calls("sqs") * (PRICES.sqsStandardPerMillionRequests / 1e6),
     dynamodbRequests:
       r.dynamodbUnitsPer1000Events.write * (PRICES.dynamoWriteUnitPerMillion / 1e6) +
       r.dynamodbUnitsPer1000Events.read * (PRICES.dynamoReadUnitPerMillion / 1e6),

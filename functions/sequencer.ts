@@ -1,7 +1,8 @@
 /**
- * SQS FIFO (MessageGroupId = stream) → Lambda: the one sequencer per stream. Commits everything handed off for
- * a stream in the batch as one segment and writes the receipts the ingest requests wait for
- * (packages/aws/src/sequencer.ts). Partial batch failures make SQS redeliver only the streams that failed.
+ * The one sequencer per stream. Woken asynchronously by ingest (`{ "stream": "<name>" }`, InvocationType Event)
+ * when nobody holds the stream's lease: takes the lease and commits everything pending for the stream, one
+ * segment per loop, writing the receipts the ingest requests wait for (packages/aws/src/sequencer.ts). The
+ * EventBridge schedule (every minute) runs the sweep that wakes streams whose sequencer died holding the lease.
  */
 import { AwsRuntime, createSequencerHandler, traceClients } from "@auditsink/aws";
 

@@ -19,8 +19,8 @@ import {
   keyProtections,
   LEDGER_PARTITIONS,
   ledgerProtections,
-  ledgerReadOnly,
   ledgerWrites,
+  ledgerWritesOnly,
   noSigning,
   runtimeAlertStatements,
   SEQUENCER_FORBIDDEN_PARTITIONS,
@@ -62,9 +62,9 @@ const ACCESS_LOG_FORMAT = JSON.stringify({
 
 /**
  * Both ways in: the HTTP API (API Gateway HTTP API → ingest-http) and EventBridge (bus → rule → SQS queue with
- * a dead-letter queue → ingest-queue). Both ingest functions validate and authenticate, then hand the events to
- * the sequencer queue (SQS FIFO, one message group per stream; stacks/Sequencer.ts), whose sequencer function
- * commits and signs. ingest-http waits for the sequencer's receipts and answers with them.
+ * a dead-letter queue → ingest-queue). Both ingest functions validate and authenticate, then write the events as
+ * pending items of their stream and wake the stream's sequencer (stacks/Sequencer.ts), which holds the stream's
+ * lease, commits and signs. ingest-http waits for the sequencer's receipts and answers with them.
  */
 export function Ingest({ app, stack }: StackContext) {
   const settings = useSettings(app);
@@ -115,9 +115,11 @@ export function Ingest({ app, stack }: StackContext) {
       resources: [archive.bucketArn],
     }),
     readLedger(),
-    ledgerWrites("WriteHeadsAndDedup", table.tableArn, LEDGER_PARTITIONS.sequencer),
-    // Receipts go out ten at a time (one BatchWriteItem): receipt items only, which expire within the hour.
-    ledgerWrites("WriteReceipts", table.tableArn, LEDGER_PARTITIONS.receipts, ["dynamodb:BatchWriteItem"]),
+    ledgerWrites("WriteHeadsDedupAndLeases", table.tableArn, LEDGER_PARTITIONS.sequencer),
+    // Receipts go out and committed pending items leave 25 at a time (BatchWriteItem): those partitions only.
+    ledgerWrites("WriteReceiptsDeletePending", table.tableArn, LEDGER_PARTITIONS.sequencerBatch, [
+      "dynamodb:BatchWriteItem",
+    ]),
     denyLedgerPartitions("DenyRegistryAndVerifierState", table.tableArn, SEQUENCER_FORBIDDEN_PARTITIONS),
     new iam.PolicyStatement({
       sid: "SignCheckpoints",
@@ -129,7 +131,8 @@ export function Ingest({ app, stack }: StackContext) {
   ];
 
   // Internet-facing ingest only validates, authenticates (producer keys from the ledger) and hands off: it reads
-  // the ledger (keys, receipts) and the public key, and writes nothing to the archive or the ledger, signs nothing.
+  // the ledger (keys, leases, receipts) and the public key, writes only pending items (handOff.producerStatements)
+  // and nothing to the archive, and signs nothing.
   const ingestStatements = (): iam.PolicyStatement[] => [
     readLedger(),
     new iam.PolicyStatement({
@@ -138,15 +141,15 @@ export function Ingest({ app, stack }: StackContext) {
       resources: [signingKeyArn],
     }),
     archiveReadOnly({ kind: "identity" }, archive.bucketArn),
-    ledgerReadOnly(table.tableArn),
+    ledgerWritesOnly(table.tableArn, LEDGER_PARTITIONS.pending),
     noSigning(signingKeyArn),
     ...protections(),
   ];
 
   // ---- Hand-off and sequencer ----
   const dedupEnvironment = { DEDUP_WINDOW_SECONDS: String(settings.dedupWindowDays * 86_400) };
-  const handOff = new SequencerHandOff(stack);
-  const sequencer = handOff.addSequencer(stack, resources, sequencerStatements(), dedupEnvironment);
+  const handOff = new SequencerHandOff(stack, table.tableArn);
+  const sequencer = handOff.addSequencer(resources, sequencerStatements(), dedupEnvironment);
 
   // ---- HTTP ----
   const ingestHttp = sinkFunction(stack, "ingest-http", {
@@ -291,7 +294,7 @@ export function Ingest({ app, stack }: StackContext) {
     EventBusArn: bus.eventBusArn,
     IngestQueueUrl: queue.queueUrl,
     IngestDeadLetterQueueUrl: deadLetters.queueUrl,
-    SequencerQueueUrl: handOff.queue.queueUrl,
+    SequencerFunctionName: handOff.functionName,
     SequencerDeadLetterQueueUrl: handOff.deadLetters.queueUrl,
   });
   return {
@@ -302,7 +305,6 @@ export function Ingest({ app, stack }: StackContext) {
     ingestHttp: ingestHttp.fn,
     ingestQueue: ingestQueue.fn,
     sequencer: sequencer.fn,
-    sequencerQueue: handOff.queue,
     sequencerDeadLetters: handOff.deadLetters,
   };
 }

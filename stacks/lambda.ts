@@ -29,6 +29,8 @@ export interface SinkFunctionProps {
   statements: iam.PolicyStatement[];
   environment?: Record<string, string>;
   description: string;
+  /** A fixed function name, when other resources must name the function before it exists. */
+  functionName?: string;
 }
 
 /**
@@ -56,6 +58,7 @@ export function sinkFunction(stack: Stack, purpose: FunctionPurpose, props: Sink
   logGroup.grantWrite(role);
 
   const fn = new SstFunction(stack, `${id}Function`, {
+    ...(props.functionName ? { functionName: props.functionName } : {}),
     description: props.description,
     handler: FUNCTIONS[purpose],
     runtime: "nodejs22.x",

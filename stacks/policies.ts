@@ -88,13 +88,16 @@ export const SYSTEM_STREAM_NAME = "_system";
 /**
  * Ledger partitions (the `pk` prefix, packages/aws/src/ledger-table.ts) each role may write, enforced with
  * `dynamodb:LeadingKeys`. The sequencer writes chain heads (every stream's, `_system`'s included: core's Sink
- * records each new stream's creation there), dedup entries, and the receipts waiting ingest requests read;
- * producer administration writes producers, their keys, acknowledgement confirmations and the `_system` stream
- * it records changes in; the verifier writes its own state. The ingest functions write nothing.
+ * records each new stream's creation there), dedup entries and stream leases, and (BatchWriteItem) the receipts
+ * waiting ingest requests read and the deletes of pending items it committed; producer administration writes
+ * producers, their keys, acknowledgement confirmations and the `_system` stream it records changes in; the
+ * verifier writes its own state. The ingest functions write only pending items.
  */
 export const LEDGER_PARTITIONS = {
-  sequencer: ["stream#*", "event#*"],
-  receipts: ["receipt#*"],
+  sequencer: ["stream#*", "event#*", "lease#*"],
+  /** BatchWriteItem: receipts (puts, short-lived under TTL) and committed pending items (deletes). */
+  sequencerBatch: ["receipt#*", "pending#*"],
+  pending: ["pending#*"],
   producerAdmin: ["producer#*", "key#*", "ack#*", `stream#${SYSTEM_STREAM_NAME}`, "event#*"],
   /** Items producer-admin may delete: a key and its producer, when their registration is undone. */
   registryUndo: ["producer#*", "key#*"],
@@ -118,7 +121,7 @@ export const SEQUENCER_FORBIDDEN_PARTITIONS = [
 /**
  * Allows item writes only on items whose partition key matches `partitions`. Not BatchWriteItem by default: its
  * delete requests are not authorized as dynamodb:DeleteItem, so the DeleteItem deny would not stop them (the
- * sequencer's receipts, short-lived items under TTL, are the one exception: `receipt#*` only).
+ * sequencer's receipts and pending deletes are the one exception: `receipt#*` and `pending#*` only).
  */
 export function ledgerWrites(
   sid: string,
@@ -290,6 +293,15 @@ export function ledgerReadOnly(tableArn: string): iam.PolicyStatement {
   return deny({ kind: "identity" }, "DenyLedgerWrites", {
     actions: LEDGER_WRITE_ACTIONS,
     resources: [tableArn, `${tableArn}/*`],
+  });
+}
+
+/** Denies every ledger write except to the `partitions` named (ingest: its pending items only). */
+export function ledgerWritesOnly(tableArn: string, partitions: readonly string[]): iam.PolicyStatement {
+  return deny({ kind: "identity" }, "DenyLedgerWritesOutsidePending", {
+    actions: LEDGER_WRITE_ACTIONS,
+    resources: [tableArn, `${tableArn}/*`],
+    conditions: { "ForAnyValue:StringNotLike": { "dynamodb:LeadingKeys": [...partitions] } },
   });
 }
 

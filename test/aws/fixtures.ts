@@ -25,6 +25,8 @@ import {
 import type { Emulators } from "../emulators/harness.ts";
 
 export const ORIGIN = "auditsink.test/aws";
+/** The sequencer function's name in the tests' settings (woken through test/aws/sequencer-wake.ts). */
+export const SEQUENCER_FUNCTION = "auditsink-test-sequencer";
 
 export interface Provisioned {
   settings: AwsSettings;
@@ -34,8 +36,7 @@ export interface Provisioned {
   sqs: SQSClient;
   snsQueueUrl: string;
   eventsQueueUrl: string;
-  /** The sequencer's FIFO queue (MessageGroupId = stream) and its FIFO dead-letter queue. */
-  sequencerQueueUrl: string;
+  /** Where the sequencer puts pending parts it can never commit. */
   sequencerDeadLetterUrl: string;
   /** Where S3 change notifications of the archive arrive (the verifier reads it). */
   changesQueueUrl: string;
@@ -67,30 +68,7 @@ export async function provision(): Promise<Provisioned> {
     ).Attributes!.QueueArn!;
     return { url, arn };
   };
-  const fifo = async (name: string, redriveTo?: string) => {
-    const url = (
-      await sqs.send(
-        new CreateQueueCommand({
-          QueueName: `${name}.fifo`,
-          Attributes: {
-            FifoQueue: "true",
-            DeduplicationScope: "messageGroup",
-            FifoThroughputLimit: "perMessageGroupId",
-            VisibilityTimeout: "30",
-            ...(redriveTo
-              ? { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: redriveTo, maxReceiveCount: 5 }) }
-              : {}),
-          },
-        }),
-      )
-    ).QueueUrl!;
-    const arn = (
-      await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))
-    ).Attributes!.QueueArn!;
-    return { url, arn };
-  };
-  const sequencerDeadLetters = await fifo(`seq-dlq-${id}`);
-  const sequencerQueue = await fifo(`seq-${id}`, sequencerDeadLetters.arn);
+  const sequencerDeadLetters = await queue(`seq-dlq-${id}`);
   const snsQueue = await queue(`alerts-sns-${id}`);
   const eventsQueue = await queue(`alerts-events-${id}`);
   const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: `alerts-${id}` }))).TopicArn!;
@@ -147,7 +125,7 @@ export async function provision(): Promise<Provisioned> {
     EVENT_BUS_NAME: bus,
     ORIGIN,
     RETENTION_DAYS: "180",
-    SEQUENCER_QUEUE_URL: sequencerQueue.url,
+    SEQUENCER_FUNCTION_NAME: SEQUENCER_FUNCTION,
     SEQUENCER_DLQ_URL: sequencerDeadLetters.url,
   };
   const settings: AwsSettings = {
@@ -160,7 +138,7 @@ export async function provision(): Promise<Provisioned> {
     retentionDays: 180,
     metricsNamespace: `auditsink-${id}`,
     serviceName: "auditsink-test",
-    sequencerQueueUrl: sequencerQueue.url,
+    sequencerFunctionName: SEQUENCER_FUNCTION,
     sequencerDeadLetterUrl: sequencerDeadLetters.url,
     trustedKeyFingerprints: [],
     archiveChangesQueueUrl: changesQueue.url,
@@ -174,7 +152,6 @@ export async function provision(): Promise<Provisioned> {
     sqs,
     snsQueueUrl: snsQueue.url,
     eventsQueueUrl: eventsQueue.url,
-    sequencerQueueUrl: sequencerQueue.url,
     sequencerDeadLetterUrl: sequencerDeadLetters.url,
     changesQueueUrl: changesQueue.url,
   };

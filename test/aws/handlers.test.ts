@@ -28,7 +28,7 @@ import {
   sqsRecord,
   useEmulators,
 } from "./fixtures.ts";
-import { drainQueue, type SequencerHandler, whilePumping } from "./sequencer-pump.ts";
+import { InProcessWake, type SequencerHandler, startInvokeEndpoint } from "./sequencer-wake.ts";
 
 type HttpHandler = (e: APIGatewayProxyEventV2, c: unknown) => Promise<APIGatewayProxyResult>;
 type QueueHandler = (e: SQSEvent, c: unknown) => Promise<SQSBatchResponse>;
@@ -38,23 +38,33 @@ let p: Provisioned;
 let ingestHttp: HttpHandler;
 let query: HttpHandler;
 let ingestQueue: QueueHandler;
-let sequencer: SequencerHandler;
-/** The sequencer's event source, running while an ingest request waits for its receipts. */
-const pumped = <T>(work: Promise<T>) =>
-  whilePumping({ sqs: p.sqs, queueUrl: p.sequencerQueueUrl, handlers: [sequencer] }, work);
-const sequence = () => drainQueue(p.sqs, p.sequencerQueueUrl, sequencer);
+/** Lambda's asynchronous invoke of the sequencer, served in-process (the handlers' LambdaClient calls it). */
+const lambda = new InProcessWake();
+let invokeEndpoint: { url: string; stop(): Promise<void> } | undefined;
+/** Waits for an ingest request, then for the sequencers it woke. */
+const pumped = async <T>(work: Promise<T>) => {
+  const result = await work;
+  await lambda.settled();
+  return result;
+};
+const sequence = () => lambda.settled();
 
 beforeAll(async () => {
   emulators = await startEmulators();
   useEmulators(emulators);
   p = await provision();
-  Object.assign(process.env, p.env);
+  invokeEndpoint = await startInvokeEndpoint(lambda);
+  Object.assign(process.env, p.env, { AWS_ENDPOINT_URL_LAMBDA: invokeEndpoint.url });
   ingestHttp = (await import("../../functions/ingest-http.ts")).handler as HttpHandler;
   query = (await import("../../functions/query.ts")).handler as HttpHandler;
   ingestQueue = (await import("../../functions/ingest-queue.ts")).handler as QueueHandler;
-  sequencer = (await import("../../functions/sequencer.ts")).handler as unknown as SequencerHandler;
+  const sequencer = (await import("../../functions/sequencer.ts")).handler as unknown as SequencerHandler;
+  lambda.container = () => sequencer;
 });
-afterAll(async () => emulators?.stop());
+afterAll(async () => {
+  await invokeEndpoint?.stop();
+  await emulators?.stop();
+});
 
 /** An API Gateway HTTP API payload v2 event, as Lambda receives it. */
 function httpEvent(
@@ -160,7 +170,7 @@ describe("functions/ingest-http", () => {
     const trusted = await trustedKeys();
     for (const r of receipts) expect(verifyReceipt(r, { trusted }).ok).toBe(true);
     expect(keyFingerprint(publicKey)).toBe(events[0]!.sigkeyid);
-  });
+  }, 60_000); // the first wake-ups cold-start the sequencer (KMS key, heads) on emulators shared by the suite
 
   it("answers bad input with an RFC 9457 problem and changes nothing", async () => {
     const bad = await ingestHttp(

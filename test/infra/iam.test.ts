@@ -42,13 +42,17 @@ const WRITER = [
   "kms:GetPublicKey",
   ...LOGS_AND_TRACES,
 ];
-/** Ingest validates, authenticates (producer keys in the ledger) and hands off: it reads and sends, no more. */
+/**
+ * Ingest validates, authenticates (producer keys in the ledger) and hands off: it reads, puts pending items and
+ * wakes the sequencer, no more.
+ */
 const INGEST = [
   "dynamodb:GetItem",
   "dynamodb:BatchGetItem",
   "dynamodb:Query",
+  "dynamodb:PutItem",
   "kms:GetPublicKey",
-  "sqs:SendMessage",
+  "lambda:InvokeFunction",
   ...LOGS_AND_TRACES,
 ];
 /** Runtime alerts (core's head-mismatch, store-mismatch; the HTTP app's integrity errors): default bus, metric. */
@@ -71,7 +75,7 @@ const LEDGER_READS = [
 const EXPECTED_ALLOWS: Record<keyof typeof ROLE, string[]> = {
   ingestHttp: [...INGEST, ...ALERTS],
   ingestQueue: [...INGEST, ...SQS_CONSUMER],
-  sequencer: [...WRITER, "dynamodb:BatchWriteItem", ...SQS_CONSUMER, "sqs:SendMessage", ...ALERTS],
+  sequencer: [...WRITER, "dynamodb:BatchWriteItem", "sqs:SendMessage", "lambda:InvokeFunction", ...ALERTS],
   producerAdmin: [...WRITER.filter((a) => a !== "s3:ListBucketVersions"), "dynamodb:DeleteItem", ...ALERTS],
   query: [
     "s3:GetObject",
@@ -233,7 +237,7 @@ describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
     expect(JSON.stringify(signs[0]!.Resource)).toMatch(/SigningKey/);
   });
 
-  it("writes ledger items only in its own partitions (dynamodb:LeadingKeys), in a batch only receipts", () => {
+  it("writes ledger items only in its own partitions (dynamodb:LeadingKeys), in a batch only receipts and pending items", () => {
     const writes = statements().filter(
       (s) =>
         s.Effect === "Allow" && list(s.Action).some((a) => a.startsWith("dynamodb:") && !/Get|Query/.test(a)),
@@ -254,7 +258,7 @@ describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
         "dynamodb:LeadingKeys":
           role === "producerAdmin"
             ? ["producer#*", "key#*", "ack#*", "stream#_system", "event#*"]
-            : ["stream#*", "event#*"],
+            : ["stream#*", "event#*", "lease#*"],
       },
     });
     const batches = writes.filter((s) => list(s.Action).includes("dynamodb:BatchWriteItem"));
@@ -264,7 +268,7 @@ describe.each(WRITER_ROLES)("%s role (writer and signer)", (role) => {
       expect(batches).toHaveLength(1);
       expect(list(batches[0]!.Action)).toEqual(["dynamodb:BatchWriteItem"]);
       expect(batches[0]!.Condition).toEqual({
-        "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["receipt#*"] },
+        "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["receipt#*", "pending#*"] },
       });
     }
   });
@@ -289,18 +293,27 @@ describe.each(INGEST_ROLES)("%s role (internet-facing: validates, authenticates,
     "dynamodb:UpdateItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
-  ])("is denied %s on every ledger item", (action) => {
-    const denies = denyStatementsFor(statements(), action).filter((s) => s.Condition === undefined);
+  ])("is denied %s on every ledger item but its pending items", (action) => {
+    const denies = denyStatementsFor(statements(), action);
     expect(denies).toHaveLength(1);
+    expect(denies[0]!.Condition).toEqual({
+      "ForAnyValue:StringNotLike": { "dynamodb:LeadingKeys": ["pending#*"] },
+    });
     expect(JSON.stringify(denies[0]!.Resource)).toMatch(/Ledger[0-9A-F]{8}/);
   });
 
-  it("sends only to the sequencer queue", () => {
+  it("sends to no queue, and wakes only the sequencer", () => {
     const sends = statements().filter(
       (s) => s.Effect === "Allow" && list(s.Action).includes("sqs:SendMessage"),
     );
-    expect(sends).toHaveLength(1);
-    expect(JSON.stringify(sends[0]!.Resource)).toMatch(/SequencerQueue[0-9A-F]{8}/);
+    expect(sends).toEqual([]);
+    const invokes = statements().filter(
+      (s) => s.Effect === "Allow" && list(s.Action).includes("lambda:InvokeFunction"),
+    );
+    expect(invokes).toHaveLength(1);
+    expect(list(invokes[0]!.Resource).map(flatText)).toEqual([
+      expect.stringMatching(/:function:auditsink-ci-sequencer$/),
+    ]);
   });
 });
 

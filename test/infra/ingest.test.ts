@@ -97,7 +97,9 @@ describe("EventBridge ingest", () => {
     return buses[0]!;
   };
   const rule = () => {
-    const rules = resourcesOf(synth.json.Ingest!, "AWS::Events::Rule");
+    const rules = resourcesOf(synth.json.Ingest!, "AWS::Events::Rule").filter(([id]) =>
+      id.startsWith("IngestRule"),
+    );
     expect(rules).toHaveLength(1);
     return rules[0]![1];
   };

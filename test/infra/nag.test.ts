@@ -74,8 +74,16 @@ describe("cdk-nag AwsSolutions", () => {
         "AwsSolutions-IAM5",
         "AwsSolutions-L1",
         "AwsSolutions-S1",
+        "AwsSolutions-SQS3",
       ].sort(),
     );
+  });
+
+  it("suppresses the no-DLQ finding (SQS3) only on the sequencer's dead-letter queue, which it fills itself", () => {
+    const sqs3 = suppressions(synth).filter((s) => s.id === "AwsSolutions-SQS3");
+    expect(sqs3.map((s) => `${s.stack}/${s.resource}`)).toEqual([
+      expect.stringMatching(/^Ingest\/SequencerDeadLetters/),
+    ]);
   });
 
   it("suppresses wildcard findings (IAM5) only for listed findings, never for a whole resource", () => {

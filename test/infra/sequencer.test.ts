@@ -1,10 +1,11 @@
 /**
- * The hand-off and the sequencer (stacks/Sequencer.ts): an SQS FIFO queue with one message group per stream, a
- * FIFO dead-letter queue, the sequencer function fed by the queue, and who may send where.
+ * The hand-off and the sequencer (stacks/Sequencer.ts): ingest writes pending items and wakes the sequencer by
+ * an asynchronous invoke; the sequencer holds each stream's lease, dead-letters poison to a standard queue, may
+ * wake itself, and is swept every minute by a schedule. Who may write which ledger items, and invoke what.
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { ROLE, SETTINGS, STAGE } from "./fixtures.ts";
-import { list, refersTo, roleStatements, type Statement } from "./policy.ts";
+import { denyStatementsFor, flatText, list, refersTo, roleStatements, type Statement } from "./policy.ts";
 import { resourcesOf, type Synth, synthesize } from "./synth.ts";
 
 let synth: Synth;
@@ -12,6 +13,7 @@ beforeAll(async () => {
   synth = await synthesize(STAGE, SETTINGS);
 });
 
+const SEQUENCER_NAME = `auditsink-${STAGE}-sequencer`;
 const queue = (prefix: string) => {
   const found = resourcesOf(synth.json.Ingest!, "AWS::SQS::Queue").filter(([id]) => id.startsWith(prefix));
   expect(found, prefix).toHaveLength(1);
@@ -22,80 +24,92 @@ const fn = (prefix: string) => {
     id.startsWith(prefix),
   );
   expect(found, prefix).toHaveLength(1);
-  return found[0]![1];
+  return found[0]!;
 };
-const env = (prefix: string) => (fn(prefix).Environment as { Variables: Record<string, unknown> }).Variables;
-const sendsTo = (role: string) =>
-  roleStatements(synth, role)
-    .filter((s: Statement) => s.Effect === "Allow" && list(s.Action).includes("sqs:SendMessage"))
-    .flatMap((s) => list(s.Resource));
-
-describe("sequencer queue", () => {
-  it("is FIFO in high-throughput mode: dedup and throughput per message group (= stream)", () => {
-    const [, props] = queue("SequencerQueue");
-    expect(props).toMatchObject({
-      FifoQueue: true,
-      DeduplicationScope: "messageGroup",
-      FifoThroughputLimit: "perMessageGroupId",
-      SqsManagedSseEnabled: true,
-      MessageRetentionPeriod: 4 * 86_400,
-    });
-  });
-
-  it("redrives to a FIFO dead-letter queue after 10 receives, kept 14 days", () => {
-    const [, props] = queue("SequencerQueue");
-    const [, dlq] = queue("SequencerDeadLetters");
-    const redrive = props.RedrivePolicy as { deadLetterTargetArn: unknown; maxReceiveCount: number };
-    expect(refersTo(redrive.deadLetterTargetArn, "SequencerDeadLetters")).toBe(true);
-    expect(redrive.maxReceiveCount).toBe(10);
-    expect(dlq).toMatchObject({
-      FifoQueue: true,
-      SqsManagedSseEnabled: true,
-      MessageRetentionPeriod: 14 * 86_400,
-    });
-  });
-
-  it("refuses non-TLS access to both queues", () => {
-    for (const prefix of ["SequencerQueue", "SequencerDeadLetters"]) {
-      const [id] = queue(prefix);
-      const policies = resourcesOf(synth.json.Ingest!, "AWS::SQS::QueuePolicy").filter(([, p]) =>
-        JSON.stringify(p.Queues).includes(id),
-      );
-      expect(JSON.stringify(policies), prefix).toContain('"aws:SecureTransport":"false"');
-    }
-  });
-
-  it("has a visibility timeout of at least six times the sequencer's timeout", () => {
-    const [, props] = queue("SequencerQueue");
-    expect(props.VisibilityTimeout as number).toBeGreaterThanOrEqual(
-      6 * (fn("SequencerFunction").Timeout as number),
-    );
-  });
-});
+const env = (prefix: string) =>
+  (fn(prefix)[1].Environment as { Variables: Record<string, unknown> }).Variables;
+const allowing = (role: string, action: string) =>
+  roleStatements(synth, role).filter(
+    (s: Statement) => s.Effect === "Allow" && list(s.Action).includes(action),
+  );
+const invokes = (role: string) => allowing(role, "lambda:InvokeFunction").flatMap((s) => list(s.Resource));
 
 describe("sequencer function", () => {
-  it("is fed by the sequencer queue, 10 messages at most (the FIFO limit), with partial batch failures", () => {
-    const mappings = resourcesOf(synth.json.Ingest!, "AWS::Lambda::EventSourceMapping").filter(([, m]) =>
-      refersTo(m.FunctionName, "SequencerFunction"),
-    );
-    expect(mappings).toHaveLength(1);
-    const [, mapping] = mappings[0]!;
-    expect(refersTo(mapping.EventSourceArn, "SequencerQueue")).toBe(true);
-    expect(mapping.BatchSize).toBe(10);
-    expect(mapping.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
+  it("has a fixed name, so ingest and the sequencer itself can be allowed to invoke exactly it", () => {
+    expect(fn("SequencerFunction")[1].FunctionName).toBe(SEQUENCER_NAME);
   });
 
-  it("is told its dead-letter queue and the dedup window (14 days by default)", () => {
+  it("is fed by no queue: woken by invocations, with two async retries within an hour", () => {
+    const id = "SequencerFunction";
+    const mappings = resourcesOf(synth.json.Ingest!, "AWS::Lambda::EventSourceMapping").filter(([, m]) =>
+      refersTo(m.FunctionName, id),
+    );
+    expect(mappings).toEqual([]);
+    const configs = resourcesOf(synth.json.Ingest!, "AWS::Lambda::EventInvokeConfig").filter(([, c]) =>
+      refersTo(c.FunctionName, id),
+    );
+    expect(configs).toHaveLength(1);
+    expect(configs[0]![1]).toMatchObject({ MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 3600 });
+    expect(resourcesOf(synth.json.Ingest!, "AWS::SQS::Queue").map(([qid]) => qid)).not.toContainEqual(
+      expect.stringMatching(/^SequencerQueue/),
+    );
+  });
+
+  it("is run every minute by a schedule (the sweep of lapsed leases)", () => {
+    const id = "SequencerFunction";
+    const rules = resourcesOf(synth.json.Ingest!, "AWS::Events::Rule").filter(([rid]) =>
+      rid.startsWith("SequencerSweepSchedule"),
+    );
+    expect(rules).toHaveLength(1);
+    const [, rule] = rules[0]!;
+    expect(rule.ScheduleExpression).toBe("rate(1 minute)");
+    const targets = rule.Targets as { Arn: unknown; RetryPolicy?: unknown }[];
+    expect(targets).toHaveLength(1);
+    expect(refersTo(targets[0]!.Arn, id)).toBe(true);
+    const permissions = resourcesOf(synth.json.Ingest!, "AWS::Lambda::Permission").filter(
+      ([, p]) => refersTo(p.FunctionName, id) && p.Principal === "events.amazonaws.com",
+    );
+    expect(permissions).toHaveLength(1);
+  });
+
+  it("is told its dead-letter queue, its own name and the dedup window (14 days by default)", () => {
     const variables = env("SequencerFunction");
     expect(refersTo(variables.SEQUENCER_DLQ_URL, "SequencerDeadLetters")).toBe(true);
+    expect(variables.SEQUENCER_FUNCTION_NAME).toBe(SEQUENCER_NAME);
     expect(variables.DEDUP_WINDOW_SECONDS).toBe(String(14 * 86_400));
-    expect(variables.SEQUENCER_QUEUE_URL).toBeUndefined();
   });
 
-  it("may send only to its dead-letter queue", () => {
-    const targets = sendsTo(ROLE.sequencer);
+  it("may send only to its dead-letter queue, and invoke only itself", () => {
+    const targets = allowing(ROLE.sequencer, "sqs:SendMessage").flatMap((s) => list(s.Resource));
     expect(targets).toHaveLength(1);
     expect(refersTo(targets[0], "SequencerDeadLetters")).toBe(true);
+    expect(invokes(ROLE.sequencer).map(flatText)).toEqual([
+      expect.stringMatching(new RegExp(`:lambda:.*:function:${SEQUENCER_NAME}$`)),
+    ]);
+  });
+
+  it("writes heads, dedup entries and leases; batch-writes only receipts and pending items (their deletes)", () => {
+    const writes = allowing(ROLE.sequencer, "dynamodb:UpdateItem");
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["stream#*", "event#*", "lease#*"] },
+    });
+    const batch = allowing(ROLE.sequencer, "dynamodb:BatchWriteItem");
+    expect(batch).toHaveLength(1);
+    expect(list(batch[0]!.Action)).toEqual(["dynamodb:BatchWriteItem"]);
+    expect(batch[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["receipt#*", "pending#*"] },
+    });
+  });
+
+  it("dead-letters to a standard queue kept 14 days, encrypted, TLS only", () => {
+    const [id, dlq] = queue("SequencerDeadLetters");
+    expect(dlq).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 86_400 });
+    expect(dlq.FifoQueue).toBeUndefined();
+    const policies = resourcesOf(synth.json.Ingest!, "AWS::SQS::QueuePolicy").filter(([, p]) =>
+      JSON.stringify(p.Queues).includes(id),
+    );
+    expect(JSON.stringify(policies)).toContain('"aws:SecureTransport":"false"');
   });
 });
 
@@ -103,15 +117,44 @@ describe.each([
   ["IngestHttpFunction", ROLE.ingestHttp],
   ["IngestQueueFunction", ROLE.ingestQueue],
 ])("%s hand-off", (name, role) => {
-  it("is told the sequencer queue and the dedup window", () => {
+  it("is told the sequencer's name and the dedup window", () => {
     const variables = env(name);
-    expect(refersTo(variables.SEQUENCER_QUEUE_URL, "SequencerQueue")).toBe(true);
+    expect(variables.SEQUENCER_FUNCTION_NAME).toBe(SEQUENCER_NAME);
+    expect(variables.SEQUENCER_QUEUE_URL).toBeUndefined();
     expect(variables.DEDUP_WINDOW_SECONDS).toBe(String(14 * 86_400));
   });
 
-  it("may send only to the sequencer queue", () => {
-    const targets = sendsTo(role);
-    expect(targets).toHaveLength(1);
-    expect(refersTo(targets[0], "SequencerQueue")).toBe(true);
+  it("may invoke only the sequencer, and send to no queue", () => {
+    expect(invokes(role).map(flatText)).toEqual([
+      expect.stringMatching(new RegExp(`:lambda:.*:function:${SEQUENCER_NAME}$`)),
+    ]);
+    expect(allowing(role, "sqs:SendMessage")).toEqual([]);
+  });
+
+  it("may put only pending items (dynamodb:LeadingKeys pending#*), and no other write", () => {
+    const puts = allowing(role, "dynamodb:PutItem");
+    expect(puts).toHaveLength(1);
+    expect(list(puts[0]!.Action)).toEqual(["dynamodb:PutItem"]);
+    expect(puts[0]!.Condition).toEqual({
+      "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["pending#*"] },
+    });
+    for (const action of ["dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"])
+      expect(allowing(role, action), action).toEqual([]);
+  });
+
+  it.each([
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+  ])("is denied %s on every ledger item outside pending#* (leases, heads, receipts…)", (action) => {
+    const denies = denyStatementsFor(roleStatements(synth, role), action).filter((s) =>
+      JSON.stringify(s.Condition ?? {}).includes("LeadingKeys"),
+    );
+    expect(denies).toHaveLength(1);
+    expect(denies[0]!.Condition).toEqual({
+      "ForAnyValue:StringNotLike": { "dynamodb:LeadingKeys": ["pending#*"] },
+    });
+    expect(JSON.stringify(denies[0]!.Resource)).toMatch(/Ledger[0-9A-F]{8}/);
   });
 });

@@ -19,7 +19,7 @@ export const DEFAULT_RECEIPT_WAIT_SECONDS = 25;
 
 /** The environment variables of the runtime (the contract with stacks/lambda.ts and stacks/Sequencer.ts). */
 export const ENV = {
-  sequencerQueueUrl: "SEQUENCER_QUEUE_URL",
+  sequencerFunctionName: "SEQUENCER_FUNCTION_NAME",
   sequencerDeadLetterUrl: "SEQUENCER_DLQ_URL",
   dedupWindowSeconds: "DEDUP_WINDOW_SECONDS",
   receiptWaitSeconds: "RECEIPT_WAIT_SECONDS",
@@ -37,8 +37,8 @@ export interface AwsSettings {
   /** CloudWatch namespace of the metrics (POWERTOOLS_METRICS_NAMESPACE). */
   metricsNamespace: string;
   serviceName: string;
-  /** The FIFO queue ingest hands accepted events to (ingest functions only). */
-  sequencerQueueUrl?: string;
+  /** The sequencer function ingest wakes (and the sequencer itself, to hand over before its timeout). */
+  sequencerFunctionName?: string;
   /** Where the sequencer puts messages it can never commit (sequencer only). */
   sequencerDeadLetterUrl?: string;
   /** Replays of one producer + source + id within this many seconds return the original receipt. */
@@ -104,7 +104,7 @@ export function settingsFromEnv(env: Env = process.env): AwsSettings {
     ...(env.EVENT_BUS_NAME ? { eventBusName: env.EVENT_BUS_NAME } : {}),
     metricsNamespace: env.POWERTOOLS_METRICS_NAMESPACE ?? "auditsink",
     serviceName: env.POWERTOOLS_SERVICE_NAME ?? "auditsink",
-    ...(env[ENV.sequencerQueueUrl] ? { sequencerQueueUrl: env[ENV.sequencerQueueUrl] } : {}),
+    ...(env[ENV.sequencerFunctionName] ? { sequencerFunctionName: env[ENV.sequencerFunctionName] } : {}),
     ...(env[ENV.sequencerDeadLetterUrl] ? { sequencerDeadLetterUrl: env[ENV.sequencerDeadLetterUrl] } : {}),
     dedupWindowSeconds: seconds(ENV.dedupWindowSeconds, DEFAULT_DEDUP_WINDOW_SECONDS, 366 * 24 * 3600),
     receiptWaitSeconds: seconds(ENV.receiptWaitSeconds, DEFAULT_RECEIPT_WAIT_SECONDS, 28),

@@ -1,18 +1,16 @@
 /**
  * The hand-off between ingest and the sequencer (docs/AWS.md §Accept, then sequence).
  *
- * Ingest functions (HTTP and EventBridge) validate and authenticate events, then send them to an SQS FIFO queue
- * with `MessageGroupId` = stream. SQS delivers a message group to one consumer at a time, in order, so each
- * stream has exactly one sequencer working on it at any moment; the sequencer commits everything it receives
- * for a stream as one segment (sequencer.ts). The DynamoDB head compare-and-set still guards against a second
- * sequencer (a redelivery after a visibility timeout, a Lambda that outlived its invocation).
+ * Ingest functions (HTTP and EventBridge) validate and authenticate events, then write each request part as a
+ * pending item of its stream (PendingQueue.ts) and wake the stream's sequencer unless one holds its lease
+ * (StreamLease.ts, SequencerWake.ts). The sequencer holding the lease commits everything pending for the stream
+ * as one segment per loop (sequencer.ts). The DynamoDB head compare-and-set still guards against a second
+ * sequencer (a lease outlived, clocks that disagree).
  *
- * A request becomes one or more messages ("parts", at most PART_EVENTS events and PART_BYTES bytes each), sent
- * in order. `MessageDeduplicationId` = `<requestId>:<part>`, so a retried send within SQS's 5-minute window is
- * not delivered twice. The sequencer writes its answer for each part (receipts, or the problem that refused
- * them) to the ledger table under `receipt#<requestId>`, with a short TTL; the HTTP request that sent the parts
- * waits for those answers (DynamoReceiptStore.wait), so the caller gets its receipts in the same response, as
- * from the embedded runtime.
+ * A request becomes one or more parts (at most PART_EVENTS events and PART_BYTES bytes each). The sequencer
+ * writes its answer for each part (receipts, or the problem that refused them) to the ledger table under
+ * `receipt#<requestId>`, with a short TTL; the HTTP request that wrote the parts waits for those answers
+ * (DynamoReceiptStore.wait), so the caller gets its receipts in the same response, as from the embedded runtime.
  */
 import { randomUUID } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -22,26 +20,23 @@ import {
   type IngestErrorCode,
   type Receipt,
   type SignedEvent,
-  StoreError,
   systemClock,
 } from "@auditsink/core";
-import {
-  SendMessageBatchCommand,
-  type SendMessageBatchCommandOutput,
-  type SQSClient,
-} from "@aws-sdk/client-sqs";
-import { BatchGetCommand, BatchWriteCommand, type DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { BatchGetCommand, type DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { storeFailure } from "./errors.ts";
 import { keys } from "./ledger-table.ts";
+import { batchWrite, type PendingQueue } from "./PendingQueue.ts";
+import type { SequencerWake } from "./SequencerWake.ts";
+import type { StreamLease } from "./StreamLease.ts";
 
-/** Events per message: bounds the answer item (receipts with proofs, gzipped) well below DynamoDB's 400 KB. */
+/** Events per part: bounds the answer item (receipts with proofs, gzipped) well below DynamoDB's 400 KB. */
 export const PART_EVENTS = 100;
-/** Bytes per message body, under SQS's 256 KiB message limit (attributes included). */
+/** Bytes per part body (gzipped in a pending item, well below DynamoDB's 400 KB item limit). */
 export const PART_BYTES = 200 * 1024;
-/** SendMessageBatch takes at most 10 entries and 256 KiB in all. */
-const SEND_BATCH = 10;
+/** The largest part body accepted: one event larger than PART_BYTES is a part of its own, up to this. */
+const MAX_PART_BYTES = 255 * 1024;
 
-/** One message on the sequencer queue. */
+/** One pending hand-off part. */
 export interface HandOffMessage {
   v: 1;
   requestId: string;
@@ -67,76 +62,49 @@ export interface HandOffRequest {
   receipt: boolean;
 }
 
-/** Sends accepted events to the sequencer queue. */
-export class SqsHandOff {
+/** Writes accepted events as pending items and wakes their streams' sequencers. */
+export class PendingHandOff {
   constructor(
-    private readonly sqs: SQSClient,
-    readonly queueUrl: string,
+    private readonly pending: PendingQueue,
+    private readonly lease: StreamLease,
+    private readonly sequencer: SequencerWake,
   ) {}
 
   /**
-   * Sends each request as its parts, all in order within their stream's message group. Resolves once SQS holds
-   * every message durably, with each request's id and part count. Throws StoreError if SQS refuses any entry
-   * (then some may have been sent; sending the same requests again is deduplicated by SQS for 5 minutes).
+   * Writes each request's parts as pending items (durable on resolve), then, per stream, reads the lease
+   * (strongly consistent) and wakes the sequencer if nobody holds it. Resolves with each request's id and part
+   * count. Throws StoreError if a write or the wake-up fails: then some parts may be pending, and sending the
+   * requests again is safe (dedup makes the second copy a replay of the first).
    */
   async send(requests: readonly HandOffRequest[]): Promise<{ requestId: string; parts: number }[]> {
     const out: { requestId: string; parts: number }[] = [];
-    const bodies: { id: string; group: string; body: string }[] = [];
+    const writes: { stream: string; id: string; body: string; events: number }[] = [];
     for (const request of requests) {
       const requestId = randomUUID();
       const messages = splitParts(requestId, request);
       for (const m of messages) {
         const body = JSON.stringify(m);
-        if (Buffer.byteLength(body) > 256 * 1024 - 1024) {
+        if (Buffer.byteLength(body) > MAX_PART_BYTES) {
           throw new IngestError(
             "too-large",
             `events[${m.first}]: one event may be at most ${PART_BYTES} bytes on AWS`,
             `events[${m.first}]`,
           );
         }
-        bodies.push({ id: `${requestId}:${m.part}`, group: request.stream, body });
+        const id = `${requestId}#${String(m.part).padStart(4, "0")}`;
+        writes.push({ stream: request.stream, id, body, events: m.events.length });
       }
       out.push({ requestId, parts: messages.length });
     }
-    let batch: typeof bodies = [];
-    let size = 0;
-    for (const b of bodies) {
-      const bytes = Buffer.byteLength(b.body);
-      if (batch.length === SEND_BATCH || (batch.length > 0 && size + bytes > 250 * 1024)) {
-        await this.sendBatch(batch);
-        batch = [];
-        size = 0;
-      }
-      batch.push(b);
-      size += bytes;
-    }
-    if (batch.length > 0) await this.sendBatch(batch);
+    await Promise.all(writes.map((w) => this.pending.put(w.stream, w.id, w.body, w.events)));
+    // Only now read the lease: the sequencer releases, then reads pending, so one of us sees the other.
+    await Promise.all([...new Set(requests.map((r) => r.stream))].map((s) => this.wakeIfIdle(s)));
     return out;
   }
 
-  private async sendBatch(batch: { id: string; group: string; body: string }[]): Promise<void> {
-    let result: SendMessageBatchCommandOutput;
-    try {
-      result = await this.sqs.send(
-        new SendMessageBatchCommand({
-          QueueUrl: this.queueUrl,
-          Entries: batch.map((b, i) => ({
-            Id: String(i),
-            MessageBody: b.body,
-            MessageGroupId: b.group,
-            MessageDeduplicationId: b.id,
-          })),
-        }),
-      );
-    } catch (e) {
-      throw storeFailure("SendMessageBatch sequencer queue", e);
-    }
-    if (result.Failed?.length) {
-      throw new StoreError(
-        "store-failed",
-        `SendMessageBatch sequencer queue failed for ${result.Failed.length} entries (${result.Failed[0]?.Code})`,
-      );
-    }
+  /** Wakes the stream's sequencer unless one holds its lease. */
+  async wakeIfIdle(stream: string): Promise<void> {
+    if (!(await this.lease.held(stream))) await this.sequencer.wake(stream);
   }
 }
 
@@ -174,6 +142,8 @@ export interface ReceiptStoreOptions {
   /** Milliseconds before the first look, and between looks (defaults 60 and 40). */
   firstPollMs?: number;
   pollMs?: number;
+  /** Milliseconds without an answer after which a waiter nudges the sequencer, and between nudges (3,000). */
+  nudgeMs?: number;
 }
 
 /** BatchWriteItem's limit per call. */
@@ -185,6 +155,7 @@ export class DynamoReceiptStore {
   private readonly clock: Clock;
   private readonly firstPollMs: number;
   private readonly pollMs: number;
+  private readonly nudgeMs: number;
 
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -195,43 +166,45 @@ export class DynamoReceiptStore {
     this.clock = options.clock ?? systemClock;
     this.firstPollMs = options.firstPollMs ?? 60;
     this.pollMs = options.pollMs ?? 40;
+    this.nudgeMs = options.nudgeMs ?? 3000;
   }
 
-  /** Stores answers (durable on resolve); a later answer for the same part replaces an earlier one. */
+  /** Stores answers (durable on resolve; chunks of 25 in parallel); a later answer for a part replaces one. */
   async put(answers: readonly { requestId: string; part: number; answer: HandOffAnswer }[]): Promise<void> {
     const expiresAt = Math.floor(this.clock.now().getTime() / 1000) + this.ttlSeconds;
+    const chunks: Record<string, unknown>[][] = [];
     for (let i = 0; i < answers.length; i += WRITE_CHUNK) {
-      let pending = answers.slice(i, i + WRITE_CHUNK).map((a) => ({
-        PutRequest: {
-          Item: {
-            ...keys.receipt(a.requestId, a.part),
-            answer: gzipSync(JSON.stringify(a.answer)),
-            expiresAt,
+      chunks.push(
+        answers.slice(i, i + WRITE_CHUNK).map((a) => ({
+          PutRequest: {
+            Item: {
+              ...keys.receipt(a.requestId, a.part),
+              answer: gzipSync(JSON.stringify(a.answer)),
+              expiresAt,
+            },
           },
-        },
-      }));
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 8) throw storeFailure("BatchWriteItem receipts", new Error("items left unprocessed"));
-        let out: { UnprocessedItems?: Record<string, unknown[]> };
-        try {
-          out = await this.doc.send(new BatchWriteCommand({ RequestItems: { [this.table]: pending } }));
-        } catch (e) {
-          throw storeFailure("BatchWriteItem receipts", e);
-        }
-        pending = (out.UnprocessedItems?.[this.table] as typeof pending | undefined) ?? [];
-        if (pending.length > 0) await sleep(20 * 2 ** attempt);
-      }
+        })),
+      );
     }
+    await Promise.all(chunks.map((c) => batchWrite(this.doc, this.table, c, "BatchWriteItem receipts")));
   }
 
   /**
    * Waits for the answers to every part of `requestId`, in part order. Looks with strongly consistent reads
    * (one BatchGetItem for the parts still missing) until `deadline` (epoch ms); then throws
-   * IngestError("unavailable"): the events are queued and will be committed, and a retry of the same request
-   * returns their receipts (dedup) without creating records twice.
+   * IngestError("unavailable"): the events are pending and will be committed, and a retry of the same request
+   * returns their receipts (dedup) without creating records twice. While the answer is late, `nudge` is called
+   * every `nudgeMs` (it wakes the sequencer if its lease lapsed: one that crashed holding it); its failures are
+   * left to the next nudge.
    */
-  async wait(requestId: string, parts: number, deadline: number): Promise<HandOffAnswer[]> {
+  async wait(
+    requestId: string,
+    parts: number,
+    deadline: number,
+    nudge: () => Promise<void> = async () => {},
+  ): Promise<HandOffAnswer[]> {
     const answers = new Map<number, HandOffAnswer>();
+    let nextNudge = Date.now() + this.nudgeMs;
     await sleep(this.firstPollMs);
     for (;;) {
       const missing = [...Array(parts).keys()].filter((p) => !answers.has(p));
@@ -259,8 +232,12 @@ export class DynamoReceiptStore {
       if (Date.now() + this.pollMs > deadline) {
         throw new IngestError(
           "unavailable",
-          "the events are queued but not committed yet; sending the same request again is safe",
+          "the events are accepted but not committed yet; sending the same request again is safe",
         );
+      }
+      if (Date.now() >= nextNudge) {
+        nextNudge = Date.now() + this.nudgeMs;
+        await nudge().catch(() => undefined);
       }
       await sleep(this.pollMs);
     }

@@ -3,7 +3,7 @@
  * dedup entries, receipts, producers and their keys, and the verifier's watermarks, findings and cursors. Keys are
  * `pk` (S) / `sk` (S); the GSI `gsi1` (`gsi1pk` / `gsi1sk`, projection ALL) lists heads and producers. TTL on
  * `expiresAt` (epoch seconds) removes dedup entries after their window and receipts after the sequencer's
- * hand-back; nothing else expires.
+ * hand-back; pending hand-offs carry it only as a safety net (they leave when committed); nothing else expires.
  */
 import { createHash } from "node:crypto";
 import { CreateTableCommand, type DynamoDBClient, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
@@ -34,6 +34,14 @@ export const keys = {
     pk: `event#${createHash("sha256").update(dedupKey).digest("hex")}`,
     sk: "event",
   }),
+  /**
+   * One accepted hand-off part waiting for its stream's sequencer (PendingQueue.ts: a few write shards per
+   * stream); `sk` orders by arrival. Their own partitions, so IAM can let ingest write these items and no others
+   * (`dynamodb:LeadingKeys`). Stream names have no `#`, so the shard suffix is unambiguous.
+   */
+  pending: (stream: string, shard: number, sk: string) => ({ pk: `pending#${stream}#${shard}`, sk }),
+  /** The stream's sequencer lease (StreamLease.ts): written only by the sequencer, read by ingest. */
+  lease: (stream: string) => ({ pk: `lease#${stream}`, sk: "lease" }),
   /** The sequencer's answer to one part of one hand-off (handoff.ts), read by the waiting ingest request. */
   receipt: (requestId: string, part: number) => ({ pk: `receipt#${requestId}`, sk: `part#${part}` }),
   producer: (id: string) => ({ pk: `producer#${id}`, sk: "producer" }),
@@ -45,9 +53,13 @@ export const keys = {
   verifierSweep: () => ({ pk: "verifier", sk: "sweep" }),
 } as const;
 
-/** GSI partitions: every head, and every producer, each listed in name order; every finding, oldest first. */
+/**
+ * GSI partitions: every head, every producer and every sequencer lease, each listed in name order; every finding,
+ * oldest first.
+ */
 export const indexes = {
   streams: "streams",
+  leases: "leases",
   producers: "producers",
   findings: "findings",
 } as const;

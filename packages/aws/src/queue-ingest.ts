@@ -3,7 +3,7 @@
  * `{ "stream": "<name>", "event": <signed CloudEvent> }` (docs/AWS.md §EventBridge ingestion).
  *
  * On AWS the ingest-queue function only validates and authenticates (`forwardQueueBatch`) and hands accepted
- * events to the sequencer queue (handoff.ts), like HTTP ingest: one sequencer per stream commits them.
+ * events to the sequencer as pending items (handoff.ts), like HTTP ingest: one sequencer per stream commits them.
  * `commitQueueBatch` commits in-process instead (a runtime without a sequencer).
  *
  * A batch is committed with one `Sink.commit` per stream, so one segment, one head write and one signature
@@ -23,7 +23,7 @@ import {
 } from "@auditsink/core";
 import { EventBridgeSchema } from "@aws-lambda-powertools/parser/schemas";
 import { z } from "zod";
-import type { SqsHandOff } from "./handoff.ts";
+import type { PendingHandOff } from "./handoff.ts";
 
 export const queueDetailSchema = z.object({ stream: z.string(), event: z.unknown() });
 const queueMessageSchema = EventBridgeSchema.extend({ detail: queueDetailSchema });
@@ -86,13 +86,14 @@ export async function commitQueueBatch(
 export type ForwardOutcome = { ok: true } | { ok: false; error: unknown };
 
 /**
- * Parses and authenticates each message, then hands the accepted ones to the sequencer queue in one go.
+ * Parses and authenticates each message, then hands the accepted ones to the sequencer in one go (pending items,
+ * then a wake-up per stream); a message is acknowledged only once its pending item is durable.
  * Resolves with one outcome per message id, never rejects: a refused message fails on its own (SQS retries it
  * and moves it to the dead-letter queue after maxReceiveCount); if the hand-off fails, every accepted one does.
  */
 export async function forwardQueueBatch(
   sink: Sink,
-  handOff: SqsHandOff,
+  handOff: PendingHandOff,
   records: readonly { messageId: string; body: string }[],
 ): Promise<Map<string, ForwardOutcome>> {
   const outcomes = new Map<string, ForwardOutcome>();

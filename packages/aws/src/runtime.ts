@@ -9,6 +9,7 @@ import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { KMSClient } from "@aws-sdk/client-kms";
+import { LambdaClient } from "@aws-sdk/client-lambda";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SNSClient } from "@aws-sdk/client-sns";
 import { SQSClient } from "@aws-sdk/client-sqs";
@@ -26,10 +27,13 @@ import { DynamoHeadStore } from "./DynamoHeadStore.ts";
 import { DynamoProducerAdmin } from "./DynamoProducerAdmin.ts";
 import { DynamoWatermarkStore } from "./DynamoWatermarkStore.ts";
 import { AwsConfigError } from "./errors.ts";
-import { DynamoReceiptStore, receiptsFrom, SqsHandOff } from "./handoff.ts";
+import { DynamoReceiptStore, PendingHandOff, receiptsFrom } from "./handoff.ts";
 import { KmsSigner } from "./KmsSigner.ts";
 import { emfSinkObserver } from "./observability.ts";
+import { PendingQueue } from "./PendingQueue.ts";
 import { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
+import { LambdaWake, type SequencerWake } from "./SequencerWake.ts";
+import { StreamLease } from "./StreamLease.ts";
 import { DeadLetters, type SequencerDeps } from "./sequencer.ts";
 
 export interface AwsClients {
@@ -41,6 +45,7 @@ export interface AwsClients {
   events: EventBridgeClient;
   cloudwatch: CloudWatchClient;
   sqs: SQSClient;
+  lambda: LambdaClient;
 }
 
 /** One client per service; endpoints and region come from the SDK's environment variables. */
@@ -55,6 +60,7 @@ export function createClients(env: Readonly<Record<string, string | undefined>> 
     events: new EventBridgeClient({}),
     cloudwatch: new CloudWatchClient({}),
     sqs: new SQSClient({}),
+    lambda: new LambdaClient({}),
   };
 }
 
@@ -69,23 +75,31 @@ export interface AwsRuntimeOptions {
    */
   exportPublicKey?: boolean;
   /**
-   * Ingest: hand authenticated events to the sequencer queue and wait for its receipts, instead of committing
-   * here (settings.sequencerQueueUrl must be set). The sequencer itself and the read functions leave this off.
+   * Ingest: hand authenticated events to the sequencer (pending items, then a wake-up) and wait for its receipts,
+   * instead of committing here (settings.sequencerFunctionName must be set). The sequencer itself and the read
+   * functions leave this off.
    */
   handOff?: boolean;
+  /**
+   * How the sequencer is woken (default: an asynchronous Lambda invocation of settings.sequencerFunctionName).
+   * Tests and the load benchmark run the sequencer in-process through this port.
+   */
+  wake?: SequencerWake;
+  /** Milliseconds a sequencer lease lasts unless renewed (default LEASE_MS). */
+  leaseMs?: number;
   /** Receipt polling of a waiting ingest request (tests and benchmarks tune it). */
-  receiptPolling?: { firstPollMs?: number; pollMs?: number };
+  receiptPolling?: { firstPollMs?: number; pollMs?: number; nudgeMs?: number };
 }
 
 /**
  * The Sink of the ingest functions: `submit` validates and authenticates as everywhere (core), then `commit`
- * hands the events to the sequencer queue and waits for the sequencer's answer, so `submit` resolves with the
- * same receipts, or rejects with the same IngestError, as a Sink that commits in-process.
+ * hands the events to the sequencer (pending items, wake-up) and waits for the sequencer's answer, so `submit`
+ * resolves with the same receipts, or rejects with the same IngestError, as a Sink that commits in-process.
  */
 export class HandOffSink extends Sink {
   constructor(
     options: SinkOptions,
-    private readonly handOff: SqsHandOff,
+    private readonly handOff: PendingHandOff,
     private readonly receipts: DynamoReceiptStore,
     private readonly waitMs: number,
   ) {
@@ -96,7 +110,9 @@ export class HandOffSink extends Sink {
     if (items.length === 0) return [];
     const deadline = Date.now() + this.waitMs;
     const [sent] = await this.handOff.send([{ stream, events: items.map((i) => i.event), receipt: true }]);
-    return receiptsFrom(await this.receipts.wait(sent!.requestId, sent!.parts, deadline));
+    // A late answer means the sequencer may have died holding the lease: wake one once the lease lapses.
+    const nudge = () => this.handOff.wakeIfIdle(stream);
+    return receiptsFrom(await this.receipts.wait(sent!.requestId, sent!.parts, deadline, nudge));
   }
 }
 
@@ -108,6 +124,8 @@ export class AwsRuntime {
   readonly watermarks: DynamoWatermarkStore;
   readonly alerts: AwsAlertSink;
   readonly receipts: DynamoReceiptStore;
+  readonly pending: PendingQueue;
+  readonly lease: StreamLease;
   private started: Promise<{ sink: Sink; signer: KmsSigner }> | undefined;
 
   constructor(
@@ -124,6 +142,12 @@ export class AwsRuntime {
       windowSeconds: settings.dedupWindowSeconds ?? DEFAULT_DEDUP_WINDOW_SECONDS,
     });
     this.receipts = new DynamoReceiptStore(clients.doc, table, options.receiptPolling ?? {});
+    this.pending = new PendingQueue(
+      clients.doc,
+      table,
+      settings.dedupWindowSeconds ?? DEFAULT_DEDUP_WINDOW_SECONDS,
+    );
+    this.lease = new StreamLease(clients.doc, table, options.leaseMs);
     this.producers = new DynamoProducerAdmin(clients.doc, table, {
       cacheSeconds: options.producerCacheSeconds ?? 30,
     });
@@ -167,9 +191,6 @@ export class AwsRuntime {
         ...(this.options.maxSegmentRecords ? { maxSegmentRecords: this.options.maxSegmentRecords } : {}),
       };
       if (!this.options.handOff) return { sink: new Sink(options), signer };
-      if (!this.settings.sequencerQueueUrl) {
-        throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_QUEUE_URL is not set");
-      }
       const waitSeconds = this.settings.receiptWaitSeconds ?? DEFAULT_RECEIPT_WAIT_SECONDS;
       const sink = new HandOffSink(options, this.handOff(), this.receipts, waitSeconds * 1000);
       return { sink, signer };
@@ -180,15 +201,22 @@ export class AwsRuntime {
     return this.started;
   }
 
-  /** The sequencer queue sender (ingest functions). */
-  handOff(): SqsHandOff {
-    if (!this.settings.sequencerQueueUrl) {
-      throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_QUEUE_URL is not set");
-    }
-    return new SqsHandOff(this.clients.sqs, this.settings.sequencerQueueUrl);
+  /** The ingest side of the hand-off: pending writes, the lease read, the wake-up. */
+  handOff(): PendingHandOff {
+    return new PendingHandOff(this.pending, this.lease, this.wake());
   }
 
-  /** What the sequencer needs: the committing Sink, the answer store and its dead-letter queue. */
+  /** The configured way to wake the sequencer (an async Lambda invoke unless a port was given). */
+  wake(): SequencerWake {
+    if (this.options.wake) return this.options.wake;
+    const name = this.settings.sequencerFunctionName;
+    if (!name) {
+      throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_FUNCTION_NAME is not set");
+    }
+    return new LambdaWake(this.clients.lambda, name);
+  }
+
+  /** What the sequencer needs: the committing Sink, the pending items, the lease, answers and dead letters. */
   async startSequencer(): Promise<SequencerDeps> {
     if (!this.settings.sequencerDeadLetterUrl) {
       throw new AwsConfigError("missing-setting", "environment variable SEQUENCER_DLQ_URL is not set");
@@ -199,6 +227,9 @@ export class AwsRuntime {
       signer,
       receipts: this.receipts,
       deadLetters: new DeadLetters(this.clients.sqs, this.settings.sequencerDeadLetterUrl),
+      pending: this.pending,
+      lease: this.lease,
+      wake: this.wake(),
     };
   }
 }

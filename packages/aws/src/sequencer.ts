@@ -1,21 +1,29 @@
 /**
- * The sequencer: commits what ingest handed off (handoff.ts) with core's commit path, `Sink.commit`, one call per
- * stream per batch, so one segment create, one KMS signature and one head compare-and-set serve every message of
- * that stream in the batch, however many producers sent them.
+ * The sequencer: the one holder of a stream's lease (StreamLease.ts) commits everything pending for the stream
+ * (PendingQueue.ts) with core's commit path, `Sink.commit`, so one segment create, one KMS signature and one head
+ * compare-and-set serve every event waiting for the stream, however many producers sent them.
  *
- * For each SQS batch (FIFO: messages of one stream arrive in order, and no other consumer holds that stream):
- *   1. parse each message; one that is not a hand-off message (a bug, or a tampered queue) goes to the
- *      sequencer's dead-letter queue at once, so it never blocks its stream;
- *   2. authenticate every event again (a key revoked since ingest is refused here, not committed);
- *   3. commit each stream's events with one `Sink.commit`. If one message reuses an accepted id with other
- *      content (id-conflict), the stream's messages are committed one by one (still grouped into one segment by
- *      the Sink's writer) so only that message is refused;
- *   4. write the answers (receipts, or the problem) for the messages someone waits for; a refused message that
- *      nobody waits for (EventBridge path) goes to the dead-letter queue with its reason;
- *   5. report as failed every message of a stream whose commit failed for another reason (a store outage): SQS
- *      redelivers them in order, and the retry is idempotent (dedup returns the records already made).
+ * A run for one stream (`sequenceStream`, woken by ingest through SequencerWake):
+ *   1. take the stream's lease (a conditional write); if another sequencer holds it, stop: that one will commit;
+ *   2. read what is pending (strongly consistent Query, oldest first, up to DEFAULT_TAKE); an item that is not a
+ *      hand-off part (a bug, or a tampered table) goes to the dead-letter queue, so it never blocks its stream;
+ *   3. authenticate every event again (a key revoked since ingest is refused here, not committed);
+ *   4. commit with one `Sink.commit`. If a part reuses an accepted id with other content (id-conflict), the parts
+ *      are committed one by one (still grouped into one segment by the Sink's writer) so only that part is refused;
+ *   5. write the answers (receipts, or the problem) for the parts someone waits for; a refused part nobody waits
+ *      for (EventBridge path) goes to the dead-letter queue with its reason;
+ *   6. delete the committed items and renew the lease when half of it is gone; go back to 2;
+ *   7. when nothing is pending: release the lease, then read pending once more. Ingest writes pending and then
+ *      reads the lease, so if something arrived meanwhile either ingest saw the lease released and woke a
+ *      sequencer, or this read sees the item: then take the lease again and go on (no lost wake-up).
+ * Before the Lambda timeout the run releases the lease and, if anything is pending, wakes a fresh sequencer.
+ * A store failure ends the run with the lease released and the items still pending: nothing is deleted before
+ * it is committed and answered, and the retry is idempotent (dedup returns the records already made).
+ *
+ * `sweepPending` (scheduled) wakes the sequencer of every stream whose lease lapsed while items wait: the
+ * recovery for a sequencer that crashed holding its lease after ingest saw it held.
  */
-import { createHash } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import {
   type Admitted,
   admit,
@@ -31,12 +39,15 @@ import {
   verifyEventSignatureAsync,
 } from "@auditsink/core";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
+import type { Context } from "aws-lambda";
 import { z } from "zod";
 import { storeFailure } from "./errors.ts";
 import type { DynamoReceiptStore, HandOffAnswer, HandOffMessage } from "./handoff.ts";
 import { emit, logger, METRICS, metrics } from "./observability.ts";
+import { DEFAULT_TAKE, type PendingItem, type PendingQueue, type TakeLimits } from "./PendingQueue.ts";
 import type { AwsRuntime } from "./runtime.ts";
+import type { SequencerWake } from "./SequencerWake.ts";
+import type { StreamLease } from "./StreamLease.ts";
 
 const messageSchema = z.object({
   v: z.literal(1),
@@ -49,7 +60,7 @@ const messageSchema = z.object({
   receipt: z.boolean(),
 });
 
-/** Where messages the sequencer can never commit go, with the reason (an SQS queue). */
+/** Where pending parts the sequencer can never commit go, with the reason (an SQS queue). */
 export class DeadLetters {
   constructor(
     private readonly sqs: SQSClient,
@@ -62,13 +73,6 @@ export class DeadLetters {
         new SendMessageCommand({
           QueueUrl: this.queueUrl,
           MessageBody: body,
-          // A FIFO dead-letter queue (the sequencer queue's redrive target) needs a group and a dedup id.
-          ...(this.queueUrl.endsWith(".fifo")
-            ? {
-                MessageGroupId: "dead-letters",
-                MessageDeduplicationId: createHash("sha256").update(body).digest("hex"),
-              }
-            : {}),
           MessageAttributes: {
             code: { DataType: "String", StringValue: reason.code },
             reason: { DataType: "String", StringValue: reason.message.slice(0, 1000) },
@@ -87,80 +91,163 @@ export interface SequencerDeps {
   signer: Signer;
   receipts: DynamoReceiptStore;
   deadLetters: DeadLetters;
+  pending: PendingQueue;
+  lease: StreamLease;
+  /** Wakes a fresh sequencer (this function, asynchronously) when a run stops with work left. */
+  wake: SequencerWake;
+  /** How much one commit takes at most (default DEFAULT_TAKE). */
+  take?: TakeLimits;
 }
 
 interface Parsed {
-  messageId: string;
   message: HandOffMessage;
   items?: Admitted[];
   answer?: HandOffAnswer;
 }
 
-export interface SequencedBatch {
-  /** Messages to be delivered again (their stream's commit failed for a reason other than the input). */
-  failed: string[];
+export interface SequenceRun {
+  /** Why the run ended: nothing pending, another holds the lease, the time ran out, or the lease was lost. */
+  stopped: "drained" | "held" | "deadline" | "lease-lost";
+  /** Events in each commit, in order. */
+  commits: number[];
   committed: number;
   refused: number;
   deadLettered: number;
 }
 
-/** Commits one SQS batch; never rejects for a message's content, only for a store failure of the answers. */
-export async function sequenceBatch(
+export interface SequenceOptions {
+  /** Epoch ms by which the run must have stopped (the Lambda's remaining time, less a margin). */
+  deadline?: number;
+  /** The lease owner id (default: a fresh random id per run). */
+  owner?: string;
+}
+
+/**
+ * Commits everything pending for `stream` while holding its lease (steps 1–7 above). Rejects only on a store
+ * failure, with the lease released and the failed items still pending.
+ */
+export async function sequenceStream(
   deps: SequencerDeps,
-  records: readonly { messageId: string; body: string }[],
-): Promise<SequencedBatch> {
-  const result: SequencedBatch = { failed: [], committed: 0, refused: 0, deadLettered: 0 };
-  const byStream = new Map<string, Parsed[]>();
-  for (const record of records) {
-    const message = parseMessage(record.body);
-    if (message instanceof IngestError) {
-      await deps.deadLetters.send(record.body, message);
-      result.deadLettered++;
-      continue;
+  stream: string,
+  options: SequenceOptions = {},
+): Promise<SequenceRun> {
+  const owner = options.owner ?? randomUUID();
+  const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
+  const run: SequenceRun = { stopped: "drained", commits: [], committed: 0, refused: 0, deadLettered: 0 };
+  let until = await deps.lease.acquire(stream, owner);
+  if (until === undefined) return { ...run, stopped: "held" };
+  try {
+    for (;;) {
+      if (Date.now() >= deadline) {
+        await deps.lease.release(stream, owner);
+        until = undefined;
+        if ((await deps.pending.oldest(stream)) !== undefined) await deps.wake.wake(stream);
+        return { ...run, stopped: "deadline" };
+      }
+      if (until - Date.now() < deps.lease.leaseMs / 2) {
+        until = await deps.lease.renew(stream, owner);
+        if (until === undefined) return { ...run, stopped: "lease-lost" };
+      }
+      const taken = await deps.pending.take(stream, deps.take ?? DEFAULT_TAKE);
+      if (taken.length === 0) {
+        await deps.lease.release(stream, owner);
+        until = undefined;
+        // Released first, then read: an item written before ingest read the lease is seen here (step 7).
+        if ((await deps.pending.oldest(stream)) === undefined) return run;
+        until = await deps.lease.acquire(stream, owner);
+        if (until === undefined) return { ...run, stopped: "held" };
+        continue;
+      }
+      await commitTaken(deps, stream, taken, run);
     }
-    const list = byStream.get(message.stream) ?? [];
-    list.push({ messageId: record.messageId, message });
-    byStream.set(message.stream, list);
+  } finally {
+    if (until !== undefined) await deps.lease.release(stream, owner).catch(() => undefined);
   }
+}
 
-  await Promise.all(
-    [...byStream].map(async ([stream, parsed]) => {
-      try {
-        await authenticateAll(deps, stream, parsed);
-        await commitStream(deps.sink, stream, parsed);
-      } catch (error) {
-        // Not the input's fault (IngestErrors became answers): retry the stream's messages, in order.
-        logger.warn("stream not committed", { stream, reason: (error as Error).message });
-        result.failed.push(...parsed.map((p) => p.messageId));
-        byStream.delete(stream);
-      }
-    }),
-  );
-
+/** Steps 2–6 for one taken set of pending items. */
+async function commitTaken(
+  deps: SequencerDeps,
+  stream: string,
+  taken: PendingItem[],
+  run: SequenceRun,
+): Promise<void> {
+  const parsed: Parsed[] = [];
+  for (const item of taken) {
+    const message = parseMessage(item.body, stream);
+    if (message instanceof IngestError) {
+      await deps.deadLetters.send(item.body ?? "(not gzip)", message);
+      run.deadLettered++;
+    } else parsed.push({ message });
+  }
+  await authenticateAll(deps, stream, parsed);
+  await commitStream(deps.sink, stream, parsed);
   const answers: { requestId: string; part: number; answer: HandOffAnswer }[] = [];
-  for (const parsed of byStream.values()) {
-    for (const p of parsed) {
-      const answer = p.answer!;
-      if ("error" in answer) result.refused++;
-      else result.committed += answer.receipts.length;
-      if (p.message.receipt) answers.push({ requestId: p.message.requestId, part: p.message.part, answer });
-      else if ("error" in answer) {
-        await deps.deadLetters.send(JSON.stringify(p.message), answer.error);
-        result.deadLettered++;
-      }
+  let events = 0;
+  for (const p of parsed) {
+    const answer = p.answer!;
+    if ("error" in answer) run.refused++;
+    else events += answer.receipts.length;
+    if (p.message.receipt) answers.push({ requestId: p.message.requestId, part: p.message.part, answer });
+    else if ("error" in answer) {
+      await deps.deadLetters.send(JSON.stringify(p.message), answer.error);
+      run.deadLettered++;
     }
   }
   await deps.receipts.put(answers);
-  return result;
+  // Only now are the items answered and committed: they may go.
+  await deps.pending.remove(stream, taken);
+  run.committed += events;
+  run.commits.push(events);
 }
 
-function parseMessage(body: string): HandOffMessage | IngestError {
+/** Stream names a wake-up may name: any valid stream, and the system stream. */
+function wakeStream(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  if (value === SYSTEM_STREAM) return value;
+  try {
+    assertStreamName(value);
+    return value;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Wakes the sequencer of every stream whose lease is free while an item has waited longer than `olderThanMs`
+ * (leases listed from the index; one Query per such stream). Resolves with the streams woken.
+ */
+export async function sweepPending(
+  deps: Pick<SequencerDeps, "lease" | "pending" | "wake">,
+  options: { olderThanMs?: number; now?: number } = {},
+): Promise<string[]> {
+  const now = options.now ?? Date.now();
+  const olderThan = options.olderThanMs ?? 30_000;
+  const woken: string[] = [];
+  for await (const lease of deps.lease.list()) {
+    if (lease.until > now) continue;
+    const oldest = await deps.pending.oldest(lease.stream, false);
+    if (oldest !== undefined && now - oldest >= olderThan) {
+      await deps.wake.wake(lease.stream);
+      woken.push(lease.stream);
+    }
+  }
+  return woken;
+}
+
+function parseMessage(body: string | undefined, stream: string): HandOffMessage | IngestError {
+  if (body === undefined) return new IngestError("invalid-request", "pending item body is not gzip");
   try {
     const parsed = messageSchema.safeParse(JSON.parse(body));
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       return new IngestError("invalid-request", `${issue.path.join(".")}: ${issue.message}`);
     }
+    if (parsed.data.stream !== stream)
+      return new IngestError(
+        "invalid-request",
+        `stream: pending under ${stream}, names ${parsed.data.stream}`,
+      );
     return parsed.data as HandOffMessage;
   } catch {
     return new IngestError("invalid-request", "message body is not JSON");
@@ -241,18 +328,37 @@ async function commitStream(sink: Sink, stream: string, parsed: Parsed[]): Promi
   }
 }
 
-/** The Lambda handler over an SQS FIFO event source (partial batch responses on). */
+/** The margin a run keeps before the Lambda timeout: one commit, the release and the wake-up fit in it. */
+export const STOP_MARGIN_MS = 10_000;
+
+/**
+ * The Lambda handler: `{ "stream": "<name>" }` (a wake-up, SequencerWake) runs that stream's sequencer; the
+ * scheduled event (EventBridge schedule, `detail-type` "Scheduled Event") runs the sweep.
+ */
 export function createSequencerHandler(
   runtime: AwsRuntime,
-): (event: SQSEvent, context: Context) => Promise<SQSBatchResponse> {
+): (event: unknown, context: Context) => Promise<SequenceRun | { woken: string[] } | { ignored: string }> {
   return async (event, context) => {
     logger.addContext(context);
     try {
       const deps = await runtime.startSequencer();
-      const result = await sequenceBatch(deps, event.Records);
-      emit(METRICS.eventsRejected, result.refused + result.deadLettered);
-      logger.info("sequenced", { messages: event.Records.length, ...result, failed: result.failed.length });
-      return { batchItemFailures: result.failed.map((itemIdentifier) => ({ itemIdentifier })) };
+      const body = (event ?? {}) as Record<string, unknown>;
+      if (body["detail-type"] === "Scheduled Event") {
+        const woken = await sweepPending(deps);
+        logger.info("swept", { woken: woken.length });
+        return { woken };
+      }
+      const stream = wakeStream(body.stream);
+      if (stream === undefined) {
+        logger.warn("not a wake-up or schedule event; ignored");
+        return { ignored: "not a wake-up" };
+      }
+      const run = await sequenceStream(deps, stream, {
+        deadline: Date.now() + context.getRemainingTimeInMillis() - STOP_MARGIN_MS,
+      });
+      emit(METRICS.eventsRejected, run.refused + run.deadLettered);
+      logger.info("sequenced", { stream, ...run, commits: run.commits.length });
+      return run;
     } finally {
       metrics.publishStoredMetrics();
     }
