@@ -6,7 +6,7 @@
 
 import { FormatError } from "./errors.ts";
 import { parseTraceparent, type SignedEvent } from "./event.ts";
-import { toHex } from "./hash.ts";
+import { sha256, toHex } from "./hash.ts";
 import type { ObjectStore } from "./ports.ts";
 import { segmentKey } from "./record.ts";
 import { readStoredSegment } from "./stream-reader.ts";
@@ -102,6 +102,11 @@ export function eventFacets(event: SignedEvent): {
   };
 }
 
+/**
+ * One event's facets. Strings that repeat across events (type, agent, run, trace id, source, producer) are
+ * interned, one copy per distinct value; the `id`, unique per event, is kept only as a 48-bit hash (idHash), and
+ * a match on it is confirmed against the stored event before it is returned.
+ */
 interface Entry {
   index: number;
   segment: number;
@@ -112,9 +117,11 @@ interface Entry {
   time: number;
   received: number;
   source: string;
-  id: string;
+  idHash: number;
   producer: string;
 }
+
+const idHash = (id: string): number => sha256(id).readUIntBE(0, 6);
 
 interface StreamEntries {
   size: number;
@@ -144,6 +151,7 @@ export function decodeEventCursor(cursor: string): { stream: string; index: numb
 export class ScanningEventIndex implements EventIndex {
   private readonly streams = new Map<string, StreamEntries>();
   private readonly seen = new Map<string, string>();
+  private readonly interned = new Map<string, string>();
   private syncing: Promise<void> | undefined;
 
   constructor(
@@ -180,11 +188,15 @@ export class ScanningEventIndex implements EventIndex {
           s.entries.push({
             index: r.record.index,
             segment: first,
-            ...f,
+            ...(f.agent !== undefined ? { agent: this.intern(f.agent) } : {}),
+            ...(f.run !== undefined ? { run: this.intern(f.run) } : {}),
+            ...(f.traceId !== undefined ? { traceId: this.intern(f.traceId) } : {}),
+            type: this.intern(f.type),
+            time: f.time,
             received: Date.parse(r.record.received),
-            source: r.record.event.source,
-            id: r.record.event.id,
-            producer: r.record.producer,
+            source: this.intern(r.record.event.source),
+            idHash: idHash(r.record.event.id),
+            producer: this.intern(r.record.producer),
           });
           const last = this.seen.get(r.record.producer);
           if (!last || last < r.record.received) this.seen.set(r.record.producer, r.record.received);
@@ -194,11 +206,19 @@ export class ScanningEventIndex implements EventIndex {
     }
   }
 
+  private intern(value: string): string {
+    const known = this.interned.get(value);
+    if (known !== undefined) return known;
+    this.interned.set(value, value);
+    return value;
+  }
+
   async find(query: EventQuery): Promise<EventPage> {
     await this.sync();
     const after = query.cursor ? decodeEventCursor(query.cursor) : undefined;
     const time = { since: query.since, until: query.until };
     const received = { since: query.receivedSince, until: query.receivedUntil };
+    const wantedId = query.id !== undefined ? idHash(query.id) : undefined;
     const hits: { stream: string; entry: Entry }[] = [];
     let more = false;
     const names = [...this.streams.keys()].sort();
@@ -211,7 +231,7 @@ export class ScanningEventIndex implements EventIndex {
         if (query.type !== undefined && entry.type !== query.type) continue;
         if (query.traceId !== undefined && entry.traceId !== query.traceId) continue;
         if (query.source !== undefined && entry.source !== query.source) continue;
-        if (query.id !== undefined && entry.id !== query.id) continue;
+        if (wantedId !== undefined && entry.idHash !== wantedId) continue;
         if (query.producer !== undefined && entry.producer !== query.producer) continue;
         if (!inTimeWindow(entry.time, time) || !inTimeWindow(entry.received, received)) continue;
         if (hits.length === query.limit) {
@@ -242,7 +262,8 @@ export class ScanningEventIndex implements EventIndex {
         segments.set(key, byIndex);
       }
       const found = byIndex.get(entry.index);
-      if (found) events.push(found);
+      // An id matched by its hash only: the stored event decides.
+      if (found && (query.id === undefined || found.event.id === query.id)) events.push(found);
     }
     const last = hits[hits.length - 1];
     return more && last ? { events, cursor: encodeEventCursor(last.stream, last.entry.index) } : { events };
