@@ -10,6 +10,7 @@ import { sinkFunction } from "./lambda.ts";
 import { roleName, useSettings } from "./naming.ts";
 import {
   ARCHIVE_PROTECTED_ACTIONS,
+  archiveAndLedgerReads,
   archiveReadOnly,
   archiveReadStatements,
   keyProtections,
@@ -125,21 +126,7 @@ export function Audit({ app, stack }: StackContext) {
     timeout: 29,
     memorySize: 512,
     statements: [
-      new iam.PolicyStatement({
-        sid: "ReadArchive",
-        actions: ["s3:GetObject"],
-        resources: [archive.arnForObjects("*")],
-      }),
-      new iam.PolicyStatement({
-        sid: "ListArchive",
-        actions: ["s3:ListBucket"],
-        resources: [archive.bucketArn],
-      }),
-      new iam.PolicyStatement({
-        sid: "ReadLedger",
-        actions: LEDGER_READ_ACTIONS,
-        resources: [table.tableArn, `${table.tableArn}/index/*`],
-      }),
+      ...archiveAndLedgerReads(archive, table.tableArn, { ledgerActions: LEDGER_READ_ACTIONS }),
       new iam.PolicyStatement({
         sid: "ReadPublicKey",
         actions: ["kms:GetPublicKey", "kms:DescribeKey"],

@@ -13,10 +13,12 @@ import { Ledger } from "./Ledger.ts";
 import { queueVisibilityFor, type SinkResources, sinkFunction } from "./lambda.ts";
 import { useSettings } from "./naming.ts";
 import {
+  archiveAndLedgerReads,
   archiveProtections,
   archiveReadOnly,
   denyLedgerPartitions,
   keyProtections,
+  LEDGER_LOOKUP_ACTIONS,
   LEDGER_PARTITIONS,
   ledgerProtections,
   ledgerWrites,
@@ -85,7 +87,7 @@ export function Ingest({ app, stack }: StackContext) {
   const readLedger = () =>
     new iam.PolicyStatement({
       sid: "ReadLedger",
-      actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+      actions: LEDGER_LOOKUP_ACTIONS,
       resources: [table.tableArn, `${table.tableArn}/index/*`],
     });
 
@@ -104,17 +106,7 @@ export function Ingest({ app, stack }: StackContext) {
       actions: ["s3:PutObject", "s3:PutObjectRetention"],
       resources: [archive.arnForObjects("keys/*")],
     }),
-    new iam.PolicyStatement({
-      sid: "ReadArchive",
-      actions: ["s3:GetObject"],
-      resources: [archive.arnForObjects("*")],
-    }),
-    new iam.PolicyStatement({
-      sid: "ListArchive",
-      actions: ["s3:ListBucket", "s3:ListBucketVersions"],
-      resources: [archive.bucketArn],
-    }),
-    readLedger(),
+    ...archiveAndLedgerReads(archive, table.tableArn, { listVersions: true }),
     ledgerWrites("WriteHeadsDedupAndLeases", table.tableArn, LEDGER_PARTITIONS.sequencer),
     // Receipts go out and committed pending items leave 25 at a time (BatchWriteItem): those partitions only.
     ledgerWrites("WriteReceiptsDeletePending", table.tableArn, LEDGER_PARTITIONS.sequencerBatch, [

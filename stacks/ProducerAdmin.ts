@@ -6,6 +6,7 @@ import { Ledger } from "./Ledger.ts";
 import { sinkFunction } from "./lambda.ts";
 import { useSettings } from "./naming.ts";
 import {
+  archiveAndLedgerReads,
   archiveProtections,
   keyProtections,
   LEDGER_PARTITIONS,
@@ -44,21 +45,7 @@ export function ProducerAdmin({ app, stack }: StackContext) {
           archive.arnForObjects(`streams/${SYSTEM_STREAM_NAME}/*`),
         ],
       }),
-      new iam.PolicyStatement({
-        sid: "ReadArchive",
-        actions: ["s3:GetObject"],
-        resources: [archive.arnForObjects("*")],
-      }),
-      new iam.PolicyStatement({
-        sid: "ListArchive",
-        actions: ["s3:ListBucket"],
-        resources: [archive.bucketArn],
-      }),
-      new iam.PolicyStatement({
-        sid: "ReadLedger",
-        actions: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
-        resources: [table.tableArn, `${table.tableArn}/index/*`],
-      }),
+      ...archiveAndLedgerReads(archive, table.tableArn),
       ledgerWrites("WriteRegistryAndSystemStream", table.tableArn, LEDGER_PARTITIONS.producerAdmin),
       // The undo of a registration whose `_system` event could not be recorded (core AuditedProducerAdmin).
       ledgerWrites("UndoRegistration", table.tableArn, LEDGER_PARTITIONS.registryUndo, [

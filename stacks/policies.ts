@@ -309,6 +309,39 @@ export function noSigning(keyArn: string): iam.PolicyStatement {
   return deny({ kind: "identity" }, "DenySigning", { actions: ["kms:Sign"], resources: [keyArn] });
 }
 
+/** The ledger reads a function needs to find items by key and index (no Scan, no DescribeTable). */
+export const LEDGER_LOOKUP_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"];
+
+/**
+ * What a function that reads the archive's objects and the ledger needs, and no more: `ReadArchive` (objects),
+ * `ListArchive` (keys; `listVersions` adds the version listing a sequencer's repair reads) and `ReadLedger` on the
+ * table and its indexes (by default LEDGER_LOOKUP_ACTIONS). The query function, the sequencer and producer-admin
+ * share it; the auditor role and the verifier read more (archiveReadStatements).
+ */
+export function archiveAndLedgerReads(
+  archive: s3.IBucket,
+  tableArn: string,
+  options: { listVersions?: boolean; ledgerActions?: readonly string[] } = {},
+): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: "ReadArchive",
+      actions: ["s3:GetObject"],
+      resources: [archive.arnForObjects("*")],
+    }),
+    new iam.PolicyStatement({
+      sid: "ListArchive",
+      actions: options.listVersions ? ["s3:ListBucket", "s3:ListBucketVersions"] : ["s3:ListBucket"],
+      resources: [archive.bucketArn],
+    }),
+    new iam.PolicyStatement({
+      sid: "ReadLedger",
+      actions: [...(options.ledgerActions ?? LEDGER_LOOKUP_ACTIONS)],
+      resources: [tableArn, `${tableArn}/index/*`],
+    }),
+  ];
+}
+
 /**
  * Reading the archive completely, as a verifier must: every object and version, its retention and legal hold,
  * the listing of all versions and the bucket's lock configuration. The auditor role and the verifier share it.
