@@ -9,46 +9,13 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { SYSTEM_STREAM } from "@auditsink/core";
-import { afterEach, describe, expect, it } from "vitest";
-import {
-  type EmbeddedSink,
-  FINDING_ACKNOWLEDGED,
-  startEmbeddedSink,
-  systemRecords,
-} from "../../packages/local/src/index.ts";
+import { describe, expect, it } from "vitest";
+import { type EmbeddedSink, FINDING_ACKNOWLEDGED, systemRecords } from "../../packages/local/src/index.ts";
 import { cli } from "../cli/helpers.ts";
 import { adminToken, postEvents } from "./faults.ts";
-import { tempDir, testProducer } from "./helpers.ts";
+import { testProducer, testSinks } from "./helpers.ts";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function fresh(): Promise<string> {
-  const t = await tempDir("auditsink-findings-");
-  cleanups.push(t.remove);
-  return t.dir;
-}
-
-async function start(dataDir: string, extra: Partial<Parameters<typeof startEmbeddedSink>[0]> = {}) {
-  const sink = await startEmbeddedSink({
-    dataDir,
-    port: 0,
-    verifyIntervalSeconds: 0,
-    print: () => undefined,
-    log: () => undefined,
-    ...extra,
-  });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await sink.close();
-  };
-  cleanups.push(close);
-  return { sink, close };
-}
+const { after, fresh, start } = testSinks("auditsink-findings-");
 
 async function withProducerAndEvents(sink: EmbeddedSink, dataDir: string) {
   const p = testProducer("agent");
@@ -239,7 +206,7 @@ describe("webhook delivery", () => {
       });
     });
     await new Promise<void>((r) => hook.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise((r) => hook.close(() => r())));
+    after(() => new Promise((r) => hook.close(() => r())));
     const webhookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`;
     const dataDir = await fresh();
     const first = await start(dataDir, { webhookUrl });

@@ -3,10 +3,55 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKeyPair, type KeyAlgorithm, type SignedEvent, signEvent, spkiDer } from "@auditsink/core";
+import { type EmbeddedSinkOptions, startEmbeddedSink } from "@auditsink/local";
+import { afterEach } from "vitest";
 
 export async function tempDir(prefix = "auditsink-test-"): Promise<{ dir: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * What a test file's sinks and directories need after each test: closing and removing, newest first. Call once at
+ * the top of a test file; `fresh` and `start` register their own cleanups.
+ */
+export function testSinks(prefix: string) {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    /** Runs `cleanup` after the test (before the cleanups registered earlier). */
+    after(cleanup: () => Promise<void>): void {
+      cleanups.push(cleanup);
+    },
+    /** A new temp data directory, removed after the test. */
+    async fresh(): Promise<string> {
+      const t = await tempDir(prefix);
+      cleanups.push(t.remove);
+      return t.dir;
+    },
+    /** The embedded sink on a free port, no verification schedule, nothing printed; closed (once) after the test. */
+    async start(dataDir: string, extra: Partial<EmbeddedSinkOptions> = {}) {
+      const logged: string[] = [];
+      const sink = await startEmbeddedSink({
+        dataDir,
+        port: 0,
+        verifyIntervalSeconds: 0,
+        print: () => undefined,
+        log: (line) => logged.push(line),
+        ...extra,
+      });
+      let closed = false;
+      const close = async () => {
+        if (closed) return;
+        closed = true;
+        await sink.close();
+      };
+      cleanups.push(close);
+      return { sink, logged, close };
+    },
+  };
 }
 
 let counter = 0;

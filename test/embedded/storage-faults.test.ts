@@ -9,8 +9,8 @@ import { execFileSync } from "node:child_process";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { SignedEvent } from "@auditsink/core";
-import { afterEach, describe, expect, it } from "vitest";
-import { type EmbeddedSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
+import { describe, expect, it } from "vitest";
+import type { EmbeddedSink } from "../../packages/local/src/index.ts";
 import {
   Acked,
   adminToken,
@@ -20,38 +20,9 @@ import {
   FaultyFileSystem,
   postEvents,
 } from "./faults.ts";
-import { tempDir, testProducer } from "./helpers.ts";
+import { testProducer, testSinks } from "./helpers.ts";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function fresh(): Promise<string> {
-  const t = await tempDir("auditsink-faults-");
-  cleanups.push(t.remove);
-  return t.dir;
-}
-
-async function start(dataDir: string, extra: Partial<Parameters<typeof startEmbeddedSink>[0]> = {}) {
-  const logged: string[] = [];
-  const sink = await startEmbeddedSink({
-    dataDir,
-    port: 0,
-    verifyIntervalSeconds: 0,
-    print: () => undefined,
-    log: (l) => logged.push(l),
-    ...extra,
-  });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await sink.close();
-  };
-  cleanups.push(close);
-  return { sink, logged, close };
-}
+const { after, fresh, start } = testSinks("auditsink-faults-");
 
 async function register(sink: EmbeddedSink, dataDir: string, p: ReturnType<typeof testProducer>) {
   return fetch(`${sink.url}/v1/producers`, {
@@ -73,7 +44,7 @@ describe("a full disk (ENOSPC on a tmpfs the test mounts)", () => {
     // Prepare: a 4 MiB tmpfs holds the data directory. Mounting needs root; the suite fails without it.
     const mountPoint = await fresh();
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mountPoint]);
-    cleanups.push(async () => {
+    after(async () => {
       execFileSync("umount", ["-l", mountPoint]);
     });
     const dataDir = join(mountPoint, "data");
