@@ -118,7 +118,7 @@ export const dataPaths = (dataDir: string) => ({
 
 /**
  * @example
- *   const local = await openLocalSink({ dataDir: "./auditsink-data" });
+ *   const local = await openLocalSink({ dataDir: "/var/lib/auditsink" });
  *   await local.producers.register({ id: "agent-a", publicKey, streams: ["agents.*"] });
  *   await local.close();
  */
