@@ -6,7 +6,7 @@
  * unless its EventBridge entry point is used.
  */
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -140,6 +140,31 @@ describe("the installed CLI", () => {
     // The lock was released: the same directory opens again.
     const again = await startSink(bin, ["start"], { cwd: app, env });
     expect(await stopWith(again, "SIGINT"), again.err()).toBe(0);
+  });
+
+  it("verifies offline without the optional native lock module; start says what to install", async () => {
+    // Prepare: the install as it is where fs-ext could not be built (no toolchain, install script not allowed):
+    // npm leaves a failed optional dependency out. The data directory is the one the sink test above wrote.
+    const dataDir = join(work.dir, "data");
+    const sinkKey = (await readFile(join(dataDir, "keys/verifier-key.txt"), "utf8")).trim();
+    const fsExt = join(app, "node_modules/fs-ext");
+    await rename(fsExt, `${fsExt}.absent`);
+    try {
+      // Act
+      const verified = await auditsink(["verify", dataDir, "--verifier-key", sinkKey, "--json"]);
+      const started = await auditsink(["start"], {
+        AUDITSINK_DATA_DIR: join(work.dir, "no-lock-data"),
+        AUDITSINK_PORT: "0",
+      });
+      // Assess: verify needs no lock; start refuses before creating anything, naming the module.
+      expect(verified.code, verified.err).toBe(0);
+      expect((JSON.parse(verified.out) as { ok: boolean }).ok).toBe(true);
+      expect(started.code).toBe(2);
+      expect(started.err).toMatch(/needs the native module fs-ext.*npm install fs-ext/s);
+      await expect(readFile(join(work.dir, "no-lock-data", "sink.json"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rename(`${fsExt}.absent`, fsExt);
+    }
   });
 
   it("says what to install when an s3:// source needs the AWS SDK it does not have", async () => {

@@ -9,11 +9,14 @@
  * two processes racing after an unclean stop ask the kernel, and exactly one gets it. (The earlier lock file
  * holding a pid needed a takeover — read, check the pid, unlink, create — that two processes could both win.)
  * `<data>/lock.json` names the holder for the message a refused process prints; it is information only.
+ *
+ * `fs-ext` is a native addon and an optional dependency: an auditor's install that only verifies offline works
+ * without it (no C++ toolchain, no allowed install script). It is loaded when a data directory is first locked,
+ * and its absence is a LocalError("lock-unavailable") that says what to install.
  */
 import { open, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { flock } from "fs-ext";
 import { LocalError } from "./errors.ts";
 import { mkdirDurable, replaceFile } from "./fsutil.ts";
 
@@ -29,10 +32,35 @@ interface Owner {
   since: string;
 }
 
-const lockFd = (fd: number, flags: "exnb" | "un") =>
-  new Promise<void>((resolve, reject) => flock(fd, flags, (err) => (err ? reject(err) : resolve())));
+type Flock = typeof import("fs-ext").flock;
+let flockModule: Promise<Flock> | undefined;
+
+/** fs-ext's flock, loaded once; rejects with what to install when the optional native addon is missing. */
+function loadFlock(): Promise<Flock> {
+  flockModule ??= import("fs-ext").then(
+    (m) => m.flock,
+    (e: unknown) => {
+      flockModule = undefined;
+      throw new LocalError(
+        "lock-unavailable",
+        "locking a data directory needs the native module fs-ext, which is not installed or not built " +
+          `(${(e as Error).message.split("\n")[0]}). Install it next to auditsink with a C++ toolchain and Python 3 ` +
+          "present, allowing its install script (npm install-scripts approve fs-ext, or allowScripts in package.json): " +
+          "npm install fs-ext. Offline verify does not need it.",
+        { cause: e },
+      );
+    },
+  );
+  return flockModule;
+}
+
+const lockFd = async (fd: number, flags: "exnb" | "un") => {
+  const flock = await loadFlock();
+  return new Promise<void>((resolve, reject) => flock(fd, flags, (err) => (err ? reject(err) : resolve())));
+};
 
 export async function lockDataDirectory(dataDir: string, purpose: string): Promise<DataDirectoryLock> {
+  await loadFlock();
   await mkdirDurable(dataDir);
   const path = join(dataDir, "lock");
   const infoPath = join(dataDir, "lock.json");
