@@ -16,7 +16,7 @@ import {
 } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, startSink, tempDir } from "./helpers.ts";
+import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 const STREAM = "agents.window";
 let sink: EmbeddedSink;
@@ -54,26 +54,9 @@ async function editJson(path: string, edit: (value: Record<string, never>) => un
 
 beforeAll(async () => {
   const work = await tempDir();
-  dataDir = join(work, "data");
-  sink = await startSink(dataDir);
-  fingerprint = sink.local.signingKey.fingerprint;
-  verifierKey = sink.local.signingKey.verifierKey;
-  const keyFile = join(work, "agent.key.pem");
-  const created = await cli([
-    "producer",
-    "create",
-    "--url",
-    sink.url,
-    "--admin-token",
-    sink.local.adminToken,
-    "--id",
-    "window-bot",
-    "--streams",
-    "agents.*",
-    "--key-file",
-    keyFile,
-  ]);
-  expect(created.code).toBe(0);
+  const started = await sinkWithProducer(work, "window-bot");
+  ({ sink, dataDir, fingerprint, verifierKey } = started);
+  const { keyFile } = started;
   let from = "";
   for (let n = 0; n < 6; n++) {
     if (n === 3) {

@@ -11,7 +11,7 @@ import {
 } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, startSink, tempDir } from "./helpers.ts";
+import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 let sink: EmbeddedSink;
 let work: string;
@@ -40,26 +40,9 @@ async function firstFile(dir: string): Promise<string> {
 
 beforeAll(async () => {
   work = await tempDir();
-  dataDir = join(work, "data");
-  sink = await startSink(dataDir);
-  fingerprint = sink.local.signingKey.fingerprint;
-  verifierKey = sink.local.signingKey.verifierKey;
-  const keyFile = join(work, "agent.key.pem");
-  const created = await cli([
-    "producer",
-    "create",
-    "--url",
-    sink.url,
-    "--admin-token",
-    sink.local.adminToken,
-    "--id",
-    "support-bot",
-    "--streams",
-    "agents.*",
-    "--key-file",
-    keyFile,
-  ]);
-  expect(created).toMatchObject({ code: 0 });
+  const started = await sinkWithProducer(work, "support-bot");
+  ({ sink, dataDir, fingerprint, verifierKey } = started);
+  const { keyFile } = started;
   const send = (extra: string[]) =>
     cli([
       "send",

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "@auditsink/cli";
 import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
+import { expect } from "vitest";
 
 export async function tempDir(prefix = "auditsink-cli-"): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
@@ -17,6 +18,33 @@ export async function startSink(dataDir: string): Promise<EmbeddedSink> {
     print: () => {},
     log: () => {},
   });
+}
+
+/**
+ * A running sink over `<work>/data` with one producer registered through the CLI (`producer create`, streams
+ * `agents.*`), its private key in `<work>/agent.key.pem`.
+ */
+export async function sinkWithProducer(work: string, producerId: string) {
+  const dataDir = join(work, "data");
+  const sink = await startSink(dataDir);
+  const keyFile = join(work, "agent.key.pem");
+  const created = await cli([
+    "producer",
+    "create",
+    "--url",
+    sink.url,
+    "--admin-token",
+    sink.local.adminToken,
+    "--id",
+    producerId,
+    "--streams",
+    "agents.*",
+    "--key-file",
+    keyFile,
+  ]);
+  expect(created.code, created.err).toBe(0);
+  const { fingerprint, verifierKey } = sink.local.signingKey;
+  return { sink, dataDir, keyFile, fingerprint, verifierKey };
 }
 
 export interface CliRun {
