@@ -32,6 +32,21 @@ async function register(sink: EmbeddedSink, dataDir: string, p: ReturnType<typeo
   });
 }
 
+/** A data directory whose (stopped) sink acknowledged `batches` batches of `size` events on `stream`. */
+async function stoppedWithAcked(stream: string, batches: number, size: number) {
+  const dataDir = await fresh();
+  const first = await start(dataDir);
+  const producer = testProducer("agent");
+  expect((await register(first.sink, dataDir, producer)).status).toBe(201);
+  const acked = new Acked();
+  for (let i = 0; i < batches; i++) {
+    const batch = Array.from({ length: size }, () => producer.event());
+    acked.add(batch, (await postEvents(first.sink.url, stream, batch)).receipts);
+  }
+  await first.close();
+  return { dataDir, acked };
+}
+
 async function health(sink: EmbeddedSink) {
   const res = await fetch(`${sink.url}/healthz`);
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -193,16 +208,7 @@ describe("dedup.jsonl damaged anywhere (by an earlier version, a restore or a ba
     timeout: 60_000,
   }, async () => {
     // Prepare
-    const dataDir = await fresh();
-    const first = await start(dataDir);
-    const producer = testProducer("agent");
-    expect((await register(first.sink, dataDir, producer)).status).toBe(201);
-    const acked = new Acked();
-    for (let i = 0; i < 4; i++) {
-      const batch = Array.from({ length: 6 }, () => producer.event());
-      acked.add(batch, (await postEvents(first.sink.url, "agents.torn", batch)).receipts);
-    }
-    await first.close();
+    const { dataDir, acked } = await stoppedWithAcked("agents.torn", 4, 6);
     const path = join(dataDir, "dedup.jsonl");
     const lines = (await readFile(path, "utf8")).split("\n").filter((l) => l !== "");
     // A torn fragment in the middle, a line lost entirely, and a torn tail.
@@ -234,14 +240,8 @@ describe("dedup.jsonl written before dedup keys carried the producer", () => {
     timeout: 60_000,
   }, async () => {
     // Prepare: a log whose dedup file holds `source NUL id` keys, as an earlier version wrote them
-    const dataDir = await fresh();
-    const first = await start(dataDir);
-    const producer = testProducer("agent");
-    expect((await register(first.sink, dataDir, producer)).status).toBe(201);
-    const acked = new Acked();
-    const batch = Array.from({ length: 5 }, () => producer.event());
-    acked.add(batch, (await postEvents(first.sink.url, "agents.old", batch)).receipts);
-    await first.close();
+    const { dataDir, acked } = await stoppedWithAcked("agents.old", 1, 5);
+    const batch = [...acked.byKey.values()].map((a) => a.event);
     const path = join(dataDir, "dedup.jsonl");
     const old = (await readFile(path, "utf8"))
       .split("\n")
