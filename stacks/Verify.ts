@@ -30,6 +30,7 @@ import {
   ledgerProtections,
   ledgerWrites,
   noSigning,
+  runtimeAlertStatements,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
 
@@ -288,20 +289,9 @@ export function Verify({ app, stack }: StackContext) {
         actions: ["kms:DescribeKey", "kms:GetPublicKey"],
         resources: [signingKeyArn],
       }),
-      // The IntegrityFailures metric is also put directly, so an alarm fires even if the logs are delayed.
-      new iam.PolicyStatement({
-        sid: "PutIntegrityMetric",
-        actions: ["cloudwatch:PutMetricData"],
-        resources: ["*"],
-        conditions: { StringEquals: { "cloudwatch:namespace": METRICS_NAMESPACE } },
-      }),
-      new iam.PolicyStatement({
-        sid: "PublishAlertEvents",
-        actions: ["events:PutEvents"],
-        resources: [
-          `arn:${stack.partition}:events:${stack.region}:${stack.account}:event-bus/${ALERT_EVENT_BUS}`,
-        ],
-      }),
+      // The IntegrityFailures metric is also put directly, so an alarm fires even if the logs are delayed; alert
+      // events go to the default bus (ALERT_EVENT_BUS), as the runtime functions' do.
+      ...runtimeAlertStatements(stack),
       archiveReadOnly({ kind: "identity" }, archive.bucketArn),
       new iam.PolicyStatement({
         sid: "DenyArchiveDeleteUnlockReconfigure",
