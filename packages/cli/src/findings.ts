@@ -2,18 +2,12 @@
  * `auditsink findings list|ack`: the scheduled verifier's standing findings on a running embedded sink, and their
  * acknowledgement (recorded in the `_system` stream by the sink before the findings close; docs/EMBEDDED.md §5).
  */
+import type { OpenFinding } from "@auditsink/local";
 import { CliError } from "./errors.ts";
 import { api, type Target } from "./producer.ts";
 
-export interface FindingView {
-  id: string;
-  code: string;
-  stream?: string;
-  at?: string | number;
-  message: string;
-  firstSeen: string;
-  lastSeen: string;
-}
+/** A finding as the sink reports it (`GET /v1/findings`). */
+export type FindingView = OpenFinding;
 
 function requireUrl(target: Target): void {
   if (!target.url) throw new CliError("usage", "--url is required (findings live in a running sink)");
