@@ -29,7 +29,13 @@ import {
 } from "@auditsink/aws";
 import { type NoteKey, type Receipt, verifyReceipt } from "@auditsink/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
-import { lambdaContext, provision, registerProducer, useEmulators } from "../test/aws/fixtures.ts";
+import {
+  lambdaContext,
+  postEventsEvent,
+  provision,
+  registerProducer,
+  useEmulators,
+} from "../test/aws/fixtures.ts";
 import { InProcessWake, type SequencerHandler } from "../test/aws/sequencer-wake.ts";
 import { startEmulators } from "../test/emulators/harness.ts";
 
@@ -153,22 +159,8 @@ function instrumentedClients(meter: { current: Meter }): AwsClients {
   return clients;
 }
 
-function post(stream: string, events: unknown[]): APIGatewayProxyEventV2 {
-  const path = `/v1/streams/${stream}/events`;
-  return {
-    version: "2.0",
-    routeKey: "POST /v1/streams/{stream}/events",
-    rawPath: path,
-    rawQueryString: "",
-    headers: { "content-type": "application/json" },
-    requestContext: {
-      http: { method: "POST", path },
-      requestId: "bench",
-    } as APIGatewayProxyEventV2["requestContext"],
-    body: JSON.stringify(events.length === 1 ? events[0] : events),
-    isBase64Encoded: false,
-  };
-}
+const post = (stream: string, events: unknown[]) =>
+  postEventsEvent(stream, events.length === 1 ? events[0] : events);
 
 const percentile = (sorted: number[], q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { AwsVerifier, createHttpHandler } from "@auditsink/aws";
 import {
   listStoredStreams,
@@ -10,10 +9,9 @@ import {
   streamPrefix,
   verifyStoredStream,
 } from "@auditsink/core";
-import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
-import { lambdaContext, provision, registerProducer, useEmulators } from "./fixtures.ts";
+import { lambdaContext, postEventsEvent, provision, registerProducer, useEmulators } from "./fixtures.ts";
 import { atomicCreates } from "./sdk-middleware.ts";
 
 let emulators: Emulators;
@@ -28,24 +26,8 @@ const BATCHES = 6;
 const PER_BATCH = 2;
 const STREAM = "contended";
 
-function postEvents(stream: string, events: unknown[]): APIGatewayProxyEventV2 {
-  const path = `/v1/streams/${stream}/events`;
-  return {
-    version: "2.0",
-    routeKey: "POST /v1/streams/{stream}/events",
-    rawPath: path,
-    rawQueryString: "",
-    headers: { "content-type": "application/cloudevents-batch+json" },
-    requestContext: {
-      http: { method: "POST", path, protocol: "HTTP/1.1", sourceIp: "203.0.113.1", userAgent: "t" },
-      requestId: randomUUID(),
-      routeKey: "POST /v1/streams/{stream}/events",
-      stage: "$default",
-    } as APIGatewayProxyEventV2["requestContext"],
-    body: JSON.stringify(events),
-    isBase64Encoded: false,
-  };
-}
+const postEvents = (stream: string, events: unknown[]) =>
+  postEventsEvent(stream, events, { "content-type": "application/cloudevents-batch+json" });
 
 describe("concurrent ingest handlers on one stream", () => {
   it(`${CONTAINERS} containers × ${BATCHES} batches make one contiguous verified chain, no duplicates, no orphans`, async () => {

@@ -22,6 +22,7 @@ import {
   ReceiveMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
+import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import type { Emulators } from "../emulators/harness.ts";
 
 export const ORIGIN = "auditsink.test/aws";
@@ -262,4 +263,57 @@ export function lambdaContext(remainingMs = 300_000) {
     fail: () => undefined,
     succeed: () => undefined,
   };
+}
+
+/** An API Gateway HTTP API payload v2 event, as Lambda receives it. */
+export function httpEvent(
+  method: string,
+  path: string,
+  body?: unknown,
+  options: { iam?: boolean; query?: string; headers?: Record<string, string>; routeKey?: string } = {},
+): APIGatewayProxyEventV2 {
+  return {
+    version: "2.0",
+    routeKey: options.routeKey ?? `${method} ${path}`,
+    rawPath: path,
+    rawQueryString: options.query ?? "",
+    headers: { "content-type": "application/json", host: "api.example.com", ...options.headers },
+    requestContext: {
+      accountId: "123456789012",
+      apiId: "api",
+      domainName: "api.example.com",
+      domainPrefix: "api",
+      http: { method, path, protocol: "HTTP/1.1", sourceIp: "203.0.113.1", userAgent: "test" },
+      requestId: randomUUID(),
+      routeKey: `${method} ${path}`,
+      stage: "$default",
+      time: "24/Nov/2026:12:00:00 +0000",
+      timeEpoch: 1764000000000,
+      ...(options.iam
+        ? {
+            authorizer: {
+              iam: {
+                accessKey: "AKIA",
+                accountId: "123456789012",
+                callerId: "c",
+                principalOrgId: null,
+                userArn: "arn:aws:iam::123456789012:user/admin",
+                userId: "u",
+              },
+            },
+          }
+        : {}),
+    } as APIGatewayProxyEventV2["requestContext"],
+    ...(body !== undefined
+      ? { body: JSON.stringify(body), isBase64Encoded: false }
+      : { isBase64Encoded: false }),
+  };
+}
+
+/** `POST /v1/streams/{stream}/events` with `body` (one event, or a batch), through API Gateway. */
+export function postEventsEvent(stream: string, body: unknown, headers: Record<string, string> = {}) {
+  return httpEvent("POST", `/v1/streams/${stream}/events`, body, {
+    routeKey: "POST /v1/streams/{stream}/events",
+    headers,
+  });
 }

@@ -21,6 +21,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyResult, SQSBatchResponse, S
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
 import {
+  httpEvent,
   lambdaContext,
   type Provisioned,
   provision,
@@ -65,51 +66,6 @@ afterAll(async () => {
   await invokeEndpoint?.stop();
   await emulators?.stop();
 });
-
-/** An API Gateway HTTP API payload v2 event, as Lambda receives it. */
-function httpEvent(
-  method: string,
-  path: string,
-  body?: unknown,
-  options: { iam?: boolean; query?: string; headers?: Record<string, string>; routeKey?: string } = {},
-): APIGatewayProxyEventV2 {
-  return {
-    version: "2.0",
-    routeKey: options.routeKey ?? `${method} ${path}`,
-    rawPath: path,
-    rawQueryString: options.query ?? "",
-    headers: { "content-type": "application/json", host: "api.example.com", ...options.headers },
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "api",
-      domainName: "api.example.com",
-      domainPrefix: "api",
-      http: { method, path, protocol: "HTTP/1.1", sourceIp: "203.0.113.1", userAgent: "test" },
-      requestId: randomUUID(),
-      routeKey: `${method} ${path}`,
-      stage: "$default",
-      time: "24/Nov/2026:12:00:00 +0000",
-      timeEpoch: 1764000000000,
-      ...(options.iam
-        ? {
-            authorizer: {
-              iam: {
-                accessKey: "AKIA",
-                accountId: "123456789012",
-                callerId: "c",
-                principalOrgId: null,
-                userArn: "arn:aws:iam::123456789012:user/admin",
-                userId: "u",
-              },
-            },
-          }
-        : {}),
-    } as APIGatewayProxyEventV2["requestContext"],
-    ...(body !== undefined
-      ? { body: JSON.stringify(body), isBase64Encoded: false }
-      : { isBase64Encoded: false }),
-  };
-}
 
 const json = (r: APIGatewayProxyResult) => JSON.parse(r.body) as Record<string, unknown>;
 

@@ -30,7 +30,14 @@ import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Emulators, startEmulators } from "../emulators/harness.ts";
-import { lambdaContext, type Provisioned, provision, registerProducer, useEmulators } from "./fixtures.ts";
+import {
+  lambdaContext,
+  type Provisioned,
+  postEventsEvent,
+  provision,
+  registerProducer,
+  useEmulators,
+} from "./fixtures.ts";
 import { atomicCreates, injectFaults } from "./sdk-middleware.ts";
 import { InProcessWake, type SequencerHandler } from "./sequencer-wake.ts";
 
@@ -71,22 +78,7 @@ const countingWake = () => {
   return { woken, wake: async (stream: string) => void woken.push(stream) };
 };
 
-function post(stream: string, body: unknown): APIGatewayProxyEventV2 {
-  const path = `/v1/streams/${stream}/events`;
-  return {
-    version: "2.0",
-    routeKey: "POST /v1/streams/{stream}/events",
-    rawPath: path,
-    rawQueryString: "",
-    headers: { "content-type": "application/json", host: "api.example.com" },
-    requestContext: {
-      http: { method: "POST", path, protocol: "HTTP/1.1", sourceIp: "203.0.113.1", userAgent: "test" },
-      requestId: randomUUID(),
-    } as APIGatewayProxyEventV2["requestContext"],
-    body: JSON.stringify(body),
-    isBase64Encoded: false,
-  };
-}
+const post = (stream: string, body: unknown) => postEventsEvent(stream, body);
 
 /** Writes one hand-off part as ingest would (no wake-up); returns the part. */
 async function pend(rt: AwsRuntime, stream: string, events: unknown[], receipt = true) {
