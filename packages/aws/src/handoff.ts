@@ -139,7 +139,10 @@ export interface ReceiptStoreOptions {
   /** Seconds an answer is kept for the waiting request (default one hour). */
   ttlSeconds?: number;
   clock?: Clock;
-  /** Milliseconds before the first look, and between looks (defaults 60 and 40). */
+  /**
+   * Milliseconds before the first look, and between looks, at the least (defaults 60 and 40). Each store learns
+   * how long answers take (`PollSchedule`) and looks later and less often when they take longer.
+   */
   firstPollMs?: number;
   pollMs?: number;
   /** Milliseconds without an answer after which a waiter nudges the sequencer, and between nudges (3,000). */
@@ -149,12 +152,50 @@ export interface ReceiptStoreOptions {
 /** BatchWriteItem's limit per call. */
 const WRITE_CHUNK = 25;
 
+/**
+ * When a waiter looks for its answer. Every look is a strongly consistent read (a DynamoDB call, billed); a
+ * fixed short interval makes a waiter look many times per commit while the sequencer works, and at high rates
+ * those reads are most of ingest's DynamoDB calls. The schedule keeps a running mean of how long answers took in
+ * this container (an ingest Lambda container serves one request at a time, so it learns its stream's pace) and
+ * first looks at 80 % of it, then every eighth of it; both never below the configured minimums and never above
+ * MAX_FIRST_MS / MAX_INTERVAL_MS, so a slow period cannot hold later answers back by more than that. An answer
+ * found at the first look only shows it was ready by then, so the mean is then pulled down (next time, look
+ * sooner) rather than up: the schedule cannot talk itself into ever-later looks.
+ */
+export class PollSchedule {
+  static readonly MAX_FIRST_MS = 1_000;
+  static readonly MAX_INTERVAL_MS = 200;
+  private meanMs: number | undefined;
+
+  constructor(
+    readonly minFirstMs: number,
+    readonly minIntervalMs: number,
+  ) {}
+
+  get firstMs(): number {
+    if (this.meanMs === undefined) return this.minFirstMs;
+    return Math.round(Math.min(PollSchedule.MAX_FIRST_MS, Math.max(this.minFirstMs, this.meanMs * 0.8)));
+  }
+
+  get intervalMs(): number {
+    if (this.meanMs === undefined) return this.minIntervalMs;
+    return Math.round(Math.min(PollSchedule.MAX_INTERVAL_MS, Math.max(this.minIntervalMs, this.meanMs / 8)));
+  }
+
+  /** Records an answer that took `ms`, found at look number `looks` (1 = the first). */
+  answered(ms: number, looks: number): void {
+    if (this.meanMs === undefined) this.meanMs = ms;
+    else if (looks === 1) this.meanMs *= 0.8;
+    else this.meanMs = 0.8 * this.meanMs + 0.2 * ms;
+  }
+}
+
 /** The sequencer's answers in the ledger table, gzipped JSON, with a TTL. */
 export class DynamoReceiptStore {
   private readonly ttlSeconds: number;
   private readonly clock: Clock;
-  private readonly firstPollMs: number;
-  private readonly pollMs: number;
+  /** When this container's waiters look (learned across requests). */
+  readonly schedule: PollSchedule;
   private readonly nudgeMs: number;
 
   constructor(
@@ -164,8 +205,7 @@ export class DynamoReceiptStore {
   ) {
     this.ttlSeconds = options.ttlSeconds ?? 3600;
     this.clock = options.clock ?? systemClock;
-    this.firstPollMs = options.firstPollMs ?? 60;
-    this.pollMs = options.pollMs ?? 40;
+    this.schedule = new PollSchedule(options.firstPollMs ?? 60, options.pollMs ?? 40);
     this.nudgeMs = options.nudgeMs ?? 3000;
   }
 
@@ -191,7 +231,7 @@ export class DynamoReceiptStore {
 
   /**
    * Waits for the answers to every part of `requestId`, in part order. Looks with strongly consistent reads
-   * (one BatchGetItem for the parts still missing) until `deadline` (epoch ms); then throws
+   * (one BatchGetItem for the parts still missing; when, see PollSchedule) until `deadline` (epoch ms); then throws
    * IngestError("unavailable"): the events are pending and will be committed, and a retry of the same request
    * returns their receipts (dedup) without creating records twice. While the answer is late, `nudge` is called
    * every `nudgeMs` (it wakes the sequencer if its lease lapsed: one that crashed holding it); its failures are
@@ -204,9 +244,13 @@ export class DynamoReceiptStore {
     nudge: () => Promise<void> = async () => {},
   ): Promise<HandOffAnswer[]> {
     const answers = new Map<number, HandOffAnswer>();
-    let nextNudge = Date.now() + this.nudgeMs;
-    await sleep(this.firstPollMs);
+    const started = Date.now();
+    const interval = this.schedule.intervalMs;
+    let nextNudge = started + this.nudgeMs;
+    let looks = 0;
+    await sleep(Math.min(this.schedule.firstMs, Math.max(0, deadline - started)));
     for (;;) {
+      looks++;
       const missing = [...Array(parts).keys()].filter((p) => !answers.has(p));
       let items: Record<string, unknown>[];
       try {
@@ -228,8 +272,11 @@ export class DynamoReceiptStore {
           JSON.parse(gunzipSync(item.answer as Uint8Array).toString("utf8")) as HandOffAnswer,
         );
       }
-      if (answers.size === parts) return [...Array(parts).keys()].map((p) => answers.get(p)!);
-      if (Date.now() + this.pollMs > deadline) {
+      if (answers.size === parts) {
+        this.schedule.answered(Date.now() - started, looks);
+        return [...Array(parts).keys()].map((p) => answers.get(p)!);
+      }
+      if (Date.now() + interval > deadline) {
         throw new IngestError(
           "unavailable",
           "the events are accepted but not committed yet; sending the same request again is safe",
@@ -239,7 +286,7 @@ export class DynamoReceiptStore {
         nextNudge = Date.now() + this.nudgeMs;
         await nudge().catch(() => undefined);
       }
-      await sleep(this.pollMs);
+      await sleep(interval);
     }
   }
 }
