@@ -28,6 +28,9 @@ import {
   PENDING_SHARDS,
 } from "@auditsink/aws";
 import { type NoteKey, type Receipt, verifyReceipt } from "@auditsink/core";
+import { SignCommand } from "@aws-sdk/client-kms";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
 import {
   lambdaContext,
@@ -77,8 +80,9 @@ interface Meter {
   readUnits: number;
   writeUnits: number;
   lambdaMs: { "ingest-http": number; sequencer: number };
-  /** Time the emulators themselves took per call, beyond the injected latency. */
+  /** Time the emulators themselves took per call, beyond the injected latency, in total and by command. */
   emulatorMs: number;
+  emulatorMsByCall: Map<string, number>;
   invocations: { "ingest-http": number; sequencer: number };
   /** Events in each commit the sequencers made. */
   commits: number[];
@@ -91,6 +95,7 @@ function newMeter(): Meter {
     writeUnits: 0,
     lambdaMs: { "ingest-http": 0, sequencer: 0 },
     emulatorMs: 0,
+    emulatorMsByCall: new Map(),
     invocations: { "ingest-http": 0, sequencer: 0 },
     commits: [],
   };
@@ -123,7 +128,9 @@ function instrumentedClients(meter: { current: Meter }): AwsClients {
           try {
             return await next(args);
           } finally {
-            meter.current.emulatorMs += performance.now() - t;
+            const ms = performance.now() - t;
+            meter.current.emulatorMs += ms;
+            meter.current.emulatorMsByCall.set(key, (meter.current.emulatorMsByCall.get(key) ?? 0) + ms);
           }
         }) as never,
       { step: "deserialize", name: `latency-${name}`, priority: "low" } as never,
@@ -165,12 +172,75 @@ const post = (stream: string, events: unknown[]) =>
 const percentile = (sorted: number[], q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
+/** Busy and total CPU time of the whole machine (all cores), ms. */
+function machineTimes(): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const c of cpus()) {
+    const t = c.times.user + c.times.nice + c.times.sys + c.times.irq + c.times.idle;
+    total += t;
+    busy += t - c.times.idle;
+  }
+  return { busy, total };
+}
+
+const busyShare = (a: { busy: number; total: number }, b: { busy: number; total: number }) =>
+  Number(((b.busy - a.busy) / Math.max(1, b.total - a.total)).toFixed(2));
+
+/**
+ * What the emulators sustain on this machine without injected latency, before any scenario: calls per second
+ * for the item writes and strongly consistent reads every batch-1 event needs (a ~600-byte item, like a pending
+ * part), and for S3 puts and KMS signatures (once per commit), each with 64 callers for 3 s.
+ */
+async function probeEmulators(p: Awaited<ReturnType<typeof provision>>): Promise<Record<string, number>> {
+  const raw = createClients();
+  const table = p.settings.ledgerTable;
+  const body = new Uint8Array(600).fill(7);
+  const rate = async (call: (i: number) => Promise<unknown>) => {
+    let n = 0;
+    const until = performance.now() + 3000;
+    const t = performance.now();
+    await Promise.all(
+      [...Array(64).keys()].map(async (w) => {
+        while (performance.now() < until) await call(w * 1_000_000 + n++);
+      }),
+    );
+    return Math.round(n / ((performance.now() - t) / 1000));
+  };
+  const item = (i: number) => ({ pk: `probe#${i % 64}`, sk: String(i), body });
+  return {
+    dynamodbPutItem: await rate((i) => raw.doc.send(new PutCommand({ TableName: table, Item: item(i) }))),
+    dynamodbGetItemConsistent: await rate((i) =>
+      raw.doc.send(
+        new GetCommand({ TableName: table, Key: { pk: `probe#${i % 64}`, sk: "1" }, ConsistentRead: true }),
+      ),
+    ),
+    s3PutObject: await rate((i) =>
+      raw.s3.send(new PutObjectCommand({ Bucket: p.settings.archiveBucket, Key: `probe/${i}`, Body: body })),
+    ),
+    kmsSign: await rate(() =>
+      raw.kms.send(
+        new SignCommand({
+          KeyId: p.settings.signingKeyId,
+          Message: body.subarray(0, 32),
+          MessageType: "DIGEST",
+          SigningAlgorithm: "ECDSA_SHA_256",
+        }),
+      ),
+    ),
+  };
+}
+
+let emulatorCapacity: Record<string, number> = {};
+
 async function main() {
   const emulators = await startEmulators();
   useEmulators(emulators);
   const results: Record<string, unknown>[] = [];
   try {
     const p = await provision();
+    emulatorCapacity = await probeEmulators(p);
+    console.log("emulator capacity (calls/s, no injected latency):", emulatorCapacity);
     const meter = { current: newMeter() };
     const clients = instrumentedClients(meter);
     const producer = await registerProducer(p.runtime(), "bench-agent");
@@ -237,6 +307,8 @@ async function main() {
       const latencies: number[] = [];
       let events = 0;
       let failures = 0;
+      const cpuBefore = process.cpuUsage();
+      const machineBefore = machineTimes();
       const started = performance.now();
       const until = started + SECONDS * 1000;
       await Promise.all(
@@ -259,6 +331,8 @@ async function main() {
         }),
       );
       const elapsed = (performance.now() - started) / 1000;
+      const cpu = process.cpuUsage(cpuBefore);
+      const machineBusy = busyShare(machineBefore, machineTimes());
       await lambda.settled();
       const m = meter.current;
       const per1000 = (v: number) => Number(((v * 1000) / Math.max(events, 1)).toFixed(2));
@@ -287,6 +361,10 @@ async function main() {
           mean: Number((m.commits.reduce((a, b) => a + b, 0) / Math.max(1, m.commits.length)).toFixed(1)),
           max: Math.max(0, ...m.commits),
         },
+        // Where this machine's CPU went: the share of both cores busy during the run, and this process's own CPU
+        // (the handlers, the SDK clients and the producers) per event; the rest of the busy time is the emulators.
+        machineBusyShare: machineBusy,
+        benchProcessCpuMsPerEvent: Number(((cpu.user + cpu.system) / 1000 / Math.max(events, 1)).toFixed(2)),
         emulatorMsPerCall: Number(
           (
             m.emulatorMs /
@@ -295,6 +373,14 @@ async function main() {
               [...m.calls.values()].reduce((a, b) => a + b, 0),
             )
           ).toFixed(1),
+        ),
+        emulatorMsPerCallByCommand: Object.fromEntries(
+          [...m.emulatorMsByCall]
+            .sort()
+            .map(([key, ms]) => [
+              key.replace(/Command$/, ""),
+              Number((ms / Math.max(1, m.calls.get(key) ?? 0)).toFixed(1)),
+            ]),
         ),
         lambdaPer1000Events: Object.fromEntries(
           (Object.keys(MEMORY_MB) as (keyof typeof MEMORY_MB)[]).map((fn) => [
@@ -346,6 +432,7 @@ async function main() {
         "WCU/s, two writes per event) and the lease item's read capacity; a sequencer loop commits everything " +
         "that arrived during the previous loop, so events per commit grow with the rate",
     },
+    emulatorCapacityPerSecond: emulatorCapacity,
     secondsPerScenario: SECONDS,
     goal: {
       eventsPerSecondPerStreamAtBatch1: 1000,
