@@ -444,14 +444,25 @@ export function Verify({ app, stack }: StackContext) {
     defaultInterval: Duration.hours(24),
   });
   dashboard.addWidgets(
-    new cloudwatch.GraphWidget({ title: "Events accepted", left: [eventsCommitted], width: 12 }),
+    new cloudwatch.GraphWidget({ title: "Events accepted", left: [eventsCommitted], width: 8 }),
     new cloudwatch.GraphWidget({
       title: "Segment commit duration (s)",
       left: [
         metric(METRICS.commitDuration.name, sequencerService, "p50"),
         metric(METRICS.commitDuration.name, sequencerService, "p99"),
       ],
-      width: 12,
+      width: 8,
+    }),
+    // How well the sequencers batch: commits (each one segment, one Sign, one head write) and events per commit.
+    // Events per commit that stay near 1 under load mean the pending hand-off is not grouping.
+    new cloudwatch.GraphWidget({
+      title: "Sequencer commits and events per commit",
+      left: [metric(METRICS.commitBatchSize.name, sequencerService, "SampleCount")],
+      right: [
+        metric(METRICS.commitBatchSize.name, sequencerService, "p50"),
+        metric(METRICS.commitBatchSize.name, sequencerService, "Maximum"),
+      ],
+      width: 8,
     }),
   );
   dashboard.addWidgets(

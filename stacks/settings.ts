@@ -24,7 +24,11 @@ export interface StageSettings {
   verifierIntervalMinutes: number;
   /** Retention of the functions' and the HTTP API's CloudWatch log groups, in days. */
   logRetentionDays: number;
-  /** Steady-state request rate (per second) of the HTTP API, across all routes. */
+  /**
+   * Steady-state request rate (per second) of the HTTP API, across all routes. Default 1,000: one stream's
+   * design capacity at batch 1 (docs/AWS.md §Load and cost); at ~0.3 s per request that is ~300 concurrent
+   * ingest executions, inside Lambda's default account concurrency of 1,000.
+   */
   apiRateLimit: number;
   /** Burst capacity of the HTTP API. */
   apiBurstLimit: number;
@@ -46,8 +50,8 @@ export const DEFAULT_SETTINGS: StageSettings = {
   auditorAccounts: [],
   verifierIntervalMinutes: 5,
   logRetentionDays: 365,
-  apiRateLimit: 200,
-  apiBurstLimit: 400,
+  apiRateLimit: 1000,
+  apiBurstLimit: 2000,
   dedupWindowDays: 14,
   trustedKeyFingerprints: [],
 };

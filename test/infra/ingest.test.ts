@@ -67,7 +67,10 @@ describe("HTTP API", () => {
       [string, Record<string, unknown>],
     ];
     expect(stage.StageName).toBe("$default");
-    expect(stage.DefaultRouteSettings).toMatchObject({ ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 });
+    expect(stage.DefaultRouteSettings).toMatchObject({
+      ThrottlingRateLimit: 1000,
+      ThrottlingBurstLimit: 2000,
+    });
     const logs = stage.AccessLogSettings as { DestinationArn: unknown; Format: string };
     expect(refersTo(logs.DestinationArn, "ApiAccessLogs")).toBe(true);
     expect(JSON.parse(logs.Format)).toMatchObject({

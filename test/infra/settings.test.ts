@@ -17,8 +17,8 @@ describe("resolveSettings", () => {
       auditorAccounts: [],
       verifierIntervalMinutes: 5,
       logRetentionDays: 365,
-      apiRateLimit: 200,
-      apiBurstLimit: 400,
+      apiRateLimit: 1000,
+      apiBurstLimit: 2000,
       dedupWindowDays: 14,
       trustedKeyFingerprints: [],
     });

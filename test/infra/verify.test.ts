@@ -204,6 +204,7 @@ describe("dashboard", () => {
   it.each([
     [METRICS.eventsAccepted.name],
     [METRICS.commitDuration.name],
+    [METRICS.commitBatchSize.name],
     [METRICS.verifierRuns.name],
     ["IntegrityFailures"],
     [METRICS.eventsRejected.name],
