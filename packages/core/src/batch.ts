@@ -26,7 +26,7 @@ import { inclusionProofLength, leafHash, MerkleTree, rootFromInclusionProof } fr
 export const BATCH_SIGNATURE_CONTEXT = "auditsink-batch-v1\n";
 
 /** Most events one signed batch may hold (2^16), so an inclusion path has at most 16 hashes. */
-export const MAX_BATCH_EVENTS = 65_536;
+export const MAX_SIGNED_BATCH_EVENTS = 65_536;
 
 /**
  * `sigbatch` = position "." size "." path: decimal integers without leading zeros, then the path's hashes as
@@ -44,7 +44,7 @@ export interface BatchMembership {
 
 /**
  * Parses a `sigbatch` value; undefined unless it has exactly the one form FORMAT.md §3b allows: position < size ≤
- * MAX_BATCH_EVENTS and exactly as many path hashes as PATH(position, size) has. So one membership has one text.
+ * MAX_SIGNED_BATCH_EVENTS and exactly as many path hashes as PATH(position, size) has. So one membership has one text.
  */
 export function parseSigbatch(value: unknown): BatchMembership | undefined {
   if (typeof value !== "string") return undefined;
@@ -53,7 +53,7 @@ export function parseSigbatch(value: unknown): BatchMembership | undefined {
   const position = Number(m[1]);
   const size = Number(m[2]);
   const hex = m[3]!;
-  if (size > MAX_BATCH_EVENTS || position >= size) return undefined;
+  if (size > MAX_SIGNED_BATCH_EVENTS || position >= size) return undefined;
   if (hex.length / 64 !== inclusionProofLength(position, size)) return undefined;
   const path: Hash[] = [];
   for (let i = 0; i < hex.length; i += 64) path.push(Buffer.from(hex.slice(i, i + 64), "hex"));
@@ -92,16 +92,16 @@ export function batchCommitment(event: SignedEvent, entry: Uint8Array): Buffer |
 /**
  * Signs events as one batch with a producer's private key: one signature over the Merkle root of their entry
  * hashes, and each event gets `sigkeyid`, its `sigbatch` membership and that signature. Throws
- * FormatError("bad-batch") for an empty batch, one above MAX_BATCH_EVENTS, or two events with one `source` +
+ * FormatError("bad-batch") for an empty batch, one above MAX_SIGNED_BATCH_EVENTS, or two events with one `source` +
  * `id` (their memberships would be two signed envelopes of one event, and either could be submitted first).
  * @example
  *   const [a, b] = signBatch([toolCall, policyDecision], producerKey);
  */
 export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObject): SignedEvent[] {
-  if (events.length === 0 || events.length > MAX_BATCH_EVENTS) {
+  if (events.length === 0 || events.length > MAX_SIGNED_BATCH_EVENTS) {
     throw new FormatError(
       "bad-batch",
-      `a signed batch holds 1–${MAX_BATCH_EVENTS} events, not ${events.length}`,
+      `a signed batch holds 1–${MAX_SIGNED_BATCH_EVENTS} events, not ${events.length}`,
     );
   }
   const sigkeyid = keyFingerprint(privateKey);

@@ -9,7 +9,7 @@ import {
   batchEntryBytes,
   batchSignatureCache,
   batchSigningBytes,
-  MAX_BATCH_EVENTS,
+  MAX_SIGNED_BATCH_EVENTS,
   parseSigbatch,
   signBatch,
 } from "../src/batch.ts";
@@ -81,7 +81,7 @@ describe("signBatch", () => {
     expect(() => signBatch([unsigned(1), unsigned(2), unsigned(1, { other: true })], privateKey)).toThrow(
       expect.objectContaining({ code: "bad-batch" }),
     );
-    const tooMany = Array.from({ length: MAX_BATCH_EVENTS + 1 }, () => unsigned(0));
+    const tooMany = Array.from({ length: MAX_SIGNED_BATCH_EVENTS + 1 }, () => unsigned(0));
     expect(() => signBatch(tooMany, privateKey)).toThrow(expect.objectContaining({ code: "bad-batch" }));
   });
 
