@@ -179,6 +179,31 @@ describe("the sink refusing forged batch-signed events", () => {
   });
 });
 
+describe("a batch-signed event in CloudEvents binary mode", () => {
+  it("carries its membership as the ce-sigbatch header and is accepted", async () => {
+    const events = signBatch(
+      [0, 1].map((i) => ({ ...unsigned(100 + i), datacontenttype: "application/json" })),
+      producer.privateKey,
+    );
+    const e = events[1]!;
+    const res = await fetch(`${sink.url}/v1/streams/agents.binary/events`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...Object.fromEntries(
+          ["specversion", "id", "source", "type", "time", "sigkeyid", "signature", "sigbatch"].map((a) => [
+            `ce-${a}`,
+            String(e[a]),
+          ]),
+        ),
+      },
+      body: JSON.stringify(e.data),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(await storedEvents("agents.binary")).toEqual([e]);
+  });
+});
+
 describe("auditsink verify over a log holding batch-signed events", () => {
   it("re-checks every producer signature offline with no failure", async () => {
     // Prepare: batch-signed and per-event events are in the log from the tests above; stop the sink.
