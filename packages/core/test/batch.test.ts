@@ -2,6 +2,9 @@
  * Batch-signed envelopes (docs/FORMAT.md §3b): one producer signature per batch, each event proving its own
  * membership. Every tampering with any event of a batch is refused; so is every second text of one membership.
  */
+import { createHash, verify as nodeVerify } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -23,7 +26,7 @@ import {
   verifyEventSignatureAsync,
 } from "../src/event.ts";
 import { canonicalBytes, sha256 } from "../src/hash.ts";
-import { generateKeyPair, keyFingerprint, signBytes } from "../src/keys.ts";
+import { generateKeyPair, keyFingerprint, publicKeyFromSpki, signBytes } from "../src/keys.ts";
 import { inclusionProofLength, leafHash, MerkleTree } from "../src/merkle.ts";
 import { Sink } from "../src/sink.ts";
 import { verifyStream } from "../src/verify.ts";
@@ -345,5 +348,46 @@ describe("a sink and a verifier with batch-signed events", () => {
     ports.objects.objects.set(key, Buffer.from(text.replace('"step":1', '"step":9'), "utf8"));
     const failures = verify().failures.map((f) => [f.code, f.at]);
     expect(failures).toContainEqual(["producer-signature-invalid", 1]);
+  });
+});
+
+describe("docs/FORMAT.md §3b example", () => {
+  const doc = readFileSync(join(import.meta.dirname, "../../../docs/FORMAT.md"), "utf8");
+  const example = (name: string): string => {
+    const m = new RegExp(`<!-- batch-example:${name} -->\\n\`\`\`\\w+\\n([\\s\\S]*?)\\n?\`\`\``).exec(doc);
+    if (!m) throw new Error(`docs/FORMAT.md has no batch example ${name}`);
+    return m[1]!;
+  };
+  const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest();
+  const event = JSON.parse(example("event")) as SignedEvent;
+  const key = publicKeyFromSpki(example("producer-spki"));
+  const rows = example("hashes").split("\n");
+  const hex = (row: string, label: string) => new RegExp(`${label} ([0-9a-f]{64})`).exec(row)![1]!;
+
+  it("recomputes the entry hash and leaf of the event shown, and the root from its sigbatch path", () => {
+    const { signature: _s, sigbatch, ...entry } = event;
+    const entryHash = sha(canonicalBytes(entry));
+    expect(entryHash.toString("hex")).toBe(hex(rows[1]!, "entry hash"));
+    const leaf = sha(Buffer.concat([Buffer.of(0), entryHash]));
+    expect(leaf.toString("hex")).toBe(hex(rows[1]!, "leaf"));
+    const [, , path] = sigbatch!.split(".");
+    expect(path).toBe(hex(rows[0]!, "leaf") + hex(rows[2]!, "leaf"));
+    // RFC 9162 §2.1: position 1 of 3 — H(0x01 || H(0x01 || leaf0 || leaf1) || leaf2).
+    const node = (l: Buffer, r: Buffer) => sha(Buffer.concat([Buffer.of(1), l, r]));
+    const root = node(
+      node(Buffer.from(hex(rows[0]!, "leaf"), "hex"), leaf),
+      Buffer.from(hex(rows[2]!, "leaf"), "hex"),
+    );
+    expect(root.toString("hex")).toBe(/([0-9a-f]{64})$/.exec(rows[3]!)![1]);
+  });
+
+  it("the signing bytes are the four lines shown, and the signature verifies over them", () => {
+    const signing = `${example("signing-bytes")}\n`;
+    const [context, keyId, size, root] = signing.split("\n");
+    expect([context, keyId, size]).toEqual(["auditsink-batch-v1", event.sigkeyid, "3"]);
+    expect(root).toBe(/([0-9a-f]{64})$/.exec(rows[3]!)![1]);
+    expect(sha(Buffer.from(example("producer-spki"), "base64")).toString("hex")).toBe(event.sigkeyid);
+    expect(nodeVerify(null, Buffer.from(signing), key, Buffer.from(event.signature, "base64"))).toBe(true);
+    expect(verifyEventSignature(parseSignedEvent(event), key, new BatchSignatureCache())).toBe(true);
   });
 });
