@@ -2,6 +2,8 @@
  * The embedded sink over loopback: the sink runs as its own process (packages/local/src/serve.ts, a fresh data
  * directory per run), this process drives it with concurrent producers over keep-alive HTTP/1.1, 1 KB events,
  * batch sizes 1 and 100. Events are signed before the clock starts, so the driver spends its core on HTTP only.
+ * At batch 100 the producer signs each event (per-event envelope) or each request's batch once (batch-signed
+ * envelope, docs/FORMAT.md §3b: the sink then verifies one signature per request instead of 100).
  *
  *   npm run bench:embedded                 → prints a table and writes bench/results/embedded.json
  *   EVENTS=300000 CONCURRENCY=16 npm run bench:embedded
@@ -25,15 +27,21 @@ import {
   parseVerifierKey,
   type Receipt,
   type SignedEvent,
+  signBatch,
   signEvent,
+  type UnsignedEvent,
   verifyReceipt,
 } from "@auditsink/core";
 import { openLocalSink } from "../packages/local/src/index.ts";
 
 const STREAM = "agents.bench";
 
+/** Per-event signatures (envelope version 1), or one signature per request's batch (version 2). */
+type Signing = "event" | "batch";
+
 interface Run {
   producerKey: KeyAlgorithm;
+  signing: Signing;
   batch: number;
   concurrency: number;
   events: number;
@@ -56,8 +64,15 @@ interface Run {
 const percentile = (sorted: number[], p: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
-function signedEvents(count: number, tag: string, privateKey: KeyObject): SignedEvent[] {
+function signedEvents(
+  count: number,
+  tag: string,
+  privateKey: KeyObject,
+  signing: Signing,
+  batch: number,
+): SignedEvent[] {
   const events: SignedEvent[] = [];
+  const bases: UnsignedEvent[] = [];
   let pad = 0;
   for (let i = 0; i < count; i++) {
     const base = {
@@ -76,13 +91,23 @@ function signedEvents(count: number, tag: string, privateKey: KeyObject): Signed
       },
     };
     if (i === 0) {
-      // Size the padding once so each signed event is about 1 KB in its canonical form.
-      const probe = signEvent(base, privateKey);
+      // Size the padding once so each signed event is about 1 KB in its canonical form (membership included).
+      const probe =
+        signing === "batch" && batch > 1
+          ? signBatch(
+              Array.from({ length: batch }, (_, j) => ({ ...base, id: `probe-${j}` })),
+              privateKey,
+            )[0]!
+          : signEvent(base, privateKey);
       pad = Math.max(0, 1024 - canonicalBytes(probe).length);
       base.data.note = "x".repeat(pad);
     }
-    events.push(signEvent(base, privateKey));
+    if (signing === "event" || batch === 1) events.push(signEvent(base, privateKey));
+    else bases.push(base);
   }
+  // Batch signing: each request's events (the bodies below slice `batch` at a time) are one signed batch.
+  for (let i = 0; i < bases.length; i += batch)
+    events.push(...signBatch(bases.slice(i, i + batch), privateKey));
   return events;
 }
 
@@ -143,10 +168,16 @@ function post(agent: Agent, port: number, body: string): Promise<{ status: numbe
   });
 }
 
-async function run(batch: number, concurrency: number, total: number, algorithm: KeyAlgorithm): Promise<Run> {
+async function run(
+  batch: number,
+  concurrency: number,
+  total: number,
+  algorithm: KeyAlgorithm,
+  signing: Signing,
+): Promise<Run> {
   const dataDir = mkdtempSync(join(tmpdir(), "auditsink-bench-"));
   const keys = generateKeyPair(algorithm);
-  const events = signedEvents(total, `b${batch}`, keys.privateKey);
+  const events = signedEvents(total, `b${batch}`, keys.privateKey, signing, batch);
   const bodies: string[] = [];
   for (let i = 0; i < events.length; i += batch) bodies.push(JSON.stringify(events.slice(i, i + batch)));
   // Register the producer while no sink runs, through the same local admin the CLI uses.
@@ -213,6 +244,7 @@ async function run(batch: number, concurrency: number, total: number, algorithm:
   const delivered = receipts.length;
   return {
     producerKey: algorithm,
+    signing,
     batch,
     concurrency,
     events: delivered,
@@ -235,31 +267,36 @@ async function run(batch: number, concurrency: number, total: number, algorithm:
 // many events are in flight (Little's law), so each batch size runs at a low and a high concurrency.
 const EVENTS = Number(process.env.EVENTS ?? 50_000);
 const EVENTS_B1 = Number(process.env.EVENTS_B1 ?? 10_000);
-const fullPlan: [number, number, number, KeyAlgorithm][] = [
-  [100, 1, EVENTS / 2, "ed25519"],
-  [100, 4, EVENTS, "ed25519"],
-  [100, 16, EVENTS, "ed25519"],
-  [100, 4, EVENTS, "ecdsa-p256"],
-  [1, 4, EVENTS_B1, "ed25519"],
-  [1, 64, EVENTS_B1, "ed25519"],
+type Step = [number, number, number, KeyAlgorithm, Signing];
+const fullPlan: Step[] = [
+  [100, 1, EVENTS / 2, "ed25519", "event"],
+  [100, 1, EVENTS / 2, "ed25519", "batch"],
+  [100, 4, EVENTS, "ed25519", "event"],
+  [100, 4, EVENTS, "ed25519", "batch"],
+  [100, 16, EVENTS, "ed25519", "event"],
+  [100, 4, EVENTS, "ecdsa-p256", "event"],
+  [100, 4, EVENTS, "ecdsa-p256", "batch"],
+  [1, 4, EVENTS_B1, "ed25519", "event"],
+  [1, 64, EVENTS_B1, "ed25519", "event"],
 ];
-// PLAN="100x4:ed25519,1x64:ed25519" runs only those (batch x concurrency : producer key).
+// PLAN="100x4:ed25519:batch,1x64:ed25519" runs only those (batch x concurrency : producer key [: signing]).
 const plan = process.env.PLAN
-  ? process.env.PLAN.split(",").map((p): [number, number, number, KeyAlgorithm] => {
+  ? process.env.PLAN.split(",").map((p): Step => {
       const [batch, rest] = p.split("x");
-      const [concurrency, algorithm] = rest!.split(":");
+      const [concurrency, algorithm, signing] = rest!.split(":");
       return [
         Number(batch),
         Number(concurrency),
         Number(batch) === 1 ? EVENTS_B1 : EVENTS,
         algorithm as KeyAlgorithm,
+        (signing ?? "event") as Signing,
       ];
     })
   : fullPlan;
 const loadBefore = loadavg();
 const runs: Run[] = [];
-for (const [batch, concurrency, events, algorithm] of plan) {
-  runs.push(await run(batch, concurrency, events, algorithm));
+for (const [batch, concurrency, events, algorithm, signing] of plan) {
+  runs.push(await run(batch, concurrency, events, algorithm, signing));
   console.log(JSON.stringify(runs[runs.length - 1]));
 }
 const result = {

@@ -1,10 +1,11 @@
-import { randomUUID } from "node:crypto";
+import { createPublicKey, randomUUID } from "node:crypto";
 import {
   generateKeyPair,
   keyFingerprint,
   METRICS,
   parseVerifierKey,
   type Receipt,
+  signBatch,
   signEvent,
   spkiDer,
   verifyReceipt,
@@ -127,6 +128,44 @@ describe("functions/ingest-http", () => {
     for (const r of receipts) expect(verifyReceipt(r, { trusted }).ok).toBe(true);
     expect(keyFingerprint(publicKey)).toBe(events[0]!.sigkeyid);
   }, 60_000); // the first wake-ups cold-start the sequencer (KMS key, heads) on emulators shared by the suite
+
+  it("takes batch-signed events (FORMAT.md §3b) through ingest and the sequencer, and refuses a forged one", async () => {
+    // Prepare
+    const producer = await registerProducer(p.runtime(), "agent-batch");
+    const unsigned = [1, 2, 3].map((i) => {
+      const { signature: _, sigkeyid: __, ...event } = producer.event(`b-${i}`);
+      return event;
+    });
+    const events = signBatch(unsigned, producer.privateKey);
+    const forged = [events[0], { ...events[1]!, data: { "gen_ai.tool.name": "delete_all" } }, events[2]];
+    // Act
+    const refused = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/streams/agent.batch/events", forged), lambdaContext()),
+    );
+    const refusedCheckpoint = await query(
+      httpEvent("GET", "/v1/streams/agent.batch/checkpoint"),
+      lambdaContext(),
+    );
+    const accepted = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/streams/agent.batch/events", events), lambdaContext()),
+    );
+    const alone = await pumped(
+      ingestHttp(httpEvent("POST", "/v1/streams/agent.batch/events", [events[1]]), lambdaContext()),
+    );
+    // Assess
+    expect(refused.statusCode).toBe(401);
+    expect(json(refused)).toMatchObject({ code: "bad-signature", field: "events[1].signature" });
+    expect(refusedCheckpoint.statusCode).toBe(404);
+    expect(accepted.statusCode).toBe(200);
+    expect((json(accepted).receipts as Receipt[]).map((r) => r.index)).toEqual([0, 1, 2]);
+    expect((json(alone).receipts as Receipt[]).map((r) => r.index)).toEqual([1]);
+    const report = await verifyStoredStream(p.runtime().objects, "agent.batch", {
+      trusted: await trustedKeys(),
+      producerKeys: new Map([[events[0]!.sigkeyid, createPublicKey(producer.privateKey)]]),
+    });
+    expect(report.records).toBe(3);
+    expect(report.failures).toEqual([]);
+  }, 60_000); // may be the suite's first wake-up: cold-starts the sequencer (KMS key, heads) on the emulators
 
   it("answers bad input with an RFC 9457 problem and changes nothing", async () => {
     const bad = await ingestHttp(

@@ -20,6 +20,7 @@ import {
   publicKeyDocumentKey,
   type SignedEvent,
   sha256,
+  signBatch,
   signCheckpoint,
   systemProducerKey,
 } from "@auditsink/core";
@@ -37,6 +38,8 @@ import { testProducer } from "../embedded/helpers.ts";
 
 const DEMO = "agents.demo";
 const OTHER = "agents.other";
+/** Four batch-signed events (docs/FORMAT.md §3b) in one segment, checkpoint 4. */
+const BATCH = "agents.batch";
 const pad = (n: number) => String(n).padStart(20, "0");
 const seg = (stream: string, n: number) => `streams/${stream}/segments/${pad(n)}`;
 const cpk = (stream: string, n: number) => `streams/${stream}/checkpoints/${pad(n)}`;
@@ -298,6 +301,35 @@ const CASES: TamperCase[] = [
       `head-mismatch ${DEMO} 9`,
     ],
   },
+  {
+    name: "batch-signed event changed (record 1 of a signed batch, chain left as it was)",
+    tamper: async (dir) => {
+      const ls = await lines(dir, seg(BATCH, 0));
+      ls[1] = ls[1]!.replace('"web_search"', '"rm_rf"');
+      await writeLines(dir, seg(BATCH, 0), ls);
+    },
+    expected: [
+      `producer-signature-invalid ${BATCH} 1`,
+      `chain-broken ${BATCH} 2`,
+      `checkpoint-root-mismatch ${BATCH} 4`,
+      `head-mismatch ${BATCH} 4`,
+    ],
+  },
+  {
+    name: "batch-signed event moved (record 1 given record 2's position and path)",
+    tamper: async (dir) => {
+      const ls = await lines(dir, seg(BATCH, 0));
+      const membership = (line: string) => (JSON.parse(line) as { event: SignedEvent }).event.sigbatch!;
+      ls[1] = ls[1]!.replace(membership(ls[1]!), membership(ls[2]!));
+      await writeLines(dir, seg(BATCH, 0), ls);
+    },
+    expected: [
+      `producer-signature-invalid ${BATCH} 1`,
+      `chain-broken ${BATCH} 2`,
+      `checkpoint-root-mismatch ${BATCH} 4`,
+      `head-mismatch ${BATCH} 4`,
+    ],
+  },
 ];
 
 /**
@@ -434,6 +466,11 @@ beforeAll(async () => {
       if (b === 0) earlyHead = await readFile(headPath(clean, DEMO), "utf8");
     }
     await sink.local.sink.submit(OTHER, [agent.event()]);
+    const unsigned = [0, 1, 2, 3].map((i) => {
+      const { signature: _, sigkeyid: __, ...event } = agent.event({ id: `batch-${i}` });
+      return event;
+    });
+    await sink.local.sink.submit(BATCH, signBatch(unsigned, agent.privateKey));
   } finally {
     await sink.close();
   }

@@ -149,6 +149,10 @@ export const BinaryModeHeaders = z.object({
   "ce-dataschema": ceHeader("dataschema", "Binary mode: the event `dataschema`."),
   "ce-sigkeyid": ceHeader("sigkeyid", "Binary mode: the producer key id (64 hex)."),
   "ce-signature": ceHeader("signature", "Binary mode: the producer signature (base64)."),
+  "ce-sigbatch": ceHeader(
+    "sigbatch",
+    "Binary mode, batch-signed envelope only: the event's membership of its signed batch (docs/FORMAT.md §3b).",
+  ),
   "ce-traceparent": ceHeader("traceparent", "Binary mode: W3C traceparent (distributed-tracing extension)."),
   "ce-tracestate": ceHeader("tracestate", "Binary mode: W3C tracestate (distributed-tracing extension)."),
 });

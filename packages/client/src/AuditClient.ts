@@ -9,10 +9,12 @@ import { randomUUID } from "node:crypto";
 import {
   canonicalBytes,
   eventKey,
+  MAX_SIGNED_BATCH_EVENTS,
   type NoteKey,
   type Receipt,
   type SignedEvent,
   sha256,
+  signBatch,
   signEvent,
   toHex,
   type UnsignedEvent,
@@ -56,6 +58,13 @@ export interface AuditClientOptions {
   /** The fetch implementation (default globalThis.fetch). */
   fetch?: typeof fetch;
   /**
+   * How the client signs the events it sends (docs/FORMAT.md §3b): `batch` (default) signs every batch of more
+   * than one event once — a batch-signed envelope in which each event carries its membership proof — and a lone
+   * event per event; `event` signs each event on its own (the per-event envelope, §3). Either way each event
+   * proves on its own that this producer signed it.
+   */
+  signing?: "batch" | "event";
+  /**
    * How many events sent with an explicit `id` the client remembers (default 10,000), so that sending one again
    * sends the same signed bytes and resolves with the original receipt (see send()).
    */
@@ -81,7 +90,11 @@ export interface AuditEventInput {
 }
 
 interface Pending {
-  event: SignedEvent;
+  /** Signed, or (batch signing) filled in and signed with its companions when its batch is sent. */
+  event: SignedEvent | UnsignedEvent;
+  signed: boolean;
+  /** Told the signed event once it is signed (so a later send() of the same id resends these bytes). */
+  onSigned?: (event: SignedEvent) => void;
   bytes: number;
   resolve: (receipt: Receipt) => void;
   reject: (error: unknown) => void;
@@ -91,7 +104,8 @@ interface Pending {
 interface Remembered {
   /** SHA-256 of the RFC 8785 form of the stream and the input as given (defaults not filled in). */
   asked: string;
-  event: SignedEvent;
+  /** The signed event, or the filled-in event still waiting for its batch's signature. */
+  event: SignedEvent | UnsignedEvent;
   outcome?: Promise<Receipt>;
 }
 
@@ -148,13 +162,31 @@ export class AuditClient {
     return new AuditClient(options, witness);
   }
 
-  /** Signs an event the way send() does, without sending it (for other transports, such as EventBridge). */
+  /** Signs an event on its own (the per-event envelope), without sending it (for example for EventBridge). */
   sign(input: AuditEventInput): SignedEvent {
+    return signEvent(this.fill(input), this.options.producerKey);
+  }
+
+  /**
+   * Signs events as one batch (the batch-signed envelope, docs/FORMAT.md §3b), without sending them: one
+   * signature, and each event carries its membership proof, so each can be sent, stored and verified alone.
+   * @example
+   *   const [call, decision] = client.signBatch([{ type: "ai.agent.tool_call" }, { type: "ai.agent.decision" }]);
+   */
+  signBatch(inputs: readonly AuditEventInput[]): SignedEvent[] {
+    return signBatch(
+      inputs.map((input) => this.fill(input)),
+      this.options.producerKey,
+    );
+  }
+
+  /** The event as it will be signed: defaults filled in (`specversion`, `id`, `source`, `time`). */
+  private fill(input: AuditEventInput): UnsignedEvent {
     const source = input.source ?? this.options.source;
     if (!source)
       throw new ClientError("bad-config", "the event has no source and the client no default source");
     const { extensions, ...attributes } = input;
-    const event = {
+    return {
       ...extensions,
       ...attributes,
       specversion: "1.0",
@@ -162,7 +194,6 @@ export class AuditClient {
       source,
       time: input.time ?? new Date().toISOString(),
     } as UnsignedEvent;
-    return signEvent(event, this.options.producerKey);
   }
 
   /**
@@ -181,11 +212,11 @@ export class AuditClient {
     const stream = options.stream ?? this.options.stream;
     if (!stream)
       return Promise.reject(new ClientError("bad-config", "no stream given and no default stream"));
-    let event: SignedEvent;
+    let event: SignedEvent | UnsignedEvent;
     let memory: { key: string; asked: string } | undefined;
     try {
       if ("signature" in input) event = input;
-      else if (input.id === undefined) event = this.sign(input);
+      else if (input.id === undefined) event = this.prepare(input);
       else {
         const source = input.source ?? this.options.source ?? "";
         memory = {
@@ -196,14 +227,20 @@ export class AuditClient {
         if (known && known.asked === memory.asked) {
           if (known.outcome) return known.outcome;
           event = known.event;
-        } else event = this.sign(input);
+        } else event = this.prepare(input);
       }
     } catch (e) {
       return Promise.reject(e);
     }
-    const outcome = this.enqueue(stream, event);
-    if (memory) this.remember(memory.key, { asked: memory.asked, event, outcome });
+    const entry: Remembered | undefined = memory ? { asked: memory.asked, event } : undefined;
+    const outcome = this.enqueue(stream, event, entry && ((signed) => (entry.event = signed)));
+    if (memory && entry) this.remember(memory.key, Object.assign(entry, { outcome }));
     return outcome;
+  }
+
+  /** Per-event signing signs now; batch signing fills the event in and signs it when its batch goes out. */
+  private prepare(input: AuditEventInput): SignedEvent | UnsignedEvent {
+    return this.options.signing === "event" ? this.sign(input) : this.fill(input);
   }
 
   /** Keeps `entry`; a failed send keeps only the signed event, so the next send() retries the same bytes. */
@@ -220,8 +257,13 @@ export class AuditClient {
     });
   }
 
-  private enqueue(stream: string, event: SignedEvent): Promise<Receipt> {
+  private enqueue(
+    stream: string,
+    event: SignedEvent | UnsignedEvent,
+    onSigned?: (event: SignedEvent) => void,
+  ): Promise<Receipt> {
     const bytes = canonicalBytes(event).length;
+    const signed = typeof event.signature === "string";
     return new Promise<Receipt>((resolve, reject) => {
       let q = this.queues.get(stream);
       if (!q) {
@@ -231,7 +273,7 @@ export class AuditClient {
       if (q.items.length > 0 && q.bytes + bytes > this.batch.maxBytes) this.dispatch(stream);
       q = this.queues.get(stream) ?? { items: [], bytes: 0 };
       this.queues.set(stream, q);
-      q.items.push({ event, bytes, resolve, reject });
+      q.items.push({ event, signed, ...(onSigned ? { onSigned } : {}), bytes, resolve, reject });
       q.bytes += bytes;
       if (q.items.length >= this.batch.maxEvents || q.bytes >= this.batch.maxBytes) this.dispatch(stream);
       else q.timer ??= setTimeout(() => this.dispatch(stream), this.batch.lingerMs);
@@ -298,12 +340,54 @@ export class AuditClient {
     if (q.timer) clearTimeout(q.timer);
     this.queues.delete(stream);
     const batch = q.items;
+    try {
+      this.signPending(batch);
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
     const previous = this.inflight.get(stream) ?? Promise.resolve();
     const run = previous.then(() => this.sendBatch(stream, batch));
     this.inflight.set(stream, run);
     void run.then(() => {
       if (this.inflight.get(stream) === run) this.inflight.delete(stream);
     });
+  }
+
+  /**
+   * Signs the batch's events that wait for a signature: together as one signed batch when there are several
+   * (split at MAX_SIGNED_BATCH_EVENTS), a lone one on its own. An id queued twice with other content is signed on
+   * its own (a signed batch names each event once); the sink then refuses the request as id-conflict.
+   */
+  private signPending(batch: Pending[]): void {
+    const waiting: Pending[] = [];
+    const ids = new Set<string>();
+    for (const p of batch) {
+      if (p.signed) continue;
+      const key = eventKey(p.event as SignedEvent);
+      if (ids.has(key)) this.signed(p, signEvent(p.event, this.options.producerKey));
+      else {
+        ids.add(key);
+        waiting.push(p);
+      }
+    }
+    for (let at = 0; at < waiting.length; at += MAX_SIGNED_BATCH_EVENTS) {
+      const part = waiting.slice(at, at + MAX_SIGNED_BATCH_EVENTS);
+      const signed =
+        part.length === 1
+          ? [signEvent(part[0]!.event, this.options.producerKey)]
+          : signBatch(
+              part.map((p) => p.event),
+              this.options.producerKey,
+            );
+      for (const [i, p] of part.entries()) this.signed(p, signed[i]!);
+    }
+  }
+
+  private signed(p: Pending, event: SignedEvent): void {
+    p.event = event;
+    p.signed = true;
+    p.onSigned?.(event);
   }
 
   /** Never rejects: each event's promise carries its own outcome. */
@@ -337,7 +421,7 @@ export class AuditClient {
     await Promise.all(
       batch.map(async (p) => {
         try {
-          const r = byKey.get(eventKey(p.event));
+          const r = byKey.get(eventKey(p.event as SignedEvent));
           if (!r || r.stream !== stream) {
             throw new ReceiptError("receipt-missing", `no receipt for event ${p.event.source} ${p.event.id}`);
           }

@@ -25,7 +25,8 @@ export type FormatErrorCode =
   | "bad-record"
   | "bad-segment"
   | "bad-receipt"
-  | "bad-proof";
+  | "bad-proof"
+  | "bad-batch";
 
 /** Bytes or text that do not follow docs/FORMAT.md. */
 export class FormatError extends CodedError<FormatErrorCode> {

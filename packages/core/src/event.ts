@@ -4,6 +4,13 @@
  */
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
+import {
+  type BatchSignatureCache,
+  batchEntryBytes,
+  parseSigbatch,
+  verifyBatchMember,
+  verifyBatchMemberAsync,
+} from "./batch.ts";
 import { IngestError } from "./errors.ts";
 import { BASE64, canonicalBytes, fromBase64 } from "./hash.ts";
 import { checkEventValue, formatPath } from "./json.ts";
@@ -52,6 +59,7 @@ const CORE_ATTRIBUTES = new Set([
   "data_base64",
   "sigkeyid",
   "signature",
+  "sigbatch",
 ]);
 
 const attributes = z.object({
@@ -69,6 +77,8 @@ const attributes = z.object({
   data_base64: z.string().regex(BASE64, "must be base64").optional(),
   sigkeyid: z.string().regex(/^[0-9a-f]{64}$/, "must be the producer key id (64 lowercase hex)"),
   signature: z.string().min(1).regex(BASE64, "must be base64"),
+  /** Present only in a batch-signed envelope (docs/FORMAT.md §3b): the event's membership of the signed batch. */
+  sigbatch: z.string().optional(),
 });
 
 /** A signed CloudEvent as it is submitted and stored. */
@@ -85,6 +95,14 @@ export const signedEventSchema = attributes
       }
     }
     checkTraceContext(event, ctx);
+    if (event.sigbatch !== undefined && !parseSigbatch(event.sigbatch)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["sigbatch"],
+        message:
+          "must be <position>.<size>.<inclusion path as lowercase hex>: position < size ≤ 65536, no leading zeros, exactly the RFC 9162 path length",
+      });
+    }
     if (event.data !== undefined && event.data_base64 !== undefined) {
       ctx.addIssue({
         code: "custom",
@@ -168,9 +186,10 @@ function isTracestate(text: string): boolean {
 
 /** The event attributes, plus extension attributes (strings, numbers or booleans). */
 export type SignedEvent = z.infer<typeof attributes> & { [extension: string]: unknown };
-export type UnsignedEvent = Omit<SignedEvent, "sigkeyid" | "signature"> & {
+export type UnsignedEvent = Omit<SignedEvent, "sigkeyid" | "signature" | "sigbatch"> & {
   sigkeyid?: string;
   signature?: string;
+  sigbatch?: string;
 };
 
 /**
@@ -220,6 +239,7 @@ export function eventSigningBytes(event: UnsignedEvent): Buffer {
 export function signEvent(event: UnsignedEvent, privateKey: KeyObject): SignedEvent {
   const unsigned = { ...event, sigkeyid: keyFingerprint(privateKey) };
   delete unsigned.signature;
+  delete unsigned.sigbatch;
   const signature = signBytes(privateKey, eventSigningBytes(unsigned)).toString("base64");
   return { ...unsigned, signature } as SignedEvent;
 }
@@ -231,20 +251,47 @@ export function signEvent(event: UnsignedEvent, privateKey: KeyObject): SignedEv
  * cannot occur — so its last occurrence is the member itself.
  */
 export function signingBytesFromCanonical(event: SignedEvent, canonical: Buffer): Buffer {
-  const member = `,"signature":${JSON.stringify(event.signature)}`;
-  const text = canonical.toString("utf8");
-  const at = text.lastIndexOf(member);
-  if (at < 0) return eventSigningBytes(event);
-  return Buffer.from(EVENT_SIGNATURE_CONTEXT + text.slice(0, at) + text.slice(at + member.length), "utf8");
-}
-
-export function verifyEventSignature(event: SignedEvent, publicKey: KeyObject): boolean {
-  const sig = signatureBytes(event);
-  return sig !== undefined && verifyBytes(publicKey, eventSigningBytes(event), sig);
+  const text = withoutMember(canonical.toString("utf8"), "signature", event.signature);
+  if (text === undefined) return eventSigningBytes(event);
+  return Buffer.from(EVENT_SIGNATURE_CONTEXT + text, "utf8");
 }
 
 /**
- * The ingest check: verifyEventSignature on the threadpool, from the event's canonical bytes (see
+ * batchEntryBytes from the event's canonical bytes, as signingBytesFromCanonical does: `sigbatch` too is a
+ * top-level string member after `id`, and every member after it is a string, number or boolean.
+ */
+export function batchEntryFromCanonical(event: SignedEvent, canonical: Buffer): Buffer {
+  const text = withoutMember(canonical.toString("utf8"), "signature", event.signature);
+  const entry = text === undefined ? undefined : withoutMember(text, "sigbatch", event.sigbatch);
+  return entry === undefined ? batchEntryBytes(event) : Buffer.from(entry, "utf8");
+}
+
+/** The JCS text without its last `,"<name>":<value>` (undefined when it is not there). */
+function withoutMember(text: string, name: string, value: unknown): string | undefined {
+  const member = `,${JSON.stringify(name)}:${JSON.stringify(value)}`;
+  const at = text.lastIndexOf(member);
+  return at < 0 ? undefined : text.slice(0, at) + text.slice(at + member.length);
+}
+
+/**
+ * Re-checks a stored event's producer signature, either envelope (docs/FORMAT.md §3, §3b): per-event, or
+ * batch-signed, where the batch signature is verified once per `cache` entry and the event's membership every
+ * time. Takes any valid ECDSA encoding.
+ */
+export function verifyEventSignature(
+  event: SignedEvent,
+  publicKey: KeyObject,
+  cache?: BatchSignatureCache,
+): boolean {
+  const sig = signatureBytes(event);
+  if (sig === undefined) return false;
+  if (event.sigbatch !== undefined)
+    return verifyBatchMember(event, batchEntryBytes(event), publicKey, sig, "any", cache);
+  return verifyBytes(publicKey, eventSigningBytes(event), sig);
+}
+
+/**
+ * The ingest check: verifyEventSignature on the threadpool (a batch's signature once, shared by its events), from the event's canonical bytes (see
  * signingBytesFromCanonical), accepting ECDSA signatures only in canonical form (low-S DER; docs/FORMAT.md
  * §Signatures). verifyEventSignature, which re-checks stored events, takes any valid encoding.
  */
@@ -252,12 +299,15 @@ export async function verifyEventSignatureAsync(
   event: SignedEvent,
   canonical: Buffer,
   publicKey: KeyObject,
+  cache?: BatchSignatureCache,
 ): Promise<boolean> {
   const sig = signatureBytes(event);
-  return (
-    sig !== undefined &&
-    verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig, "canonical")
-  );
+  if (sig === undefined) return false;
+  if (event.sigbatch !== undefined) {
+    const entry = batchEntryFromCanonical(event, canonical);
+    return verifyBatchMemberAsync(event, entry, publicKey, sig, "canonical", cache);
+  }
+  return verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig, "canonical");
 }
 
 function signatureBytes(event: SignedEvent): Buffer | undefined {

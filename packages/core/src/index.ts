@@ -1,3 +1,4 @@
+export * from "./batch.ts";
 export * from "./checkpoint.ts";
 export * from "./errors.ts";
 export * from "./event.ts";

@@ -277,6 +277,23 @@ export class MerkleTree {
 }
 
 /**
+ * The number of hashes in RFC 9162 §2.1.3.1 PATH(index, D[0:size]): one per level the leaf's subtree is split
+ * from a sibling. A proof of any other length cannot be one for (index, size).
+ */
+export function inclusionProofLength(index: number, size: number): number {
+  let length = 0;
+  for (let m = index, n = size; n > 1; length++) {
+    const k = splitPoint(n);
+    if (m < k) n = k;
+    else {
+      m -= k;
+      n -= k;
+    }
+  }
+  return length;
+}
+
+/**
  * RFC 9162 §2.1.3.2: recompute the root from a leaf hash and its inclusion proof. Throws FormatError
  * ("bad-proof") when the proof cannot belong to (index, size); callers compare the result with a root.
  */

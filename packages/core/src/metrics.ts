@@ -65,7 +65,7 @@ export const METRICS = {
   producerSignatures: spec({
     name: "auditsink_producer_signatures_verified_total",
     type: "counter",
-    help: "Producer event signatures verified valid at ingest (an invalid one is a bad-signature rejection)",
+    help: "Events whose producer signature verified valid at ingest, per event (a batch-signed event: its membership and its batch signature, verified once per batch); an invalid one is a bad-signature rejection",
     labels: [],
     unit: "Count",
   }),

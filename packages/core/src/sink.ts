@@ -151,7 +151,9 @@ export class Sink {
     if (!valid) {
       throw new IngestError(
         "bad-signature",
-        `${field}.signature: does not verify with the producer's key`,
+        event.sigbatch === undefined
+          ? `${field}.signature: does not verify with the producer's key`
+          : `${field}.signature: the batch signature does not verify with the producer's key for the batch root this event's sigbatch leads to`,
         `${field}.signature`,
       );
     }

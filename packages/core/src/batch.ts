@@ -1,0 +1,240 @@
+/**
+ * Batch-signed envelopes (docs/FORMAT.md §3b). A producer signs one commitment to a whole batch — the RFC 9162
+ * Merkle root of its events' entry hashes, under its own signing context — and every event carries, in
+ * `sigbatch`, its position, the batch size and its inclusion path. Each event therefore still proves on its own,
+ * offline, that this producer signed exactly it, while producer and verifiers make one signature operation per
+ * batch instead of one per event.
+ */
+import type { KeyObject } from "node:crypto";
+import { FormatError } from "./errors.ts";
+import type { SignedEvent, UnsignedEvent } from "./event.ts";
+import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
+import {
+  type EcdsaEncoding,
+  keyFingerprint,
+  signBytes,
+  spkiDer,
+  verifyBytes,
+  verifyBytesAsync,
+} from "./keys.ts";
+import { inclusionProofLength, leafHash, MerkleTree, rootFromInclusionProof } from "./merkle.ts";
+
+/**
+ * Domain separation: what a producer key signs for a batch can never be taken for an event's signing bytes
+ * (`auditsink-event-v1\n…`) or the reverse.
+ */
+export const BATCH_SIGNATURE_CONTEXT = "auditsink-batch-v1\n";
+
+/** Most events one signed batch may hold (2^16), so an inclusion path has at most 16 hashes. */
+export const MAX_SIGNED_BATCH_EVENTS = 65_536;
+
+/**
+ * `sigbatch` = position "." size "." path: decimal integers without leading zeros, then the path's hashes as
+ * lowercase hex, concatenated. The ranges and the path length are checked by parseSigbatch.
+ */
+const SIGBATCH = /^(0|[1-9][0-9]{0,4})\.([1-9][0-9]{0,4})\.((?:[0-9a-f]{64}){0,16})$/;
+
+/** Where one event sits in the batch its producer signed. */
+export interface BatchMembership {
+  position: number;
+  size: number;
+  /** RFC 9162 §2.1.3.1 PATH(position, D[0:size]). */
+  path: Hash[];
+}
+
+/**
+ * Parses a `sigbatch` value; undefined unless it has exactly the one form FORMAT.md §3b allows: position < size ≤
+ * MAX_SIGNED_BATCH_EVENTS and exactly as many path hashes as PATH(position, size) has. So one membership has one text.
+ */
+export function parseSigbatch(value: unknown): BatchMembership | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = SIGBATCH.exec(value);
+  if (!m) return undefined;
+  const position = Number(m[1]);
+  const size = Number(m[2]);
+  const hex = m[3]!;
+  if (size > MAX_SIGNED_BATCH_EVENTS || position >= size) return undefined;
+  if (hex.length / 64 !== inclusionProofLength(position, size)) return undefined;
+  const path: Hash[] = [];
+  for (let i = 0; i < hex.length; i += 64) path.push(Buffer.from(hex.slice(i, i + 64), "hex"));
+  return { position, size, path };
+}
+
+export function formatSigbatch({ position, size, path }: BatchMembership): string {
+  return `${position}.${size}.${path.map(toHex).join("")}`;
+}
+
+/** The bytes a batch commits to for one event: JCS of the event without `signature` and `sigbatch`. */
+export function batchEntryBytes(event: UnsignedEvent): Buffer {
+  const { signature: _signature, sigbatch: _sigbatch, ...entry } = event;
+  return canonicalBytes(entry);
+}
+
+/** What the producer signs for a batch (FORMAT.md §3b): context, key id, batch size and root, one per line. */
+export function batchSigningBytes(keyId: string, size: number, root: Hash): Buffer {
+  return Buffer.from(`${BATCH_SIGNATURE_CONTEXT}${keyId}\n${size}\n${toHex(root)}\n`, "utf8");
+}
+
+/**
+ * The batch signing bytes an event's membership leads to: its entry hash is the leaf at `position`, its path
+ * gives the root. Undefined when `sigbatch` or `sigkeyid` is not of its form (the event then cannot verify).
+ * `entry` is batchEntryBytes(event), passed in so callers holding the event's canonical bytes need not
+ * canonicalize again.
+ */
+export function batchCommitment(event: SignedEvent, entry: Uint8Array): Buffer | undefined {
+  const membership = parseSigbatch(event.sigbatch);
+  if (!membership || typeof event.sigkeyid !== "string") return undefined;
+  const leaf = leafHash(sha256(entry));
+  const root = rootFromInclusionProof(membership.position, membership.size, leaf, membership.path);
+  return batchSigningBytes(event.sigkeyid, membership.size, root);
+}
+
+/**
+ * Signs events as one batch with a producer's private key: one signature over the Merkle root of their entry
+ * hashes, and each event gets `sigkeyid`, its `sigbatch` membership and that signature. Throws
+ * FormatError("bad-batch") for an empty batch, one above MAX_SIGNED_BATCH_EVENTS, or two events with one `source` +
+ * `id` (their memberships would be two signed envelopes of one event, and either could be submitted first).
+ * @example
+ *   const [a, b] = signBatch([toolCall, policyDecision], producerKey);
+ */
+export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObject): SignedEvent[] {
+  if (events.length === 0 || events.length > MAX_SIGNED_BATCH_EVENTS) {
+    throw new FormatError(
+      "bad-batch",
+      `a signed batch holds 1–${MAX_SIGNED_BATCH_EVENTS} events, not ${events.length}`,
+    );
+  }
+  const sigkeyid = keyFingerprint(privateKey);
+  const ids = new Set<string>();
+  const tree = MerkleTree.empty();
+  const entries = events.map((event) => {
+    const id = `${event.source}\u0000${event.id}`;
+    if (ids.has(id)) {
+      throw new FormatError("bad-batch", `event ${event.source} ${event.id} appears twice in one batch`);
+    }
+    ids.add(id);
+    const entry = { ...event, sigkeyid } as UnsignedEvent;
+    delete entry.signature;
+    delete entry.sigbatch;
+    tree.append(leafHash(sha256(canonicalBytes(entry))));
+    return entry;
+  });
+  const size = entries.length;
+  const signature = signBytes(privateKey, batchSigningBytes(sigkeyid, size, tree.root())).toString("base64");
+  return entries.map(
+    (entry, position) =>
+      ({
+        ...entry,
+        sigbatch: formatSigbatch({ position, size, path: tree.inclusionProof(position) }),
+        signature,
+      }) as SignedEvent,
+  );
+}
+
+/**
+ * Verdicts on batch signatures, keyed by everything a verdict depends on — the public key, the signed batch
+ * commitment (context, key id, size, root), the signature and the accepted ECDSA encodings — so each batch's
+ * signature is checked once however many of its events arrive, at ingest or in a verification run. Bounded: the
+ * least recently used verdict goes first, so memory never grows with the log. A pending asynchronous check is
+ * held as its promise, so events of one batch arriving together share it.
+ */
+export class BatchSignatureCache {
+  private readonly verdicts = new Map<string, boolean | Promise<boolean>>();
+
+  constructor(readonly capacity = 4096) {}
+
+  get size(): number {
+    return this.verdicts.size;
+  }
+
+  get(key: string): boolean | Promise<boolean> | undefined {
+    const verdict = this.verdicts.get(key);
+    if (verdict !== undefined) {
+      this.verdicts.delete(key);
+      this.verdicts.set(key, verdict);
+    }
+    return verdict;
+  }
+
+  set(key: string, verdict: boolean | Promise<boolean>): void {
+    this.verdicts.delete(key);
+    this.verdicts.set(key, verdict);
+    if (this.verdicts.size > this.capacity) this.verdicts.delete(this.verdicts.keys().next().value!);
+  }
+
+  /** Replaces a settled promise by its value (only if it is still the entry). */
+  settle(key: string, pending: Promise<boolean>, verdict: boolean): void {
+    if (this.verdicts.get(key) === pending) this.verdicts.set(key, verdict);
+  }
+}
+
+/** The cache every verification shares unless given its own (one per process, or per worker thread). */
+export const batchSignatureCache = new BatchSignatureCache();
+
+const keyIdentities = new WeakMap<KeyObject, string>();
+
+/** SHA-256 of the key's DER SPKI: the verdict belongs to the key itself, not to the id an event claims. */
+function keyIdentity(key: KeyObject): string {
+  let id = keyIdentities.get(key);
+  if (id === undefined) {
+    id = toHex(sha256(spkiDer(key)));
+    keyIdentities.set(key, id);
+  }
+  return id;
+}
+
+function cacheKey(key: KeyObject, message: Buffer, signature: string, encoding: EcdsaEncoding): string {
+  return `${keyIdentity(key)} ${encoding} ${signature} ${message.toString("utf8")}`;
+}
+
+/**
+ * Checks one batch-signed event: its membership leads to a batch commitment that `publicKey` signed. The batch
+ * signature is verified at most once per cache entry; the membership (a few hashes) is checked for every event.
+ * `entry` is batchEntryBytes(event). Never throws for a bad event: returns false.
+ */
+export function verifyBatchMember(
+  event: SignedEvent,
+  entry: Uint8Array,
+  publicKey: KeyObject,
+  signature: Uint8Array,
+  encoding: EcdsaEncoding = "any",
+  cache: BatchSignatureCache = batchSignatureCache,
+): boolean {
+  const message = commitmentOrUndefined(event, entry);
+  if (!message) return false;
+  const key = cacheKey(publicKey, message, event.signature, encoding);
+  const known = cache.get(key);
+  if (typeof known === "boolean") return known;
+  const verdict = verifyBytes(publicKey, message, signature, encoding);
+  cache.set(key, verdict);
+  return verdict;
+}
+
+/** verifyBatchMember with the signature checked on libuv's threadpool; concurrent events of a batch share it. */
+export function verifyBatchMemberAsync(
+  event: SignedEvent,
+  entry: Uint8Array,
+  publicKey: KeyObject,
+  signature: Uint8Array,
+  encoding: EcdsaEncoding,
+  cache: BatchSignatureCache = batchSignatureCache,
+): Promise<boolean> {
+  const message = commitmentOrUndefined(event, entry);
+  if (!message) return Promise.resolve(false);
+  const key = cacheKey(publicKey, message, event.signature, encoding);
+  const known = cache.get(key);
+  if (known !== undefined) return Promise.resolve(known);
+  const pending = verifyBytesAsync(publicKey, message, signature, encoding);
+  cache.set(key, pending);
+  void pending.then((verdict) => cache.settle(key, pending, verdict));
+  return pending;
+}
+
+function commitmentOrUndefined(event: SignedEvent, entry: Uint8Array): Buffer | undefined {
+  try {
+    return batchCommitment(event, entry);
+  } catch (e) {
+    if (e instanceof FormatError) return undefined;
+    throw e;
+  }
+}
