@@ -7,6 +7,7 @@
  *
  *   npm run bench:embedded                 → prints a table and writes bench/results/embedded.json
  *   EVENTS=300000 CONCURRENCY=16 npm run bench:embedded
+ *   PLAN=1x1:ed25519,1x64:ed25519 RESULTS=bench/results/embedded-batch1.json npm run bench:embedded
  *
  * Reported per run: events/s, p50/p99 acknowledgement latency (request sent → receipts received), and p99 time
  * from acknowledgement to a signed checkpoint covering the event. Every receipt is checked to carry a checkpoint
@@ -313,7 +314,9 @@ const result = {
   runs,
 };
 console.table(runs);
-const out = join(dirname(new URL(import.meta.url).pathname), "results", "embedded.json");
+// RESULTS=<file> writes a partial plan somewhere other than the full run's file.
+const out =
+  process.env.RESULTS ?? join(dirname(new URL(import.meta.url).pathname), "results", "embedded.json");
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 console.log(`wrote ${out}`);

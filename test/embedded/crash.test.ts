@@ -68,6 +68,10 @@ describe("crash safety under SIGKILL", () => {
     for (let round = 0; round < KILLS; round++) {
       const { child, url } = await start(dataDir);
       let stop = false;
+      let firstAck!: () => void;
+      const acknowledged = new Promise<void>((r) => {
+        firstAck = r;
+      });
       const worker = async (w: number) => {
         while (!stop) {
           const stream = STREAMS[w % STREAMS.length]!;
@@ -93,6 +97,7 @@ describe("crash safety under SIGKILL", () => {
             });
             if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
             const { receipts } = (await res.json()) as { receipts: Receipt[] };
+            firstAck();
             for (const [i, r] of receipts.entries()) {
               const key = eventKey(unique[i]!);
               const before = acked.get(key);
@@ -111,7 +116,10 @@ describe("crash safety under SIGKILL", () => {
         }
       };
       const workers = Array.from({ length: WORKERS }, (_, w) => worker(w));
-      await sleep(150 + Math.random() * 500);
+      // The kill falls at a random moment of the load, once this round acknowledged something (a fixed delay
+      // after start would, on a loaded machine, often kill before the first commit and test nothing).
+      await Promise.race([acknowledged, sleep(15_000)]);
+      await sleep(Math.random() * 400);
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGKILL");
       await exited;

@@ -6,9 +6,9 @@
  * Also: two sinks racing for a data directory after an unclean stop — exactly one gets it.
  */
 
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, cp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type SignedEvent, SYSTEM_STREAM } from "@auditsink/core";
+import { type Alert, type SignedEvent, SYSTEM_STREAM } from "@auditsink/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { openLocalSink, systemRecords } from "../../packages/local/src/index.ts";
 import {
@@ -189,6 +189,119 @@ describe("SIGKILL at every step of revoking a key", () => {
       await assertConsistent(dataDir, acked);
     });
   }
+});
+
+/** The durable steps of committing events to a stream (core sink.ts, commitGroup), in order. */
+const COMMIT_STEPS = [
+  "object:linked:streams/agents.kill/segments",
+  "dedup:written",
+  "object:linked:streams/agents.kill/checkpoints",
+  "head:written:agents.kill",
+];
+
+describe("SIGKILL at every step of committing events", () => {
+  for (const point of COMMIT_STEPS) {
+    it(`at ${point}: after restart the batch is stored at most once, a retry gets it, and the stream verifies with its head`, {
+      timeout: 60_000,
+    }, async () => {
+      // Prepare
+      const { dataDir, producers, acked } = await prepared(["agent"]);
+      const sink = await running(dataDir, { AUDITSINK_CRASH_AT: point });
+      const batch = [producers[0]!.event(), producers[0]!.event()];
+      // Act
+      const killed = await postEvents(sink!.url, "agents.kill", batch).catch(() => undefined);
+      await exited(sink!.child);
+      // The restart opens the directory in this process: the same start-up repair as `auditsink start`, one
+      // child process fewer.
+      const alerts: Alert[] = [];
+      const restarted = await openLocalSink({
+        dataDir,
+        alerts: { send: async (a) => void alerts.push(...a) },
+      });
+      const retried = await restarted.sink.submit("agents.kill", batch);
+      acked.add(batch, retried);
+      const after = [producers[0]!.event()];
+      const next = await restarted.sink.submit("agents.kill", after);
+      acked.add(after, next);
+      await restarted.close();
+      // Assess
+      expect(killed).toBeUndefined();
+      expect(sink!.child.signalCode).toBe("SIGKILL");
+      expect(retried.map((r) => r.index)).toEqual([2, 3]);
+      expect(next.map((r) => r.index)).toEqual([4]);
+      expect(alerts).toEqual([]);
+      await assertConsistent(dataDir, acked);
+    });
+  }
+});
+
+/**
+ * What a crash of the machine (not only of the process) may leave of a head, which is written without fsync:
+ * the previous head, none, an empty file or one cut short.
+ */
+const LOST_HEADS: { what: string; damage: (path: string, older: string) => Promise<void> }[] = [
+  { what: "the head before the last commits", damage: (path, older) => writeFile(path, older) },
+  { what: "no head file", damage: (path) => rm(path) },
+  { what: "an empty head file", damage: (path) => writeFile(path, "") },
+  {
+    what: "a head file cut short",
+    damage: async (path) => writeFile(path, (await readFile(path, "utf8")).slice(0, 37)),
+  },
+];
+
+describe("acknowledged commits whose head a machine crash lost (heads are not fsynced)", () => {
+  it("every acknowledged event survives each head a crash may leave: the start repairs it from the store, with no alert", {
+    timeout: 60_000,
+  }, async () => {
+    // Prepare: three batches acknowledged by a sink process, the first head kept, then SIGKILL.
+    const { dataDir, producers, acked } = await prepared(["agent"]);
+    const sink = await running(dataDir);
+    const headPath = join(dataDir, "heads", "agents.kill.json");
+    const older = await readFile(headPath, "utf8");
+    for (let i = 0; i < 3; i++) {
+      const batch = [producers[0]!.event(), producers[0]!.event()];
+      const sent = await postEvents(sink!.url, "agents.kill", batch);
+      expect(sent.status).toBe(200);
+      acked.add(batch, sent.receipts);
+    }
+    sink!.child.kill("SIGKILL");
+    await exited(sink!.child);
+    const all = [...acked.byKey.values()];
+    for (const { what, damage } of LOST_HEADS) {
+      const copy = await fresh();
+      await cp(dataDir, copy, { recursive: true });
+      await damage(join(copy, "heads", "agents.kill.json"), older);
+      // Act
+      const alerts: Alert[] = [];
+      const local = await openLocalSink({
+        dataDir: copy,
+        alerts: { send: async (a) => void alerts.push(...a) },
+      });
+      const repaired = await local.heads.get("agents.kill");
+      const replayed = await local.sink.submit(
+        "agents.kill",
+        all.map((a) => a.event),
+      );
+      const fresher = [producers[0]!.event()];
+      const appended = await local.sink.submit("agents.kill", fresher);
+      await local.close();
+      // Assess
+      expect(repaired?.size, what).toBe(all.length);
+      expect(alerts, what).toEqual([]);
+      expect(
+        replayed.map((r) => [r.index, r.recordHash]),
+        what,
+      ).toEqual(all.map((a) => [a.receipt.index, a.receipt.recordHash]));
+      expect(
+        appended.map((r) => r.index),
+        what,
+      ).toEqual([all.length]);
+      const withFresher = new Acked();
+      for (const a of all) withFresher.add([a.event], [a.receipt]);
+      withFresher.add(fresher, appended);
+      await assertConsistent(copy, withFresher);
+    }
+  });
 });
 
 describe("SIGKILL between recording an acknowledgement and closing the findings", () => {

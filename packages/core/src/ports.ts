@@ -14,10 +14,24 @@ export interface ObjectStore {
    * Throws StoreError otherwise; the object may or may not exist then, and retrying is safe.
    */
   putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean>;
+  /**
+   * Optional: does ahead of time the part of putIfAbsent that does not depend on the key (the embedded store
+   * writes and fsyncs the temp file), so that a create which must wait for an earlier one (a checkpoint for its
+   * segment) costs only the name once that one is done. Stores without it are used through putIfAbsent.
+   */
+  stage?(bytes: Uint8Array): Promise<StagedObject>;
   /** The object's bytes, or undefined when there is none. */
   get(key: string): Promise<Uint8Array | undefined>;
   /** Keys under `prefix` in ascending byte order, strictly after `startAfter`, at most `limit` of them. */
   list(prefix: string, options?: { startAfter?: string; limit?: number }): Promise<string[]>;
+}
+
+/** Bytes staged by ObjectStore.stage, waiting for their key. */
+export interface StagedObject {
+  /** Creates `key` holding the staged bytes, exactly as ObjectStore.putIfAbsent would; releases them either way. */
+  putIfAbsent(key: string): Promise<boolean>;
+  /** Releases the staged bytes unused. */
+  discard(): Promise<void>;
 }
 
 /** The head of a stream: a cache of what the store holds, repairable from it. */
@@ -32,11 +46,14 @@ export interface Head {
 }
 
 export interface HeadStore {
+  /** The stored head, or undefined when there is none (or, for a store that may lose it, none that is readable). */
   get(stream: string): Promise<Head | undefined>;
   /**
    * Replaces the head of `stream` with `next` only if its current size is `expectedSize` (0 when there is no
-   * head) and `next.size` is larger: heads only move forward. Resolves true once durable, false on conflict
-   * (nothing changed). Throws StoreError otherwise.
+   * head) and `next.size` is larger: heads only move forward. Resolves true once `get` returns `next`, false on
+   * conflict (nothing changed). Throws StoreError otherwise. A head need not be durable: writers never trust it
+   * and repair one that a crash left behind, missing or unreadable from the object store (catchUp in sink.ts),
+   * so the embedded store skips the fsync (docs/EMBEDDED.md §6.1) while DynamoDB's writes are durable anyway.
    */
   advance(stream: string, expectedSize: number, next: Head): Promise<boolean>;
   /** Every stream that has a head, ascending. */

@@ -13,6 +13,8 @@
  *   6. move the head forward with a compare-and-set;
  *   7. return receipts (inclusion proofs against the checkpoint of step 5).
  * A crash anywhere after 3 leaves a segment the head does not know; the next writer repairs it in step 3.
+ * Steps overlap where no order is needed: the checkpoint is signed and staged (ObjectStore.stage) while 3 runs and
+ * created after 3, beside 4; the head (a cache, HeadStore) follows both.
  *
  * Concurrent submissions to one stream in one process are grouped into one segment (group commit), so one
  * create, one head write and one signature serve many requests.
@@ -48,6 +50,7 @@ import type {
   ObjectStore,
   ProducerRegistry,
   Signer,
+  StagedObject,
 } from "./ports.ts";
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
@@ -89,6 +92,16 @@ interface Request {
   items: Admitted[];
   resolve: (receipts: Receipt[]) => void;
   reject: (error: unknown) => void;
+}
+
+/** A signed checkpoint whose object is staged but not yet created. */
+interface StagedCheckpoint {
+  size: number;
+  /** Its origin, size and root lines: what any checkpoint of this size must begin with. */
+  prefix: string;
+  /** The signed note. */
+  signed: string;
+  staged: StagedObject;
 }
 
 interface WriterHead {
@@ -273,21 +286,43 @@ class StreamWriter {
       const started = performance.now();
       const received = this.o.clock?.now().toISOString() ?? systemClock.now().toISOString();
       const records = buildRecords(this.stream, head.size, head.hash, received, fresh);
-      const created = await this.o.objects.putIfAbsent(
-        segmentKey(this.stream, head.size),
-        encodeSegment(records),
-      );
-      if (!created) {
-        // Another writer holds index head.size (or our own earlier attempt crashed after writing): catch up.
-        this.head = await this.catchUp(head);
-        continue;
-      }
-      await this.o.dedup.putMany(records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash)));
       const tree = MerkleTree.fromFrontier(head.frontier);
       for (const r of records) tree.append(r.leaf);
       const last = records[records.length - 1]!;
       const next: WriterHead = { size: tree.size, hash: last.hash, frontier: tree.frontier() };
-      next.checkpoint = await this.publishCheckpoint(next, tree.root());
+      // The checkpoint is signed and staged while the segment is written (their file syncs overlap), but created
+      // only after the segment is durable: no checkpoint ever covers records the store could lose.
+      const checkpoint = this.stageCheckpoint(next, tree.root());
+      checkpoint.catch(() => undefined); // awaited below, or discarded
+      let created: boolean;
+      try {
+        created = await this.o.objects.putIfAbsent(
+          segmentKey(this.stream, head.size),
+          encodeSegment(records),
+        );
+      } catch (e) {
+        void checkpoint.then(
+          (c) => c.staged.discard(),
+          () => undefined,
+        );
+        throw e;
+      }
+      if (!created) {
+        await checkpoint.then(
+          (c) => c.staged.discard(),
+          () => undefined,
+        );
+        // Another writer holds index head.size (or our own earlier attempt crashed after writing): catch up.
+        this.head = await this.catchUp(head);
+        continue;
+      }
+      // Dedup entries only once the segment is durable (an entry naming a record the store lost would answer a
+      // retry with a receipt for nothing), written beside the checkpoint's create; both before the head.
+      const [signed] = await Promise.all([
+        checkpoint.then((c) => this.storeCheckpoint(c)),
+        this.o.dedup.putMany(records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash))),
+      ]);
+      next.checkpoint = signed;
       await this.advanceHead(head.size, next);
       this.head = next;
       this.o.observer?.committed?.(this.stream, records.length, (performance.now() - started) / 1000);
@@ -520,6 +555,11 @@ class StreamWriter {
 
   /** Signs and stores the checkpoint for `head`; if one of that size is already stored, returns that one. */
   private async publishCheckpoint(head: WriterHead, root: Buffer): Promise<string> {
+    return this.storeCheckpoint(await this.stageCheckpoint(head, root));
+  }
+
+  /** Signs the checkpoint for `head` and stages its object (ObjectStore.stage), not yet under its key. */
+  private async stageCheckpoint(head: WriterHead, root: Buffer): Promise<StagedCheckpoint> {
     const cp = {
       origin: originFor(this.sink.deployment, this.stream),
       size: head.size,
@@ -528,12 +568,25 @@ class StreamWriter {
       time: (this.o.clock ?? systemClock).now().toISOString(),
     };
     const signed = await signCheckpoint(cp, this.o.signer);
+    const bytes = Buffer.from(signed, "utf8");
+    const staged = this.o.objects.stage
+      ? await this.o.objects.stage(bytes)
+      : {
+          putIfAbsent: (key: string) => this.o.objects.putIfAbsent(key, bytes),
+          discard: async () => undefined,
+        };
+    const prefix = checkpointText(cp).split("\n").slice(0, 3).join("\n");
+    return { size: head.size, prefix, signed, staged };
+  }
+
+  /** Creates a staged checkpoint at its key; if one of that size is already stored, returns that one. */
+  private async storeCheckpoint(checkpoint: StagedCheckpoint): Promise<string> {
     this.o.observer?.checkpointSigned?.(this.stream);
-    const key = checkpointKey(this.stream, head.size);
-    if (await this.o.objects.putIfAbsent(key, Buffer.from(signed, "utf8"))) return signed;
+    const key = checkpointKey(this.stream, checkpoint.size);
+    if (await checkpoint.staged.putIfAbsent(key)) return checkpoint.signed;
     const existing = Buffer.from((await this.o.objects.get(key)) ?? []).toString("utf8");
     // The same records give the same root; a stored checkpoint with another root would be a fork.
-    if (!existing.startsWith(checkpointText(cp).split("\n").slice(0, 3).join("\n"))) {
+    if (!existing.startsWith(checkpoint.prefix)) {
       throw new IntegrityError(
         "checkpoint-conflict",
         `checkpoint ${key} already exists with a different root`,

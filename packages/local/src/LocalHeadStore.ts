@@ -1,7 +1,14 @@
 /**
- * Stream heads on disk: `<data>/heads/<stream>.json`, replaced atomically (temp file, fsync, rename, fsync of
- * the directory). Compare-and-set is serialized per stream inside the process; the data-directory lock
- * (DataDirectoryLock) makes this process the only writer, so that is enough.
+ * Stream heads on disk: `<data>/heads/<stream>.json`, replaced atomically (temp file, rename). Compare-and-set is
+ * serialized per stream inside the process; the data-directory lock (DataDirectoryLock) makes this process the
+ * only writer, so that is enough.
+ *
+ * A head is a cache of the write-once store, so it is written without fsync (docs/EMBEDDED.md §6.1, what is
+ * synced when): readers in this process and a restart after a kill see the newest head whole, since the rename
+ * is atomic and the page cache survives the process. A crash of the machine may leave an older head, none, or a
+ * file cut short; `get` reports a file that does not parse as no head, and the stream's writer repairs it from
+ * the stored segments and checkpoints before it serves (core sink.ts, catchUp), as it does any head that is
+ * behind the store.
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -34,8 +41,10 @@ export class LocalHeadStore implements HeadStore {
     }
     try {
       return JSON.parse(text) as Head;
-    } catch (e) {
-      throw storeError(`the head of ${stream} is not JSON`, e);
+    } catch {
+      // Left by a crash of the machine before the unsynced head reached the disk (an empty or cut-short file):
+      // no head, which the writer repairs from the store.
+      return undefined;
     }
   }
 
@@ -50,7 +59,7 @@ export class LocalHeadStore implements HeadStore {
       try {
         if (!this.dirReady) await mkdirDurable(this.dir);
         this.dirReady = true;
-        await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644, this.fs);
+        await replaceFile(this.tmpDir, this.pathOf(stream), JSON.stringify(next), 0o644, this.fs, false);
       } catch (e) {
         this.written.delete(stream);
         throw storeError(`writing the head of ${stream}`, e);

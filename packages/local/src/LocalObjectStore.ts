@@ -7,10 +7,12 @@
  *      concurrent creator wins and a reader never sees a half-written object (a crash leaves only a temp file);
  *   3. the directory holding the key is fsynced: the object is durable when putIfAbsent resolves;
  *   4. the temp name is removed (a crash before that leaves a temp file, which the next start deletes).
+ * `stage` does step 1 ahead of the key, so a checkpoint is written and fsynced while its segment is, and only
+ * linked once the segment is durable (core sink.ts).
  */
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
-import { type ObjectStore, StoreError } from "@auditsink/core";
+import { type ObjectStore, type StagedObject, StoreError } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
 import {
   type FileSystem,
@@ -47,15 +49,44 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    this.pathOf(key);
+    return (await this.stage(bytes)).putIfAbsent(key);
+  }
+
+  /** Steps 1 of the life of an object, ahead of its key: the returned object does steps 2–4. */
+  async stage(bytes: Uint8Array): Promise<StagedObject> {
+    let tmp: string;
+    try {
+      tmp = await writeTemp(this.tmpDir, bytes, 0o444, this.fs);
+    } catch (e) {
+      throw storeError("writing a new object", e);
+    }
+    let done = false;
+    const release = async () => {
+      done = true;
+      await unlink(tmp).catch(() => undefined);
+    };
+    return {
+      putIfAbsent: async (key) => {
+        if (done) throw new StoreError("store-failed", `the object staged for ${key} was already used`);
+        try {
+          return await this.link(tmp, key);
+        } finally {
+          await release();
+        }
+      },
+      discard: release,
+    };
+  }
+
+  private async link(tmp: string, key: string): Promise<boolean> {
     const path = this.pathOf(key);
-    let tmp: string | undefined;
     try {
       const dir = dirname(path);
       if (!this.dirs.has(dir)) {
         await mkdirDurable(dir);
         this.dirs.add(dir);
       }
-      tmp = await writeTemp(this.tmpDir, bytes, 0o444, this.fs);
       try {
         await this.fs.link(tmp, path);
       } catch (e) {
@@ -67,8 +98,6 @@ export class LocalObjectStore implements ObjectStore {
       return true;
     } catch (e) {
       throw storeError(`creating ${key}`, e);
-    } finally {
-      if (tmp) await unlink(tmp).catch(() => undefined);
     }
   }
 

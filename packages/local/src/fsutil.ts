@@ -100,18 +100,22 @@ export function tempName(tmpDir: string): string {
   return join(tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
 }
 
-/** Writes `bytes` to a new file in tmpDir and fsyncs it; returns its path. Nothing is left behind on failure. */
+/**
+ * Writes `bytes` to a new file in tmpDir and (unless `durable` is false) fsyncs it; returns its path. Nothing is
+ * left behind on failure.
+ */
 export async function writeTemp(
   tmpDir: string,
   bytes: Uint8Array | string,
   mode: number,
   fs: FileSystem = nodeFileSystem,
+  durable = true,
 ): Promise<string> {
   const path = tempName(tmpDir);
   const fh = await fs.open(path, "wx", mode);
   try {
     await writeFully(fh, typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes, 0);
-    await fh.sync();
+    if (durable) await fh.sync();
   } catch (e) {
     await fh.close().catch(() => undefined);
     await fs.unlink(path).catch(() => undefined);
@@ -121,22 +125,29 @@ export async function writeTemp(
   return path;
 }
 
-/** Replaces `path` atomically and durably (write temp, fsync, rename, fsync directory). */
+/**
+ * Replaces `path` atomically: write temp, rename. Durably (the default): the temp is fsynced before the rename
+ * and the directory after it. With `durable` false (a cache the store can rebuild, such as a stream head) both
+ * fsyncs are skipped: a reader and a process kill still see the old or the new file whole, but a crash of the
+ * machine may leave the old file, no file, or a damaged one, so its reader must treat anything it cannot parse
+ * as absent and repair it.
+ */
 export async function replaceFile(
   tmpDir: string,
   path: string,
   bytes: Uint8Array | string,
   mode = 0o600,
   fs: FileSystem = nodeFileSystem,
+  durable = true,
 ): Promise<void> {
-  const tmp = await writeTemp(tmpDir, bytes, mode, fs);
+  const tmp = await writeTemp(tmpDir, bytes, mode, fs, durable);
   try {
     await fs.rename(tmp, path);
   } catch (e) {
     await fs.unlink(tmp).catch(() => undefined);
     throw e;
   }
-  await fsyncDir(dirname(path));
+  if (durable) await fsyncDir(dirname(path));
 }
 
 /**
