@@ -19,6 +19,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  admit,
   buildRecords,
   checkpointKey,
   encodeSegment,
@@ -61,10 +62,7 @@ async function makeDataDir(data: string): Promise<number> {
   for (let first = 0; first < RECORDS; first += SEGMENT) {
     const n = Math.min(SEGMENT, RECORDS - first);
     const received = new Date(Date.UTC(2026, 10, 24, 12, 0, 0, first / 100)).toISOString();
-    const events = Array.from({ length: n }, (_, i) => ({
-      event: event(first + i),
-      producer: "bench-agent",
-    }));
+    const events = Array.from({ length: n }, (_, i) => admit(event(first + i), "bench-agent"));
     const records = buildRecords(STREAM, first, prev, received, events);
     const segment = encodeSegment(records);
     bytes += segment.length;
