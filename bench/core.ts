@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import {
+  admit,
   buildRecords,
   checkpointKey,
   encodeSegment,
@@ -43,7 +44,7 @@ const signer = (() => {
 async function main() {
   const events = Array.from({ length: RECORDS }, (_, i) => ({ event: event(i), producer: "bench" }));
 
-  // Append: build records (RFC 8785 + SHA-256 + prev link), extend the Merkle frontier, take the batch's root,
+  // Append: admit (RFC 8785 once, event hash), build records (SHA-256 + prev link), extend the Merkle frontier, take the batch's root,
   // encode the segment: everything the sink does per batch except I/O and the signature.
   const segments: { key: string; bytes: Buffer }[] = [];
   const roots: { size: number; root: Buffer; head: Buffer }[] = [];
@@ -56,7 +57,7 @@ async function main() {
       first,
       prev,
       "2026-11-24T12:00:00.000Z",
-      events.slice(first, first + BATCH),
+      events.slice(first, first + BATCH).map(({ event, producer }) => admit(event, producer)),
     );
     for (const r of records) frontier.append(r.leaf);
     prev = records[records.length - 1]!.hash;

@@ -9,13 +9,16 @@
  *   EVENTS=300000 CONCURRENCY=16 npm run bench:embedded
  *   PLAN=1x1:ed25519,1x64:ed25519 RESULTS=bench/results/embedded-batch1.json npm run bench:embedded
  *
- * Reported per run: events/s, p50/p99 acknowledgement latency (request sent → receipts received), and p99 time
- * from acknowledgement to a signed checkpoint covering the event. Every receipt is checked to carry a checkpoint
- * whose size covers its index; a sample is fully verified (signature + inclusion proof) with the verifier key.
+ * Reported per run: events/s, p50/p99 acknowledgement latency (request sent → receipts received), p99 time from
+ * acknowledgement to a signed checkpoint covering the event, the sink's CPU per event (main thread and Node's
+ * background threads: the threadpool that verifies signatures and runs file operations, V8's GC helpers), and a
+ * summary of a V8 CPU profile of the sink's main thread during the load, by category (bench/cpu-profile.ts;
+ * PROFILE=0 runs without the profiler). Every receipt is checked to carry a checkpoint whose size covers its
+ * index; a sample is fully verified (signature + inclusion proof) with the verifier key.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import type { KeyObject } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -34,6 +37,7 @@ import {
   verifyReceipt,
 } from "@auditsink/core";
 import { openLocalSink } from "../packages/local/src/index.ts";
+import { CATEGORIES, type Category, type ProfileSummary, summarizeProfile } from "./cpu-profile.ts";
 
 const STREAM = "agents.bench";
 
@@ -53,6 +57,12 @@ interface Run {
   /** The kernel's share of it (file writes, fsync, link, rename, sockets). */
   sinkSystemCpuShare: number;
   eventsPerSinkCpuSecond: number;
+  /** Sink CPU per event, all threads; then the main (JavaScript) thread and Node's background threads. */
+  sinkCpuPerEventUs: number;
+  sinkMainThreadCpuPerEventUs: number;
+  sinkBackgroundCpuPerEventUs: number;
+  /** 1-minute load average when the run started: other work on the (shared) machine. */
+  loadAverage: number;
   requests: number;
   ackP50Ms: number;
   ackP99Ms: number;
@@ -60,6 +70,8 @@ interface Run {
   receiptsWithCheckpoint: number;
   receiptsVerified: number;
   errors: number;
+  /** The main thread's profile: busy shares and µs per event (share × main-thread CPU per event) by category. */
+  profile?: ProfileSummary & { usPerEvent: Record<Category, number> };
 }
 
 const percentile = (sorted: number[], p: number) =>
@@ -112,18 +124,26 @@ function signedEvents(
   return events;
 }
 
-/** User + system CPU seconds of a process so far (Linux /proc; clock ticks of 1/100 s). */
-function sinkCpu(pid: number): { user: number; system: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+/** User + system CPU seconds of a process or thread so far (Linux /proc; clock ticks of 1/100 s). */
+function cpuOf(statPath: string): { user: number; system: number } {
+  const fields = readFileSync(statPath, "utf8").split(") ")[1]!.split(" ");
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
+const sinkCpu = (pid: number) => cpuOf(`/proc/${pid}/stat`);
+/** The main thread's CPU seconds (its thread id is the process id). */
+const mainThreadCpu = (pid: number) => {
+  const { user, system } = cpuOf(`/proc/${pid}/task/${pid}/stat`);
+  return user + system;
+};
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+const PROFILE = process.env.PROFILE !== "0";
 
-function startSink(dataDir: string): Promise<{ child: ChildProcess; port: number }> {
+function startSink(dataDir: string, profileDir: string): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
       [
-        ...(process.env.SINK_PROFILE ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.SINK_PROFILE}`] : []),
+        ...(PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
         "--import",
         "tsx",
         "packages/local/src/serve.ts",
@@ -185,13 +205,17 @@ async function run(
   const setup = await openLocalSink({ dataDir });
   await setup.producers.register({ id: "bench-agent", publicKey: keys.publicKey, streams: ["agents.*"] });
   await setup.close();
-  const { child, port } = await startSink(dataDir);
+  const profileDir = join(dataDir, "profile");
+  const loadAverage = Number(loadavg()[0]!.toFixed(2));
+  const { child, port } = await startSink(dataDir, profileDir);
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
   const receipts: { receipt: Receipt; ackAt: number }[] = [];
   let errors = 0;
   let next = 0;
   const cpuBefore = sinkCpu(child.pid!);
+  const mainBefore = mainThreadCpu(child.pid!);
+  const fromUs = monotonicUs();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -212,7 +236,9 @@ async function run(
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const toUs = monotonicUs();
   const cpuAfter = sinkCpu(child.pid!);
+  const main = mainThreadCpu(child.pid!) - mainBefore;
   const user = cpuAfter.user - cpuBefore.user;
   const system = cpuAfter.system - cpuBefore.system;
   const cpu = user + system;
@@ -240,9 +266,21 @@ async function run(
       verified++;
     else throw new Error(`receipt ${i} does not verify`);
   }
-  rmSync(dataDir, { recursive: true, force: true });
   latencies.sort((a, b) => a - b);
   const delivered = receipts.length;
+  const perEventUs = (seconds: number) => Number(((seconds * 1e6) / delivered).toFixed(1));
+  let profile: Run["profile"];
+  if (PROFILE) {
+    const [file] = readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile"));
+    if (!file) throw new Error("the sink wrote no CPU profile");
+    const summary = summarizeProfile(join(profileDir, file), fromUs, toUs);
+    const mainUs = (main * 1e6) / delivered;
+    const usPerEvent = Object.fromEntries(
+      CATEGORIES.map((c) => [c, Number((summary.busyShare[c] * mainUs).toFixed(1))]),
+    ) as Record<Category, number>;
+    profile = { ...summary, usPerEvent };
+  }
+  rmSync(dataDir, { recursive: true, force: true });
   return {
     producerKey: algorithm,
     signing,
@@ -254,6 +292,10 @@ async function run(
     sinkCpuSeconds: Number(cpu.toFixed(2)),
     sinkSystemCpuShare: Number((system / cpu).toFixed(2)),
     eventsPerSinkCpuSecond: Math.round(delivered / cpu),
+    sinkCpuPerEventUs: perEventUs(cpu),
+    sinkMainThreadCpuPerEventUs: perEventUs(main),
+    sinkBackgroundCpuPerEventUs: perEventUs(cpu - main),
+    loadAverage,
     requests: latencies.length,
     ackP50Ms: Number(percentile(latencies, 50).toFixed(2)),
     ackP99Ms: Number(percentile(latencies, 99).toFixed(2)),
@@ -261,26 +303,28 @@ async function run(
     receiptsWithCheckpoint: covered,
     receiptsVerified: verified,
     errors,
+    ...(profile ? { profile } : {}),
   };
 }
 
 // batch size, concurrent producers, events, producer key algorithm. Latency at a given throughput is set by how
-// many events are in flight (Little's law), so each batch size runs at a low and a high concurrency.
-const EVENTS = Number(process.env.EVENTS ?? 50_000);
-const EVENTS_B1 = Number(process.env.EVENTS_B1 ?? 10_000);
+// many events are in flight (Little's law), so batch 1 runs from 1 to 256 connections (256: beside Tessera's
+// POSIX server, docs/EMBEDDED.md), and batch 100 runs with per-event and batch-signed envelopes. Sized to take a
+// few minutes in all on two cores.
+const EVENTS = Number(process.env.EVENTS ?? 30_000);
+const EVENTS_B1 = Number(process.env.EVENTS_B1 ?? 5_000);
 type Step = [number, number, number, KeyAlgorithm, Signing];
 const fullPlan: Step[] = [
   [100, 1, EVENTS / 2, "ed25519", "event"],
   [100, 1, EVENTS / 2, "ed25519", "batch"],
   [100, 4, EVENTS, "ed25519", "event"],
   [100, 4, EVENTS, "ed25519", "batch"],
-  [100, 16, EVENTS, "ed25519", "event"],
-  [100, 4, EVENTS, "ecdsa-p256", "event"],
-  [100, 4, EVENTS, "ecdsa-p256", "batch"],
-  [1, 4, EVENTS_B1, "ed25519", "event"],
+  [1, 1, EVENTS_B1 / 5, "ed25519", "event"],
+  [1, 16, EVENTS_B1, "ed25519", "event"],
   [1, 64, EVENTS_B1, "ed25519", "event"],
+  [1, 256, EVENTS_B1, "ed25519", "event"],
 ];
-// PLAN="100x4:ed25519:batch,1x64:ed25519" runs only those (batch x concurrency : producer key [: signing]).
+// PLAN="100x4:ed25519:batch,1x64:ecdsa-p256" runs only those (batch x concurrency : producer key [: signing]).
 const plan = process.env.PLAN
   ? process.env.PLAN.split(",").map((p): Step => {
       const [batch, rest] = p.split("x");
@@ -307,13 +351,31 @@ const result = {
   cpu: cpus()[0]?.model ?? "unknown",
   cores: cpus().length,
   eventBytes: 1024,
-  goal: { batch: 100, eventsPerSecond: 20_000, ackP99Ms: 50 },
+  goals: [
+    { batch: 100, signing: "batch", maxConcurrency: 4, eventsPerSecond: 20_000, ackP99Ms: 50 },
+    { batch: 100, signing: "per-event", eventsPerSecond: 10_000 },
+    { batch: 1, concurrency: 64, eventsPerSecond: 5_000, ackP99Ms: 50 },
+  ],
+  // Tessera v1.0.4's POSIX server on this machine with the same load generator (docs/EMBEDDED.md).
+  compare: { tesseraPosix: { concurrency: 256, eventsPerSecond: 11_667, ackP99Ms: 33 } },
   // Other work on the machine during the run (1-minute load average before and after): the numbers are only
   // comparable between runs on an otherwise idle machine.
   loadAverage: { before: loadBefore[0], after: loadavg()[0] },
   runs,
 };
-console.table(runs);
+console.table(
+  runs.map(({ profile, ...r }) => ({
+    run: `${r.batch}x${r.concurrency} ${r.producerKey} ${r.signing}`,
+    "events/s": r.eventsPerSecond,
+    "p50 ms": r.ackP50Ms,
+    "p99 ms": r.ackP99Ms,
+    "cpu µs/event": r.sinkCpuPerEventUs,
+    "main µs": r.sinkMainThreadCpuPerEventUs,
+    "bg µs": r.sinkBackgroundCpuPerEventUs,
+    load: r.loadAverage,
+    ...(profile ? { idle: profile.idleShare, ...profile.usPerEvent } : {}),
+  })),
+);
 // RESULTS=<file> writes a partial plan somewhere other than the full run's file.
 const out =
   process.env.RESULTS ?? join(dirname(new URL(import.meta.url).pathname), "results", "embedded.json");

@@ -22,6 +22,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  admit,
   buildRecords,
   checkpointKey,
   encodeSegment,
@@ -82,7 +83,7 @@ async function makeDataDir(data: string, signing: Signing): Promise<number> {
   for (let first = 0; first < RECORDS; first += SEGMENT) {
     const n = Math.min(SEGMENT, RECORDS - first);
     const received = new Date(Date.UTC(2026, 10, 24, 12, 0, 0, first / 100)).toISOString();
-    const events = signedEvents(first, n, signing).map((event) => ({ event, producer: "bench-agent" }));
+    const events = signedEvents(first, n, signing).map((e) => admit(e, "bench-agent"));
     const records = buildRecords(STREAM, first, prev, received, events);
     const segment = encodeSegment(records);
     bytes += segment.length;

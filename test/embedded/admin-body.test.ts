@@ -1,10 +1,12 @@
 /**
  * A running embedded sink answers an unauthenticated admin write before it reads the body: a client streaming a
- * 200 MB body gets its 401 after a few socket buffers, and the sink never holds the body in memory.
+ * 200 MB body gets its 401 after a few socket buffers, and the sink never holds the body in memory. Body limits
+ * hold over the Node server whether the length is declared (Content-Length) or counted (chunked).
  */
 import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_BODY_BYTES } from "../../packages/api/src/index.ts";
 import { type EmbeddedSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
 import { tempDir } from "./helpers.ts";
 
@@ -56,4 +58,52 @@ describe("POST /v1/producers without the admin token", () => {
     expect(res.statusCode).toBe(401);
     expect(written).toBeLessThan(32 * 1024 * 1024);
   });
+});
+
+/** Sends `body` to the events route in one piece (Content-Length) or in 64 KiB chunks; resolves status and body. */
+async function postEvents(body: Buffer, mode: "content-length" | "chunked") {
+  const req = request(`${sink.url}/v1/streams/agents.limits/events`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(mode === "chunked" ? { "transfer-encoding": "chunked" } : { "content-length": body.length }),
+    },
+  });
+  req.on("error", () => undefined); // the sink may answer and close before the whole body is written
+  const answer = new Promise<{ status: number; problem: { code: string; field?: string } }>((resolve) =>
+    req.on("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, problem: JSON.parse(Buffer.concat(chunks).toString("utf8")) }),
+      );
+    }),
+  );
+  for (let at = 0; at < body.length; at += 64 * 1024) req.write(body.subarray(at, at + 64 * 1024));
+  req.end();
+  return answer;
+}
+
+describe("the events route's body limit", () => {
+  it.each(["content-length", "chunked"] as const)(
+    "refuses a body over the limit with 413 too-large (%s)",
+    async (mode) => {
+      // Prepare
+      const body = Buffer.from(`[${"1,".repeat(MAX_BODY_BYTES / 2)}1]`);
+      // Act
+      const { status, problem } = await postEvents(body, mode);
+      // Assess
+      expect(status).toBe(413);
+      expect(problem).toMatchObject({ code: "too-large", field: "body" });
+    },
+  );
+
+  it.each(["content-length", "chunked"] as const)(
+    "reads a body within the limit and answers what is wrong with it (%s)",
+    async (mode) => {
+      const { status, problem } = await postEvents(Buffer.from("[]"), mode);
+      expect(status).toBe(400);
+      expect(problem).toMatchObject({ code: "invalid-request", field: "events" });
+    },
+  );
 });

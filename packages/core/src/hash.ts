@@ -12,21 +12,81 @@ export function sha256(bytes: Uint8Array | string): Hash {
   return hash("sha256", bytes, "buffer");
 }
 
-const encoder = new TextEncoder();
-
 /**
  * RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON value, as UTF-8.
- * Throws FormatError for values JSON cannot represent (undefined, NaN, Infinity, functions, cycles).
+ * Throws FormatError for values JSON cannot represent (undefined, NaN, Infinity, lone surrogates, functions,
+ * cycles).
+ *
+ * A value whose members already enumerate in JCS order at every level — what JSON.parse gives for canonical
+ * text, such as every record a sink stored — needs no reordering, and then JSON.stringify writes exactly the JCS
+ * form: RFC 8785 §3.2.2 defines the serialization of literals, strings and numbers as ECMAScript's
+ * JSON.stringify, and §3.2.3 differs from it only in ordering members (JSON.stringify uses the enumeration
+ * order, the one inJcsOrder checks). Anything else goes to the `canonicalize` package.
  */
 export function canonicalBytes(value: unknown): Buffer {
   let text: string | undefined;
   try {
-    text = canonicalize(value);
+    text = inJcsOrder(value) ? JSON.stringify(value) : canonicalize(value);
   } catch (cause) {
     throw new FormatError("not-canonicalizable", "value cannot be canonicalized as RFC 8785 JSON", { cause });
   }
   if (text === undefined) throw new FormatError("not-canonicalizable", "value has no JSON representation");
-  return Buffer.from(encoder.encode(text));
+  return Buffer.from(text, "utf8");
+}
+
+/** String.prototype.isWellFormed (ES2024, Node ≥ 20): no lone surrogates. */
+const isWellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
+
+/** Deeper values take the `canonicalize` package's iterative path (JSON.stringify recurses). */
+const MAX_FAST_DEPTH = 128;
+
+/**
+ * True when JSON.stringify(value) is the JCS form of `value`: only null, booleans, finite numbers, well-formed
+ * strings, arrays and plain objects without toJSON, every object's keys (in enumeration order, integer-like
+ * keys first) strictly ascending by UTF-16 code units (RFC 8785 §3.2.3), at most MAX_FAST_DEPTH levels (which
+ * also ends the walk on a cycle). Reads own enumerable members only, as JSON.stringify does, so a
+ * `__proto__` member is data like any other. False means "not proven", never "not JSON".
+ */
+function inJcsOrder(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  const depths: number[] = [1];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    const depth = depths.pop()!;
+    switch (typeof v) {
+      case "string":
+        if (!isWellFormed(v)) return false;
+        continue;
+      case "number":
+        if (!Number.isFinite(v)) return false;
+        continue;
+      case "boolean":
+        continue;
+      case "object":
+        break;
+      default:
+        return false;
+    }
+    if (v === null) continue;
+    if (depth > MAX_FAST_DEPTH || typeof (v as { toJSON?: unknown }).toJSON === "function") return false;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        pending.push(v[i]);
+        depths.push(depth + 1);
+      }
+      continue;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return false;
+    const keys = Object.keys(v);
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      if ((i > 0 && !(keys[i - 1]! < key)) || !isWellFormed(key)) return false;
+      pending.push((v as Record<string, unknown>)[key]);
+      depths.push(depth + 1);
+    }
+  }
+  return true;
 }
 
 export function toHex(bytes: Uint8Array): string {

@@ -50,8 +50,61 @@ export function parseStrictJson(
   } catch (cause) {
     throw new IngestError("invalid-request", "body: not valid JSON", "body", { cause });
   }
-  scanMembers(text, options.maxDepth, options.statedDepth ?? options.maxDepth, name);
+  // The tokenizer pass (scanMembers) finds duplicate members and over-deep nesting and names where. It only
+  // runs when one of them is there: the text holds as many members as the parsed value (JSON.parse keeps one of
+  // each duplicate name) and nests no deeper than allowed — two cheap counts.
+  const written = shapeOf(text);
+  if (written.depth > options.maxDepth || written.members !== memberCount(value))
+    scanMembers(text, options.maxDepth, options.statedDepth ?? options.maxDepth, name);
   return value;
+}
+
+/**
+ * The members written in JSON text that JSON.parse accepted, and its deepest nesting of arrays and objects. In
+ * valid JSON a ':' outside a string literal separates a member name from its value, so counting those counts
+ * members; string literals are skipped whole (a '"' ends one unless an odd run of '\\' precedes it).
+ */
+function shapeOf(text: string): { members: number; depth: number } {
+  let members = 0;
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = i;
+      for (;;) {
+        end = text.indexOf('"', end + 1);
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++;
+        if (backslashes % 2 === 0) break;
+      }
+      i = end;
+    } else if (c === 0x3a) members++;
+    else if (c === 0x7b || c === 0x5b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return { members, depth: deepest };
+}
+
+/** Own members of every object in a parsed JSON value (iterative; `__proto__` members are own data members). */
+function memberCount(value: unknown): number {
+  let count = 0;
+  const pending = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const item of v) if (typeof item === "object" && item !== null) pending.push(item);
+      continue;
+    }
+    const keys = Object.keys(v);
+    count += keys.length;
+    for (const key of keys) {
+      const member = (v as Record<string, unknown>)[key];
+      if (typeof member === "object" && member !== null) pending.push(member);
+    }
+  }
+  return count;
 }
 
 /** jsonc-parser's SyntaxKind values (a const enum in its typings, which isolated modules cannot read). */

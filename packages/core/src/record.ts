@@ -79,25 +79,32 @@ export function parseStoreKey(
   return { stream: m[1]!, kind: m[2] as "segments" | "checkpoints", n };
 }
 
-/** Builds the records for a batch: indexes from `first`, each linking the hash of the one before. */
+/**
+ * Builds the records for a batch: indexes from `first`, each linking the hash of the one before. `canonical` is
+ * the event's canonicalBytes, which admission (core sink.ts `admit`) already computed for the signature check:
+ * each record is assembled around them, so an event is canonicalized once on its way in.
+ */
 export function buildRecords(
   stream: string,
   first: number,
   prevHash: Hash,
   received: string,
-  events: readonly { event: SignedEvent; producer: string }[],
+  events: readonly { event: SignedEvent; producer: string; canonical: Buffer }[],
 ): SealedRecord[] {
   let prev = prevHash;
-  return events.map(({ event, producer }, i) => {
-    const sealed = sealRecord({
-      v: RECORD_VERSION,
-      stream,
-      index: first + i,
-      prev: toHex(prev),
-      received,
-      producer,
-      event,
-    });
+  return events.map(({ event, producer, canonical }, i) => {
+    const sealed = sealRecord(
+      {
+        v: RECORD_VERSION,
+        stream,
+        index: first + i,
+        prev: toHex(prev),
+        received,
+        producer,
+        event,
+      },
+      canonical,
+    );
     prev = sealed.hash;
     return sealed;
   });

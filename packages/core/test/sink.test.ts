@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { IngestError } from "../src/errors.ts";
 import { verifyStoredStream } from "../src/fetch.ts";
+import { canonicalBytes } from "../src/hash.ts";
 import type { Head } from "../src/ports.ts";
 import { verifyReceipt } from "../src/receipt.ts";
 import { segmentKey } from "../src/record.ts";
@@ -31,6 +32,27 @@ describe("Sink.submit", () => {
     });
     expect(report.failures).toEqual([]);
     expect(report.records).toBe(3);
+  });
+
+  it("stores each record in its RFC 8785 form, built around the bytes admission canonicalized", async () => {
+    // Prepare: members in producer order, with names and values that need care (escapes, __proto__, numbers).
+    const ports = memoryPorts();
+    const sink = newSink(ports);
+    const agent = producer(ports, "agent-1");
+    const data = JSON.parse(
+      '{"z":[1e21,-0,0.1],"__proto__":{"é":"\\u2028"},"10":"ten","2":"two","a\\"b":null}',
+    );
+    // Act
+    await sink.submit("s", [agent.event("1", data), agent.event("2", { b: 1, a: 2 })]);
+    // Assess: every line is the canonical form of the record it parses to, and holds the event's member as sent.
+    const lines = Buffer.from(ports.objects.objects.get(segmentKey("s", 0))!)
+      .toString("utf8")
+      .split("\n")
+      .slice(0, -1);
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(canonicalBytes(JSON.parse(line)).toString("utf8")).toBe(line);
+    expect(canonicalBytes(JSON.parse(lines[0]!).event.data).equals(canonicalBytes(data))).toBe(true);
+    expect(Object.hasOwn(JSON.parse(lines[0]!).event.data, "__proto__")).toBe(true);
   });
 
   it("returns the original record for a replayed source+id and writes nothing new", async () => {
