@@ -9,7 +9,8 @@
  *
  * 1. Writes a data directory the way the sink lays it out (segments of 10,000 producer-signed records, a signed
  *    checkpoint per segment, producers.json, the verifier key) with core's buildRecords/encodeSegment/signCheckpoint.
- * 2. `auditsink export` turns it into an evidence bundle (whole stream).
+ * 2. `auditsink export` turns it into an evidence bundle (whole stream). Every `auditsink` here is the compiled CLI
+ *    (built first), as installed.
  * 3. Times `sha256sum` over the bundle's object files, then `auditsink verify <bundle> --json` without and with
  *    producer signatures (`--no-producer-signatures`, the default), each on one thread (in-process) and with one
  *    worker per core. Each is a fresh process, as an auditor would run it; the page cache is warmed first so every
@@ -51,7 +52,8 @@ const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
 const SEGMENT = 10_000;
 const STREAM = "bench";
 const DEPLOYMENT = "auditsink.bench/verify";
-const MAIN = join(ROOT, "packages/cli/src/main.ts");
+/** The compiled CLI, as an auditor runs it once installed (`npm run build` first: no TypeScript loader at start). */
+const BIN = join(ROOT, "packages/cli/bin/auditsink.js");
 const JOBS_FLAG = "--threads";
 
 const producer = generateKeyPair("ed25519");
@@ -138,7 +140,7 @@ function timed(cmd: string, args: string[]): { seconds: number; stdout: string; 
   return { seconds, stdout: r.stdout, status: r.status };
 }
 
-const cli = (args: string[]) => timed(process.execPath, ["--import", "tsx", MAIN, ...args]);
+const cli = (args: string[]) => timed(process.execPath, [BIN, ...args]);
 
 /** Writes the data directory and exports it; returns the fingerprint of the key that signed its checkpoints. */
 async function prepare(
@@ -165,6 +167,9 @@ async function prepare(
 }
 
 async function main() {
+  process.stderr.write("building the CLI\n");
+  if (spawnSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0)
+    throw new Error("npm run build failed");
   const reuse = process.env.WORK;
   const work = reuse ?? mkdtempSync(join(tmpdir(), "auditsink-bench-verify-"));
   const data = join(work, "data");
