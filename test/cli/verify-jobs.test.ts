@@ -3,6 +3,7 @@
  * main thread keeps the ordered checks. Whatever N, the findings, their order, the JSON report and the exit
  * code are those of one thread; a stopped run ends its workers.
  */
+import { readFileSync } from "node:fs";
 import { chmod, cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runVerify, type VerifyResult } from "@auditsink/cli";
@@ -138,6 +139,36 @@ describe("verify --jobs", () => {
     const report = (out: string) => withoutJobs(JSON.parse(out) as VerifyResult);
     expect(report(parallel.out)).toEqual(report(serial.out));
     expect(JSON.parse(clean.out)).toMatchObject({ ok: true, jobs: 2, producerSignatures: true });
+  });
+
+  it("stops when its signal is aborted, rejecting with the reason, and ends its workers first", async () => {
+    // Prepare: OS threads of this process, after a run on one thread has started everything else it uses.
+    const threads = () => Number(/^Threads:\s+(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+    await runVerify(dataDir, { keys: [verifierKey], jobs: 1 });
+    const before = threads();
+    const controller = new AbortController();
+    const reason = new Error("the sink is shutting down");
+    let segments = 0;
+    let during = 0;
+    // Act: abort as soon as the first segment has been checked.
+    const run = runVerify(
+      dataDir,
+      { keys: [verifierKey], jobs: 2, signal: controller.signal },
+      {
+        start: () => {},
+        stop: () => {},
+        update: () => {
+          if (++segments > 1) return;
+          during = threads();
+          controller.abort(reason);
+        },
+      },
+    );
+    // Assess
+    await expect(run).rejects.toBe(reason);
+    expect(segments).toBe(1);
+    expect(during).toBeGreaterThanOrEqual(before + 2);
+    expect(threads()).toBeLessThanOrEqual(before);
   });
 
   it("refuses a job count below 1", async () => {
