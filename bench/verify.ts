@@ -54,7 +54,6 @@ const STREAM = "bench";
 const DEPLOYMENT = "auditsink.bench/verify";
 /** The compiled CLI, as an auditor runs it once installed (`npm run build` first: no TypeScript loader at start). */
 const BIN = join(ROOT, "packages/cli/bin/auditsink.js");
-const JOBS_FLAG = "--threads";
 
 const producer = generateKeyPair("ed25519");
 const sinkKey = generateKeyPair("ecdsa-p256");
@@ -202,7 +201,7 @@ async function main() {
 
     const cores = availableParallelism();
     const verifyRun = (producerSignatures: boolean, jobs: number) => {
-      const extra = [JOBS_FLAG, String(jobs), ...(producerSignatures ? [] : ["--no-producer-signatures"])];
+      const extra = ["--jobs", String(jobs), ...(producerSignatures ? [] : ["--no-producer-signatures"])];
       process.stderr.write(`timing auditsink verify ${extra.join(" ")}\n`);
       const load = loadavg()[0]!;
       const r = cli(["verify", bundle, "--fingerprint", fingerprint, "--json", ...extra]);
