@@ -121,7 +121,7 @@ describe("verify --jobs", () => {
     }
     expect(JSON.stringify(withoutJobs(parallel))).toBe(JSON.stringify(withoutJobs(serial)));
     expect(JSON.stringify(withoutJobs(wide))).toBe(JSON.stringify(withoutJobs(serial)));
-  });
+  }, 60_000); // four verifications, two of them starting worker threads that load core through tsx: ~10 s loaded
 
   it("gives the same JSON report and exit status from the command line", async () => {
     // Prepare
@@ -139,7 +139,7 @@ describe("verify --jobs", () => {
     const report = (out: string) => withoutJobs(JSON.parse(out) as VerifyResult);
     expect(report(parallel.out)).toEqual(report(serial.out));
     expect(JSON.parse(clean.out)).toMatchObject({ ok: true, jobs: 2, producerSignatures: true });
-  });
+  }, 60_000); // three verifications, two starting worker threads that load core through tsx: ~8 s loaded
 
   it("stops when its signal is aborted, rejecting with the reason, and ends its workers first", async () => {
     // Prepare: OS threads of this process, after a run on one thread has started everything else it uses.
