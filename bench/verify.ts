@@ -3,22 +3,34 @@
  * same run (the floor: reading and hashing every byte once).
  *
  *   npm run bench:verify                 → 1,000,000 records of 1 KB; writes bench/results/verify.json
- *   RECORDS=100000 npm run bench:verify  → a quicker run (KEEP=1 keeps the data directory and bundle)
+ *   RECORDS=100000 npm run bench:verify  → a quicker run (KEEP=1 keeps the data directories and bundles)
+ *   WORK=<dir> npm run bench:verify      → generates and exports into <dir> only once; later runs with the same
+ *                                          <dir> (and RECORDS) time the same bundles again, to compare two versions
  *
  * 1. Writes a data directory the way the sink lays it out (segments of 10,000 producer-signed records, a signed
  *    checkpoint per segment, producers.json, the verifier key) with core's buildRecords/encodeSegment/signCheckpoint.
- * 2. `auditsink export` turns it into an evidence bundle (whole stream).
- * 3. Times `sha256sum` over the bundle's object files, then `auditsink verify <bundle> --json`, once with producer
- *    signatures re-verified (the default) and once with --no-producer-signatures. Each is a fresh process, as
- *    an auditor would run it; the page cache is warmed first so both read from memory.
+ * 2. `auditsink export` turns it into an evidence bundle (whole stream). Every `auditsink` here is the compiled CLI
+ *    (built first), as installed.
+ * 3. Times `sha256sum` over the bundle's object files, then `auditsink verify <bundle> --json` without and with
+ *    producer signatures (`--no-producer-signatures`, the default), each on one thread (in-process) and with one
+ *    worker per core. Each is a fresh process, as an auditor would run it; the page cache is warmed first so every
+ *    contender reads from memory. The result keeps the load average seen before each run: the machine is shared.
  * 4. The same for a log whose producer signed every 100 events as one batch (batch-signed envelopes,
- *    docs/FORMAT.md §3b): `auditsink verify` with producer signatures, against `sha256sum` over that bundle.
- *    (BATCH_SIGNED=0 skips it.)
+ *    docs/FORMAT.md §3b), with producer signatures, against `sha256sum` over that bundle (BATCH_SIGNED=0 skips it).
  */
 
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -45,7 +57,8 @@ const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
 const SEGMENT = 10_000;
 const STREAM = "bench";
 const DEPLOYMENT = "auditsink.bench/verify";
-const MAIN = join(ROOT, "packages/cli/src/main.ts");
+/** The compiled CLI, as an auditor runs it once installed (`npm run build` first: no TypeScript loader at start). */
+const BIN = join(ROOT, "packages/cli/bin/auditsink.js");
 
 const producer = generateKeyPair("ed25519");
 const sinkKey = generateKeyPair("ecdsa-p256");
@@ -144,36 +157,51 @@ function timed(cmd: string, args: string[]): { seconds: number; stdout: string; 
   return { seconds, stdout: r.stdout, status: r.status };
 }
 
-const cli = (args: string[]) => timed(process.execPath, ["--import", "tsx", MAIN, ...args]);
+const cli = (args: string[]) => timed(process.execPath, [BIN, ...args]);
 
 const fingerprint = keyFingerprint(signer.key.publicKey);
 
-/** Writes the data directory, exports it as a bundle, and times sha256sum over the bundle's objects. */
+/**
+ * The bundle of a log signed per event or in batches, in <work>/bundle-<signing>: generated and exported unless
+ * WORK already holds it. Times sha256sum over its objects (page cache warmed first).
+ */
 async function prepare(work: string, signing: Signing) {
   const data = join(work, `data-${signing}`);
   const bundle = join(work, `bundle-${signing}`);
-  process.stderr.write(`generating ${RECORDS} records (${signing}-signed) in ${data}\n`);
-  await makeDataDir(data, signing);
-  process.stderr.write("exporting the evidence bundle\n");
-  const exported = cli([
-    "export",
-    data,
-    "--stream",
-    STREAM,
-    "--out",
-    bundle,
-    "--fingerprint",
-    fingerprint,
-    "--json",
-  ]);
-  if (exported.status !== 0) throw new Error(`export failed (${exported.status})`);
+  let exportSeconds: number | undefined;
+  if (process.env.WORK && existsSync(join(bundle, "manifest.json"))) {
+    process.stderr.write(`timing the bundle already in ${bundle}\n`);
+    const manifest = JSON.parse(readFileSync(join(bundle, "manifest.json"), "utf8")) as {
+      keyFingerprints: string[];
+    };
+    if (manifest.keyFingerprints[0] !== fingerprint)
+      throw new Error(`${bundle} was signed by another run's key`);
+  } else {
+    process.stderr.write(`generating ${RECORDS} records (${signing}-signed) in ${data}\n`);
+    await makeDataDir(data, signing);
+    process.stderr.write("exporting the evidence bundle\n");
+    const exported = cli([
+      "export",
+      data,
+      "--stream",
+      STREAM,
+      "--out",
+      bundle,
+      "--fingerprint",
+      fingerprint,
+      "--json",
+    ]);
+    if (exported.status !== 0) throw new Error(`export failed (${exported.status})`);
+    exportSeconds = Number(exported.seconds.toFixed(3));
+  }
   const objectFiles = files(join(bundle, "objects"));
   const bytes = objectFiles.reduce((n, f) => n + statSync(f).size, 0);
-  spawnSync("sha256sum", objectFiles, { stdio: "ignore" }); // warm the page cache for both contenders
+  spawnSync("sha256sum", objectFiles, { stdio: "ignore" }); // warm the page cache for every contender
   process.stderr.write("timing sha256sum\n");
+  const shaLoad = loadavg()[0]!;
   const sha = timed("sha256sum", objectFiles);
   if (sha.status !== 0) throw new Error("sha256sum failed");
-  return { bundle, bytes, files: objectFiles.length, sha, exported };
+  return { bundle, bytes, files: objectFiles.length, sha, shaLoad, exportSeconds };
 }
 
 const rateOf = (bytes: number, s: number) => ({
@@ -183,73 +211,85 @@ const rateOf = (bytes: number, s: number) => ({
 });
 
 async function main() {
-  const work = mkdtempSync(join(tmpdir(), "auditsink-bench-verify-"));
+  process.stderr.write("building the CLI\n");
+  if (spawnSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0)
+    throw new Error("npm run build failed");
+  const work = process.env.WORK ?? mkdtempSync(join(tmpdir(), "auditsink-bench-verify-"));
+  mkdirSync(work, { recursive: true });
   try {
-    const { bundle, bytes, files: fileCount, sha, exported } = await prepare(work, "event");
-
-    const verifyRun = (bundle: string, extra: string[]) => {
-      const r = cli(["verify", bundle, "--fingerprint", fingerprint, "--json", ...extra]);
+    const cores = availableParallelism();
+    const jobsList = [...new Set([1, cores])];
+    const verifyRun = (
+      prepared: Awaited<ReturnType<typeof prepare>>,
+      producerSignatures: boolean,
+      jobs: number,
+    ) => {
+      const extra = ["--jobs", String(jobs), ...(producerSignatures ? [] : ["--no-producer-signatures"])];
+      process.stderr.write(`timing auditsink verify ${extra.join(" ")}\n`);
+      const load = loadavg()[0]!;
+      const r = cli(["verify", prepared.bundle, "--fingerprint", fingerprint, "--json", ...extra]);
       const report = JSON.parse(r.stdout) as { ok: boolean; streams: { records: number }[] };
       if (r.status !== 0 || !report.ok) throw new Error(`verify did not pass (${r.status})`);
-      return { seconds: r.seconds, records: report.streams[0]!.records };
+      if (report.streams[0]!.records !== RECORDS) throw new Error("verify did not walk every record");
+      return {
+        command: `auditsink verify <bundle> ${extra.join(" ")}`,
+        jobs,
+        producerSignatures,
+        loadAverage1mBefore: Number(load.toFixed(2)),
+        ...rateOf(prepared.bytes, r.seconds),
+        ratioToSha256sum: Number((prepared.sha.seconds / r.seconds).toFixed(3)),
+      };
     };
-    process.stderr.write("timing auditsink verify --no-producer-signatures\n");
-    const integrity = verifyRun(bundle, ["--no-producer-signatures"]);
-    process.stderr.write("timing auditsink verify (producer signatures re-verified)\n");
-    const full = verifyRun(bundle, []);
+    const perEvent = await prepare(work, "event");
+    const runs = [false, true].flatMap((signatures) =>
+      jobsList.map((jobs) => verifyRun(perEvent, signatures, jobs)),
+    );
     let batchSigned: Record<string, unknown> | undefined;
     if (BATCH_SIGNED) {
       const b = await prepare(work, "batch");
-      process.stderr.write("timing auditsink verify (batch-signed producer signatures re-verified)\n");
-      const run = verifyRun(b.bundle, []);
       batchSigned = {
-        description: `auditsink verify <bundle> (default) over a log whose producer signed every ${BATCH} events once (batch-signed envelopes, FORMAT.md §3b): one Ed25519 verification per batch (cached), membership (entry hash + inclusion path) per record`,
+        description: `a log whose producer signed every ${BATCH} events once (batch-signed envelopes, FORMAT.md §3b): one Ed25519 verification per batch (cached), membership (entry hash + inclusion path) per record`,
         recordBytes: Math.round(b.bytes / RECORDS),
         bundleBytes: b.bytes,
-        sha256sum: rateOf(b.bytes, b.sha.seconds),
-        ...rateOf(b.bytes, run.seconds),
-        ratioToSha256sum: Number((b.sha.seconds / run.seconds).toFixed(3)),
+        sha256sum: { loadAverage1mBefore: Number(b.shaLoad.toFixed(2)), ...rateOf(b.bytes, b.sha.seconds) },
+        verify: jobsList.map((jobs) => verifyRun(b, true, jobs)),
       };
     }
-    const rate = (s: number) => rateOf(bytes, s);
     const result = {
       benchmark: "verify",
       date: new Date().toISOString(),
+      command: "npm run bench:verify",
+      machine: { cpus: cpus().length, model: cpus()[0]?.model },
       node: process.version,
-      cpu: cpus()[0]?.model,
-      cores: cpus().length,
-      // Other processes on the machine slow both contenders, not always equally: keep the load with the numbers.
-      loadAverage1m: Number(loadavg()[0]!.toFixed(2)),
       records: RECORDS,
-      recordBytes: Math.round(bytes / RECORDS),
-      bundleBytes: bytes,
-      files: fileCount,
-      sha256sum: rate(sha.seconds),
-      verify: {
-        description:
-          "auditsink verify <bundle> --no-producer-signatures: hash chain, Merkle roots, checkpoint signatures, receipts, consistency proofs (one fresh process, startup included)",
-        ...rate(integrity.seconds),
-        ratioToSha256sum: Number((sha.seconds / integrity.seconds).toFixed(3)),
+      recordBytes: Math.round(perEvent.bytes / RECORDS),
+      bundleBytes: perEvent.bytes,
+      files: perEvent.files,
+      producerSignatures: "one Ed25519 signature per event",
+      sha256sum: {
+        loadAverage1mBefore: Number(perEvent.shaLoad.toFixed(2)),
+        ...rateOf(perEvent.bytes, perEvent.sha.seconds),
       },
-      verifyWithProducerSignatures: {
-        description:
-          "auditsink verify <bundle> (default): the above plus one Ed25519 verification per record",
-        ...rate(full.seconds),
-        ratioToSha256sum: Number((sha.seconds / full.seconds).toFixed(3)),
-      },
-      ...(batchSigned ? { verifyWithBatchSignedProducerSignatures: batchSigned } : {}),
-      goal: { ratioToSha256sum: 0.5, batchSignedRatioToSha256sum: 0.3 },
-      boundedBy:
-        "two cores: worker threads hash and parse segments (core digestSegment: SHA-256, leaf hash, JSON.parse, producer signatures) while the main thread receives the digests (structured clone) and does the ordered checks (chain links, Merkle frontier, checkpoint roots); producer signatures add one Ed25519 verify and one RFC 8785 canonicalization per record",
-      export: { seconds: Number(exported.seconds.toFixed(3)) },
+      verify: runs,
+      ...(batchSigned ? { batchSigned } : {}),
+      goal: { withoutProducerSignatures: 0.5, withBatchSignedProducerSignatures: 0.3 },
+      ...(perEvent.exportSeconds !== undefined ? { export: { seconds: perEvent.exportSeconds } } : {}),
     };
     const out = join(ROOT, "bench/results/verify.json");
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    console.table([
+      { run: "sha256sum", ratio: 1, "MB/s": result.sha256sum.megabytesPerSecond },
+      ...runs.map((r) => ({ run: r.command, ratio: r.ratioToSha256sum, "MB/s": r.megabytesPerSecond })),
+      ...((batchSigned?.verify as typeof runs | undefined) ?? []).map((r) => ({
+        run: `batch-signed: ${r.command}`,
+        ratio: r.ratioToSha256sum,
+        "MB/s": r.megabytesPerSecond,
+      })),
+    ]);
+    console.log(`wrote ${out}`);
   } finally {
-    if (process.env.KEEP) process.stderr.write(`kept ${work}\n`);
-    else rmSync(work, { recursive: true, force: true });
+    if (!process.env.KEEP && !process.env.WORK) rmSync(work, { recursive: true, force: true });
   }
 }
 

@@ -167,21 +167,10 @@ describe("auditsink verify <data directory>", () => {
     const copy = await copyOf(dataDir);
     await flipByte(await firstFile(join(copy, "objects/streams/agents.demo/segments")), 40);
     const main = join(import.meta.dirname, "../../packages/cli/src/main.ts");
-    const run = (dir: string, threads: string) => {
+    const run = (dir: string, jobs: string) => {
       const r = spawnSync(
         process.execPath,
-        [
-          "--import",
-          "tsx",
-          main,
-          "verify",
-          dir,
-          "--fingerprint",
-          fingerprint,
-          "--threads",
-          threads,
-          "--json",
-        ],
+        ["--import", "tsx", main, "verify", dir, "--fingerprint", fingerprint, "--jobs", jobs, "--json"],
         {
           encoding: "utf8",
         },
@@ -194,10 +183,10 @@ describe("auditsink verify <data directory>", () => {
     const serial = run(copy, "1");
     // Assess
     expect(clean.code).toBe(0);
-    expect(clean.report).toMatchObject({ ok: true, threads: 2, producerSignatures: true });
+    expect(clean.report).toMatchObject({ ok: true, jobs: 2, producerSignatures: true });
     expect(parallel.code).toBe(1);
-    expect(parallel.report.threads).toBe(2);
-    expect(serial.report.threads).toBe(1);
+    expect(parallel.report.jobs).toBe(2);
+    expect(serial.report.jobs).toBe(1);
     expect(parallel.report.streams).toEqual(serial.report.streams);
     expect(parallel.report.failures).toBeGreaterThan(0);
   });

@@ -129,13 +129,16 @@ describe("the installed CLI", () => {
     expect(logLines(sink.err())).toContainEqual(
       expect.objectContaining({ msg: "auditsink stopped", signal: "SIGTERM" }),
     );
-    const verified = await auditsink(["verify", dataDir, "--verifier-key", sinkKey, "--json"]);
+    // Two worker threads, whatever the machine's cores: their module must load from the installed dist/.
+    const verified = await auditsink(["verify", dataDir, "--verifier-key", sinkKey, "--jobs", "2", "--json"]);
     expect(verified.code, verified.err).toBe(0);
     const report = JSON.parse(verified.out) as {
       ok: boolean;
+      jobs: number;
       streams: { stream: string; records: number }[];
     };
     expect(report.ok).toBe(true);
+    expect(report.jobs).toBe(2);
     expect(report.streams.find((s) => s.stream === "agents.installed")?.records).toBe(1);
     // The lock was released: the same directory opens again.
     const again = await startSink(bin, ["start"], { cwd: app, env });

@@ -1,105 +1,83 @@
 /**
- * Worker threads that digest segments (core digestSegment) so that `verify` hashes and parses on every core.
- * Installed, this module is compiled JavaScript and a worker runs digestWorker.js directly. Run from source
- * (tsx, tests), Node 20 does not carry module loader hooks into workers, so each worker first registers tsx's
- * loader, then imports digestWorker.ts.
+ * Worker threads (a tinypool pool) that run core's digestSegment — split, SHA-256, leaf hash, parse, and the
+ * producer signature check — so that `verify` does this per-record work on every core, while the main thread's
+ * StreamVerifier keeps every order-dependent check. The workers call the same core function as one thread does,
+ * so their findings are the same.
+ *
+ * Installed, this module is compiled JavaScript and the pool runs digestWorker.js beside it. Run from source (tsx,
+ * tests), Node 20 does not carry module loader hooks into workers, so each worker loads a small module that first
+ * registers tsx's loader in that worker, then imports digestWorker.ts.
  */
 import type { KeyObject } from "node:crypto";
-import { once } from "node:events";
-import { Worker } from "node:worker_threads";
 import { type SegmentDigest, spkiDer } from "@auditsink/core";
+import Tinypool from "tinypool";
+import { CliError } from "./errors.ts";
 
-const BOOTSTRAP = `
-const { workerData } = require("node:worker_threads");
-import(workerData.loader).then(({ register }) => { register(); return import(workerData.entry); });
-`;
-const fromSource = import.meta.url.endsWith(".ts");
-
-function startWorker(producerKeys: string[][] | undefined): Worker {
-  if (!fromSource)
-    return new Worker(new URL("./digestWorker.js", import.meta.url), { workerData: { producerKeys } });
-  return new Worker(BOOTSTRAP, {
-    eval: true,
-    workerData: {
-      loader: import.meta.resolve("tsx/esm/api"),
-      entry: new URL("./digestWorker.ts", import.meta.url).href,
-      producerKeys,
-    },
-  });
+function workerModule(): string {
+  if (!import.meta.url.endsWith(".ts")) return new URL("./digestWorker.js", import.meta.url).href;
+  const loader = JSON.stringify(import.meta.resolve("tsx/esm/api"));
+  const entry = JSON.stringify(new URL("./digestWorker.ts", import.meta.url).href);
+  const source = `const { register } = await import(${loader}); register();
+export default (await import(${entry})).default;`;
+  return `data:text/javascript,${encodeURIComponent(source)}`;
 }
 
-interface Job {
-  resolve: (d: SegmentDigest) => void;
-  reject: (e: unknown) => void;
-}
+const workerFailed = (e: Error) =>
+  new CliError("worker-failed", `a verification worker failed: ${e.message}`, { cause: e });
 
 export class DigestPool {
-  private readonly jobs = new Map<number, Job>();
-  private readonly load: number[];
-  private next = 0;
+  /**
+   * Rejects once a worker fails outside a task (it could not load its module): tinypool then keeps tasks queued
+   * for workers that never come, so every digest races this instead of waiting for ever.
+   */
+  private readonly failed: Promise<never>;
 
-  private constructor(private readonly workers: Worker[]) {
-    this.load = workers.map(() => 0);
-    workers.forEach((w, i) => {
-      w.on("message", ({ id, digest }: { id: number; digest: SegmentDigest }) => {
-        if (--this.load[i]! === 0) w.unref();
-        this.jobs.get(id)?.resolve(digest);
-        this.jobs.delete(id);
-      });
-      w.on("error", (e) => {
-        for (const job of this.jobs.values()) job.reject(e);
-        this.jobs.clear();
-      });
+  private constructor(
+    private readonly pool: Tinypool,
+    readonly threads: number,
+  ) {
+    this.failed = new Promise((_, reject) => {
+      pool.on("error", (e: Error) => reject(workerFailed(e)));
     });
-  }
-
-  get threads(): number {
-    return this.workers.length;
+    this.failed.catch(() => undefined); // reported by the digest calls that race it
   }
 
   /**
-   * Starts `threads` workers; resolves undefined when they cannot start here: the caller then digests on its own
-   * thread, with the same result.
+   * A pool of `threads` workers, or undefined for fewer than 2: one worker would only add copying, so the
+   * caller digests on its own thread.
    */
-  static async start(
-    threads: number,
-    producerKeys?: ReadonlyMap<string, KeyObject>,
-  ): Promise<DigestPool | undefined> {
+  static start(threads: number, producerKeys?: ReadonlyMap<string, KeyObject>): DigestPool | undefined {
     if (threads < 2) return undefined;
     const keys = producerKeys
       ? [...producerKeys].map(([id, k]) => [id, spkiDer(k).toString("base64")])
       : undefined;
-    const workers: Worker[] = [];
-    try {
-      for (let i = 0; i < threads; i++) {
-        const w = startWorker(keys);
-        workers.push(w);
-        await once(w, "message"); // "ready"; rejects if the worker fails to start
-      }
-    } catch {
-      await Promise.all(workers.map((w) => w.terminate()));
-      return undefined;
-    }
-    for (const w of workers) w.unref(); // only a worker with work in hand keeps the process alive
-    return new DigestPool(workers);
-  }
-
-  /** Digests one segment on the least busy worker. */
-  digest(bytes: Uint8Array): Promise<SegmentDigest> {
-    const id = this.next++;
-    const w = this.load.indexOf(Math.min(...this.load));
-    if (this.load[w]!++ === 0) this.workers[w]!.ref();
-    return new Promise((resolve, reject) => {
-      this.jobs.set(id, { resolve, reject });
-      this.workers[w]!.postMessage({ id, bytes });
+    const pool = new Tinypool({
+      filename: workerModule(),
+      minThreads: threads,
+      maxThreads: threads,
+      workerData: { producerKeys: keys },
     });
+    return new DigestPool(pool, threads);
   }
 
-  /** Stops the workers (not awaited: a worker that registered a module loader may take long to wind down). */
-  close(): void {
-    for (const w of this.workers) {
-      w.unref();
-      void w.terminate();
+  /**
+   * Digests one segment on the next free worker. With a signal, aborting it ends the task's worker at once and
+   * rejects with the signal's reason (as core's runVerification does when it stops).
+   */
+  async digest(bytes: Uint8Array, signal?: AbortSignal): Promise<SegmentDigest> {
+    try {
+      return (await Promise.race([
+        this.pool.run(bytes, signal ? { signal } : {}),
+        this.failed,
+      ])) as SegmentDigest;
+    } catch (e) {
+      signal?.throwIfAborted();
+      throw e instanceof CliError ? e : workerFailed(e as Error);
     }
+  }
+
+  /** Ends every worker, also those still digesting (a run that failed or was stopped). */
+  close(): Promise<void> {
+    return this.pool.destroy();
   }
 }

@@ -1,20 +1,18 @@
 /**
- * A verification worker: runs core's digestSegment (split, SHA-256, leaf hash, parse, producer signature) on
- * segments the main thread hands it. The main thread's StreamVerifier keeps every order-dependent check.
+ * A verification worker of DigestPool: core's digestSegment on the segments the main thread hands it, with the
+ * producer keys the pool was started with. The record and leaf hashes go back without a copy.
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { digestSegment, publicKeyFromSpki } from "@auditsink/core";
+import Tinypool, { kTransferable, kValue, markMovable } from "tinypool";
 
-const { producerKeys } = workerData as { producerKeys?: [string, string][] };
+const { producerKeys } = Tinypool.workerData as { producerKeys?: [string, string][] };
 const keys = producerKeys
   ? new Map(producerKeys.map(([id, spki]) => [id, publicKeyFromSpki(spki)]))
   : undefined;
 
-parentPort!.on("message", ({ id, bytes }: { id: number; bytes: Uint8Array }) => {
+export default function digest(bytes: Uint8Array) {
   const digest = digestSegment(bytes, keys);
-  parentPort!.postMessage({ id, digest }, [
-    digest.hashes.buffer as ArrayBuffer,
-    digest.leaves.buffer as ArrayBuffer,
-  ]);
-});
-parentPort!.postMessage({ ready: true });
+  const moved = { [kValue]: digest, [kTransferable]: [digest.hashes.buffer, digest.leaves.buffer] };
+  markMovable(moved);
+  return moved;
+}

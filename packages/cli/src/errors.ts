@@ -14,7 +14,9 @@ export type CliErrorCode =
   /** The stream, record or checkpoint asked for does not exist. */
   | "not-found"
   /** An optional package the command needs is not installed (the message names it and how to install it). */
-  | "dependency-missing";
+  | "dependency-missing"
+  /** A verification worker thread could not start or stopped unexpectedly. */
+  | "worker-failed";
 
 export class CliError extends Error {
   override readonly name = "CliError";

@@ -50,6 +50,12 @@ const int = (name: string) => (value: string) => {
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
   return n;
 };
+/** A count of worker threads: at least 1. */
+const jobs = (name: string) => (value: string) => {
+  const n = int(name)(value);
+  if (n < 1) throw new InvalidArgumentError(`${name} must be at least 1`);
+  return n;
+};
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const list = (value: string, previous: string[] = []) => [
   ...previous,
@@ -453,9 +459,12 @@ export function buildProgram(io: Io = processIo): Command {
           "with nothing pinned: pin the source's one key to <file> on the first run (loudly), then trust only <file>",
         )
         .option(
-          "--threads <n>",
-          "threads that hash and parse segments (default: one per core)",
-          int("--threads"),
+          "--jobs <n>",
+          "worker threads that check records (default: one per core; 1: no workers)",
+          jobs("--jobs"),
+        )
+        .addOption(
+          new Option("--threads <n>", "the earlier name of --jobs").hideHelp().argParser(jobs("--threads")),
         )
         .option("--no-progress", "no progress bar")
         .option("--json", "machine-readable report (never a progress bar)"),
@@ -472,7 +481,7 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.full ? { full: true } : {}),
         ...(o.receipts ? { receiptsFile: o.receipts } : {}),
         producerSignatures: o.producerSignatures !== false,
-        ...(o.threads !== undefined ? { threads: o.threads } : {}),
+        ...((o.jobs ?? o.threads) !== undefined ? { jobs: o.jobs ?? o.threads } : {}),
         s3: s3Of(o),
       },
       showBar ? progressBar(io) : undefined,

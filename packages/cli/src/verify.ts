@@ -34,8 +34,14 @@ export interface VerifyCommandOptions extends TrustOptions {
   receiptsFile?: string;
   /** Re-verify producer signatures when the source has producer keys (default true). */
   producerSignatures?: boolean;
-  /** Worker threads that hash and parse segments (default: one per core; 1 = on the main thread only). */
-  threads?: number;
+  /**
+   * Worker threads that check records — hashes, parsing, producer signatures — (default: one per core; 1 = all on
+   * the main thread). The ordered checks (chain, Merkle tree, checkpoints) stay on the main thread; the findings
+   * are the same for any number.
+   */
+  jobs?: number;
+  /** Stops the run: it rejects with the signal's reason, and the workers are ended at once. */
+  signal?: AbortSignal;
   s3?: S3ReadOptions;
 }
 
@@ -61,8 +67,8 @@ export interface VerifyResult {
   /** Findings about the archive as a whole: objects outside any stream, streams missing or unrecorded. */
   archive: Finding<string>[];
   producerSignatures: boolean;
-  /** Threads that hashed and parsed segments (1 when workers were not used). */
-  threads: number;
+  /** Worker threads that checked records (1: all on the main thread). */
+  jobs: number;
   streams: StreamResult[];
   /**
    * Receipts given (`--receipts` and a bundle's proofs/inclusion.json): how many entries, how many were checked
@@ -120,7 +126,7 @@ export async function runVerify(
   const bundled = sortReceipts(bundleProofs?.entries ?? []);
   const receipts = [...given.receipts, ...bundled.receipts];
   const checkProducers = options.producerSignatures !== false && source.producerKeys !== undefined;
-  let threads = 1;
+  let jobs = 1;
   // The sink signs its own _system events with its checkpoint key: a trusted key is a known producer key too.
   const producerKeys = new Map(source.producerKeys);
   for (const k of trust.trusted) producerKeys.set(keyFingerprint(k.publicKey), k.publicKey);
@@ -136,11 +142,11 @@ export async function runVerify(
   const manifest = bundle?.manifest;
   let report: Awaited<ReturnType<typeof runVerification>> | undefined;
   if (!bundle || manifest) {
-    const pool = await DigestPool.start(
-      options.threads ?? availableParallelism(),
+    const pool = DigestPool.start(
+      options.jobs ?? availableParallelism(),
       checkProducers ? producerKeys : undefined,
     );
-    threads = pool?.threads ?? 1;
+    jobs = pool?.threads ?? 1;
     try {
       const bundleStart =
         manifest && manifest.start.size > 0 ? { [manifest.stream]: manifest.start } : undefined;
@@ -167,16 +173,17 @@ export async function runVerify(
           // streams. An incremental run reads only what is new.
           layout: Boolean(bundle) || (!options.streams?.length && !incremental),
           ...(bundle ? { streamSet: false } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
           progress: {
             onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),
             onStreamDone: () => progress?.stop(),
             onSegment: (records: number) => progress?.update(records),
-            ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes) } : {}),
+            ...(pool ? { digest: (bytes: Uint8Array) => pool.digest(bytes, options.signal) } : {}),
           },
         },
       );
     } finally {
-      pool?.close();
+      await pool?.close();
     }
   }
   const results: StreamResult[] = [];
@@ -228,7 +235,7 @@ export async function runVerify(
     },
     archive,
     producerSignatures: checkProducers,
-    threads,
+    jobs,
     streams: results,
     receipts: {
       given: entries.length + (bundleProofs?.entries.length ?? 0),

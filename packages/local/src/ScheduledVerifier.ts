@@ -11,6 +11,9 @@
  * health is degraded, whatever later incremental runs see. A stream with failures is re-verified from its last
  * clean state.
  *
+ * It runs on the sink's own thread, without the worker threads `auditsink verify` uses: it shares the cores with
+ * ingest, and incremental runs read little (docs/EMBEDDED.md §5).
+ *
  * Bound on catching a change to an old object: a full run (every object read again) starts at the latest
  * `fullIntervalMs` (default 300 s) after the previous full run finished — the time survives restarts — or every
  * `fullEvery` runs, whichever comes first; so a change is reported at most fullIntervalMs + intervalMs + one full
