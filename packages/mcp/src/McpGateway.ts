@@ -98,6 +98,11 @@ export class GatewaySession {
   /** Multi-server: which server listed a resource URI. */
   private readonly resourceOwner = new Map<string, string>();
   private closed = false;
+  private ended!: () => void;
+  /** Settles once the session has closed (the agent or an upstream server went away, or close()). */
+  readonly done = new Promise<void>((resolve) => {
+    this.ended = resolve;
+  });
 
   constructor(
     private readonly gateway: McpGateway,
@@ -156,6 +161,7 @@ export class GatewaySession {
     this.gateway.sessions.delete(this);
     await Promise.all([...this.upstreams.values()].map((c) => c.close().catch(() => undefined)));
     await this.server.close().catch(() => undefined);
+    this.ended();
   }
 
   /** Sends one request upstream as it came, forwarding its progress and its cancellation. */

@@ -15,7 +15,7 @@ import { z } from "zod";
 import { AuditRecorder, type FailMode } from "./AuditRecorder.ts";
 import { GatewayError } from "./errors.ts";
 import { GatewayMetrics } from "./GatewayMetrics.ts";
-import { McpGateway } from "./McpGateway.ts";
+import { type GatewaySession, McpGateway } from "./McpGateway.ts";
 import { describeIssues, Policy, parseYamlFile, policySchema } from "./policy.ts";
 import { upstreamSchema } from "./upstream.ts";
 
@@ -129,8 +129,8 @@ export async function startGateway(
 }
 
 /** Serves one agent on this process's stdin and stdout (what MCP clients spawn). */
-export async function serveStdio(running: RunningGateway): Promise<void> {
-  await running.gateway.openSession(new StdioServerTransport(), "pipe");
+export async function serveStdio(running: RunningGateway): Promise<GatewaySession> {
+  return running.gateway.openSession(new StdioServerTransport(), "pipe");
 }
 
 export interface HttpListener {
