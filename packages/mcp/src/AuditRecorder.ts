@@ -140,7 +140,7 @@ export class AuditRecorder {
    */
   async record(
     input: AuditEventInput,
-    fallback?: AuditEventInput,
+    fallback?: () => AuditEventInput,
     options: { receipt?: boolean } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
     let event = this.client.sign({ ...input, source: input.source ?? this.options.sink.source });
@@ -148,7 +148,8 @@ export class AuditRecorder {
       canonicalEvent(parseSignedEvent(event));
     } catch (e) {
       if (!fallback) throw e;
-      event = this.client.sign({ ...fallback, source: fallback.source ?? this.options.sink.source });
+      const second = fallback();
+      event = this.client.sign({ ...second, source: second.source ?? this.options.sink.source });
       canonicalEvent(parseSignedEvent(event));
     }
     const entry = await this.spool.append(this.stream, event);

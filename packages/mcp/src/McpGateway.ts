@@ -371,7 +371,7 @@ export class GatewaySession {
   private async record(ctx: CallContext, outcome: CallOutcome, waitForReceipt: boolean): Promise<void> {
     const { recorder, events } = this.gateway.options;
     const input = toolCallEvent(ctx, outcome, events);
-    const fallback = toolCallEvent(ctx, outcome, { ...events, arguments: "digest" });
+    const fallback = () => toolCallEvent(ctx, outcome, { ...events, arguments: "digest" });
     await recorder.record(input, fallback, { receipt: waitForReceipt });
   }
 
