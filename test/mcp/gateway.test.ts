@@ -72,6 +72,16 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
       name: "trigger-sampling-request",
       arguments: { prompt: "hi", maxTokens: 5 },
     });
+    const cancel = new AbortController();
+    setTimeout(() => cancel.abort(), 300);
+    const cancelled = await client
+      .callTool({ name: "trigger-long-running-operation", arguments: { duration: 5, steps: 5 } }, undefined, {
+        signal: cancel.signal,
+      })
+      .then(
+        () => "completed",
+        () => "cancelled",
+      );
     const resources = await client.listResources();
     const read = await client.readResource({ uri: resources.resources[0]!.uri });
     const prompts = await client.listPrompts();
@@ -110,7 +120,11 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
       ["get-sum", "redact", "sum-redacted"],
       ["trigger-long-running-operation", "allow", "default"],
       ["trigger-sampling-request", "allow", "default"],
+      ["trigger-long-running-operation", "allow", "default"],
     ]);
+    expect(cancelled).toBe("cancelled");
+    expect(data[7]!["auditsink.mcp.result.status"]).toBe("error");
+    expect(data[7]!["auditsink.mcp.latency_ms"]).toBeLessThan(4000);
     const [first] = recs;
     expect(first!.event.type).toBe("dev.auditsink.mcp.tool_call");
     expect(first!.event.source).toBe("mcp-proxy://test");
@@ -143,7 +157,15 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
     // Assess: every receipt the gateway kept verifies against the pinned key; the whole log verifies
     const receipts = await keptReceipts(join(work, "spool"), s.verifierKey);
     expect(receipts.map((r) => r.index)).toEqual(recs.map((r) => r.index));
-    const verified = await cli(["verify", s.dataDir, "--verifier-key", s.verifierKey]);
+    const verified = await cli([
+      "verify",
+      s.dataDir,
+      "--verifier-key",
+      s.verifierKey,
+      "--receipts",
+      join(work, "spool", "receipts.jsonl"),
+    ]);
     expect(verified.code, verified.out + verified.err).toBe(0);
+    expect(verified.out).toContain("receipts: 8 given, 8 checked against the log");
   }, 30_000);
 });
