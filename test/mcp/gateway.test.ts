@@ -82,6 +82,10 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
         () => "completed",
         () => "cancelled",
       );
+    const proto = await client.callTool({
+      name: "get-structured-content",
+      arguments: JSON.parse('{"location": "New York", "__proto__": {"polluted": true}}'),
+    });
     const resources = await client.listResources();
     const read = await client.readResource({ uri: resources.resources[0]!.uri });
     const prompts = await client.listPrompts();
@@ -121,8 +125,15 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
       ["trigger-long-running-operation", "allow", "default"],
       ["trigger-sampling-request", "allow", "default"],
       ["trigger-long-running-operation", "allow", "default"],
+      ["get-structured-content", "allow", "default"],
     ]);
     expect(cancelled).toBe("cancelled");
+    // `__proto__` in the arguments is data: forwarded, recorded as a member, and nothing is polluted
+    expect(proto.isError).toBeFalsy();
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    const protoArgs = data[8]!["gen_ai.tool.call.arguments"] as Record<string, unknown>;
+    expect(Object.hasOwn(protoArgs, "__proto__")).toBe(true);
+    expect(JSON.stringify(protoArgs)).toBe('{"__proto__":{"polluted":true},"location":"New York"}');
     expect(data[7]!["auditsink.mcp.result.status"]).toBe("error");
     expect(data[7]!["auditsink.mcp.latency_ms"]).toBeLessThan(4000);
     const [first] = recs;
@@ -166,6 +177,6 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
       join(work, "spool", "receipts.jsonl"),
     ]);
     expect(verified.code, verified.out + verified.err).toBe(0);
-    expect(verified.out).toContain("receipts: 8 given, 8 checked against the log");
+    expect(verified.out).toContain("receipts: 9 given, 9 checked against the log");
   }, 30_000);
 });
