@@ -62,6 +62,10 @@ async function setup(failMode: "open" | "closed", extra: Record<string, unknown>
     get running() {
       return running;
     },
+    /** The gateway's listener base URL (`/healthz`, `/metrics`). */
+    get base() {
+      return http.url.replace(/\/mcp$/, "");
+    },
     echo: (message: string) => client.callTool({ name: "echo", arguments: { message } }),
     stopSink: () => sink.close(),
     async startSink() {
@@ -136,6 +140,9 @@ describe("fail-closed", () => {
     );
     const refused = await t.echo("m3");
     const healthDown = t.running.recorder.admits();
+    const health = await fetch(`${t.base}/healthz`);
+    const healthBody = (await health.json()) as Record<string, unknown>;
+    const metricsText = await (await fetch(`${t.base}/metrics`)).text();
     await t.startSink();
     await t.running.recorder.drain(10_000);
     const again = await t.echo("m4");
@@ -149,6 +156,10 @@ describe("fail-closed", () => {
     expect(refused.isError).toBe(true);
     expect(JSON.stringify(refused.content)).toContain("fail-closed");
     expect(healthDown).toBe(false);
+    expect(health.status).toBe(503);
+    expect(healthBody).toMatchObject({ ok: false, failMode: "closed", sinkReachable: false, backlog: 2 });
+    expect(metricsText).toContain("auditsink_mcp_fail_closed_refusals_total 2");
+    expect(metricsText).toContain("auditsink_mcp_sink_reachable 0");
     expect(again.isError).toBeFalsy();
     expect(await messages(t.s.dataDir)).toEqual([
       ["m1", "default"],
