@@ -108,6 +108,7 @@ describe("auditsink mcp-proxy (stdio, two upstream servers)", () => {
       arguments: { path: join(files, "evil.txt"), content: "x" },
     });
     const echo = await client.callTool({ name: "everything__echo", arguments: { message: "via http" } });
+    const unknown = await client.callTool({ name: "github__merge", arguments: {} });
     await client.close();
     await new Promise((r) => setTimeout(r, 200));
     await s.sink.close();
@@ -135,7 +136,9 @@ describe("auditsink mcp-proxy (stdio, two upstream servers)", () => {
       ["fs", "read_text_file", "allow", "fs-read"],
       ["fs", "write_file", "deny", "default"],
       ["everything", "echo", "allow", "echo"],
+      ["github", "merge", "deny", "unknown-server"],
     ]);
+    expect(unknown.isError).toBe(true);
     const d0 = recs[0]!.event.data as Record<string, unknown>;
     expect(d0).toMatchObject({ "gen_ai.agent.id": "release-bot", "network.transport": "pipe" });
     expect(d0["gen_ai.tool.call.arguments"]).toBeUndefined();

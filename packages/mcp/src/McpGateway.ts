@@ -266,7 +266,7 @@ export class GatewaySession {
   }
 
   /** `<server><separator><name>` → the server's client and the name there. */
-  private route(name: string): [Client, string, string] {
+  private route(name: string): [Client, string] {
     const at = name.indexOf(this.separator);
     const server = at > 0 ? name.slice(0, at) : "";
     const client = this.upstreams.get(server);
@@ -275,7 +275,7 @@ export class GatewaySession {
         ErrorCode.InvalidParams,
         `unknown tool or prompt ${name}: no server ${server || "named"}`,
       );
-    return [client, name.slice(at + this.separator.length), server];
+    return [client, name.slice(at + this.separator.length)];
   }
 
   private byResource(uri: string): Client {
@@ -291,16 +291,11 @@ export class GatewaySession {
     const { policy, recorder, metrics } = this.gateway.options;
     const started = performance.now();
     const exposed = String(params.name ?? "");
-    let client: Client;
-    let server: string;
-    let tool: string;
-    if (this.single) {
-      client = this.single;
-      server = [...this.upstreams.keys()][0]!;
-      tool = exposed;
-    } else {
-      [client, tool, server] = this.route(exposed);
-    }
+    // Multi-server: a name with no known server prefix is refused (and recorded) like any other refusal.
+    const at = this.single ? -1 : exposed.indexOf(this.separator);
+    const server = this.single ? [...this.upstreams.keys()][0]! : at > 0 ? exposed.slice(0, at) : "";
+    const tool = this.single ? exposed : at > 0 ? exposed.slice(at + this.separator.length) : exposed;
+    const client = this.upstreams.get(server);
     const args = params.arguments ?? {};
     let argumentBytes: number;
     try {
@@ -308,9 +303,15 @@ export class GatewaySession {
     } catch {
       argumentBytes = Number.POSITIVE_INFINITY;
     }
-    const verdict: PolicyVerdict = recorder.admits()
-      ? policy.decide(server, tool, args, argumentBytes)
-      : { decision: "deny", rule: "fail-closed", reason: "the audit sink is unavailable" };
+    const verdict: PolicyVerdict = !client
+      ? {
+          decision: "deny",
+          rule: "unknown-server",
+          reason: `no MCP server is named ${server || "in the tool name"}`,
+        }
+      : recorder.admits()
+        ? policy.decide(server, tool, args, argumentBytes)
+        : { decision: "deny", rule: "fail-closed", reason: "the audit sink is unavailable" };
     const ctx = this.context(params, extra);
     const base = {
       server,
@@ -321,7 +322,7 @@ export class GatewaySession {
       ...(verdict.reason ? { reason: verdict.reason } : {}),
       ...(verdict.redacted ? { redacted: verdict.redacted } : {}),
     };
-    if (verdict.decision === "deny" || verdict.decision === "rate-limit") {
+    if (!client || verdict.decision === "deny" || verdict.decision === "rate-limit") {
       const outcome: CallOutcome = { ...base, status: "refused", latencyMs: performance.now() - started };
       // A call the sink cannot record anyway (fail-closed refusal) waits only for the spool, not for a receipt.
       await this.record(ctx, outcome, verdict.rule !== "fail-closed");
