@@ -4,6 +4,7 @@
  * embedded sink. Every tools/call — allowed, denied, redacted, rate-limited — is one event whose receipt
  * verifies, and `auditsink verify` is clean at the end.
  */
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { serveHttp } from "@auditsink/mcp";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -178,5 +179,47 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
     ]);
     expect(verified.code, verified.out + verified.err).toBe(0);
     expect(verified.out).toContain("receipts: 9 given, 9 checked against the log");
+  }, 30_000);
+
+  it("admits only agents with a configured bearer token, and records the authenticated agent", async () => {
+    // Prepare
+    const work = await tempDir("auditsink-mcp-auth-");
+    const s = await sinkWithProducer(work, "mcp-gateway");
+    cleanups.push(() => s.sink.close());
+    const token = "t0ken-for-release-bot";
+    const running = await gateway(
+      gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work, {
+        policy: { default: "allow" },
+        agents: [{ id: "release-bot", tokenSha256: createHash("sha256").update(token).digest("hex") }],
+      }),
+    );
+    const http = await serveHttp(running, { port: 0 });
+    cleanups.push(async () => {
+      await http.close();
+      await running.close();
+    });
+
+    // Act
+    const anonymous = await agent(http.url).then(
+      () => "connected",
+      (e: Error) => e.message,
+    );
+    const wrong = await agent(http.url, { authorization: "Bearer nope" }).then(
+      () => "connected",
+      (e: Error) => e.message,
+    );
+    const client = await agent(http.url, { authorization: `Bearer ${token}`, "x-agent-id": "someone-else" });
+    await client.callTool({ name: "echo", arguments: { message: "hi" } });
+    await running.recorder.drain(5000);
+    await http.close();
+    await running.close();
+    await s.sink.close();
+
+    // Assess
+    expect(anonymous).toContain("a valid bearer token is required");
+    expect(wrong).toContain("a valid bearer token is required");
+    const recs = await records(s.dataDir);
+    expect(recs).toHaveLength(1);
+    expect((recs[0]!.event.data as Record<string, unknown>)["gen_ai.agent.id"]).toBe("release-bot");
   }, 30_000);
 });

@@ -64,7 +64,11 @@ export class McpGateway {
    * Connects to the upstream servers, then serves the agent on `transport` (stdio, or one Streamable HTTP
    * session). Resolves once the session is ready; closing either side closes the whole session.
    */
-  async openSession(transport: Transport, kind: "pipe" | "tcp"): Promise<GatewaySession> {
+  async openSession(
+    transport: Transport,
+    kind: "pipe" | "tcp",
+    identity: { agentId?: string } = {},
+  ): Promise<GatewaySession> {
     const log = this.options.log ?? (() => undefined);
     const upstreams = new Map<string, Client>();
     try {
@@ -74,7 +78,7 @@ export class McpGateway {
       await Promise.all([...upstreams.values()].map((c) => c.close().catch(() => undefined)));
       throw e;
     }
-    const session = new GatewaySession(this, upstreams, kind);
+    const session = new GatewaySession(this, upstreams, kind, identity.agentId);
     this.sessions.add(session);
     session.server.onclose = () => {
       this.sessions.delete(session);
@@ -108,6 +112,8 @@ export class GatewaySession {
     private readonly gateway: McpGateway,
     readonly upstreams: Map<string, Client>,
     private readonly kind: "pipe" | "tcp",
+    /** The agent the listener authenticated for this session (HTTP bearer token), if any. */
+    private readonly agentId?: string,
   ) {
     const clients = [...upstreams.values()];
     this.single = clients.length === 1 ? clients[0] : undefined;
@@ -403,7 +409,12 @@ export class GatewaySession {
     const optional: Partial<CallContext> = {
       clientName: pick(client?.name),
       clientVersion: pick(client?.version),
-      agentId: pick(this.gateway.options.agentId, meta["gen_ai.agent.id"], headers["x-agent-id"]),
+      agentId: pick(
+        this.agentId,
+        this.gateway.options.agentId,
+        meta["gen_ai.agent.id"],
+        headers["x-agent-id"],
+      ),
       conversationId: pick(meta["gen_ai.conversation.id"], headers["x-conversation-id"]),
       traceparent: traceparent && parseTraceparent(traceparent) ? traceparent : undefined,
     };

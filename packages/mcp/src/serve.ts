@@ -2,7 +2,7 @@
  * Running the gateway: its configuration file, the agent-facing listeners (stdio, Streamable HTTP) and the
  * operator's endpoints (`/metrics`, `/healthz`). `auditsink mcp-proxy` is a thin command over startGateway().
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer, type Server as HttpServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -44,14 +44,34 @@ export const gatewayConfigSchema = z.strictObject({
     })
     .default({ arguments: "digest" }),
   agentId: z.string().optional(),
+  /**
+   * Streamable HTTP agents and their bearer tokens, by SHA-256 (hex) of the token: when set, every HTTP
+   * request must carry one, and its agent id is recorded as gen_ai.agent.id for the session.
+   */
+  agents: z
+    .array(
+      z.strictObject({
+        id: z.string().min(1).max(256),
+        tokenSha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex"),
+      }),
+    )
+    .optional(),
   separator: z.string().min(1).max(8).optional(),
   requestTimeoutMs: z.number().int().positive().optional(),
 });
 
 export type GatewayConfig = z.input<typeof gatewayConfigSchema>;
 
+export interface HttpAgent {
+  id: string;
+  /** SHA-256 (hex) of the agent's bearer token. */
+  tokenSha256: string;
+}
+
 export interface RunningGateway {
   gateway: McpGateway;
+  /** When set, the HTTP listener admits only these agents (bearer tokens). */
+  agents?: HttpAgent[];
   recorder: AuditRecorder;
   metrics: GatewayMetrics;
   /** Closes the listeners and sessions, then the recorder (what is still spooled waits for the next start). */
@@ -120,6 +140,7 @@ export async function startGateway(
     gateway,
     recorder,
     metrics,
+    ...(config.agents ? { agents: config.agents } : {}),
     close: async () => {
       for (const c of closers.splice(0).reverse()) await c();
       await gateway.close();
@@ -150,9 +171,20 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
 }
 
+/** The agent whose token this Authorization header carries (constant-time comparison of SHA-256 digests). */
+function authenticate(agents: HttpAgent[], header: string | undefined): string | undefined {
+  const token = /^Bearer (.+)$/i.exec(header ?? "")?.[1];
+  if (!token) return undefined;
+  const digest = createHash("sha256").update(token).digest();
+  let found: string | undefined;
+  for (const a of agents) if (timingSafeEqual(digest, Buffer.from(a.tokenSha256, "hex"))) found ??= a.id;
+  return found;
+}
+
 /**
  * Serves agents over MCP Streamable HTTP on `path` (default `/mcp`), one gateway session per MCP session, with
  * `/metrics` (Prometheus) and `/healthz` (200 while calls can be recorded, else 503, with the recorder status).
+ * With `agents` configured, each MCP request needs a bearer token, and a session stays with its agent.
  */
 export async function serveHttp(
   running: RunningGateway,
@@ -160,6 +192,8 @@ export async function serveHttp(
 ): Promise<HttpListener> {
   const path = options.path ?? "/mcp";
   const transports = new Map<string, StreamableHTTPServerTransport>();
+  /** With `agents`: the agent each session was opened by; later requests must come from the same one. */
+  const sessionAgents = new Map<string, string>();
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://gateway");
     try {
@@ -180,7 +214,30 @@ export async function serveHttp(
         return;
       }
       const sessionId = req.headers["mcp-session-id"];
+      const agent = running.agents ? authenticate(running.agents, req.headers.authorization) : undefined;
+      if (running.agents && !agent) {
+        res.writeHead(401, { "content-type": "application/json", "www-authenticate": "Bearer" });
+        res.end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            error: { code: -32001, message: "a valid bearer token is required" },
+            id: null,
+          }),
+        );
+        return;
+      }
       const known = typeof sessionId === "string" ? transports.get(sessionId) : undefined;
+      if (known && running.agents && sessionAgents.get(sessionId as string) !== agent) {
+        res.writeHead(403, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            error: { code: -32001, message: "the MCP session belongs to another agent" },
+            id: null,
+          }),
+        );
+        return;
+      }
       if (known) {
         const body = req.method === "POST" ? await readJson(req) : undefined;
         await known.handleRequest(req, res, body);
@@ -206,12 +263,16 @@ export async function serveHttp(
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
           transports.set(id, transport);
+          if (agent) sessionAgents.set(id, agent);
         },
       });
       transport.onclose = () => {
-        if (transport.sessionId) transports.delete(transport.sessionId);
+        if (transport.sessionId) {
+          transports.delete(transport.sessionId);
+          sessionAgents.delete(transport.sessionId);
+        }
       };
-      await running.gateway.openSession(transport, "tcp");
+      await running.gateway.openSession(transport, "tcp", agent ? { agentId: agent } : {});
       await transport.handleRequest(req, res, body);
     } catch (e) {
       if (!res.headersSent) {
