@@ -23,6 +23,7 @@ import {
   type ServerCapabilities,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditRecorder } from "./AuditRecorder.ts";
+import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
 import type { Policy, PolicyVerdict } from "./policy.ts";
 import {
@@ -363,7 +364,7 @@ export class GatewaySession {
     try {
       await this.record(ctx, outcome, true);
     } catch (e) {
-      metrics.refusedFailClosed.inc();
+      if (e instanceof GatewayError && e.code === "sink-unavailable") metrics.refusedFailClosed.inc();
       this.count(outcome, started);
       throw new McpError(
         ErrorCode.InternalError,
