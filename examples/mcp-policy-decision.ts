@@ -3,6 +3,9 @@
  * denied, by which rule — before it forwards or refuses the call. Recording the decision first (and waiting
  * for its verified receipt) is what makes the proxy's enforcement auditable.
  *
+ * This shows the shape of one decision event by hand. `auditsink mcp-proxy` (docs/MCP.md) is the gateway that
+ * makes and records such a decision for every tools/call an agent sends through it.
+ *
  *   npx tsx examples/mcp-policy-decision.ts
  */
 import type { AuditClient } from "@auditsink/client";

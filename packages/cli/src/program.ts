@@ -293,6 +293,33 @@ export function buildProgram(io: Io = processIo): Command {
       });
     });
 
+  program
+    .command("mcp-proxy")
+    .description(
+      "run the MCP gateway: forward an agent's MCP traffic to real servers, record every tools/call decision (docs/MCP.md)",
+    )
+    .addOption(
+      new Option("--config <file>", "gateway configuration (YAML or JSON)")
+        .env("AUDITSINK_MCP_CONFIG")
+        .makeOptionMandatory(),
+    )
+    .option(
+      "--http <port>",
+      "serve Streamable HTTP on this port instead of stdio (0 picks a free one)",
+      int("--http"),
+    )
+    .option("--host <host>", "interface for --http (default 127.0.0.1)")
+    .action(async (o) => {
+      const { mcpProxy } = await import("./mcpProxy.ts");
+      // stdout is the MCP channel on stdio: everything else goes to stderr.
+      await mcpProxy({
+        config: o.config,
+        ...(o.http !== undefined ? { http: o.http } : {}),
+        ...(o.host ? { host: o.host } : {}),
+        log: (line) => io.err(`${line}\n`),
+      });
+    });
+
   const producer = program.command("producer").description("register, list and revoke producers");
   const targetFlags = (cmd: Command) =>
     adminTokenFlag(cmd)

@@ -1,0 +1,161 @@
+/**
+ * The MCP gateway: latency it adds to a tool call, against a direct connection, in the same run.
+ *
+ *   npx tsx bench/mcp.ts         → prints the figures and writes bench/results/mcp.json
+ *   CALLS=5000 npx tsx bench/mcp.ts
+ *
+ * The official SDK client calls `echo` on `@modelcontextprotocol/server-everything` (spawned over stdio)
+ * CALLS times directly, and CALLS times through the gateway (agent ↔ gateway in-process over the SDK's
+ * InMemoryTransport, gateway ↔ server over stdio), in alternating rounds of 100 so that machine load falls on
+ * both alike. The gateway decides each call (a policy with three rules), signs its event and appends it to the
+ * fsynced spool before answering; with `failMode: open` delivery to the embedded sink (in this process) is
+ * asynchronous, with `closed` each answer waits for the event's verified receipt. Goal: ≤ 2 ms p99 added with
+ * asynchronous delivery.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { generateKeyPair, spkiDer } from "@auditsink/core";
+import { startEmbeddedSink } from "@auditsink/local";
+import { AuditRecorder, type FailMode, GatewayMetrics, McpGateway, Policy } from "@auditsink/mcp";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+
+const CALLS = Number(process.env.CALLS ?? 2000);
+const ROUND = 100;
+const everything = createRequire(import.meta.url).resolve(
+  "@modelcontextprotocol/server-everything/dist/index.js",
+);
+const server = { name: "everything", command: process.execPath, args: [everything, "stdio"] };
+
+const work = mkdtempSync(join(tmpdir(), "auditsink-bench-mcp-"));
+const sink = await startEmbeddedSink({
+  dataDir: join(work, "data"),
+  port: 0,
+  verifyIntervalSeconds: 0,
+  print: () => {},
+  log: () => {},
+});
+
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+const summary = (ms: number[]) => {
+  const s = [...ms].sort((a, b) => a - b);
+  const r = (x: number) => Number(x.toFixed(3));
+  return {
+    p50: r(quantile(s, 0.5)),
+    p90: r(quantile(s, 0.9)),
+    p99: r(quantile(s, 0.99)),
+    max: r(s[s.length - 1]!),
+  };
+};
+
+async function timed(client: Client, n: number, out: number[]): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const r = await client.callTool({ name: "echo", arguments: { message: `call ${i}` } });
+    out.push(performance.now() - t);
+    if (r.isError) throw new Error(`echo failed: ${JSON.stringify(r.content)}`);
+  }
+}
+
+async function run(failMode: FailMode, producerKey: ReturnType<typeof generateKeyPair>["privateKey"]) {
+  const metrics = new GatewayMetrics();
+  const recorder = await AuditRecorder.open({
+    sink: {
+      endpoint: sink.url,
+      producerKey,
+      sinkKey: sink.local.signingKey.verifierKey,
+      stream: `agents.bench-${failMode}`,
+      source: "mcp-proxy://bench",
+    },
+    spoolDir: join(work, `spool-${failMode}`),
+    failMode,
+    metrics,
+  });
+  const gateway = new McpGateway({
+    servers: [server],
+    policy: Policy.parse({
+      default: "deny",
+      rules: [
+        { name: "no-env", tool: "get-env", action: "deny" },
+        { name: "echo", tool: "echo", action: "allow", redact: ["token"] },
+        { name: "sum", tool: "get-sum", action: "allow", rateLimit: { calls: 10, perSeconds: 1 } },
+      ],
+    }),
+    recorder,
+    metrics,
+  });
+  const [agentSide, gatewaySide] = InMemoryTransport.createLinkedPair();
+  await gateway.openSession(gatewaySide, "pipe");
+  const viaGateway = new Client({ name: "bench-agent", version: "1" });
+  await viaGateway.connect(agentSide);
+  const direct = new Client({ name: "bench-agent", version: "1" });
+  await direct.connect(new StdioClientTransport(server));
+  const d: number[] = [];
+  const g: number[] = [];
+  await timed(direct, 200, []); // warm-up, both paths
+  await timed(viaGateway, 200, []);
+  for (let done = 0; done < CALLS; done += ROUND) {
+    await timed(direct, ROUND, d);
+    await timed(viaGateway, ROUND, g);
+  }
+  await recorder.drain(60_000);
+  const delivered = (await metrics.eventsDelivered.get()).values[0]?.value ?? 0;
+  await direct.close();
+  await viaGateway.close();
+  await gateway.close();
+  await recorder.close();
+  const direct_ = summary(d);
+  const gw = summary(g);
+  return {
+    failMode,
+    calls: CALLS,
+    directMs: direct_,
+    gatewayMs: gw,
+    addedMs: {
+      p50: Number((gw.p50 - direct_.p50).toFixed(3)),
+      p99: Number((gw.p99 - direct_.p99).toFixed(3)),
+    },
+    eventsDelivered: delivered,
+  };
+}
+
+try {
+  const producer = generateKeyPair("ed25519");
+  const registered = await fetch(`${sink.url}/v1/producers`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
+    body: JSON.stringify({
+      id: "bench",
+      publicKey: spkiDer(producer.publicKey).toString("base64"),
+      streams: ["agents.*"],
+    }),
+  });
+  if (registered.status !== 201) throw new Error(`register: ${registered.status}`);
+  const before = loadavg();
+  const open = await run("open", producer.privateKey);
+  const closed = await run("closed", producer.privateKey);
+  const result = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    loadavgBefore: before.map((x) => Number(x.toFixed(2))),
+    loadavgAfter: loadavg().map((x) => Number(x.toFixed(2))),
+    setup:
+      "SDK client → echo on server-everything (stdio); direct vs through McpGateway (InMemoryTransport in front), alternating rounds of 100; embedded sink in-process",
+    goal: "≤ 2 ms p99 added with asynchronous delivery (failMode open)",
+    open,
+    closed,
+  };
+  const file = join(import.meta.dirname, "results", "mcp.json");
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  await sink.close();
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,316 @@
+/**
+ * Records audit events for the gateway: sign (the producer key, through AuditClient), validate as the sink
+ * would, append durably to the Spool, and deliver in order in the background, each receipt verified by
+ * AuditClient (pinned sink key, inclusion proof, consistency with the newest checkpoint seen, kept across
+ * restarts in the spool's witness.json).
+ *
+ * Fail modes, chosen by the operator:
+ * - `closed`: record() resolves only once the event has a verified receipt (within `closedTimeoutMs`), and
+ *   admits() is false while the sink is unreachable or a receipt failed, so the gateway refuses calls.
+ * - `open`: record() resolves once the event is on disk; delivery catches up when the sink is back.
+ * Either way the event stays spooled until it is receipted: nothing recorded is lost across a restart.
+ */
+
+import { join } from "node:path";
+import {
+  AuditClient,
+  type AuditClientOptions,
+  type AuditEventInput,
+  ClientError,
+  ReceiptError,
+  WitnessError,
+} from "@auditsink/client";
+import { canonicalBytes, canonicalEvent, parseSignedEvent, type Receipt } from "@auditsink/core";
+import { GatewayError } from "./errors.ts";
+import type { GatewayMetrics } from "./GatewayMetrics.ts";
+import { Spool, type Spooled } from "./Spool.ts";
+
+export type FailMode = "closed" | "open";
+
+export interface SinkOptions
+  extends Pick<
+    AuditClientOptions,
+    "endpoint" | "producerKey" | "sinkKey" | "deployment" | "headers" | "timeoutMs"
+  > {
+  /** Stream the events go to, for example `agents.mcp`. */
+  stream: string;
+  /** CloudEvents `source` of the events, for example `mcp-proxy://gateway-1`. */
+  source: string;
+}
+
+export interface RecorderOptions {
+  sink: SinkOptions;
+  /** The spool directory (created): events waiting for delivery, receipts, witness state. */
+  spoolDir: string;
+  failMode: FailMode;
+  metrics: GatewayMetrics;
+  /** Fail-closed: longest a call waits for its event's receipt (default 10 s). */
+  closedTimeoutMs?: number;
+  /** Most events per delivery batch (default 100). */
+  maxBatchEvents?: number;
+  /** Delay between failed delivery attempts: doubles from `min` to `max` (default 200 ms … 10 s). */
+  retryDelayMs?: { min: number; max: number };
+  /** Called for each delivery problem (the gateway logs it). */
+  onError?: (error: unknown) => void;
+}
+
+export interface RecorderStatus {
+  failMode: FailMode;
+  sinkReachable: boolean;
+  backlog: number;
+  /** The last receipt or witness failure (a rollback or fork is evidence of tampering), until a delivery verifies. */
+  integrityError?: string;
+  lastError?: string;
+}
+
+/** The bytes of one delivery batch stay under AuditClient's 1 MiB batch, so a window is always one request. */
+const MAX_BATCH_BYTES = 900 * 1024;
+
+export class AuditRecorder {
+  private readonly waiters = new Map<
+    number,
+    { resolve: (r: Receipt) => void; reject: (e: unknown) => void }
+  >();
+  private delivering: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay: number;
+  private reachable = true;
+  private integrityError: string | undefined;
+  private lastError: string | undefined;
+  /** After a refusal of a whole batch, events go one at a time to find the one the sink refuses. */
+  private isolate = false;
+  private closing = false;
+
+  private constructor(
+    private readonly options: RecorderOptions,
+    private readonly client: AuditClient,
+    readonly spool: Spool,
+  ) {
+    this.retryDelay = options.retryDelayMs?.min ?? 200;
+    options.metrics.sinkReachable.set(1);
+    options.metrics.backlog.set(spool.pending().length);
+  }
+
+  static async open(options: RecorderOptions): Promise<AuditRecorder> {
+    const spool = await Spool.open(options.spoolDir);
+    try {
+      const max = options.maxBatchEvents ?? 100;
+      const client = await AuditClient.create({
+        ...options.sink,
+        stateFile: join(options.spoolDir, "witness.json"),
+        // Batches are cut by the recorder and sent by flush(); the client's own retries are short, the
+        // recorder retries for as long as it takes.
+        batch: { maxEvents: max, maxBytes: 1024 * 1024, lingerMs: 60_000 },
+        retry: { maxAttempts: 2, baseDelayMs: 50, maxDelayMs: 200 },
+        timeoutMs: options.sink.timeoutMs ?? 5000,
+      });
+      const recorder = new AuditRecorder(options, client, spool);
+      recorder.kick();
+      return recorder;
+    } catch (e) {
+      await spool.close();
+      throw e;
+    }
+  }
+
+  get stream(): string {
+    return this.options.sink.stream;
+  }
+
+  /** Fail-closed: whether a call may go through now (the sink answers and its receipts verify). */
+  admits(): boolean {
+    return this.options.failMode === "open" || (this.reachable && !this.integrityError);
+  }
+
+  status(): RecorderStatus {
+    return {
+      failMode: this.options.failMode,
+      sinkReachable: this.reachable,
+      backlog: this.spool.pending().length,
+      ...(this.integrityError ? { integrityError: this.integrityError } : {}),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  /**
+   * Signs, validates and spools one event. `fallback` is recorded instead when `input` is not an event the sink
+   * would accept (arguments nested too deep, too large). Fail-open: resolves once it is on disk. Fail-closed:
+   * once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event still spooled
+   * (`receipt: false`: once on disk, for a refusal the sink cannot record now anyway).
+   */
+  async record(
+    input: AuditEventInput,
+    fallback?: () => AuditEventInput,
+    options: { receipt?: boolean } = {},
+  ): Promise<{ seq: number; receipt?: Receipt }> {
+    let event = this.client.sign({ ...input, source: input.source ?? this.options.sink.source });
+    try {
+      canonicalEvent(parseSignedEvent(event));
+    } catch (e) {
+      if (!fallback) throw e;
+      const second = fallback();
+      event = this.client.sign({ ...second, source: second.source ?? this.options.sink.source });
+      canonicalEvent(parseSignedEvent(event));
+    }
+    const entry = await this.spool.append(this.stream, event);
+    this.options.metrics.eventsSpooled.inc();
+    this.options.metrics.backlog.set(this.spool.pending().length);
+    if (this.options.failMode === "open" || options.receipt === false) {
+      this.kick();
+      return { seq: entry.seq };
+    }
+    const receipt = new Promise<Receipt>((resolve, reject) =>
+      this.waiters.set(entry.seq, { resolve, reject }),
+    );
+    this.kick();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new GatewayError(
+              "sink-unavailable",
+              `the audit sink did not receipt the event within ${this.options.closedTimeoutMs ?? 10_000} ms${this.lastError ? ` (${this.lastError})` : ""}`,
+            ),
+          ),
+        this.options.closedTimeoutMs ?? 10_000,
+      );
+    });
+    try {
+      return { seq: entry.seq, receipt: await Promise.race([receipt, timeout]) };
+    } finally {
+      clearTimeout(timer);
+      this.waiters.delete(entry.seq);
+    }
+  }
+
+  /** Resolves once every event spooled so far is delivered (or rejects after `timeoutMs`). */
+  async drain(timeoutMs = 30_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.spool.pending().length > 0) {
+      if (Date.now() > until)
+        throw new GatewayError(
+          "sink-unavailable",
+          `${this.spool.pending().length} event(s) still undelivered`,
+        );
+      this.kick(true);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Starts a delivery pass unless one runs; `now` skips the wait of a pending retry. */
+  private kick(now = false): void {
+    if (this.closing) return;
+    if (now && this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    if (this.delivering || this.retryTimer) return;
+    this.delivering = this.deliver().finally(() => {
+      this.delivering = undefined;
+    });
+  }
+
+  private async deliver(): Promise<void> {
+    const { metrics } = this.options;
+    while (!this.closing) {
+      const window = this.window();
+      if (window.length === 0) return;
+      const outcomes = window.map((e) => this.client.send(e.event, { stream: e.stream }));
+      await this.client.flush();
+      const settled = await Promise.allSettled(outcomes);
+      const receipts: Receipt[] = [];
+      let failure: unknown;
+      for (const s of settled) {
+        if (s.status === "rejected") {
+          failure = s.reason;
+          break;
+        }
+        receipts.push(s.value);
+      }
+      if (receipts.length > 0) {
+        const done = window.slice(0, receipts.length);
+        await this.spool.markDelivered(receipts.length, receipts);
+        metrics.eventsDelivered.inc(receipts.length);
+        metrics.backlog.set(this.spool.pending().length);
+        for (const [i, e] of done.entries()) this.waiters.get(e.seq)?.resolve(receipts[i]!);
+      }
+      if (failure === undefined) {
+        this.reachable = true;
+        this.integrityError = undefined;
+        this.lastError = undefined;
+        this.isolate = false;
+        this.retryDelay = this.options.retryDelayMs?.min ?? 200;
+        metrics.sinkReachable.set(1);
+        continue;
+      }
+      if (await this.failed(failure, window.length)) continue;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.kick();
+      }, this.retryDelay);
+      this.retryDelay = Math.min(this.retryDelay * 2, this.options.retryDelayMs?.max ?? 10_000);
+      return;
+    }
+  }
+
+  /** Accounts for a failed delivery; true when delivery can go on at once (the refused event was set aside). */
+  private async failed(error: unknown, windowSize: number): Promise<boolean> {
+    const { metrics } = this.options;
+    const message = error instanceof Error ? error.message : String(error);
+    this.lastError = message;
+    this.options.onError?.(error);
+    if (error instanceof ReceiptError || error instanceof WitnessError) {
+      metrics.receiptFailures.inc({ code: error.code });
+      this.integrityError = `${error.code}: ${message}`;
+      metrics.sinkReachable.set(0);
+      return false;
+    }
+    const code = error instanceof ClientError ? error.code : "unavailable";
+    metrics.deliveryFailures.inc({ code });
+    if (code === "rejected") {
+      if (windowSize > 1) {
+        this.isolate = true;
+        return true;
+      }
+      const refused = await this.spool.reject(message);
+      metrics.eventsRejected.inc();
+      metrics.backlog.set(this.spool.pending().length);
+      if (refused)
+        this.waiters
+          .get(refused.seq)
+          ?.reject(
+            new GatewayError("sink-unavailable", `the sink refused the event: ${message}`, { cause: error }),
+          );
+      return true;
+    }
+    this.reachable = false;
+    metrics.sinkReachable.set(0);
+    return false;
+  }
+
+  private window(): Spooled[] {
+    const pending = this.spool.pending();
+    const max = this.isolate ? 1 : (this.options.maxBatchEvents ?? 100);
+    const out: Spooled[] = [];
+    let bytes = 0;
+    for (const e of pending) {
+      if (out.length >= max) break;
+      const size = canonicalBytes(e.event).length;
+      if (out.length > 0 && (bytes + size > MAX_BATCH_BYTES || e.stream !== out[0]!.stream)) break;
+      out.push(e);
+      bytes += size;
+    }
+    return out;
+  }
+
+  /** Stops delivering (what is spooled stays for the next start) and releases the spool. */
+  async close(options: { drainMs?: number } = {}): Promise<void> {
+    if (options.drainMs) await this.drain(options.drainMs).catch(() => undefined);
+    this.closing = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.delivering;
+    await this.client.close().catch(() => undefined);
+    await this.spool.close();
+  }
+}

@@ -1,0 +1,95 @@
+import { appendFile, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateKeyPair, type Receipt, signEvent } from "@auditsink/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { GatewayError, Spool } from "../src/index.ts";
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+const { privateKey } = generateKeyPair("ed25519");
+const event = (n: number) =>
+  signEvent(
+    { specversion: "1.0", id: `e${n}`, source: "mcp-proxy://t", type: "t", time: new Date().toISOString() },
+    privateKey,
+  );
+const fakeReceipt = (n: number) => ({ index: n }) as unknown as Receipt;
+
+async function dir() {
+  const d = await mkdtemp(join(tmpdir(), "auditsink-spool-"));
+  dirs.push(d);
+  return d;
+}
+
+describe("Spool", () => {
+  it("reads back what was appended and not delivered, in order, after a reopen", async () => {
+    // Prepare
+    const d = await dir();
+    const spool = await Spool.open(d, { segmentBytes: 600 });
+    const appended = await Promise.all([1, 2, 3, 4, 5].map((n) => spool.append("agents.mcp", event(n))));
+    await spool.markDelivered(2, [fakeReceipt(0), fakeReceipt(1)]);
+    await spool.close();
+
+    // Act
+    const again = await Spool.open(d);
+    const pending = again.pending().map((e) => [e.seq, e.event.id]);
+    const next = await again.append("agents.mcp", event(6));
+    await again.close();
+
+    // Assess
+    expect(appended.map((e) => e.seq)).toEqual([0, 1, 2, 3, 4]);
+    expect(pending).toEqual([
+      [2, "e3"],
+      [3, "e4"],
+      [4, "e5"],
+    ]);
+    expect(next.seq).toBe(5);
+    expect((await readFile(join(d, "receipts.jsonl"), "utf8")).trim().split("\n")).toHaveLength(2);
+  });
+
+  it("removes segments once every event in them is delivered", async () => {
+    const d = await dir();
+    const spool = await Spool.open(d, { segmentBytes: 400 });
+    for (let n = 0; n < 6; n++) await spool.append("agents.mcp", event(n));
+    const before = (await readdir(join(d, "segments"))).length;
+    await spool.markDelivered(5, [0, 1, 2, 3, 4].map(fakeReceipt));
+    const after = await readdir(join(d, "segments"));
+    await spool.close();
+    expect(before).toBeGreaterThan(2);
+    expect(after.length).toBeLessThan(before);
+    expect(
+      (await Spool.open(d).then(async (s) => [s.pending().map((e) => e.seq), await s.close()]))[0],
+    ).toEqual([5]);
+  });
+
+  it("drops a torn last line (never acknowledged) and refuses a second process", async () => {
+    const d = await dir();
+    const spool = await Spool.open(d);
+    await spool.append("agents.mcp", event(1));
+    await expect(Spool.open(d)).rejects.toMatchObject({ code: "spool-locked" });
+    await spool.close();
+    const [segment] = await readdir(join(d, "segments"));
+    await appendFile(join(d, "segments", segment!), '{"seq":1,"stream":"agents.mcp","ev');
+    const again = await Spool.open(d);
+    const next = await again.append("agents.mcp", event(2));
+    await again.close();
+    const reread = await Spool.open(d);
+    expect(reread.pending().map((e) => e.event.id)).toEqual(["e1", "e2"]);
+    expect(next.seq).toBe(1);
+    await reread.close();
+  });
+
+  it("refuses a spool whose lines are not its own", async () => {
+    const d = await dir();
+    const spool = await Spool.open(d);
+    await spool.append("agents.mcp", event(1));
+    await spool.close();
+    const [segment] = await readdir(join(d, "segments"));
+    await appendFile(join(d, "segments", segment!), "not json\n");
+    const opened = await Spool.open(d).catch((e: unknown) => e);
+    expect(opened).toBeInstanceOf(GatewayError);
+    expect((opened as GatewayError).code).toBe("spool-corrupt");
+  });
+});

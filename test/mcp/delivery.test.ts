@@ -1,0 +1,206 @@
+/**
+ * The gateway when the sink goes away: fail-open keeps serving and delivers everything it spooled, in order,
+ * after both the sink and the gateway restart; fail-closed withholds what it cannot record and refuses calls
+ * until the sink is back. A sink that rolls its log back is caught by the receipt check and reported.
+ */
+import { cp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { startEmbeddedSink } from "@auditsink/local";
+import { serveHttp } from "@auditsink/mcp";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { cli, sinkWithProducer, tempDir } from "../cli/helpers.ts";
+import { gateway, gatewayConfig, keptReceipts, records } from "./helpers.ts";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+/** The sink again over the same data directory and port (the gateway's configured URL). */
+async function restartSink(dataDir: string, port: number) {
+  const sink = await startEmbeddedSink({
+    dataDir,
+    port,
+    verifyIntervalSeconds: 0,
+    print: () => {},
+    log: () => {},
+  });
+  cleanups.push(() => sink.close());
+  return sink;
+}
+
+async function setup(failMode: "open" | "closed", extra: Record<string, unknown> = {}) {
+  const work = await tempDir("auditsink-mcp-delivery-");
+  const s = await sinkWithProducer(work, "mcp-gateway");
+  let sink = s.sink;
+  cleanups.push(() => sink.close());
+  const config = gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work, {
+    failMode,
+    policy: { default: "allow" },
+    ...extra,
+  });
+  let running = await gateway(config);
+  let http = await serveHttp(running, { port: 0 });
+  let client: Client;
+  const connect = async () => {
+    client = new Client({ name: "test-agent", version: "1" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+  };
+  await connect();
+  const stopGateway = async () => {
+    await client.close();
+    await http.close();
+    await running.close();
+  };
+  cleanups.push(stopGateway);
+  return {
+    work,
+    s,
+    config,
+    get running() {
+      return running;
+    },
+    /** The gateway's listener base URL (`/healthz`, `/metrics`). */
+    get base() {
+      return http.url.replace(/\/mcp$/, "");
+    },
+    echo: (message: string) => client.callTool({ name: "echo", arguments: { message } }),
+    stopSink: () => sink.close(),
+    async startSink() {
+      sink = await restartSink(s.dataDir, s.sink.port);
+    },
+    stopGateway,
+    async restartGateway() {
+      await stopGateway();
+      running = await gateway(config);
+      http = await serveHttp(running, { port: 0 });
+      await connect();
+    },
+  };
+}
+
+const messages = async (dataDir: string) =>
+  (await records(dataDir)).map((r) => {
+    const d = r.event.data as Record<string, unknown>;
+    return [(d["gen_ai.tool.call.arguments"] as { message: string }).message, d["auditsink.mcp.rule"]];
+  });
+
+describe("fail-open", () => {
+  it("serves while the sink is down and delivers every spooled event, in order, after both restart", async () => {
+    // Prepare
+    const t = await setup("open");
+    await t.echo("m1");
+    await t.echo("m2");
+    await t.running.recorder.drain(5000);
+
+    // Act: the sink stops; the agent goes on; the gateway restarts with events still spooled
+    await t.stopSink();
+    const during = [await t.echo("m3"), await t.echo("m4"), await t.echo("m5")];
+    const spooled = t.running.recorder.status().backlog;
+    await t.restartGateway();
+    const afterRestart = t.running.recorder.status().backlog;
+    await t.startSink();
+    await t.running.recorder.drain(10_000);
+    await t.echo("m6");
+    await t.running.recorder.drain(5000);
+    const metrics = await t.running.metrics.registry.getSingleMetricAsString(
+      "auditsink_mcp_events_delivered_total",
+    );
+    await t.stopGateway();
+    await t.stopSink();
+
+    // Assess
+    expect(during.every((r) => !r.isError)).toBe(true);
+    expect(spooled).toBe(3);
+    expect(afterRestart).toBe(3);
+    expect(metrics).toContain("auditsink_mcp_events_delivered_total 4");
+    expect(await messages(t.s.dataDir)).toEqual(
+      ["m1", "m2", "m3", "m4", "m5", "m6"].map((m) => [m, "default"]),
+    );
+    expect(await keptReceipts(join(t.work, "spool"), t.s.verifierKey)).toHaveLength(6);
+    const verified = await cli(["verify", t.s.dataDir, "--verifier-key", t.s.verifierKey]);
+    expect(verified.code, verified.out + verified.err).toBe(0);
+  }, 30_000);
+});
+
+describe("fail-closed", () => {
+  it("withholds a result it cannot record, refuses calls while the sink is down, and recovers", async () => {
+    // Prepare
+    const t = await setup("closed", { closedTimeoutMs: 1000 });
+
+    // Act
+    const ok = await t.echo("m1");
+    const receiptedBeforeAnswer = t.running.recorder.status().backlog;
+    await t.stopSink();
+    const withheld = await t.echo("m2").then(
+      () => "answered",
+      (e: Error) => e.message,
+    );
+    const refused = await t.echo("m3");
+    const healthDown = t.running.recorder.admits();
+    const health = await fetch(`${t.base}/healthz`);
+    const healthBody = (await health.json()) as Record<string, unknown>;
+    const metricsText = await (await fetch(`${t.base}/metrics`)).text();
+    await t.startSink();
+    await t.running.recorder.drain(10_000);
+    const again = await t.echo("m4");
+    await t.stopGateway();
+    await t.stopSink();
+
+    // Assess: m2 ran but its result was withheld, and it is still recorded (late); m3 never reached the tool
+    expect(ok.isError).toBeFalsy();
+    expect(receiptedBeforeAnswer).toBe(0);
+    expect(withheld).toContain("withheld");
+    expect(refused.isError).toBe(true);
+    expect(JSON.stringify(refused.content)).toContain("fail-closed");
+    expect(healthDown).toBe(false);
+    expect(health.status).toBe(503);
+    expect(healthBody).toMatchObject({ ok: false, failMode: "closed", sinkReachable: false, backlog: 2 });
+    expect(metricsText).toContain("auditsink_mcp_fail_closed_refusals_total 2");
+    expect(metricsText).toContain("auditsink_mcp_sink_reachable 0");
+    expect(again.isError).toBeFalsy();
+    expect(await messages(t.s.dataDir)).toEqual([
+      ["m1", "default"],
+      ["m2", "default"],
+      ["m3", "fail-closed"],
+      ["m4", "default"],
+    ]);
+    const verified = await cli(["verify", t.s.dataDir, "--verifier-key", t.s.verifierKey]);
+    expect(verified.code, verified.out + verified.err).toBe(0);
+  }, 30_000);
+});
+
+describe("receipt checks", () => {
+  it("reports a sink that rolled its log back as a fork, in the metrics and the health, and keeps the event", async () => {
+    // Prepare: a copy of the sink's data after two events
+    const t = await setup("open");
+    await t.echo("m1");
+    await t.echo("m2");
+    await t.running.recorder.drain(5000);
+    await t.stopSink();
+    const saved = join(t.work, "data-saved");
+    await cp(t.s.dataDir, saved, { recursive: true });
+    await t.startSink();
+    await t.echo("m3");
+    await t.running.recorder.drain(5000);
+
+    // Act: the operator puts the old copy back; the next event gets a checkpoint that contradicts m3's
+    await t.stopSink();
+    await rm(t.s.dataDir, { recursive: true, force: true });
+    await cp(saved, t.s.dataDir, { recursive: true });
+    await t.startSink();
+    await t.echo("m4");
+    await expect(t.running.recorder.drain(1500)).rejects.toThrow(/undelivered/);
+    const status = t.running.recorder.status();
+    const metric = await t.running.metrics.registry.getSingleMetricAsString(
+      "auditsink_mcp_receipt_failures_total",
+    );
+
+    // Assess
+    expect(status.integrityError).toMatch(/log-fork/);
+    expect(status.backlog).toBe(1);
+    expect(metric).toContain('auditsink_mcp_receipt_failures_total{code="log-fork"}');
+  }, 30_000);
+});
