@@ -1,12 +1,21 @@
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "@auditsink/cli";
 import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
-import { expect } from "vitest";
+import { afterAll, expect } from "vitest";
 
+/** Directories tempDir made in this test file: removed after its last test (and after its own afterAll hooks). */
+const made: string[] = [];
+afterAll(async () => {
+  await Promise.all(made.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A fresh directory under the system temp directory, removed when the test file is done. */
 export async function tempDir(prefix = "auditsink-cli-"): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 /** Starts the real embedded sink on a free port over a fresh data directory, quietly. */

@@ -17,12 +17,15 @@ import { tempDir, testProducer } from "./helpers.ts";
 const STREAM = "agents.lookups";
 let sink: EmbeddedSink;
 let dir: { dir: string; remove(): Promise<void> };
+/** Files the CLI reads or writes beside the data directory (receipts, bundles), removed with it. */
+let scratch: { dir: string; remove(): Promise<void> };
 const producer = testProducer("lookup-bot");
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT = `00-${TRACE_ID}-00f067aa0ba902b7-01`;
 
 beforeAll(async () => {
   dir = await tempDir("auditsink-lookups-");
+  scratch = await tempDir("auditsink-lookups-out-");
   sink = await startEmbeddedSink({
     dataDir: dir.dir,
     port: 0,
@@ -40,6 +43,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sink?.close();
   await dir?.remove();
+  await scratch?.remove();
 });
 
 async function submit(events: unknown[], stream = STREAM): Promise<Response> {
@@ -98,7 +102,7 @@ describe("a lost receipt, found again by source and id", () => {
     const missing = await fetch(`${sink.url}/v1/receipts?source=${encodeURIComponent(event.source)}`);
     expect(await missing.json()).toMatchObject({ status: 400, field: "id" });
 
-    const receipts = join(dir.dir, "..", `${Date.now()}-receipts.json`);
+    const receipts = join(scratch.dir, "receipts.json");
     await writeFile(receipts, JSON.stringify([found]));
     const verified = await cli([
       "verify",
@@ -157,7 +161,7 @@ describe("finding events", () => {
 
     // `auditsink export` takes the same window over the same received time.
     const [probe] = await page(`receivedSince=${before}`);
-    const out = join(dir.dir, "..", `${Date.now()}-bundle`);
+    const out = join(scratch.dir, "bundle");
     const exported = await cli([
       "export",
       dir.dir,
