@@ -8,17 +8,18 @@
  * CALLS times directly, and CALLS times through the gateway (agent ↔ gateway in-process over the SDK's
  * InMemoryTransport, gateway ↔ server over stdio), in alternating rounds of 100 so that machine load falls on
  * both alike. The gateway decides each call (a policy with three rules), signs its event and appends it to the
- * fsynced spool before answering; with `failMode: open` delivery to the embedded sink (in this process) is
- * asynchronous, with `closed` each answer waits for the event's verified receipt. Goal: ≤ 2 ms p99 added with
- * asynchronous delivery.
+ * fsynced spool before answering; with `failMode: open` delivery to the embedded sink is asynchronous, with
+ * `closed` each answer waits for the event's verified receipt. The sink runs as its own process
+ * (packages/local/src/serve.ts), as it would in production, so its commits do not share the gateway's event loop.
+ * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { generateKeyPair, spkiDer } from "@auditsink/core";
-import { startEmbeddedSink } from "@auditsink/local";
 import { AuditRecorder, type FailMode, GatewayMetrics, McpGateway, Policy } from "@auditsink/mcp";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -32,13 +33,32 @@ const everything = createRequire(import.meta.url).resolve(
 const server = { name: "everything", command: process.execPath, args: [everything, "stdio"] };
 
 const work = mkdtempSync(join(tmpdir(), "auditsink-bench-mcp-"));
-const sink = await startEmbeddedSink({
-  dataDir: join(work, "data"),
-  port: 0,
-  verifyIntervalSeconds: 0,
-  print: () => {},
-  log: () => {},
-});
+
+/** The embedded sink in its own process; resolves once it listens, with what the bench needs from its directory. */
+function startSink(
+  dataDir: string,
+): Promise<{ child: ChildProcess; url: string; adminToken: string; verifierKey: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "packages/local/src/serve.ts", dataDir, "0"], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, AUDITSINK_QUIET: "1", AUDITSINK_VERIFY_INTERVAL: "0" },
+    });
+    let out = "";
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /listening (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m)
+        resolve({
+          child,
+          url: m[1]!,
+          adminToken: readFileSync(join(dataDir, "admin-token"), "utf8").trim(),
+          verifierKey: readFileSync(join(dataDir, "keys", "verifier-key.txt"), "utf8").trim(),
+        });
+    });
+    child.on("exit", (code) => reject(new Error(`sink exited with ${code}`)));
+  });
+}
+const sink = await startSink(join(work, "data"));
 
 const quantile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -68,7 +88,7 @@ async function run(failMode: FailMode, producerKey: ReturnType<typeof generateKe
     sink: {
       endpoint: sink.url,
       producerKey,
-      sinkKey: sink.local.signingKey.verifierKey,
+      sinkKey: sink.verifierKey,
       stream: `agents.bench-${failMode}`,
       source: "mcp-proxy://bench",
     },
@@ -128,7 +148,7 @@ try {
   const producer = generateKeyPair("ed25519");
   const registered = await fetch(`${sink.url}/v1/producers`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
+    headers: { "content-type": "application/json", authorization: `Bearer ${sink.adminToken}` },
     body: JSON.stringify({
       id: "bench",
       publicKey: spkiDer(producer.publicKey).toString("base64"),
@@ -146,7 +166,7 @@ try {
     loadavgBefore: before.map((x) => Number(x.toFixed(2))),
     loadavgAfter: loadavg().map((x) => Number(x.toFixed(2))),
     setup:
-      "SDK client → echo on server-everything (stdio); direct vs through McpGateway (InMemoryTransport in front), alternating rounds of 100; embedded sink in-process",
+      "SDK client → echo on server-everything (stdio); direct vs through McpGateway (InMemoryTransport in front), alternating rounds of 100; embedded sink in its own process",
     goal: "≤ 2 ms p99 added with asynchronous delivery (failMode open)",
     open,
     closed,
@@ -156,6 +176,7 @@ try {
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
 } finally {
-  await sink.close();
+  sink.child.kill("SIGTERM");
+  await new Promise((r) => sink.child.once("exit", r));
   rmSync(work, { recursive: true, force: true });
 }
