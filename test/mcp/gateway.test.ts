@@ -223,3 +223,41 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
     expect((recs[0]!.event.data as Record<string, unknown>)["gen_ai.agent.id"]).toBe("release-bot");
   }, 30_000);
 });
+
+describe("MCP sessions over Streamable HTTP that go quiet", () => {
+  it("are closed after the idle time with their upstream servers, while an active one stays open", async () => {
+    // Prepare
+    const work = await tempDir("auditsink-mcp-idle-");
+    const s = await sinkWithProducer(work, "mcp-gateway");
+    cleanups.push(() => s.sink.close());
+    const running = await gateway(
+      gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work, {
+        policy: { default: "allow" },
+      }),
+    );
+    const http = await serveHttp(running, { port: 0, sessionIdleSeconds: 1 });
+    cleanups.push(async () => {
+      await http.close();
+      await running.close();
+    });
+    const quiet = await agent(http.url);
+    const busy = await agent(http.url);
+    await quiet.callTool({ name: "echo", arguments: { message: "once" } });
+    expect(running.gateway.sessions.size).toBe(2);
+
+    // Act: keep one session busy for 2.5 idle periods while the other says nothing.
+    for (let i = 0; i < 10; i++) {
+      await busy.callTool({ name: "echo", arguments: { message: `tick ${i}` } });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const late = await quiet.callTool({ name: "echo", arguments: { message: "late" } }).then(
+      () => "answered",
+      (e: Error) => e.message,
+    );
+
+    // Assess
+    expect(late).toContain("unknown MCP session");
+    expect(running.gateway.sessions.size).toBe(1);
+    expect((await busy.callTool({ name: "echo", arguments: { message: "still here" } })).isError).toBeFalsy();
+  }, 30_000);
+});

@@ -10,6 +10,8 @@ export interface McpProxyOptions {
   /** Serve Streamable HTTP on this port instead of stdio. */
   http?: number;
   host?: string;
+  /** Seconds an HTTP agent's session may go without a request before it is closed. */
+  sessionIdleSeconds?: number;
   log: (line: string) => void;
 }
 
@@ -35,6 +37,7 @@ export async function mcpProxy(options: McpProxyOptions): Promise<void> {
   const http = await serveHttp(running, {
     port: options.http,
     ...(options.host ? { host: options.host } : {}),
+    ...(options.sessionIdleSeconds !== undefined ? { sessionIdleSeconds: options.sessionIdleSeconds } : {}),
   });
   options.log(`auditsink mcp-proxy: serving MCP on ${http.url} (metrics and health beside it)`);
 }

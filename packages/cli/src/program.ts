@@ -50,8 +50,8 @@ const int = (name: string) => (value: string) => {
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
   return n;
 };
-/** A count of worker threads: at least 1. */
-const jobs = (name: string) => (value: string) => {
+/** An integer of at least 1 (a count of worker threads, a number of seconds). */
+const positiveInt = (name: string) => (value: string) => {
   const n = int(name)(value);
   if (n < 1) throw new InvalidArgumentError(`${name} must be at least 1`);
   return n;
@@ -309,6 +309,14 @@ export function buildProgram(io: Io = processIo): Command {
       int("--http"),
     )
     .option("--host <host>", "interface for --http (default 127.0.0.1)")
+    .addOption(
+      new Option(
+        "--session-idle <seconds>",
+        "with --http: close an agent's MCP session after this long without a request (default 1800)",
+      )
+        .env("AUDITSINK_MCP_SESSION_IDLE")
+        .argParser(positiveInt("--session-idle")),
+    )
     .action(async (o) => {
       const { mcpProxy } = await import("./mcpProxy.ts");
       // stdout is the MCP channel on stdio: everything else goes to stderr.
@@ -316,6 +324,7 @@ export function buildProgram(io: Io = processIo): Command {
         config: o.config,
         ...(o.http !== undefined ? { http: o.http } : {}),
         ...(o.host ? { host: o.host } : {}),
+        ...(o.sessionIdle !== undefined ? { sessionIdleSeconds: o.sessionIdle } : {}),
         log: (line) => io.err(`${line}\n`),
       });
     });
@@ -488,10 +497,12 @@ export function buildProgram(io: Io = processIo): Command {
         .option(
           "--jobs <n>",
           "worker threads that check records (default: one per core; 1: no workers)",
-          jobs("--jobs"),
+          positiveInt("--jobs"),
         )
         .addOption(
-          new Option("--threads <n>", "the earlier name of --jobs").hideHelp().argParser(jobs("--threads")),
+          new Option("--threads <n>", "the earlier name of --jobs")
+            .hideHelp()
+            .argParser(positiveInt("--threads")),
         )
         .option("--no-progress", "no progress bar")
         .option("--json", "machine-readable report (never a progress bar)"),

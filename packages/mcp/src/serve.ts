@@ -181,17 +181,39 @@ function authenticate(agents: HttpAgent[], header: string | undefined): string |
   return found;
 }
 
+/** Seconds an HTTP agent's MCP session may go without a request before the gateway closes it. */
+export const DEFAULT_SESSION_IDLE_SECONDS = 1800;
+
 /**
  * Serves agents over MCP Streamable HTTP on `path` (default `/mcp`), one gateway session per MCP session, with
  * `/metrics` (Prometheus) and `/healthz` (200 while calls can be recorded, else 503, with the recorder status).
  * With `agents` configured, each MCP request needs a bearer token, and a session stays with its agent.
+ * A session without a request for `sessionIdleSeconds` (default DEFAULT_SESSION_IDLE_SECONDS) is closed with its
+ * upstream connections (spawned servers end): an agent that went away without DELETE holds nothing for long.
  */
 export async function serveHttp(
   running: RunningGateway,
-  options: { port: number; host?: string; path?: string },
+  options: { port: number; host?: string; path?: string; sessionIdleSeconds?: number },
 ): Promise<HttpListener> {
   const path = options.path ?? "/mcp";
+  const idleMs = (options.sessionIdleSeconds ?? DEFAULT_SESSION_IDLE_SECONDS) * 1000;
+  if (!(idleMs > 0)) throw new RangeError("sessionIdleSeconds must be positive");
   const transports = new Map<string, StreamableHTTPServerTransport>();
+  /** When each session last had a request (ms), and its POSTs not yet answered (activity until they end). */
+  const lastSeen = new Map<string, number>();
+  const inFlight = new Map<string, number>();
+  const sweep = setInterval(
+    () => {
+      const now = Date.now();
+      for (const [id, transport] of transports) {
+        if ((inFlight.get(id) ?? 0) > 0 || now - (lastSeen.get(id) ?? now) < idleMs) continue;
+        transports.delete(id);
+        void transport.close().catch(() => undefined);
+      }
+    },
+    Math.min(60_000, Math.max(100, idleMs / 4)),
+  );
+  sweep.unref();
   /** With `agents`: the agent each session was opened by; later requests must come from the same one. */
   const sessionAgents = new Map<string, string>();
   const server = createServer(async (req, res) => {
@@ -239,8 +261,19 @@ export async function serveHttp(
         return;
       }
       if (known) {
-        const body = req.method === "POST" ? await readJson(req) : undefined;
-        await known.handleRequest(req, res, body);
+        const id = sessionId as string;
+        // A POST (a message from the agent, perhaps a long tool call) keeps its session active until it is
+        // answered; the GET stream a client holds open for server messages does not.
+        const post = req.method === "POST";
+        lastSeen.set(id, Date.now());
+        if (post) inFlight.set(id, (inFlight.get(id) ?? 0) + 1);
+        try {
+          const body = post ? await readJson(req) : undefined;
+          await known.handleRequest(req, res, body);
+        } finally {
+          if (post) inFlight.set(id, (inFlight.get(id) ?? 1) - 1);
+          lastSeen.set(id, Date.now());
+        }
         return;
       }
       const body = req.method === "POST" ? await readJson(req) : undefined;
@@ -263,12 +296,15 @@ export async function serveHttp(
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
           transports.set(id, transport);
+          lastSeen.set(id, Date.now());
           if (agent) sessionAgents.set(id, agent);
         },
       });
       transport.onclose = () => {
         if (transport.sessionId) {
           transports.delete(transport.sessionId);
+          lastSeen.delete(transport.sessionId);
+          inFlight.delete(transport.sessionId);
           sessionAgents.delete(transport.sessionId);
         }
       };
@@ -297,6 +333,7 @@ export async function serveHttp(
     url: `http://${options.host ?? "127.0.0.1"}:${port}${path}`,
     server,
     close: async () => {
+      clearInterval(sweep);
       await Promise.all([...transports.values()].map((t) => t.close().catch(() => undefined)));
       server.closeAllConnections();
       await new Promise<void>((ok) => server.close(() => ok()));
