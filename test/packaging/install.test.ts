@@ -175,6 +175,12 @@ describe("the installed CLI", () => {
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/npm install @aws-sdk\/client-s3/);
   });
+
+  it("says what to install when mcp-proxy needs the MCP gateway it does not have", async () => {
+    const r = await auditsink(["mcp-proxy", "--config", "gateway.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/npm install @auditsink\/mcp/);
+  });
 });
 
 describe("the installed type declarations", () => {

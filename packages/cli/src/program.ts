@@ -50,6 +50,28 @@ const int = (name: string) => (value: string) => {
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
   return n;
 };
+/**
+ * The MCP gateway loads only for `mcp-proxy`: `@auditsink/mcp` (the MCP SDK and its servers' dependencies) is an
+ * optional peer of this package, so an auditor's install for `verify` stays small.
+ */
+async function loadMcpProxy(): Promise<typeof import("./mcpProxy.ts")> {
+  try {
+    return await import("./mcpProxy.ts");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (
+      (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
+      String(e).includes("@auditsink/mcp")
+    )
+      throw new CliError(
+        "dependency-missing",
+        "mcp-proxy needs the MCP gateway, which is not installed: npm install @auditsink/mcp (next to @auditsink/cli; with a global install: npm install -g @auditsink/mcp)",
+        { cause: e },
+      );
+    throw e;
+  }
+}
+
 /** An integer of at least 1 (a count of worker threads, a number of seconds). */
 const positiveInt = (name: string) => (value: string) => {
   const n = int(name)(value);
@@ -318,7 +340,7 @@ export function buildProgram(io: Io = processIo): Command {
         .argParser(positiveInt("--session-idle")),
     )
     .action(async (o) => {
-      const { mcpProxy } = await import("./mcpProxy.ts");
+      const { mcpProxy } = await loadMcpProxy();
       // stdout is the MCP channel on stdio: everything else goes to stderr.
       await mcpProxy({
         config: o.config,
