@@ -38,6 +38,7 @@ import {
 } from "@auditsink/core";
 import { openLocalSink } from "../packages/local/src/index.ts";
 import { CATEGORIES, type Category, type ProfileSummary, summarizeProfile } from "./cpu-profile.ts";
+import { toolCallEvent } from "./events.ts";
 
 const STREAM = "agents.bench";
 
@@ -88,21 +89,7 @@ function signedEvents(
   const bases: UnsignedEvent[] = [];
   let pad = 0;
   for (let i = 0; i < count; i++) {
-    const base = {
-      specversion: "1.0" as const,
-      id: `${tag}-${i}`,
-      source: "agent://bench-agent",
-      type: "ai.agent.tool_call",
-      time: new Date(Date.UTC(2026, 10, 24, 12, 0, 0, i % 1000)).toISOString(),
-      data: {
-        "gen_ai.agent.id": "bench-agent",
-        "gen_ai.conversation.id": `run-${i % 97}`,
-        "gen_ai.operation.name": "execute_tool",
-        "gen_ai.tool.name": "web_search",
-        "gen_ai.tool.call.id": `call-${i}`,
-        note: "x".repeat(pad),
-      },
-    };
+    const base = toolCallEvent(`${tag}-${i}`, i, "x".repeat(pad));
     if (i === 0) {
       // Size the padding once so each signed event is about 1 KB in its canonical form (membership included).
       const probe =

@@ -24,3 +24,25 @@ export function benchUnsignedEvent(i: number, filler: string): UnsignedEvent {
     },
   };
 }
+
+/**
+ * The embedded and JCS benchmarks' 1 KB tool call (`note` pads it): its time, run and call id vary with `i`, so
+ * events differ in more than their id.
+ */
+export function toolCallEvent(id: string, i: number, note: string) {
+  return {
+    specversion: "1.0" as const,
+    id,
+    source: "agent://bench-agent",
+    type: "ai.agent.tool_call",
+    time: new Date(Date.UTC(2026, 10, 24, 12, 0, 0, i % 1000)).toISOString(),
+    data: {
+      "gen_ai.agent.id": "bench-agent",
+      "gen_ai.conversation.id": `run-${i % 97}`,
+      "gen_ai.operation.name": "execute_tool",
+      "gen_ai.tool.name": "web_search",
+      "gen_ai.tool.call.id": `call-${i}`,
+      note,
+    },
+  };
+}

@@ -18,6 +18,7 @@ import { canonicalBytes, generateKeyPair, type SignedEvent, signEvent } from "@a
 import { canonify } from "@truestamp/canonify";
 import canonicalize from "canonicalize";
 import { canonicalize as jsonCanonicalize } from "json-canonicalize";
+import { toolCallEvent } from "./events.ts";
 
 // Each gives the UTF-8 bytes the sink hashes and stores.
 const utf8 = (text: string | undefined) => Buffer.from(text!, "utf8");
@@ -30,24 +31,7 @@ const candidates: Record<string, (value: unknown) => Buffer> = {
 
 const { privateKey } = generateKeyPair("ed25519");
 function auditEvent(i: number): SignedEvent {
-  return signEvent(
-    {
-      specversion: "1.0",
-      id: `jcs-${i}`,
-      source: "agent://bench-agent",
-      type: "ai.agent.tool_call",
-      time: new Date(Date.UTC(2026, 10, 24, 12, 0, 0, i % 1000)).toISOString(),
-      data: {
-        "gen_ai.agent.id": "bench-agent",
-        "gen_ai.conversation.id": `run-${i % 97}`,
-        "gen_ai.operation.name": "execute_tool",
-        "gen_ai.tool.name": "web_search",
-        "gen_ai.tool.call.id": `call-${i}`,
-        note: "x".repeat(592),
-      },
-    },
-    privateKey,
-  );
+  return signEvent(toolCallEvent(`jcs-${i}`, i, "x".repeat(592)), privateKey);
 }
 // Parsed from JSON text, as the sink sees them.
 const producerOrder = Array.from({ length: 1000 }, (_, i) => JSON.parse(JSON.stringify(auditEvent(i))));

@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import envPaths from "env-paths";
 import { CliError, EXIT_FAILURES, EXIT_OK } from "./errors.ts";
 import { exportBundle } from "./exportBundle.ts";
+import { importWithPeer } from "./optional.ts";
 import type { Target } from "./producer.ts";
 import { proveConsistency, proveInclusion } from "./prove.ts";
 import type { S3ReadOptions } from "./stores.ts";
@@ -54,22 +55,8 @@ const int = (name: string) => (value: string) => {
  * The MCP gateway loads only for `mcp-proxy`: `@auditsink/mcp` (the MCP SDK and its servers' dependencies) is an
  * optional peer of this package, so an auditor's install for `verify` stays small.
  */
-async function loadMcpProxy(): Promise<typeof import("./mcpProxy.ts")> {
-  try {
-    return await import("./mcpProxy.ts");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (
-      (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
-      String(e).includes("@auditsink/mcp")
-    )
-      throw new CliError(
-        "dependency-missing",
-        "mcp-proxy needs the MCP gateway, which is not installed: npm install @auditsink/mcp (next to @auditsink/cli; with a global install: npm install -g @auditsink/mcp)",
-        { cause: e },
-      );
-    throw e;
-  }
+function loadMcpProxy(): Promise<typeof import("./mcpProxy.ts")> {
+  return importWithPeer(() => import("./mcpProxy.ts"), "@auditsink/mcp", "mcp-proxy needs the MCP gateway");
 }
 
 /** An integer of at least 1 (a count of worker threads, a number of seconds). */

@@ -16,6 +16,7 @@ import {
 } from "@auditsink/core";
 import { type BundleHandle, readBundle, usableManifest } from "./bundle.ts";
 import { CliError } from "./errors.ts";
+import { importWithPeer } from "./optional.ts";
 import { DirectoryStore, parseS3Url, type S3ReadOptions } from "./stores.ts";
 
 export interface Source {
@@ -88,22 +89,12 @@ async function storedKeys(store: ObjectStore): Promise<string[]> {
  * auditor who verifies a directory or bundle offline need not install it (`@aws-sdk/client-s3` is an optional
  * peer dependency of this package).
  */
-async function loadS3ReadStore(): Promise<typeof import("./S3ReadStore.ts")> {
-  try {
-    return await import("./S3ReadStore.ts");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (
-      (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
-      String(e).includes("@aws-sdk/client-s3")
-    )
-      throw new CliError(
-        "dependency-missing",
-        "reading s3:// sources needs the AWS SDK's S3 client, which is not installed: npm install @aws-sdk/client-s3 (next to @auditsink/cli; with a global install: npm install -g @aws-sdk/client-s3)",
-        { cause: e },
-      );
-    throw e;
-  }
+function loadS3ReadStore(): Promise<typeof import("./S3ReadStore.ts")> {
+  return importWithPeer(
+    () => import("./S3ReadStore.ts"),
+    "@aws-sdk/client-s3",
+    "reading s3:// sources needs the AWS SDK's S3 client",
+  );
 }
 
 export async function openSource(location: string, s3: S3ReadOptions = {}): Promise<Source> {
