@@ -1,7 +1,9 @@
+import type { KeyObject } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "@auditsink/cli";
+import { spkiDer } from "@auditsink/core";
 import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
 import { afterAll, expect } from "vitest";
 
@@ -27,6 +29,24 @@ export async function startSink(dataDir: string): Promise<EmbeddedSink> {
     print: () => {},
     log: () => {},
   });
+}
+
+/**
+ * Registers a producer key on a running sink through its admin API (`POST /v1/producers`), for streams
+ * `agents.*` unless others are given; fails the test unless the sink answers 201.
+ */
+export async function registerProducer(
+  sink: EmbeddedSink,
+  id: string,
+  publicKey: KeyObject,
+  streams: string[] = ["agents.*"],
+): Promise<void> {
+  const res = await fetch(`${sink.url}/v1/producers`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
+    body: JSON.stringify({ id, publicKey: spkiDer(publicKey).toString("base64"), streams }),
+  });
+  expect(res.status, await res.clone().text()).toBe(201);
 }
 
 /**

@@ -5,17 +5,10 @@
  */
 import { join } from "node:path";
 import { AuditClient } from "@auditsink/client";
-import {
-  generateKeyPair,
-  parseSigbatch,
-  type Receipt,
-  type SignedEvent,
-  signBatch,
-  spkiDer,
-} from "@auditsink/core";
+import { generateKeyPair, parseSigbatch, type Receipt, type SignedEvent, signBatch } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, startSink, tempDir } from "../cli/helpers.ts";
+import { cli, registerProducer, startSink, tempDir } from "../cli/helpers.ts";
 
 let sink: EmbeddedSink;
 let dataDir: string;
@@ -24,16 +17,7 @@ const producer = generateKeyPair("ed25519");
 beforeAll(async () => {
   dataDir = join(await tempDir("auditsink-batch-sign-"), "data");
   sink = await startSink(dataDir);
-  const res = await fetch(`${sink.url}/v1/producers`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
-    body: JSON.stringify({
-      id: "support-bot",
-      publicKey: spkiDer(producer.publicKey).toString("base64"),
-      streams: ["agents.*"],
-    }),
-  });
-  expect(res.status).toBe(201);
+  await registerProducer(sink, "support-bot", producer.publicKey);
 });
 
 afterAll(async () => {

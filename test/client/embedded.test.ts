@@ -1,8 +1,6 @@
 /**
  * The SDK and a client nobody here wrote, against the real embedded sink (packages/local startEmbeddedSink).
  */
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditClient } from "@auditsink/client";
 import {
@@ -12,37 +10,22 @@ import {
   parseVerifierKey,
   type Receipt,
   signEvent,
-  spkiDer,
   type UnsignedEvent,
   verifyConsistency,
   verifyReceipt,
   verifyStoredStream,
 } from "@auditsink/core";
-import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
+import type { EmbeddedSink } from "@auditsink/local";
 import { CloudEvent, HTTP } from "cloudevents";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registerProducer, startSink, tempDir } from "../cli/helpers.ts";
 
 let sink: EmbeddedSink;
 const producer = generateKeyPair("ed25519");
 
 beforeAll(async () => {
-  sink = await startEmbeddedSink({
-    dataDir: join(await mkdtemp(join(tmpdir(), "auditsink-client-e2e-")), "data"),
-    port: 0,
-    verifyIntervalSeconds: 0,
-    print: () => {},
-    log: () => {},
-  });
-  const res = await fetch(`${sink.url}/v1/producers`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
-    body: JSON.stringify({
-      id: "support-bot",
-      publicKey: spkiDer(producer.publicKey).toString("base64"),
-      streams: ["agents.*"],
-    }),
-  });
-  expect(res.status).toBe(201);
+  sink = await startSink(join(await tempDir("auditsink-client-e2e-"), "data"));
+  await registerProducer(sink, "support-bot", producer.publicKey);
 });
 
 afterAll(async () => {

@@ -1,34 +1,19 @@
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditClient } from "@auditsink/client";
-import { generateKeyPair, spkiDer, verifyStoredStream } from "@auditsink/core";
-import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
+import { generateKeyPair, verifyStoredStream } from "@auditsink/core";
+import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordToolCall } from "../../examples/agent-tool-call.ts";
 import { recordDecision } from "../../examples/mcp-policy-decision.ts";
 import { recordInvocation } from "../../examples/model-invocation.ts";
+import { registerProducer, startSink, tempDir } from "../cli/helpers.ts";
 
 let sink: EmbeddedSink;
 const producer = generateKeyPair("ecdsa-p256");
 
 beforeAll(async () => {
-  sink = await startEmbeddedSink({
-    dataDir: join(await mkdtemp(join(tmpdir(), "auditsink-examples-")), "data"),
-    port: 0,
-    verifyIntervalSeconds: 0,
-    print: () => {},
-    log: () => {},
-  });
-  await fetch(`${sink.url}/v1/producers`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${sink.local.adminToken}` },
-    body: JSON.stringify({
-      id: "examples",
-      publicKey: spkiDer(producer.publicKey).toString("base64"),
-      streams: ["agents.*", "mcp.*", "models.*"],
-    }),
-  });
+  sink = await startSink(join(await tempDir("auditsink-examples-"), "data"));
+  await registerProducer(sink, "examples", producer.publicKey, ["agents.*", "mcp.*", "models.*"]);
 });
 
 afterAll(async () => {

@@ -1,9 +1,10 @@
 /** Shared by the OpenTelemetry bridge tests: a real embedded sink with a registered producer, and clients. */
 import { join } from "node:path";
 import { AuditClient, type AuditClientOptions } from "@auditsink/client";
-import { type KeyAlgorithm, type SealedRecord, spkiDer } from "@auditsink/core";
+import type { KeyAlgorithm, SealedRecord } from "@auditsink/core";
 import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
 import { type DiagLogger, DiagLogLevel, diag } from "@opentelemetry/api";
+import { registerProducer } from "../cli/helpers.ts";
 import { tempDir, testProducer } from "../embedded/helpers.ts";
 
 export interface TestSink {
@@ -54,16 +55,7 @@ export async function startTestSink(alg: KeyAlgorithm = "ed25519"): Promise<Test
       await dir.remove();
     },
   };
-  const res = await fetch(`${t.sink.url}/v1/producers`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${t.sink.local.adminToken}` },
-    body: JSON.stringify({
-      id: producer.id,
-      publicKey: spkiDer(producer.publicKey).toString("base64"),
-      streams: ["agents.*"],
-    }),
-  });
-  if (res.status !== 201) throw new Error(`producer registration: ${res.status} ${await res.text()}`);
+  await registerProducer(t.sink, producer.id, producer.publicKey);
   return t;
 }
 
