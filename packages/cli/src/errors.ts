@@ -2,6 +2,7 @@
  * Coded errors of the CLI. Each maps to an exit status in one place (main.ts): verification failures are not
  * errors but findings in the report (exit 1); a CliError means the command could not do its job (exit 2).
  */
+import { CodedError } from "@auditsink/core";
 export type CliErrorCode =
   /** Arguments that cannot work together, or a value that does not parse. */
   | "usage"
@@ -18,15 +19,8 @@ export type CliErrorCode =
   /** A verification worker thread could not start or stopped unexpectedly. */
   | "worker-failed";
 
-export class CliError extends Error {
+export class CliError extends CodedError<CliErrorCode> {
   override readonly name = "CliError";
-  constructor(
-    readonly code: CliErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 export const EXIT_OK = 0;

@@ -2,15 +2,9 @@
  * Coded errors of the embedded runtime. Filesystem errors below the ports become core StoreError with `cause`;
  * these are for what the runtime itself refuses (a data directory in use, a bad configuration).
  */
+import { CodedError } from "@auditsink/core";
 export type LocalErrorCode = "data-dir-locked" | "data-dir-invalid" | "config-mismatch" | "lock-unavailable";
 
-export class LocalError extends Error {
+export class LocalError extends CodedError<LocalErrorCode> {
   override readonly name = "LocalError";
-  constructor(
-    readonly code: LocalErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }

@@ -1,4 +1,5 @@
 /** Coded errors of the MCP gateway. */
+import { CodedError } from "@auditsink/core";
 
 export type GatewayErrorCode =
   /** The gateway or policy configuration is unusable; the message names the field. */
@@ -14,13 +15,6 @@ export type GatewayErrorCode =
   /** An upstream MCP server could not be started or reached. */
   | "upstream-unavailable";
 
-export class GatewayError extends Error {
+export class GatewayError extends CodedError<GatewayErrorCode> {
   override readonly name = "GatewayError";
-  constructor(
-    readonly code: GatewayErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
