@@ -231,12 +231,11 @@ async function probeEmulators(p: Awaited<ReturnType<typeof provision>>): Promise
   };
 }
 
-let emulatorCapacity: Record<string, number> = {};
-
 async function main() {
   const emulators = await startEmulators();
   useEmulators(emulators);
   const results: Record<string, unknown>[] = [];
+  let emulatorCapacity: Record<string, number> = {};
   try {
     const p = await provision();
     emulatorCapacity = await probeEmulators(p);
