@@ -9,14 +9,7 @@ import type { KeyObject } from "node:crypto";
 import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
 import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
-import {
-  type EcdsaEncoding,
-  keyFingerprint,
-  signBytes,
-  spkiDer,
-  verifyBytes,
-  verifyBytesAsync,
-} from "./keys.ts";
+import { type EcdsaEncoding, keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 import { inclusionProofLength, leafHash, MerkleTree, rootFromInclusionProof } from "./merkle.ts";
 
 /**
@@ -171,20 +164,9 @@ export class BatchSignatureCache {
 /** The cache every verification shares unless given its own (one per process, or per worker thread). */
 export const batchSignatureCache = new BatchSignatureCache();
 
-const keyIdentities = new WeakMap<KeyObject, string>();
-
-/** SHA-256 of the key's DER SPKI: the verdict belongs to the key itself, not to the id an event claims. */
-function keyIdentity(key: KeyObject): string {
-  let id = keyIdentities.get(key);
-  if (id === undefined) {
-    id = toHex(sha256(spkiDer(key)));
-    keyIdentities.set(key, id);
-  }
-  return id;
-}
-
+/** The verdict belongs to the key itself (its fingerprint, computed from it), not to the id an event claims. */
 function cacheKey(key: KeyObject, message: Buffer, signature: string, encoding: EcdsaEncoding): string {
-  return `${keyIdentity(key)} ${encoding} ${signature} ${message.toString("utf8")}`;
+  return `${keyFingerprint(key)} ${encoding} ${signature} ${message.toString("utf8")}`;
 }
 
 /**

@@ -47,8 +47,19 @@ export function publicKeyFromSpki(spki: string | Uint8Array): KeyObject {
 
 /** A producer key id: lowercase hex SHA-256 of the DER SPKI (docs/FORMAT.md §Keys). */
 export function keyFingerprint(key: KeyObject): string {
-  return toHex(sha256(spkiDer(key)));
+  let fingerprint = fingerprints.get(key);
+  if (fingerprint === undefined) {
+    fingerprint = toHex(sha256(spkiDer(key)));
+    fingerprints.set(key, fingerprint);
+  }
+  return fingerprint;
 }
+
+/**
+ * KeyObjects are immutable, so each key's fingerprint is computed once: signing every event (`sigkeyid`) and
+ * caching batch-signature verdicts ask for it per event, and deriving it exports and hashes the whole key.
+ */
+const fingerprints = new WeakMap<KeyObject, string>();
 
 /**
  * Ed25519 signs the message itself; ECDSA P-256 signs its SHA-256 and yields an ASN.1 DER signature in canonical
