@@ -182,7 +182,7 @@ describe("the bound on catching a change to an old segment", () => {
 });
 
 describe("webhook delivery", () => {
-  it("retries with backoff until the webhook accepts, and delivers what was pending after a restart", {
+  it("retries with backoff until the webhook accepts, delivers what was pending after a restart, and closes only after a delivery in flight is recorded", {
     timeout: 60_000,
   }, async () => {
     // Prepare: a webhook that fails until told otherwise.
@@ -202,7 +202,8 @@ describe("webhook delivery", () => {
           return;
         }
         delivered.push(...(JSON.parse(body) as { alerts: { code: string }[] }).alerts);
-        res.end();
+        // Answered late, so the sink is asked to close while this delivery is in flight.
+        setTimeout(() => res.end(), 200);
       });
     });
     await new Promise<void>((r) => hook.listen(0, "127.0.0.1", r));

@@ -181,9 +181,14 @@ export class OutboxWebhookAlertSink implements AlertSink {
     if (this.entries.length > 0) void this.deliver();
   }
 
-  stop(): void {
+  /**
+   * Stops retrying and waits for a delivery in flight (bounded by the webhook timeout) and its outbox write, so
+   * nothing writes the outbox after the sink has released its data directory.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.chain;
   }
 
   send(alerts: readonly Alert[]): Promise<void> {
@@ -206,6 +211,7 @@ export class OutboxWebhookAlertSink implements AlertSink {
   /** Tries every entry that is due; schedules the next try for the rest. */
   deliver(): Promise<void> {
     return this.serial(async () => {
+      if (this.stopped) return;
       const now = Date.now();
       let changed = false;
       for (const e of [...this.entries]) {

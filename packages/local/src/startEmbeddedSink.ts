@@ -284,7 +284,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     });
   } catch (e) {
     clearInterval(alertsRetry);
-    webhook?.stop();
+    await webhook?.stop();
     await local.close();
     throw e;
   }
@@ -319,7 +319,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await verifier.stop();
         clearInterval(alertsRetry);
-        webhook?.stop();
+        await webhook?.stop();
         await local.close();
       })();
       return closing;
