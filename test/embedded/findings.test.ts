@@ -148,7 +148,7 @@ describe("auditsink findings list|ack", () => {
 });
 
 describe("the bound on catching a change to an old segment", () => {
-  it("is the full-verification interval: with 0 s every run reads every object again", {
+  it("is the full-verification interval: with 0 s a sweep starts at once and reads every object again", {
     timeout: 60_000,
   }, async () => {
     // Prepare
@@ -158,10 +158,30 @@ describe("the bound on catching a change to an old segment", () => {
     await sink.verifier.runOnce();
     await tamperFirstSegment(dataDir);
     // Act
-    const next = await sink.verifier.runOnce();
-    // Assess
+    const next = await sink.verifier.sweepSlice();
+    // Assess: a small archive is swept in one slice, which completes the sweep
     expect(next.full).toBe(true);
+    expect(next.sweep?.resumeAt).toBeUndefined();
     expect(next.failures.map((f) => f.code)).toContain("checkpoint-root-mismatch");
+  });
+
+  it("on the schedule: found by the first sweep that starts after the change", { timeout: 60_000 }, async () => {
+    // Prepare: runs every second, sweeps back to back in slices of one segment
+    const dataDir = await fresh();
+    const { sink } = await start(dataDir, {
+      verifyIntervalSeconds: 1,
+      fullVerifyIntervalSeconds: 0,
+      verifySweepSliceMs: 0,
+      verifySweepShare: 0.5,
+    });
+    await withProducerAndEvents(sink, dataDir);
+    await until(() => sink.verifier.findings.lastFullRun !== undefined);
+    // Act
+    const changed = new Date().toISOString();
+    await tamperFirstSegment(dataDir);
+    await until(() => (sink.verifier.findings.lastFullRun ?? "") > changed);
+    // Assess: every object was read again by a sweep that started after the change, and it reported it
+    expect(sink.verifier.findings.open.map((f) => f.code)).toContain("checkpoint-root-mismatch");
   });
 
   it("and within the interval runs are incremental (an hour here: the old segment is not read again)", {

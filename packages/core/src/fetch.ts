@@ -10,7 +10,13 @@ import {
   segmentPrefix,
   streamPrefix,
 } from "./record.ts";
-import { type SegmentDigest, type StreamReport, StreamVerifier, type VerifyOptions } from "./verify.ts";
+import {
+  digestSegment,
+  type SegmentDigest,
+  type StreamReport,
+  StreamVerifier,
+  type VerifyOptions,
+} from "./verify.ts";
 
 const PAGE = 1000;
 
@@ -68,11 +74,23 @@ export interface FetchProgress {
   digest?: (bytes: Uint8Array) => Promise<SegmentDigest>;
   /** Segments read and digested ahead of the one being verified (default 1, or 8 with `digest`). */
   readAhead?: number;
+  /**
+   * Asked before each segment: true stops the walk there and returns a partial report (`paused`) whose state
+   * resumes it — a sweep's slice. The listing of a whole stream (a walk from record 0) is not paused, only
+   * aborted (`signal`).
+   */
+  pause?: () => boolean;
+  /** Stops a listing or the walk: the walk rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /**
  * Verifies one stream from the store. Full (from empty) lists everything under the stream's prefix and also
  * reports unexpected objects; incremental (options.from) reads only segments and checkpoints at or after it.
+ *
+ * Memory stays bounded whatever the stream's length: keys are listed a page at a time, segments are read one at
+ * a time (plus `readAhead`), and checkpoints are read as the walk reaches them — each just before the segment
+ * whose records end at or past its size — so the verifier holds only the few ahead of its position.
  */
 export async function verifyStoredStream(
   store: ObjectStore,
@@ -82,48 +100,87 @@ export async function verifyStoredStream(
 ): Promise<StreamReport> {
   const v = new StreamVerifier(stream, options);
   const from = options.from?.size ?? 0;
+  const signal = progress.signal;
   if (from === 0) {
     for await (const key of listAll(store, streamPrefix(stream))) {
+      signal?.throwIfAborted();
       const parsed = parseStoreKey(key);
       if (!parsed || parsed.stream !== stream) v.addUnexpected(key);
     }
   }
   const after = (key: string) => (from > 0 ? key : undefined);
-  for await (const key of listAll(store, checkpointPrefix(stream), after(checkpointKey(stream, from - 1)))) {
-    if (parseStoreKey(key)?.kind !== "checkpoints") continue;
-    const bytes = await store.get(key);
-    if (bytes) v.addCheckpoint(key, Buffer.from(bytes).toString("utf8"));
-  }
+
+  // Checkpoints in key (= size) order, read on demand: `feedCheckpoints(n)` feeds every one of size <= n.
+  let lastCheckpoint = after(checkpointKey(stream, from - 1));
+  let checkpointPage: string[] = [];
+  let checkpointsDone = false;
+  const nextCheckpointKey = async (): Promise<string | undefined> => {
+    while (checkpointPage.length === 0 && !checkpointsDone) {
+      checkpointPage = await store.list(checkpointPrefix(stream), {
+        ...(lastCheckpoint !== undefined ? { startAfter: lastCheckpoint } : {}),
+        limit: PAGE,
+      });
+      if (checkpointPage.length < PAGE) checkpointsDone = true;
+      if (checkpointPage.length > 0) lastCheckpoint = checkpointPage[checkpointPage.length - 1];
+    }
+    return checkpointPage[0];
+  };
+  const feedCheckpoints = async (upTo: number): Promise<void> => {
+    for (let key = await nextCheckpointKey(); key !== undefined; key = await nextCheckpointKey()) {
+      const parsed = parseStoreKey(key);
+      if (parsed?.kind === "checkpoints" && parsed.n > upTo) return;
+      checkpointPage.shift();
+      if (parsed?.kind !== "checkpoints") continue;
+      const bytes = await store.get(key);
+      if (bytes) v.addCheckpoint(key, Buffer.from(bytes).toString("utf8"));
+    }
+  };
+  // Checkpoints up to the start are fed first: one of size `from` is checked against the resumed state.
+  await feedCheckpoints(from);
+
   let bytesRead = 0;
   const depth = Math.max(1, progress.readAhead ?? (progress.digest ? 8 : 1));
-  const pending: {
-    key: string;
-    work: Promise<{ size: number; segment: Uint8Array | SegmentDigest } | undefined>;
-  }[] = [];
+  const pending: { key: string; work: Promise<{ size: number; segment: SegmentDigest } | undefined> }[] = [];
+  const digest = progress.digest ?? (async (bytes: Uint8Array) => digestSegment(bytes, options.producerKeys));
   const start = (key: string) => {
     const work = store
       .get(key)
-      .then(async (bytes) =>
-        bytes
-          ? { size: bytes.length, segment: progress.digest ? await progress.digest(bytes) : bytes }
-          : undefined,
-      );
+      .then(async (bytes) => (bytes ? { size: bytes.length, segment: await digest(bytes) } : undefined));
     work.catch(() => undefined); // awaited in order below; this only keeps an early failure from going unhandled
     pending.push({ key, work });
   };
+  let paused = false;
   const finishOne = async () => {
     const { key, work } = pending.shift()!;
     const done = await work;
     if (!done) return;
+    const first = parseStoreKey(key)!.n;
+    await feedCheckpoints(first + done.segment.records.length);
     v.addSegment(key, done.segment);
     bytesRead += done.size;
     progress.onSegment?.(v.recordsSeen, bytesRead);
   };
-  for await (const key of listAll(store, segmentPrefix(stream), after(segmentKey(stream, from - 1)))) {
-    if (parseStoreKey(key)?.kind !== "segments") continue;
-    start(key);
-    if (pending.length >= depth) await finishOne();
+  const stop = () => {
+    paused = progress.pause?.() ?? false;
+    if (!paused) signal?.throwIfAborted();
+    return paused;
+  };
+  // A writer stores a segment before its checkpoint (docs/ARCHITECTURE.md): checkpoints found beyond the walk
+  // after its listing ended mean segments committed meanwhile, so the segments are listed once more.
+  let lastSegment = after(segmentKey(stream, from - 1));
+  for (let pass = 0; pass < 2 && !paused; pass++) {
+    for await (const key of listAll(store, segmentPrefix(stream), lastSegment)) {
+      lastSegment = key;
+      if (parseStoreKey(key)?.kind !== "segments") continue;
+      if (stop()) break; // segments read ahead are dropped: the resumed walk reads them again
+      start(key);
+      if (pending.length >= depth) await finishOne();
+    }
+    while (pending.length > 0 && !paused) await finishOne();
+    if (paused) break;
+    await feedCheckpoints(Number.MAX_SAFE_INTEGER);
+    if (!v.checkpointsBeyond) break;
   }
-  while (pending.length > 0) await finishOne();
+  if (paused) return v.finish({ partial: true });
   return v.finish();
 }

@@ -72,7 +72,7 @@ export const METRICS = {
   verifierRuns: spec({
     name: "auditsink_verifier_runs_total",
     type: "counter",
-    help: "Verification runs, by mode (full or incremental)",
+    help: "Verification runs, by mode: incremental, full (the whole archive at once), or sweep (one slice of a resumable sweep of the whole archive)",
     labels: ["mode"],
     unit: "Count",
   }),
@@ -86,7 +86,7 @@ export const METRICS = {
   verifierLastFullRunAge: spec({
     name: "auditsink_verifier_last_full_run_age_seconds",
     type: "gauge",
-    help: "Seconds since the last full verification that completed started (+Inf: none has yet)",
+    help: "Seconds since the last full verification that completed (a whole run or a sweep) started (+Inf: none has yet)",
     labels: [],
     unit: "Seconds",
   }),

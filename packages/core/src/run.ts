@@ -95,6 +95,23 @@ export interface VerificationPolicy {
     onStream?: (stream: string) => void | Promise<void>;
     onStreamDone?: () => void;
   };
+  /**
+   * Makes this run one slice of a resumable full sweep (mode `full`): streams are walked in name order from
+   * `from` (a stream and where in it), and the run stops — between two segments — as soon as `pause()` says so,
+   * returning the cursor to resume from in `resumeAt`. Each stream is still walked from record 0 across slices
+   * (the state carries its chain and Merkle frontier), so the slices of a sweep verify what one full run does,
+   * except what a slice cannot judge alone: the head store is not read and the set of streams is not checked
+   * (incremental runs check both every time), and the report's `states` are the ones given. `pause` is also
+   * how a slice is stopped for shutdown: its cursor then survives, where `signal` would throw it away. A stream
+   * whose walk found a gap cannot be resumed past it: the sweep reports it and moves on to the next stream.
+   */
+  sweep?: { from?: SweepCursor; pause: () => boolean };
+}
+
+/** Where a full sweep resumes: a stream, and where in it (absent: from record 0). */
+export interface SweepCursor {
+  stream: string;
+  state?: VerifierState;
 }
 
 export interface ArchiveReport {
@@ -112,6 +129,8 @@ export interface ArchiveReport {
    * state (as given) of every other one, so a stream with failures is checked again from its last clean point.
    */
   states: Record<string, VerifierState>;
+  /** A sweep slice (`policy.sweep`) that stopped before the end: where the next slice resumes. */
+  resumeAt?: SweepCursor;
 }
 
 /** Every failure of a report, archive-level first. */
@@ -150,15 +169,18 @@ export async function runVerification(
   const settle = policy.settle ?? { tries: 4, delayMs: 250 };
   const receipts = policy.receipts ?? [];
   const signal = policy.signal;
-  const progress: VerificationPolicy["progress"] = signal
-    ? {
-        ...policy.progress,
-        onSegment: (records, bytes) => {
-          signal.throwIfAborted();
-          policy.progress?.onSegment?.(records, bytes);
-        },
-      }
-    : policy.progress;
+  const sweep = policy.sweep;
+  const progress: VerificationPolicy["progress"] = sweep
+    ? { ...policy.progress, pause: sweep.pause, ...(signal ? { signal } : {}) }
+    : signal
+      ? {
+          ...policy.progress,
+          onSegment: (records, bytes) => {
+            signal.throwIfAborted();
+            policy.progress?.onSegment?.(records, bytes);
+          },
+        }
+      : policy.progress;
   signal?.throwIfAborted();
 
   // The stored streams are listed before `_system` is read: the sink records a stream before it writes the
@@ -185,6 +207,8 @@ export async function runVerification(
     targets = [...new Set(named)];
   }
   targets.sort();
+  const cursor = sweep?.from;
+  if (cursor) targets = targets.filter((s) => s >= cursor.stream);
 
   const layout = policy.layout ?? policy.mode === "full";
   if (layout) {
@@ -208,9 +232,14 @@ export async function runVerification(
   const reports: StreamReport[] = [];
   const states: Record<string, VerifierState> = { ...(policy.states ?? {}) };
   const walk = async (stream: string): Promise<StreamReport> => {
-    const rawHead = source.heads ? await source.heads.get(stream) : undefined;
+    const rawHead = source.heads && !sweep ? await source.heads.get(stream) : undefined;
     const head = isHead(rawHead) ? rawHead : undefined;
-    const from = policy.mode === "incremental" ? policy.states?.[stream] : undefined;
+    const from =
+      policy.mode === "incremental"
+        ? policy.states?.[stream]
+        : cursor?.stream === stream
+          ? cursor.state
+          : undefined;
     signal?.throwIfAborted();
     await progress?.onStream?.(stream);
     try {
@@ -240,7 +269,12 @@ export async function runVerification(
     }
   };
 
+  let resumeAt: SweepCursor | undefined;
   for (const stream of targets) {
+    if (sweep?.pause()) {
+      resumeAt = { stream, ...(cursor?.stream === stream && cursor.state ? { state: cursor.state } : {}) };
+      break;
+    }
     if (!stored.has(stream)) {
       const why = headStreams.includes(stream)
         ? "the head store has a head for it"
@@ -264,10 +298,17 @@ export async function runVerification(
       report = await walk(stream);
     }
     reports.push(report);
+    if (sweep) {
+      if (report.paused && report.gapAt === undefined) {
+        resumeAt = { stream, state: report.state };
+        break;
+      }
+      continue;
+    }
     if (report.failures.length === 0) states[stream] = report.state;
   }
 
-  if (policy.streamSet ?? everything) {
+  if (policy.streamSet ?? (everything && !sweep)) {
     const system = reports.find((r) => r.stream === SYSTEM_STREAM);
     const recorded = new Set(system?.state.streams ?? policy.states?.[SYSTEM_STREAM]?.streams ?? []);
     const others = [...stored].filter((s) => s !== SYSTEM_STREAM);
@@ -307,7 +348,7 @@ export async function runVerification(
   }
 
   const failures = archive.length + reports.reduce((n, r) => n + r.failures.length, 0);
-  signal?.throwIfAborted(); // a stopped run reports nothing, however little was left to do
+  if (!sweep) signal?.throwIfAborted(); // a stopped run reports nothing, however little was left to do
   return {
     ok: failures === 0,
     mode: policy.mode,
@@ -321,5 +362,6 @@ export async function runVerification(
     failures,
     warnings: reports.reduce((n, r) => n + r.warnings.length, 0),
     states,
+    ...(resumeAt ? { resumeAt } : {}),
   };
 }

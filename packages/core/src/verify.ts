@@ -105,6 +105,11 @@ export interface StreamReport {
    * missing (a gap): checkpoints above it could not be checked against the records. Absent without a gap.
    */
   gapAt?: number;
+  /**
+   * The walk stopped before the end of the stream (finish({ partial: true })): nothing about the end of the log
+   * (head, receipts, checkpoints beyond it, unsigned tail) was checked, and `state` is where to resume.
+   */
+  paused?: true;
 }
 
 /** A misuse of StreamVerifier by its caller (never caused by stored bytes). */
@@ -115,7 +120,15 @@ export class VerifierUsageError extends Error {
 export class StreamVerifier {
   private readonly failures: Finding[] = [];
   private readonly warnings: Finding<WarningCode>[] = [];
+  /**
+   * Checkpoints fed and not yet passed by the walk: a caller that feeds them as the walk reaches them
+   * (verifyStoredStream) keeps this to the few ahead of the position, not one per checkpoint of the stream.
+   */
   private readonly checkpoints = new Map<number, Checkpoint>();
+  /** Checkpoints accepted (at or above the start), the largest size among them, and the largest one passed. */
+  private accepted = 0;
+  private largestSigned = 0;
+  private passedSigned = 0;
   private readonly frontier: Frontier;
   private lastHash: Hash;
   /** The index the next record must have: the walk's position in the stream. */
@@ -234,7 +247,7 @@ export class StreamVerifier {
       return;
     }
     if (cp.size < this.startSize) return;
-    if (this.started && cp.size < this.position) {
+    if (this.started && cp.size < this.position && this.gapAt === undefined) {
       throw new VerifierUsageError(
         `checkpoint ${key} was given after the walk passed size ${cp.size}: feed every checkpoint before the first segment`,
       );
@@ -246,8 +259,20 @@ export class StreamVerifier {
         `the head store holds a signed checkpoint of size ${cp.size} whose root differs from the stored one`,
       );
     }
+    if (!this.checkpoints.has(cp.size)) this.accepted++;
+    this.largestSigned = Math.max(this.largestSigned, cp.size);
     this.checkpoints.set(cp.size, cp);
     if (cp.size === this.position && this.gapAt === undefined) this.checkRoot(cp.size);
+  }
+
+  /** A checkpoint fed so far covers more records than the walk has seen. */
+  get checkpointsBeyond(): boolean {
+    return this.largestSigned > this.position;
+  }
+
+  /** Checkpoints held (fed and not yet passed by the walk): what a streaming caller keeps bounded. */
+  get checkpointsHeld(): number {
+    return this.checkpoints.size;
   }
 
   /**
@@ -290,6 +315,12 @@ export class StreamVerifier {
     digest.records.forEach((r, i) => {
       this.addRecord(r, view(digest.hashes, i), view(digest.leaves, i));
     });
+    // Checkpoints the walk has passed were compared when it reached them; only their largest size is kept.
+    for (const size of this.checkpoints.keys()) {
+      if (size >= this.position) continue;
+      this.passedSigned = Math.max(this.passedSigned, size);
+      this.checkpoints.delete(size);
+    }
   }
 
   private addRecord(r: RecordDigest, hash: Hash, leaf: Hash): void {
@@ -389,11 +420,38 @@ export class StreamVerifier {
     }
   }
 
-  /** Ends the walk and returns the report. */
-  finish(): StreamReport {
+  /**
+   * Ends the walk and returns the report. `partial`: the walk stopped before the end of the stream (a sweep's
+   * slice); the checks of the end of the log are left to the walk that reaches it, and the state resumes it.
+   */
+  finish(options: { partial?: boolean } = {}): StreamReport {
     const end = this.position;
     const treeSize = this.frontier.size;
     const sizes = [...this.checkpoints.keys()].sort((a, b) => a - b);
+    const newestSigned = Math.max(
+      this.passedSigned,
+      sizes.filter((s) => s <= end).pop() ?? this.options.from?.checkpointSize ?? 0,
+    );
+    // Only a walk without a gap yields a state to resume from; after a gap the report has failures anyway.
+    const verifiedCheckpoint = this.gapAt === undefined ? newestSigned : Math.min(newestSigned, this.gapAt);
+    const report = (): StreamReport => ({
+      stream: this.stream,
+      records: end - this.startSize,
+      segments: this.segments,
+      checkpoints: this.checkpointCount,
+      failures: this.failures,
+      warnings: this.warnings,
+      state: {
+        size: treeSize,
+        headHash: toHex(this.lastHash),
+        frontier: this.frontier.hashes.map(toHex),
+        checkpointSize: verifiedCheckpoint,
+        ...(this.created ? { streams: [...this.created].sort() } : {}),
+      },
+      ...(this.gapAt !== undefined ? { gapAt: this.gapAt } : {}),
+      ...(options.partial ? { paused: true as const } : {}),
+    });
+    if (options.partial) return report();
     for (const s of sizes) {
       if (s > end)
         this.fail(
@@ -413,8 +471,7 @@ export class StreamVerifier {
         `the head store's signed checkpoint covers ${this.headCheckpoint.size} records but the store holds ${end}: records were removed`,
       );
     }
-    const newestSigned = sizes.filter((s) => s <= end).pop() ?? this.options.from?.checkpointSize ?? 0;
-    if (end > 0 && sizes.length === 0 && !this.options.from) {
+    if (end > 0 && this.accepted === 0 && !this.options.from) {
       this.warnings.push({
         code: "no-checkpoint",
         stream: this.stream,
@@ -428,26 +485,9 @@ export class StreamVerifier {
         message: `records ${newestSigned}…${end - 1} are not yet covered by a signed checkpoint`,
       });
     }
-    this.checkHead(end, Math.max(newestSigned, sizes[sizes.length - 1] ?? 0));
+    this.checkHead(end, Math.max(newestSigned, this.largestSigned));
     this.checkReceipts(end);
-    // Only a walk without a gap yields a state to resume from; after a gap the report has failures anyway.
-    const verifiedCheckpoint = this.gapAt === undefined ? newestSigned : Math.min(newestSigned, this.gapAt);
-    return {
-      stream: this.stream,
-      records: end - this.startSize,
-      segments: this.segments,
-      checkpoints: this.checkpointCount,
-      failures: this.failures,
-      warnings: this.warnings,
-      state: {
-        size: treeSize,
-        headHash: toHex(this.lastHash),
-        frontier: this.frontier.hashes.map(toHex),
-        checkpointSize: verifiedCheckpoint,
-        ...(this.created ? { streams: [...this.created].sort() } : {}),
-      },
-      ...(this.gapAt !== undefined ? { gapAt: this.gapAt } : {}),
-    };
+    return report();
   }
 
   private checkHead(size: number, newestCheckpoint: number): void {

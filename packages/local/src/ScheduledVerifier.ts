@@ -1,7 +1,11 @@
 /**
  * The in-process scheduled verifier. Every interval it runs core's runVerification — the same run as
- * `auditsink verify` — incrementally from where the last clean run ended, and in full (every object, files
- * outside the layout included) on the first run and every `fullEvery` runs, and turns findings into alerts:
+ * `auditsink verify` — incrementally from where the last clean run ended; and it sweeps the whole archive (every
+ * object from record 0, files outside the layout included) in slices: a sweep starts when none has completed
+ * for `fullIntervalMs` (or after `fullEvery` incremental runs), and proceeds `sweepSliceMs` at a time, resting
+ * between slices so that it takes at most `sweepShare` of the sink's time. Its cursor (stream and position, with
+ * the chain and Merkle frontier reached) is saved after every slice, so a sweep interrupted by a shutdown or a
+ * crash resumes where it was. It turns findings into alerts:
  *   - every failure code of docs/FORMAT.md §Failure codes (chain, segments, checkpoints, producer signatures,
  *     the head store, the set of streams, objects outside the layout, …);
  *   - `producer-silent` for a producer registered with a heartbeat that has sent nothing for longer;
@@ -12,12 +16,11 @@
  * clean state.
  *
  * It runs on the sink's own thread, without the worker threads `auditsink verify` uses: it shares the cores with
- * ingest, and incremental runs read little (docs/EMBEDDED.md §5).
+ * ingest, incremental runs read little, and a sweep's slices are short (docs/EMBEDDED.md §5).
  *
- * Bound on catching a change to an old object: a full run (every object read again) starts at the latest
- * `fullIntervalMs` (default 300 s) after the previous full run finished — the time survives restarts — or every
- * `fullEvery` runs, whichever comes first; so a change is reported at most fullIntervalMs + intervalMs + one full
- * run's duration after it is made.
+ * Bound on catching a change to an old object: a sweep starts at the latest `fullIntervalMs` (default 300 s)
+ * after the previous one started — the time survives restarts — and takes D = (the archive's verification time
+ * on one thread) / sweepShare; a change is reported at most max(fullIntervalMs, D) + D after it is made.
  */
 import type { KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -32,6 +35,7 @@ import {
   type ObjectStore,
   type ProducerInfo,
   runVerification,
+  type SweepCursor,
   systemClock,
   type VerifierState,
 } from "@auditsink/core";
@@ -62,10 +66,14 @@ export interface ScheduledVerifierOptions {
   statePath?: string;
   tmpDir: string;
   intervalMs: number;
-  /** A full verification every this many runs (default 10); the first run is always full. */
+  /** A sweep starts after this many incremental runs without one (default 10). */
   fullEvery?: number;
-  /** A full verification at the latest this long after the last one finished (default 300,000 ms). */
+  /** A sweep starts at the latest this long after the last completed one started (default 300,000 ms). */
   fullIntervalMs?: number;
+  /** Length of one slice of a sweep (default 250 ms): a slice stops at the first segment boundary past it. */
+  sweepSliceMs?: number;
+  /** Share of the sink's time a sweep may take, in (0, 1] (default 0.1): a slice of t ms rests t·(1−share)/share. */
+  sweepShare?: number;
   /** Where open and acknowledged findings survive restarts; absent = memory only. */
   findingsPath?: string;
   /** Records an acknowledgement in the `_system` stream (resolves its index once committed). */
@@ -80,7 +88,10 @@ export interface ScheduledVerifierOptions {
 
 export interface VerifierRun {
   at: string;
+  /** Every object was verified: a forced full run, or the slice that completed a sweep. */
   full: boolean;
+  /** A slice of a sweep: where the sweep stands after it (`resumeAt` absent: this slice completed it). */
+  sweep?: { startedAt: string; from?: SweepCursor; resumeAt?: SweepCursor };
   streams: number;
   records: number;
   /** What this run found (an incremental run sees only new records: see `open`). */
@@ -93,12 +104,31 @@ export interface VerifierRun {
   failed: boolean;
 }
 
+/** A sweep under way, as saved after every slice (in the verifier state file, beside the incremental states). */
+interface Sweep {
+  /** When it started: when it completes, the time of the last full verification (FindingsLedger.lastFullRun). */
+  startedAt: string;
+  /** Where the next slice starts (absent: at the beginning, with the check of the layout). */
+  cursor?: SweepCursor;
+}
+
+/** The verifier state file: incremental positions per stream, and the sweep under way. */
+interface SavedState {
+  version: 2;
+  states: Record<string, VerifierState>;
+  sweep?: Sweep;
+}
+
 export class ScheduledVerifier {
   private timer: NodeJS.Timeout | undefined;
   private states = new Map<string, VerifierState>();
+  /** The sweep under way, if any. */
+  sweep: Sweep | undefined;
+  private nextIncremental = 0;
+  private sinceSweep = 0;
+  private lock: Promise<unknown> = Promise.resolve();
   readonly findings: FindingsLedger;
   private readonly silent = new Set<string>();
-  private runs = 0;
   private running: Promise<VerifierRun> | undefined;
   last: VerifierRun | undefined;
 
@@ -135,70 +165,120 @@ export class ScheduledVerifier {
     if (!this.findingsLoaded) await this.load();
     if (this.o.statePath) {
       try {
-        const saved = JSON.parse(await readFile(this.o.statePath, "utf8")) as Record<string, VerifierState>;
-        this.states = new Map(Object.entries(saved));
+        const saved = JSON.parse(await readFile(this.o.statePath, "utf8")) as
+          | SavedState
+          | Record<string, VerifierState>;
+        // Before sweeps, the file held only the per-stream states.
+        const v2 = (saved as SavedState).version === 2 ? (saved as SavedState) : undefined;
+        this.states = new Map(Object.entries(v2 ? v2.states : saved));
+        this.sweep = v2?.sweep;
       } catch (e) {
         if (!isErrno(e, "ENOENT")) this.states = new Map();
       }
     }
+    this.nextIncremental = 0;
     if (this.o.intervalMs > 0) this.schedule(0);
   }
 
   private schedule(delay: number): void {
     this.timer = setTimeout(() => {
-      void this.runOnce()
-        .catch(() => undefined)
-        .finally(() => {
-          if (this.timer) this.schedule(this.o.intervalMs);
-        });
+      void this.tick().then(
+        (next) => this.timer && this.schedule(next),
+        () => this.timer && this.schedule(this.o.intervalMs),
+      );
     }, delay);
     this.timer.unref();
   }
 
+  /** One turn of the schedule: an incremental run when one is due, then a slice of a sweep when one is due. */
+  private async tick(): Promise<number> {
+    if (Date.now() >= this.nextIncremental) {
+      await this.runOnce().catch(() => undefined);
+      this.nextIncremental = Date.now() + this.o.intervalMs;
+    }
+    let rest = Number.POSITIVE_INFINITY;
+    if (this.sweep || this.sweepDue()) {
+      const started = performance.now();
+      await this.sweepSlice().catch(() => undefined);
+      const share = Math.min(1, Math.max(0.001, this.o.sweepShare ?? 0.1));
+      if (this.sweep) rest = ((performance.now() - started) * (1 - share)) / share;
+    }
+    const untilIncremental = Math.max(0, this.nextIncremental - Date.now());
+    const lastFull = this.findings.lastFullRun;
+    const untilSweep = this.sweep
+      ? rest
+      : lastFull === undefined
+        ? 0
+        : Math.max(0, Date.parse(lastFull) + this.fullIntervalMs - this.now().getTime());
+    return Math.min(untilIncremental, untilSweep, rest);
+  }
+
+  private get fullIntervalMs(): number {
+    return this.o.fullIntervalMs ?? 300_000;
+  }
+
+  private sweepDue(): boolean {
+    const lastFull = this.findings.lastFullRun;
+    return (
+      lastFull === undefined ||
+      this.now().getTime() - Date.parse(lastFull) >= this.fullIntervalMs ||
+      this.sinceSweep >= (this.o.fullEvery ?? 10)
+    );
+  }
+
   /**
-   * Stops the schedule and aborts a run in progress between two segments (shutdown does not wait for a full
-   * verification); an aborted run raises no alert and saves no verifier state, so the next start re-checks
-   * from the last completed run.
+   * Stops the schedule and aborts a run in progress between two segments (shutdown does not wait for a
+   * verification): an aborted incremental or full run raises no alert and saves no verifier state, so the next
+   * start re-checks from the last completed run; an aborted slice of a sweep saves its cursor and what it found,
+   * and the sweep resumes there after the next start.
    */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.abort.abort(new Error("the verifier is stopping"));
-    await this.running?.catch(() => undefined);
+    await Promise.all([this.running?.catch(() => undefined), this.slicing?.catch(() => undefined)]);
   }
 
   private abort = new AbortController();
 
-  /** Runs one verification now (or joins the one in progress). */
+  /** Runs one verification now (or joins the one in progress): incremental, or `full` (the whole archive at once). */
   runOnce(options: { full?: boolean } = {}): Promise<VerifierRun> {
-    this.running ??= this.run(options.full ?? false).finally(() => {
+    this.running ??= this.exclusive(() => this.run(options.full ?? false)).finally(() => {
       this.running = undefined;
     });
     return this.running;
+  }
+
+  /** Runs one slice of the sweep under way, or starts a sweep (or joins the slice in progress). */
+  sweepSlice(): Promise<VerifierRun> {
+    this.slicing ??= this.exclusive(() => this.slice()).finally(() => {
+      this.slicing = undefined;
+    });
+    return this.slicing;
+  }
+
+  private slicing: Promise<VerifierRun> | undefined;
+
+  /** Runs and slices take turns: one at a time. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(work);
+    this.lock = next.catch(() => undefined);
+    return next;
   }
 
   private now(): Date {
     return (this.o.clock ?? systemClock).now();
   }
 
-  private async run(forceFull: boolean): Promise<VerifierRun> {
+  private async run(full: boolean): Promise<VerifierRun> {
+    this.abort.signal.throwIfAborted();
     const started = Date.now();
-    const lastFull = this.findings.lastFullRun;
-    const fullDue =
-      lastFull === undefined ||
-      this.now().getTime() - Date.parse(lastFull) >= (this.o.fullIntervalMs ?? 300_000);
-    const full = forceFull || fullDue || this.runs % (this.o.fullEvery ?? 10) === 0;
-    this.runs++;
+    if (!full) this.sinceSweep++;
     const failures: Finding[] = [];
     let records = 0;
     const fresh: Alert[] = [];
     let runFailed = false;
-    // A finding (once = true) is alerted when it opens; it then stands until acknowledged.
-    const raise = (a: Omit<Alert, "time">, once = true) => {
-      const time = this.now().toISOString();
-      if (once && this.findings.observe([a], time).length === 0) return;
-      fresh.push({ ...a, time });
-    };
+    const raise = this.raiser(fresh);
     let streams = 0;
     try {
       const report = await runVerification(
@@ -221,12 +301,7 @@ export class ScheduledVerifier {
       records = report.streams.reduce((n, r) => n + r.records, 0);
       for (const f of allFailures(report) as Finding[]) {
         failures.push(f);
-        raise({
-          code: f.code,
-          ...(f.stream ? { stream: f.stream } : {}),
-          ...(f.at !== undefined ? { at: f.at } : {}),
-          message: f.message,
-        });
+        raise(alertOf(f));
       }
       this.states = new Map(Object.entries(report.states));
       await this.checkHeartbeats(raise);
@@ -236,23 +311,134 @@ export class ScheduledVerifier {
       runFailed = true;
       raise({ code: "verifier-error", message: `verification run failed: ${(e as Error).message}` }, false);
     }
-    if (full && !runFailed) this.findings.fullRunFinished(new Date(started).toISOString());
+    if (full && !runFailed) {
+      // A whole run at once also completes any sweep under way.
+      this.findings.fullRunFinished(new Date(started).toISOString());
+      this.sweep = undefined;
+      this.sinceSweep = 0;
+      await this.saveState().catch(() => undefined);
+    }
+    return this.finishRun({ started, full, streams, records, failures, fresh, runFailed });
+  }
+
+  /**
+   * One slice of the sweep: the archive from the cursor, in name order, from record 0 of each stream, until
+   * `sweepSliceMs` has passed (or the verifier stops); its findings are raised as a full run's, and its cursor
+   * is saved. The slice that reaches the end completes the sweep (FindingsLedger.fullRunFinished).
+   */
+  private async slice(): Promise<VerifierRun> {
+    this.abort.signal.throwIfAborted();
+    const started = Date.now();
+    const deadline = performance.now() + (this.o.sweepSliceMs ?? 250);
+    const signal = this.abort.signal;
+    this.sweep ??= { startedAt: this.now().toISOString() };
+    const sweep = this.sweep;
+    const from = sweep.cursor;
+    if (!from) this.sinceSweep = 0;
+    // Every slice verifies at least one segment, however short the budget: a sweep always moves forward.
+    let progressed = false;
+    const failures: Finding[] = [];
+    const fresh: Alert[] = [];
+    let records = 0;
+    let streams = 0;
+    let runFailed = false;
+    let completed = false;
+    const raise = this.raiser(fresh);
+    try {
+      const report = await runVerification(
+        {
+          objects: this.o.objects,
+          deployment: this.o.deployment,
+          ...(this.o.streams ? { listStreams: this.o.streams } : {}),
+        },
+        { keys: this.o.trusted, basis: "signing-key", detail: "the embedded sink's own signing key" },
+        {
+          mode: "full",
+          producerKeys: this.o.producerKeys(),
+          layout: from === undefined,
+          sweep: {
+            ...(from ? { from } : {}),
+            pause: () => signal.aborted || (progressed && performance.now() >= deadline),
+          },
+          progress: {
+            onSegment: () => {
+              progressed = true;
+            },
+          },
+          signal,
+        },
+      );
+      streams = report.streams.length;
+      records = report.streams.reduce((n, r) => n + r.records, 0);
+      for (const f of allFailures(report) as Finding[]) {
+        failures.push(f);
+        raise(alertOf(f));
+      }
+      if (report.resumeAt) sweep.cursor = report.resumeAt;
+      else {
+        completed = true;
+        this.sweep = undefined;
+        this.findings.fullRunFinished(sweep.startedAt);
+      }
+      await this.saveState();
+    } catch (e) {
+      if (signal.aborted) throw e; // stopped while listing every key: the cursor stays where it was
+      runFailed = true;
+      raise({ code: "verifier-error", message: `verification sweep failed: ${(e as Error).message}` }, false);
+    }
+    return this.finishRun({
+      started,
+      full: completed,
+      streams,
+      records,
+      failures,
+      fresh,
+      runFailed,
+      sweep: {
+        startedAt: sweep.startedAt,
+        ...(from ? { from } : {}),
+        ...(this.sweep?.cursor ? { resumeAt: this.sweep.cursor } : {}),
+      },
+    });
+  }
+
+  /** A finding (once = true) is alerted when it opens; it then stands until acknowledged. */
+  private raiser(fresh: Alert[]): (a: Omit<Alert, "time">, once?: boolean) => void {
+    return (a, once = true) => {
+      const time = this.now().toISOString();
+      if (once && this.findings.observe([a], time).length === 0) return;
+      fresh.push({ ...a, time });
+    };
+  }
+
+  private async finishRun(r: {
+    started: number;
+    full: boolean;
+    streams: number;
+    records: number;
+    failures: Finding[];
+    fresh: Alert[];
+    runFailed: boolean;
+    sweep?: VerifierRun["sweep"];
+  }): Promise<VerifierRun> {
+    const raise = this.raiser(r.fresh);
     try {
       await this.findings.save();
     } catch (e) {
       raise({ code: "verifier-error", message: `findings not saved: ${(e as Error).message}` }, false);
     }
-    if (fresh.length > 0) await this.o.alerts.send(fresh);
+    if (r.fresh.length > 0) await this.o.alerts.send(r.fresh);
     this.last = {
-      at: new Date(started).toISOString(),
-      full,
-      streams,
-      records,
-      failures,
+      at: new Date(r.started).toISOString(),
+      full: r.full,
+      ...(r.sweep ? { sweep: r.sweep } : {}),
+      streams: r.streams,
+      records: r.records,
+      failures: r.failures,
       open: [...this.findings.open],
-      alerts: fresh,
-      durationMs: Date.now() - started,
-      failed: runFailed,
+      alerts: r.fresh,
+      durationMs: Date.now() - r.started,
+      failed: r.runFailed,
     };
     this.o.onRun?.(this.last);
     return this.last;
@@ -286,11 +472,20 @@ export class ScheduledVerifier {
 
   private async saveState(): Promise<void> {
     if (!this.o.statePath) return;
-    await replaceFile(
-      this.o.tmpDir,
-      this.o.statePath,
-      JSON.stringify(Object.fromEntries(this.states)),
-      0o644,
-    );
+    const saved: SavedState = {
+      version: 2,
+      states: Object.fromEntries(this.states),
+      ...(this.sweep ? { sweep: this.sweep } : {}),
+    };
+    await replaceFile(this.o.tmpDir, this.o.statePath, JSON.stringify(saved), 0o644);
   }
+}
+
+function alertOf(f: Finding): Omit<Alert, "time"> {
+  return {
+    code: f.code,
+    ...(f.stream ? { stream: f.stream } : {}),
+    ...(f.at !== undefined ? { at: f.at } : {}),
+    message: f.message,
+  };
 }

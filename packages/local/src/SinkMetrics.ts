@@ -91,8 +91,8 @@ export class SinkMetrics {
     else if (outcome) this.rejected.inc({ code: outcome.code }, outcome.rejected);
   }
 
-  verifierRun(run: { full: boolean; failed: boolean }): void {
-    const mode = run.full ? "full" : "incremental";
+  verifierRun(run: { full: boolean; failed: boolean; sweep?: unknown }): void {
+    const mode = run.sweep ? "sweep" : run.full ? "full" : "incremental";
     this.verifierRuns.inc({ mode });
     if (run.failed) this.verifierFailures.inc({ mode });
   }

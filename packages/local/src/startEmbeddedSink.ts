@@ -43,13 +43,17 @@ export interface EmbeddedSinkOptions extends Omit<LocalSinkOptions, "log" | "obs
   port?: number;
   /** Seconds between scheduled verifications (default 60; 0 turns the schedule off). */
   verifyIntervalSeconds?: number;
-  /** A full verification every this many runs (default 10). */
+  /** A sweep of the whole archive starts after this many incremental runs without one (default 10). */
   fullVerifyEvery?: number;
   /**
-   * A full verification starts at the latest this many seconds after the last one finished (default 300), so a
-   * change to an old object is reported within this + verifyIntervalSeconds + one full run.
+   * A sweep of the whole archive (every object from record 0, in slices) starts at the latest this many seconds
+   * after the last completed one started (default 300). docs/EMBEDDED.md §5 states the resulting bound.
    */
   fullVerifyIntervalSeconds?: number;
+  /** Share of the sink's time a sweep may take, in (0, 1] (default 0.1). */
+  verifySweepShare?: number;
+  /** Length of one slice of a sweep, in milliseconds (default 250). */
+  verifySweepSliceMs?: number;
   /** Alerts are also POSTed here as `{ "alerts": [...] }`. */
   webhookUrl?: string;
   /** Receives each JSON log line (default: stderr). docs/OPERATIONS.md §Logs. */
@@ -154,6 +158,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     ...(options.fullVerifyIntervalSeconds !== undefined
       ? { fullIntervalMs: options.fullVerifyIntervalSeconds * 1000 }
       : {}),
+    ...(options.verifySweepShare !== undefined ? { sweepShare: options.verifySweepShare } : {}),
+    ...(options.verifySweepSliceMs !== undefined ? { sweepSliceMs: options.verifySweepSliceMs } : {}),
     onRun: (run) => metrics.verifierRun(run),
     record: async (type, data) => {
       const event = await signSystemEvent(local.signingKey.signer, type, data);
