@@ -165,7 +165,9 @@ describe("the bound on catching a change to an old segment", () => {
     expect(next.failures.map((f) => f.code)).toContain("checkpoint-root-mismatch");
   });
 
-  it("on the schedule: found by the first sweep that starts after the change", { timeout: 60_000 }, async () => {
+  it("on the schedule: found by the first sweep that starts after the change", {
+    timeout: 60_000,
+  }, async () => {
     // Prepare: runs every second, sweeps back to back in slices of one segment
     const dataDir = await fresh();
     const { sink } = await start(dataDir, {

@@ -246,7 +246,8 @@ export class StreamVerifier {
       this.fail("checkpoint-fork", cp.size, `two signed checkpoints of size ${cp.size} with different roots`);
       return;
     }
-    if (cp.size < this.startSize) return;
+    // Below the start, or the one at the start that the walk resumed from already compared (a sweep's slices).
+    if (cp.size < this.startSize || cp.size <= (this.options.from?.checkpointSize ?? -1)) return;
     if (this.started && cp.size < this.position && this.gapAt === undefined) {
       throw new VerifierUsageError(
         `checkpoint ${key} was given after the walk passed size ${cp.size}: feed every checkpoint before the first segment`,
