@@ -7,7 +7,7 @@ import type { KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { verifyStoredStream } from "../src/fetch.ts";
 import { keyFingerprint } from "../src/keys.ts";
-import type { Clock } from "../src/ports.ts";
+import type { Clock, ObjectStore } from "../src/ports.ts";
 import { parseStoreKey, segmentKey } from "../src/record.ts";
 import { allFailures, runVerification, type SweepCursor, type VerificationTrust } from "../src/run.ts";
 import { Sink } from "../src/sink.ts";
@@ -130,8 +130,8 @@ describe("a walk's memory", () => {
     const w = await world(["alpha"], 200);
     const read = { segments: 0, checkpoints: 0 };
     let worst = 0;
-    const store = {
-      ...w.ports.objects,
+    const store: ObjectStore = {
+      putIfAbsent: w.ports.objects.putIfAbsent.bind(w.ports.objects),
       list: w.ports.objects.list.bind(w.ports.objects),
       get: async (key: string) => {
         const kind = parseStoreKey(key)?.kind;
