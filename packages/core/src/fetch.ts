@@ -65,8 +65,11 @@ export function listEveryKey(store: ObjectStore): AsyncGenerator<string> {
 }
 
 export interface FetchProgress {
-  /** Called after each segment with the number of records verified so far. */
-  onSegment?: (records: number, bytes: number) => void;
+  /**
+   * Called after each segment with the walk's position (records verified so far, counting any the incremental
+   * start skipped), the bytes read so far, and the records of this segment.
+   */
+  onSegment?: (records: number, bytes: number, segmentRecords: number) => void;
   /**
    * Hashes and parses a segment elsewhere — core's digestSegment on a worker thread — so that this work runs
    * on every core while the verifier keeps the order-dependent checks. Default: on this thread.
@@ -158,7 +161,7 @@ export async function verifyStoredStream(
     await feedCheckpoints(first + done.segment.records.length);
     v.addSegment(key, done.segment);
     bytesRead += done.size;
-    progress.onSegment?.(v.recordsSeen, bytesRead);
+    progress.onSegment?.(v.recordsSeen, bytesRead, done.segment.records.length);
   };
   const stop = () => {
     paused = progress.pause?.() ?? false;

@@ -83,6 +83,13 @@ export const METRICS = {
     labels: ["mode"],
     unit: "Count",
   }),
+  verifierRecords: spec({
+    name: "auditsink_verifier_records_total",
+    type: "counter",
+    help: "Records verified, by mode (incremental, full or sweep); counted as each segment is verified, so a sweep's progress shows while it runs",
+    labels: ["mode"],
+    unit: "Count",
+  }),
   verifierLastFullRunAge: spec({
     name: "auditsink_verifier_last_full_run_age_seconds",
     type: "gauge",

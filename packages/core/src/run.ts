@@ -175,9 +175,9 @@ export async function runVerification(
     : signal
       ? {
           ...policy.progress,
-          onSegment: (records, bytes) => {
+          onSegment: (records, bytes, segmentRecords) => {
             signal.throwIfAborted();
-            policy.progress?.onSegment?.(records, bytes);
+            policy.progress?.onSegment?.(records, bytes, segmentRecords);
           },
         }
       : policy.progress;

@@ -84,6 +84,8 @@ export interface ScheduledVerifierOptions {
   clock?: Clock;
   /** Told of every finished run (the metrics). */
   onRun?: (run: VerifierRun) => void;
+  /** Told of the records each verified segment held, as a run goes (the metrics). */
+  onRecords?: (mode: "incremental" | "full" | "sweep", records: number) => void;
 }
 
 export interface VerifierRun {
@@ -295,6 +297,7 @@ export class ScheduledVerifier {
           producerKeys: this.o.producerKeys(),
           ...(this.o.settleMs !== undefined ? { settle: { tries: 4, delayMs: this.o.settleMs } } : {}),
           signal: this.abort.signal,
+          progress: this.counting(full ? "full" : "incremental"),
         },
       );
       streams = report.streams.length;
@@ -335,8 +338,10 @@ export class ScheduledVerifier {
     const sweep = this.sweep;
     const from = sweep.cursor;
     if (!from) this.sinceSweep = 0;
-    // Every slice verifies at least one segment, however short the budget: a sweep always moves forward.
+    // Every slice verifies at least one segment, however short the budget: a sweep always moves forward. The
+    // first slice of a sweep only lists every key (the layout check), which cannot be paused, only aborted.
     let progressed = false;
+    const layoutOnly = from === undefined;
     const failures: Finding[] = [];
     const fresh: Alert[] = [];
     let records = 0;
@@ -358,13 +363,11 @@ export class ScheduledVerifier {
           layout: from === undefined,
           sweep: {
             ...(from ? { from } : {}),
-            pause: () => signal.aborted || (progressed && performance.now() >= deadline),
+            pause: () => layoutOnly || signal.aborted || (progressed && performance.now() >= deadline),
           },
-          progress: {
-            onSegment: () => {
-              progressed = true;
-            },
-          },
+          progress: this.counting("sweep", () => {
+            progressed = true;
+          }),
           signal,
         },
       );
@@ -400,6 +403,16 @@ export class ScheduledVerifier {
         ...(this.sweep?.cursor ? { resumeAt: this.sweep.cursor } : {}),
       },
     });
+  }
+
+  /** A progress hook that counts the records of each verified segment. */
+  private counting(mode: "incremental" | "full" | "sweep", onSegment?: () => void) {
+    return {
+      onSegment: (_position: number, _bytes: number, records: number) => {
+        onSegment?.();
+        this.o.onRecords?.(mode, records);
+      },
+    };
   }
 
   /** A finding (once = true) is alerted when it opens; it then stands until acknowledged. */

@@ -41,6 +41,7 @@ export class SinkMetrics {
   private readonly producerSignatures = this.counter(METRICS.producerSignatures);
   private readonly verifierRuns = this.counter(METRICS.verifierRuns);
   private readonly verifierFailures = this.counter(METRICS.verifierRunFailures);
+  private readonly verifierRecords = this.counter(METRICS.verifierRecords);
   private readonly alertsRaised = this.counter(METRICS.alertsRaised);
   private readonly deliveries = this.counter(METRICS.alertDeliveries);
   private readonly retries = this.counter(METRICS.alertRetries);
@@ -95,6 +96,11 @@ export class SinkMetrics {
     const mode = run.sweep ? "sweep" : run.full ? "full" : "incremental";
     this.verifierRuns.inc({ mode });
     if (run.failed) this.verifierFailures.inc({ mode });
+  }
+
+  /** Records a verification run (`mode`) has just verified. */
+  verifiedRecords(mode: "incremental" | "full" | "sweep", records: number): void {
+    this.verifierRecords.inc({ mode }, records);
   }
 
   alerts(batch: readonly Alert[]): void {

@@ -1,6 +1,7 @@
 /**
  * A minimal entry point for the embedded sink without the CLI: `tsx packages/local/src/serve.ts <dataDir> [port]`.
- * Environment: AUDITSINK_VERIFY_INTERVAL (seconds), AUDITSINK_WEBHOOK_URL, LOG_LEVEL (default info),
+ * Environment: AUDITSINK_VERIFY_INTERVAL (seconds), AUDITSINK_VERIFY_SWEEP_SLICE_MS and AUDITSINK_VERIFY_SWEEP_SHARE
+ * (the sweep's slices, docs/EMBEDDED.md §5), AUDITSINK_WEBHOOK_URL, LOG_LEVEL (default info),
  * AUDITSINK_QUIET (no log, no start-up text). The crash-safety test and the
  * benchmark run the sink through it; operators use `auditsink start`.
  */
@@ -16,6 +17,12 @@ const sink = await startEmbeddedSink({
   dataDir,
   port: port ? Number(port) : 8787,
   verifyIntervalSeconds: Number(process.env.AUDITSINK_VERIFY_INTERVAL ?? 60),
+  ...(process.env.AUDITSINK_VERIFY_SWEEP_SLICE_MS
+    ? { verifySweepSliceMs: Number(process.env.AUDITSINK_VERIFY_SWEEP_SLICE_MS) }
+    : {}),
+  ...(process.env.AUDITSINK_VERIFY_SWEEP_SHARE
+    ? { verifySweepShare: Number(process.env.AUDITSINK_VERIFY_SWEEP_SHARE) }
+    : {}),
   ...(process.env.AUDITSINK_WEBHOOK_URL ? { webhookUrl: process.env.AUDITSINK_WEBHOOK_URL } : {}),
   logLevel: process.env.AUDITSINK_QUIET ? "silent" : parseLogLevel(process.env.LOG_LEVEL ?? "info"),
   ...(process.env.AUDITSINK_QUIET ? { print: () => undefined } : {}),

@@ -161,6 +161,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     ...(options.verifySweepShare !== undefined ? { sweepShare: options.verifySweepShare } : {}),
     ...(options.verifySweepSliceMs !== undefined ? { sweepSliceMs: options.verifySweepSliceMs } : {}),
     onRun: (run) => metrics.verifierRun(run),
+    onRecords: (mode, records) => metrics.verifiedRecords(mode, records),
     record: async (type, data) => {
       const event = await signSystemEvent(local.signingKey.signer, type, data);
       const [receipt] = await local.sink.commit(SYSTEM_STREAM, [admit(event, SYSTEM_PRODUCER)]);
