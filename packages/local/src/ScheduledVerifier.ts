@@ -24,6 +24,7 @@
  */
 import type { KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   type Alert,
   type AlertSink,
@@ -296,6 +297,8 @@ export class ScheduledVerifier {
           states: Object.fromEntries(this.states),
           producerKeys: this.o.producerKeys(),
           ...(this.o.settleMs !== undefined ? { settle: { tries: 4, delayMs: this.o.settleMs } } : {}),
+          // The pause before re-reading a head that looks rolled back ends at once when the verifier stops.
+          sleep: (ms) => sleep(ms, undefined, { signal: this.abort.signal }),
           signal: this.abort.signal,
           progress: this.counting(full ? "full" : "incremental"),
         },
