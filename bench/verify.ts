@@ -33,24 +33,8 @@ import {
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  admit,
-  buildRecords,
-  checkpointKey,
-  encodeSegment,
-  Frontier,
-  formatVerifierKey,
-  generateKeyPair,
-  KeyObjectSigner,
-  keyFingerprint,
-  type SignedEvent,
-  segmentKey,
-  signBatch,
-  signCheckpoint,
-  spkiDer,
-  ZERO_HASH,
-} from "@auditsink/core";
-import { benchEvent, benchUnsignedEvent } from "./events.ts";
+import { generateKeyPair, KeyObjectSigner, keyFingerprint } from "@auditsink/core";
+import { type Signing, writeArchive } from "./archive.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
@@ -69,75 +53,20 @@ const filler = "x".repeat(360);
 const BATCH = 100;
 const BATCH_SIGNED = process.env.BATCH_SIGNED !== "0";
 
-type Signing = "event" | "batch";
-
-/** Events first … first+n−1, signed per event or in batches of BATCH (aligned to index 0). */
-function signedEvents(first: number, n: number, signing: Signing): SignedEvent[] {
-  if (signing === "event")
-    return Array.from({ length: n }, (_, i) => benchEvent(first + i, producer.privateKey, filler));
-  const events: SignedEvent[] = [];
-  for (let at = first; at < first + n; at += BATCH) {
-    const size = Math.min(BATCH, first + n - at);
-    const unsigned = Array.from({ length: size }, (_, i) => benchUnsignedEvent(at + i, ""));
-    events.push(...signBatch(unsigned, producer.privateKey));
-  }
-  return events;
-}
-
-function write(path: string, data: Uint8Array | string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, data);
-}
-
-async function makeDataDir(data: string, signing: Signing): Promise<number> {
-  const frontier = new Frontier();
-  let prev = ZERO_HASH;
-  let bytes = 0;
-  for (let first = 0; first < RECORDS; first += SEGMENT) {
-    const n = Math.min(SEGMENT, RECORDS - first);
-    const received = new Date(Date.UTC(2026, 10, 24, 12, 0, 0, first / 100)).toISOString();
-    const events = signedEvents(first, n, signing).map((e) => admit(e, "bench-agent"));
-    const records = buildRecords(STREAM, first, prev, received, events);
-    const segment = encodeSegment(records);
-    bytes += segment.length;
-    write(join(data, "objects", segmentKey(STREAM, first)), segment);
-    for (const r of records) frontier.append(r.leaf);
-    prev = records[records.length - 1]!.hash;
-    const cp = {
-      origin: `${DEPLOYMENT}/${STREAM}`,
-      size: frontier.size,
-      root: frontier.root(),
-      head: prev,
-      time: received,
-    };
-    write(join(data, "objects", checkpointKey(STREAM, frontier.size)), await signCheckpoint(cp, signer));
-    if (first % 100_000 === 0) process.stderr.write(`  generated ${first + n} records\n`);
-  }
-  write(join(data, "sink.json"), JSON.stringify({ deployment: DEPLOYMENT }));
-  write(join(data, "keys", "verifier-key.txt"), `${formatVerifierKey(signer.key)}\n`);
-  const now = new Date().toISOString();
-  write(
-    join(data, "producers.json"),
-    JSON.stringify({
-      producers: [
-        {
-          id: "bench-agent",
-          streams: [STREAM],
-          createdAt: now,
-          keys: [
-            {
-              keyId: keyFingerprint(producer.publicKey),
-              publicKey: spkiDer(producer.publicKey).toString("base64"),
-              algorithm: "ed25519",
-              createdAt: now,
-            },
-          ],
-        },
-      ],
-    }),
-  );
-  return bytes;
-}
+const makeDataDir = async (data: string, signing: Signing) =>
+  (
+    await writeArchive(data, {
+      records: RECORDS,
+      segment: SEGMENT,
+      stream: STREAM,
+      deployment: DEPLOYMENT,
+      signer,
+      producer,
+      signing,
+      batch: BATCH,
+      filler,
+    })
+  ).bytes;
 
 function files(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
