@@ -47,6 +47,7 @@ describe("auditsink start configuration", () => {
       AUDITSINK_DEPLOYMENT: "audit.example/prod",
       AUDITSINK_VERIFY_INTERVAL: "30",
       AUDITSINK_FULL_VERIFY_INTERVAL: "600",
+      AUDITSINK_VERIFY_SWEEP_SHARE: "0.25",
       AUDITSINK_WEBHOOK_URL: "https://alerts.example/hook",
       LOG_LEVEL: "warn",
     });
@@ -57,6 +58,7 @@ describe("auditsink start configuration", () => {
       deployment: "audit.example/prod",
       verifyInterval: 30,
       fullVerifyInterval: 600,
+      verifySweepShare: 0.25,
       webhook: "https://alerts.example/hook",
       logLevel: "warn",
     });
@@ -65,6 +67,9 @@ describe("auditsink start configuration", () => {
   it("lets a flag win over the variable, and refuses a variable that does not parse", async () => {
     expect(await startOptions(["--port", "7000"], { AUDITSINK_PORT: "9090" })).toMatchObject({ port: 7000 });
     await expect(startOptions([], { AUDITSINK_PORT: "eighty" })).rejects.toThrow(/--port must be an integer/);
+    await expect(startOptions([], { AUDITSINK_VERIFY_SWEEP_SHARE: "2" })).rejects.toThrow(
+      /--verify-sweep-share must be a number in \(0, 1\]/,
+    );
   });
 
   it("keeps keys out of the working tree: the data directory defaults to the user's XDG data home", async () => {
@@ -84,6 +89,7 @@ describe("auditsink start configuration", () => {
       "--deployment": "AUDITSINK_DEPLOYMENT",
       "--verify-interval": "AUDITSINK_VERIFY_INTERVAL",
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
+      "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
       "--log-level": "LOG_LEVEL",
     });

@@ -51,6 +51,11 @@ const int = (name: string) => (value: string) => {
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
   return n;
 };
+const share = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`${name} must be a number in (0, 1]`);
+  return n;
+};
 /**
  * The MCP gateway loads only for `mcp-proxy`: `@auditsink/mcp` (the MCP SDK and its servers' dependencies) is an
  * optional peer of this package, so an auditor's install for `verify` stays small.
@@ -267,10 +272,18 @@ export function buildProgram(io: Io = processIo): Command {
     .addOption(
       new Option(
         "--full-verify-interval <seconds>",
-        "a full verification at the latest this long after the last (default 300): the bound on catching a changed old object",
+        "a sweep of the whole archive starts at the latest this long after the last one started (default 300)",
       )
         .env("AUDITSINK_FULL_VERIFY_INTERVAL")
         .argParser(int("--full-verify-interval")),
+    )
+    .addOption(
+      new Option(
+        "--verify-sweep-share <fraction>",
+        "share of the sink's time the sweep may take, in (0, 1] (default 0.1): with the archive's size, the bound on catching a changed old object",
+      )
+        .env("AUDITSINK_VERIFY_SWEEP_SHARE")
+        .argParser(share("--verify-sweep-share")),
     )
     .addOption(
       new Option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)").env(
@@ -295,6 +308,7 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.deployment ? { deployment: o.deployment } : {}),
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
+        ...(o.verifySweepShare !== undefined ? { verifySweepShare: o.verifySweepShare } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
         logLevel: parseLogLevel(o.logLevel),
         // The human start-up text on a terminal only; elsewhere the `auditsink started` log line says it all.
