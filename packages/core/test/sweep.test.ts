@@ -78,6 +78,9 @@ describe("a full sweep in slices", () => {
     // Assess: one slice per segment (6 per stream, _system's too), each resuming inside a stream after the first
     expect(found).toEqual([]);
     expect(cursors.length).toBeGreaterThanOrEqual(12);
+    // What a cursor carries is one stream's position: a chain hash and a Merkle frontier of popcount(size) hashes
+    for (const c of cursors)
+      expect(c.state?.frontier.length ?? 0).toBeLessThanOrEqual(Math.log2((c.state?.size ?? 0) + 1));
     expect(cursors.filter((c) => c.stream === "alpha").map((c) => c.state?.size)).toEqual([
       undefined,
       2,
