@@ -265,6 +265,59 @@ async function queryLatencies(agent: Agent, port: number, ingested: number) {
   return out;
 }
 
+type Point = {
+  phase: string;
+  events: number;
+  ingest?: Ingest;
+  rssMB: number;
+  shutdown: { seconds: number };
+  restartToHealthySeconds: number;
+  firstQueryAfterRestart: { ms: number };
+  queries: Record<string, { p99Ms: number }>;
+};
+
+/** Each goal of the scale work, with its measured value and whether it is met. */
+function goalsOf(points: Point[], oneStream: Point[], last: Point) {
+  const maxRss = Math.max(...points.map((p) => p.rssMB));
+  const warm = (oneStream[1] ?? last).rssMB;
+  const firstIngest = oneStream.find((p) => p.ingest)?.ingest;
+  const worstP99 = Math.max(...Object.values(last.queries).map((q) => q.p99Ms));
+  return [
+    {
+      // Flat: no growth with the log once warm — the last one-stream checkpoint within 10 % of the first after 0.
+      goal: "sink RSS ≤ 300 MB at every checkpoint, and flat (RSS at the last one-stream checkpoint ≤ 1.1 × RSS at the first after 0)",
+      measured: { maxMB: maxRss, warmMB: warm, lastMB: last.rssMB, lastOverWarm: round(last.rssMB / warm) },
+      met: maxRss <= 300 && last.rssMB <= 1.1 * warm,
+    },
+    {
+      goal: "restart (start → /healthz 200) ≤ 2 s at every checkpoint",
+      measured: { maxSeconds: Math.max(...points.map((p) => p.restartToHealthySeconds)) },
+      met: points.every((p) => p.restartToHealthySeconds <= 2),
+    },
+    {
+      goal: "shutdown (SIGTERM → exit) ≤ 2 s at every checkpoint",
+      measured: { maxSeconds: Math.max(...points.map((p) => p.shutdown.seconds)) },
+      met: points.every((p) => p.shutdown.seconds <= 2),
+    },
+    {
+      goal: `query p99 ≤ 50 ms at ${last.events} events (by agent, run, type, time window)`,
+      measured: { worstP99Ms: worstP99, firstQueryAfterRestartMs: last.firstQueryAfterRestart.ms },
+      met: worstP99 <= 50,
+    },
+    {
+      goal: `ingest rate at ${last.events} events within 10 % of the rate at the start (last window vs first window)`,
+      measured: {
+        startEventsPerSecond: firstIngest?.firstWindowEventsPerSecond,
+        endEventsPerSecond: last.ingest?.lastWindowEventsPerSecond,
+      },
+      met:
+        firstIngest !== undefined &&
+        last.ingest !== undefined &&
+        last.ingest.lastWindowEventsPerSecond >= 0.9 * firstIngest.firstWindowEventsPerSecond,
+    },
+  ];
+}
+
 async function main() {
   process.stderr.write("building the CLI\n");
   if (spawnSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0)
@@ -294,7 +347,7 @@ async function main() {
   const firstStart = await sink.start(agent);
   process.stderr.write(`sink up in ${round(firstStart)} s on port ${port}; work ${work}\n`);
 
-  const measured: unknown[] = [];
+  const measured: Point[] = [];
   /** Everything measured at one checkpoint; restarts the sink on the way. */
   const measure = async (phase: string, events: number, ingest: Ingest | undefined) => {
     const loadBefore = load1m();
@@ -329,80 +382,46 @@ async function main() {
 
   let ingested = 0;
   const machineLoad: { step: string; loadAverage1m: number }[] = [];
-  for (const target of checkpoints) {
-    machineLoad.push({ step: `ingest to ${target}`, loadAverage1m: load1m() });
-    const interval =
-      target > ingested ? await ingest(agent, port, privateKey, note, ingested, target, [STREAM]) : undefined;
-    ingested = target;
-    await measure("one stream", ingested, interval);
+  // A failure hours into a full run still writes what was measured up to it (and the error).
+  let failure: string | undefined;
+  try {
+    for (const target of checkpoints) {
+      machineLoad.push({ step: `ingest to ${target}`, loadAverage1m: load1m() });
+      const interval =
+        target > ingested
+          ? await ingest(agent, port, privateKey, note, ingested, target, [STREAM])
+          : undefined;
+      ingested = target;
+      await measure("one stream", ingested, interval);
+    }
+    const spreadStreams = Array.from(
+      { length: STREAMS },
+      (_, i) => `${STREAM}-${String(i).padStart(2, "0")}`,
+    );
+    machineLoad.push({ step: `ingest ${SPREAD_EVENTS} into ${STREAMS} streams`, loadAverage1m: load1m() });
+    const spread = await ingest(
+      agent,
+      port,
+      privateKey,
+      note,
+      ingested,
+      ingested + SPREAD_EVENTS,
+      spreadStreams,
+    );
+    ingested += SPREAD_EVENTS;
+    await measure(`${STREAMS} streams`, ingested, spread);
+  } catch (e) {
+    failure = (e as Error).stack ?? String(e);
+    process.stderr.write(`bench:scale stopped at ${ingested} events: ${failure}\n`);
+    process.exitCode = 1;
   }
-  const spreadStreams = Array.from({ length: STREAMS }, (_, i) => `${STREAM}-${String(i).padStart(2, "0")}`);
-  machineLoad.push({ step: `ingest ${SPREAD_EVENTS} into ${STREAMS} streams`, loadAverage1m: load1m() });
-  const spread = await ingest(
-    agent,
-    port,
-    privateKey,
-    note,
-    ingested,
-    ingested + SPREAD_EVENTS,
-    spreadStreams,
-  );
-  ingested += SPREAD_EVENTS;
-  await measure(`${STREAMS} streams`, ingested, spread);
-  await sink.stop();
+  if (sink.child) await sink.stop();
   agent.destroy();
 
-  type Point = {
-    phase: string;
-    events: number;
-    ingest?: Ingest;
-    rssMB: number;
-    shutdown: { seconds: number };
-    restartToHealthySeconds: number;
-    firstQueryAfterRestart: { ms: number };
-    queries: Record<string, { p99Ms: number }>;
-  };
-  const points = measured as Point[];
+  const points = measured;
   const oneStream = points.filter((p) => p.phase === "one stream");
-  const last = oneStream[oneStream.length - 1]!;
-  const maxRss = Math.max(...points.map((p) => p.rssMB));
-  const warm = (oneStream[1] ?? last).rssMB;
-  const firstIngest = oneStream.find((p) => p.ingest)?.ingest;
-  const worstP99 = Math.max(...Object.values(last.queries).map((q) => q.p99Ms));
-  const goals = [
-    {
-      // Flat: no growth with the log once warm — the last one-stream checkpoint within 10 % of the first after 0.
-      goal: "sink RSS ≤ 300 MB at every checkpoint, and flat (RSS at the last one-stream checkpoint ≤ 1.1 × RSS at the first after 0)",
-      measured: { maxMB: maxRss, warmMB: warm, lastMB: last.rssMB, lastOverWarm: round(last.rssMB / warm) },
-      met: maxRss <= 300 && last.rssMB <= 1.1 * warm,
-    },
-    {
-      goal: "restart (start → /healthz 200) ≤ 2 s at every checkpoint",
-      measured: { maxSeconds: Math.max(...points.map((p) => p.restartToHealthySeconds)) },
-      met: points.every((p) => p.restartToHealthySeconds <= 2),
-    },
-    {
-      goal: "shutdown (SIGTERM → exit) ≤ 2 s at every checkpoint",
-      measured: { maxSeconds: Math.max(...points.map((p) => p.shutdown.seconds)) },
-      met: points.every((p) => p.shutdown.seconds <= 2),
-    },
-    {
-      goal: `query p99 ≤ 50 ms at ${last.events} events (by agent, run, type, time window)`,
-      measured: { worstP99Ms: worstP99, firstQueryAfterRestartMs: last.firstQueryAfterRestart.ms },
-      met: worstP99 <= 50,
-    },
-    {
-      goal: `ingest rate at ${last.events} events within 10 % of the rate at the start (last window vs first window)`,
-      measured: {
-        startEventsPerSecond: firstIngest?.firstWindowEventsPerSecond,
-        endEventsPerSecond: last.ingest?.lastWindowEventsPerSecond,
-      },
-      met:
-        firstIngest !== undefined &&
-        last.ingest !== undefined &&
-        last.ingest.lastWindowEventsPerSecond >= 0.9 * firstIngest.firstWindowEventsPerSecond,
-    },
-  ];
+  const last = oneStream[oneStream.length - 1];
+  const goals = last ? goalsOf(points, oneStream, last) : [];
   const result = {
     benchmark: "scale",
     date: new Date().toISOString(),
@@ -432,6 +451,7 @@ async function main() {
     // Other work on the (shared) machine before each step: figures are comparable only between quiet runs.
     loadAverage: machineLoad,
     firstStartSeconds: round(firstStart, 3),
+    ...(failure ? { error: failure } : {}),
     goals,
     checkpoints: measured,
   };
