@@ -426,6 +426,7 @@ async function main() {
     benchmark: "scale",
     date: new Date().toISOString(),
     command: `${EVENTS === FULL ? "" : `SCALE_EVENTS=${EVENTS} `}npm run bench:scale`,
+    commit: spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim(),
     node: process.version,
     machine: {
       cpu: cpus()[0]?.model ?? "unknown",
