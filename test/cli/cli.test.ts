@@ -100,6 +100,7 @@ describe("auditsink --help", () => {
     [["producer", "create"]],
     [["send"]],
     [["tail"]],
+    [["query"]],
     [["start"]],
   ])("documents %j", async (args) => {
     const r = await cli([...args, "--help"]);
