@@ -3,9 +3,11 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   // `@auditsink/*` resolves to each package's TypeScript source through tsconfig.base.json's `paths` (as tsx and
   // tsc do), so tests never run stale compiled output; installed packages resolve to dist/ through `exports`.
+  // Child processes start from dist/, which the global setup builds first (test/built.ts).
   resolve: { tsconfigPaths: true },
   test: {
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
+    globalSetup: ["test/build.global.ts"],
     testTimeout: 30_000,
     hookTimeout: 180_000,
   },

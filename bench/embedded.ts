@@ -19,7 +19,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import type { KeyObject } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, request } from "node:http";
+import { Agent } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import {
@@ -39,6 +39,7 @@ import {
 import { openLocalSink } from "../packages/local/src/index.ts";
 import { CATEGORIES, type Category, type ProfileSummary, summarizeProfile } from "./cpu-profile.ts";
 import { toolCallEvent } from "./events.ts";
+import { percentile, send } from "./http.ts";
 
 const STREAM = "agents.bench";
 
@@ -74,9 +75,6 @@ interface Run {
   /** The main thread's profile: busy shares and µs per event (share × main-thread CPU per event) by category. */
   profile?: ProfileSummary & { usPerEvent: Record<Category, number> };
 }
-
-const percentile = (sorted: number[], p: number) =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 function signedEvents(
   count: number,
@@ -149,32 +147,8 @@ function startSink(dataDir: string, profileDir: string): Promise<{ child: ChildP
   });
 }
 
-function post(agent: Agent, port: number, body: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: "127.0.0.1",
-        port,
-        method: "POST",
-        path: `/v1/streams/${STREAM}/events`,
-        agent,
-        headers: {
-          "content-type": "application/cloudevents-batch+json",
-          "content-length": Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
-        );
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const post = (agent: Agent, port: number, body: string) =>
+  send(agent, port, "POST", `/v1/streams/${STREAM}/events`, body);
 
 async function run(
   batch: number,

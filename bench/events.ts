@@ -46,3 +46,37 @@ export function toolCallEvent(id: string, i: number, note: string) {
     },
   };
 }
+
+/** Events per run, agents and the producer-time step of agentActivityEvent. */
+export const ACTIVITY = { runLength: 50, agents: 500, stepMs: 2_600, start: Date.UTC(2026, 0, 1) } as const;
+const ACTIVITY_TYPES = ["ai.agent.llm_call", "ai.agent.tool_call", "ai.agent.tool_call", "ai.agent.decision"];
+
+/**
+ * Event `i` of a year of agent activity (bench:scale): runs of 50 events (a start, LLM calls, tool calls and
+ * decisions, an end), each run by one of 500 agents, producer time 2.6 s apart from 2026-01-01 (10,000,000 events
+ * span ten months). `note` pads it.
+ */
+export function agentActivityEvent(id: string, i: number, note: string) {
+  const run = Math.floor(i / ACTIVITY.runLength);
+  const step = i % ACTIVITY.runLength;
+  const type =
+    step === 0
+      ? "ai.agent.run.start"
+      : step === ACTIVITY.runLength - 1
+        ? "ai.agent.run.end"
+        : ACTIVITY_TYPES[step % ACTIVITY_TYPES.length]!;
+  return {
+    specversion: "1.0" as const,
+    id,
+    source: "agent://scale-bench",
+    type,
+    time: new Date(ACTIVITY.start + i * ACTIVITY.stepMs).toISOString(),
+    data: {
+      "gen_ai.agent.id": `agent-${run % ACTIVITY.agents}`,
+      "gen_ai.conversation.id": `run-${run}`,
+      "gen_ai.operation.name": type.slice("ai.agent.".length),
+      step,
+      note,
+    },
+  };
+}

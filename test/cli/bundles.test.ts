@@ -16,6 +16,7 @@ import {
 } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLI } from "../built.ts";
 import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 const STREAM = "agents.window";
@@ -388,12 +389,11 @@ describe("verify --json through a pipe", () => {
     const dir = await tempDir();
     const out = join(dir, "report.json");
     const done = join(dir, "exit-status");
-    const main = join(import.meta.dirname, "../../packages/cli/src/main.ts");
     // The reader starts reading only once the writer has exited (or after 8 s): an exit that does not wait
     // for stdout to drain leaves everything past the pipe's buffer unwritten.
-    const script = `("$0" --import tsx "$1" verify "$2" --fingerprint "$3" --json; echo $? > "$4") | { i=0; while [ ! -f "$4" ] && [ $i -lt 80 ]; do sleep 0.1; i=$((i+1)); done; cat > "$5"; }`;
+    const script = `("$0" "$1" verify "$2" --fingerprint "$3" --json; echo $? > "$4") | { i=0; while [ ! -f "$4" ] && [ $i -lt 80 ]; do sleep 0.1; i=$((i+1)); done; cat > "$5"; }`;
     // Act
-    const r = spawnSync("sh", ["-c", script, process.execPath, main, copy, fingerprint, done, out], {
+    const r = spawnSync("sh", ["-c", script, process.execPath, CLI, copy, fingerprint, done, out], {
       encoding: "utf8",
     });
     // Assess

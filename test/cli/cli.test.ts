@@ -11,6 +11,7 @@ import {
 } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLI } from "../built.ts";
 import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 let sink: EmbeddedSink;
@@ -99,6 +100,7 @@ describe("auditsink --help", () => {
     [["producer", "create"]],
     [["send"]],
     [["tail"]],
+    [["query"]],
     [["start"]],
   ])("documents %j", async (args) => {
     const r = await cli([...args, "--help"]);
@@ -166,11 +168,10 @@ describe("auditsink verify <data directory>", () => {
     // Prepare: a copy with one changed record, so both paths have failures to agree on.
     const copy = await copyOf(dataDir);
     await flipByte(await firstFile(join(copy, "objects/streams/agents.demo/segments")), 40);
-    const main = join(import.meta.dirname, "../../packages/cli/src/main.ts");
     const run = (dir: string, jobs: string) => {
       const r = spawnSync(
         process.execPath,
-        ["--import", "tsx", main, "verify", dir, "--fingerprint", fingerprint, "--jobs", jobs, "--json"],
+        [CLI, "verify", dir, "--fingerprint", fingerprint, "--jobs", jobs, "--json"],
         {
           encoding: "utf8",
         },

@@ -139,3 +139,30 @@ describe("auditsink verify s3://bucket", () => {
     expect(stream.failures.map((f) => f.code)).toContain("checkpoint-root-mismatch");
   });
 });
+
+describe("auditsink query s3://bucket", () => {
+  it("finds events by id, and by type and source a page at a time, in the archive", async () => {
+    // Prepare
+    await s3.send(new CreateBucketCommand({ Bucket: "archive-q", ObjectLockEnabledForBucket: true }));
+    await fill(new S3WriteOnceStore(s3, "archive-q"), "agents.s3", 5);
+    const query = (args: string[]) =>
+      cli(["query", "s3://archive-q", "--endpoint", moto.endpoint, "--json", ...args]);
+    // Act
+    const byId = await query(["--id", "e-3"]);
+    const first = await query(["--type", "ai.agent.tool_call", "--source", "agent://a", "--limit", "3"]);
+    const cursor = /^cursor (\S+)\n$/.exec(first.err)?.[1];
+    const second = await query(["--type", "ai.agent.tool_call", "--limit", "3", "--cursor", cursor ?? ""]);
+    // Assess
+    const lines = (out: string) =>
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { stream: string; index: number; event: { id: string } });
+    expect(byId.code, byId.err).toBe(0);
+    expect(lines(byId.out)).toMatchObject([{ stream: "agents.s3", index: 3, event: { id: "e-3" } }]);
+    expect(lines(first.out).map((e) => e.event.id)).toEqual(["e-0", "e-1", "e-2"]);
+    expect(cursor).toBeDefined();
+    expect(lines(second.out).map((e) => e.event.id)).toEqual(["e-3", "e-4"]);
+    expect(second.err).toBe("");
+  });
+});

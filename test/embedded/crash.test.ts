@@ -5,7 +5,6 @@
  * from the stored objects alone, and the scheduled verifier (running every second throughout) raised no alert.
  * Nothing is repaired by hand: restarts use the directory as the kill left it.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -19,31 +18,19 @@ import {
 } from "@auditsink/core";
 import { describe, expect, it } from "vitest";
 import { openLocalSink } from "../../packages/local/src/index.ts";
+import { startChild } from "./faults.ts";
 import { tempDir, testProducer } from "./helpers.ts";
+
+/** The sink as a child process with the scheduled verifier running every second. */
+async function start(dataDir: string) {
+  const p = await startChild(dataDir, { AUDITSINK_VERIFY_INTERVAL: "1" });
+  if (!p) throw new Error("the sink died before listening");
+  return p;
+}
 
 const KILLS = 22;
 const WORKERS = 6;
 const STREAMS = ["agents.alpha", "agents.beta"];
-
-function start(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "packages/local/src/serve.ts", dataDir, "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, AUDITSINK_VERIFY_INTERVAL: "1", AUDITSINK_QUIET: "1" },
-    });
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /listening (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.stderr!.on("data", (d) => {
-      err += d;
-    });
-    child.on("exit", (code) => reject(new Error(`sink exited (${code}) before listening: ${err}`)));
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

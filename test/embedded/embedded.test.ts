@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { parseVerifierKey, type Receipt, verifyReceipt } from "@auditsink/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { type EmbeddedSink, openLocalSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
+import { SERVE } from "../built.ts";
 import { tempDir, testProducer } from "./helpers.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -61,7 +62,7 @@ async function send(sink: EmbeddedSink, stream: string, events: unknown[]): Prom
 
 function runChild(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "packages/local/src/serve.ts", ...args], {
+    const child = spawn(process.execPath, [SERVE, ...args], {
       stdio: ["ignore", "ignore", "pipe"],
       env: { ...process.env, AUDITSINK_VERIFY_INTERVAL: "0" },
     });

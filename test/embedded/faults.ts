@@ -26,6 +26,7 @@ import {
   systemRecords,
   type WritableFile,
 } from "../../packages/local/src/index.ts";
+import { SERVE } from "../built.ts";
 
 export interface SinkProcess {
   child: ChildProcess;
@@ -43,7 +44,7 @@ export function startChild(
   env: Record<string, string> = {},
 ): Promise<SinkProcess | undefined> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "packages/local/src/serve.ts", dataDir, "0"], {
+    const child = spawn(process.execPath, [SERVE, dataDir, "0"], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, AUDITSINK_VERIFY_INTERVAL: "0", AUDITSINK_QUIET: "1", ...env },
     });

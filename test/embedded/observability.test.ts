@@ -18,6 +18,7 @@ import {
   parseLogLevel,
   startEmbeddedSink,
 } from "../../packages/local/src/index.ts";
+import { SERVE } from "../built.ts";
 import { tempDir, testProducer } from "./helpers.ts";
 
 interface LogLine {
@@ -346,7 +347,7 @@ describe("log levels", () => {
     // Prepare: the sink as its own process, stdout and stderr pipes (not a terminal).
     const t = await tempDir("auditsink-obs-env-");
     cleanups.push(t.remove);
-    const child = spawn(process.execPath, ["--import", "tsx", "packages/local/src/serve.ts", t.dir, "0"], {
+    const child = spawn(process.execPath, [SERVE, t.dir, "0"], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, LOG_LEVEL: "warn", AUDITSINK_VERIFY_INTERVAL: "0" },
     });

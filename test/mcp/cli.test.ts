@@ -11,6 +11,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { CLI } from "../built.ts";
 import { cli, sinkWithProducer, tempDir } from "../cli/helpers.ts";
 import { EVERYTHING, FILESYSTEM, records } from "./helpers.ts";
 
@@ -80,14 +81,7 @@ describe("auditsink mcp-proxy (stdio, two upstream servers)", () => {
     const client = new Client({ name: "cli-agent", version: "1" });
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [
-        "--import",
-        "tsx",
-        "packages/cli/src/main.ts",
-        "mcp-proxy",
-        "--config",
-        join(work, "gateway.yaml"),
-      ],
+      args: [CLI, "mcp-proxy", "--config", join(work, "gateway.yaml")],
       stderr: "pipe",
     });
     let stderr = "";

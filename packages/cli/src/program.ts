@@ -655,6 +655,56 @@ export function buildProgram(io: Io = processIo): Command {
 
   withS3(
     program
+      .command("query")
+      .description("find events by agent, run, type, trace, identity and time, as GET /v1/events does")
+      .argument("<source>", SOURCE_HELP)
+      .option("--agent <id>", "gen_ai.agent.id in the event data (or the agentid extension)")
+      .option("--run <id>", "gen_ai.conversation.id in the event data (or the runid extension)")
+      .option("--type <type>", "CloudEvents type")
+      .option("--trace-id <hex>", "trace id of the event's traceparent (32 lowercase hex)")
+      .option("--source <uri>", "CloudEvents source of the event (not the <source> read from)")
+      .option("--id <id>", "CloudEvents id")
+      .option("--producer <id>", "the registered producer whose key signed the event")
+      .option("--since <time>", "event time (written by the producer) at or after (RFC 3339)")
+      .option("--until <time>", "event time before (RFC 3339)")
+      .option("--received-since <time>", "record received time (written by the sink) at or after (RFC 3339)")
+      .option("--received-until <time>", "record received time before (RFC 3339)")
+      .option("--limit <n>", "page size, 1–1000 (default 100)")
+      .option("--cursor <cursor>", "the next page: the cursor the previous page printed on stderr")
+      .option("--all", "every page, following the cursor")
+      .option("--json", "JSON lines: one {stream, index, recordHash, received, producer, event} per event"),
+  ).action(async (location: string, o) => {
+    const { openQuerySource, parseQuery, QUERY_FLAGS, queryEvents } = await import("./query.ts");
+    const flags = Object.fromEntries(Object.keys(QUERY_FLAGS).map((k) => [k, o[k]]));
+    const query = await parseQuery(flags);
+    const index = await openQuerySource(location, s3Of(o));
+    let found = 0;
+    try {
+      const cursor = await queryEvents(
+        index,
+        query,
+        (events) => {
+          found += events.length;
+          for (const e of events) {
+            if (o.json) io.out(`${JSON.stringify(e)}\n`);
+            else
+              io.out(
+                `${e.stream} #${e.index}  ${e.event.time}  ${e.event.type}  ${e.event.source} ${e.event.id}  (${e.producer}, received ${e.received})\n`,
+              );
+          }
+        },
+        Boolean(o.all),
+      );
+      // The next page's cursor goes to stderr, so that stdout holds only events (one JSON object per line).
+      if (cursor) io.err(`cursor ${cursor}\n`);
+      else if (found === 0 && !o.json) io.err("no events match\n");
+    } finally {
+      await index.close();
+    }
+  });
+
+  withS3(
+    program
       .command("tail")
       .description("print a stream's records, and with --follow the new ones as they are committed")
       .argument("<source>", SOURCE_HELP)

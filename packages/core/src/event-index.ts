@@ -154,9 +154,14 @@ export class ScanningEventIndex implements EventIndex {
   private readonly interned = new Map<string, string>();
   private syncing: Promise<void> | undefined;
 
+  /**
+   * @param firstIndex where each stream's stored records begin: 0 in a store that holds a whole log; an
+   *   evidence bundle's first segment may start later.
+   */
   constructor(
     private readonly store: ObjectStore,
     private readonly listStreams: () => Promise<string[]>,
+    private readonly firstIndex: (stream: string) => number = () => 0,
   ) {}
 
   /** Reads every segment the index has not seen yet. */
@@ -176,7 +181,7 @@ export class ScanningEventIndex implements EventIndex {
     for (const stream of await this.listStreams()) {
       let s = this.streams.get(stream);
       if (!s) {
-        s = { size: 0, entries: [] };
+        s = { size: this.firstIndex(stream), entries: [] };
         this.streams.set(stream, s);
       }
       for (;;) {

@@ -9,6 +9,7 @@ export * from "./LocalObjectStore.ts";
 export * from "./LocalProducerAdmin.ts";
 export * from "./LocalSigner.ts";
 export * from "./logger.ts";
+export * from "./openDataDirQuery.ts";
 export * from "./openLocalSink.ts";
 export * from "./ScheduledVerifier.ts";
 export * from "./SinkMetrics.ts";
