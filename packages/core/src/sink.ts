@@ -190,6 +190,14 @@ export class Sink {
     return writer.enqueue([...items]);
   }
 
+  /**
+   * Hands records a writer just committed to the stream's reader, if one was opened: a reader nobody asked for
+   * is not created, so ingest alone keeps no per-record state (a reader holds its stream's whole Merkle tree).
+   */
+  follow(stream: string, first: number, records: readonly SealedRecord[]): void {
+    this.readers.get(stream)?.add(first, records);
+  }
+
   reader(stream: string): StreamReader {
     let r = this.readers.get(stream);
     if (!r) {
@@ -326,7 +334,7 @@ class StreamWriter {
       await this.advanceHead(head.size, next);
       this.head = next;
       this.o.observer?.committed?.(this.stream, records.length, (performance.now() - started) / 1000);
-      this.sink.reader(this.stream).add(head.size, records);
+      this.sink.follow(this.stream, head.size, records);
       for (const [i, r] of records.entries())
         pending.placed.set(fresh[i]!.key, { index: r.record.index, hash: r.hash });
       await this.answer(group, pending.placed, next, tree);
@@ -453,7 +461,7 @@ class StreamWriter {
         frontier.append(r.leaf);
       }
       await this.o.dedup.putMany(dedupEntriesOf(this.stream, records));
-      this.sink.reader(this.stream).add(head.size, records);
+      this.sink.follow(this.stream, head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
     }
     if (head.size > start) {
