@@ -11,7 +11,7 @@
  *      `time#2026-11-29T02`), `sk` = `<stream>#<first index, 20 digits>`, `ix` = the offsets in the segment of the
  *      records with that value, and the range of their producer and received times. A commit of N events with k
  *      distinct facet values costs k item writes, not N × facets.
- *   2. Puts are idempotent (the same segment gives the same items). A crash between the segment and its postings
+ *   2. Puts are idempotent (the same segment gives the same items; the first stands). A crash between the segment and its postings
  *      leaves the head behind the segment; the next writer's catch-up reads the segment and calls `indexSegment`
  *      again (core Sink.catchUp), before it moves the head. So every record below a head has its postings.
  *   3. `find` picks one posting list to drive the query (the most selective facet given, else the hour buckets of
@@ -43,11 +43,11 @@ import {
   sha256,
   toHex,
 } from "@auditsink/core";
-import { BatchWriteCommand, type DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { type DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { storeFailure } from "./errors.ts";
 
-/** BatchWriteItem's limit per call. */
-const WRITE_CHUNK = 25;
+/** Conditional puts in flight at once per segment. */
+const PUT_PARALLEL = 25;
 const HOUR_MS = 3_600_000;
 /** Segments read per page at most (in parallel, SEGMENT_PARALLEL at a time): bounds a page's work and latency. */
 export const MAX_SEGMENTS_PER_PAGE = 64;
@@ -222,27 +222,30 @@ export class DynamoEventIndex implements EventIndex, SegmentIndexer {
     this.maxSegments = options.maxSegmentsPerPage ?? MAX_SEGMENTS_PER_PAGE;
   }
 
-  /** Puts the segment's postings (idempotent). Durable on resolve. */
+  /**
+   * Puts the segment's postings, idempotent: a conditional PutItem each (`attribute_not_exists(pk)`: the first
+   * writer's posting stands, as the same segment always gives the same postings). Not BatchWriteItem, whose
+   * delete requests IAM cannot tell from puts: the writers' roles may create postings and never remove one.
+   * Durable on resolve.
+   */
   async indexSegment(stream: string, first: number, records: readonly SealedRecord[]): Promise<void> {
     const items = postingsOf(stream, first, records);
-    const chunks: Posting[][] = [];
-    for (let i = 0; i < items.length; i += WRITE_CHUNK) chunks.push(items.slice(i, i + WRITE_CHUNK));
-    await Promise.all(chunks.map((chunk) => this.write(chunk)));
+    for (let i = 0; i < items.length; i += PUT_PARALLEL)
+      await Promise.all(items.slice(i, i + PUT_PARALLEL).map((item) => this.put(item)));
   }
 
-  private async write(chunk: Posting[]): Promise<void> {
-    let pending: Record<string, unknown>[] = chunk.map((Item) => ({ PutRequest: { Item } }));
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt > 8) throw storeFailure("BatchWriteItem postings", new Error("items left unprocessed"));
-      try {
-        const out = await this.doc.send(
-          new BatchWriteCommand({ RequestItems: { [this.table]: pending as never } }),
-        );
-        pending = (out.UnprocessedItems?.[this.table] as Record<string, unknown>[] | undefined) ?? [];
-      } catch (e) {
-        throw storeFailure("BatchWriteItem postings", e);
-      }
-      if (pending.length > 0) await new Promise((r) => setTimeout(r, 20 * 2 ** attempt));
+  private async put(item: Posting): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: item,
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      );
+    } catch (e) {
+      if ((e as Error).name === "ConditionalCheckFailedException") return; // already indexed
+      throw storeFailure("PutItem posting", e);
     }
   }
 
