@@ -50,7 +50,7 @@ import { storeFailure } from "./errors.ts";
 const PUT_PARALLEL = 25;
 const HOUR_MS = 3_600_000;
 /** Segments read per page at most (in parallel, SEGMENT_PARALLEL at a time): bounds a page's work and latency. */
-export const MAX_SEGMENTS_PER_PAGE = 64;
+export const MAX_SEGMENTS_PER_PAGE = 128;
 const SEGMENT_PARALLEL = 16;
 /** DynamoDB Query calls (up to 1 MB each; one per hour bucket of a window) per page at most. */
 export const MAX_QUERIES_PER_PAGE = 48;
@@ -282,8 +282,18 @@ export class DynamoEventIndex implements EventIndex, SegmentIndexer {
           if (offsets.length > 0) batch.push({ ...posting, offsets });
         }
         const parallel = Math.min(SEGMENT_PARALLEL, this.maxSegments);
-        for (let i = 0; i < batch.length; i += parallel) {
-          const group = batch.slice(i, i + parallel);
+        for (let i = 0; i < batch.length; ) {
+          // Read in parallel only as many segments as the page may still need: their postings name at least the
+          // events still wanted (a record that fails another filter makes the next round read more).
+          const group: (typeof batch)[number][] = [];
+          for (
+            let named = 0;
+            i < batch.length && group.length < parallel && named < query.limit - events.length;
+            i++
+          ) {
+            group.push(batch[i]!);
+            named += batch[i]!.offsets.length;
+          }
           if (segmentsRead + group.length > this.maxSegments) {
             // This page has done its share of reads: continue before the first segment not read.
             const next = group[0]!;
