@@ -7,10 +7,13 @@ import { randomUUID } from "node:crypto";
 import {
   type AwsRuntime,
   createHttpHandler,
+  createSequencerHandler,
   DynamoEventIndex,
   hourBucket,
   MAX_SEGMENTS_PER_PAGE,
   postingKey,
+  type Reindexed,
+  STOP_MARGIN_MS,
 } from "@auditsink/aws";
 import {
   type EventQuery,
@@ -18,6 +21,7 @@ import {
   generateKeyPair,
   readStoredSegment,
   type SignedEvent,
+  Sink,
   segmentKey,
   signEvent,
   toHex,
@@ -333,6 +337,32 @@ describe("repair", () => {
     expect(between.events.map((e) => e.index)).toEqual([0]); // its postings were not
     expect(replay.map((r) => r.index)).toEqual([1, 2]); // the same records, not new ones
     expect(after.events.map((e) => e.index)).toEqual([0, 1, 2]);
+    expect(after.events).toEqual(await stored(stream));
+  });
+
+  it("a re-indexing invocation of the sequencer writes the postings of segments committed without them", async () => {
+    // Prepare: two segments committed by a writer without the index (as before an upgrade).
+    const stream = `old-${randomUUID().slice(0, 8)}`;
+    const agent = `o-${randomUUID().slice(0, 6)}`;
+    const { sink } = await rt.start();
+    const unindexed = new Sink({ ...sink.options, indexer: undefined });
+    await unindexed.submit(stream, [event({ agent, run: "r" })]);
+    await unindexed.submit(stream, [event({ agent, run: "r" }), event({ agent, run: "r" })]);
+    const sequencer = createSequencerHandler(p.runtime());
+    const before = await all(rt.events, { agent });
+    // Act: out of time at once (it says where to go on), then the rest; and a payload that names no stream.
+    const stopped = await sequencer({ reindex: stream }, lambdaContext(STOP_MARGIN_MS) as never);
+    const resumed = await sequencer(
+      { reindex: stream, from: (stopped as Reindexed).next },
+      lambdaContext() as never,
+    );
+    const bad = await sequencer({ reindex: "../x" }, lambdaContext() as never).catch((e: Error) => e.message);
+    const after = await all(rt.events, { agent });
+    // Assess
+    expect(before.events).toEqual([]);
+    expect(stopped).toEqual({ reindexed: stream, segments: 0, next: 0 });
+    expect(resumed).toEqual({ reindexed: stream, segments: 2 });
+    expect(bad).toMatch(/reindex/);
     expect(after.events).toEqual(await stored(stream));
   });
 

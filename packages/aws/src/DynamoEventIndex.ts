@@ -249,6 +249,29 @@ export class DynamoEventIndex implements EventIndex, SegmentIndexer {
     }
   }
 
+  /**
+   * Writes the postings of a stream's stored segments from the segment starting at `from` (0, or a `next` this
+   * returned) onward, until the first missing segment or `deadline` (epoch ms): the one-off indexing of segments
+   * committed before the deployment had the index. Idempotent; the only path that reads a whole stream.
+   */
+  async reindex(
+    stream: string,
+    from: number,
+    deadline: number,
+  ): Promise<{ segments: number; next?: number }> {
+    let segments = 0;
+    for (let at = from; ; ) {
+      if (Date.now() >= deadline) return { segments, next: at };
+      const bytes = await this.objects.get(segmentKey(stream, at));
+      if (!bytes) return { segments };
+      const records = readStoredSegment(stream, at, bytes);
+      if (records.length === 0 || records[0]!.record.index !== at) return { segments };
+      await this.indexSegment(stream, at, records);
+      segments++;
+      at = records[records.length - 1]!.record.index + 1;
+    }
+  }
+
   async find(query: EventQuery): Promise<EventPage> {
     const driver = this.driver(query);
     const digest = queryDigest(query);
