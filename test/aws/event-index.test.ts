@@ -10,6 +10,7 @@ import {
   createSequencerHandler,
   DynamoEventIndex,
   hourBucket,
+  MAX_QUERIES_PER_PAGE,
   MAX_SEGMENTS_PER_PAGE,
   postingKey,
   type Reindexed,
@@ -366,7 +367,7 @@ describe("repair", () => {
     expect(after.events).toEqual(await stored(stream));
   });
 
-  it("bounds a page's segment reads and continues with a cursor", async () => {
+  it("bounds a page's segment reads and DynamoDB Queries, and continues with a cursor", async () => {
     // Prepare: more one-event segments of one agent than a page may read (4 here, MAX_SEGMENTS_PER_PAGE deployed).
     const stream = `wide-${randomUUID().slice(0, 8)}`;
     const agent = `w-${randomUUID().slice(0, 6)}`;
@@ -382,6 +383,8 @@ describe("repair", () => {
     const first = await index.find({ agent, id: "none", limit: 10 });
     const rest = await all(index, { agent, id: "none" }, 10);
     const hits = await all(index, { agent }, 3);
+    // A facet-less window of 100 hour buckets with nothing in them: 48 Queries a page at most.
+    const empty = await all(index, { since: "2001-01-01T00:00:00Z", until: "2001-01-05T04:00:00Z" });
     // Assess
     expect(MAX_SEGMENTS_PER_PAGE).toBeGreaterThanOrEqual(16);
     expect(first.events).toEqual([]);
@@ -389,5 +392,7 @@ describe("repair", () => {
     expect(rest.events).toEqual([]);
     expect(rest.pages).toBe(3); // 4 + 4 + 2 segments
     expect(hits.events).toEqual(await stored(stream));
+    expect(MAX_QUERIES_PER_PAGE).toBe(48);
+    expect(empty).toEqual({ events: [], pages: 3 });
   });
 });
