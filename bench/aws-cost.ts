@@ -6,7 +6,11 @@
  * stream) is a fixed daily cost, not a per-event one, and is left out. Adds what the emulators cannot count: API Gateway requests, the dedup window's storage, CloudWatch
  * Logs ingestion, X-Ray traces and data transfer out, each from a stated assumption.
  *
- *   npm run bench:aws-load && npm run bench:aws-cost   → writes bench/results/aws-cost.json
+ * The event index (DynamoEventIndex: postings written in the commit step, `npm run bench:aws-index`) is priced
+ * from its own measurement: its item writes per event are added to each batch size's total, and the cost of one
+ * query by agent returning 100 events is priced on its own.
+ *
+ *   npm run bench:aws-load && npm run bench:aws-index && npm run bench:aws-cost   → writes bench/results/aws-cost.json
  *
  * Prices: AWS list prices for us-east-1 (N. Virginia), on-demand, as published on the AWS pricing pages
  * (2026-11). Free tiers are ignored.
@@ -59,11 +63,65 @@ interface LoadResult {
   lambdaPer1000Events: Record<string, { invocations: number; billedMs: number; memoryMb: number }>;
 }
 
+interface IndexResult {
+  scenario: string;
+  eventsPerCommit: number;
+  index: { itemWritesPer1000Events: number; writeUnitsPer1000Events: number };
+  queryByAgent: {
+    limit: number;
+    returned: number;
+    dynamodbQueries: number;
+    dynamodbReadUnits: number;
+    s3GetObjects: number;
+    modelledAwsMs: number;
+  };
+}
+
 const here = dirname(fileURLToPath(import.meta.url));
 const load = JSON.parse(readFileSync(join(here, "results", "aws-load.json"), "utf8")) as {
   date: string;
   results: LoadResult[];
 };
+const indexed = JSON.parse(readFileSync(join(here, "results", "aws-index.json"), "utf8")) as {
+  date: string;
+  results: IndexResult[];
+};
+/**
+ * The index scenario priced with each batch size: batch 1 as commits of 1 event (a quiet stream; under load the
+ * sequencer's commits carry many events and cost less per event), batch 100 as commits of one 100-event request.
+ */
+const INDEX_SCENARIO: Record<number, string> = {
+  1: "commits of 1 event",
+  100: "commits of 100 events, one agent",
+};
+const indexScenario = (batch: number) => {
+  const found = indexed.results.find((r) => r.scenario === INDEX_SCENARIO[batch]);
+  if (!found) throw new Error(`bench/results/aws-index.json has no scenario "${INDEX_SCENARIO[batch]}"`);
+  return found;
+};
+
+/** One `GET /v1/events?agent=…&limit=100` through API Gateway and the query function (512 MB). */
+function priceQuery(r: IndexResult) {
+  const q = r.queryByAgent;
+  const lines = {
+    apiGateway: PRICES.apiGatewayHttpPerMillion / 1e6,
+    lambdaRequest: PRICES.lambdaPerMillionRequests / 1e6,
+    // Billed time modelled at AWS latencies from the measured calls, plus 20 ms of work.
+    lambdaDuration: ((q.modelledAwsMs + 20) / 1000) * (512 / 1024) * PRICES.lambdaGbSecond,
+    // Eventually consistent Query: the units DynamoDB Local reported.
+    dynamodbQuery:
+      Math.max(q.dynamodbQueries * 0.5, q.dynamodbReadUnits) * (PRICES.dynamoReadUnitPerMillion / 1e6),
+    s3GetObject: q.s3GetObjects * (PRICES.s3GetPer1000 / 1000),
+  };
+  const usd = Object.fromEntries(Object.entries(lines).map(([k, v]) => [k, Number(v.toExponential(3))]));
+  const total = Object.values(lines).reduce((a, b) => a + b, 0);
+  return {
+    ...q,
+    usdPerQuery: usd,
+    totalUsdPerQuery: Number(total.toExponential(3)),
+    usdPerMillionQueries: Number((total * 1e6).toFixed(2)),
+  };
+}
 
 function price(r: LoadResult) {
   const calls = (service: string, pred: (cmd: string) => boolean = () => true) =>
@@ -97,6 +155,9 @@ function price(r: LoadResult) {
     xray: invocations * ASSUMPTIONS.xraySampledShare * (PRICES.xrayPerMillionTraces / 1e6),
     dataTransferOut:
       ((1000 * (ASSUMPTIONS.responseBytesPerEvent[r.batch] ?? 1300)) / 1024 ** 3) * PRICES.transferOutGb,
+    // The event index's postings (bench:aws-index), written in the commit step.
+    eventIndex:
+      indexScenario(r.batch).index.writeUnitsPer1000Events * (PRICES.dynamoWriteUnitPerMillion / 1e6),
   };
   const usd = Object.fromEntries(
     Object.entries(lines).map(([k, v]) => [k, Number((v * perMillion).toFixed(4))]),
@@ -152,14 +213,32 @@ for (const batch of [1, 100]) {
   );
 }
 
+const queries = indexed.results.map((r) => ({
+  scenario: r.scenario,
+  eventsPerCommit: r.eventsPerCommit,
+  indexWriteUnitsPer1000Events: r.index.writeUnitsPer1000Events,
+  indexUsdPerMillionEvents: Number(
+    (r.index.writeUnitsPer1000Events * 1000 * (PRICES.dynamoWriteUnitPerMillion / 1e6)).toFixed(4),
+  ),
+  queryByAgent: priceQuery(r),
+}));
+for (const q of queries) {
+  console.log(
+    `index, ${q.scenario}: $${q.indexUsdPerMillionEvents.toFixed(3)}/M events; a query by agent (100 results): ` +
+      `$${q.queryByAgent.totalUsdPerQuery} ($${q.queryByAgent.usdPerMillionQueries}/M queries), ` +
+      `~${q.queryByAgent.modelledAwsMs} ms of calls at AWS latencies`,
+  );
+}
+
 const out = {
   bench: "aws-cost",
   date: new Date().toISOString(),
-  command: "npm run bench:aws-load && npm run bench:aws-cost",
-  measuredBy: `bench/results/aws-load.json (${load.date})`,
+  command: "npm run bench:aws-load && npm run bench:aws-index && npm run bench:aws-cost",
+  measuredBy: `bench/results/aws-load.json (${load.date}), bench/results/aws-index.json (${indexed.date})`,
   prices: PRICES,
   assumptions: ASSUMPTIONS,
   results,
+  eventIndex: queries,
 };
 const file = join(here, "results", "aws-cost.json");
 writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);

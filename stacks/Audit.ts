@@ -13,6 +13,8 @@ import {
   archiveAndLedgerReads,
   archiveReadOnly,
   archiveReadStatements,
+  eventIndexProtections,
+  eventIndexReads,
   keyProtections,
   LEDGER_READ_ACTIONS,
   ledgerProtections,
@@ -67,7 +69,7 @@ export const AUDITOR_ACTIONS = {
 export function Audit({ app, stack }: StackContext) {
   const settings = useSettings(app);
   const { archive } = use(Archive);
-  const { table } = use(Ledger);
+  const { table, eventIndex } = use(Ledger);
   const { signingKeyArn } = use(Signing);
   const { api } = use(Ingest);
 
@@ -121,12 +123,20 @@ export function Audit({ app, stack }: StackContext) {
 
   // ---- Query function and routes ----
   const query = sinkFunction(stack, "query", {
-    resources: { archiveBucketName: archive.bucketName, ledgerTableName: table.tableName, signingKeyArn },
+    resources: {
+      archiveBucketName: archive.bucketName,
+      ledgerTableName: table.tableName,
+      eventIndexTableName: eventIndex.tableName,
+      signingKeyArn,
+    },
     description: "auditsink read API for auditors: checkpoints, records and proofs",
     timeout: 29,
     memorySize: 512,
     statements: [
       ...archiveAndLedgerReads(archive, table.tableArn, { ledgerActions: LEDGER_READ_ACTIONS }),
+      // GET /v1/events: postings, then the segments they name (DynamoEventIndex.ts).
+      eventIndexReads(eventIndex.tableArn),
+      ...eventIndexProtections(eventIndex.tableArn, false),
       new iam.PolicyStatement({
         sid: "ReadPublicKey",
         actions: ["kms:GetPublicKey", "kms:DescribeKey"],

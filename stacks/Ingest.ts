@@ -17,6 +17,8 @@ import {
   archiveProtections,
   archiveReadOnly,
   denyLedgerPartitions,
+  eventIndexProtections,
+  eventIndexWrites,
   keyProtections,
   LEDGER_LOOKUP_ACTIONS,
   LEDGER_PARTITIONS,
@@ -71,11 +73,12 @@ const ACCESS_LOG_FORMAT = JSON.stringify({
 export function Ingest({ app, stack }: StackContext) {
   const settings = useSettings(app);
   const { archive } = use(Archive);
-  const { table } = use(Ledger);
+  const { table, eventIndex } = use(Ledger);
   const { signingKeyArn } = use(Signing);
   const resources: SinkResources = {
     archiveBucketName: archive.bucketName,
     ledgerTableName: table.tableName,
+    eventIndexTableName: eventIndex.tableName,
     signingKeyArn,
   };
 
@@ -107,6 +110,9 @@ export function Ingest({ app, stack }: StackContext) {
       resources: [archive.arnForObjects("keys/*")],
     }),
     ...archiveAndLedgerReads(archive, table.tableArn, { listVersions: true }),
+    // The postings of each segment it commits or catches up on, before the head moves (DynamoEventIndex.ts).
+    eventIndexWrites(eventIndex.tableArn),
+    ...eventIndexProtections(eventIndex.tableArn, true),
     ledgerWrites("WriteHeadsDedupAndLeases", table.tableArn, LEDGER_PARTITIONS.sequencer),
     // Receipts go out and committed pending items leave 25 at a time (BatchWriteItem): those partitions only.
     ledgerWrites("WriteReceiptsDeletePending", table.tableArn, LEDGER_PARTITIONS.sequencerBatch, [
@@ -134,6 +140,7 @@ export function Ingest({ app, stack }: StackContext) {
     }),
     archiveReadOnly({ kind: "identity" }, archive.bucketArn),
     ledgerWritesOnly(table.tableArn, LEDGER_PARTITIONS.pending),
+    ...eventIndexProtections(eventIndex.tableArn, false),
     noSigning(signingKeyArn),
     ...protections(),
   ];

@@ -27,6 +27,20 @@ export function Ledger({ stack }: StackContext) {
     projectionType: dynamodb.ProjectionType.ALL,
   });
 
-  stack.addOutputs({ LedgerTableName: table.tableName });
-  return { table };
+  // The event index (packages/aws/src/DynamoEventIndex.ts): postings of every committed segment, written by the
+  // functions that commit, read by the query function, so `GET /v1/events` never scans the archive. Rebuilt from
+  // the archive only by catch-up, so it is protected like the ledger; postings never expire (they name segments
+  // kept at least the archive's retention).
+  const eventIndex = new dynamodb.Table(stack, "EventIndex", {
+    partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
+    sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    deletionProtection: true,
+    encryption: dynamodb.TableEncryption.AWS_MANAGED,
+    removalPolicy: RemovalPolicy.RETAIN,
+  });
+
+  stack.addOutputs({ LedgerTableName: table.tableName, EventIndexTableName: eventIndex.tableName });
+  return { table, eventIndex };
 }

@@ -8,6 +8,8 @@ import { useSettings } from "./naming.ts";
 import {
   archiveAndLedgerReads,
   archiveProtections,
+  eventIndexProtections,
+  eventIndexWrites,
   keyProtections,
   LEDGER_PARTITIONS,
   ledgerProtections,
@@ -26,12 +28,17 @@ import { Signing } from "./Signing.ts";
 export function ProducerAdmin({ app, stack }: StackContext) {
   const settings = useSettings(app);
   const { archive } = use(Archive);
-  const { table } = use(Ledger);
+  const { table, eventIndex } = use(Ledger);
   const { signingKeyArn } = use(Signing);
   const { api } = use(Ingest);
 
   const producerAdmin = sinkFunction(stack, "producer-admin", {
-    resources: { archiveBucketName: archive.bucketName, ledgerTableName: table.tableName, signingKeyArn },
+    resources: {
+      archiveBucketName: archive.bucketName,
+      ledgerTableName: table.tableName,
+      eventIndexTableName: eventIndex.tableName,
+      signingKeyArn,
+    },
     description:
       "auditsink producer administration: registers and revokes producer keys, acknowledges findings, exports the public key",
     timeout: 29,
@@ -46,6 +53,9 @@ export function ProducerAdmin({ app, stack }: StackContext) {
         ],
       }),
       ...archiveAndLedgerReads(archive, table.tableArn),
+      // The postings of the `_system` segments it commits (DynamoEventIndex.ts).
+      eventIndexWrites(eventIndex.tableArn),
+      ...eventIndexProtections(eventIndex.tableArn, true),
       ledgerWrites("WriteRegistryAndSystemStream", table.tableArn, LEDGER_PARTITIONS.producerAdmin),
       // The undo of a registration whose `_system` event could not be recorded (core AuditedProducerAdmin).
       ledgerWrites("UndoRegistration", table.tableArn, LEDGER_PARTITIONS.registryUndo, [

@@ -24,6 +24,7 @@ import {
   ARCHIVE_PROTECTED_ACTIONS,
   archiveReadOnly,
   archiveReadStatements,
+  eventIndexProtections,
   keyProtections,
   LEDGER_PARTITIONS,
   LEDGER_READ_ACTIONS,
@@ -97,7 +98,7 @@ const VERIFIER_MISSED_RUNS_TOLERATED = 2;
 export function Verify({ app, stack }: StackContext) {
   const settings = useSettings(app);
   const { archive } = use(Archive);
-  const { table } = use(Ledger);
+  const { table, eventIndex } = use(Ledger);
   const { signingKeyArn } = use(Signing);
   const { bus, deadLetters, ingestHttp, ingestQueue } = use(Ingest);
   const { query } = use(Audit);
@@ -250,7 +251,12 @@ export function Verify({ app, stack }: StackContext) {
 
   // ---- Verifier ----
   const verifier = sinkFunction(stack, "verifier", {
-    resources: { archiveBucketName: archive.bucketName, ledgerTableName: table.tableName, signingKeyArn },
+    resources: {
+      archiveBucketName: archive.bucketName,
+      ledgerTableName: table.tableName,
+      eventIndexTableName: eventIndex.tableName,
+      signingKeyArn,
+    },
     description: "auditsink verifier: recomputes chains, trees and checkpoints from the archive and alerts",
     // Shorter than the schedule's interval so that runs do not pile up.
     timeout: Math.min(settings.verifierIntervalMinutes * 60 - 10, 900),
@@ -299,6 +305,7 @@ export function Verify({ app, stack }: StackContext) {
         actions: ARCHIVE_PROTECTED_ACTIONS,
         resources: [archive.bucketArn, archive.arnForObjects("*")],
       }),
+      ...eventIndexProtections(eventIndex.tableArn, false),
       ...ledgerProtections(table.tableArn),
       noSigning(signingKeyArn),
       keyProtections(signingKeyArn),

@@ -17,6 +17,8 @@ import {
 export interface SinkResources {
   archiveBucketName: string;
   ledgerTableName: string;
+  /** The event index's postings table (stacks/Ledger.ts). */
+  eventIndexTableName: string;
   signingKeyArn: string;
 }
 
@@ -75,6 +77,7 @@ export function sinkFunction(stack: Stack, purpose: FunctionPurpose, props: Sink
       NODE_OPTIONS: "--enable-source-maps",
       ARCHIVE_BUCKET: props.resources.archiveBucketName,
       LEDGER_TABLE: props.resources.ledgerTableName,
+      EVENT_INDEX_TABLE: props.resources.eventIndexTableName,
       SIGNING_KEY_ID: props.resources.signingKeyArn,
       ORIGIN: checkpointOrigin(app, stack.account),
       RETENTION_DAYS: String(settings.retentionDays),

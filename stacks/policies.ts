@@ -305,6 +305,51 @@ export function ledgerWritesOnly(tableArn: string, partitions: readonly string[]
   });
 }
 
+/**
+ * The event index (packages/aws/src/DynamoEventIndex.ts): postings are created by the functions that commit
+ * segments (the sequencer; producer administration for `_system`), one conditional PutItem each, and read by
+ * the query function with Query and GetItem. The table holds nothing but postings and has no secondary index, so
+ * the table's ARN is the whole scope: no `dynamodb:LeadingKeys` narrowing would exclude anything.
+ */
+export const EVENT_INDEX_WRITE_ACTIONS = ["dynamodb:PutItem"];
+export const EVENT_INDEX_READ_ACTIONS = ["dynamodb:Query", "dynamodb:GetItem"];
+
+/** Creating postings (PutItem only: never BatchWriteItem, whose delete requests are not DeleteItem to IAM). */
+export function eventIndexWrites(tableArn: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: "CreatePostings",
+    actions: EVENT_INDEX_WRITE_ACTIONS,
+    resources: [tableArn],
+  });
+}
+
+/** Reading postings: Query and GetItem on the index table only. */
+export function eventIndexReads(tableArn: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: "ReadPostings",
+    actions: EVENT_INDEX_READ_ACTIONS,
+    resources: [tableArn],
+  });
+}
+
+/**
+ * What no role may do to the index whatever else it is allowed: delete or reconfigure the table, delete items,
+ * and (for the roles that do not commit: `writes` false) write any item.
+ */
+export function eventIndexProtections(tableArn: string, writes: boolean): iam.PolicyStatement[] {
+  const resources = [tableArn, `${tableArn}/*`];
+  return [
+    deny({ kind: "identity" }, "DenyPostingsDeleteReconfigure", {
+      actions: LEDGER_PROTECTED_ACTIONS,
+      resources,
+    }),
+    deny({ kind: "identity" }, writes ? "DenyPostingsBatchWrites" : "DenyPostingsWrites", {
+      actions: writes ? ["dynamodb:BatchWriteItem"] : LEDGER_WRITE_ACTIONS,
+      resources,
+    }),
+  ];
+}
+
 export function noSigning(keyArn: string): iam.PolicyStatement {
   return deny({ kind: "identity" }, "DenySigning", { actions: ["kms:Sign"], resources: [keyArn] });
 }

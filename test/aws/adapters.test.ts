@@ -194,7 +194,13 @@ describe("DynamoWatermarkStore", () => {
 
 describe("settingsFromEnv", () => {
   it("names the missing variable and refuses retention below 180 days", () => {
-    const env = { ARCHIVE_BUCKET: "b", LEDGER_TABLE: "t", SIGNING_KEY_ID: "k", ORIGIN: "o" };
+    const env = {
+      ARCHIVE_BUCKET: "b",
+      LEDGER_TABLE: "t",
+      EVENT_INDEX_TABLE: "p",
+      SIGNING_KEY_ID: "k",
+      ORIGIN: "o",
+    };
     expect(settingsFromEnv(env).retentionDays).toBe(180);
     expect(() => settingsFromEnv({ ...env, RETENTION_DAYS: "30" })).toThrow(AwsConfigError);
     expect(() => settingsFromEnv({ ...env, ORIGIN: undefined })).toThrow(/ORIGIN/);

@@ -8,6 +8,7 @@ import {
   type AwsRuntimeOptions,
   type AwsSettings,
   createClients,
+  createEventIndexTable,
   createLedgerTable,
 } from "@auditsink/aws";
 import { generateKeyPair, type SignedEvent, signEvent } from "@auditsink/core";
@@ -58,6 +59,8 @@ export async function provision(): Promise<Provisioned> {
   const table = `ledger-${id}`;
   await clients.s3.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
   await createLedgerTable(clients.dynamo, table);
+  const eventIndexTable = `postings-${id}`;
+  await createEventIndexTable(clients.dynamo, eventIndexTable);
   const key = await clients.kms.send(
     new CreateKeyCommand({ KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY" }),
   );
@@ -121,6 +124,7 @@ export async function provision(): Promise<Provisioned> {
     ARCHIVE_CHANGES_QUEUE_URL: changesQueue.url,
     ARCHIVE_BUCKET: bucket,
     LEDGER_TABLE: table,
+    EVENT_INDEX_TABLE: eventIndexTable,
     SIGNING_KEY_ID: key.KeyMetadata!.Arn!,
     ALERTS_TOPIC_ARN: topicArn,
     EVENT_BUS_NAME: bus,
@@ -132,6 +136,7 @@ export async function provision(): Promise<Provisioned> {
   const settings: AwsSettings = {
     archiveBucket: bucket,
     ledgerTable: table,
+    eventIndexTable,
     signingKeyId: key.KeyMetadata!.Arn!,
     alertsTopicArn: topicArn,
     eventBusName: bus,

@@ -186,8 +186,25 @@ describe("Archive stack", () => {
 });
 
 describe("Ledger stack", () => {
+  /** The ledger table (the stack's other table, the event index, is test/infra/event-index.test.ts's). */
+  const ledger = (): [string, Record<string, unknown>] => {
+    const tables = resourcesOf(synth.json.Ledger!, "AWS::DynamoDB::Table").filter(([id]) =>
+      /^Ledger[0-9A-F]{8}$/.test(id),
+    );
+    expect(tables).toHaveLength(1);
+    return tables[0]!;
+  };
+
+  it("holds two tables: the ledger and the event index", () => {
+    expect(
+      resourcesOf(synth.json.Ledger!, "AWS::DynamoDB::Table")
+        .map(([id]) => id.replace(/[0-9A-F]{8}$/, ""))
+        .sort(),
+    ).toEqual(["EventIndex", "Ledger"]);
+  });
+
   it("is one on-demand table with pk/sk, the gsi1 index (projection ALL) and TTL on expiresAt", () => {
-    const [, table] = only(synth.json.Ledger!, "AWS::DynamoDB::Table");
+    const [, table] = ledger();
     expect(table.BillingMode).toBe("PAY_PER_REQUEST");
     expect(table.KeySchema).toEqual([
       { AttributeName: "pk", KeyType: "HASH" },
@@ -215,7 +232,7 @@ describe("Ledger stack", () => {
   });
 
   it("has point-in-time recovery and deletion protection, and is retained", () => {
-    const [id, table] = only(synth.json.Ledger!, "AWS::DynamoDB::Table");
+    const [id, table] = ledger();
     expect(table.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
     expect(table.DeletionProtectionEnabled).toBe(true);
     expect(synth.json.Ledger!.Resources[id]!.DeletionPolicy).toBe("Retain");

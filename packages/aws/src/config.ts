@@ -28,6 +28,8 @@ export const ENV = {
 export interface AwsSettings {
   archiveBucket: string;
   ledgerTable: string;
+  /** The event index's postings (DynamoEventIndex): written by the committing functions, read by query. */
+  eventIndexTable: string;
   signingKeyId: string;
   /** Deployment name: the checkpoint key name and origin prefix. */
   origin: string;
@@ -97,6 +99,7 @@ export function settingsFromEnv(env: Env = process.env): AwsSettings {
   return {
     archiveBucket: required(env, "ARCHIVE_BUCKET"),
     ledgerTable: required(env, "LEDGER_TABLE"),
+    eventIndexTable: required(env, "EVENT_INDEX_TABLE"),
     signingKeyId: required(env, "SIGNING_KEY_ID"),
     origin: required(env, "ORIGIN"),
     retentionDays,

@@ -7,7 +7,7 @@
  * app's admin check accepts a request exactly when API Gateway reports an IAM-authorized caller for it.
  */
 import { createApp, submissionOutcome } from "@auditsink/api";
-import { AuditedProducerAdmin, ScanningEventIndex } from "@auditsink/core";
+import { AuditedProducerAdmin } from "@auditsink/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from "aws-lambda";
 import { handle } from "hono/aws-lambda";
 import { emit, logger, METRICS, metrics } from "./observability.ts";
@@ -23,7 +23,7 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
     const app = createApp({
       sink,
       producers: new AuditedProducerAdmin(runtime.producers, sink),
-      events: new ScanningEventIndex(runtime.objects, () => runtime.heads.streams()),
+      events: runtime.events,
       keys: {
         deployment: runtime.settings.origin,
         keys: [

@@ -2,6 +2,7 @@ export * from "./AwsAlertSink.ts";
 export * from "./AwsVerifier.ts";
 export * from "./config.ts";
 export * from "./DynamoDedupStore.ts";
+export * from "./DynamoEventIndex.ts";
 export * from "./DynamoHeadStore.ts";
 export * from "./DynamoProducerAdmin.ts";
 export * from "./DynamoWatermarkStore.ts";

@@ -123,3 +123,24 @@ export async function* queryIndex(
     start = page.LastEvaluatedKey;
   } while (start);
 }
+
+/**
+ * Creates the event index table as stacks/Ledger.ts does: `pk` (S) / `sk` (S), no index, no TTL
+ * (DynamoEventIndex.ts).
+ */
+export async function createEventIndexTable(client: DynamoDBClient, table: string): Promise<void> {
+  await client.send(
+    new CreateTableCommand({
+      TableName: table,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [
+        { AttributeName: "pk", AttributeType: "S" },
+        { AttributeName: "sk", AttributeType: "S" },
+      ],
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+    }),
+  );
+}

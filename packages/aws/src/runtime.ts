@@ -23,13 +23,14 @@ import {
   settingsFromEnv,
 } from "./config.ts";
 import { DynamoDedupStore } from "./DynamoDedupStore.ts";
+import { DynamoEventIndex } from "./DynamoEventIndex.ts";
 import { DynamoHeadStore } from "./DynamoHeadStore.ts";
 import { DynamoProducerAdmin } from "./DynamoProducerAdmin.ts";
 import { DynamoWatermarkStore } from "./DynamoWatermarkStore.ts";
 import { AwsConfigError } from "./errors.ts";
 import { DynamoReceiptStore, PendingHandOff, receiptsFrom } from "./handoff.ts";
 import { KmsSigner } from "./KmsSigner.ts";
-import { emfSinkObserver } from "./observability.ts";
+import { emfSinkObserver, logger } from "./observability.ts";
 import { PendingQueue } from "./PendingQueue.ts";
 import { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
 import { LambdaWake, type SequencerWake } from "./SequencerWake.ts";
@@ -126,6 +127,8 @@ export class AwsRuntime {
   readonly receipts: DynamoReceiptStore;
   readonly pending: PendingQueue;
   readonly lease: StreamLease;
+  /** Postings of every committed segment: written in the commit step, read by `GET /v1/events`. */
+  readonly events: DynamoEventIndex;
   private started: Promise<{ sink: Sink; signer: KmsSigner }> | undefined;
 
   constructor(
@@ -152,6 +155,9 @@ export class AwsRuntime {
       cacheSeconds: options.producerCacheSeconds ?? 30,
     });
     this.watermarks = new DynamoWatermarkStore(clients.doc, table);
+    this.events = new DynamoEventIndex(clients.doc, settings.eventIndexTable, this.objects, {
+      onMismatch: (problem) => logger.warn("event index posting not borne out by the archive", problem),
+    });
     this.alerts = new AwsAlertSink({
       sns: clients.sns,
       ...(settings.alertsTopicArn ? { topicArn: settings.alertsTopicArn } : {}),
@@ -188,6 +194,8 @@ export class AwsRuntime {
         // Core reports what it finds wrong with its own state (head-mismatch, store-mismatch), as embedded does.
         alerts: this.alerts,
         observer: emfSinkObserver,
+        // Only the functions that commit (sequencer, producer administration) ever call it.
+        indexer: this.events,
         ...(this.options.maxSegmentRecords ? { maxSegmentRecords: this.options.maxSegmentRecords } : {}),
       };
       if (!this.options.handOff) return { sink: new Sink(options), signer };

@@ -202,6 +202,33 @@ async function commitTaken(
 }
 
 /** Stream names a wake-up may name: any valid stream, and the system stream. */
+/** What a re-indexing invocation did; `next`, when present, is where to invoke it again. */
+export interface Reindexed {
+  reindexed: string;
+  segments: number;
+  next?: number;
+}
+
+/**
+ * `{ "reindex": "<stream>", "from": <first index of a segment, default 0> }` (a manual invoke, docs/AWS.md
+ * §Finding events): writes the postings of the stream's stored segments, bounded by the remaining time.
+ */
+async function reindex(
+  runtime: AwsRuntime,
+  body: Record<string, unknown>,
+  context: Context,
+): Promise<Reindexed> {
+  const stream = wakeStream(body.reindex);
+  const from = body.from ?? 0;
+  if (stream === undefined || !Number.isSafeInteger(from) || (from as number) < 0) {
+    throw new Error('reindex: expected {"reindex": "<stream>", "from": <non-negative integer>}');
+  }
+  const deadline = Date.now() + context.getRemainingTimeInMillis() - STOP_MARGIN_MS;
+  const done = await runtime.events.reindex(stream, from as number, deadline);
+  logger.info("reindexed", { stream, from, ...done });
+  return { reindexed: stream, ...done };
+}
+
 function wakeStream(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
   if (value === SYSTEM_STREAM) return value;
@@ -337,7 +364,10 @@ export const STOP_MARGIN_MS = 10_000;
  */
 export function createSequencerHandler(
   runtime: AwsRuntime,
-): (event: unknown, context: Context) => Promise<SequenceRun | { woken: string[] } | { ignored: string }> {
+): (
+  event: unknown,
+  context: Context,
+) => Promise<SequenceRun | { woken: string[] } | { ignored: string } | Reindexed> {
   return async (event, context) => {
     logger.addContext(context);
     try {
@@ -348,6 +378,7 @@ export function createSequencerHandler(
         logger.info("swept", { woken: woken.length });
         return { woken };
       }
+      if (body.reindex !== undefined) return await reindex(runtime, body, context);
       const stream = wakeStream(body.stream);
       if (stream === undefined) {
         logger.warn("not a wake-up or schedule event; ignored");

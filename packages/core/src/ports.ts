@@ -5,6 +5,7 @@
  */
 import type { KeyObject } from "node:crypto";
 import type { NoteKey } from "./note.ts";
+import type { SealedRecord } from "./record.ts";
 
 /** Write-once object storage: the commit point of the sink (local files, S3 with Object Lock). */
 export interface ObjectStore {
@@ -80,6 +81,16 @@ export interface DedupStore {
    * Writers call this before they advance a head, so every record below a head has its entry.
    */
   putMany(entries: readonly DedupEntry[]): Promise<void>;
+}
+
+/**
+ * Told of every segment a writer creates or catches up on, once the segment is durable and before the head moves
+ * past it (beside DedupStore.putMany), so an index kept outside the store can name every committed record. Must be
+ * idempotent: after a crash between the segment and this call, the next writer's catch-up passes the same segment
+ * again. A rejection fails the commit like a store error (nothing is acknowledged; the retry repairs it).
+ */
+export interface SegmentIndexer {
+  indexSegment(stream: string, first: number, records: readonly SealedRecord[]): Promise<void>;
 }
 
 export interface ProducerKey {

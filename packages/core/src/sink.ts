@@ -8,7 +8,7 @@
  *      attempt crashed after writing it): read it and every later segment, record their dedup entries, move
  *      past them, and start again at 2 — events they already hold become replays. Nothing is orphaned, no
  *      index is skipped;
- *   4. record dedup entries for the new records;
+ *   4. record dedup entries for the new records (and tell the indexer, if any, of the segment);
  *   5. sign the checkpoint for n+k and create it at checkpointKey(stream, n+k);
  *   6. move the head forward with a compare-and-set;
  *   7. return receipts (inclusion proofs against the checkpoint of step 5).
@@ -49,6 +49,7 @@ import type {
   HeadStore,
   ObjectStore,
   ProducerRegistry,
+  SegmentIndexer,
   Signer,
   StagedObject,
 } from "./ports.ts";
@@ -76,6 +77,8 @@ export interface SinkOptions {
   alerts?: AlertSink;
   /** Told of commits, checkpoint signatures and producer signature checks (the runtimes' metrics). */
   observer?: SinkObserver;
+  /** Told of each segment before the head moves past it (the AWS runtime's event index). */
+  indexer?: SegmentIndexer;
 }
 
 /** An authenticated event waiting to be committed. */
@@ -329,6 +332,7 @@ class StreamWriter {
       const [signed] = await Promise.all([
         checkpoint.then((c) => this.storeCheckpoint(c)),
         this.o.dedup.putMany(records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash))),
+        this.o.indexer?.indexSegment(this.stream, head.size, records),
       ]);
       next.checkpoint = signed;
       await this.advanceHead(head.size, next);
@@ -460,7 +464,10 @@ class StreamWriter {
         prev = r.hash;
         frontier.append(r.leaf);
       }
-      await this.o.dedup.putMany(dedupEntriesOf(this.stream, records));
+      await Promise.all([
+        this.o.dedup.putMany(dedupEntriesOf(this.stream, records)),
+        this.o.indexer?.indexSegment(this.stream, head.size, records),
+      ]);
       this.sink.follow(this.stream, head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
     }
