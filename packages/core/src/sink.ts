@@ -320,7 +320,10 @@ class StreamWriter {
       // retry with a receipt for nothing), written beside the checkpoint's create; both before the head.
       const [signed] = await Promise.all([
         checkpoint.then((c) => this.storeCheckpoint(c)),
-        this.o.dedup.putMany(records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash))),
+        this.o.dedup.putMany(
+          records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash)),
+          { stream: this.stream, first: head.size, records },
+        ),
       ]);
       next.checkpoint = signed;
       await this.advanceHead(head.size, next);
@@ -452,7 +455,11 @@ class StreamWriter {
         prev = r.hash;
         frontier.append(r.leaf);
       }
-      await this.o.dedup.putMany(dedupEntriesOf(this.stream, records));
+      await this.o.dedup.putMany(dedupEntriesOf(this.stream, records), {
+        stream: this.stream,
+        first: head.size,
+        records,
+      });
       this.sink.reader(this.stream).add(head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
     }
