@@ -195,7 +195,7 @@ async function* readAll(local: Awaited<ReturnType<typeof openLocalSink>>, stream
 export async function assertIndexClean(dataDir: string): Promise<void> {
   const db = openIndexDatabase(join(dataDir, "index.db"), { readOnly: true });
   try {
-    expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+    expect(db.prepare("PRAGMA integrity_check").get()).toMatchObject({ integrity_check: "ok" });
     const streams = db.prepare("SELECT stream, size FROM streams").all() as {
       stream: string;
       size: number;

@@ -209,7 +209,7 @@ describe("an index write that fails (SQLite: database or disk is full)", () => {
     const before = [producer.event(), producer.event()];
     acked.add(before, (await postEvents(sink.url, "agents.full", before)).receipts);
     const db = sink.local.index.database;
-    const pages = db.pragma("page_count", { simple: true }) as number;
+    const pages = (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
     // Act
     db.pragma(`max_page_count = ${pages}`);
     const failedBatch = Array.from({ length: 40 }, () => producer.event({ pad: 2_000 }));

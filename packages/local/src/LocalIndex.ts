@@ -135,6 +135,10 @@ export class LocalIndex implements DedupStore {
       };
     } catch (e) {
       const reason = (e as Error).message;
+      if (!isDamage(e)) {
+        health.failed(e);
+        throw new StoreError("store-failed", `opening the index ${path}: ${reason}`, { cause: e });
+      }
       const to = await moveAside(path);
       return {
         index: new LocalIndex(path, createSchema(openIndexDatabase(path)), health),
@@ -293,18 +297,38 @@ export class LocalIndex implements DedupStore {
     crashPoint("index:written");
   }
 
+  /** Folds the WAL into index.db (so a stopped directory's index is the one file) and closes the connection. */
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      this.db.pragma("wal_checkpoint(TRUNCATE)");
+    } finally {
+      this.db.close();
+    }
   }
+}
+
+/** An index file of another schema version: rebuilt like a damaged one. */
+class DamagedIndex extends Error {}
+
+/** Errors that say the file is not a sound index (rather than that the disk is full or failing). */
+function isDamage(e: unknown): boolean {
+  const code = (e as { code?: string }).code ?? "";
+  return (
+    e instanceof DamagedIndex ||
+    /^SQLITE_(NOTADB|CORRUPT)/.test(code) ||
+    /not a database|malformed/.test(String((e as Error).message))
+  );
 }
 
 function createSchema(db: Database.Database): Database.Database {
   try {
-    const version = db.prepare("SELECT value FROM meta WHERE name = 'schema'").pluck().get() as
-      | string
+    const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as
+      | { value: string }
       | undefined;
+    const version = row?.value;
     if (version !== undefined && version !== SCHEMA_VERSION) {
-      throw new Error(`schema version ${version}, not ${SCHEMA_VERSION}`);
+      throw new DamagedIndex(`schema version ${version}, not ${SCHEMA_VERSION}`);
     }
   } catch (e) {
     if (!/no such table: meta/.test((e as Error).message)) {
