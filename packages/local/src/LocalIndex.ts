@@ -108,6 +108,8 @@ export class LocalIndex implements DedupStore {
   private db: Database.Database;
   private statements!: ReturnType<LocalIndex["prepare"]>;
   private write!: (entries: readonly DedupEntry[], segment: CommittedSegment) => void;
+  private repair: (() => Promise<unknown>) | undefined;
+  private repairing: Promise<void> | undefined;
 
   private constructor(
     readonly path: string,
@@ -184,6 +186,7 @@ export class LocalIndex implements DedupStore {
          WHERE id_hash = ? AND id = ? AND source = ? AND producer = ? ORDER BY seq LIMIT 1`,
       ),
       streams: db.prepare("SELECT stream, size, head_hash FROM streams ORDER BY stream"),
+      location: db.prepare("SELECT segment, offset, length FROM events WHERE stream = ? AND idx = ?"),
       lastSeen: db.prepare("SELECT producer, last_seen FROM producers"),
     };
   }
@@ -191,7 +194,7 @@ export class LocalIndex implements DedupStore {
   private bind(): void {
     const s = this.prepare();
     this.statements = s;
-    this.write = this.db.transaction((entries: readonly DedupEntry[], segment: CommittedSegment) => {
+    this.write = this.transaction((entries: readonly DedupEntry[], segment: CommittedSegment) => {
       const { stream, first, records } = segment;
       const seen = new Map<string, string>();
       let offset = 0;
@@ -234,10 +237,54 @@ export class LocalIndex implements DedupStore {
     });
   }
 
+  /**
+   * Runs `fn` in one transaction. (libsql's own wrapper issues ROLLBACK after SQLite has already rolled back a
+   * failed write, e.g. SQLITE_FULL, and then throws that error instead of the real one.)
+   */
+  private transaction<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
+    return (...args) => {
+      this.db.exec("BEGIN");
+      try {
+        fn(...args);
+        this.db.exec("COMMIT");
+      } catch (e) {
+        if (this.db.inTransaction) this.db.exec("ROLLBACK");
+        throw e;
+      }
+    };
+  }
+
+  /**
+   * Makes every dedup look-up first run `repair` (until it succeeds): used when the open could not bring the
+   * index level with the store (a full disk), so no event is checked against an index that lacks the tail.
+   */
+  deferRepair(repair: () => Promise<unknown>): void {
+    this.repair = repair;
+  }
+
+  private async repaired(): Promise<void> {
+    if (!this.repair) return;
+    this.repairing ??= this.repair()
+      .then(() => {
+        this.repair = undefined;
+      })
+      .finally(() => {
+        this.repairing = undefined;
+      });
+    await this.repairing;
+  }
+
   /** How far the index has read `stream`, or undefined for a stream it has not seen. */
   stream(stream: string): IndexedStream | undefined {
     const row = this.statements.stream.get(stream) as { size: number; head_hash: string } | undefined;
     return row ? { size: row.size, headHash: row.head_hash } : undefined;
+  }
+
+  /** Where the index says record `index` of `stream` is stored: its segment, and its line's offset and length. */
+  location(stream: string, index: number): { segment: number; offset: number; length: number } | undefined {
+    return this.statements.location.get(stream, index) as
+      | { segment: number; offset: number; length: number }
+      | undefined;
   }
 
   /** Every stream the index has read, ascending. */
@@ -253,6 +300,7 @@ export class LocalIndex implements DedupStore {
   }
 
   async getMany(keys: readonly string[]): Promise<Map<string, DedupEntry>> {
+    await this.repaired();
     const out = new Map<string, DedupEntry>();
     try {
       for (const key of new Set(keys)) {
@@ -297,14 +345,18 @@ export class LocalIndex implements DedupStore {
     crashPoint("index:written");
   }
 
-  /** Folds the WAL into index.db (so a stopped directory's index is the one file) and closes the connection. */
+  /**
+   * Folds the WAL into index.db where it can (so a stopped directory's index is one file; on a full disk the WAL
+   * stays, and the next open reads it) and closes the connection.
+   */
   async close(): Promise<void> {
     if (!this.db.open) return;
     try {
       this.db.pragma("wal_checkpoint(TRUNCATE)");
-    } finally {
-      this.db.close();
+    } catch {
+      // the WAL is kept as it is: nothing in it is lost
     }
+    this.db.close();
   }
 }
 

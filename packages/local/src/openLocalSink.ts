@@ -40,6 +40,7 @@ import {
   type SignedEvent,
   Sink,
   type SinkObserver,
+  StoreError,
   SYSTEM_STREAM,
   segmentPrefix,
   verifyEventSignature,
@@ -155,6 +156,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       succeeded: () => storage.succeeded("index"),
     });
     index = opened.index;
+    const ready = index;
     if (opened.moved) {
       log.warn(
         { file: paths.index, movedTo: opened.moved.to, reason: opened.moved.reason },
@@ -183,11 +185,25 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
     // Crash repair: committing nothing to a stream makes its writer fold stored segments past the head into it
     // and sign the checkpoint a crash may have left unsigned (reading only the segments past the head).
     const stored = await storedStreams(paths.objects);
-    for (const stream of stored) await sink.commit(stream, []);
+    for (const stream of stored) {
+      await sink.commit(stream, []).catch((e: unknown) => {
+        // A full or failing disk: start anyway (reads are served, /healthz says degraded); the stream's writer
+        // repairs its head at its next commit.
+        if (!(e instanceof StoreError)) throw e;
+        log.error({ stream, error: e.message }, "could not repair the stream's head yet");
+      });
+    }
     const building = opened.created && stored.length > 0;
     if (building)
       log.info({ file: paths.index, streams: stored.length }, "index.db: building the index from the store");
-    const repaired = await repairIndex(index, objects, heads, stored, log);
+    const repaired = await repairIndex(ready, objects, stored, log).catch((e: unknown) => {
+      // As above; and every dedup look-up first finishes the repair (and fails until it can), so no event is
+      // ever checked against an index that lacks the store's tail.
+      if (!(e instanceof StoreError)) throw e;
+      log.error({ file: paths.index, error: e.message }, "index.db: could not index the store's tail yet");
+      ready.deferRepair(() => repairIndex(ready, objects, stored, log));
+      return { indexed: 0 };
+    });
     if (building || repaired.indexed > 0) {
       log.info(
         { file: paths.index, indexed: repaired.indexed },
@@ -203,7 +219,6 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
     const producers = new AuditedProducerAdmin(registry, sink);
     await reconcileRegistry(objects, heads, registry, producers, signingKey, log);
     await storage.probe(paths.tmp, options.fs ?? nodeFileSystem, true);
-    const ready = index;
     const local: LocalSink = {
       dataDir,
       deployment,
