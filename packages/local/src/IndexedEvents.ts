@@ -48,13 +48,14 @@ interface Row {
   length: number;
 }
 
+/** The facets with their column and index, most selective first: a query reads the index of its first facet. */
 const FACETS = [
-  ["agent", "agent"],
-  ["run", "run"],
-  ["type", "type"],
-  ["traceId", "trace_id"],
-  ["source", "source"],
-  ["producer", "producer"],
+  ["traceId", "trace_id", "events_trace"],
+  ["run", "run", "events_run"],
+  ["agent", "agent", "events_agent"],
+  ["source", "source", "events_source"],
+  ["type", "type", "events_type"],
+  ["producer", "producer", "events_producer"],
 ] as const;
 
 export class IndexedEvents implements EventIndex {
@@ -102,6 +103,12 @@ export class IndexedEvents implements EventIndex {
           ? "received"
           : "seq";
     const keyColumn = order === "seq" ? "seq" : order;
+    // The index to read, named (INDEXED BY): without statistics SQLite may choose a less selective one, or scan.
+    const index =
+      query.id !== undefined
+        ? "events_id"
+        : (FACETS.find(([name]) => query[name] !== undefined)?.[2] ??
+          (order === "time" ? "events_time" : order === "received" ? "events_received" : undefined));
     if (query.cursor !== undefined) {
       const after = decodeCursor(query.cursor, order);
       where.push(order === "seq" ? "seq > ?" : `(${keyColumn}, seq) > (?, ?)`);
@@ -109,6 +116,7 @@ export class IndexedEvents implements EventIndex {
     }
     const sql =
       `SELECT seq, ${keyColumn} AS key, stream, idx, segment, offset, length FROM events` +
+      (index ? ` INDEXED BY ${index}` : "") +
       (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
       ` ORDER BY ${order === "seq" ? "seq" : `${keyColumn}, seq`} LIMIT ?`;
     let rows: Row[];
@@ -121,19 +129,35 @@ export class IndexedEvents implements EventIndex {
     }
     const more = rows.length > query.limit;
     if (more) rows.pop();
+    // One open file per segment, however many of the page's rows it holds.
+    const bySegment = new Map<string, Row[]>();
+    for (const row of rows) {
+      const key = segmentKey(row.stream, row.segment);
+      bySegment.set(key, [...(bySegment.get(key) ?? []), row]);
+    }
+    const read = new Map<Row, FoundEvent | undefined>();
+    for (const [key, group] of bySegment) {
+      const lines = await this.objects.getRanges(
+        key,
+        group.map((r) => ({ offset: r.offset, length: r.length + 1 })),
+      );
+      for (const [i, row] of group.entries()) read.set(row, await this.read(row, lines?.[i]));
+    }
     const events: FoundEvent[] = [];
     for (const row of rows) {
-      const found = await this.read(row);
+      const found = read.get(row);
       if (found && recordMatches(query, found)) events.push(found);
     }
     const last = rows[rows.length - 1];
     return more && last ? { events, cursor: encodeCursor(order, last) } : { events };
   }
 
-  /** The record a row names, as the store holds it (undefined when the store has no such record). */
-  private async read(row: Row): Promise<FoundEvent | undefined> {
+  /**
+   * The record a row names, as the store holds it (undefined when the store has no such record), from `line`: the
+   * bytes at the row's offset, one longer than the record line.
+   */
+  private async read(row: Row, line: Buffer | undefined): Promise<FoundEvent | undefined> {
     const key = segmentKey(row.stream, row.segment);
-    const line = await this.objects.getRange(key, row.offset, row.length + 1);
     // The line the index noted, ending where a record line ends; anything else means the index is out of step
     // with the store, and the whole segment decides.
     if (line && line.length === row.length + 1 && line[row.length] === 0x0a) {

@@ -182,7 +182,9 @@ export class LocalIndex implements DedupStore {
           "ON CONFLICT (producer) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
       ),
       lookup: db.prepare(
-        `SELECT stream, idx, record_hash, event_hash FROM events
+        // INDEXED BY: without statistics SQLite may pick the source or producer index, which holds every event of
+        // that source — a scan per look-up.
+        `SELECT stream, idx, record_hash, event_hash FROM events INDEXED BY events_id
          WHERE id_hash = ? AND id = ? AND source = ? AND producer = ? ORDER BY seq LIMIT 1`,
       ),
       streams: db.prepare("SELECT stream, size, head_hash FROM streams ORDER BY stream"),

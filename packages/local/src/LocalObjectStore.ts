@@ -112,16 +112,24 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   /**
-   * `length` bytes of the object from `offset` (fewer when the object is shorter), or undefined when there is no
-   * object: how the embedded index reads one record line of a segment without reading the whole segment.
+   * Byte ranges of the object (each `length` bytes from `offset`, fewer where the object is shorter), read through
+   * one open file, or undefined when there is no object: how the embedded index reads record lines of a segment
+   * without reading the whole segment.
    */
-  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+  async getRanges(
+    key: string,
+    ranges: readonly { offset: number; length: number }[],
+  ): Promise<Buffer[] | undefined> {
     const path = this.pathOf(key);
     try {
       const fh = await open(path, "r");
       try {
-        const { bytesRead, buffer } = await fh.read(Buffer.alloc(length), 0, length, offset);
-        return buffer.subarray(0, bytesRead);
+        const out: Buffer[] = [];
+        for (const { offset, length } of ranges) {
+          const { bytesRead, buffer } = await fh.read(Buffer.alloc(length), 0, length, offset);
+          out.push(buffer.subarray(0, bytesRead));
+        }
+        return out;
       } finally {
         await fh.close();
       }

@@ -56,7 +56,12 @@ async function checkNotAhead(index: LocalIndex, objects: LocalObjectStore, strea
       throw new Mismatch(`it indexes stream ${stream}, which the store does not hold`);
     const where = index.location(stream, at.size - 1);
     const line =
-      where && (await objects.getRange(segmentKey(stream, where.segment), where.offset, where.length + 1));
+      where &&
+      (
+        await objects.getRanges(segmentKey(stream, where.segment), [
+          { offset: where.offset, length: where.length + 1 },
+        ])
+      )?.[0];
     if (!line || line.length !== where!.length + 1 || toHex(sha256(line.subarray(0, -1))) !== at.headHash) {
       throw new Mismatch(
         `its record ${at.size - 1} of ${stream} is not the stored one (or the store has none)`,
