@@ -88,7 +88,7 @@ const RULES: [RegExp, Category | ((fn: string) => Category)][] = [
     "http",
   ],
   [
-    /node:(fs|internal\/fs)|packages\/local\/src\/(Local\w+Store|LocalDedupStore|fsutil|FindingsLedger)\.ts/,
+    /node:(fs|internal\/fs)|packages\/local\/src\/(Local\w+Store|LocalIndex|fsutil|FindingsLedger)\.ts/,
     "fileIo",
   ],
 ];

@@ -20,7 +20,9 @@ import {
 import { expect } from "vitest";
 import {
   type FileSystem,
+  LocalHeadStore,
   nodeFileSystem,
+  openIndexDatabase,
   openLocalSink,
   storedStreams,
   systemRecords,
@@ -187,11 +189,32 @@ async function* readAll(local: Awaited<ReturnType<typeof openLocalSink>>, stream
   }
 }
 
-/** Every line of dedup.jsonl is a complete JSON entry (no torn line left anywhere). */
-export async function assertDedupFileClean(dataDir: string): Promise<void> {
-  const text = await readFile(join(dataDir, "dedup.jsonl"), "utf8");
-  expect(text === "" || text.endsWith("\n")).toBe(true);
-  for (const line of text.split("\n").filter((l) => l !== "")) expect(() => JSON.parse(line)).not.toThrow();
+/**
+ * The index is a sound SQLite database (integrity_check) that has indexed every stored record of every stream it
+ * knows, and no more (read while no sink has the directory open).
+ */
+export async function assertIndexClean(dataDir: string): Promise<void> {
+  const db = openIndexDatabase(join(dataDir, "index.db"), { readOnly: true });
+  try {
+    expect(db.prepare("PRAGMA integrity_check").get()).toMatchObject({ integrity_check: "ok" });
+    const streams = db.prepare("SELECT stream, size FROM streams").all() as {
+      stream: string;
+      size: number;
+    }[];
+    const heads = new LocalHeadStore(join(dataDir, "heads"), join(dataDir, "tmp"));
+    for (const { stream, size } of streams) {
+      expect(size, stream).toBe((await heads.get(stream))?.size ?? 0);
+      const rows = db
+        .prepare("SELECT count(*) AS n, max(idx) AS top FROM events WHERE stream = ?")
+        .get(stream) as {
+        n: number;
+        top: number;
+      };
+      expect([rows.n, rows.top], stream).toEqual([size, size - 1]);
+    }
+  } finally {
+    db.close();
+  }
 }
 
 export type Fault = "short-write-then-eio" | "short-write-then-enospc" | "eio-on-fsync" | "eio-on-link";

@@ -79,7 +79,7 @@ const ADMIN_STEPS = [
   "registry:before-write",
   "registry:written",
   "object:linked:streams/_system/segments",
-  "dedup:written",
+  "index:written",
   "object:linked:streams/_system/checkpoints",
   `head:written:${SYSTEM_STREAM}`,
   "registry:before-write#2",
@@ -194,7 +194,7 @@ describe("SIGKILL at every step of revoking a key", () => {
 /** The durable steps of committing events to a stream (core sink.ts, commitGroup), in order. */
 const COMMIT_STEPS = [
   "object:linked:streams/agents.kill/segments",
-  "dedup:written",
+  "index:written",
   "object:linked:streams/agents.kill/checkpoints",
   "head:written:agents.kill",
 ];

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describePortContracts } from "@auditsink/core/contract";
 import * as vitest from "vitest";
 import { afterEach, describe, expect, it } from "vitest";
-import { LocalDedupStore, LocalHeadStore, LocalObjectStore } from "../../packages/local/src/index.ts";
+import { LocalHeadStore, LocalIndex, LocalObjectStore } from "../../packages/local/src/index.ts";
 import { tempDir } from "./helpers.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -20,8 +20,14 @@ async function fresh() {
     dir: t.dir,
     objects: new LocalObjectStore(join(t.dir, "objects"), join(t.dir, "tmp")),
     heads: new LocalHeadStore(join(t.dir, "heads"), join(t.dir, "tmp")),
-    dedup: await LocalDedupStore.open(join(t.dir, "dedup.jsonl"), join(t.dir, "tmp")),
+    dedup: await openIndex(join(t.dir, "index.db")),
   };
+}
+
+async function openIndex(path: string): Promise<LocalIndex> {
+  const { index } = await LocalIndex.open(path);
+  cleanups.unshift(() => index.close());
+  return index;
 }
 
 describePortContracts(vitest, "local files", fresh);
@@ -47,29 +53,21 @@ describe("LocalObjectStore: write-once files", () => {
   });
 });
 
-describe("LocalDedupStore: crash recovery", () => {
-  it("drops a torn last line at open and keeps every complete entry", async () => {
+describe("LocalIndex: a file that is not an index", () => {
+  it("is moved aside as index.db.damaged-<time> and an empty index takes its place", async () => {
     // Prepare
-    const { dir, dedup } = await fresh();
-    const entry = {
-      key: "p\u0000src\u0000a",
-      stream: "s",
-      index: 0,
-      recordHash: "a".repeat(64),
-      eventHash: "b".repeat(64),
-    };
-    await dedup.putMany([entry]);
-    await dedup.close();
-    const path = join(dir, "dedup.jsonl");
-    await writeFile(path, `${await readFile(path, "utf8")}{"key":"p\\u0000src\\u0000b","str`);
+    const t = await tempDir();
+    cleanups.push(t.remove);
+    const path = join(t.dir, "index.db");
+    await writeFile(path, "this is not a SQLite database, it is a damaged file ".repeat(200));
     // Act
-    const reopened = await LocalDedupStore.open(path, join(dir, "tmp"));
-    await reopened.putMany([{ ...entry, key: "p\u0000src\u0000c", index: 1 }]);
-    await reopened.close();
-    const again = await LocalDedupStore.open(path, join(dir, "tmp"));
+    const { index, moved, created } = await LocalIndex.open(path);
+    cleanups.unshift(() => index.close());
     // Assess
-    const found = await again.getMany(["p\u0000src\u0000a", "p\u0000src\u0000b", "p\u0000src\u0000c"]);
-    expect([...found.keys()]).toEqual(["p\u0000src\u0000a", "p\u0000src\u0000c"]);
-    await again.close();
+    expect(created).toBe(true);
+    expect(moved?.to).toMatch(/index\.db\.damaged-/);
+    expect(await readFile(moved!.to, "utf8")).toContain("not a SQLite database");
+    expect(index.streams().size).toBe(0);
+    expect((await index.getMany(["p\u0000src\u0000a"])).size).toBe(0);
   });
 });

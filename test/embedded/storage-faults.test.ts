@@ -6,7 +6,7 @@
  * registry agrees with `_system`.
  */
 import { execFileSync } from "node:child_process";
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { SignedEvent } from "@auditsink/core";
 import { describe, expect, it } from "vitest";
@@ -15,7 +15,7 @@ import {
   Acked,
   adminToken,
   assertConsistent,
-  assertDedupFileClean,
+  assertIndexClean,
   type Fault,
   FaultyFileSystem,
   postEvents,
@@ -44,7 +44,7 @@ async function stoppedWithAcked(stream: string, batches: number, size: number) {
     acked.add(batch, (await postEvents(first.sink.url, stream, batch)).receipts);
   }
   await first.close();
-  return { dataDir, acked };
+  return { dataDir, acked, producer };
 }
 
 async function health(sink: EmbeddedSink) {
@@ -128,20 +128,13 @@ describe("a full disk (ENOSPC on a tmpfs the test mounts)", () => {
       )!;
       expect([r.index, r.recordHash]).toEqual([original.receipt.index, original.receipt.recordHash]);
     }
-    await assertDedupFileClean(dataDir);
+    await assertIndexClean(dataDir);
     await assertConsistent(dataDir, acked);
   });
 });
 
 describe("short writes and EIO injected at the file-system port", () => {
   const cases: { fault: Fault; target: RegExp; what: string }[] = [
-    {
-      fault: "short-write-then-enospc",
-      target: /dedup\.jsonl$/,
-      what: "a dedup append stored in part (ENOSPC)",
-    },
-    { fault: "short-write-then-eio", target: /dedup\.jsonl$/, what: "a dedup append stored in part (EIO)" },
-    { fault: "eio-on-fsync", target: /dedup\.jsonl$/, what: "the dedup fsync (EIO)" },
     {
       fault: "short-write-then-eio",
       target: /\/tmp\//,
@@ -197,70 +190,155 @@ describe("short writes and EIO injected at the file-system port", () => {
           (e) => acked.byKey.get(`${e.source}\u0000${e.id}`)?.receipt.index ?? -1,
         ),
       );
-      await assertDedupFileClean(dataDir);
+      await assertIndexClean(dataDir);
       await assertConsistent(dataDir, acked);
     });
   }
 });
 
-describe("dedup.jsonl damaged anywhere (by an earlier version, a restore or a bad disk)", () => {
-  it("drops the damaged lines, keeps a copy, rebuilds the missing entries from the segments: replays get their original receipts and nothing is stored twice", {
+describe("an index write that fails (SQLite: database or disk is full)", () => {
+  it("fails the commit unacknowledged, reports 503 on /healthz, and the next commit works once space returns", {
     timeout: 60_000,
   }, async () => {
-    // Prepare
-    const { dataDir, acked } = await stoppedWithAcked("agents.torn", 4, 6);
-    const path = join(dataDir, "dedup.jsonl");
-    const lines = (await readFile(path, "utf8")).split("\n").filter((l) => l !== "");
-    // A torn fragment in the middle, a line lost entirely, and a torn tail.
-    lines.splice(5, 1, lines[5]!.slice(0, 40));
-    lines.splice(9, 1);
-    await writeFile(path, `${lines.join("\n")}\n{"key":"x","str`);
+    // Prepare: the sink's own index connection may grow by no page more — SQLite's real SQLITE_FULL path.
+    const dataDir = await fresh();
+    const { sink, close } = await start(dataDir);
+    const producer = testProducer("agent");
+    expect((await register(sink, dataDir, producer)).status).toBe(201);
+    const acked = new Acked();
+    const before = [producer.event(), producer.event()];
+    acked.add(before, (await postEvents(sink.url, "agents.full", before)).receipts);
+    const db = sink.local.index.database;
+    const pages = (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
     // Act
-    const second = await start(dataDir);
-    const replay = await postEvents(
-      second.sink.url,
-      "agents.torn",
-      [...acked.byKey.values()].map((a) => a.event),
-    );
-    await second.close();
+    db.pragma(`max_page_count = ${pages}`);
+    const failedBatch = Array.from({ length: 40 }, () => producer.event({ pad: 2_000 }));
+    const failed = await postEvents(sink.url, "agents.full", failedBatch);
+    const degraded = await health(sink);
+    db.pragma("max_page_count = 4294967294");
+    const after = [producer.event()];
+    const ok = await postEvents(sink.url, "agents.full", after);
+    acked.add(after, ok.receipts);
+    const retried = await postEvents(sink.url, "agents.full", failedBatch);
+    acked.add(failedBatch, retried.receipts);
+    const healthy = await health(sink);
+    await close();
+    const restarted = await start(dataDir);
+    const replay = await postEvents(restarted.sink.url, "agents.full", [...before, ...failedBatch, ...after]);
+    await restarted.close();
     // Assess
-    expect(replay.status).toBe(200);
+    expect(failed.status).toBe(503);
+    expect(failed.receipts).toEqual([]);
+    expect(degraded.status).toBe(503);
+    expect(degraded.body).toMatchObject({ storage: { writable: false, failing: ["index"] } });
+    expect(ok.status).toBe(200);
+    expect(retried.status).toBe(200);
+    expect(healthy.status).toBe(200);
     expect(replay.receipts.map((r) => r.index)).toEqual(
-      [...acked.byKey.values()].map((a) => a.receipt.index),
+      [...before, ...failedBatch, ...after].map(
+        (e) => acked.byKey.get(`${e.source}\u0000${e.id}`)!.receipt.index,
+      ),
     );
-    expect(second.logged.some((l) => l.includes("dropped damaged lines"))).toBe(true);
-    expect((await readdir(dataDir)).some((n) => n.startsWith("dedup.jsonl.damaged-"))).toBe(true);
-    await assertDedupFileClean(dataDir);
+    await assertIndexClean(dataDir);
     await assertConsistent(dataDir, acked);
   });
 });
 
-describe("dedup.jsonl written before dedup keys carried the producer", () => {
-  it("treats the old keys as damaged and rebuilds every entry with today's keys: replays of old events get their original receipts", {
+/** Replays every acknowledged event after a restart: each must get its original index and record hash. */
+async function expectOriginalReceipts(url: string, stream: string, acked: Acked) {
+  const replay = await postEvents(
+    url,
+    stream,
+    [...acked.byKey.values()].map((a) => a.event),
+  );
+  expect(replay.status).toBe(200);
+  expect(replay.receipts.map((r) => [r.index, r.recordHash])).toEqual(
+    [...acked.byKey.values()].map((a) => [a.receipt.index, a.receipt.recordHash]),
+  );
+}
+
+async function removeIndex(dataDir: string) {
+  for (const suffix of ["", "-wal", "-shm"]) await rm(join(dataDir, `index.db${suffix}`), { force: true });
+}
+
+describe("index.db damaged, or not this store's", () => {
+  const cases: { what: string; damage: (dataDir: string) => Promise<void> }[] = [
+    {
+      what: "overwritten with bytes that are not a database",
+      damage: async (dataDir) => {
+        await removeIndex(dataDir);
+        await writeFile(join(dataDir, "index.db"), Buffer.alloc(64 * 1024, 0x5a));
+      },
+    },
+    {
+      what: "copied from another data directory with the same streams",
+      damage: async (dataDir) => {
+        const other = await stoppedWithAcked("agents.torn", 4, 6);
+        await removeIndex(dataDir);
+        await copyFile(join(other.dataDir, "index.db"), join(dataDir, "index.db"));
+      },
+    },
+  ];
+  for (const { what, damage } of cases) {
+    it(`${what}: is moved aside and rebuilt from the store; replays get their original receipts`, {
+      timeout: 60_000,
+    }, async () => {
+      // Prepare
+      const { dataDir, acked } = await stoppedWithAcked("agents.torn", 4, 6);
+      await damage(dataDir);
+      // Act
+      const second = await start(dataDir);
+      await expectOriginalReceipts(second.sink.url, "agents.torn", acked);
+      const found = (await (await fetch(`${second.sink.url}/v1/events?limit=100`)).json()) as {
+        events: unknown[];
+      };
+      await second.close();
+      // Assess
+      expect(second.logged.some((l) => l.includes("moved aside, rebuilding it from the store"))).toBe(true);
+      expect((await readdir(dataDir)).some((n) => n.startsWith("index.db.damaged-"))).toBe(true);
+      expect(found.events.length).toBeGreaterThanOrEqual(24);
+      await assertIndexClean(dataDir);
+      await assertConsistent(dataDir, acked);
+    });
+  }
+});
+
+describe("a data directory from before index.db (dedup entries in dedup.jsonl)", () => {
+  it("builds the index from the store once at first open and no longer reads dedup.jsonl: replays keep their receipts, a conflicting reuse is refused", {
     timeout: 60_000,
   }, async () => {
-    // Prepare: a log whose dedup file holds `source NUL id` keys, as an earlier version wrote them
-    const { dataDir, acked } = await stoppedWithAcked("agents.old", 1, 5);
-    const batch = [...acked.byKey.values()].map((a) => a.event);
-    const path = join(dataDir, "dedup.jsonl");
-    const old = (await readFile(path, "utf8"))
-      .split("\n")
-      .filter((l) => l !== "")
-      .map((l) => {
-        const e = JSON.parse(l) as { key: string };
-        return JSON.stringify({ ...e, key: e.key.split("\u0000").slice(1).join("\u0000") });
-      });
-    await writeFile(path, `${old.join("\n")}\n`);
+    // Prepare: the layout an earlier version left — the store, the heads and dedup.jsonl, no index.db.
+    const { dataDir, acked, producer } = await stoppedWithAcked("agents.old", 3, 5);
+    await removeIndex(dataDir);
+    const legacy = [...acked.byKey.values()]
+      .map(({ event, receipt }) =>
+        JSON.stringify({
+          key: `agent\u0000${event.source}\u0000${event.id}`,
+          stream: receipt.stream,
+          index: receipt.index,
+          recordHash: receipt.recordHash,
+          eventHash: "0".repeat(64),
+        }),
+      )
+      .join("\n");
+    await writeFile(join(dataDir, "dedup.jsonl"), `${legacy}\n`);
     // Act
     const second = await start(dataDir);
-    const replay = await postEvents(second.sink.url, "agents.old", batch);
+    await expectOriginalReceipts(second.sink.url, "agents.old", acked);
+    const [first] = acked.byKey.values();
+    const reused = await postEvents(second.sink.url, "agents.old", [
+      producer.event({ id: first!.event.id, type: "other" }),
+    ]);
     await second.close();
+    const third = await start(dataDir);
+    await third.close();
     // Assess
-    expect(replay.status).toBe(200);
-    expect(replay.receipts.map((r) => r.index)).toEqual(
-      [...acked.byKey.values()].map((a) => a.receipt.index),
-    );
-    await assertDedupFileClean(dataDir);
+    expect(reused.status).toBe(409);
+    expect(second.logged.some((l) => l.includes("building the index from the store"))).toBe(true);
+    expect(second.logged.some((l) => l.includes("dedup.jsonl is no longer used"))).toBe(true);
+    expect(third.logged.some((l) => l.includes("index.db: indexed stored records"))).toBe(false);
+    expect(await readFile(join(dataDir, "dedup.jsonl"), "utf8")).toBe(`${legacy}\n`);
+    await assertIndexClean(dataDir);
     await assertConsistent(dataDir, acked);
   });
 });

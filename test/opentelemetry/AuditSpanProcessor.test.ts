@@ -152,7 +152,10 @@ describe("AuditSpanProcessor against a running sink", () => {
     const page = (await (
       await fetch(`${t.sink.url}/v1/events?agent=planner-7&run=c-inherit&limit=10`)
     ).json()) as { events: { event: Record<string, unknown> }[] };
-    const found = page.events.map((e) => e.event);
+    // Results come by producer time (docs/EMBEDDED.md §Finding events); which span starts first is not the point.
+    const found = page.events
+      .map((e) => e.event)
+      .sort((a, b) => String(a.type).localeCompare(String(b.type)));
     expect(found.map((e) => e.type)).toEqual([
       "dev.auditsink.genai.chat",
       "dev.auditsink.genai.execute_tool",

@@ -423,6 +423,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       path: "/v1/events",
       summary:
         "Find events by agent, run, type, trace id, source, id, producer, event time and received time, paginated",
+      description:
+        "Every given parameter must match. Order: on the embedded sink, a query naming a facet or an event-time window returns events by event `time`, then commit order; one with only a received-time window, by `received`, then commit order; one with neither, in commit order (docs/EMBEDDED.md §Finding events). Other runtimes return them stream by stream in index order. `cursor` (opaque) continues a page: no event is returned twice, and every event that existed when paging began is on some page, however much is ingested meanwhile. Each result is the stored record (`stream`, `index`, `recordHash` link to it; verify with `GET /v1/receipts` or `auditsink verify`).",
       request: { query: EventsQuery },
       responses: { 200: json(EventsPage, "A page of events"), ...problems(500, 503), ...iamGateway },
     }),

@@ -3,7 +3,8 @@
  * `describePortContracts("S3WriteOnceStore", () => ({ objects: … }))` inside a Vitest file.
  * Lives in src (not test) so adapter packages can import it; it only imports vitest when called.
  */
-import { SYSTEM_STREAM } from "./event.ts";
+import { dedupKey, SYSTEM_STREAM, signEvent } from "./event.ts";
+import { ZERO_HASH } from "./hash.ts";
 import { generateKeyPair, keyFingerprint } from "./keys.ts";
 import type { DedupStore, Head, HeadStore, ObjectStore, ProducerStore } from "./ports.ts";
 import {
@@ -12,7 +13,8 @@ import {
   PRODUCER_REVOKED,
   SYSTEM_PRODUCER,
 } from "./producer-audit.ts";
-import type { Sink } from "./sink.ts";
+import { buildRecords } from "./record.ts";
+import { admit, dedupEntriesOf, type Sink } from "./sink.ts";
 
 export interface ContractSubjects {
   objects?: ObjectStore;
@@ -105,18 +107,21 @@ export function describePortContracts(
     it("DedupStore keeps the first entry for a key", async () => {
       const { dedup } = await make();
       if (!dedup) return expect(dedup).toBeUndefined();
-      const entry = {
-        key: "src\u0000id-1",
+      // Entries come with the segment they were made from, as the sink writes them.
+      const { privateKey } = generateKeyPair("ed25519");
+      const time = "2026-01-01T00:00:00.000Z";
+      const event = signEvent({ specversion: "1.0", id: "id-1", source: "src", type: "t", time }, privateKey);
+      const segment = (first: number) => ({
         stream: "s",
-        index: 4,
-        recordHash: "a".repeat(64),
-        eventHash: "b".repeat(64),
-      };
-      await dedup.putMany([entry]);
-      await dedup.putMany([{ ...entry, index: 9 }]);
-      const found = await dedup.getMany(["src\u0000id-1", "src\u0000id-2"]);
-      expect(found.get("src\u0000id-1")).toEqual(entry);
-      expect(found.has("src\u0000id-2")).toBe(false);
+        first,
+        records: buildRecords("s", first, ZERO_HASH, time, [admit(event, "p")]),
+      });
+      const [entry] = dedupEntriesOf("s", segment(4).records);
+      await dedup.putMany([entry!], segment(4));
+      await dedup.putMany(dedupEntriesOf("s", segment(9).records), segment(9));
+      const found = await dedup.getMany([entry!.key, dedupKey("p", { source: "src", id: "id-2" })]);
+      expect(found.get(entry!.key)).toEqual(entry);
+      expect(found.size).toBe(1);
       expect((await dedup.getMany([])).size).toBe(0);
     });
   });

@@ -49,9 +49,41 @@ export const TIME_BOUND = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+
  */
 export function inTimeWindow(time: string | number, window: { since?: string; until?: string }): boolean {
   const t = typeof time === "number" ? time : Date.parse(time);
-  if (window.since !== undefined && !(t >= Date.parse(window.since))) return false;
-  if (window.until !== undefined && !(t < Date.parse(window.until))) return false;
+  const { from, to } = timeWindowBounds(window);
+  if (from !== undefined && !(t >= from)) return false;
+  if (to !== undefined && !(t < to)) return false;
   return true;
+}
+
+/** A window's bounds as milliseconds since the epoch (`from` inclusive, `to` exclusive): what an index compares. */
+export function timeWindowBounds(window: { since?: string; until?: string }): { from?: number; to?: number } {
+  return {
+    ...(window.since !== undefined ? { from: Date.parse(window.since) } : {}),
+    ...(window.until !== undefined ? { to: Date.parse(window.until) } : {}),
+  };
+}
+
+/**
+ * Whether a stored record answers the query (every facet and both windows; the cursor aside): the check an index
+ * applies to what it read back from the store, so a result is always what the store holds, whatever the index says.
+ */
+export function recordMatches(
+  query: Omit<EventQuery, "cursor" | "limit">,
+  record: { producer: string; received: string; event: SignedEvent },
+): boolean {
+  const f = eventFacets(record.event);
+  const e = record.event;
+  return (
+    (query.agent === undefined || f.agent === query.agent) &&
+    (query.run === undefined || f.run === query.run) &&
+    (query.type === undefined || f.type === query.type) &&
+    (query.traceId === undefined || f.traceId === query.traceId) &&
+    (query.source === undefined || e.source === query.source) &&
+    (query.id === undefined || e.id === query.id) &&
+    (query.producer === undefined || record.producer === query.producer) &&
+    inTimeWindow(f.time, { since: query.since, until: query.until }) &&
+    inTimeWindow(record.received, { since: query.receivedSince, until: query.receivedUntil })
+  );
 }
 
 export interface FoundEvent {

@@ -79,8 +79,18 @@ export interface DedupStore {
   /**
    * Records entries; an entry that already exists is left as it is (first writer wins). Durable on resolve.
    * Writers call this before they advance a head, so every record below a head has its entry.
+   * `segment` is the stored segment the entries were made from (`entries[i]` is the entry of
+   * `segment.records[i]`): a store that also indexes events (the embedded index) takes their facets from it, in
+   * the same write; other stores need only the entries.
    */
-  putMany(entries: readonly DedupEntry[]): Promise<void>;
+  putMany(entries: readonly DedupEntry[], segment: CommittedSegment): Promise<void>;
+}
+
+/** A segment as the store holds it: records `first` … `first + records.length − 1` of `stream`. */
+export interface CommittedSegment {
+  stream: string;
+  first: number;
+  records: readonly SealedRecord[];
 }
 
 /**

@@ -331,7 +331,10 @@ class StreamWriter {
       // retry with a receipt for nothing), written beside the checkpoint's create; both before the head.
       const [signed] = await Promise.all([
         checkpoint.then((c) => this.storeCheckpoint(c)),
-        this.o.dedup.putMany(records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash))),
+        this.o.dedup.putMany(
+          records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash)),
+          { stream: this.stream, first: head.size, records },
+        ),
         this.o.indexer?.indexSegment(this.stream, head.size, records),
       ]);
       next.checkpoint = signed;
@@ -465,7 +468,11 @@ class StreamWriter {
         frontier.append(r.leaf);
       }
       await Promise.all([
-        this.o.dedup.putMany(dedupEntriesOf(this.stream, records)),
+        this.o.dedup.putMany(dedupEntriesOf(this.stream, records), {
+          stream: this.stream,
+          first: head.size,
+          records,
+        }),
         this.o.indexer?.indexSegment(this.stream, head.size, records),
       ]);
       this.sink.follow(this.stream, head.size, records);

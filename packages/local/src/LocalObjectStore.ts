@@ -10,7 +10,7 @@
  * `stage` does step 1 ahead of the key, so a checkpoint is written and fsynced while its segment is, and only
  * linked once the segment is durable (core sink.ts).
  */
-import { readdir, readFile, unlink } from "node:fs/promises";
+import { open, readdir, readFile, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { type ObjectStore, type StagedObject, StoreError } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
@@ -105,6 +105,34 @@ export class LocalObjectStore implements ObjectStore {
     const path = this.pathOf(key);
     try {
       return await readFile(path);
+    } catch (e) {
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
+      throw storeError(`reading ${key}`, e);
+    }
+  }
+
+  /**
+   * Byte ranges of the object (each `length` bytes from `offset`, fewer where the object is shorter), read through
+   * one open file, or undefined when there is no object: how the embedded index reads record lines of a segment
+   * without reading the whole segment.
+   */
+  async getRanges(
+    key: string,
+    ranges: readonly { offset: number; length: number }[],
+  ): Promise<Buffer[] | undefined> {
+    const path = this.pathOf(key);
+    try {
+      const fh = await open(path, "r");
+      try {
+        const out: Buffer[] = [];
+        for (const { offset, length } of ranges) {
+          const { bytesRead, buffer } = await fh.read(Buffer.alloc(length), 0, length, offset);
+          out.push(buffer.subarray(0, bytesRead));
+        }
+        return out;
+      } finally {
+        await fh.close();
+      }
     } catch (e) {
       if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
       throw storeError(`reading ${key}`, e);

@@ -1,7 +1,7 @@
 /**
  * Whether the data directory takes writes. Every write of the local adapters goes through `monitor(fs)`: a
  * write, fsync, link or rename that fails with a storage error (ENOSPC, EIO, EDQUOT, EROFS…) marks its kind of
- * file degraded — the dedup file, the alerts file, objects (linked into objects/ from tmp/), or other new files
+ * file degraded — the index (index.db, reported by LocalIndex, which writes through SQLite), the alerts file, objects (linked into objects/ from tmp/), or other new files
  * (heads, registry, written through tmp/ and renamed) — until a later write of the same kind succeeds: reaches
  * fsync, or for an object, is linked (a registry write succeeding says nothing about segments). While any kind is degraded, `/healthz`
  * answers 503 (a load balancer takes the node out). Without traffic, `probe()` (called by /healthz) writes and
@@ -15,7 +15,7 @@ const NOT_FAULTS = new Set(["EEXIST", "ENOENT", "ENOTDIR"]);
 
 export interface StorageStatus {
   writable: boolean;
-  /** Which kinds of file fail to be written: `dedup`, `alerts`, `objects`, `files` (heads, registry, keys…). */
+  /** Which kinds of file fail to be written: `index`, `alerts`, `objects`, `files` (heads, registry, keys…). */
   failing?: string[];
   /** Write failures since start (a counter, for alerting on rate). */
   writeFailures: number;
@@ -24,10 +24,9 @@ export interface StorageStatus {
   lastError?: string;
 }
 
-type Kind = "dedup" | "alerts" | "objects" | "files";
+type Kind = "index" | "alerts" | "objects" | "files";
 
 function kindOf(path: string): Kind {
-  if (path.endsWith("dedup.jsonl")) return "dedup";
   if (path.endsWith("alerts.jsonl")) return "alerts";
   if (/[/\\]objects[/\\](streams|keys)[/\\]/.test(path)) return "objects";
   return "files";

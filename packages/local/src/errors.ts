@@ -3,7 +3,12 @@
  * these are for what the runtime itself refuses (a data directory in use, a bad configuration).
  */
 import { CodedError } from "@auditsink/core";
-export type LocalErrorCode = "data-dir-locked" | "data-dir-invalid" | "config-mismatch" | "lock-unavailable";
+export type LocalErrorCode =
+  | "data-dir-locked"
+  | "data-dir-invalid"
+  | "config-mismatch"
+  | "lock-unavailable"
+  | "index-unavailable";
 
 export class LocalError extends CodedError<LocalErrorCode> {
   override readonly name = "LocalError";

@@ -43,7 +43,7 @@ export function parseLogLevel(value: string): LogLevel {
 /**
  * @example
  *   const logger = createLogger({ level: parseLogLevel(process.env.LOG_LEVEL ?? "info") });
- *   logger.warn({ file }, "dedup.jsonl: dropped damaged lines");
+ *   logger.warn({ file }, "index.db does not match the store: moved aside, rebuilding it from the store");
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const write = options.write;

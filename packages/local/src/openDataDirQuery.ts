@@ -1,39 +1,51 @@
 /**
- * The event index of a data directory, opened read-only for `auditsink query` and anything else that searches
- * a data directory beside (or without) a running sink: it takes no lock and writes nothing, so it is safe while
- * the sink runs on the same directory.
+ * A data directory's events, opened read-only for `auditsink query` and anything else that searches a data
+ * directory beside (or without) a running sink: it takes no lock and writes nothing.
  */
-import { stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { type EventIndex, ScanningEventIndex } from "@auditsink/core";
+import type Database from "libsql";
 import { LocalError } from "./errors.ts";
+import { IndexedEvents } from "./IndexedEvents.ts";
+import { openIndexDatabase } from "./LocalIndex.ts";
 import { LocalObjectStore } from "./LocalObjectStore.ts";
 import { dataPaths, storedStreams } from "./openLocalSink.ts";
 
 /**
- * Answers `GET /v1/events` queries over `dataDir` (core EventQuery). This implementation scans the stored
- * segments (core ScanningEventIndex) once per opening; `close()` releases what it holds.
+ * Opens a data directory's index read-only, for queries from another process while a sink runs on it (SQLite's
+ * WAL lets readers and the one writer work at once). Events are read back from `<data>/objects`. The index is as
+ * current as the sink's last commit. A directory without an index (a copy of its objects, or one no sink has
+ * opened since the index came in) is answered by scanning its segments (core ScanningEventIndex): a deliberate
+ * read of the whole directory.
  *
  * @example
- *   const index = await openDataDirQuery("/var/lib/auditsink");
- *   try {
- *     const page = await index.find({ agent: "agent-a", limit: 100 });
- *   } finally {
- *     await index.close();
- *   }
+ *   const events = await openDataDirQuery("/var/lib/auditsink");
+ *   const { events: page } = await events.find({ agent: "agent-7", limit: 100 });
+ *   await events.close();
  */
 export async function openDataDirQuery(dataDir: string): Promise<EventIndex & { close(): Promise<void> }> {
   const paths = dataPaths(dataDir);
-  const isDir = await stat(paths.objects).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  if (!isDir) throw new LocalError("data-dir-invalid", `${dataDir} is not a data directory (no objects/)`);
-  // Only read: the temp directory is never written through this store.
-  const index = new ScanningEventIndex(new LocalObjectStore(paths.objects, paths.tmp), () =>
-    storedStreams(paths.objects),
-  );
+  if (!existsSync(paths.objects)) {
+    throw new LocalError("data-dir-invalid", `${dataDir} is not a data directory (no objects/)`);
+  }
+  const path = paths.index;
+  if (!existsSync(path)) {
+    const scan = new ScanningEventIndex(new LocalObjectStore(paths.objects, paths.tmp), () =>
+      storedStreams(paths.objects),
+    );
+    return { find: (query) => scan.find(query), close: async () => {} };
+  }
+  let db: Database.Database;
+  try {
+    db = openIndexDatabase(path, { readOnly: true });
+  } catch (e) {
+    throw new LocalError("index-unavailable", `opening ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const events = new IndexedEvents(() => db, new LocalObjectStore(paths.objects, paths.tmp));
   return {
-    find: (query) => index.find(query),
-    close: async () => {},
+    find: (query) => events.find(query),
+    close: async () => {
+      if (db.open) db.close();
+    },
   };
 }

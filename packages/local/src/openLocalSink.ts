@@ -10,7 +10,7 @@
  *   keys/                checkpoint-key.pem (0600), checkpoint-key.pub.pem, verifier-key.txt
  *   objects/streams/…    the write-once store (read-only files); objects/keys/<key id>.json its public key
  *   heads/<stream>.json  head store
- *   dedup.jsonl          dedup entries
+ *   index.db             the index: dedup entries, query facets, last-seen per producer (SQLite; -wal, -shm beside it)
  *   producers.json       producer registry
  *   alerts.jsonl         alerts of the scheduled verifier
  *   verifier-state.json  where the incremental verifier resumes
@@ -19,27 +19,28 @@
  *   tmp/                 objects being written
  *   lock, lock.json      the flock(2) lock while a process has the directory open, and who holds it
  *
- * Start-up recovery (docs/EMBEDDED.md §6): first-start files are created atomically; a torn or damaged
- * line of dedup.jsonl is dropped; every stream head is repaired from the store; dedup entries that do not cover a
- * stream's records are rebuilt from its segments; the producer registry is reconciled with `_system` in both
+ * Start-up recovery (docs/EMBEDDED.md §6): first-start files are created atomically; every stream head is
+ * repaired from the store; the index is brought level with the store (repairIndex: the segments past what it has
+ * indexed; rebuilt when it is damaged or not this store's); the producer registry is reconciled with `_system` in both
  * directions (reconcileRegistry). Errors that need a person name the file and the repair.
  */
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
   type AlertSink,
   AuditedProducerAdmin,
-  dedupEntriesOf,
+  type EventIndex,
   keyFingerprint,
   parseStoreKey,
   publicKeyDocument,
   publicKeyDocumentKey,
   readSegment,
-  ScanningEventIndex,
   type SignedEvent,
   Sink,
   type SinkObserver,
+  StoreError,
   SYSTEM_STREAM,
   segmentPrefix,
   verifyEventSignature,
@@ -47,12 +48,14 @@ import {
 import { lockDataDirectory } from "./DataDirectoryLock.ts";
 import { LocalError } from "./errors.ts";
 import { createFileOnce, type FileSystem, isErrno, mkdirDurable, nodeFileSystem } from "./fsutil.ts";
-import { LocalDedupStore } from "./LocalDedupStore.ts";
+import { IndexedEvents } from "./IndexedEvents.ts";
 import { LocalHeadStore } from "./LocalHeadStore.ts";
+import { LocalIndex } from "./LocalIndex.ts";
 import { LocalObjectStore } from "./LocalObjectStore.ts";
 import { LocalProducerAdmin } from "./LocalProducerAdmin.ts";
 import { type LocalSigningKey, loadOrCreateSigningKey } from "./LocalSigner.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import { repairIndex } from "./repairIndex.ts";
 import { StorageHealth } from "./StorageHealth.ts";
 
 export const DEFAULT_DEPLOYMENT = "auditsink.local/embedded";
@@ -89,8 +92,10 @@ export interface LocalSink {
   registry: LocalProducerAdmin;
   objects: LocalObjectStore;
   heads: LocalHeadStore;
-  dedup: LocalDedupStore;
-  events: ScanningEventIndex;
+  /** Dedup entries, query facets and last-seen times (the sink's DedupStore). */
+  index: LocalIndex;
+  /** `GET /v1/events` over the index. */
+  events: EventIndex;
   signingKey: LocalSigningKey;
   /** Bearer token for `POST /v1/producers` and revocation. */
   adminToken: string;
@@ -107,7 +112,9 @@ export const dataPaths = (dataDir: string) => ({
   adminToken: join(dataDir, "admin-token"),
   objects: join(dataDir, "objects"),
   heads: join(dataDir, "heads"),
-  dedup: join(dataDir, "dedup.jsonl"),
+  index: join(dataDir, "index.db"),
+  /** Dedup entries of versions before index.db; read by nothing now (docs/EMBEDDED.md §Upgrading). */
+  legacyDedup: join(dataDir, "dedup.jsonl"),
   producers: join(dataDir, "producers.json"),
   alerts: join(dataDir, "alerts.jsonl"),
   verifierState: join(dataDir, "verifier-state.json"),
@@ -134,6 +141,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       : log.error({ ...status }, "storage degraded: writes fail"),
   );
   const fs = storage.monitor(options.fs ?? nodeFileSystem);
+  let index: LocalIndex | undefined;
   try {
     // Left by a crash in the middle of a write; never referenced by anything (objects are linked, not renamed).
     await rm(paths.tmp, { recursive: true, force: true });
@@ -143,11 +151,16 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
     const adminToken = await loadOrCreateToken(paths.adminToken, paths.tmp, fs, log);
     const objects = new LocalObjectStore(paths.objects, paths.tmp, fs);
     const heads = new LocalHeadStore(paths.heads, paths.tmp, fs);
-    const dedup = await LocalDedupStore.open(paths.dedup, paths.tmp, fs);
-    if (dedup.recovery.droppedLines > 0) {
+    const opened = await LocalIndex.open(paths.index, {
+      failed: (e) => storage.failed(e, "index"),
+      succeeded: () => storage.succeeded("index"),
+    });
+    index = opened.index;
+    const ready = index;
+    if (opened.moved) {
       log.warn(
-        { file: paths.dedup, ...dedup.recovery },
-        "dedup.jsonl: dropped damaged lines; missing entries are rebuilt from the stored segments",
+        { file: paths.index, movedTo: opened.moved.to, reason: opened.moved.reason },
+        "index.db could not be opened: moved aside, rebuilding it from the store",
       );
     }
     const registry = await LocalProducerAdmin.open(paths.producers, paths.tmp, fs);
@@ -162,20 +175,46 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       deployment,
       objects,
       heads,
-      dedup,
+      dedup: index,
       producers: registry,
       signer: signingKey.signer,
       ...(options.maxSegmentRecords ? { maxSegmentRecords: options.maxSegmentRecords } : {}),
       ...(options.alerts ? { alerts: options.alerts } : {}),
       ...(options.observer ? { observer: options.observer } : {}),
     });
-    const streams = async () =>
-      [...new Set([...(await storedStreams(paths.objects)), ...(await heads.streams())])].sort();
     // Crash repair: committing nothing to a stream makes its writer fold stored segments past the head into it
     // and sign the checkpoint a crash may have left unsigned (reading only the segments past the head).
-    for (const stream of await storedStreams(paths.objects)) {
-      await sink.commit(stream, []);
-      await reconcileDedup(objects, heads, dedup, stream, log);
+    const stored = await storedStreams(paths.objects);
+    for (const stream of stored) {
+      await sink.commit(stream, []).catch((e: unknown) => {
+        // A full or failing disk: start anyway (reads are served, /healthz says degraded); the stream's writer
+        // repairs its head at its next commit.
+        if (!(e instanceof StoreError)) throw e;
+        log.error({ stream, error: e.message }, "could not repair the stream's head yet");
+      });
+    }
+    const building = opened.created && stored.length > 0;
+    if (building)
+      log.info({ file: paths.index, streams: stored.length }, "index.db: building the index from the store");
+    const repaired = await repairIndex(ready, objects, stored, log).catch((e: unknown) => {
+      // As above; and every dedup look-up first finishes the repair (and fails until it can), so no event is
+      // ever checked against an index that lacks the store's tail.
+      if (!(e instanceof StoreError)) throw e;
+      log.error({ file: paths.index, error: e.message }, "index.db: could not index the store's tail yet");
+      ready.deferRepair(() => repairIndex(ready, objects, stored, log));
+      return { indexed: 0 };
+    });
+    if (building || repaired.indexed > 0) {
+      log.info(
+        { file: paths.index, indexed: repaired.indexed },
+        "index.db: indexed stored records it lacked",
+      );
+    }
+    if (building && existsSync(paths.legacyDedup)) {
+      log.info(
+        { file: paths.legacyDedup },
+        "dedup.jsonl is no longer used (index.db holds the dedup entries): it may be deleted",
+      );
     }
     const producers = new AuditedProducerAdmin(registry, sink);
     await reconcileRegistry(objects, heads, registry, producers, signingKey, log);
@@ -188,19 +227,20 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       registry,
       objects,
       heads,
-      dedup,
-      events: new ScanningEventIndex(objects, streams),
+      index: ready,
+      events: new IndexedEvents(() => ready.database, objects),
       signingKey,
       adminToken,
       storage,
       fs,
       close: async () => {
-        await dedup.close();
+        await ready.close();
         await lock.release();
       },
     };
     return local;
   } catch (e) {
+    await index?.close().catch(() => undefined);
     await lock.release().catch(() => undefined);
     throw e;
   }
@@ -218,34 +258,6 @@ async function* segmentsFrom(objects: LocalObjectStore, stream: string, from: nu
     const bytes = await objects.get(key);
     if (bytes) yield readSegment(bytes);
   }
-}
-
-/**
- * Dedup entries must cover every record below the head. They do unless dedup.jsonl lost lines (a damaged line
- * dropped at open, a file restored from an older backup): then the entries of the stream are rebuilt from its
- * stored segments. Costs one count per stream when nothing is missing.
- */
-async function reconcileDedup(
-  objects: LocalObjectStore,
-  heads: LocalHeadStore,
-  dedup: LocalDedupStore,
-  stream: string,
-  log: Logger,
-): Promise<void> {
-  const size = (await heads.get(stream))?.size ?? 0;
-  if (dedup.covers(stream, size)) return;
-  for await (const records of segmentsFrom(objects, stream, 0)) {
-    await dedup.putMany(
-      dedupEntriesOf(
-        stream,
-        records.filter((r) => r.record.index < size),
-      ),
-    );
-  }
-  log.warn(
-    { stream, size, complete: dedup.covers(stream, size) },
-    "dedup entries rebuilt from the stored segments",
-  );
 }
 
 /**

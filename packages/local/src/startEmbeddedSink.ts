@@ -144,10 +144,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     producerKeys: () => new Map([...local.registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
     streams: () => storedStreams(paths.objects),
     producers: () => local.registry.list(),
-    lastSeen: async () => {
-      await local.events.sync();
-      return local.events.lastSeen();
-    },
+    lastSeen: async () => local.index.lastSeen(),
     alerts,
     statePath: paths.verifierState,
     findingsPath: paths.findings,
