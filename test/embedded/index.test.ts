@@ -3,6 +3,7 @@
  * store, dedup across restarts at a few thousand events, cursors that stay stable while another client ingests,
  * query answers that are the stored, verifiable records, and the read-only view another process opens.
  */
+import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type FoundEvent,
@@ -270,10 +271,18 @@ describe("openDataDirQuery", () => {
     expect((await postEvents(sink.url, "agents.ro", more)).status).toBe(200);
     const afterMore = await query.find({ type: "odd", limit: 100 });
     const missing = await openDataDirQuery(join(dataDir, "nowhere")).catch((e: unknown) => e);
+    // A copy of the objects alone, without index.db, is answered by scanning its segments.
+    const copy = await fresh();
+    await cp(join(dataDir, "objects"), join(copy, "objects"), { recursive: true });
+    const scanned = await openDataDirQuery(copy);
+    const viaScan = await scanned.find({ type: "odd", limit: 100 });
     // Assess
     expect(viaQuery.events).toEqual(viaSink.events);
     expect(viaQuery.events).toHaveLength(20);
     expect(afterMore.events.map((e) => e.event.id)).toContain(more[0]!.id);
-    expect(missing).toMatchObject({ code: "index-unavailable" });
+    expect(missing).toMatchObject({ code: "data-dir-invalid" });
+    expect(viaScan.events.map((e) => e.event.id).sort()).toEqual(
+      afterMore.events.map((e) => e.event.id).sort(),
+    );
   });
 });

