@@ -8,7 +8,8 @@ import type { StackContext } from "sst/constructs";
  * (DESIGN.md §4), but losing it would stall ingest, so it is protected like a system of record.
  */
 export function Ledger({ stack }: StackContext) {
-  const table = new dynamodb.Table(stack, "Ledger", {
+  // `pk`/`sk` strings, on demand, protected like a system of record: PITR, deletion protection, retained.
+  const protectedTable = {
     partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
     sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
     billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
@@ -16,6 +17,9 @@ export function Ledger({ stack }: StackContext) {
     deletionProtection: true,
     encryption: dynamodb.TableEncryption.AWS_MANAGED,
     removalPolicy: RemovalPolicy.RETAIN,
+  } satisfies dynamodb.TableProps;
+  const table = new dynamodb.Table(stack, "Ledger", {
+    ...protectedTable,
     // Dedup entries expire after their window and the sequencer's answers after an hour (packages/aws
     // DynamoDedupStore, handoff.ts); heads, producers and watermarks carry no expiresAt and never expire.
     timeToLiveAttribute: "expiresAt",
@@ -31,15 +35,7 @@ export function Ledger({ stack }: StackContext) {
   // functions that commit, read by the query function, so `GET /v1/events` never scans the archive. Rebuilt from
   // the archive only by catch-up, so it is protected like the ledger; postings never expire (they name segments
   // kept at least the archive's retention).
-  const eventIndex = new dynamodb.Table(stack, "EventIndex", {
-    partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
-    sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
-    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-    deletionProtection: true,
-    encryption: dynamodb.TableEncryption.AWS_MANAGED,
-    removalPolicy: RemovalPolicy.RETAIN,
-  });
+  const eventIndex = new dynamodb.Table(stack, "EventIndex", protectedTable);
 
   stack.addOutputs({ LedgerTableName: table.tableName, EventIndexTableName: eventIndex.tableName });
   return { table, eventIndex };

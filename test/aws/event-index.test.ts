@@ -19,13 +19,13 @@ import {
 import {
   type EventQuery,
   type FoundEvent,
+  foundEvent,
   generateKeyPair,
   readStoredSegment,
   type SignedEvent,
   Sink,
   segmentKey,
   signEvent,
-  toHex,
 } from "@auditsink/core";
 import { PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import type { APIGatewayProxyResult } from "aws-lambda";
@@ -86,14 +86,7 @@ async function stored(stream: string): Promise<FoundEvent[]> {
     const bytes = await rt.objects.get(segmentKey(stream, at));
     if (!bytes) return out;
     for (const r of readStoredSegment(stream, at, bytes)) {
-      out.push({
-        stream,
-        index: r.record.index,
-        recordHash: toHex(r.hash),
-        received: r.record.received,
-        producer: r.record.producer,
-        event: r.record.event,
-      });
+      out.push(foundEvent(stream, r));
       at = r.record.index + 1;
     }
   }

@@ -34,6 +34,7 @@ import {
   eventFacets,
   FormatError,
   type FoundEvent,
+  foundEvent,
   inTimeWindow,
   type ObjectStore,
   readStoredSegment,
@@ -405,14 +406,7 @@ export class DynamoEventIndex implements EventIndex, SegmentIndexer {
     const byIndex = new Map<number, FoundEvent>();
     for (const r of readStoredSegment(stream, first, bytes)) {
       if (r.record.stream !== stream) continue;
-      byIndex.set(r.record.index, {
-        stream,
-        index: r.record.index,
-        recordHash: toHex(r.hash),
-        received: r.record.received,
-        producer: r.record.producer,
-        event: r.record.event,
-      });
+      byIndex.set(r.record.index, foundEvent(stream, r));
     }
     return byIndex;
   }

@@ -8,7 +8,7 @@ import { FormatError } from "./errors.ts";
 import { parseTraceparent, type SignedEvent } from "./event.ts";
 import { sha256, toHex } from "./hash.ts";
 import type { ObjectStore } from "./ports.ts";
-import { segmentKey } from "./record.ts";
+import { type SealedRecord, segmentKey } from "./record.ts";
 import { readStoredSegment } from "./stream-reader.ts";
 
 export interface EventQuery {
@@ -93,6 +93,18 @@ export interface FoundEvent {
   received: string;
   producer: string;
   event: SignedEvent;
+}
+
+/** A stored record as a query result. */
+export function foundEvent(stream: string, r: SealedRecord): FoundEvent {
+  return {
+    stream,
+    index: r.record.index,
+    recordHash: toHex(r.hash),
+    received: r.record.received,
+    producer: r.record.producer,
+    event: r.record.event,
+  };
 }
 
 export interface EventPage {
@@ -287,14 +299,7 @@ export class ScanningEventIndex implements EventIndex {
         byIndex = new Map();
         const bytes = await this.store.get(key);
         for (const r of bytes ? readStoredSegment(stream, entry.segment, bytes) : []) {
-          byIndex.set(r.record.index, {
-            stream,
-            index: r.record.index,
-            recordHash: toHex(r.hash),
-            received: r.record.received,
-            producer: r.record.producer,
-            event: r.record.event,
-          });
+          byIndex.set(r.record.index, foundEvent(stream, r));
         }
         segments.set(key, byIndex);
       }
