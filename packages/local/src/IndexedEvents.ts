@@ -126,20 +126,22 @@ export class IndexedEvents implements EventIndex {
     }
     const more = rows.length > query.limit;
     if (more) rows.pop();
-    // One open file per segment, however many of the page's rows it holds.
+    // One read per segment, however many of the page's rows it holds; the segments at once.
     const bySegment = new Map<string, Row[]>();
     for (const row of rows) {
       const key = segmentKey(row.stream, row.segment);
       bySegment.set(key, [...(bySegment.get(key) ?? []), row]);
     }
     const read = new Map<Row, FoundEvent | undefined>();
-    for (const [key, group] of bySegment) {
-      const lines = await this.objects.getRanges(
-        key,
-        group.map((r) => ({ offset: r.offset, length: r.length + 1 })),
-      );
-      for (const [i, row] of group.entries()) read.set(row, await this.read(row, lines?.[i]));
-    }
+    await Promise.all(
+      [...bySegment].map(async ([key, group]) => {
+        const lines = await this.objects.getRanges(
+          key,
+          group.map((r) => ({ offset: r.offset, length: r.length + 1 })),
+        );
+        for (const [i, row] of group.entries()) read.set(row, await this.read(row, lines?.[i]));
+      }),
+    );
     const events: FoundEvent[] = [];
     for (const row of rows) {
       const found = read.get(row);
