@@ -33,6 +33,23 @@ async function fresh(): Promise<string> {
   return t.dir;
 }
 
+/**
+ * Copies a data directory after its sink was killed. index.db-wal can still vanish while the copy reads the
+ * directory (about one run in three): SQLite deletes it when the last connection closes, and a connection this
+ * process closed earlier (prepared()) appears to finish closing late. The copy then starts again.
+ */
+async function copyDirectory(from: string, to: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cp(from, to, { recursive: true });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || attempt === 5) throw e;
+      await rm(to, { recursive: true, force: true });
+    }
+  }
+}
+
 async function running(dataDir: string, env: Record<string, string> = {}): Promise<SinkProcess | undefined> {
   const p = await startChild(dataDir, env);
   if (p) cleanups.push(() => p.stop());
@@ -269,7 +286,7 @@ describe("acknowledged commits whose head a machine crash lost (heads are not fs
     const all = [...acked.byKey.values()];
     for (const { what, damage } of LOST_HEADS) {
       const copy = await fresh();
-      await cp(dataDir, copy, { recursive: true });
+      await copyDirectory(dataDir, copy);
       await damage(join(copy, "heads", "agents.kill.json"), older);
       // Act
       const alerts: Alert[] = [];
