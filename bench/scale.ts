@@ -319,6 +319,11 @@ function goalsOf(points: Point[], oneStream: Point[], last: Point) {
 }
 
 async function main() {
+  // The commit the sink is built from: the run takes hours, and HEAD may move meanwhile.
+  const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  }).stdout.trim();
   process.stderr.write("building the CLI\n");
   if (spawnSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" }).status !== 0)
     throw new Error("npm run build failed");
@@ -426,7 +431,7 @@ async function main() {
     benchmark: "scale",
     date: new Date().toISOString(),
     command: `${EVENTS === FULL ? "" : `SCALE_EVENTS=${EVENTS} `}npm run bench:scale`,
-    commit: spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim(),
+    commit,
     node: process.version,
     machine: {
       cpu: cpus()[0]?.model ?? "unknown",
