@@ -86,7 +86,7 @@ async function stored(stream: string): Promise<FoundEvent[]> {
     const bytes = await rt.objects.get(segmentKey(stream, at));
     if (!bytes) return out;
     for (const r of readStoredSegment(stream, at, bytes)) {
-      out.push(foundEvent(stream, r));
+      out.push(foundEvent(stream, r.record, r.hash));
       at = r.record.index + 1;
     }
   }

@@ -406,7 +406,7 @@ export class DynamoEventIndex implements EventIndex, SegmentIndexer {
     const byIndex = new Map<number, FoundEvent>();
     for (const r of readStoredSegment(stream, first, bytes)) {
       if (r.record.stream !== stream) continue;
-      byIndex.set(r.record.index, foundEvent(stream, r));
+      byIndex.set(r.record.index, foundEvent(stream, r.record, r.hash));
     }
     return byIndex;
   }

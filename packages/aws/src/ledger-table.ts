@@ -64,22 +64,31 @@ export const indexes = {
   findings: "findings",
 } as const;
 
+/** The key both tables share, as stacks/Ledger.ts defines it: `pk` (S) / `sk` (S), on demand. */
+const PK_SK = {
+  BillingMode: "PAY_PER_REQUEST",
+  AttributeDefinitions: [
+    { AttributeName: "pk", AttributeType: "S" },
+    { AttributeName: "sk", AttributeType: "S" },
+  ],
+  KeySchema: [
+    { AttributeName: "pk", KeyType: "HASH" },
+    { AttributeName: "sk", KeyType: "RANGE" },
+  ],
+} as const;
+
 /** Creates the table as stacks/Ledger.ts does (for tests and local development against DynamoDB Local). */
 export async function createLedgerTable(client: DynamoDBClient, table: string): Promise<void> {
   await client.send(
     new CreateTableCommand({
+      ...PK_SK,
       TableName: table,
-      BillingMode: "PAY_PER_REQUEST",
       AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "S" },
+        ...PK_SK.AttributeDefinitions,
         { AttributeName: "gsi1pk", AttributeType: "S" },
         { AttributeName: "gsi1sk", AttributeType: "S" },
       ],
-      KeySchema: [
-        { AttributeName: "pk", KeyType: "HASH" },
-        { AttributeName: "sk", KeyType: "RANGE" },
-      ],
+      KeySchema: [...PK_SK.KeySchema],
       GlobalSecondaryIndexes: [
         {
           IndexName: GSI1,
@@ -131,16 +140,10 @@ export async function* queryIndex(
 export async function createEventIndexTable(client: DynamoDBClient, table: string): Promise<void> {
   await client.send(
     new CreateTableCommand({
+      ...PK_SK,
       TableName: table,
-      BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "S" },
-      ],
-      KeySchema: [
-        { AttributeName: "pk", KeyType: "HASH" },
-        { AttributeName: "sk", KeyType: "RANGE" },
-      ],
+      AttributeDefinitions: [...PK_SK.AttributeDefinitions],
+      KeySchema: [...PK_SK.KeySchema],
     }),
   );
 }

@@ -6,9 +6,9 @@
 
 import { FormatError } from "./errors.ts";
 import { parseTraceparent, type SignedEvent } from "./event.ts";
-import { sha256, toHex } from "./hash.ts";
+import { type Hash, sha256, toHex } from "./hash.ts";
 import type { ObjectStore } from "./ports.ts";
-import { type SealedRecord, segmentKey } from "./record.ts";
+import { type AuditRecord, segmentKey } from "./record.ts";
 import { readStoredSegment } from "./stream-reader.ts";
 
 export interface EventQuery {
@@ -95,15 +95,15 @@ export interface FoundEvent {
   event: SignedEvent;
 }
 
-/** A stored record as a query result. */
-export function foundEvent(stream: string, r: SealedRecord): FoundEvent {
+/** A stored record of `stream`, whose line hashes to `recordHash`, as a query result. */
+export function foundEvent(stream: string, record: AuditRecord, recordHash: Hash): FoundEvent {
   return {
     stream,
-    index: r.record.index,
-    recordHash: toHex(r.hash),
-    received: r.record.received,
-    producer: r.record.producer,
-    event: r.record.event,
+    index: record.index,
+    recordHash: toHex(recordHash),
+    received: record.received,
+    producer: record.producer,
+    event: record.event,
   };
 }
 
@@ -299,7 +299,7 @@ export class ScanningEventIndex implements EventIndex {
         byIndex = new Map();
         const bytes = await this.store.get(key);
         for (const r of bytes ? readStoredSegment(stream, entry.segment, bytes) : []) {
-          byIndex.set(r.record.index, foundEvent(stream, r));
+          byIndex.set(r.record.index, foundEvent(stream, r.record, r.hash));
         }
         segments.set(key, byIndex);
       }

@@ -19,6 +19,7 @@ import {
   type EventQuery,
   FormatError,
   type FoundEvent,
+  foundEvent,
   parseRecordLine,
   readStoredSegment,
   recordMatches,
@@ -26,7 +27,6 @@ import {
   segmentKey,
   sha256,
   timeWindowBounds,
-  toHex,
 } from "@auditsink/core";
 import type Database from "libsql";
 import { idHash } from "./LocalIndex.ts";
@@ -130,7 +130,9 @@ export class IndexedEvents implements EventIndex {
     const bySegment = new Map<string, Row[]>();
     for (const row of rows) {
       const key = segmentKey(row.stream, row.segment);
-      bySegment.set(key, [...(bySegment.get(key) ?? []), row]);
+      const group = bySegment.get(key);
+      if (group) group.push(row);
+      else bySegment.set(key, [row]);
     }
     const read = new Map<Row, FoundEvent | undefined>();
     await Promise.all(
@@ -164,7 +166,7 @@ export class IndexedEvents implements EventIndex {
       try {
         const record = parseRecordLine(bytes);
         if (record.stream === row.stream && record.index === row.idx) {
-          return found(record, toHex(sha256(bytes)));
+          return foundEvent(row.stream, record, sha256(bytes));
         }
       } catch {
         // fall through to the whole segment, which reports what is wrong with it
@@ -173,19 +175,8 @@ export class IndexedEvents implements EventIndex {
     const segment = await this.objects.get(key);
     if (!segment) return undefined;
     const r = readStoredSegment(row.stream, row.segment, segment).find((s) => s.record.index === row.idx);
-    return r && r.record.stream === row.stream ? found(r.record, toHex(r.hash)) : undefined;
+    return r && r.record.stream === row.stream ? foundEvent(row.stream, r.record, r.hash) : undefined;
   }
-}
-
-function found(record: ReturnType<typeof parseRecordLine>, recordHash: string): FoundEvent {
-  return {
-    stream: record.stream,
-    index: record.index,
-    recordHash,
-    received: record.received,
-    producer: record.producer,
-    event: record.event,
-  };
 }
 
 /** A cursor: the page's order and the last event's sort key and commit sequence. Opaque to clients. */
