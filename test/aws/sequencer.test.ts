@@ -443,11 +443,16 @@ describe("EventBridge bus → ingest queue → sequencer", () => {
     // Act: three events go through; then a sequencer dies holding the lease while a fourth arrives.
     const outcomes = await put(["b-0", "b-1", "b-2"]);
     await wake.settled();
-    const dead = p.runtime({ leaseMs: 300 });
+    // The dead sequencer's lease must outlive the put (ingest then sees it held and does not wake anyone), and
+    // must have expired by the time the swept stream's sequencer runs. 2 s covers a put on a loaded machine.
+    const leaseMs = 2000;
+    const dead = p.runtime({ leaseMs });
+    const deadline = Date.now() + leaseMs;
     await dead.lease.acquire("seq.bus", "dead-sequencer");
     const wakesBefore = wake.wakes.length;
     await put(["b-3"]);
-    await new Promise((r) => setTimeout(r, 400));
+    expect(Date.now()).toBeLessThan(deadline);
+    await new Promise((r) => setTimeout(r, deadline + 100 - Date.now()));
     const woken = await sweepPending(await depsOf(p.runtime(), wake), { now: Date.now() + 60_000 });
     await wake.settled();
     // Assess
