@@ -7,7 +7,8 @@
  * Fail modes, chosen by the operator:
  * - `closed`: record() resolves only once the event has a verified receipt (within `closedTimeoutMs`), and
  *   admits() is false while the sink is unreachable or a receipt failed, so the gateway refuses calls.
- * - `open`: record() resolves once the event is on disk; delivery catches up when the sink is back.
+ * - `open`: record() returns once the event is written to the spool (fdatasynced in the background, so the call
+ *   never waits for a disk flush); delivery catches up when the sink is back.
  * Either way the event stays spooled until it is receipted: nothing recorded is lost across a restart.
  */
 
@@ -134,9 +135,9 @@ export class AuditRecorder {
 
   /**
    * Signs, validates and spools one event. `fallback` is recorded instead when `input` is not an event the sink
-   * would accept (arguments nested too deep, too large). Fail-open: resolves once it is on disk. Fail-closed:
-   * once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event still spooled
-   * (`receipt: false`: once on disk, for a refusal the sink cannot record now anyway).
+   * would accept (arguments nested too deep, too large). Fail-open: resolves once it is written to the spool.
+   * Fail-closed: once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event
+   * still spooled (`receipt: false`: once fdatasynced, for a refusal the sink cannot record now anyway).
    */
   async record(
     input: AuditEventInput,
@@ -152,11 +153,16 @@ export class AuditRecorder {
       event = this.client.sign({ ...second, source: second.source ?? this.options.sink.source });
       canonicalEvent(parseSignedEvent(event));
     }
-    const entry = await this.spool.append(this.stream, event);
+    const entry = this.spool.append(this.stream, event);
     this.options.metrics.eventsSpooled.inc();
     this.options.metrics.backlog.set(this.spool.pending().length);
-    if (this.options.failMode === "open" || options.receipt === false) {
+    if (this.options.failMode === "open") {
       this.kick();
+      return { seq: entry.seq };
+    }
+    if (options.receipt === false) {
+      this.kick();
+      await this.spool.durable();
       return { seq: entry.seq };
     }
     const receipt = new Promise<Receipt>((resolve, reject) =>

@@ -1,6 +1,7 @@
 /**
- * The gateway's durable outbox: every signed event is appended here, and fsynced, before the call it records is
- * answered; a delivery cursor says how many the sink has receipted. A restart reads back whatever is past the
+ * The gateway's durable outbox: every signed event is written here before the call it records is answered, and
+ * fdatasynced in the background (a group sync that starts at once); a delivery cursor says how many the sink has
+ * receipted. A restart reads back whatever is past the
  * cursor and delivers it, in order, with the same signed bytes (so a resend only gets the original receipt).
  *
  * Layout of the spool directory (one gateway process at a time: `lock`, an flock(2) held while open):
@@ -11,14 +12,17 @@
  *   rejected.jsonl                         events the sink refused for good (4xx), kept with the refusal
  *   witness.json                           the newest checkpoint seen per stream (AuditClient's stateFile)
  *
- * A crash mid-append can leave a torn last line: it was never acknowledged (its fsync had not returned), so it is
- * cut off when the segment is opened again.
+ * A process crash loses nothing written. A power loss can lose the lines whose sync had not finished (docs/MCP.md
+ * §Failure modes): a torn last line is cut off when the segment is opened again.
  */
+import { closeSync, fdatasync as fdatasyncCallback, fstatSync, openSync, writeSync } from "node:fs";
 import { open, readdir, readFile, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Receipt, SignedEvent } from "@auditsink/core";
 import {
   type DataDirectoryLock,
+  fsyncDir,
   isErrno,
   lockDataDirectory,
   mkdirDurable,
@@ -28,31 +32,32 @@ import {
 } from "@auditsink/local";
 import { GatewayError } from "./errors.ts";
 
+const fdatasync = promisify(fdatasyncCallback);
+
 export interface Spooled {
   seq: number;
   stream: string;
   event: SignedEvent;
 }
 
-type Handle = Awaited<ReturnType<typeof open>>;
-
 const SEGMENT_NAME = /^(\d{20})\.jsonl$/;
 const segmentName = (seq: number) => `${String(seq).padStart(20, "0")}.jsonl`;
-
-interface Waiting {
-  first: number;
-  lines: string[];
-  done: { resolve: () => void; reject: (e: unknown) => void }[];
-}
 
 export class Spool {
   /** Events appended and not yet receipted, oldest first. */
   private readonly backlog: Spooled[] = [];
   private nextSeq: number;
-  private segment: { first: number; path: string; fh: Handle; bytes: number } | undefined;
-  /** Appends waiting for the write in progress: they are written and fsynced together (group commit). */
-  private waiting: Waiting | undefined;
-  private writing: Promise<void> | undefined;
+  private segment: { first: number; fd: number; bytes: number } | undefined;
+  /** Full segments written since the last sync started: synced, then closed, by the next one. */
+  private readonly retired: number[] = [];
+  /** A segment file was created since the last sync: its directory entry is synced too. */
+  private newSegment = false;
+  /** Lines were written since the last sync started. */
+  private unsynced = false;
+  /** Events with seq < synced are fdatasynced. */
+  private synced: number;
+  private syncing: Promise<void> | undefined;
+  private failure: GatewayError | undefined;
   private closed = false;
 
   private constructor(
@@ -63,6 +68,7 @@ export class Spool {
     private readonly segmentBytes: number,
   ) {
     this.nextSeq = next;
+    this.synced = next;
   }
 
   /** Opens (creating) a spool directory and reads back every event not yet delivered. */
@@ -131,64 +137,91 @@ export class Spool {
   }
 
   /**
-   * Appends one event; resolves once it is on disk (written and fdatasynced), with its sequence number.
-   * Appends made while a write is in progress share the next write and fsync.
+   * Appends one event: when this returns, its line is written to the segment file (the kernel holds it, so a
+   * crash or restart of this process loses nothing). It is made durable against power loss by a group fdatasync
+   * that starts at once in the background; `durable()` waits for it. A failed write or sync closes the spool:
+   * it takes no more events, and what it holds is read back at the next open.
    */
-  append(stream: string, event: SignedEvent): Promise<Spooled> {
-    if (this.closed) return Promise.reject(new GatewayError("spool-corrupt", "the spool is closed"));
-    const entry: Spooled = { seq: this.nextSeq++, stream, event };
-    this.waiting ??= { first: entry.seq, lines: [], done: [] };
-    const batch = this.waiting;
-    batch.lines.push(`${JSON.stringify(entry)}\n`);
-    const written = new Promise<void>((resolve, reject) => batch.done.push({ resolve, reject }));
-    this.writing ??= this.writeLoop();
-    return written.then(() => {
-      this.backlog.push(entry);
-      return entry;
-    });
+  append(stream: string, event: SignedEvent): Spooled {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new GatewayError("spool-corrupt", "the spool is closed");
+    const entry: Spooled = { seq: this.nextSeq, stream, event };
+    const bytes = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
+    try {
+      const segment = this.segmentFor(entry.seq, bytes.length);
+      for (let done = 0; done < bytes.length; )
+        done += writeSync(segment.fd, bytes, done, bytes.length - done, null);
+      segment.bytes += bytes.length;
+    } catch (cause) {
+      throw this.fail(cause);
+    }
+    this.nextSeq++;
+    this.backlog.push(entry);
+    this.unsynced = true;
+    this.syncing ??= this.syncLoop();
+    return entry;
   }
 
-  private async writeLoop(): Promise<void> {
-    while (this.waiting) {
-      const batch = this.waiting;
-      this.waiting = undefined;
+  /** Resolves once every event appended so far is fdatasynced (rejects if the spool failed). */
+  async durable(): Promise<void> {
+    const upTo = this.nextSeq;
+    while (this.synced < upTo) {
+      if (this.failure) throw this.failure;
+      if (!this.syncing) {
+        // Lines read back at open (a crash may have left them unsynced) are synced by the first call.
+        this.unsynced = true;
+        this.syncing = this.syncLoop();
+      }
+      await this.syncing;
+    }
+  }
+
+  private async syncLoop(): Promise<void> {
+    while (this.unsynced && !this.failure) {
+      this.unsynced = false;
+      const upTo = this.nextSeq;
+      const retired = this.retired.splice(0);
+      const files = [...retired, ...(this.segment ? [this.segment.fd] : [])];
       try {
-        const bytes = Buffer.from(batch.lines.join(""), "utf8");
-        const segment = await this.segmentFor(batch.first, bytes.length);
-        await writeFully(segment.fh as unknown as WritableFile, bytes, null);
-        await segment.fh.datasync();
-        segment.bytes += bytes.length;
-        for (const d of batch.done) d.resolve();
+        await Promise.all(files.map((fd) => fdatasync(fd)));
+        if (this.newSegment) {
+          this.newSegment = false;
+          await fsyncDir(join(this.dir, "segments"));
+        }
+        this.synced = upTo;
       } catch (cause) {
-        const error = new GatewayError("spool-corrupt", `cannot append to the spool in ${this.dir}`, {
-          cause,
-        });
-        for (const d of batch.done) d.reject(error);
-        // Sequence numbers of a failed write are never used: the spool stops taking events.
-        this.closed = true;
+        this.fail(cause);
+      } finally {
+        for (const fd of retired) closeSync(fd);
       }
     }
-    this.writing = undefined;
+    this.syncing = undefined;
   }
 
-  private async segmentFor(firstSeq: number, adding: number) {
+  /** Sequence numbers past a failed write or sync are never used: the spool stops taking events. */
+  private fail(cause: unknown): GatewayError {
+    this.failure ??= new GatewayError("spool-corrupt", `cannot append to the spool in ${this.dir}`, {
+      cause,
+    });
+    return this.failure;
+  }
+
+  private segmentFor(firstSeq: number, adding: number) {
     if (this.segment && this.segment.bytes + adding <= this.segmentBytes) return this.segment;
     if (!this.segment) {
       const last = this.segments[this.segments.length - 1];
       if (last !== undefined) {
-        const path = join(this.dir, "segments", segmentName(last));
-        const fh = await open(path, "a");
-        const { size } = await fh.stat();
-        this.segment = { first: last, path, fh, bytes: size };
-        if (size + adding <= this.segmentBytes) return this.segment;
+        const fd = openSync(join(this.dir, "segments", segmentName(last)), "a");
+        this.segment = { first: last, fd, bytes: fstatSync(fd).size };
+        if (this.segment.bytes + adding <= this.segmentBytes) return this.segment;
       }
     }
-    await this.segment?.fh.close();
-    const path = join(this.dir, "segments", segmentName(firstSeq));
-    const fh = await open(path, "a", 0o600);
-    await mkdirDurable(join(this.dir, "segments"));
+    // The full segment is synced (and closed) by the next sync, with the new one and its directory entry.
+    if (this.segment) this.retired.push(this.segment.fd);
+    const fd = openSync(join(this.dir, "segments", segmentName(firstSeq)), "a", 0o600);
+    this.newSegment = true;
     this.segments.push(firstSeq);
-    this.segment = { first: firstSeq, path, fh, bytes: 0 };
+    this.segment = { first: firstSeq, fd, bytes: 0 };
     return this.segment;
   }
 
@@ -232,11 +265,11 @@ export class Spool {
     }
   }
 
-  /** Waits for appends in progress, then releases the directory. */
+  /** Waits for the sync in progress, then releases the directory. */
   async close(): Promise<void> {
-    await this.writing;
     this.closed = true;
-    await this.segment?.fh.close();
+    await this.durable().catch(() => undefined);
+    if (this.segment) closeSync(this.segment.fd);
     this.segment = undefined;
     await this.lock.release();
   }

@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { appendFile, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -91,5 +93,59 @@ describe("Spool", () => {
     const opened = await Spool.open(d).catch((e: unknown) => e);
     expect(opened).toBeInstanceOf(GatewayError);
     expect((opened as GatewayError).code).toBe("spool-corrupt");
+  });
+
+  it("has the line in the segment file when append returns, and durable() waits for its fdatasync", async () => {
+    // Prepare
+    const d = await dir();
+    const spool = await Spool.open(d);
+
+    // Act: nothing is awaited between the append and the read
+    const entry = spool.append("agents.mcp", event(7));
+    const segment = readdirSync(join(d, "segments"))[0]!;
+    const text = readFileSync(join(d, "segments", segment), "utf8");
+    await spool.durable();
+    await spool.close();
+
+    // Assess
+    expect(text).toBe(`${JSON.stringify(entry)}\n`);
+    expect(JSON.parse(text).event.id).toBe("e7");
+  });
+
+  it("loses nothing appended when the process is killed right after append returns (SIGKILL, no sync awaited)", async () => {
+    // Prepare: a child process appends 50 events and is killed the moment it says so
+    const d = await dir();
+    const spoolModule = join(import.meta.dirname, "../dist/index.js");
+    const core = join(import.meta.dirname, "../../core/dist/index.js");
+    const script = `
+      const { Spool } = await import(${JSON.stringify(spoolModule)});
+      const { generateKeyPair, signEvent } = await import(${JSON.stringify(core)});
+      const { privateKey } = generateKeyPair("ed25519");
+      const spool = await Spool.open(${JSON.stringify(d)});
+      for (let n = 0; n < 50; n++)
+        spool.append("agents.mcp", signEvent({ specversion: "1.0", id: "k" + n, source: "mcp-proxy://t", type: "t", time: new Date().toISOString() }, privateKey));
+      process.stdout.write("appended\\n");
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+
+    // Act
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on("data", (chunk: Buffer) => {
+        if (chunk.toString().includes("appended")) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+      child.on("exit", (code, signal) => signal !== "SIGKILL" && reject(new Error(`child exited ${code}`)));
+    });
+    await new Promise((r) => child.on("close", r));
+    const again = await Spool.open(d);
+    const pending = again.pending().map((e) => e.event.id);
+    await again.close();
+
+    // Assess
+    expect(pending).toEqual(Array.from({ length: 50 }, (_, n) => `k${n}`));
   });
 });
