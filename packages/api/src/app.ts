@@ -292,12 +292,17 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         throw binary ? renameBinaryField(e) : e;
       });
       const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
-      if (consistencyFrom === undefined || to === undefined || consistencyFrom < 1 || consistencyFrom > to) {
+      if (consistencyFrom === undefined || to === undefined || consistencyFrom > to) {
         return c.json({ receipts }, 200);
       }
       // Every receipt of one request carries the same checkpoint (one group commit).
-      const reader = await ensureSize(sink, stream, to, "consistencyFrom");
-      const proof = consistencyFrom === to ? [] : reader.consistencyProof(consistencyFrom, to).map(toHex);
+      // From size 0 (c2sp.org/tlog-witness `old 0`) and between equal sizes the proof is empty: no read needed.
+      const proof =
+        consistencyFrom === 0 || consistencyFrom === to
+          ? []
+          : (await ensureSize(sink, stream, to, "consistencyFrom"))
+              .consistencyProof(consistencyFrom, to)
+              .map(toHex);
       return c.json({ receipts, consistency: { from: consistencyFrom, to, proof } }, 200);
     },
   );
@@ -415,9 +420,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     async (c) => {
       const { stream } = c.req.valid("param");
       const { from, to } = c.req.valid("query");
-      if (from < 1 || from > to) throw new ApiError("invalid-request", "from: must be 1 … to", "from");
+      if (from > to) throw new ApiError("invalid-request", "from: must be 0 … to", "from");
       const reader = await ensureSize(sink, stream, to, "to");
-      const proof = from === to ? [] : reader.consistencyProof(from, to).map(toHex);
+      const proof = reader.consistencyProof(from, to).map(toHex);
       return c.json({ stream, from, to, root: toHex(reader.root(to)), proof }, 200);
     },
   );

@@ -38,7 +38,10 @@ export const InclusionQuery = z.object({
 });
 
 export const ConsistencyQuery = z.object({
-  from: natural("from", "Older tree size."),
+  from: natural(
+    "from",
+    "Older tree size; 0 (the empty tree) gives an empty proof, as c2sp.org/tlog-witness `old 0`.",
+  ),
   to: natural("to", "Newer tree size."),
 });
 
@@ -123,7 +126,7 @@ export const ReceiptSchema = z
 export const SubmitQuery = z.object({
   consistencyFrom: natural(
     "consistencyFrom",
-    "The newest tree size the producer has seen for this stream. The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
+    "The newest tree size the producer has seen for this stream (0: none yet, which gives an empty proof). The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
     false,
   ).optional(),
 });

@@ -676,7 +676,11 @@ export function buildProgram(io: Io = processIo): Command {
         .description("a consistency proof between two stored checkpoints")
         .argument("<source>", SOURCE_HELP)
         .requiredOption("--stream <name>", "stream")
-        .requiredOption("--from <size>", "older checkpoint size", int("--from"))
+        .requiredOption(
+          "--from <size>",
+          "older checkpoint size (0: the empty tree, an empty proof)",
+          int("--from"),
+        )
         .requiredOption("--to <size>", "newer checkpoint size", int("--to")),
     ),
   ).action(async (location: string, o) => {
