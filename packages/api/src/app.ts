@@ -20,6 +20,7 @@ import {
   parseStrictJson,
   parseVerifierKey,
   publicKeyFromSpki,
+  receiptTlogProof,
   type Sink,
   toHex,
 } from "@auditsink/core";
@@ -120,6 +121,8 @@ export interface AppDeps {
   apiReference?: ApiReferenceAssets;
 }
 
+/** A c2sp.org/tlog-proof has no media type of its own; like a checkpoint, it is served as UTF-8 text. */
+export const TLOG_PROOF_TYPE = "text/plain; charset=utf-8";
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
 export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
 
@@ -457,13 +460,23 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "A receipt built now, with the same stream, index, record hash, source and id as the one the submission returned; its checkpoint is the stream's newest, and its inclusion proof is against that checkpoint. It verifies like any receipt (docs/FORMAT.md §9).",
       request: { query: ReceiptQuery },
       responses: {
-        200: json(ReceiptSchema, "The receipt"),
+        200: {
+          description: "The receipt: JSON, or with `format=tlog-proof` the c2sp.org/tlog-proof text",
+          content: {
+            "application/json": { schema: ReceiptSchema },
+            "text/plain": {
+              schema: z
+                .string()
+                .openapi({ example: "c2sp.org/tlog-proof@v1\nextra eyJp…\nindex 0\n\n<checkpoint>" }),
+            },
+          },
+        },
         ...problems(404, 409, 500, 503),
         ...iamGateway,
       },
     }),
     async (c) => {
-      const { source, id, producer } = c.req.valid("query");
+      const { source, id, producer, format } = c.req.valid("query");
       const { events } = await deps.events.find({ source, id, ...(producer ? { producer } : {}), limit: 2 });
       const found = events[0];
       if (!found) {
@@ -497,6 +510,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         checkpoint: newest.text,
         inclusionProof: reader.inclusionProof(found.index, size).map(toHex),
       };
+      if (format === "tlog-proof")
+        return c.body(receiptTlogProof(receipt), 200, { "content-type": TLOG_PROOF_TYPE }) as never;
       return c.json(receipt, 200);
     },
   );

@@ -107,6 +107,14 @@ export const ReceiptQuery = z.object({
     "producer",
     "The registered producer that sent it; needed only when more than one producer sent this `source` + `id` (409 otherwise).",
   ),
+  format: z
+    .enum(["json", "tlog-proof"])
+    .optional()
+    .openapi({
+      param: { name: "format", in: "query", required: false },
+      description:
+        "`json` (default): the receipt as JSON (docs/FORMAT.md §9). `tlog-proof`: the same receipt as a c2sp.org/tlog-proof (text/plain; FORMAT.md §9a), to store as `<name>.tlog-proof` and check with `auditsink verify-proof` or any tlog-proof verifier.",
+    }),
 });
 
 const hex = z.string().regex(/^[0-9a-f]{64}$/);
