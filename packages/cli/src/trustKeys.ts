@@ -6,14 +6,7 @@
  * With keys pinned (--verifier-key, --trusted-keys, --fingerprint) it lists those; without, the keys the source
  * offers, marked as not trusted: a key found in an archive is information, never trust.
  */
-import {
-  checkpointKeyFor,
-  formatVerifierKey,
-  keyAlgorithm,
-  type NoteKey,
-  originFor,
-  publicKeyDocument,
-} from "@auditsink/core";
+import { checkpointKeyFor, formatVerifierKey, keyAlgorithm, type NoteKey, originFor } from "@auditsink/core";
 import { openSource } from "./sources.ts";
 import type { S3ReadOptions } from "./stores.ts";
 import { noteKeyFingerprint, parseKeyLines, resolveTrust, type TrustOptions } from "./trust.ts";
@@ -76,7 +69,7 @@ export async function trustKeys(location: string, options: TrustKeysOptions = {}
         name: key.name,
         algorithm: keyAlgorithm(key.publicKey),
         fingerprint: noteKeyFingerprint(key),
-        verifierKey: publicKeyDocument(key).verifierKey,
+        verifierKey: formatVerifierKey(key),
         streams: streams.map((stream) => {
           const origin = originFor(deployment, stream);
           return { stream, origin, verifierKey: formatVerifierKey(checkpointKeyFor(key, origin)) };
