@@ -9,4 +9,6 @@ export * from "./sources.ts";
 export * from "./stores.ts";
 export * from "./tail.ts";
 export * from "./trust.ts";
+export * from "./trustKeys.ts";
 export * from "./verify.ts";
+export * from "./verifyProof.ts";

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
+import { receiptTlogProof } from "@auditsink/core";
 import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import envPaths from "env-paths";
@@ -263,6 +264,14 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .addOption(
       new Option(
+        "--checkpoint-key <algorithm>",
+        "algorithm of the checkpoint signing key when the data directory's key is first created (default ecdsa-p256; an existing key is never replaced)",
+      )
+        .env("AUDITSINK_CHECKPOINT_KEY")
+        .choices(["ed25519", "ecdsa-p256"]),
+    )
+    .addOption(
+      new Option(
         "--verify-interval <seconds>",
         "seconds between scheduled verifications (0: off; default 60)",
       )
@@ -306,6 +315,7 @@ export function buildProgram(io: Io = processIo): Command {
         host: o.host,
         port: o.port,
         ...(o.deployment ? { deployment: o.deployment } : {}),
+        ...(o.checkpointKey ? { checkpointKey: o.checkpointKey } : {}),
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.verifySweepShare !== undefined ? { verifySweepShare: o.verifySweepShare } : {}),
@@ -599,6 +609,75 @@ export function buildProgram(io: Io = processIo): Command {
       );
   });
 
+  withS3(
+    withTrust(
+      program
+        .command("trust")
+        .description(
+          "the checkpoint keys to pin: the deployment's verifier key string and, per stream, the one named after its origin",
+        )
+        .argument("<source>", SOURCE_HELP)
+        .option(
+          "--stream <name>",
+          "per-stream key strings for this stream (repeatable; default: every stream)",
+          collect,
+        )
+        .option("--json", "machine-readable listing"),
+    ),
+  ).action(async (location: string, o) => {
+    const { trustKeys } = await import("./trustKeys.ts");
+    const r = await trustKeys(location, {
+      ...trustOf(o),
+      ...(o.stream ? { streams: o.stream } : {}),
+      s3: s3Of(o),
+    });
+    if (o.json) return printJson(io, r);
+    io.out(`keys ${r.detail}\n`);
+    for (const k of r.keys) {
+      io.out(`${k.name} (${k.algorithm}, fingerprint ${k.fingerprint})\n  every stream: ${k.verifierKey}\n`);
+      for (const s of k.streams) io.out(`  ${s.stream}: ${s.verifierKey}\n`);
+    }
+  });
+
+  program
+    .command("verify-proof")
+    .description(
+      "check a receipt kept as a c2sp.org/tlog-proof file, offline: signature, origin, inclusion, and the record",
+    )
+    .argument("<file>", "the .tlog-proof file")
+    .option("--record <file>", "the record it proves (JSON: a segment line or GET …/records' record)")
+    .option(
+      "--trusted-keys <file>",
+      "file of pinned checkpoint verifier keys, one per line (repeatable)",
+      collect,
+    )
+    .option(
+      "--verifier-key <key>",
+      "a pinned checkpoint verifier key string <name>+<id>+<base64> (repeatable)",
+      collect,
+    )
+    .option("--deployment <name>", "require the checkpoint origin <name>/<stream>")
+    .option("--json", "machine-readable result")
+    .action(async (file: string, o) => {
+      const { verifyProofFile } = await import("./verifyProof.ts");
+      const r = await verifyProofFile(file, {
+        ...trustOf(o),
+        ...(o.record ? { recordFile: o.record } : {}),
+        ...(o.deployment ? { deployment: o.deployment } : {}),
+      });
+      if (o.json) printJson(io, r);
+      else if (r.ok) {
+        const p = r.proof!;
+        io.out(
+          `verified: record #${p.index} of ${p.stream} (source ${p.source}, id ${p.id}) is in the log ${p.origin} of size ${p.size}\n` +
+            (r.record === "checked"
+              ? "record: checked against the file given\n"
+              : `record: not given — proven is the record hash ${p.recordHash}; pass --record to check the record itself\n`),
+        );
+      } else io.out(`NOT VERIFIED: ${r.failure!.code}: ${r.failure!.detail}\n`);
+      io.setExitCode(r.ok ? EXIT_OK : EXIT_FAILURES);
+    });
+
   const prove = program
     .command("prove")
     .description("inclusion and consistency proofs, checked before printing");
@@ -614,21 +693,25 @@ export function buildProgram(io: Io = processIo): Command {
         .option("--index <n>", "record index", int("--index"))
         .option("--event-source <source>", "the event's CloudEvents source")
         .option("--event-id <id>", "the event's CloudEvents id")
-        .option("--size <n>", "prove against the checkpoint of this size", int("--size")),
+        .option("--size <n>", "prove against the checkpoint of this size", int("--size"))
+        .addOption(
+          new Option("--format <format>", "json (a receipt) or tlog-proof (c2sp.org/tlog-proof text)")
+            .choices(["json", "tlog-proof"])
+            .default("json"),
+        ),
     ),
   ).action(async (location: string, o) => {
-    printJson(
-      io,
-      await proveInclusion(location, {
-        ...trustOf(o),
-        stream: o.stream,
-        ...(o.index !== undefined ? { index: o.index } : {}),
-        ...(o.eventSource ? { eventSource: o.eventSource } : {}),
-        ...(o.eventId ? { eventId: o.eventId } : {}),
-        ...(o.size !== undefined ? { size: o.size } : {}),
-        s3: s3Of(o),
-      }),
-    );
+    const receipt = await proveInclusion(location, {
+      ...trustOf(o),
+      stream: o.stream,
+      ...(o.index !== undefined ? { index: o.index } : {}),
+      ...(o.eventSource ? { eventSource: o.eventSource } : {}),
+      ...(o.eventId ? { eventId: o.eventId } : {}),
+      ...(o.size !== undefined ? { size: o.size } : {}),
+      s3: s3Of(o),
+    });
+    if (o.format === "tlog-proof") io.out(receiptTlogProof(receipt));
+    else printJson(io, receipt);
   });
   withS3(
     withTrust(
@@ -637,7 +720,11 @@ export function buildProgram(io: Io = processIo): Command {
         .description("a consistency proof between two stored checkpoints")
         .argument("<source>", SOURCE_HELP)
         .requiredOption("--stream <name>", "stream")
-        .requiredOption("--from <size>", "older checkpoint size", int("--from"))
+        .requiredOption(
+          "--from <size>",
+          "older checkpoint size (0: the empty tree, an empty proof)",
+          int("--from"),
+        )
         .requiredOption("--to <size>", "newer checkpoint size", int("--to")),
     ),
   ).action(async (location: string, o) => {

@@ -26,6 +26,7 @@ export type FormatErrorCode =
   | "bad-segment"
   | "bad-receipt"
   | "bad-proof"
+  | "bad-tlog-proof"
   | "bad-batch";
 
 /** Bytes or text that do not follow docs/FORMAT.md. */

@@ -60,7 +60,10 @@ import { readStoredSegment, StreamReader } from "./stream-reader.ts";
 import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 
 export interface SinkOptions {
-  /** The deployment's name: the checkpoint key name and origin prefix (`<deployment>/<stream>`). */
+  /**
+   * The deployment's name: the signer's key name and the origin prefix. Each stream's checkpoints are signed
+   * under the key name `<deployment>/<stream>`, the origin (checkpointKeyFor, FORMAT.md §2).
+   */
   deployment: string;
   objects: ObjectStore;
   heads: HeadStore;
