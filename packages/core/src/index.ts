@@ -19,4 +19,5 @@ export * from "./run.ts";
 export * from "./sink.ts";
 export * from "./stream-reader.ts";
 export * from "./stream-set.ts";
+export * from "./tlog-reader.ts";
 export * from "./verify.ts";

@@ -32,7 +32,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Hash {
 export const EMPTY_ROOT: Hash = sha256(new Uint8Array(0));
 
 /** The largest power of two strictly smaller than n (n > 1). */
-function splitPoint(n: number): number {
+export function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;
@@ -223,44 +223,13 @@ export class MerkleTree {
     if (!(index >= 0 && index < size && size <= this._size)) {
       throw new RangeError(`no inclusion proof for index ${index} at size ${size}`);
     }
-    const path: Hash[] = [];
-    const walk = (m: number, lo: number, hi: number): void => {
-      const n = hi - lo;
-      if (n === 1) return;
-      const k = splitPoint(n);
-      if (m < k) {
-        walk(m, lo, lo + k);
-        path.push(this.subtree(lo + k, hi));
-      } else {
-        walk(m - k, lo + k, hi);
-        path.push(this.subtree(lo, lo + k));
-      }
-    };
-    walk(index, 0, size);
-    return path;
+    return inclusionProofRanges(index, size).map(([lo, hi]) => this.subtree(lo, hi));
   }
 
   /** RFC 9162 §2.1.4.1 PROOF(m, D[0:n]). */
   consistencyProof(m: number, n = this._size): Hash[] {
     if (!(m > 0 && m <= n && n <= this._size)) throw new RangeError(`no consistency proof from ${m} to ${n}`);
-    const proof: Hash[] = [];
-    const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
-      const n = hi - lo;
-      if (m === n) {
-        if (!complete) proof.push(this.subtree(lo, hi));
-        return;
-      }
-      const k = splitPoint(n);
-      if (m <= k) {
-        sub(m, lo, lo + k, complete);
-        proof.push(this.subtree(lo + k, hi));
-      } else {
-        sub(m - k, lo + k, hi, false);
-        proof.push(this.subtree(lo, lo + k));
-      }
-    };
-    sub(m, 0, n, true);
-    return proof;
+    return consistencyProofRanges(m, n).map(([lo, hi]) => this.subtree(lo, hi));
   }
 
   frontier(): Frontier {
@@ -274,6 +243,54 @@ export class MerkleTree {
     }
     return new Frontier(this._size, nodes);
   }
+}
+
+/** A range of leaves [lo, hi) whose Merkle Tree Hash is one element of a proof. */
+export type LeafRange = readonly [lo: number, hi: number];
+
+/**
+ * The shape of RFC 9162 §2.1.3.1 PATH(index, D[0:size]): the leaf range each proof hash is the MTH of, in
+ * proof order. Each range is a complete aligned subtree or ends at `size` (the ragged right edge), so anything
+ * that holds a tree's stored hashes (a MerkleTree, a tlog-tiles log) answers it.
+ */
+export function inclusionProofRanges(index: number, size: number): LeafRange[] {
+  const ranges: LeafRange[] = [];
+  const walk = (m: number, lo: number, hi: number): void => {
+    const n = hi - lo;
+    if (n === 1) return;
+    const k = splitPoint(n);
+    if (m < k) {
+      walk(m, lo, lo + k);
+      ranges.push([lo + k, hi]);
+    } else {
+      walk(m - k, lo + k, hi);
+      ranges.push([lo, lo + k]);
+    }
+  };
+  walk(index, 0, size);
+  return ranges;
+}
+
+/** The shape of RFC 9162 §2.1.4.1 PROOF(m, D[0:n]) (0 < m ≤ n), as inclusionProofRanges. */
+export function consistencyProofRanges(m: number, n: number): LeafRange[] {
+  const ranges: LeafRange[] = [];
+  const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
+    const n = hi - lo;
+    if (m === n) {
+      if (!complete) ranges.push([lo, hi]);
+      return;
+    }
+    const k = splitPoint(n);
+    if (m <= k) {
+      sub(m, lo, lo + k, complete);
+      ranges.push([lo + k, hi]);
+    } else {
+      sub(m - k, lo + k, hi, false);
+      ranges.push([lo, lo + k]);
+    }
+  };
+  sub(m, 0, n, true);
+  return ranges;
 }
 
 /**
