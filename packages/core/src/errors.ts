@@ -27,7 +27,7 @@ export type FormatErrorCode =
   | "bad-receipt"
   | "bad-proof"
   | "bad-batch"
-  | "bad-entry-bundle";
+  | "bad-tile";
 
 /** Bytes or text that do not follow docs/FORMAT.md. */
 export class FormatError extends CodedError<FormatErrorCode> {

@@ -22,6 +22,7 @@ import {
   verifyInclusion,
 } from "./merkle.ts";
 import { type Note, type NoteKey, parseNote, verifyNote } from "./note.ts";
+import { parseEntryBundle, TILE_WIDTH, tilePath } from "./tiles.ts";
 
 /**
  * The read port: the static resources of one log, by path under its prefix.
@@ -38,8 +39,6 @@ export interface TlogSource {
   read(path: string, maxBytes: number): Promise<Uint8Array | undefined>;
 }
 
-/** Hashes per full tile and entries per full bundle (tiles of height 8). */
-export const TILE_WIDTH = 256;
 /** A checkpoint note larger than this is refused (c2sp.org/signed-note: verifiers SHOULD bound a note's size). */
 export const MAX_CHECKPOINT_BYTES = 1 << 20;
 /** The largest full entry bundle: 256 entries of at most 65,535 bytes, each with its 2-byte length. */
@@ -65,22 +64,9 @@ export interface TlogReaderOptions {
   tileCache?: number;
 }
 
-/**
- * `<N>` of a tlog-tiles path: zero-padded 3-digit elements, all but the last prefixed with "x"
- * (1234067 → x001/x234/067).
- */
-function indexPath(n: number): string {
-  const parts: string[] = [];
-  let rest = n;
-  do {
-    parts.unshift(String(rest % 1000).padStart(3, "0"));
-    rest = Math.floor(rest / 1000);
-  } while (rest > 0);
-  return parts.map((p, i) => (i < parts.length - 1 ? `x${p}` : p)).join("/");
-}
-
-function resourcePath(level: number | "entries", n: number, width: number): string {
-  return `tile/${level}/${indexPath(n)}${width < TILE_WIDTH ? `.p/${width}` : ""}`;
+/** The resource path of a tile or bundle under the log's prefix (tiles.ts tilePath is the part below `tile/`). */
+function resourcePath(level: number | "entries", index: number, width: number): string {
+  return `tile/${tilePath({ level, index, width })}`;
 }
 
 /** Hashes stored at tile level `level` for a tree of `size`: one per complete subtree of 256^level leaves. */
@@ -91,26 +77,6 @@ function hashesAtLevel(size: number, level: number): number {
 /** Width of tile `n` at `level` in a tree of `size` (256 when full, 0 when the tree has no such tile). */
 function tileWidth(size: number, level: number, n: number): number {
   return Math.max(0, Math.min(TILE_WIDTH, hashesAtLevel(size, level) - n * TILE_WIDTH));
-}
-
-/** Splits entry bundle bytes (uint16 big-endian length-prefixed entries) into exactly `count` entries. */
-export function parseEntryBundle(bytes: Uint8Array, count: number): Uint8Array[] {
-  const entries: Uint8Array[] = [];
-  let at = 0;
-  while (at < bytes.length) {
-    if (entries.length === count)
-      throw new FormatError("bad-entry-bundle", `entry bundle holds more than ${count} entries`);
-    if (at + 2 > bytes.length)
-      throw new FormatError("bad-entry-bundle", "entry bundle ends inside a length prefix");
-    const length = (bytes[at]! << 8) | bytes[at + 1]!;
-    if (at + 2 + length > bytes.length)
-      throw new FormatError("bad-entry-bundle", `entry ${entries.length} runs past the end of the bundle`);
-    entries.push(bytes.subarray(at + 2, at + 2 + length));
-    at += 2 + length;
-  }
-  if (entries.length !== count)
-    throw new FormatError("bad-entry-bundle", `entry bundle holds ${entries.length} entries, not ${count}`);
-  return entries;
 }
 
 /**
@@ -220,13 +186,21 @@ export class TlogReader {
     }
     if (!bytes)
       throw new TlogError("missing", `entry bundle ${path} is missing (and so is its full bundle)`, path);
+    let entries: Uint8Array[];
     try {
-      return parseEntryBundle(bytes, served).slice(0, width);
+      entries = parseEntryBundle(bytes);
     } catch (e) {
       if (e instanceof FormatError)
         throw new TlogError("bad-tile", `${path}: ${e.message}`, path, { cause: e });
       throw e;
     }
+    if (entries.length !== served)
+      throw new TlogError(
+        "bad-tile",
+        `${path}: entry bundle holds ${entries.length} entries, not ${served}`,
+        path,
+      );
+    return entries.slice(0, width);
   }
 
   /** Entry `index`'s bytes, proven included in the checkpoint's tree (its hash and the tiles lead to the root). */
