@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { run } from "@auditsink/cli";
 import { DirectoryTlogSource, HttpTlogSource } from "@auditsink/client";
 import { parseVerifierKey, type TlogCheckpoint, TlogReader, type TlogSource } from "@auditsink/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -152,5 +153,64 @@ describe("the Go reader (x/mod sumdb note + tlog) on the same Tessera log", () =
     );
     const [, otherKey] = (await runTool(tools.notekey, [ORIGIN])).trim().split("\n") as [string, string];
     await expect(runTool(tools.reader, [...base, "-vkey", otherKey])).rejects.toThrow(/does not verify/);
+  });
+});
+
+describe("auditsink tlog check on the Tessera log", () => {
+  async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = "";
+    let err = "";
+    const code = await run(args, {
+      out: (t) => {
+        out += t;
+      },
+      err: (t) => {
+        err += t;
+      },
+      isTTY: false,
+      setExitCode: () => undefined,
+    });
+    return { code, out, err };
+  }
+
+  it("over HTTP and by directory: verifies, proves entries and, with --state, consistency since last time", async () => {
+    const state = join(work, "monitor-state");
+    await writeFile(state, firstCheckpoint);
+    const first = await cli([
+      "tlog",
+      "check",
+      server.url,
+      "--key",
+      vkey,
+      "--entry-index",
+      "7",
+      "--state",
+      state,
+    ]);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.out)).toMatchObject({
+      ok: true,
+      origin: ORIGIN,
+      size: SIZE,
+      entries: [{ index: 7, entry: entryBytes(7).toString("hex") }],
+      consistency: { from: FIRST, to: SIZE },
+    });
+    expect(await readFile(state, "utf8")).toBe(await readFile(join(logDir, "checkpoint"), "utf8"));
+    const again = await cli(["tlog", "check", logDir, "--key", vkey, "--state", state]);
+    expect(JSON.parse(again.out)).toMatchObject({ ok: true, consistency: { from: SIZE, to: SIZE } });
+  });
+
+  it("exits 1 with the failure when the log serves a wrong tile, and 2 when it cannot be read", async () => {
+    const tampered = join(work, "tampered");
+    await cp(logDir, tampered, { recursive: true });
+    const tile = await readFile(join(tampered, "tile/0/000"));
+    tile[100] = tile[100]! ^ 1;
+    await writeFile(join(tampered, "tile/0/000"), tile);
+    const bad = await cli(["tlog", "check", tampered, "--key", vkey, "--entry-index", "9"]);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.out)).toMatchObject({ ok: false, failure: { code: "proof-failed" } });
+    const missing = await cli(["tlog", "check", join(work, "nowhere"), "--key", vkey]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/not a directory or URL/);
   });
 });

@@ -15,6 +15,7 @@ import type { Target } from "./producer.ts";
 import { proveConsistency, proveInclusion } from "./prove.ts";
 import type { S3ReadOptions } from "./stores.ts";
 import { tail } from "./tail.ts";
+import { checkTlog } from "./tlog.ts";
 import type { TrustOptions } from "./trust.ts";
 import { runVerify, type VerifyProgress, type VerifyResult } from "./verify.ts";
 
@@ -652,6 +653,36 @@ export function buildProgram(io: Io = processIo): Command {
       }),
     );
   });
+
+  const tlog = program
+    .command("tlog")
+    .description(
+      "read any c2sp.org/tlog-tiles log: a stream's /tlog/<stream>/ URL, a Tessera log, a directory",
+    );
+  tlog
+    .command("check")
+    .description(
+      "verify the checkpoint with pinned keys, prove entries included and, with --state, the log consistent with the checkpoint seen last time (exit 1 when the log fails a check)",
+    )
+    .argument("<url|dir>", "the log's URL prefix (…/tlog/<stream>/) or a directory holding its files")
+    .requiredOption("--key <vkey>", "the log's verifier key <name>+<id>+<base64> (repeatable)", collect)
+    .option("--origin <origin>", "the log's checkpoint origin (default: the first key's name)")
+    .option(
+      "--entry-index <n>",
+      "an entry to read and prove included (repeatable)",
+      (v: string, prev: number[] = []) => [...prev, int("--entry-index")(v)],
+    )
+    .option("--state <file>", "the checkpoint seen last time: prove consistency from it, then replace it")
+    .action(async (location: string, o) => {
+      const r = await checkTlog(location, {
+        verifierKeys: o.key,
+        ...(o.origin ? { origin: o.origin } : {}),
+        entries: o.entryIndex ?? [],
+        ...(o.state ? { state: o.state } : {}),
+      });
+      printJson(io, r);
+      if (!r.ok) io.setExitCode(EXIT_FAILURES);
+    });
 
   withS3(
     program
