@@ -2,7 +2,8 @@
  * Outside software for the tlog-tiles interop tests, built from test/go/reader (its go.mod and go.sum pin every
  * module): the Go reader (golang.org/x/mod/sumdb/note + tlog), x/mod's note key generator, and Tessera's
  * posix-oneshot writer (github.com/transparency-dev/tessera v1.0.4). Built once per version of those sources
- * into node_modules/.cache, so a fresh clone needs only Go on the PATH and the Go module proxy.
+ * into node_modules/.cache, so a fresh clone needs only Go on the PATH and the Go module proxy. A cold build
+ * (modules downloaded, nothing in Go's build cache) takes about a minute of CPU.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -12,6 +13,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, normalize, sep } from "node:path";
 import { promisify } from "node:util";
+import lockfile from "proper-lockfile";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "..", "..");
@@ -43,38 +45,49 @@ function sourceDigest(): string {
 }
 
 /**
- * Builds the Go tools unless this version of their sources is already built. Concurrent callers may both build;
- * each builds into its own directory and the first rename wins (Go's build cache makes the second cheap).
+ * Builds the Go tools unless this version of their sources is already built. One build at a time across test
+ * files and processes (a lock beside the cache): the first builds, the others wait and reuse it.
  */
 export async function goTools(): Promise<GoTools> {
   const { stdout: version } = await run("go", ["version"], { env: goEnv }).catch((cause) => {
     throw new Error("the tlog-tiles interop tests need Go (https://go.dev/dl/) on the PATH", { cause });
   });
-  const dir = join(repo, "node_modules/.cache/auditsink-go", `${sourceDigest()}-${version.split(" ")[2]}`);
+  const root = join(repo, "node_modules/.cache/auditsink-go");
+  const dir = join(root, `${sourceDigest()}-${version.split(" ")[2]}`);
   const tools = {
     reader: join(dir, "reader"),
     notekey: join(dir, "notekey"),
     posixOneshot: join(dir, "posix-oneshot"),
   };
-  if (Object.values(tools).every((p) => existsSync(p))) return tools;
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await mkdir(tmp, { recursive: true });
-  await run(
-    "go",
-    [
-      "build",
-      "-o",
-      `${tmp}${sep}`,
-      ".",
-      "./cmd/notekey",
-      "github.com/transparency-dev/tessera/cmd/examples/posix-oneshot",
-    ],
-    { cwd: GO_MODULE, env: goEnv, maxBuffer: 16 << 20 },
-  );
-  await rename(tmp, dir).catch(async (e) => {
-    if (!existsSync(tools.reader)) throw e;
-    await rm(tmp, { recursive: true, force: true }); // another process built it first
+  const built = () => Object.values(tools).every((p) => existsSync(p));
+  if (built()) return tools;
+  await mkdir(root, { recursive: true });
+  const release = await lockfile.lock(root, {
+    lockfilePath: join(root, "build.lock"),
+    retries: { retries: 600, minTimeout: 500, maxTimeout: 1000 },
+    stale: 600_000,
   });
+  try {
+    if (built()) return tools;
+    const tmp = `${dir}.tmp-${process.pid}`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await run(
+      "go",
+      [
+        "build",
+        "-o",
+        `${tmp}${sep}`,
+        ".",
+        "./cmd/notekey",
+        "github.com/transparency-dev/tessera/cmd/examples/posix-oneshot",
+      ],
+      { cwd: GO_MODULE, env: goEnv, maxBuffer: 16 << 20 },
+    );
+    await rename(tmp, dir);
+  } finally {
+    await release();
+  }
   return tools;
 }
 
