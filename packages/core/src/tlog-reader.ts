@@ -166,7 +166,7 @@ export class TlogReader {
           `tile ${resourcePath(level, n, served)} has ${bytes.length} bytes, not ${served * HASH_SIZE}`,
           path,
         );
-      return { bytes: Buffer.from(bytes), width: served };
+      return Buffer.from(bytes);
     });
   }
 
@@ -324,17 +324,13 @@ export class TlogReader {
    * Tile bytes by key, widest first: a cached tile at least `width` wide answers with its prefix (a partial
    * tile is a prefix of every wider one). Concurrent asks share one read; a failed read is not kept.
    */
-  private async cached(
-    key: string,
-    width: number,
-    load: () => Promise<{ bytes: Buffer; width: number }>,
-  ): Promise<Buffer> {
+  private async cached(key: string, width: number, load: () => Promise<Buffer>): Promise<Buffer> {
     const hit = this.tiles.get(key);
     if (hit) {
       const bytes = await hit.catch(() => undefined);
       if (bytes && bytes.length >= width * HASH_SIZE) return bytes.subarray(0, width * HASH_SIZE);
     }
-    const pending = load().then(({ bytes }) => bytes);
+    const pending = load();
     this.tiles.delete(key);
     this.tiles.set(key, pending);
     pending.catch(() => {

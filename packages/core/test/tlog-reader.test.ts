@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { TlogError } from "../src/errors.ts";
 import { sha256 } from "../src/hash.ts";
@@ -272,5 +273,46 @@ describe("TlogReader: hostile logs", () => {
       maxEntryBundleBytes: 100,
     });
     await expect(reader.entry(1, cp)).rejects.toMatchObject({ code: "too-large" });
+  });
+});
+
+describe("TlogReader: any change to a served file", () => {
+  it("gives the right entry or a TlogError, never a wrong entry or another exception (fast-check)", async () => {
+    const size = 600;
+    const small = buildLog(entries.slice(0, size), [size]);
+    const paths = [...small.keys()];
+    const cp = readerOver(new MapSource(small)).openCheckpoint(await signed(size));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...paths),
+        fc.nat(),
+        fc.oneof(
+          fc.record({ kind: fc.constant("flip" as const), bit: fc.integer({ min: 0, max: 7 }) }),
+          fc.record({ kind: fc.constant("cut" as const) }),
+          fc.record({
+            kind: fc.constant("append" as const),
+            bytes: fc.uint8Array({ minLength: 1, maxLength: 40 }),
+          }),
+        ),
+        fc.integer({ min: 0, max: size - 1 }),
+        async (path, at, change, index) => {
+          const original = Buffer.from(small.get(path)!);
+          const offset = at % original.length;
+          const bytes =
+            change.kind === "flip"
+              ? Buffer.from(original).fill(original[offset]! ^ (1 << change.bit), offset, offset + 1)
+              : change.kind === "cut"
+                ? original.subarray(0, offset)
+                : Buffer.concat([original, change.bytes]);
+          const reader = readerOver(new MapSource(new Map(small).set(path, bytes)));
+          try {
+            expect(Buffer.from(await reader.entry(index, cp)).equals(entries[index]!)).toBe(true);
+          } catch (e) {
+            expect(e).toBeInstanceOf(TlogError);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
