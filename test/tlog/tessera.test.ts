@@ -146,6 +146,25 @@ describe("the Go reader (x/mod sumdb note + tlog) on the same Tessera log", () =
     );
   });
 
+  it("reads an older checkpoint's tree through the full tiles once its partial ones are gone", async () => {
+    const pruned = join(work, "pruned-go");
+    await cp(logDir, pruned, { recursive: true });
+    await rm(join(pruned, "tile/0/001.p/44"));
+    await rm(join(pruned, "tile/entries/001.p/44"));
+    await writeFile(join(pruned, "checkpoint"), firstCheckpoint); // a mirror that stopped at size 300
+    const mirror = await serveDirectory(pruned);
+    try {
+      const out = await runTool(tools.reader, [
+        ...["-url", mirror.url, "-origin", ORIGIN, "-vkey", vkey],
+        ...entryArgs([290]),
+      ]);
+      expect(JSON.parse(out)).toMatchObject({ size: FIRST, entries: [{ index: 290 }] });
+      expect(mirror.requests).toEqual(expect.arrayContaining(["tile/0/001.p/44", "tile/0/001"]));
+    } finally {
+      await mirror.close();
+    }
+  });
+
   it("fails on an entry the log does not hold, and on a key it was not signed with", async () => {
     const base = ["-url", server.url, "-origin", ORIGIN];
     await expect(runTool(tools.reader, [...base, "-vkey", vkey, "-entry", "7=00"])).rejects.toThrow(
