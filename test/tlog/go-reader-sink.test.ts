@@ -9,7 +9,14 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HttpTlogSource } from "@auditsink/client";
-import { parseVerifierKey, type Receipt, SIG_ED25519, TlogReader } from "@auditsink/core";
+import {
+  formatVerifierKey,
+  makeNoteKey,
+  parseVerifierKey,
+  type Receipt,
+  SIG_ED25519,
+  TlogReader,
+} from "@auditsink/core";
 import { signingKeyPaths } from "@auditsink/local";
 import { beforeAll, describe, expect, it } from "vitest";
 import { testProducer, testSinks } from "../embedded/helpers.ts";
@@ -55,20 +62,32 @@ async function ed25519Sink() {
     expect(r.status).toBe(200);
     return ((await r.json()) as { receipts: Receipt[] }).receipts;
   };
-  return { sink, dataDir, send, prefix: `${sink.url}/tlog/${STREAM}/` };
+  const prefix = `${sink.url}/tlog/${STREAM}/`;
+  const origin = `${sink.local.deployment}/${STREAM}`;
+  /**
+   * The verifier key a tool pins for this stream: the sink's public key under the name its checkpoints are
+   * signed with — the deployment, or the origin once each stream's key is named after it (docs/TRANSPARENCY.md
+   * §2). For Ed25519 the key ID depends on the name, so x/mod needs the exact one.
+   */
+  const vkey = async (): Promise<string> => {
+    const signed = await (await fetch(`${prefix}checkpoint`)).text();
+    const name = /\n\u2014 (\S+) /u.exec(signed)?.[1];
+    expect([sink.local.deployment, origin]).toContain(name);
+    return formatVerifierKey(makeNoteKey(name!, sink.local.signingKey.signer.key.publicKey));
+  };
+  return { sink, dataDir, send, prefix, origin, vkey };
 }
 
 describe("the Go reader on a running sink's tiles", () => {
   it("verifies the checkpoint with x/mod note, proves records included and two checkpoints consistent", async () => {
-    const { sink, send, prefix, dataDir } = await ed25519Sink();
+    const { send, prefix, dataDir, origin, vkey: verifierKey } = await ed25519Sink();
     const receipts: Receipt[] = [];
     for (let i = 0; i < 3; i++) receipts.push(...(await send(100)));
     const older = await (await fetch(`${prefix}checkpoint`)).text();
     for (let i = 0; i < 3; i++) receipts.push(...(await send(100)));
     expect(receipts.map((r) => r.index)).toEqual(receipts.map((_, i) => i));
 
-    const origin = `${sink.local.deployment}/${STREAM}`;
-    const vkey = sink.local.signingKey.verifierKey;
+    const vkey = await verifierKey();
     const olderFile = join(dataDir, "older-checkpoint");
     await writeFile(olderFile, older);
     const picks = [0, 1, 255, 256, 299, 300, 511, 512, 599];
@@ -91,11 +110,11 @@ describe("the Go reader on a running sink's tiles", () => {
   });
 
   it("core's TlogReader reads the same stream over HTTP: entries are the record hashes", async () => {
-    const { sink, send, prefix } = await ed25519Sink();
+    const { send, prefix, origin, vkey } = await ed25519Sink();
     const first = await send(40);
     const reader = new TlogReader(new HttpTlogSource(prefix), {
-      origin: `${sink.local.deployment}/${STREAM}`,
-      verifiers: [parseVerifierKey(sink.local.signingKey.verifierKey)],
+      origin,
+      verifiers: [parseVerifierKey(await vkey())],
     });
     const older = await reader.checkpoint();
     const rest = [...(await send(100)), ...(await send(100)), ...(await send(60))];
