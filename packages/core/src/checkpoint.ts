@@ -60,9 +60,13 @@ export function parsePlainCheckpoint(text: string): PlainCheckpoint {
     throw new FormatError("bad-checkpoint", "checkpoint contains control characters");
   const [origin, sizeText, rootText, ...extensions] = lines as [string, string, string, ...string[]];
   if (origin.length === 0) throw new FormatError("bad-checkpoint", "checkpoint origin is empty");
-  if (!/^(0|[1-9]\d{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) {
+  if (!/^(0|[1-9]\d{0,19})$/.test(sizeText))
     throw new FormatError("bad-checkpoint", "checkpoint size is not a decimal integer");
-  }
+  if (!Number.isSafeInteger(Number(sizeText)))
+    throw new FormatError(
+      "bad-checkpoint",
+      "checkpoint size is larger than 2^53 − 1, the largest handled here",
+    );
   const root = fromBase64(rootText, "checkpoint root");
   if (root.length !== 32) throw new FormatError("bad-checkpoint", "checkpoint root is not 32 bytes");
   // c2sp.org/tlog-checkpoint: "Extension lines, if any, MUST be non-empty."

@@ -49,6 +49,11 @@ describe("parsePlainCheckpoint (c2sp.org/tlog-checkpoint)", () => {
     expect(() => parsePlainCheckpoint(text)).toThrow(FormatError);
   });
 
+  it("says when a size is a decimal integer too large to handle exactly", () => {
+    expect(() => parsePlainCheckpoint(`o\n18446744073709551615\n${ROOT}\n`)).toThrow(/larger than 2\^53/);
+    expect(() => parsePlainCheckpoint(`o\n184467440737095516150\n${ROOT}\n`)).toThrow(/not a decimal/);
+  });
+
   it("refuses what the plain parser refuses in auditsink's strict parse too, with the same error", () => {
     const text = `o\n01\n${ROOT}\ntime 2026-11-24T12:00:00.000Z\n`;
     expect(() => parseCheckpointText(text)).toThrow("checkpoint size is not a decimal integer");
