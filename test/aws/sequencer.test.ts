@@ -499,7 +499,7 @@ describe("DynamoDedupStore window", () => {
   });
 });
 
-describe("tlog-tiles on AWS (docs/FORMAT.md §12)", () => {
+describe("tlog-tiles on AWS (docs/FORMAT.md §14)", () => {
   it("the sequencer stores every full tile and entry bundle as it commits; a new version over a tile is a tile-mismatch", async () => {
     // Prepare: 300 events pending in three parts.
     const producer = await registerProducer(p.runtime(), "agent-tiles");

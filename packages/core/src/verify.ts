@@ -455,7 +455,7 @@ export class StreamVerifier {
   }
 
   /**
-   * The full tiles and entry bundles the records walked so far complete (docs/FORMAT.md §12), not yet given to
+   * The full tiles and entry bundles the records walked so far complete (docs/FORMAT.md §14), not yet given to
    * addTile: the caller fetches each key and gives its bytes (or undefined when it is not stored). An
    * incremental walk completes only the tiles ending past its start, so each run checks only new tiles.
    */

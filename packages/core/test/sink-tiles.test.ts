@@ -1,5 +1,5 @@
 /**
- * The commit step stores every full tlog-tiles tile and entry bundle (docs/FORMAT.md §12): as records are
+ * The commit step stores every full tlog-tiles tile and entry bundle (docs/FORMAT.md §14): as records are
  * committed, after a crash between a segment and its tiles, and for a stream written without tiles.
  */
 import { describe, expect, it } from "vitest";
