@@ -1,6 +1,6 @@
 /**
  * Every stream as a c2sp.org/tlog-tiles log, read-only, at `/tlog/<stream>/` (docs/TRANSPARENCY.md §1,
- * docs/FORMAT.md §12): `checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`, and the record lines
+ * docs/FORMAT.md §14): `checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`, and the record lines
  * beside the bundles at `records/<N>[.p/<W>]` (tlog-tiles allows entries in other formats at another URL).
  *
  * Full tiles and bundles are the stored write-once objects (core tile-writer.ts); a partial one is the prefix of

@@ -68,7 +68,7 @@ export const segmentKey = (stream: string, firstIndex: number) =>
 export const checkpointKey = (stream: string, size: number) => `${checkpointPrefix(stream)}${pad20(size)}`;
 
 export const tilePrefix = (stream: string) => `streams/${stream}/tile/`;
-/** A full tlog-tiles tile or entry bundle (docs/FORMAT.md §7, §12): `streams/<stream>/tile/<L or entries>/<N>`. */
+/** A full tlog-tiles tile or entry bundle (docs/FORMAT.md §7, §14): `streams/<stream>/tile/<L or entries>/<N>`. */
 export const tileKey = (stream: string, tile: Tile) => `${tilePrefix(stream)}${tilePath(tile)}`;
 
 const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints)\/(\d{20})$/;

@@ -82,7 +82,7 @@ export interface SinkOptions {
   indexer?: SegmentIndexer;
   /**
    * Store every stream's full tlog-tiles tiles and entry bundles in the commit step (default true;
-   * docs/FORMAT.md §12, tile-writer.ts). Off: nothing under `streams/<stream>/tile/` is written; a later start
+   * docs/FORMAT.md §14, tile-writer.ts). Off: nothing under `streams/<stream>/tile/` is written; a later start
    * with tiles on reads back what is missing, in the background.
    */
   tiles?: boolean;

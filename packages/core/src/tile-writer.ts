@@ -1,6 +1,6 @@
 /**
  * Stores a stream's FULL tlog-tiles tiles (every level) and entry bundles as write-once objects, as the stream's
- * writer commits (core sink.ts), so both runtimes get them (docs/FORMAT.md §12; tiles.ts for the format).
+ * writer commits (core sink.ts), so both runtimes get them (docs/FORMAT.md §14; tiles.ts for the format).
  * Partial tiles are never stored: they are a prefix of the tile that will be full, served from the records.
  *
  * The invariant that makes start-up, crash repair and back-fill one mechanism: tiles are stored in order, and a

@@ -2,7 +2,7 @@
  * c2sp.org/tlog-tiles: tile and entry-bundle paths, the geometry of a tiled tree, entry bundles and tile bytes.
  * Pure; the writer that stores tiles is tile-writer.ts, the verifier's checks are in verify.ts.
  *
- * auditsink's tlog-tiles entry is the 32-byte record hash (docs/FORMAT.md §12): a tiles client hashes an entry
+ * auditsink's tlog-tiles entry is the 32-byte record hash (docs/FORMAT.md §14): a tiles client hashes an entry
  * as an RFC 6962 leaf, H(0x00 || entry), which is exactly auditsink's Merkle leaf (FORMAT.md §5), so the root it
  * recomputes from tiles is the root every checkpoint signs.
  *
