@@ -3,7 +3,9 @@
  * that reads only `/tlog/<stream>/…` recomputes the root the checkpoint signs — full and partial tiles, after a
  * restart, and after a SIGKILL between a segment and its tiles. Bad and hostile paths are clear problems.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   leafHash,
@@ -18,6 +20,7 @@ import {
 } from "@auditsink/core";
 import { openLocalSink } from "@auditsink/local";
 import { describe, expect, it } from "vitest";
+import { CLI } from "../built.ts";
 import { exited, postEvents, startChild } from "./faults.ts";
 import { testProducer, testSinks } from "./helpers.ts";
 
@@ -188,5 +191,34 @@ describe("tlog-tiles over HTTP from the embedded sink", () => {
     // Assess
     expect(read.size).toBe(270);
     expect(existsSync(tileFile)).toBe(true);
+  });
+
+  it("auditsink verify passes the stored tiles and names a tampered one (tile-mismatch)", async () => {
+    // Prepare: 300 records (one full tile and bundle), then one hash of the tile changed on disk.
+    const { dataDir } = await prepared(300);
+    const key = (await readFile(join(dataDir, "keys", "verifier-key.txt"), "utf8")).trim();
+    const verify = () => {
+      const r = spawnSync(process.execPath, [CLI, "verify", dataDir, "--verifier-key", key, "--json"], {
+        encoding: "utf8",
+      });
+      const report = JSON.parse(r.stdout) as {
+        streams: { stream: string; failures: { code: string; at?: string }[] }[];
+      };
+      return {
+        code: r.status,
+        failures: report.streams.flatMap((s) => s.failures.map((f) => [f.code, f.at])),
+      };
+    };
+    const clean = verify();
+    const tile = join(dataDir, "objects", "streams", STREAM, "tile", "0", "000");
+    const bytes = await readFile(tile);
+    bytes.writeUInt8(bytes[4000]! ^ 1, 4000);
+    await chmod(tile, 0o644);
+    await writeFile(tile, bytes);
+    // Act
+    const tampered = verify();
+    // Assess
+    expect(clean).toEqual({ code: 0, failures: [] });
+    expect(tampered).toEqual({ code: 1, failures: [["tile-mismatch", `streams/${STREAM}/tile/0/000`]] });
   });
 });
