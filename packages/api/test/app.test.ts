@@ -314,7 +314,7 @@ describe("admin routes, health and the OpenAPI document", () => {
     expect(bad.status).toBe(400);
   });
 
-  it("serves /healthz and an OpenAPI 3.1 document listing every v1 route", async () => {
+  it("serves /healthz and an OpenAPI 3.1 document listing every v1 and tlog-tiles route", async () => {
     const s = setup();
     expect(((await (await s.app.request("/healthz")).json()) as { status: string }).status).toBe("ok");
     const doc = (await (await s.app.request("/openapi.json")).json()) as {
@@ -325,6 +325,9 @@ describe("admin routes, health and the OpenAPI document", () => {
     expect(Object.keys(doc.paths).sort()).toEqual([
       "/healthz",
       "/openapi.json",
+      "/tlog/{stream}/checkpoint",
+      "/tlog/{stream}/records/{range}",
+      "/tlog/{stream}/tile/{tile}",
       "/v1/events",
       "/v1/keys",
       "/v1/producers",

@@ -8,6 +8,7 @@ export * from "./send.ts";
 export * from "./sources.ts";
 export * from "./stores.ts";
 export * from "./tail.ts";
+export * from "./tlog.ts";
 export * from "./trust.ts";
 export * from "./trustKeys.ts";
 export * from "./verify.ts";

@@ -16,6 +16,7 @@ import type { Target } from "./producer.ts";
 import { proveConsistency, proveInclusion } from "./prove.ts";
 import type { S3ReadOptions } from "./stores.ts";
 import { tail } from "./tail.ts";
+import { checkTlog } from "./tlog.ts";
 import type { TrustOptions } from "./trust.ts";
 import { runVerify, type VerifyProgress, type VerifyResult } from "./verify.ts";
 
@@ -295,6 +296,15 @@ export function buildProgram(io: Io = processIo): Command {
         .argParser(share("--verify-sweep-share")),
     )
     .addOption(
+      new Option(
+        "--tiles <on|off>",
+        "store every stream's full tlog-tiles tiles and entry bundles as it commits (docs/TRANSPARENCY.md)",
+      )
+        .env("AUDITSINK_TILES")
+        .choices(["on", "off"])
+        .default("on"),
+    )
+    .addOption(
       new Option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)").env(
         "AUDITSINK_WEBHOOK_URL",
       ),
@@ -320,6 +330,7 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.verifySweepShare !== undefined ? { verifySweepShare: o.verifySweepShare } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
+        ...(o.tiles === "off" ? { tiles: false } : {}),
         logLevel: parseLogLevel(o.logLevel),
         // The human start-up text on a terminal only; elsewhere the `auditsink started` log line says it all.
         print: process.stdout.isTTY ? io.out : () => undefined,
@@ -739,6 +750,36 @@ export function buildProgram(io: Io = processIo): Command {
       }),
     );
   });
+
+  const tlog = program
+    .command("tlog")
+    .description(
+      "read any c2sp.org/tlog-tiles log: a stream's /tlog/<stream>/ URL, a Tessera log, a directory",
+    );
+  tlog
+    .command("check")
+    .description(
+      "verify the checkpoint with pinned keys, prove entries included and, with --state, the log consistent with the checkpoint seen last time (exit 1 when the log fails a check)",
+    )
+    .argument("<url|dir>", "the log's URL prefix (…/tlog/<stream>/) or a directory holding its files")
+    .requiredOption("--key <vkey>", "the log's verifier key <name>+<id>+<base64> (repeatable)", collect)
+    .option("--origin <origin>", "the log's checkpoint origin (default: the first key's name)")
+    .option(
+      "--entry-index <n>",
+      "an entry to read and prove included (repeatable)",
+      (v: string, prev: number[] = []) => [...prev, int("--entry-index")(v)],
+    )
+    .option("--state <file>", "the checkpoint seen last time: prove consistency from it, then replace it")
+    .action(async (location: string, o) => {
+      const r = await checkTlog(location, {
+        verifierKeys: o.key,
+        ...(o.origin ? { origin: o.origin } : {}),
+        entries: o.entryIndex ?? [],
+        ...(o.state ? { state: o.state } : {}),
+      });
+      printJson(io, r);
+      if (!r.ok) io.setExitCode(EXIT_FAILURES);
+    });
 
   withS3(
     program

@@ -3,3 +3,4 @@ export * from "./CheckpointWitness.ts";
 export * from "./errors.ts";
 export * from "./keys.ts";
 export * from "./retry.ts";
+export * from "./tlogSources.ts";

@@ -49,20 +49,54 @@ export function checkpointText(cp: Checkpoint): string {
   return `${lines.join("\n")}\n`;
 }
 
-const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+/**
+ * Any c2sp.org/tlog-checkpoint body: the three mandatory lines and the extension lines after them, in order.
+ * auditsink's own checkpoints are this plus exactly the `head` and `time` extensions (`Checkpoint`).
+ */
+export interface PlainCheckpoint {
+  origin: string;
+  size: number;
+  root: Hash;
+  /** The extension lines (without their newline), in order; opaque to this parser. */
+  extensions: string[];
+}
 
-export function parseCheckpointText(text: string): Checkpoint {
+/**
+ * Parses any c2sp.org/tlog-checkpoint note text, strictly: at least three lines, every line non-empty and ending
+ * in "\n"; a non-empty origin; the tree size in decimal without leading zeros (at most 2^53 − 1, the largest
+ * size a JavaScript number holds exactly); the root as canonical standard base64 of 32 bytes (RFC 6962 SHA-256,
+ * as tlog-tiles fixes); no control characters (c2sp.org/signed-note forbids them in a note). Extension lines
+ * are kept in order, uninterpreted. Throws FormatError("bad-checkpoint" or "bad-base64").
+ */
+export function parsePlainCheckpoint(text: string): PlainCheckpoint {
   const lines = text.split("\n");
   if (lines.pop() !== "" || lines.length < 3)
     throw new FormatError("bad-checkpoint", "checkpoint needs origin, size and root lines");
-  const [origin, sizeText, rootText, ...ext] = lines as [string, string, string, ...string[]];
+  if (/[\u0000-\u0009\u000b-\u001f]/.test(text))
+    throw new FormatError("bad-checkpoint", "checkpoint contains control characters");
+  const [origin, sizeText, rootText, ...extensions] = lines as [string, string, string, ...string[]];
   if (origin.length === 0) throw new FormatError("bad-checkpoint", "checkpoint origin is empty");
-  if (!/^(0|[1-9]\d{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) {
+  if (!/^(0|[1-9]\d{0,19})$/.test(sizeText))
     throw new FormatError("bad-checkpoint", "checkpoint size is not a decimal integer");
-  }
+  if (!Number.isSafeInteger(Number(sizeText)))
+    throw new FormatError(
+      "bad-checkpoint",
+      "checkpoint size is larger than 2^53 − 1, the largest handled here",
+    );
   const root = fromBase64(rootText, "checkpoint root");
   if (root.length !== 32) throw new FormatError("bad-checkpoint", "checkpoint root is not 32 bytes");
-  const cp: Checkpoint = { origin, size: Number(sizeText), root, time: "" };
+  // c2sp.org/tlog-checkpoint: "Extension lines, if any, MUST be non-empty."
+  if (extensions.some((line) => line.length === 0))
+    throw new FormatError("bad-checkpoint", "checkpoint has an empty extension line");
+  return { origin, size: Number(sizeText), root, extensions };
+}
+
+const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+/** Parses an auditsink checkpoint body: a plain checkpoint with exactly the extensions of docs/FORMAT.md §8. */
+export function parseCheckpointText(text: string): Checkpoint {
+  const { origin, size, root, extensions: ext } = parsePlainCheckpoint(text);
+  const cp: Checkpoint = { origin, size, root, time: "" };
   // Version 1 has exactly these extension lines, in this order, each once (docs/FORMAT.md §8):
   // `head <hex>` if and only if size > 0, then `time <RFC 3339 UTC>`.
   const expected = cp.size > 0 ? ["head", "time"] : ["time"];

@@ -26,8 +26,9 @@ export type FormatErrorCode =
   | "bad-segment"
   | "bad-receipt"
   | "bad-proof"
-  | "bad-tlog-proof"
-  | "bad-batch";
+  | "bad-batch"
+  | "bad-tile"
+  | "bad-tlog-proof";
 
 /** Bytes or text that do not follow docs/FORMAT.md. */
 export class FormatError extends CodedError<FormatErrorCode> {
@@ -85,6 +86,37 @@ export class IntegrityError extends CodedError<IntegrityErrorCode> {
     code: IntegrityErrorCode,
     message: string,
     readonly where: { stream?: string; at?: string | number } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+export type TlogErrorCode =
+  /** The source failed: a network error, an HTTP status other than 200 and 404, an unreadable file. */
+  | "unavailable"
+  /** A resource is longer than the reader accepts for it (checkpoint, tile or entry bundle). */
+  | "too-large"
+  /** A resource the checkpoint's size requires is absent (neither the partial nor the full tile). */
+  | "missing"
+  /** The checkpoint is not a signed note with a plain checkpoint body, or its origin is not the log's. */
+  | "bad-checkpoint"
+  /** No trusted key signed the checkpoint, or a trusted key's signature does not verify. */
+  | "checkpoint-not-verified"
+  /** A hash tile or entry bundle does not have the length or shape tlog-tiles gives it. */
+  | "bad-tile"
+  /** Hashes or entries from the log do not lead to the checkpoint's root: the log serves wrong data. */
+  | "proof-failed"
+  /** A question about an index or size the checkpoint does not cover. */
+  | "out-of-range";
+
+/** Reading a c2sp.org/tlog-tiles log failed (tlog-reader.ts). `path` names the resource where there is one. */
+export class TlogError extends CodedError<TlogErrorCode> {
+  override readonly name = "TlogError";
+  constructor(
+    code: TlogErrorCode,
+    message: string,
+    readonly path?: string,
     options?: { cause?: unknown },
   ) {
     super(code, message, options);

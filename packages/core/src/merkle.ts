@@ -32,7 +32,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Hash {
 export const EMPTY_ROOT: Hash = sha256(new Uint8Array(0));
 
 /** The largest power of two strictly smaller than n (n > 1). */
-function splitPoint(n: number): number {
+export function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;
@@ -72,12 +72,20 @@ export class Frontier {
     return new Frontier(this._size, [...this.nodes]);
   }
 
-  append(leaf: Hash): void {
+  /**
+   * Appends a leaf. `onNode`, when given, is told of every perfect subtree the leaf completes, by its height
+   * (1 for two leaves, …): the subtree ends at the new size (the verifier takes tile roots from it).
+   */
+  append(leaf: Hash, onNode?: (height: number, node: Hash) => void): void {
     if (this._size >= Number.MAX_SAFE_INTEGER) throw new RangeError("a tree holds at most 2^53 − 1 leaves");
     let node = leaf;
+    let height = 0;
     // Merging happens once per trailing 1-bit of the old size: each such bit is a subtree of equal height.
     // Arithmetic, not bitwise operators: those truncate to 32 bits, and sizes go up to 2^53 − 1.
-    for (let s = this._size; s % 2 === 1; s = (s - 1) / 2) node = nodeHash(this.nodes.pop()!, node);
+    for (let s = this._size; s % 2 === 1; s = (s - 1) / 2) {
+      node = nodeHash(this.nodes.pop()!, node);
+      onNode?.(++height, node);
+    }
     this.nodes.push(node);
     this._size++;
   }
@@ -223,46 +231,14 @@ export class MerkleTree {
     if (!(index >= 0 && index < size && size <= this._size)) {
       throw new RangeError(`no inclusion proof for index ${index} at size ${size}`);
     }
-    const path: Hash[] = [];
-    const walk = (m: number, lo: number, hi: number): void => {
-      const n = hi - lo;
-      if (n === 1) return;
-      const k = splitPoint(n);
-      if (m < k) {
-        walk(m, lo, lo + k);
-        path.push(this.subtree(lo + k, hi));
-      } else {
-        walk(m - k, lo + k, hi);
-        path.push(this.subtree(lo, lo + k));
-      }
-    };
-    walk(index, 0, size);
-    return path;
+    return inclusionProofRanges(index, size).map(([lo, hi]) => this.subtree(lo, hi));
   }
 
   /** RFC 9162 §2.1.4.1 PROOF(m, D[0:n]); empty for m = 0 (from the empty tree) and for m = n. */
   consistencyProof(m: number, n = this._size): Hash[] {
     if (!(m >= 0 && m <= n && n <= this._size))
       throw new RangeError(`no consistency proof from ${m} to ${n}`);
-    if (m === 0 || m === n) return [];
-    const proof: Hash[] = [];
-    const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
-      const n = hi - lo;
-      if (m === n) {
-        if (!complete) proof.push(this.subtree(lo, hi));
-        return;
-      }
-      const k = splitPoint(n);
-      if (m <= k) {
-        sub(m, lo, lo + k, complete);
-        proof.push(this.subtree(lo + k, hi));
-      } else {
-        sub(m - k, lo + k, hi, false);
-        proof.push(this.subtree(lo, lo + k));
-      }
-    };
-    sub(m, 0, n, true);
-    return proof;
+    return consistencyProofRanges(m, n).map(([lo, hi]) => this.subtree(lo, hi));
   }
 
   frontier(): Frontier {
@@ -276,6 +252,56 @@ export class MerkleTree {
     }
     return new Frontier(this._size, nodes);
   }
+}
+
+/** A range of leaves [lo, hi) whose Merkle Tree Hash is one element of a proof. */
+export type LeafRange = readonly [lo: number, hi: number];
+
+/**
+ * The shape of RFC 9162 §2.1.3.1 PATH(index, D[0:size]): the leaf range each proof hash is the MTH of, in
+ * proof order. Each range is a complete aligned subtree or ends at `size` (the ragged right edge), so anything
+ * that holds a tree's stored hashes (a MerkleTree, a tlog-tiles log) answers it.
+ */
+export function inclusionProofRanges(index: number, size: number): LeafRange[] {
+  const ranges: LeafRange[] = [];
+  const walk = (m: number, lo: number, hi: number): void => {
+    const n = hi - lo;
+    if (n === 1) return;
+    const k = splitPoint(n);
+    if (m < k) {
+      walk(m, lo, lo + k);
+      ranges.push([lo + k, hi]);
+    } else {
+      walk(m - k, lo + k, hi);
+      ranges.push([lo, lo + k]);
+    }
+  };
+  walk(index, 0, size);
+  return ranges;
+}
+
+/** The shape of RFC 9162 §2.1.4.1 PROOF(m, D[0:n]) (0 ≤ m ≤ n; empty for m = 0 and m = n), as inclusionProofRanges. */
+export function consistencyProofRanges(m: number, n: number): LeafRange[] {
+  const ranges: LeafRange[] = [];
+  // From the empty tree (tlog-witness `old 0`) and to the same size, the proof is empty.
+  if (m === 0 || m === n) return ranges;
+  const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
+    const n = hi - lo;
+    if (m === n) {
+      if (!complete) ranges.push([lo, hi]);
+      return;
+    }
+    const k = splitPoint(n);
+    if (m <= k) {
+      sub(m, lo, lo + k, complete);
+      ranges.push([lo + k, hi]);
+    } else {
+      sub(m - k, lo + k, hi, false);
+      ranges.push([lo, lo + k]);
+    }
+  };
+  sub(m, 0, n, true);
+  return ranges;
 }
 
 /**

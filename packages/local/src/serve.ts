@@ -1,7 +1,8 @@
 /**
  * A minimal entry point for the embedded sink without the CLI: `tsx packages/local/src/serve.ts <dataDir> [port]`.
  * Environment: AUDITSINK_VERIFY_INTERVAL (seconds), AUDITSINK_VERIFY_SWEEP_SLICE_MS and AUDITSINK_VERIFY_SWEEP_SHARE
- * (the sweep's slices, docs/EMBEDDED.md §5), AUDITSINK_WEBHOOK_URL, LOG_LEVEL (default info),
+ * (the sweep's slices, docs/EMBEDDED.md §5), AUDITSINK_WEBHOOK_URL, AUDITSINK_TILES (`off`: no tlog-tiles tiles
+ * stored, as `auditsink start --tiles off`; what bench:embedded compares), LOG_LEVEL (default info),
  * AUDITSINK_QUIET (no log, no start-up text). The crash-safety test and the
  * benchmark run the sink through it; operators use `auditsink start`.
  */
@@ -24,6 +25,7 @@ const sink = await startEmbeddedSink({
     ? { verifySweepShare: Number(process.env.AUDITSINK_VERIFY_SWEEP_SHARE) }
     : {}),
   ...(process.env.AUDITSINK_WEBHOOK_URL ? { webhookUrl: process.env.AUDITSINK_WEBHOOK_URL } : {}),
+  ...(process.env.AUDITSINK_TILES === "off" ? { tiles: false } : {}),
   logLevel: process.env.AUDITSINK_QUIET ? "silent" : parseLogLevel(process.env.LOG_LEVEL ?? "info"),
   ...(process.env.AUDITSINK_QUIET ? { print: () => undefined } : {}),
 });
