@@ -20,3 +20,5 @@ export * from "./sink.ts";
 export * from "./stream-reader.ts";
 export * from "./stream-set.ts";
 export * from "./verify.ts";
+export * from "./witness.ts";
+export * from "./witness-cosigner.ts";

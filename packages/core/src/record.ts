@@ -65,18 +65,21 @@ export const checkpointPrefix = (stream: string) => `streams/${stream}/checkpoin
 export const segmentKey = (stream: string, firstIndex: number) =>
   `${segmentPrefix(stream)}${pad20(firstIndex)}`;
 export const checkpointKey = (stream: string, size: number) => `${checkpointPrefix(stream)}${pad20(size)}`;
+/** docs/FORMAT.md §7: a checkpoint with the witness cosignatures the sink received for it (write-once). */
+export const cosignedPrefix = (stream: string) => `streams/${stream}/cosigned/`;
+export const cosignedKey = (stream: string, size: number) => `${cosignedPrefix(stream)}${pad20(size)}`;
 
-const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints)\/(\d{20})$/;
+export type StoreKeyKind = "segments" | "checkpoints" | "cosigned";
+
+const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints|cosigned)\/(\d{20})$/;
 
 /** Parses a store key of the layout; undefined for anything else (which the verifier reports). */
-export function parseStoreKey(
-  key: string,
-): { stream: string; kind: "segments" | "checkpoints"; n: number } | undefined {
+export function parseStoreKey(key: string): { stream: string; kind: StoreKeyKind; n: number } | undefined {
   const m = NUMBERED_KEY.exec(key);
   if (!m) return undefined;
   const n = Number(m[3]);
   if (!Number.isSafeInteger(n)) return undefined;
-  return { stream: m[1]!, kind: m[2] as "segments" | "checkpoints", n };
+  return { stream: m[1]!, kind: m[2] as StoreKeyKind, n };
 }
 
 /**

@@ -655,7 +655,7 @@ export function verifyStream(
     if (!parsed || parsed.stream !== stream) v.addUnexpected(key);
     else if (parsed.kind === "checkpoints")
       v.addCheckpoint(key, Buffer.from(objects.get(key)!).toString("utf8"));
-    else segments.push(key);
+    else if (parsed.kind === "segments") segments.push(key);
   }
   for (const key of segments) v.addSegment(key, objects.get(key)!);
   return v.finish();
