@@ -22,3 +22,4 @@ export * from "./stream-set.ts";
 export * from "./verify.ts";
 export * from "./witness.ts";
 export * from "./witness-cosigner.ts";
+export * from "./witnessed.ts";

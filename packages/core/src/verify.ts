@@ -49,6 +49,8 @@ export type FailureCode =
   | "stream-missing"
   | "stream-unrecorded"
   | "receipt-not-in-log"
+  | "witness-policy-unmet"
+  | "cosigned-checkpoint-invalid"
   | ReceiptFailureCode;
 
 export type WarningCode = "tail-unsigned" | "no-checkpoint" | "head-behind";
@@ -110,6 +112,11 @@ export interface StreamReport {
    * (head, receipts, checkpoints beyond it, unsigned tail) was checked, and `state` is where to resume.
    */
   paused?: true;
+  /**
+   * With a witness policy (VerificationPolicy.witnesses): the newest cosigned checkpoint that meets it, and the
+   * witnesses whose cosignatures count. Absent when none does.
+   */
+  witnessed?: { size: number; witnesses: string[] };
 }
 
 /** A misuse of StreamVerifier by its caller (never caused by stored bytes). */
