@@ -6,15 +6,19 @@
 import {
   type AlertSink,
   checkpointKey,
+  checkpointKeyFor,
   checkpointPrefix,
   type EventIndex,
   FormatError,
   formatPath,
+  formatVerifierKey,
   MAX_EVENT_DEPTH,
+  originFor,
   type ProducerAdmin,
   parseCheckpointText,
   parseNote,
   parseStrictJson,
+  parseVerifierKey,
   publicKeyFromSpki,
   type Sink,
   toHex,
@@ -40,6 +44,7 @@ import {
   FindingsResponse,
   HealthResponse,
   InclusionQuery,
+  KeysQuery,
   KeysResponse,
   MAX_BATCH_EVENTS,
   MAX_BODY_BYTES,
@@ -623,9 +628,20 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       method: "get",
       path: "/v1/keys",
       summary: "The deployment's checkpoint verifier keys (what an auditor pins)",
+      request: { query: KeysQuery },
       responses: { 200: json(KeysResponse, "Verifier keys"), ...problems(), ...iamGateway },
     }),
-    (c) => c.json(deps.keys, 200),
+    (c) => {
+      const { stream } = c.req.valid("query");
+      if (stream === undefined) return c.json(deps.keys, 200);
+      const origin = originFor(deps.keys.deployment, stream);
+      const keys = deps.keys.keys.map((k) => ({
+        verifierKey: k.verifierKey,
+        streamVerifierKey: formatVerifierKey(checkpointKeyFor(parseVerifierKey(k.verifierKey), origin)),
+        ...(k.publicKeyPem ? { publicKeyPem: k.publicKeyPem } : {}),
+      }));
+      return c.json({ deployment: deps.keys.deployment, stream, keys }, 200);
+    },
   );
 
   app.openapi(

@@ -277,12 +277,33 @@ export const RevokeBody = z
   })
   .openapi("Revoke");
 
+export const KeysQuery = z.object({
+  stream: z
+    .string()
+    .regex(STREAM_PARAM, "1–128 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+    .optional()
+    .openapi({
+      param: { name: "stream", in: "query", required: false },
+      description:
+        "Also give each key's verifier key string for this stream's origin `<deployment>/<stream>` (`streamVerifierKey`).",
+      example: "agents.prod",
+    }),
+});
+
 export const KeysResponse = z
   .object({
     deployment: z.string(),
+    stream: z.string().optional().openapi({ description: "The stream asked for with `?stream=`." }),
     keys: z.array(
       z.object({
-        verifierKey: z.string().openapi({ description: "C2SP verifier key string to pin." }),
+        verifierKey: z.string().openapi({
+          description:
+            "C2SP verifier key string to pin, named after the deployment: it vouches for every stream's checkpoints.",
+        }),
+        streamVerifierKey: z.string().optional().openapi({
+          description:
+            "With `?stream=`: the same key named after the stream's origin `<deployment>/<stream>`, the name its checkpoints are signed under (what a witness or Go's sumdb/note pins for one log).",
+        }),
         publicKeyPem: z.string().optional(),
       }),
     ),

@@ -9,4 +9,5 @@ export * from "./sources.ts";
 export * from "./stores.ts";
 export * from "./tail.ts";
 export * from "./trust.ts";
+export * from "./trustKeys.ts";
 export * from "./verify.ts";

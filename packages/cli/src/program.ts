@@ -680,6 +680,36 @@ export function buildProgram(io: Io = processIo): Command {
       );
   });
 
+  withS3(
+    withTrust(
+      program
+        .command("trust")
+        .description(
+          "the checkpoint keys to pin: the deployment's verifier key string and, per stream, the one named after its origin",
+        )
+        .argument("<source>", SOURCE_HELP)
+        .option(
+          "--stream <name>",
+          "per-stream key strings for this stream (repeatable; default: every stream)",
+          collect,
+        )
+        .option("--json", "machine-readable listing"),
+    ),
+  ).action(async (location: string, o) => {
+    const { trustKeys } = await import("./trustKeys.ts");
+    const r = await trustKeys(location, {
+      ...trustOf(o),
+      ...(o.stream ? { streams: o.stream } : {}),
+      s3: s3Of(o),
+    });
+    if (o.json) return printJson(io, r);
+    io.out(`keys ${r.detail}\n`);
+    for (const k of r.keys) {
+      io.out(`${k.name} (${k.algorithm}, fingerprint ${k.fingerprint})\n  every stream: ${k.verifierKey}\n`);
+      for (const s of k.streams) io.out(`  ${s.stream}: ${s.verifierKey}\n`);
+    }
+  });
+
   const prove = program
     .command("prove")
     .description("inclusion and consistency proofs, checked before printing");

@@ -1,7 +1,7 @@
 /**
  * Checkpoints: a c2sp.org/tlog-checkpoint body wrapped in a c2sp.org/signed-note.
  *
- *   <origin>\n            the deployment's key name, "/", the stream name
+ *   <origin>\n            the deployment name, "/", the stream name
  *   <tree size>\n         decimal, no leading zeros
  *   <root hash>\n         base64 of the RFC 9162 root
  *   head <hex>\n          extension: record hash of record size−1 (omitted for size 0)
@@ -9,7 +9,7 @@
  */
 import { FormatError } from "./errors.ts";
 import { fromBase64, type Hash, hashFromHex, toHex } from "./hash.ts";
-import { formatNote, type Note, type NoteKey, parseNote, verifyNote } from "./note.ts";
+import { formatNote, makeNoteKey, type Note, type NoteKey, parseNote, verifyNote } from "./note.ts";
 import type { Signer } from "./ports.ts";
 
 export interface Checkpoint {
@@ -23,6 +23,22 @@ export interface Checkpoint {
 
 export function originFor(deployment: string, stream: string): string {
   return `${deployment}/${stream}`;
+}
+
+/** The deployment part of an origin `<deployment>/<stream>` (stream names have no "/"), or undefined. */
+export function deploymentOf(origin: string): string | undefined {
+  const slash = origin.lastIndexOf("/");
+  return slash > 0 ? origin.slice(0, slash) : undefined;
+}
+
+/**
+ * The note key that signs checkpoints of `origin`: the deployment's key under the origin's name, as
+ * c2sp.org/tlog-checkpoint asks ("the key name SHOULD be the origin"), so one key signs every stream under names
+ * a witness or Go's note package pins per log (FORMAT.md §2). The public key is the same; an Ed25519 key ID
+ * depends on the name, so it changes with it (an ECDSA key ID does not).
+ */
+export function checkpointKeyFor(key: NoteKey, origin: string): NoteKey {
+  return key.name === origin ? key : makeNoteKey(origin, key.publicKey);
 }
 
 export function checkpointText(cp: Checkpoint): string {
@@ -66,22 +82,40 @@ export function parseCheckpointText(text: string): Checkpoint {
   return cp;
 }
 
-/** Signs a checkpoint and returns the signed note text. */
+/** Signs a checkpoint with the signer's key named after the checkpoint's origin; returns the signed note text. */
 export async function signCheckpoint(cp: Checkpoint, signer: Signer): Promise<string> {
   const text = checkpointText(cp);
+  const key = checkpointKeyFor(signer.key, cp.origin);
   const signature = Buffer.from(await signer.sign(Buffer.from(text, "utf8")));
-  return formatNote({ text, signatures: [{ name: signer.key.name, keyId: signer.key.keyId, signature }] });
+  return formatNote({ text, signatures: [{ name: key.name, keyId: key.keyId, signature }] });
 }
 
 export type CheckpointVerdict =
-  | { ok: true; checkpoint: Checkpoint; note: Note; key: NoteKey }
+  | {
+      ok: true;
+      checkpoint: Checkpoint;
+      note: Note;
+      /** The trusted key (as the caller gave it) that vouches for the signature. */
+      key: NoteKey;
+      /**
+       * The deployment that key speaks for: its name, or for a key pinned under the origin's own name the
+       * origin's deployment part. A caller checks the origin against `<deployment>/<stream>` with it.
+       */
+      deployment: string;
+    }
   | {
       ok: false;
       code: "checkpoint-malformed" | "checkpoint-unknown-key" | "checkpoint-signature-invalid";
       detail: string;
     };
 
-/** Parses and verifies a signed checkpoint against trusted keys. Pure; never throws for bad input. */
+/**
+ * Parses and verifies a signed checkpoint against trusted keys. Pure; never throws for bad input.
+ *
+ * A trusted key named N vouches for checkpoints of origin `N/<stream>` under two signature names: N itself
+ * (checkpoints signed before key name = origin, FORMAT.md §2) and the origin (checkpointKeyFor). A key pinned
+ * under the origin's name vouches for that origin only.
+ */
 export function openCheckpoint(signed: string, trusted: readonly NoteKey[]): CheckpointVerdict {
   let note: Note;
   let checkpoint: Checkpoint;
@@ -92,7 +126,14 @@ export function openCheckpoint(signed: string, trusted: readonly NoteKey[]): Che
     if (e instanceof FormatError) return { ok: false, code: "checkpoint-malformed", detail: e.message };
     throw e;
   }
-  const verdict = verifyNote(note, trusted);
+  // Only a signature line named after the origin asks for the per-origin key, so old checkpoints cost nothing more.
+  const deployment = deploymentOf(checkpoint.origin);
+  const perOrigin = new Map<NoteKey, NoteKey>();
+  if (deployment !== undefined && note.signatures.some((s) => s.name === checkpoint.origin)) {
+    for (const k of trusted)
+      if (k.name === deployment) perOrigin.set(checkpointKeyFor(k, checkpoint.origin), k);
+  }
+  const verdict = verifyNote(note, perOrigin.size > 0 ? [...trusted, ...perOrigin.keys()] : trusted);
   if (!verdict.ok) {
     return {
       ok: false,
@@ -100,5 +141,7 @@ export function openCheckpoint(signed: string, trusted: readonly NoteKey[]): Che
       detail: verdict.detail,
     };
   }
-  return { ok: true, checkpoint, note, key: verdict.key };
+  const key = perOrigin.get(verdict.key) ?? verdict.key;
+  const speaksFor = key.name === checkpoint.origin ? (deployment ?? key.name) : key.name;
+  return { ok: true, checkpoint, note, key, deployment: speaksFor };
 }

@@ -105,8 +105,8 @@ export function verifyReceipt(untrusted: Receipt, check: ReceiptCheck): ReceiptV
   const opened = openCheckpoint(receipt.checkpoint, check.trusted);
   if (!opened.ok) return { ok: false, code: "receipt-checkpoint-invalid", detail: opened.detail };
   const cp = opened.checkpoint;
-  const wantOrigin = check.deployment ? originFor(check.deployment, receipt.stream) : undefined;
-  if (wantOrigin ? cp.origin !== wantOrigin : !cp.origin.endsWith(`/${receipt.stream}`)) {
+  // Without a deployment name given, the one the signing key speaks for (its name, FORMAT.md §2).
+  if (cp.origin !== originFor(check.deployment ?? opened.deployment, receipt.stream)) {
     return {
       ok: false,
       code: "receipt-origin-mismatch",

@@ -187,7 +187,7 @@ export class StreamVerifier {
     if (head?.checkpoint !== undefined) {
       const opened =
         typeof head.checkpoint === "string" ? openCheckpoint(head.checkpoint, options.trusted) : undefined;
-      if (!opened?.ok || !this.originOk(opened.checkpoint, opened.key)) {
+      if (!opened?.ok || !this.originOk(opened.checkpoint, opened.deployment)) {
         this.fail(
           "head-checkpoint-invalid",
           head.size,
@@ -206,10 +206,10 @@ export class StreamVerifier {
 
   /**
    * The origin must be `<deployment>/<stream>`; without a deployment name given, the deployment is the name of
-   * the trusted key that signed (a key's name is its deployment's name, FORMAT.md §2).
+   * the one the trusted key that signed speaks for (a key's name is its deployment's name, FORMAT.md §2).
    */
-  private originOk(cp: Checkpoint, signedBy: NoteKey): boolean {
-    return cp.origin === originFor(this.options.deployment ?? signedBy.name, this.stream);
+  private originOk(cp: Checkpoint, signedFor: string): boolean {
+    return cp.origin === originFor(this.options.deployment ?? signedFor, this.stream);
   }
 
   /** The walk's position: the number of record positions walked (including any the incremental start skipped). */
@@ -240,7 +240,7 @@ export class StreamVerifier {
       this.fail("checkpoint-key-mismatch", key, `checkpoint ${key} holds size ${cp.size}`);
       return;
     }
-    if (!this.originOk(cp, opened.key)) {
+    if (!this.originOk(cp, opened.deployment)) {
       this.fail(
         "checkpoint-origin-mismatch",
         key,
