@@ -326,6 +326,14 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .addOption(
       new Option(
+        "--witness-max-lag <seconds>",
+        "the scheduled verifier reports witness-policy-unmet when a checkpoint waits longer for a quorum (default 300, or 3 intervals)",
+      )
+        .env("AUDITSINK_WITNESS_MAX_LAG")
+        .argParser(int("--witness-max-lag")),
+    )
+    .addOption(
+      new Option(
         "--witness-streams <patterns>",
         "streams whose checkpoints are submitted, comma-separated patterns like agents.* (default: every stream)",
       ).env("AUDITSINK_WITNESS_STREAMS"),
@@ -357,6 +365,7 @@ export function buildProgram(io: Io = processIo): Command {
                 witnesses: witnessSpecs,
                 ...(o.witnessQuorum !== undefined ? { quorum: o.witnessQuorum } : {}),
                 ...(o.witnessInterval !== undefined ? { intervalSeconds: o.witnessInterval } : {}),
+                ...(o.witnessMaxLag !== undefined ? { maxLagSeconds: o.witnessMaxLag } : {}),
                 ...(o.witnessStreams
                   ? {
                       streams: String(o.witnessStreams)

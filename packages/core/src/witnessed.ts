@@ -13,7 +13,7 @@ import { openCheckpoint, parseCheckpointText } from "./checkpoint.ts";
 import { listAll } from "./fetch.ts";
 import { type Note, type NoteKey, parseNote } from "./note.ts";
 import type { ObjectStore } from "./ports.ts";
-import { checkpointKey, checkpointPrefix, cosignedKey, cosignedPrefix, parseStoreKey } from "./record.ts";
+import { checkpointKey, checkpointPrefix, cosignedPrefix, parseStoreKey } from "./record.ts";
 import type { Finding } from "./verify.ts";
 import { checkWitnessPolicy, type WitnessPolicy } from "./witness.ts";
 

@@ -304,7 +304,7 @@ export class ScheduledVerifier {
           sleep: (ms) => sleep(ms, undefined, { signal: this.abort.signal }),
           signal: this.abort.signal,
           progress: this.counting(full ? "full" : "incremental"),
-          ...(this.o.witnesses ? { witnesses: this.o.witnesses } : {}),
+          ...(this.o.witnesses ? { witnesses: this.o.witnesses, now: () => this.now() } : {}),
         },
       );
       streams = report.streams.length;

@@ -34,6 +34,11 @@ export interface WitnessOptions {
   streams?: readonly string[];
   /** Seconds each request may take (default 10). */
   timeoutSeconds?: number;
+  /**
+   * Seconds a checkpoint may wait for a quorum's cosignatures before the scheduled verifier reports
+   * `witness-policy-unmet` (default: 300, or three intervals if that is longer).
+   */
+  maxLagSeconds?: number;
 }
 
 /** Seconds between two submissions of one stream when nothing else is configured. */
@@ -104,16 +109,15 @@ export function assertWitnessableKey(key: NoteKey, keyPath: string): void {
 
 /**
  * The scheduled verifier's witness requirement: the configured quorum of the configured witnesses, over the
- * submitted streams, within a lag of at least 300 s and three submission intervals.
+ * submitted streams, within the configured lag (default: 300 s, or three submission intervals if longer).
  */
 export function witnessRequirement(options: WitnessOptions): WitnessRequirement {
   const { endpoints, quorum } = witnessEndpoints(options);
   return {
     policy: { quorum, witnesses: endpoints.map((e) => e.key) },
-    maxLagSeconds: Math.max(
-      DEFAULT_WITNESS_MAX_LAG_SECONDS,
-      3 * (options.intervalSeconds ?? DEFAULT_WITNESS_INTERVAL_SECONDS),
-    ),
+    maxLagSeconds:
+      options.maxLagSeconds ??
+      Math.max(DEFAULT_WITNESS_MAX_LAG_SECONDS, 3 * (options.intervalSeconds ?? DEFAULT_WITNESS_INTERVAL_SECONDS)),
     ...(options.streams ? { streams: options.streams } : {}),
     seen: new Map(),
   };
