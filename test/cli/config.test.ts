@@ -91,6 +91,11 @@ describe("auditsink start configuration", () => {
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
       "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
+      "--witness": "AUDITSINK_WITNESSES",
+      "--witness-quorum": "AUDITSINK_WITNESS_QUORUM",
+      "--witness-interval": "AUDITSINK_WITNESS_INTERVAL",
+      "--witness-max-lag": "AUDITSINK_WITNESS_MAX_LAG",
+      "--witness-streams": "AUDITSINK_WITNESS_STREAMS",
       "--log-level": "LOG_LEVEL",
     });
     for (const o of options) expect(doc).toContain(`| \`${o.flags}\` | \`${o.envVar}\` |`);

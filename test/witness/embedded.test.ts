@@ -272,6 +272,12 @@ describe("an embedded sink cosigned by litewitness", () => {
     const run = await sink.verifier.runOnce();
     const finding = run.failures.find((f) => f.code === "witness-policy-unmet");
     expect(finding).toMatchObject({ stream: STREAM, at: 4 });
+    // The finding stands (and alerted), but a witness's outage never turns the sink's health to 503.
+    const after = await fetch(`${sink.url}/healthz`);
+    expect(after.status).toBe(200);
+    expect(((await after.json()) as { findings: { codes: string[] } }).findings.codes).toContain(
+      "witness-policy-unmet",
+    );
   });
 
   it("a witness refuses a forked checkpoint signed with the sink's own key", async () => {

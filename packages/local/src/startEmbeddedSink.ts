@@ -238,9 +238,12 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     health: async () => {
       const storage = await local.storage.probe(paths.tmp, local.fs);
       const open = verifier.findings.open;
+      // A witness's outage (witness-policy-unmet) is reported under `witnesses`, never as a 503: a load balancer
+      // would take the node out and stop ingest for a remote service's failure.
+      const degrading = open.filter((f) => f.code !== "witness-policy-unmet");
       const reasons = [
         ...(storage.writable ? [] : ["storage-unwritable"]),
-        ...(open.length > 0 ? ["unacknowledged-findings"] : []),
+        ...(degrading.length > 0 ? ["unacknowledged-findings"] : []),
       ];
       return {
         status: reasons.length > 0 ? "degraded" : "ok",

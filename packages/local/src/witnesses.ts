@@ -117,7 +117,10 @@ export function witnessRequirement(options: WitnessOptions): WitnessRequirement 
     policy: { quorum, witnesses: endpoints.map((e) => e.key) },
     maxLagSeconds:
       options.maxLagSeconds ??
-      Math.max(DEFAULT_WITNESS_MAX_LAG_SECONDS, 3 * (options.intervalSeconds ?? DEFAULT_WITNESS_INTERVAL_SECONDS)),
+      Math.max(
+        DEFAULT_WITNESS_MAX_LAG_SECONDS,
+        3 * (options.intervalSeconds ?? DEFAULT_WITNESS_INTERVAL_SECONDS),
+      ),
     ...(options.streams ? { streams: options.streams } : {}),
     seen: new Map(),
   };
