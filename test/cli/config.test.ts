@@ -45,6 +45,7 @@ describe("auditsink start configuration", () => {
       AUDITSINK_HOST: "0.0.0.0",
       AUDITSINK_PORT: "9090",
       AUDITSINK_DEPLOYMENT: "audit.example/prod",
+      AUDITSINK_CHECKPOINT_KEY: "ed25519",
       AUDITSINK_VERIFY_INTERVAL: "30",
       AUDITSINK_FULL_VERIFY_INTERVAL: "600",
       AUDITSINK_VERIFY_SWEEP_SHARE: "0.25",
@@ -56,6 +57,7 @@ describe("auditsink start configuration", () => {
       host: "0.0.0.0",
       port: 9090,
       deployment: "audit.example/prod",
+      checkpointKey: "ed25519",
       verifyInterval: 30,
       fullVerifyInterval: 600,
       verifySweepShare: 0.25,
@@ -69,6 +71,9 @@ describe("auditsink start configuration", () => {
     await expect(startOptions([], { AUDITSINK_PORT: "eighty" })).rejects.toThrow(/--port must be an integer/);
     await expect(startOptions([], { AUDITSINK_VERIFY_SWEEP_SHARE: "2" })).rejects.toThrow(
       /--verify-sweep-share must be a number in \(0, 1\]/,
+    );
+    await expect(startOptions([], { AUDITSINK_CHECKPOINT_KEY: "rsa" })).rejects.toThrow(
+      /Allowed choices are ed25519, ecdsa-p256/,
     );
   });
 
@@ -87,6 +92,7 @@ describe("auditsink start configuration", () => {
       "--host": "AUDITSINK_HOST",
       "--port": "AUDITSINK_PORT",
       "--deployment": "AUDITSINK_DEPLOYMENT",
+      "--checkpoint-key": "AUDITSINK_CHECKPOINT_KEY",
       "--verify-interval": "AUDITSINK_VERIFY_INTERVAL",
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
       "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",

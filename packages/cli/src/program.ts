@@ -273,6 +273,14 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .addOption(
       new Option(
+        "--checkpoint-key <algorithm>",
+        "algorithm of the checkpoint signing key when the data directory's key is first created (default ecdsa-p256; an existing key is never replaced)",
+      )
+        .env("AUDITSINK_CHECKPOINT_KEY")
+        .choices(["ed25519", "ecdsa-p256"]),
+    )
+    .addOption(
+      new Option(
         "--verify-interval <seconds>",
         "seconds between scheduled verifications (0: off; default 60)",
       )
@@ -355,6 +363,7 @@ export function buildProgram(io: Io = processIo): Command {
         host: o.host,
         port: o.port,
         ...(o.deployment ? { deployment: o.deployment } : {}),
+        ...(o.checkpointKey ? { checkpointKey: o.checkpointKey } : {}),
         ...(o.verifyInterval !== undefined ? { verifyIntervalSeconds: o.verifyInterval } : {}),
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.verifySweepShare !== undefined ? { verifySweepShare: o.verifySweepShare } : {}),

@@ -1,12 +1,22 @@
 /**
- * The embedded sink's checkpoint signing key: ECDSA P-256, created on first start at
- * `<data>/keys/checkpoint-key.pem` (PKCS#8, mode 0600). Its public half is exported beside it, as PEM and as the
- * C2SP verifier key string an auditor pins (`checkpoint-key.pub.pem`, `verifier-key.txt`).
+ * The embedded sink's checkpoint signing key: ECDSA P-256 (signed-note type 0x02) unless Ed25519 (type 0x01, the
+ * one Go's sumdb/note and most witnesses accept) is asked for, created on first start at
+ * `<data>/keys/checkpoint-key.pem` (PKCS#8, mode 0600). An existing key is never replaced: every checkpoint in the
+ * directory is signed with it. Its public half is exported beside it, as PEM and as the C2SP verifier key string
+ * an auditor pins (`checkpoint-key.pub.pem`, `verifier-key.txt`).
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { chmod, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { formatVerifierKey, KeyObjectSigner, keyFingerprint } from "@auditsink/core";
+import {
+  FormatError,
+  formatVerifierKey,
+  generateKeyPair,
+  type KeyAlgorithm,
+  KeyObjectSigner,
+  keyAlgorithm,
+  keyFingerprint,
+} from "@auditsink/core";
 import { LocalError } from "./errors.ts";
 import {
   createFileOnce,
@@ -19,6 +29,7 @@ import {
 
 export interface LocalSigningKey {
   signer: KeyObjectSigner;
+  algorithm: KeyAlgorithm;
   /** The C2SP verifier key string (`<name>+<key id>+<base64>`). */
   verifierKey: string;
   publicKeyPem: string;
@@ -36,12 +47,17 @@ export const signingKeyPaths = (dataDir: string) => ({
   verifierKey: join(dataDir, "keys", "verifier-key.txt"),
 });
 
-/** Loads the signing key for `deployment`, creating it (0600) on first start. */
+/**
+ * Loads the signing key for `deployment`, creating it (0600) on first start with `algorithm` (default
+ * ECDSA P-256). For an existing key, `algorithm` must be its algorithm or absent: LocalError `config-mismatch`
+ * otherwise — the key is never replaced.
+ */
 export async function loadOrCreateSigningKey(
   dataDir: string,
   deployment: string,
   tmpDir: string,
   fs: FileSystem = nodeFileSystem,
+  algorithm?: KeyAlgorithm,
 ): Promise<LocalSigningKey> {
   const paths = signingKeyPaths(dataDir);
   await mkdirDurable(paths.dir);
@@ -63,7 +79,7 @@ export async function loadOrCreateSigningKey(
   }
   if (pem === undefined) {
     // Created atomically (temp file, fsync, link, directory fsync): a kill leaves no key or the whole key.
-    const fresh = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
+    const fresh = generateKeyPair(algorithm ?? "ecdsa-p256").privateKey;
     const result = await createFileOnce(
       tmpDir,
       paths.privateKey,
@@ -75,10 +91,23 @@ export async function loadOrCreateSigningKey(
     pem = result.text;
     created = result.created;
   }
+  let found: KeyAlgorithm;
   try {
     privateKey = createPrivateKey(pem);
+    found = keyAlgorithm(privateKey);
   } catch (e) {
-    throw unreadable(paths.privateKey, e);
+    throw unreadable(
+      paths.privateKey,
+      e instanceof FormatError ? new Error("not an Ed25519 or ECDSA P-256 key", { cause: e }) : e,
+    );
+  }
+  if (algorithm !== undefined && algorithm !== found) {
+    throw new LocalError(
+      "config-mismatch",
+      `the checkpoint key ${paths.privateKey} is ${found}, not ${algorithm}: an existing key is never replaced, ` +
+        "since every checkpoint in the data directory is signed with it. Start without --checkpoint-key " +
+        `(AUDITSINK_CHECKPOINT_KEY) or with ${found}, or use a new data directory for an ${algorithm} key.`,
+    );
   }
   const publicKey = createPublicKey(privateKey);
   const signer = new KeyObjectSigner(deployment, privateKey, publicKey);
@@ -90,6 +119,7 @@ export async function loadOrCreateSigningKey(
   await exportIfChanged(tmpDir, paths.verifierKey, `${verifierKey}\n`, fs);
   return {
     signer,
+    algorithm: found,
     verifierKey,
     publicKeyPem,
     fingerprint: keyFingerprint(publicKey),

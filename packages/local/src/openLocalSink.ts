@@ -32,6 +32,7 @@ import {
   type AlertSink,
   AuditedProducerAdmin,
   type EventIndex,
+  type KeyAlgorithm,
   keyFingerprint,
   parseStoreKey,
   publicKeyDocument,
@@ -68,6 +69,12 @@ export interface LocalSinkOptions {
    * name, or `auditsink.local/embedded` for a new directory. A different name for an existing directory is refused.
    */
   deployment?: string;
+  /**
+   * The checkpoint key's algorithm when the directory's key is first created (default ECDSA P-256; Ed25519 is the
+   * one Go's sumdb/note and most witnesses accept). An existing key is never replaced: naming another algorithm
+   * for it is refused (LocalError `config-mismatch`).
+   */
+  checkpointKey?: KeyAlgorithm;
   /** What the process opening the directory is (shown to a second process that is refused). */
   purpose?: string;
   /** Most records per segment (core default 10,000). */
@@ -147,7 +154,13 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
     await rm(paths.tmp, { recursive: true, force: true });
     for (const d of [paths.tmp, paths.objects, paths.heads]) await mkdirDurable(d);
     const deployment = await deploymentName(paths.config, paths.tmp, options.deployment, fs);
-    const signingKey = await loadOrCreateSigningKey(dataDir, deployment, paths.tmp, fs);
+    const signingKey = await loadOrCreateSigningKey(
+      dataDir,
+      deployment,
+      paths.tmp,
+      fs,
+      options.checkpointKey,
+    );
     const adminToken = await loadOrCreateToken(paths.adminToken, paths.tmp, fs, log);
     const objects = new LocalObjectStore(paths.objects, paths.tmp, fs);
     const heads = new LocalHeadStore(paths.heads, paths.tmp, fs);

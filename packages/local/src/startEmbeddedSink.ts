@@ -356,6 +356,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       dataDir: local.dataDir,
       deployment: local.deployment,
       verifierKey: local.signingKey.verifierKey,
+      keyAlgorithm: local.signingKey.algorithm,
       fingerprint: local.signingKey.fingerprint,
     },
     "auditsink started",
@@ -388,6 +389,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   };
 }
 
+const ALGORITHM_NAMES = { ed25519: "Ed25519", "ecdsa-p256": "ECDSA P-256" } as const;
+
 function banner(url: string, local: LocalSink): string {
   const token = join(local.dataDir, "admin-token");
   return `auditsink is running
@@ -395,7 +398,7 @@ function banner(url: string, local: LocalSink): string {
   URL             ${url}   (OpenAPI: ${url}/openapi.json)
   data directory  ${local.dataDir}
   deployment      ${local.deployment}
-  signing key     ECDSA P-256, SHA-256 fingerprint ${local.signingKey.fingerprint}${local.signingKey.created ? " (created now)" : ""}
+  signing key     ${ALGORITHM_NAMES[local.signingKey.algorithm]}, SHA-256 fingerprint ${local.signingKey.fingerprint}${local.signingKey.created ? " (created now)" : ""}
   verifier key    ${local.signingKey.verifierKey}
                   (also in ${join(local.dataDir, "keys", "verifier-key.txt")}: pin it to verify checkpoints and receipts)
   admin token     ${token}
