@@ -5,8 +5,7 @@
  * is reported by /healthz, /metrics and the scheduled verifier; a witness refuses a forked checkpoint signed with
  * the sink's own key; and witnesses with an ECDSA checkpoint key are a clear start-up error.
  */
-import { generateKeyPairSync } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   addCheckpointRequest,
@@ -33,28 +32,14 @@ const sinks = testSinks("auditsink-witness-");
 const STREAM = "agents.alpha";
 let sinkCount = 0;
 
-/** A data directory whose checkpoint key is Ed25519 (the key file the sink loads on start, as LocalSigner does). */
-async function ed25519DataDir(): Promise<string> {
-  const dir = await sinks.fresh();
-  await mkdir(join(dir, "keys"), { recursive: true });
-  const { privateKey } = generateKeyPairSync("ed25519");
-  await writeFile(
-    join(dir, "keys", "checkpoint-key.pem"),
-    privateKey.export({ type: "pkcs8", format: "pem" }),
-    {
-      mode: 0o600,
-    },
-  );
-  return dir;
-}
-
 /** A sink of its own deployment (so its stream is a log no witness has seen), Ed25519-keyed, with witnesses. */
 async function startWitnessed(witnesses: WitnessOptions) {
-  const dataDir = await ed25519DataDir();
+  const dataDir = await sinks.fresh();
   const deployment = `sink.test/witnessed-${++sinkCount}`;
   const origin = originFor(deployment, STREAM);
   const started = await sinks.start(dataDir, {
     deployment,
+    checkpointKey: "ed25519",
     witnesses: { intervalSeconds: 0, streams: ["agents.*"], ...witnesses },
   });
   const p = testProducer("bot");

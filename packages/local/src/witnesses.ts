@@ -102,8 +102,8 @@ export function assertWitnessableKey(key: NoteKey, keyPath: string): void {
     throw new LocalError(
       "config-invalid",
       `witnesses need an Ed25519 checkpoint key, and this data directory's key (${keyPath}) is ECDSA P-256: ` +
-        "witnesses only accept Ed25519 log signatures. Start a new data directory with an Ed25519 key " +
-        "(docs/TRANSPARENCY.md §3), or run without witnesses.",
+        "witnesses only accept Ed25519 log signatures. Start a new data directory with " +
+        "--checkpoint-key ed25519 (docs/TRANSPARENCY.md §3), or run without witnesses.",
     );
 }
 
