@@ -7,6 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { AuditClient, type AuditClientOptions, WitnessPolicyError } from "@auditsink/client";
 import {
   addCheckpointRequest,
   checkpointKeyFor,
@@ -60,7 +61,7 @@ async function startWitnessed(witnesses: WitnessOptions) {
   };
   // The per-origin verifier key a witness pins for this stream (the deployment key named after the origin).
   const logKey = formatVerifierKey(checkpointKeyFor(started.sink.local.signingKey.signer.key, origin));
-  return { ...started, dataDir, send, logKey, origin };
+  return { ...started, dataDir, send, logKey, origin, producer: p };
 }
 
 type CheckpointJson = { size: number; checkpoint: string; cosigned?: { size: number; checkpoint: string } };
@@ -263,6 +264,41 @@ describe("an embedded sink cosigned by litewitness", () => {
     expect(((await after.json()) as { findings: { codes: string[] } }).findings.codes).toContain(
       "witness-policy-unmet",
     );
+  });
+
+  it("the SDK waits until a receipt is covered by a checkpoint its witness policy accepts, and reports one it does not", async () => {
+    // Prepare
+    const { sink, logKey, origin, producer } = await startWitnessed({
+      witnesses: [{ url: w1.url, verifierKey: w1.verifierKey }],
+    });
+    await w1.addLog(origin, logKey);
+    const client = (witnesses: AuditClientOptions["witnesses"]) =>
+      AuditClient.create({
+        endpoint: sink.url,
+        producerKey: producer.privateKey,
+        sinkKey: sink.local.signingKey.verifierKey,
+        stream: STREAM,
+        source: "agent://bot",
+        ...(witnesses ? { witnesses } : {}),
+      });
+    const witnessed = await client({ verifierKeys: [w1.verifierKey] });
+    const stranger = makeWitnessKey("witness.test/stranger", Buffer.alloc(32, 5)).verifierKey;
+    const strict = await client({ verifierKeys: [w1.verifierKey, stranger], quorum: 2 });
+    try {
+      // Act
+      const receipt = await witnessed.send({ type: "ai.agent.tool_call", data: { step: 1 } });
+      const covered = await witnessed.waitWitnessed(receipt, { pollMs: 50, timeoutMs: 10_000 });
+
+      // Assess
+      expect(covered.size).toBeGreaterThan(receipt.index);
+      expect(covered.witnesses.map((w) => w.name)).toEqual(["witness.test/one"]);
+      const refused = await strict.checkWitnessed(STREAM).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(WitnessPolicyError);
+      expect((refused as Error).message).toMatch(/missing witness\.test\/stranger/);
+    } finally {
+      await witnessed.close();
+      await strict.close();
+    }
   });
 
   it("a witness refuses a forked checkpoint signed with the sink's own key", async () => {
