@@ -145,14 +145,41 @@ describe("tlog-witness with litewitness", () => {
     expect(refused).toMatchObject({ kind: "refused", code: "witness-bad-signature", status: 403 });
   });
 
-  it("reports a witness that is down as unreachable, and up again once it answers", async () => {
+  it("submits each stream at most once per interval, folding the commits in between into the next round", async () => {
     const key = witnessPolicy([witness.verifierKey]).witnesses[0]!;
-    const failures: string[] = [];
+    const rounds: number[] = [];
     const cosigner = new WitnessCosigner({
       witnesses: [{ url: witness.url, key }],
       quorum: 1,
       objects: new MemoryObjectStore(),
-      checkpoint: () => log.grow(26).checkpoint(),
+      checkpoint: () => {
+        rounds.push(Date.now());
+        return log.grow(log.tree.size + 1).checkpoint();
+      },
+      consistencyProof: async (_s, from, to) => log.tree.consistencyProof(from, to),
+      intervalMs: 400,
+    });
+    // Act: a burst of commits, then another burst while the interval runs.
+    for (let i = 0; i < 5; i++) cosigner.notify("protocol");
+    await new Promise((r) => setTimeout(r, 150));
+    for (let i = 0; i < 5; i++) cosigner.notify("protocol");
+    await new Promise((r) => setTimeout(r, 700));
+    await cosigner.close();
+    // Assess: two rounds, the second one interval after the first.
+    expect(rounds).toHaveLength(2);
+    expect(rounds[1]! - rounds[0]!).toBeGreaterThanOrEqual(395);
+    expect(cosigner.status().witnesses[0]).toMatchObject({ up: true });
+  });
+
+  it("reports a witness that is down as unreachable, and up again once it answers", async () => {
+    const key = witnessPolicy([witness.verifierKey]).witnesses[0]!;
+    const failures: string[] = [];
+    const target = log.tree.size + 1;
+    const cosigner = new WitnessCosigner({
+      witnesses: [{ url: witness.url, key }],
+      quorum: 1,
+      objects: new MemoryObjectStore(),
+      checkpoint: () => log.grow(target).checkpoint(),
       consistencyProof: async (_s, from, to) => log.tree.consistencyProof(from, to),
       intervalMs: 0,
       timeoutMs: 2_000,
@@ -171,7 +198,7 @@ describe("tlog-witness with litewitness", () => {
       await witness.restart();
     }
     const back = await cosigner.cosign("protocol");
-    expect(back).toMatchObject({ size: 26, cosigned: ["witness.test/w1"], quorumMet: true });
+    expect(back).toMatchObject({ size: target, cosigned: ["witness.test/w1"], quorumMet: true });
     expect(cosigner.status()).toMatchObject({ witnesses: [{ up: true }], quorumMissed: [] });
   });
 });
