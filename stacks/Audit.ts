@@ -39,6 +39,11 @@ export const QUERY_ROUTES = [
   "GET /v1/receipts",
   "GET /v1/keys",
   "GET /v1/producers",
+  // Every stream as a c2sp.org/tlog-tiles log (packages/api/src/tlog.ts); `{…+}` is API Gateway's greedy path
+  // variable: a tile path spans several segments.
+  "GET /tlog/{stream}/checkpoint",
+  "GET /tlog/{stream}/tile/{tile+}",
+  "GET /tlog/{stream}/records/{range+}",
 ] as const;
 
 /** Everything the auditor role may do, and (by an explicit deny of everything else) nothing more. */
@@ -179,7 +184,7 @@ export function Audit({ app, stack }: StackContext) {
     {
       id: "AwsSolutions-IAM5",
       reason:
-        "The only wildcards stand for path parameters ({stream}) of the read routes of this API, GET only.",
+        "The only wildcards stand for path parameters ({stream}, and a tile path) of the read routes of this API, GET only.",
       appliesTo: [{ regex: EXECUTE_API_FINDING }],
     },
   ]);

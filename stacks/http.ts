@@ -13,4 +13,4 @@ export function executeApiArn(apiId: string, route: string): string {
 
 /** cdk-nag finding ids of execute-api resources of the app's HTTP API (see executeApiArn). */
 export const EXECUTE_API_FINDING =
-  "/^Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<Api[0-9A-F]{8}>\\/\\$default\\/(GET|POST)\\/v1\\/.*$/";
+  "/^Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<Api[0-9A-F]{8}>\\/\\$default\\/(GET|POST)\\/(v1|tlog)\\/.*$/";

@@ -2,9 +2,14 @@ import { createPublicKey, randomUUID } from "node:crypto";
 import {
   generateKeyPair,
   keyFingerprint,
+  leafHash,
   METRICS,
+  parseCheckpointText,
+  parseEntryBundle,
+  parseNote,
   parseVerifierKey,
   type Receipt,
+  rootOf,
   signBatch,
   signEvent,
   spkiDer,
@@ -281,6 +286,30 @@ describe("functions/query", () => {
     expect((json(records).records as unknown[]).length).toBe(4);
     expect((json(proof).proof as string[]).length).toBe(2);
     expect(missing.statusCode).toBe(404);
+  });
+
+  it("serves the stream as a tlog-tiles log: the checkpoint as text, tiles and bundles as binary", async () => {
+    // Prepare: the stream of the test above (4 records).
+    // Act
+    const note = await query(httpEvent("GET", "/tlog/agent.query/checkpoint"), lambdaContext());
+    const tile = await query(httpEvent("GET", "/tlog/agent.query/tile/0/000.p/4"), lambdaContext());
+    const bundle = await query(httpEvent("GET", "/tlog/agent.query/tile/entries/000.p/4"), lambdaContext());
+    const beyond = await query(httpEvent("GET", "/tlog/agent.query/tile/0/000.p/5"), lambdaContext());
+    const bad = await query(httpEvent("GET", "/tlog/agent.query/tile/0/0"), lambdaContext());
+    // Assess
+    expect([note.statusCode, note.headers?.["content-type"]]).toEqual([200, "text/plain; charset=utf-8"]);
+    const checkpoint = parseCheckpointText(parseNote(note.body).text);
+    expect([tile.statusCode, tile.isBase64Encoded, tile.headers?.["cache-control"]]).toEqual([
+      200,
+      true,
+      "public, max-age=31536000, immutable",
+    ]);
+    const hashes = Buffer.from(tile.body, "base64");
+    const entries = parseEntryBundle(Buffer.from(bundle.body, "base64"));
+    const leaves = [0, 1, 2, 3].map((i) => hashes.subarray(32 * i, 32 * i + 32));
+    expect(entries.map((e) => leafHash(e))).toEqual(leaves);
+    expect([checkpoint.size, rootOf(leaves)]).toEqual([4, checkpoint.root]);
+    expect([beyond.statusCode, bad.statusCode]).toEqual([404, 400]);
   });
 });
 

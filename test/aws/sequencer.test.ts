@@ -25,6 +25,7 @@ import {
 } from "@auditsink/aws";
 import { type Receipt, type SignedEvent, verifyReceipt, verifyStoredStream } from "@auditsink/core";
 import { PutEventsCommand, PutRuleCommand, PutTargetsCommand } from "@aws-sdk/client-eventbridge";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
@@ -496,4 +497,33 @@ describe("DynamoDedupStore window", () => {
     expect(outside.size).toBe(0);
     expect(replaced.get(entry.key)?.index).toBe(7);
   });
+});
+
+describe("tlog-tiles on AWS (docs/FORMAT.md §14)", () => {
+  it("the sequencer stores every full tile and entry bundle as it commits; a new version over a tile is a tile-mismatch", async () => {
+    // Prepare: 300 events pending in three parts.
+    const producer = await registerProducer(p.runtime(), "agent-tiles");
+    const rt = p.runtime();
+    for (let part = 0; part < 3; part++)
+      await pend(
+        rt,
+        "seq.tiles",
+        Array.from({ length: 100 }, (_, i) => producer.event(`t-${part}-${i}`)),
+      );
+    // Act
+    const run = await sequenceStream(await depsOf(p.runtime()), "seq.tiles");
+    // Assess: the one full tile of 300 records and its bundle, nothing partial, and they verify.
+    expect(run).toMatchObject({ stopped: "drained", committed: 300 });
+    const keys = (await rt.objects.list("streams/seq.tiles/tile/")).sort();
+    expect(keys).toEqual(["streams/seq.tiles/tile/0/000", "streams/seq.tiles/tile/entries/000"]);
+    const report = await verifyStream("seq.tiles");
+    expect([report.failures, report.warnings]).toEqual([[], []]);
+    const tile = Buffer.from((await rt.objects.get(keys[0]!))!);
+    tile.writeUInt8(tile[0]! ^ 1, 0);
+    await rt.clients.s3.send(
+      new PutObjectCommand({ Bucket: p.settings.archiveBucket, Key: keys[0]!, Body: tile }),
+    );
+    const tampered = await verifyStream("seq.tiles");
+    expect(tampered.failures.map((f) => [f.code, f.at])).toEqual([["tile-mismatch", keys[0]]]);
+  }, 60_000);
 });

@@ -22,6 +22,9 @@ const QUERY_ROUTES = [
   "GET /v1/receipts",
   "GET /v1/keys",
   "GET /v1/producers",
+  "GET /tlog/{stream}/checkpoint",
+  "GET /tlog/{stream}/tile/{tile+}",
+  "GET /tlog/{stream}/records/{range+}",
 ];
 
 describe("auditor role", () => {
@@ -118,7 +121,40 @@ describe("query routes", () => {
         "/$default/GET/v1/receipts",
         "/$default/GET/v1/keys",
         "/$default/GET/v1/producers",
+        "/$default/GET/tlog/*/checkpoint",
+        "/$default/GET/tlog/*/tile/*",
+        "/$default/GET/tlog/*/records/*",
       ].sort(),
     );
+  });
+});
+
+describe("tlog-tiles objects (docs/FORMAT.md §7)", () => {
+  /** Whether an Allow statement of the role grants `action` on an archive object key (the resource's path part). */
+  const allows = (role: string, action: string, key: string) =>
+    roleStatements(synth, role).some(
+      (s) =>
+        s.Effect === "Allow" &&
+        coversAction(s, action) &&
+        [s.Resource]
+          .flat()
+          .map((r) => flatText(r))
+          .some((r) => {
+            const path = r.slice(r.indexOf("/"));
+            return (
+              path.startsWith("/") &&
+              new RegExp(`^${path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`).test(key)
+            );
+          }),
+    );
+  const tile = "/streams/agents.prod/tile/0/x001/234";
+  const bundle = "/streams/agents.prod/tile/entries/x001/234";
+
+  it("the sequencer may create tiles and entry bundles; the query function may read them", () => {
+    for (const key of [tile, bundle]) {
+      expect(allows(ROLE.sequencer, "s3:PutObject", key), key).toBe(true);
+      expect(allows(ROLE.query, "s3:GetObject", key), key).toBe(true);
+      expect(allows(ROLE.query, "s3:PutObject", key), key).toBe(false);
+    }
   });
 });

@@ -149,6 +149,9 @@ describe("an embedded sink cosigned by litewitness", () => {
       metric(metrics, 'auditsink_witness_submissions_total{witness="witness.test/one",outcome="cosigned"}'),
     ).toBeGreaterThanOrEqual(2);
     expect(metric(metrics, 'auditsink_witness_up{witness="witness.test/two"}')).toBe(1);
+    // The tlog-tiles checkpoint is the cosigned one: what a client with a witness policy accepts.
+    const tlog = await fetch(`${sink.url}/tlog/${STREAM}/checkpoint`);
+    expect(await tlog.text()).toBe(second.cosigned!.checkpoint);
     const health = (await (await fetch(`${sink.url}/healthz`)).json()) as { witnesses: { status: string } };
     expect(health.witnesses.status).toBe("ok");
     const vkey = sink.local.signingKey.verifierKey;

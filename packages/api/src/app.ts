@@ -7,7 +7,6 @@ import {
   type AlertSink,
   checkpointKey,
   checkpointKeyFor,
-  checkpointPrefix,
   type EventIndex,
   FormatError,
   formatPath,
@@ -64,6 +63,7 @@ import {
   SubmitQuery,
   signedEventJsonSchema,
 } from "./schemas.ts";
+import { newestCheckpoint, registerTlogRoutes } from "./tlog.ts";
 
 export interface AppKeys {
   /** The deployment name: checkpoint origins are `<deployment>/<stream>`. */
@@ -623,6 +623,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     );
   }
 
+  registerTlogRoutes(app, sink, deps.cosigned);
+
   app.openapi(
     createRoute({
       method: "get",
@@ -802,18 +804,6 @@ async function ensureSize(sink: Sink, stream: string, size: number, field: strin
   const reader = sink.reader(stream);
   await reader.ensure(size);
   return reader;
-}
-
-async function newestCheckpoint(sink: Sink, stream: string): Promise<{ size: number; text: string }> {
-  const head = await sink.options.heads.get(stream);
-  if (!head) throw new ApiError("not-found", `no stream ${stream}`, "stream");
-  if (head.checkpoint) return { size: head.size, text: head.checkpoint };
-  // The head lost its checkpoint text (repaired after a crash): the newest stored checkpoint is the answer.
-  const keys = await sink.options.objects.list(checkpointPrefix(stream));
-  const last = keys[keys.length - 1];
-  const bytes = last ? await sink.options.objects.get(last) : undefined;
-  if (!last || !bytes) throw new ApiError("not-found", `stream ${stream} has no checkpoint yet`, "stream");
-  return { size: Number(last.slice(-20)), text: new TextDecoder().decode(bytes) };
 }
 
 /** The tree size of a signed checkpoint the sink itself just produced (its signature was made here). */

@@ -16,7 +16,10 @@ interface DeclaredPath {
   query: Map<string, Set<string>>;
 }
 
-type OpenApiPaths = Record<string, Record<string, { parameters?: { name: string; in: string }[] }>>;
+type OpenApiPaths = Record<
+  string,
+  Record<string, { parameters?: { name: string; in: string; "x-multi-segment"?: boolean }[] }>
+>;
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -25,8 +28,12 @@ export function declaredPaths(paths: OpenApiPaths): DeclaredPath[] {
   return Object.entries(paths).map(([template, item]) => {
     const methods = new Set<string>();
     const query = new Map<string, Set<string>>();
+    // A path parameter declared `x-multi-segment` (a tlog-tiles tile path, tlog.ts) spans "/"; others do not.
+    const multi = new Set<string>();
     for (const [method, operation] of Object.entries(item)) {
       if (!METHODS.includes(method)) continue;
+      for (const p of operation.parameters ?? [])
+        if (p.in === "path" && p["x-multi-segment"] === true) multi.add(p.name);
       const names = new Set((operation.parameters ?? []).filter((p) => p.in === "query").map((p) => p.name));
       methods.add(method.toUpperCase());
       query.set(method.toUpperCase(), names);
@@ -36,9 +43,15 @@ export function declaredPaths(paths: OpenApiPaths): DeclaredPath[] {
       }
     }
     const source = template
-      .split(/\{[^}]+\}/)
-      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
-      .join("[^/]+");
+      .split(/(\{[^}]+\})/)
+      .map((part, i) =>
+        i % 2 === 1
+          ? multi.has(part.slice(1, -1))
+            ? ".+"
+            : "[^/]+"
+          : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+      )
+      .join("");
     return { template, pattern: new RegExp(`^${source}$`), methods, query };
   });
 }

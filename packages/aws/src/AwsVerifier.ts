@@ -45,6 +45,7 @@ import {
   segmentPrefix,
   signSystemEvent,
   streamPrefix,
+  tileRange,
   type VerificationTrust,
   type VerifierState,
 } from "@auditsink/core";
@@ -264,7 +265,16 @@ export class AwsVerifier {
     }
 
     const acks: { id: string; index: number; reason: string; time: string }[] = [];
-    const view = new OriginalVersions(objects, originals, (bytes) => {
+    // Tiles are not listed past the watermark (their keys do not sort by index): the walk asks for the ones its
+    // records complete, and each is looked up then — its versions checked like a listed key's, its original read.
+    const tileOriginal = async (key: string): Promise<string | undefined> => {
+      const versions: ObjectVersion[] = [];
+      for await (const v of objects.versions(key)) if (v.key === key) versions.push(v);
+      if (versions.length === 0) return undefined;
+      await this.checkVersionsOf({ key, versions }, run, stream);
+      return versions.filter((v) => !v.deleteMarker).at(-1)?.versionId;
+    };
+    const view = new OriginalVersions(objects, originals, tileOriginal, (bytes) => {
       if (stream !== SYSTEM_STREAM && !lastSeen) return;
       let records: ReturnType<typeof readSegment>;
       try {
@@ -411,7 +421,9 @@ export class AwsVerifier {
         }
         streams.add(parsed.stream);
         const mark = await watermarkOf(parsed.stream);
-        if (!mark || parsed.n >= mark.size) continue;
+        // Past the watermark, the next incremental walk reads it (a tile: when the walk reaches its last record).
+        const last = parsed.kind === "tiles" ? tileRange(parsed.tile).end - 1 : parsed.n;
+        if (!mark || last >= mark.size) continue;
         result.keysChecked++;
         const versions: ObjectVersion[] = [];
         for await (const v of objects.versions(key)) if (v.key === key) versions.push(v);
@@ -732,6 +744,8 @@ class OriginalVersions implements ObjectStore {
   constructor(
     private readonly objects: S3WriteOnceStore,
     private readonly originals: ReadonlyMap<string, string>,
+    /** The original version of a tile key the listing did not cover (undefined: none stored). */
+    private readonly tileOriginal: (key: string) => Promise<string | undefined>,
     private readonly onSegment: (bytes: Uint8Array) => void,
   ) {
     this.sorted = [...originals.keys()].sort();
@@ -744,7 +758,9 @@ class OriginalVersions implements ObjectStore {
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
-    const version = this.originals.get(key);
+    const version =
+      this.originals.get(key) ??
+      (parseStoreKey(key)?.kind === "tiles" ? await this.tileOriginal(key) : undefined);
     if (!version) return undefined;
     const bytes = await this.objects.getVersion(key, version);
     if (bytes && parseStoreKey(key)?.kind === "segments") this.onSegment(bytes);

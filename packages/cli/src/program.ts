@@ -304,6 +304,15 @@ export function buildProgram(io: Io = processIo): Command {
         .argParser(share("--verify-sweep-share")),
     )
     .addOption(
+      new Option(
+        "--tiles <on|off>",
+        "store every stream's full tlog-tiles tiles and entry bundles as it commits (docs/TRANSPARENCY.md)",
+      )
+        .env("AUDITSINK_TILES")
+        .choices(["on", "off"])
+        .default("on"),
+    )
+    .addOption(
       new Option("--webhook <url>", "also POST alerts here (retried with backoff from a durable outbox)").env(
         "AUDITSINK_WEBHOOK_URL",
       ),
@@ -385,6 +394,7 @@ export function buildProgram(io: Io = processIo): Command {
               },
             }
           : {}),
+        ...(o.tiles === "off" ? { tiles: false } : {}),
         logLevel: parseLogLevel(o.logLevel),
         // The human start-up text on a terminal only; elsewhere the `auditsink started` log line says it all.
         print: process.stdout.isTTY ? io.out : () => undefined,

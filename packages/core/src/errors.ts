@@ -26,7 +26,8 @@ export type FormatErrorCode =
   | "bad-segment"
   | "bad-receipt"
   | "bad-proof"
-  | "bad-batch";
+  | "bad-batch"
+  | "bad-tile";
 
 /** Bytes or text that do not follow docs/FORMAT.md. */
 export class FormatError extends CodedError<FormatErrorCode> {

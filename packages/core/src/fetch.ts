@@ -113,6 +113,7 @@ export async function verifyStoredStream(
       signal?.throwIfAborted();
       const parsed = parseStoreKey(key);
       if (!parsed || parsed.stream !== stream) v.addUnexpected(key);
+      else if (parsed.kind === "tiles") v.addListedTile(key);
     }
   }
   const after = (key: string) => (from > 0 ? key : undefined);
@@ -164,6 +165,12 @@ export async function verifyStoredStream(
     const first = parseStoreKey(key)!.n;
     await feedCheckpoints(first + done.segment.records.length);
     v.addSegment(key, done.segment);
+    // The tiles these records completed, checked as the walk makes them (at most a segment's worth held).
+    const tiles = v.takeCompletedTiles();
+    const stored = await Promise.all(tiles.map((t) => store.get(t)));
+    tiles.forEach((t, i) => {
+      v.addTile(t, stored[i]);
+    });
     bytesRead += done.size;
     progress.onSegment?.(v.recordsSeen, bytesRead, done.segment.records.length);
   };

@@ -19,6 +19,8 @@ export * from "./run.ts";
 export * from "./sink.ts";
 export * from "./stream-reader.ts";
 export * from "./stream-set.ts";
+export * from "./tile-writer.ts";
+export * from "./tiles.ts";
 export * from "./verify.ts";
 export * from "./witness.ts";
 export * from "./witness-cosigner.ts";

@@ -72,12 +72,20 @@ export class Frontier {
     return new Frontier(this._size, [...this.nodes]);
   }
 
-  append(leaf: Hash): void {
+  /**
+   * Appends a leaf. `onNode`, when given, is told of every perfect subtree the leaf completes, by its height
+   * (1 for two leaves, …): the subtree ends at the new size (the verifier takes tile roots from it).
+   */
+  append(leaf: Hash, onNode?: (height: number, node: Hash) => void): void {
     if (this._size >= Number.MAX_SAFE_INTEGER) throw new RangeError("a tree holds at most 2^53 − 1 leaves");
     let node = leaf;
+    let height = 0;
     // Merging happens once per trailing 1-bit of the old size: each such bit is a subtree of equal height.
     // Arithmetic, not bitwise operators: those truncate to 32 bits, and sizes go up to 2^53 − 1.
-    for (let s = this._size; s % 2 === 1; s = (s - 1) / 2) node = nodeHash(this.nodes.pop()!, node);
+    for (let s = this._size; s % 2 === 1; s = (s - 1) / 2) {
+      node = nodeHash(this.nodes.pop()!, node);
+      onNode?.(++height, node);
+    }
     this.nodes.push(node);
     this._size++;
   }

@@ -10,6 +10,7 @@ import { FormatError } from "./errors.ts";
 import type { SignedEvent } from "./event.ts";
 import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
 import { leafHash } from "./merkle.ts";
+import { parseTilePath, type Tile, tilePath } from "./tiles.ts";
 
 export const RECORD_VERSION = 1;
 
@@ -69,17 +70,31 @@ export const checkpointKey = (stream: string, size: number) => `${checkpointPref
 export const cosignedPrefix = (stream: string) => `streams/${stream}/cosigned/`;
 export const cosignedKey = (stream: string, size: number) => `${cosignedPrefix(stream)}${pad20(size)}`;
 
-export type StoreKeyKind = "segments" | "checkpoints" | "cosigned";
+export const tilePrefix = (stream: string) => `streams/${stream}/tile/`;
+/** A full tlog-tiles tile or entry bundle (docs/FORMAT.md §7, §14): `streams/<stream>/tile/<L or entries>/<N>`. */
+export const tileKey = (stream: string, tile: Tile) => `${tilePrefix(stream)}${tilePath(tile)}`;
 
 const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints|cosigned)\/(\d{20})$/;
+const TILE_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/tile\/(.+)$/;
+
+export type StoreKey =
+  | { stream: string; kind: "segments" | "checkpoints" | "cosigned"; n: number }
+  /** A full tile or entry bundle; `n` is its index. Partial tiles are never stored, so their keys do not parse. */
+  | { stream: string; kind: "tiles"; n: number; tile: Tile };
 
 /** Parses a store key of the layout; undefined for anything else (which the verifier reports). */
-export function parseStoreKey(key: string): { stream: string; kind: StoreKeyKind; n: number } | undefined {
+export function parseStoreKey(key: string): StoreKey | undefined {
   const m = NUMBERED_KEY.exec(key);
-  if (!m) return undefined;
+  if (!m) {
+    const t = TILE_KEY.exec(key);
+    if (!t) return undefined;
+    const tile = parseTilePath(t[2]!);
+    if (tile?.width !== 256) return undefined;
+    return { stream: t[1]!, kind: "tiles", n: tile.index, tile };
+  }
   const n = Number(m[3]);
   if (!Number.isSafeInteger(n)) return undefined;
-  return { stream: m[1]!, kind: m[2] as StoreKeyKind, n };
+  return { stream: m[1]!, kind: m[2] as "segments" | "checkpoints" | "cosigned", n };
 }
 
 /**

@@ -58,6 +58,7 @@ import type { Receipt } from "./receipt.ts";
 import { buildRecords, checkpointKey, encodeSegment, type SealedRecord, segmentKey } from "./record.ts";
 import { readStoredSegment, StreamReader } from "./stream-reader.ts";
 import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
+import { TileWriter } from "./tile-writer.ts";
 
 export interface SinkOptions {
   /** The deployment's name: the checkpoint key name and origin prefix (`<deployment>/<stream>`). */
@@ -79,6 +80,12 @@ export interface SinkOptions {
   observer?: SinkObserver;
   /** Told of each segment before the head moves past it (the AWS runtime's event index). */
   indexer?: SegmentIndexer;
+  /**
+   * Store every stream's full tlog-tiles tiles and entry bundles in the commit step (default true;
+   * docs/FORMAT.md §14, tile-writer.ts). Off: nothing under `streams/<stream>/tile/` is written; a later start
+   * with tiles on reads back what is missing, in the background.
+   */
+  tiles?: boolean;
 }
 
 /** An authenticated event waiting to be committed. */
@@ -214,6 +221,23 @@ export class Sink {
   head(stream: string): Promise<Head | undefined> {
     return this.options.heads.get(stream);
   }
+
+  /**
+   * Stops background work (tiles read back between commits) and waits for every writer's current commit or
+   * step: after this, the sink writes nothing more unless asked to commit. Call before closing the ports.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.idle();
+  }
+
+  /** Resolves once no writer has a commit or a background step (tiles read back) under way. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.writers.values()].map((w) => w.idle()));
+  }
+
+  /** Set by close(): writers do no more background work. */
+  closed = false;
 }
 
 /** Prepares an event for commit: its canonical bytes (computed once, reused for the record) and identity. */
@@ -238,44 +262,73 @@ export function streamAllowed(patterns: readonly string[], stream: string): bool
 
 class StreamWriter {
   private queue: Request[] = [];
-  private running = false;
+  private running: Promise<void> | undefined;
   private head: WriterHead | undefined;
   private created = false;
+  /** Stores full tiles as records are committed; undefined when tiles are off. */
+  private readonly tiles: TileWriter | undefined;
 
   constructor(
     private readonly sink: Sink,
     private readonly stream: string,
-  ) {}
+  ) {
+    if (sink.options.tiles !== false) {
+      this.tiles = new TileWriter(sink.options.objects, stream, (code, at, message) =>
+        this.alert(code, at, message),
+      );
+    }
+  }
+
+  /** Resolves when the writer has nothing running (its queue drained, no background step under way). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
 
   enqueue(items: Admitted[]): Promise<Receipt[]> {
     return new Promise((resolve, reject) => {
       this.queue.push({ items, resolve, reject });
-      if (!this.running) void this.drain();
+      this.running ??= this.drain().finally(() => {
+        this.running = undefined;
+      });
     });
   }
 
+  /**
+   * Commits what is queued, group by group; when the queue is empty and the stream's tiles are behind its head
+   * (a crash between a segment and its tiles, or a store written before tiles), reads back one segment's worth
+   * of them (TileWriter.step) and looks at the queue again: a request waits for at most one such step.
+   */
   private async drain(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.queue.length > 0) {
-        const max = this.sink.options.maxSegmentRecords ?? 10_000;
-        const group: Request[] = [];
-        let count = 0;
-        while (this.queue.length > 0 && (group.length === 0 || count + this.queue[0]!.items.length <= max)) {
-          const r = this.queue.shift()!;
-          group.push(r);
-          count += r.items.length;
-        }
-        try {
-          await this.commitGroup(group);
-        } catch (e) {
-          // The cached head may be stale after a failure anywhere: reload it from the stores next time.
-          this.head = undefined;
-          for (const r of group) r.reject(e);
-        }
+    for (;;) {
+      await this.drainQueue();
+      const head = this.head;
+      if (!head || !this.tiles?.behind(head.size) || this.sink.closed) return;
+      try {
+        await this.tiles.step(head.size);
+      } catch {
+        // A store error: the tiles are read back again from the next commit on (nothing is lost by stopping).
+        return;
       }
-    } finally {
-      this.running = false;
+    }
+  }
+
+  private async drainQueue(): Promise<void> {
+    while (this.queue.length > 0) {
+      const max = this.sink.options.maxSegmentRecords ?? 10_000;
+      const group: Request[] = [];
+      let count = 0;
+      while (this.queue.length > 0 && (group.length === 0 || count + this.queue[0]!.items.length <= max)) {
+        const r = this.queue.shift()!;
+        group.push(r);
+        count += r.items.length;
+      }
+      try {
+        await this.commitGroup(group);
+      } catch (e) {
+        // The cached head may be stale after a failure anywhere: reload it from the stores next time.
+        this.head = undefined;
+        for (const r of group) r.reject(e);
+      }
     }
   }
 
@@ -336,6 +389,10 @@ class StreamWriter {
           { stream: this.stream, first: head.size, records },
         ),
         this.o.indexer?.indexSegment(this.stream, head.size, records),
+        this.tiles?.add(
+          head.size,
+          records.map((r) => r.hash),
+        ),
       ]);
       next.checkpoint = signed;
       await this.advanceHead(head.size, next);
@@ -420,8 +477,15 @@ class StreamWriter {
 
   /** The head on first use: the stored head if it checks out, repaired from the store (see catchUp). */
   private async loadHead(): Promise<WriterHead> {
-    this.head = await this.catchUp({ size: 0, hash: ZERO_HASH, frontier: new Frontier() });
-    return this.head;
+    const head = await this.catchUp({ size: 0, hash: ZERO_HASH, frontier: new Frontier() });
+    if (this.tiles) {
+      // Where the stored tiles end; a short tail (the usual restart: under one tile and a segment) is read back
+      // now, so this commit's records continue it; a longer one is read back between commits (drain).
+      await this.tiles.load(head.size);
+      while (head.size - this.tiles.position <= SHORT_TILE_TAIL && (await this.tiles.step(head.size)));
+    }
+    this.head = head;
+    return head;
   }
 
   /**
@@ -474,6 +538,10 @@ class StreamWriter {
           records,
         }),
         this.o.indexer?.indexSegment(this.stream, head.size, records),
+        this.tiles?.add(
+          head.size,
+          records.map((r) => r.hash),
+        ),
       ]);
       this.sink.follow(this.stream, head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
@@ -552,7 +620,7 @@ class StreamWriter {
     return { found: true };
   }
 
-  private async alert(code: string, at: number, message: string): Promise<void> {
+  private async alert(code: string, at: number | string, message: string): Promise<void> {
     const time = (this.o.clock ?? systemClock).now().toISOString();
     // Delivery is the alert sink's contract; a failure to alert must not stop the repair.
     await this.o.alerts?.send([{ code, stream: this.stream, at, message, time }]).catch(() => undefined);
@@ -663,6 +731,9 @@ class StreamWriter {
     }
   }
 }
+
+/** Records a writer reads back for its tiles before its first commit, rather than between commits. */
+const SHORT_TILE_TAIL = 4096;
 
 /** The dedup entries of stored records (what a writer records for a segment it catches up on, or a rebuild). */
 export function dedupEntriesOf(stream: string, records: readonly SealedRecord[]): DedupEntry[] {

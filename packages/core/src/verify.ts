@@ -16,8 +16,17 @@ import { Frontier, leafHash } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
 import type { Head } from "./ports.ts";
 import { type Receipt, type ReceiptFailureCode, verifyReceipt } from "./receipt.ts";
-import { type AuditRecord, parseRecordLine, parseStoreKey, splitSegment } from "./record.ts";
+import { type AuditRecord, parseRecordLine, parseStoreKey, splitSegment, tileKey } from "./record.ts";
 import { streamCreatedBy } from "./stream-set.ts";
+import {
+  BUNDLE_ENTRY_BYTES,
+  FULL_TILE_BYTES,
+  parseEntryBundle,
+  TILE_WIDTH,
+  type Tile,
+  tileRange,
+  tileRoot,
+} from "./tiles.ts";
 
 export type FailureCode =
   | "unexpected-object"
@@ -51,9 +60,10 @@ export type FailureCode =
   | "receipt-not-in-log"
   | "witness-policy-unmet"
   | "cosigned-checkpoint-invalid"
+  | "tile-mismatch"
   | ReceiptFailureCode;
 
-export type WarningCode = "tail-unsigned" | "no-checkpoint" | "head-behind";
+export type WarningCode = "tail-unsigned" | "no-checkpoint" | "head-behind" | "tiles-missing";
 
 export interface Finding<C extends string = FailureCode> {
   code: C;
@@ -158,6 +168,29 @@ export class StreamVerifier {
   private readonly headCheckpoint: Checkpoint | undefined;
   private headFrontier: string[] | undefined;
   private readonly created: Set<string> | undefined;
+  /**
+   * Full tiles (and bundles) the walk completed and that still await their stored bytes (addTile), each with the
+   * root its records give: the caller fetches them after each segment (takeCompletedTiles), so this stays small.
+   */
+  private completed: { key: string; tile: Tile; root: Hash }[] = [];
+  private readonly tileRootOf = (height: number, node: Hash) => {
+    if (height % 8 !== 0) return;
+    // A perfect subtree of height 8(l+1) ending here is exactly full tile ⌊end / 256^(l+1)⌋ − 1 of level l.
+    const level = height / 8 - 1;
+    const index = Math.floor((this.frontier.size + 1) / 2 ** height) - 1;
+    const root = Buffer.from(node);
+    const tile: Tile = { level, index, width: TILE_WIDTH };
+    this.completed.push({ key: tileKey(this.stream, tile), tile, root });
+    if (level === 0) {
+      const bundle: Tile = { level: "entries", index, width: TILE_WIDTH };
+      this.completed.push({ key: tileKey(this.stream, bundle), tile: bundle, root });
+    }
+  };
+  private tilesMissing = 0;
+  private firstMissingTile: string | undefined;
+  /** The furthest record any stored tile key listed (addListedTile) claims to cover. */
+  private listedTilesEnd = 0;
+  private listedTileBeyond: string | undefined;
 
   constructor(
     readonly stream: string,
@@ -391,7 +424,7 @@ export class StreamVerifier {
     this.lastHash = hash;
     if (this.wantHashes.has(position)) this.wantHashes.set(position, hash);
     if (this.gapAt !== undefined) return;
-    this.frontier.append(leaf);
+    this.frontier.append(leaf, this.tileRootOf);
     if (this.headFrontier === undefined && this.options.head?.size === this.frontier.size)
       this.headFrontier = this.frontier.hashes.map(toHex);
     this.checkRoot(this.frontier.size);
@@ -425,6 +458,64 @@ export class StreamVerifier {
         size,
         `checkpoint ${size} names a head record hash that differs from record ${size - 1}`,
       );
+    }
+  }
+
+  /**
+   * The full tiles and entry bundles the records walked so far complete (docs/FORMAT.md §14), not yet given to
+   * addTile: the caller fetches each key and gives its bytes (or undefined when it is not stored). An
+   * incremental walk completes only the tiles ending past its start, so each run checks only new tiles.
+   */
+  takeCompletedTiles(): string[] {
+    return this.completed.map((c) => c.key);
+  }
+
+  /**
+   * Feeds a stored tile or entry bundle the walk completed (takeCompletedTiles). Its bytes must be exactly the
+   * tile its records give (`tile-mismatch` otherwise); checked through its root, which the walk computed anyway:
+   * a full tile's 256 hashes (a bundle's 256 entries, as leaves) hash to that root only if they are the ones.
+   * A tile not stored (undefined) is a `tiles-missing` warning: tiles are derived data, repaired by the writer.
+   */
+  addTile(key: string, bytes: Uint8Array | undefined): void {
+    const at = this.completed.findIndex((c) => c.key === key);
+    if (at < 0) throw new VerifierUsageError(`tile ${key} was not asked for (takeCompletedTiles)`);
+    const { tile, root } = this.completed[at]!;
+    this.completed.splice(at, 1);
+    if (bytes === undefined) {
+      this.tilesMissing++;
+      this.firstMissingTile ??= key;
+      return;
+    }
+    let actual: Hash | undefined;
+    if (tile.level === "entries") {
+      if (bytes.length === TILE_WIDTH * BUNDLE_ENTRY_BYTES) {
+        try {
+          const entries = parseEntryBundle(bytes);
+          if (entries.length === TILE_WIDTH && entries.every((e) => e.length === HASH_SIZE))
+            actual = tileRoot(Buffer.concat(entries.map((e) => leafHash(e))));
+        } catch {
+          actual = undefined; // reported below
+        }
+      }
+    } else if (bytes.length === FULL_TILE_BYTES) actual = tileRoot(bytes);
+    if (!actual?.equals(root)) {
+      const { start, end } = tileRange(tile);
+      this.fail(
+        "tile-mismatch",
+        key,
+        `stored ${tile.level === "entries" ? "entry bundle" : "tile"} ${key} differs from what records ${start}…${end - 1} give`,
+      );
+    }
+  }
+
+  /** A full tile key found under the stream's prefix (a full walk's listing): it must not cover missing records. */
+  addListedTile(key: string): void {
+    const parsed = parseStoreKey(key);
+    if (parsed?.kind !== "tiles") return;
+    const { end } = tileRange(parsed.tile);
+    if (end > this.listedTilesEnd) {
+      this.listedTilesEnd = end;
+      this.listedTileBeyond = key;
     }
   }
 
@@ -467,6 +558,21 @@ export class StreamVerifier {
           s,
           `a signed checkpoint covers ${s} records but the store holds ${end}: records were removed`,
         );
+    }
+    if (this.listedTilesEnd > end) {
+      this.fail(
+        "tile-mismatch",
+        this.listedTileBeyond,
+        `stored tile ${this.listedTileBeyond} covers records up to ${this.listedTilesEnd}, but the store holds ${end}`,
+      );
+    }
+    if (this.tilesMissing > 0) {
+      this.warnings.push({
+        code: "tiles-missing",
+        stream: this.stream,
+        ...(this.firstMissingTile ? { at: this.firstMissingTile } : {}),
+        message: `${this.tilesMissing} full tiles or entry bundles of records walked are not stored yet, the first ${this.firstMissingTile} (the writer stores them; tiles may be off)`,
+      });
     }
     if (
       this.headCheckpoint &&
@@ -660,10 +766,15 @@ export function verifyStream(
   for (const key of keys) {
     const parsed = parseStoreKey(key);
     if (!parsed || parsed.stream !== stream) v.addUnexpected(key);
+    else if (parsed.kind === "tiles") continue;
     else if (parsed.kind === "checkpoints")
       v.addCheckpoint(key, Buffer.from(objects.get(key)!).toString("utf8"));
     else if (parsed.kind === "segments") segments.push(key);
   }
-  for (const key of segments) v.addSegment(key, objects.get(key)!);
+  for (const key of segments) {
+    v.addSegment(key, objects.get(key)!);
+    for (const tile of v.takeCompletedTiles()) v.addTile(tile, objects.get(tile));
+  }
+  for (const key of keys) if (parseStoreKey(key)?.kind === "tiles") v.addListedTile(key);
   return v.finish();
 }

@@ -30,7 +30,9 @@ describe("repair from the stored frontier", () => {
       },
       list: (p, o) => ports.objects.list(p, o),
     };
-    const restarted = new Sink({ deployment: DEPLOYMENT, ...ports, objects: counting });
+    // Tiles off here: a writer with tiles also reads back the records after the last full tile (at most 255, and
+    // the segment holding the first of them) — bounded, but in this 80-record stream that is every segment.
+    const restarted = new Sink({ deployment: DEPLOYMENT, ...ports, objects: counting, tiles: false });
     // Act
     await restarted.commit("s", []);
     // Assess

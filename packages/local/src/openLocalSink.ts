@@ -79,6 +79,11 @@ export interface LocalSinkOptions {
   purpose?: string;
   /** Most records per segment (core default 10,000). */
   maxSegmentRecords?: number;
+  /**
+   * Store each stream's full tlog-tiles tiles and entry bundles as records are committed (default true; core
+   * SinkOptions.tiles, docs/EMBEDDED.md). `auditsink start --tiles off` / AUDITSINK_TILES=off turns it off.
+   */
+  tiles?: boolean;
   /** The file-system calls that write (tests inject faults here); default node:fs. */
   fs?: FileSystem;
   /** Start-up log lines (recovery steps taken); default none. */
@@ -192,6 +197,7 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       producers: registry,
       signer: signingKey.signer,
       ...(options.maxSegmentRecords ? { maxSegmentRecords: options.maxSegmentRecords } : {}),
+      ...(options.tiles === false ? { tiles: false } : {}),
       ...(options.alerts ? { alerts: options.alerts } : {}),
       ...(options.observer ? { observer: options.observer } : {}),
     });
@@ -247,6 +253,8 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       storage,
       fs,
       close: async () => {
+        // Writers stop reading back tiles between commits (the next start goes on where they stopped).
+        await sink.close();
         await ready.close();
         await lock.release();
       },
