@@ -5,6 +5,7 @@
  * is reported by /healthz, /metrics and the scheduled verifier; a witness refuses a forked checkpoint signed with
  * the sink's own key; and witnesses with an ECDSA checkpoint key are a clear start-up error.
  */
+import { generateKeyPairSync } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AuditClient, type AuditClientOptions, WitnessPolicyError } from "@auditsink/client";
@@ -14,6 +15,7 @@ import {
   checkWitnessPolicy,
   cosignedKey,
   formatVerifierKey,
+  makeNoteKey,
   makeWitnessKey,
   originFor,
   parseAddCheckpointResponse,
@@ -22,7 +24,7 @@ import {
   signCheckpoint,
   witnessPolicy,
 } from "@auditsink/core";
-import type { WitnessOptions } from "@auditsink/local";
+import { parseWitnessList, type WitnessOptions } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli } from "../cli/helpers.ts";
 import { testProducer, testSinks } from "../embedded/helpers.ts";
@@ -63,6 +65,9 @@ async function startWitnessed(witnesses: WitnessOptions) {
   const logKey = formatVerifierKey(checkpointKeyFor(started.sink.local.signingKey.signer.key, origin));
   return { ...started, dataDir, send, logKey, origin, producer: p };
 }
+
+/** A log's (type 0x01) verifier key: not a witness key. */
+const logKeyOf = () => formatVerifierKey(makeNoteKey("log.test/a", generateKeyPairSync("ed25519").publicKey));
 
 type CheckpointJson = { size: number; checkpoint: string; cosigned?: { size: number; checkpoint: string } };
 
@@ -356,5 +361,14 @@ describe("an embedded sink cosigned by litewitness", () => {
     await expect(
       sinks.start(dataDir, { witnesses: { witnesses: [{ url: "nope", verifierKey: w1.verifierKey }] } }),
     ).rejects.toThrow(/Invalid URL/);
+    // What --witness and AUDITSINK_WITNESSES give: "<URL> <vkey>" entries, one per line or comma-separated.
+    expect(parseWitnessList(`${w1.url} ${w1.verifierKey}\n# a comment\n${w2.verifierKey} ${w2.url}`)).toEqual(
+      [
+        { url: w1.url, verifierKey: w1.verifierKey },
+        { url: w2.url, verifierKey: w2.verifierKey },
+      ],
+    );
+    expect(() => parseWitnessList(w1.verifierKey)).toThrow(/must be "<http\(s\) URL> <verifier key>"/);
+    expect(() => parseWitnessList(`${w1.url} ${logKeyOf()}`)).toThrow(/not a cosignature\/v1 key/);
   });
 });
