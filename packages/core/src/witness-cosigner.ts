@@ -64,6 +64,11 @@ export interface WitnessCosignerOptions {
   observer?: CosignerObserver;
   /** Told of each failed submission (the runtime logs it). */
   onFailure?(failure: WitnessFailure & { stream: string }): void;
+  /**
+   * Told when a scheduled round fails on the sink's side (reading the checkpoint or a proof, storing the cosigned
+   * note): the runtime logs it; the next commit schedules another round.
+   */
+  onError?(stream: string, error: unknown): void;
 }
 
 export interface WitnessFailure {
@@ -130,7 +135,7 @@ export class WitnessCosigner {
     );
     const timer = setTimeout(() => {
       this.timers.delete(stream);
-      void this.cosign(stream).catch(() => undefined);
+      void this.cosign(stream).catch((e: unknown) => this.o.onError?.(stream, e));
     }, wait);
     timer.unref?.();
     this.timers.set(stream, timer);
@@ -252,12 +257,12 @@ export class WitnessCosigner {
           "witness-ahead",
           `${witness.key.name} has cosigned size ${old} of ${stream}, larger than the newest checkpoint ${size}`,
         );
-      let body: string;
+      // A proof the sink cannot read is the sink's failure (the round rejects), not the witness's.
+      const proof = old === 0 || old === size ? [] : await this.o.consistencyProof(stream, old, size);
+      const body = addCheckpointRequest(old, proof, signed);
       let response: Response;
       let text: string;
       try {
-        const proof = old === 0 || old === size ? [] : await this.o.consistencyProof(stream, old, size);
-        body = addCheckpointRequest(old, proof, signed);
         response = await (this.o.fetch ?? fetch)(`${witness.url.replace(/\/+$/, "")}/add-checkpoint`, {
           method: "POST",
           headers: { "content-type": "text/plain; charset=utf-8" },

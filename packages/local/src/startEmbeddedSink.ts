@@ -145,6 +145,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     const made = createCosigner(local.sink, options.witnesses, {
       observer: metrics.witnessObserver,
       onFailure: (f) => log.warn({ ...f }, "witness did not cosign"),
+      onError: (stream, e) => log.error({ stream, ...errorFields(e) }, "witness submission round failed"),
     });
     cosigner = made.cosigner;
     const running = cosigner;

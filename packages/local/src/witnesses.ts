@@ -130,7 +130,7 @@ export function witnessRequirement(options: WitnessOptions): WitnessRequirement 
 export function createCosigner(
   sink: Sink,
   options: WitnessOptions,
-  hooks: Pick<ConstructorParameters<typeof WitnessCosigner>[0], "observer" | "onFailure">,
+  hooks: Pick<ConstructorParameters<typeof WitnessCosigner>[0], "observer" | "onFailure" | "onError">,
 ): { cosigner: WitnessCosigner; wanted(stream: string): boolean } {
   const { endpoints, quorum } = witnessEndpoints(options);
   const cosigner = new WitnessCosigner({
