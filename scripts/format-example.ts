@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  checkpointKeyFor,
   eventSigningBytes,
   formatVerifierKey,
   generateKeyPair,
@@ -18,6 +19,7 @@ import {
   MemoryHeadStore,
   MemoryObjectStore,
   MemoryProducerRegistry,
+  receiptTlogProof,
   rootOf,
   Sink,
   signEvent,
@@ -88,8 +90,11 @@ const events = [
 ];
 
 const receipts = await sink.submit(STREAM, events);
-const segmentKeyName = [...objects.objects.keys()].find((k) => k.includes("/segments/"))!;
-const checkpointKeyName = [...objects.objects.keys()].find((k) => k.includes("/checkpoints/"))!;
+// The stream's own objects (the sink also records the stream's creation in `_system`).
+const segmentKeyName = [...objects.objects.keys()].find((k) => k.startsWith(`streams/${STREAM}/segments/`))!;
+const checkpointKeyName = [...objects.objects.keys()].find((k) =>
+  k.startsWith(`streams/${STREAM}/checkpoints/`),
+)!;
 const segment = Buffer.from(objects.objects.get(segmentKeyName)!).toString("utf8");
 const checkpoint = Buffer.from(objects.objects.get(checkpointKeyName)!).toString("utf8");
 
@@ -103,9 +108,12 @@ const out = [
   "",
   block("producer-spki", "text", spkiDer(producerKey.publicKey).toString("base64")),
   block("producer-keyid", "text", keyFingerprint(producerKey.publicKey)),
-  "The sink's ECDSA P-256 checkpoint key as a verifier key string (what an auditor pins):",
+  "The sink's ECDSA P-256 checkpoint key as a verifier key string (what an auditor pins; it vouches for every stream):",
   "",
   block("sink-vkey", "text", formatVerifierKey(signer.key)),
+  `The same key under the stream's origin \`${DEPLOYMENT}/${STREAM}\`, the name its checkpoints are signed with (what a witness or Go's \`sumdb/note\` pins for this one stream, §2):`,
+  "",
+  block("stream-vkey", "text", formatVerifierKey(checkpointKeyFor(signer.key, `${DEPLOYMENT}/${STREAM}`))),
   "**Event.** The first event as the producer submits it:",
   "",
   block("event", "json", JSON.stringify(events[0], null, 2)),
@@ -134,6 +142,9 @@ const out = [
   "**Receipt.** The receipt returned for the first event:",
   "",
   block("receipt", "json", JSON.stringify(receipts[0], null, 2)),
+  "**tlog-proof.** The same receipt as a c2sp.org/tlog-proof (§9a), as `GET /v1/receipts?format=tlog-proof` serves it:",
+  "",
+  block("tlog-proof", "text", receiptTlogProof(receipts[0]!)),
 ].join("\n");
 
 const docPath = join(import.meta.dirname, "..", "docs", "FORMAT.md");

@@ -19,6 +19,7 @@ import {
   parseStrictJson,
   parseVerifierKey,
   publicKeyFromSpki,
+  receiptTlogProof,
   type Sink,
   toHex,
 } from "@auditsink/core";
@@ -125,6 +126,8 @@ export interface AppDeps {
   apiReference?: ApiReferenceAssets;
 }
 
+/** A c2sp.org/tlog-proof has no media type of its own; like a checkpoint, it is served as UTF-8 text. */
+export const TLOG_PROOF_TYPE = "text/plain; charset=utf-8";
 export const CLOUDEVENTS_JSON = "application/cloudevents+json";
 export const CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json";
 
@@ -297,12 +300,17 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         throw binary ? renameBinaryField(e) : e;
       });
       const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
-      if (consistencyFrom === undefined || to === undefined || consistencyFrom < 1 || consistencyFrom > to) {
+      if (consistencyFrom === undefined || to === undefined || consistencyFrom > to) {
         return c.json({ receipts }, 200);
       }
       // Every receipt of one request carries the same checkpoint (one group commit).
-      const reader = await ensureSize(sink, stream, to, "consistencyFrom");
-      const proof = consistencyFrom === to ? [] : reader.consistencyProof(consistencyFrom, to).map(toHex);
+      // From size 0 (c2sp.org/tlog-witness `old 0`) and between equal sizes the proof is empty: no read needed.
+      const proof =
+        consistencyFrom === 0 || consistencyFrom === to
+          ? []
+          : (await ensureSize(sink, stream, to, "consistencyFrom"))
+              .consistencyProof(consistencyFrom, to)
+              .map(toHex);
       return c.json({ receipts, consistency: { from: consistencyFrom, to, proof } }, 200);
     },
   );
@@ -429,9 +437,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     async (c) => {
       const { stream } = c.req.valid("param");
       const { from, to } = c.req.valid("query");
-      if (from < 1 || from > to) throw new ApiError("invalid-request", "from: must be 1 … to", "from");
+      if (from > to) throw new ApiError("invalid-request", "from: must be 0 … to", "from");
       const reader = await ensureSize(sink, stream, to, "to");
-      const proof = from === to ? [] : reader.consistencyProof(from, to).map(toHex);
+      const proof = reader.consistencyProof(from, to).map(toHex);
       return c.json({ stream, from, to, root: toHex(reader.root(to)), proof }, 200);
     },
   );
@@ -466,13 +474,23 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "A receipt built now, with the same stream, index, record hash, source and id as the one the submission returned; its checkpoint is the stream's newest, and its inclusion proof is against that checkpoint. It verifies like any receipt (docs/FORMAT.md §9).",
       request: { query: ReceiptQuery },
       responses: {
-        200: json(ReceiptSchema, "The receipt"),
+        200: {
+          description: "The receipt: JSON, or with `format=tlog-proof` the c2sp.org/tlog-proof text",
+          content: {
+            "application/json": { schema: ReceiptSchema },
+            "text/plain": {
+              schema: z
+                .string()
+                .openapi({ example: "c2sp.org/tlog-proof@v1\nextra eyJp…\nindex 0\n\n<checkpoint>" }),
+            },
+          },
+        },
         ...problems(404, 409, 500, 503),
         ...iamGateway,
       },
     }),
     async (c) => {
-      const { source, id, producer } = c.req.valid("query");
+      const { source, id, producer, format } = c.req.valid("query");
       const { events } = await deps.events.find({ source, id, ...(producer ? { producer } : {}), limit: 2 });
       const found = events[0];
       if (!found) {
@@ -506,6 +524,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         checkpoint: newest.text,
         inclusionProof: reader.inclusionProof(found.index, size).map(toHex),
       };
+      if (format === "tlog-proof")
+        return c.body(receiptTlogProof(receipt), 200, { "content-type": TLOG_PROOF_TYPE }) as never;
       return c.json(receipt, 200);
     },
   );

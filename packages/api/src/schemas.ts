@@ -38,7 +38,10 @@ export const InclusionQuery = z.object({
 });
 
 export const ConsistencyQuery = z.object({
-  from: natural("from", "Older tree size."),
+  from: natural(
+    "from",
+    "Older tree size; 0 (the empty tree) gives an empty proof, as c2sp.org/tlog-witness `old 0`.",
+  ),
   to: natural("to", "Newer tree size."),
 });
 
@@ -104,6 +107,14 @@ export const ReceiptQuery = z.object({
     "producer",
     "The registered producer that sent it; needed only when more than one producer sent this `source` + `id` (409 otherwise).",
   ),
+  format: z
+    .enum(["json", "tlog-proof"])
+    .optional()
+    .openapi({
+      param: { name: "format", in: "query", required: false },
+      description:
+        "`json` (default): the receipt as JSON (docs/FORMAT.md §9). `tlog-proof`: the same receipt as a c2sp.org/tlog-proof (text/plain; FORMAT.md §9a), to store as `<name>.tlog-proof` and check with `auditsink verify-proof` or any tlog-proof verifier.",
+    }),
 });
 
 const hex = z.string().regex(/^[0-9a-f]{64}$/);
@@ -123,7 +134,7 @@ export const ReceiptSchema = z
 export const SubmitQuery = z.object({
   consistencyFrom: natural(
     "consistencyFrom",
-    "The newest tree size the producer has seen for this stream. The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
+    "The newest tree size the producer has seen for this stream (0: none yet, which gives an empty proof). The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
     false,
   ).optional(),
 });

@@ -201,7 +201,7 @@ describe("the OpenAPI document", () => {
           .filter((p) => p.in === "query")
           .map((p) => [p.name, p.required === true]),
       );
-    expect(required("/v1/receipts")).toEqual({ source: true, id: true, producer: false });
+    expect(required("/v1/receipts")).toEqual({ source: true, id: true, producer: false, format: false });
     expect(required("/v1/streams/{stream}/records")).toEqual({ from: true, to: true });
     expect(required("/v1/events")).toMatchObject({ traceId: false, receivedSince: false, limit: false });
   });

@@ -11,3 +11,4 @@ export * from "./tail.ts";
 export * from "./trust.ts";
 export * from "./trustKeys.ts";
 export * from "./verify.ts";
+export * from "./verifyProof.ts";

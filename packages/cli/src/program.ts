@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
+import { receiptTlogProof } from "@auditsink/core";
 import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import envPaths from "env-paths";
@@ -738,6 +739,45 @@ export function buildProgram(io: Io = processIo): Command {
     }
   });
 
+  program
+    .command("verify-proof")
+    .description(
+      "check a receipt kept as a c2sp.org/tlog-proof file, offline: signature, origin, inclusion, and the record",
+    )
+    .argument("<file>", "the .tlog-proof file")
+    .option("--record <file>", "the record it proves (JSON: a segment line or GET …/records' record)")
+    .option(
+      "--trusted-keys <file>",
+      "file of pinned checkpoint verifier keys, one per line (repeatable)",
+      collect,
+    )
+    .option(
+      "--verifier-key <key>",
+      "a pinned checkpoint verifier key string <name>+<id>+<base64> (repeatable)",
+      collect,
+    )
+    .option("--deployment <name>", "require the checkpoint origin <name>/<stream>")
+    .option("--json", "machine-readable result")
+    .action(async (file: string, o) => {
+      const { verifyProofFile } = await import("./verifyProof.ts");
+      const r = await verifyProofFile(file, {
+        ...trustOf(o),
+        ...(o.record ? { recordFile: o.record } : {}),
+        ...(o.deployment ? { deployment: o.deployment } : {}),
+      });
+      if (o.json) printJson(io, r);
+      else if (r.ok) {
+        const p = r.proof!;
+        io.out(
+          `verified: record #${p.index} of ${p.stream} (source ${p.source}, id ${p.id}) is in the log ${p.origin} of size ${p.size}\n` +
+            (r.record === "checked"
+              ? "record: checked against the file given\n"
+              : `record: not given — proven is the record hash ${p.recordHash}; pass --record to check the record itself\n`),
+        );
+      } else io.out(`NOT VERIFIED: ${r.failure!.code}: ${r.failure!.detail}\n`);
+      io.setExitCode(r.ok ? EXIT_OK : EXIT_FAILURES);
+    });
+
   const prove = program
     .command("prove")
     .description("inclusion and consistency proofs, checked before printing");
@@ -753,21 +793,25 @@ export function buildProgram(io: Io = processIo): Command {
         .option("--index <n>", "record index", int("--index"))
         .option("--event-source <source>", "the event's CloudEvents source")
         .option("--event-id <id>", "the event's CloudEvents id")
-        .option("--size <n>", "prove against the checkpoint of this size", int("--size")),
+        .option("--size <n>", "prove against the checkpoint of this size", int("--size"))
+        .addOption(
+          new Option("--format <format>", "json (a receipt) or tlog-proof (c2sp.org/tlog-proof text)")
+            .choices(["json", "tlog-proof"])
+            .default("json"),
+        ),
     ),
   ).action(async (location: string, o) => {
-    printJson(
-      io,
-      await proveInclusion(location, {
-        ...trustOf(o),
-        stream: o.stream,
-        ...(o.index !== undefined ? { index: o.index } : {}),
-        ...(o.eventSource ? { eventSource: o.eventSource } : {}),
-        ...(o.eventId ? { eventId: o.eventId } : {}),
-        ...(o.size !== undefined ? { size: o.size } : {}),
-        s3: s3Of(o),
-      }),
-    );
+    const receipt = await proveInclusion(location, {
+      ...trustOf(o),
+      stream: o.stream,
+      ...(o.index !== undefined ? { index: o.index } : {}),
+      ...(o.eventSource ? { eventSource: o.eventSource } : {}),
+      ...(o.eventId ? { eventId: o.eventId } : {}),
+      ...(o.size !== undefined ? { size: o.size } : {}),
+      s3: s3Of(o),
+    });
+    if (o.format === "tlog-proof") io.out(receiptTlogProof(receipt));
+    else printJson(io, receipt);
   });
   withS3(
     withTrust(
@@ -776,7 +820,11 @@ export function buildProgram(io: Io = processIo): Command {
         .description("a consistency proof between two stored checkpoints")
         .argument("<source>", SOURCE_HELP)
         .requiredOption("--stream <name>", "stream")
-        .requiredOption("--from <size>", "older checkpoint size", int("--from"))
+        .requiredOption(
+          "--from <size>",
+          "older checkpoint size (0: the empty tree, an empty proof)",
+          int("--from"),
+        )
         .requiredOption("--to <size>", "newer checkpoint size", int("--to")),
     ),
   ).action(async (location: string, o) => {

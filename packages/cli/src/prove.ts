@@ -7,6 +7,7 @@ import {
   checkConsistency,
   checkpointKey,
   checkpointPrefix,
+  EMPTY_ROOT,
   openCheckpoint,
   parseStoreKey,
   type Receipt,
@@ -119,8 +120,8 @@ export interface ConsistencyProofOutput {
   stream: string;
   from: number;
   to: number;
-  /** The two signed checkpoints. */
-  older: string;
+  /** The two signed checkpoints (no older one from size 0: the empty tree has none). */
+  older?: string;
   newer: string;
   proof: string[];
 }
@@ -129,8 +130,8 @@ export async function proveConsistency(
   location: string,
   options: ConsistencyOptions,
 ): Promise<ConsistencyProofOutput> {
-  if (!(options.from > 0 && options.from <= options.to))
-    throw new CliError("usage", "need 0 < --from ≤ --to");
+  if (!(options.from >= 0 && options.from <= options.to))
+    throw new CliError("usage", "need 0 ≤ --from ≤ --to");
   const source = await openSource(location, options.s3);
   const reader = source.reader(options.stream);
   const { trust, text } = await checkpoints(source, options);
@@ -138,21 +139,30 @@ export async function proveConsistency(
   if (options.to > reader.size) {
     throw new CliError("not-found", `stream ${options.stream} has ${reader.size} records, not ${options.to}`);
   }
-  if (options.from < reader.firstIndex) {
+  if (options.from > 0 && options.from < reader.firstIndex) {
     throw new CliError(
       "not-found",
       `the source starts at size ${reader.firstIndex} of ${options.stream}: no proof from ${options.from}`,
     );
   }
-  const older = await text(options.from);
+  // The empty tree (size 0) has no stored checkpoint: every tree extends it, with an empty proof.
+  const older = options.from === 0 ? undefined : await text(options.from);
   const newer = await text(options.to);
-  const proof =
-    options.from === options.to ? [] : reader.consistencyProof(options.from, options.to).map(toHex);
-  const a = openCheckpoint(older, trust.trusted);
+  const proof = reader.consistencyProof(options.from, options.to).map(toHex);
   const b = openCheckpoint(newer, trust.trusted);
-  if (!a.ok || !b.ok) throw new CliError("untrusted", "a checkpoint does not verify with the trusted keys");
-  const verdict = checkConsistency(a.checkpoint, b.checkpoint, proof);
+  const a = older === undefined ? undefined : openCheckpoint(older, trust.trusted);
+  if (!b.ok || (a && !a.ok))
+    throw new CliError("untrusted", "a checkpoint does not verify with the trusted keys");
+  const from = a?.ok ? a.checkpoint : { ...b.checkpoint, size: 0, root: EMPTY_ROOT };
+  const verdict = checkConsistency(from, b.checkpoint, proof);
   if (!verdict.ok)
     throw new CliError("untrusted", `the proof does not verify: ${verdict.code}: ${verdict.detail}`);
-  return { stream: options.stream, from: options.from, to: options.to, older, newer, proof };
+  return {
+    stream: options.stream,
+    from: options.from,
+    to: options.to,
+    ...(older ? { older } : {}),
+    newer,
+    proof,
+  };
 }

@@ -21,6 +21,7 @@ import {
   toHex,
   type UnsignedEvent,
   verifyReceipt,
+  verifyTlogProof,
   type WitnessPolicy,
   witnessPolicy,
 } from "@auditsink/core";
@@ -416,6 +417,36 @@ export class AuditClient {
       if (Date.now() + (options.pollMs ?? 1000) > deadline) throw last;
       await sleep(options.pollMs ?? 1000);
     }
+  }
+
+  /**
+   * The receipt of an accepted event as a c2sp.org/tlog-proof (docs/FORMAT.md §9a) — the text to store as
+   * `<name>.tlog-proof` beside the event, verifiable offline with `auditsink verify-proof` or core's
+   * verifyTlogProof. Verified like receipt() before it resolves. A receipt already held converts without a
+   * request: `receiptTlogProof(receipt)`.
+   * @example
+   *   await writeFile("call-42.tlog-proof", await client.receiptProof("agent://support-bot", "call-42"));
+   */
+  async receiptProof(source: string, id: string, options: { producer?: string } = {}): Promise<string> {
+    const query = new URLSearchParams({
+      source,
+      id,
+      ...(options.producer ? { producer: options.producer } : {}),
+      format: "tlog-proof",
+    });
+    const text = await (await this.request("GET", `/v1/receipts?${query}`)).text();
+    const verdict = verifyTlogProof(text, {
+      trusted: this.trusted,
+      ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
+    });
+    if (!verdict.ok)
+      throw new ReceiptError(verdict.code, `tlog-proof for ${source} ${id}: ${verdict.detail}`);
+    const r = verdict.receipt!;
+    if (r.source !== source || r.id !== id) {
+      throw new ClientError("bad-response", `the sink answered with a proof for another event`);
+    }
+    await this.witness.observe(r.stream, r.checkpoint, this.consistencyProof);
+    return text;
   }
 
   /** Fetches the stream's current checkpoint and checks it against the newest seen (a witness check). */

@@ -27,7 +27,8 @@ export type FormatErrorCode =
   | "bad-receipt"
   | "bad-proof"
   | "bad-batch"
-  | "bad-tile";
+  | "bad-tile"
+  | "bad-tlog-proof";
 
 /** Bytes or text that do not follow docs/FORMAT.md. */
 export class FormatError extends CodedError<FormatErrorCode> {

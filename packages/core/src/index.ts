@@ -21,6 +21,7 @@ export * from "./stream-reader.ts";
 export * from "./stream-set.ts";
 export * from "./tile-writer.ts";
 export * from "./tiles.ts";
+export * from "./tlog-proof.ts";
 export * from "./verify.ts";
 export * from "./witness.ts";
 export * from "./witness-cosigner.ts";

@@ -248,9 +248,11 @@ export class MerkleTree {
     return path;
   }
 
-  /** RFC 9162 §2.1.4.1 PROOF(m, D[0:n]). */
+  /** RFC 9162 §2.1.4.1 PROOF(m, D[0:n]); empty for m = 0 (from the empty tree) and for m = n. */
   consistencyProof(m: number, n = this._size): Hash[] {
-    if (!(m > 0 && m <= n && n <= this._size)) throw new RangeError(`no consistency proof from ${m} to ${n}`);
+    if (!(m >= 0 && m <= n && n <= this._size))
+      throw new RangeError(`no consistency proof from ${m} to ${n}`);
+    if (m === 0 || m === n) return [];
     const proof: Hash[] = [];
     const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
       const n = hi - lo;
@@ -355,7 +357,11 @@ export function verifyInclusion(
   }
 }
 
-/** RFC 9162 §2.1.4.2: true when `proof` shows the tree (size1, root1) is a prefix of (size2, root2). */
+/**
+ * RFC 9162 §2.1.4.2: true when `proof` shows the tree (size1, root1) is a prefix of (size2, root2). From the empty
+ * tree (size1 = 0, whose root is MTH({})) every tree is an extension and the proof is empty, as c2sp.org/tlog-witness
+ * has it for `old 0`; RFC 9162 defines no PROOF(0, …), so any other proof is refused.
+ */
 export function verifyConsistency(
   size1: number,
   size2: number,
@@ -363,9 +369,12 @@ export function verifyConsistency(
   root2: Uint8Array,
   proof: readonly Uint8Array[],
 ): boolean {
-  // A consistency check from the empty tree proves nothing, so (like transparency-dev/merkle) it is refused.
-  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 <= 0 || size1 > size2)
+  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 < 0 || size1 > size2)
     return false;
+  if (size1 === 0) {
+    const root2ok = size2 === 0 ? EMPTY_ROOT.equals(root2) : root2.length === HASH_SIZE;
+    return proof.length === 0 && EMPTY_ROOT.equals(root1) && root2ok;
+  }
   if (size1 === size2) return proof.length === 0 && Buffer.from(root1).equals(root2);
   if (root1.length !== HASH_SIZE || root2.length !== HASH_SIZE || proof.some((p) => p.length !== HASH_SIZE))
     return false;

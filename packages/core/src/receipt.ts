@@ -125,7 +125,7 @@ export function verifyReceipt(untrusted: Receipt, check: ReceiptCheck): ReceiptV
 
 /**
  * Witness check: is `newer` an extension of `older` (same log, no rollback, no fork)? Needs a consistency
- * proof from older.size to newer.size, hex hashes as served by the sink.
+ * proof from older.size to newer.size, hex hashes as served by the sink (empty from size 0 or between equal sizes).
  */
 export function checkConsistency(
   older: Checkpoint,
@@ -142,14 +142,12 @@ export function checkConsistency(
       detail: `log rolled back from size ${older.size} to ${newer.size}`,
     };
   }
-  if (newer.size === older.size || older.size === 0) {
-    return newer.size === older.size && !newer.root.equals(older.root)
-      ? {
-          ok: false,
-          code: "receipt-inconsistent",
-          detail: `two different roots for size ${older.size}: a fork`,
-        }
-      : { ok: true, checkpoint: newer };
+  if (newer.size === older.size && !newer.root.equals(older.root)) {
+    return {
+      ok: false,
+      code: "receipt-inconsistent",
+      detail: `two different roots for size ${older.size}: a fork`,
+    };
   }
   let proof: Hash[];
   try {

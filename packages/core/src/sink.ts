@@ -61,7 +61,10 @@ import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 import { TileWriter } from "./tile-writer.ts";
 
 export interface SinkOptions {
-  /** The deployment's name: the checkpoint key name and origin prefix (`<deployment>/<stream>`). */
+  /**
+   * The deployment's name: the signer's key name and the origin prefix. Each stream's checkpoints are signed
+   * under the key name `<deployment>/<stream>`, the origin (checkpointKeyFor, FORMAT.md §2).
+   */
   deployment: string;
   objects: ObjectStore;
   heads: HeadStore;

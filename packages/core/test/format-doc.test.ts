@@ -9,9 +9,10 @@ import { describe, expect, it } from "vitest";
 import { openCheckpoint } from "../src/checkpoint.ts";
 import { eventSigningBytes, type SignedEvent, verifyEventSignature } from "../src/event.ts";
 import { canonicalBytes } from "../src/hash.ts";
-import { publicKeyFromSpki } from "../src/keys.ts";
+import { publicKeyFromSpki, spkiDer } from "../src/keys.ts";
 import { parseVerifierKey } from "../src/note.ts";
 import { type Receipt, verifyReceipt } from "../src/receipt.ts";
+import { verifyTlogProof } from "../src/tlog-proof.ts";
 
 const doc = readFileSync(join(import.meta.dirname, "../../../docs/FORMAT.md"), "utf8");
 
@@ -75,6 +76,41 @@ describe("docs/FORMAT.md worked example", () => {
     expect(blob.subarray(0, 4)).toEqual(sha(der).subarray(0, 4));
     const key = createPublicKey({ key: der, format: "der", type: "spki" });
     expect(verify("sha256", Buffer.from(`${body}\n`), key, blob.subarray(4))).toBe(true);
+  });
+
+  it("the checkpoint is signed under the origin's name, and the stream's verifier key is the same key under it", () => {
+    const note = `${example("checkpoint")}\n`;
+    const streamKey = parseVerifierKey(example("stream-vkey"));
+    expect(note.split("\n\n")[1]!.split(" ")[1]).toBe("auditsink.example/prod/support-agent");
+    expect(streamKey.name).toBe("auditsink.example/prod/support-agent");
+    expect(spkiDer(streamKey.publicKey)).toEqual(spkiDer(sinkKey.publicKey));
+    expect(openCheckpoint(note, [streamKey])).toMatchObject({
+      ok: true,
+      deployment: "auditsink.example/prod",
+    });
+  });
+
+  it("the tlog-proof holds the receipt: its extra JSON, index, proof and checkpoint, and verifies", () => {
+    const receipt = JSON.parse(example("receipt")) as Receipt;
+    const text = `${example("tlog-proof")}\n`;
+    const [header, extra, index, ...rest] = text.split("\n");
+    expect(header).toBe("c2sp.org/tlog-proof@v1");
+    expect(JSON.parse(Buffer.from(extra!.slice("extra ".length), "base64").toString("utf8"))).toEqual({
+      id: receipt.id,
+      recordHash: receipt.recordHash,
+      source: receipt.source,
+      stream: receipt.stream,
+    });
+    expect(index).toBe(`index ${receipt.index}`);
+    expect(rest.slice(0, receipt.inclusionProof.length)).toEqual(
+      receipt.inclusionProof.map((h) => Buffer.from(h, "hex").toString("base64")),
+    );
+    expect(text.endsWith(`\n\n${receipt.checkpoint}`)).toBe(true);
+    expect(verifyTlogProof(text, { trusted: [sinkKey], deployment: "auditsink.example/prod" })).toMatchObject(
+      {
+        ok: true,
+      },
+    );
   });
 
   it("the receipt verifies offline with the pinned key", () => {

@@ -72,6 +72,29 @@ describe("RFC 9162 consistency vectors (transparency-dev/merkle testdata)", () =
   });
 });
 
+describe("consistency from the empty tree (c2sp.org/tlog-witness `old 0`)", () => {
+  // transparency-dev/merkle refuses every size1 = 0 (its vectors above are all also wrong in another way: a root
+  // that is not 32 bytes, a proof that is not empty, or an old root that is not MTH({})); tlog-witness instead
+  // treats size 0 as the empty tree, which every tree extends, with an empty proof. auditsink follows tlog-witness.
+  const tree = MerkleTree.empty();
+  for (let i = 0; i < 5; i++) tree.append(leafHash(Buffer.from(`leaf ${i}`)));
+
+  it("proves every tree extends the empty tree with an empty proof", () => {
+    expect(tree.consistencyProof(0, 5)).toEqual([]);
+    expect(tree.consistencyProof(0, 0)).toEqual([]);
+    expect(verifyConsistency(0, 5, EMPTY_ROOT, tree.root(5), [])).toBe(true);
+    expect(verifyConsistency(0, 0, EMPTY_ROOT, EMPTY_ROOT, [])).toBe(true);
+  });
+
+  it("refuses a proof that is not empty, an old root that is not MTH({}), and a new root that is not a hash", () => {
+    expect(verifyConsistency(0, 5, EMPTY_ROOT, tree.root(5), [tree.root(1)])).toBe(false);
+    expect(verifyConsistency(0, 5, tree.root(1), tree.root(5), [])).toBe(false);
+    expect(verifyConsistency(0, 5, EMPTY_ROOT, tree.root(5).subarray(1), [])).toBe(false);
+    expect(verifyConsistency(0, 0, EMPTY_ROOT, tree.root(5), [])).toBe(false);
+    expect(verifyConsistency(-1, 5, EMPTY_ROOT, tree.root(5), [])).toBe(false);
+  });
+});
+
 describe("MerkleTree", () => {
   it("reproduces the vectors' roots and proofs from their leaves", () => {
     // Prepare
