@@ -15,6 +15,7 @@ import {
   checkWitnessPolicy,
   cosignedKey,
   formatVerifierKey,
+  leafHash,
   makeNoteKey,
   makeWitnessKey,
   originFor,
@@ -307,6 +308,34 @@ describe("an embedded sink cosigned by litewitness", () => {
       await witnessed.close();
       await strict.close();
     }
+  });
+
+  it("serves the cosigned checkpoint at /tlog/{stream}/checkpoint while newer ones wait, and the tiles under it", async () => {
+    // Prepare: the first round runs at once, the next not before 60 s.
+    const { sink, send, logKey, origin } = await startWitnessed({
+      witnesses: [{ url: w2.url, verifierKey: w2.verifierKey }],
+      intervalSeconds: 60,
+    });
+    await w2.addLog(origin, logKey);
+    const first = await send(3);
+    await cosignedAt(sink.url, 3);
+    await send(2);
+
+    // Act
+    const checkpoint = await (await fetch(`${sink.url}/tlog/${STREAM}/checkpoint`)).text();
+    const tile = await fetch(`${sink.url}/tlog/${STREAM}/tile/0/000.p/3`);
+
+    // Assess: a tlog client sees size 3, cosigned, and the level-0 tile of width 3 holds its three leaves.
+    const note = parseNote(checkpoint);
+    expect(note.text.split("\n")[1]).toBe("3");
+    expect(note.signatures.map((s) => s.name)).toEqual([origin, "witness.test/two"]);
+    expect(tile.status).toBe(200);
+    const leaves = first.map((r) => leafHash(Buffer.from(r.recordHash, "hex")));
+    expect(Buffer.from(await tile.arrayBuffer())).toEqual(Buffer.concat(leaves));
+    const json = (await (
+      await fetch(`${sink.url}/v1/streams/${STREAM}/checkpoint`)
+    ).json()) as CheckpointJson;
+    expect(json).toMatchObject({ size: 5, cosigned: { size: 3 } });
   });
 
   it("a witness refuses a forked checkpoint signed with the sink's own key", async () => {
