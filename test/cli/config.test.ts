@@ -50,6 +50,12 @@ describe("auditsink start configuration", () => {
       AUDITSINK_FULL_VERIFY_INTERVAL: "600",
       AUDITSINK_VERIFY_SWEEP_SHARE: "0.25",
       AUDITSINK_WEBHOOK_URL: "https://alerts.example/hook",
+      AUDITSINK_TILES: "off",
+      AUDITSINK_WITNESSES: "https://w1.example w1+00000000+BA==\nhttps://w2.example w2+00000000+BA==",
+      AUDITSINK_WITNESS_QUORUM: "1",
+      AUDITSINK_WITNESS_INTERVAL: "60",
+      AUDITSINK_WITNESS_MAX_LAG: "900",
+      AUDITSINK_WITNESS_STREAMS: "agents.*",
       LOG_LEVEL: "warn",
     });
     expect(o).toEqual({
@@ -62,6 +68,13 @@ describe("auditsink start configuration", () => {
       fullVerifyInterval: 600,
       verifySweepShare: 0.25,
       webhook: "https://alerts.example/hook",
+      tiles: "off",
+      // One value holding both witnesses: the action splits it (parseWitnessList) and checks each key at start.
+      witness: ["https://w1.example w1+00000000+BA==\nhttps://w2.example w2+00000000+BA=="],
+      witnessQuorum: 1,
+      witnessInterval: 60,
+      witnessMaxLag: 900,
+      witnessStreams: "agents.*",
       logLevel: "warn",
     });
   });
@@ -97,6 +110,12 @@ describe("auditsink start configuration", () => {
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
       "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
+      "--tiles": "AUDITSINK_TILES",
+      "--witness": "AUDITSINK_WITNESSES",
+      "--witness-quorum": "AUDITSINK_WITNESS_QUORUM",
+      "--witness-interval": "AUDITSINK_WITNESS_INTERVAL",
+      "--witness-max-lag": "AUDITSINK_WITNESS_MAX_LAG",
+      "--witness-streams": "AUDITSINK_WITNESS_STREAMS",
       "--log-level": "LOG_LEVEL",
     });
     for (const o of options) expect(doc).toContain(`| \`${o.flags}\` | \`${o.envVar}\` |`);

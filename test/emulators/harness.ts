@@ -176,7 +176,7 @@ async function waitReady(
 
 const stopping = new WeakSet<ChildProcess>();
 
-function stopProcess(child: ChildProcess): Promise<void> {
+export function stopProcess(child: ChildProcess): Promise<void> {
   stopping.add(child);
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((done) => {
@@ -200,7 +200,7 @@ export interface StartOptions {
   attempts?: number;
 }
 
-async function startWithRetry(
+export async function startWithRetry(
   start: (port: number) => ChildProcess,
   boundPort: (child: ChildProcess, startup: string, asked: number) => number | undefined,
   probe: (port: number) => string,

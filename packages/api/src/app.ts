@@ -117,6 +117,11 @@ export interface AppDeps {
   onRequest?(record: RequestRecord, request: Request): void;
   /** Serves `GET /metrics` in the Prometheus text format when present (docs/OPERATIONS.md §Metrics). */
   metrics?(): Promise<{ contentType: string; body: string }>;
+  /**
+   * The newest checkpoint of a stream with witness cosignatures (docs/TRANSPARENCY.md §3), when the runtime
+   * submits to witnesses; `GET /v1/streams/{stream}/checkpoint` adds it as `cosigned`.
+   */
+  cosigned?(stream: string): Promise<{ size: number; note: string } | undefined>;
   /** The Swagger UI files for the rendered API reference at `/docs`; absent: `/docs` is not served. */
   apiReference?: ApiReferenceAssets;
 }
@@ -343,7 +348,16 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     async (c) => {
       const { stream } = c.req.valid("param");
       const checkpoint = await newestCheckpoint(sink, stream);
-      return c.json({ stream, size: checkpoint.size, checkpoint: checkpoint.text }, 200);
+      const cosigned = await deps.cosigned?.(stream);
+      return c.json(
+        {
+          stream,
+          size: checkpoint.size,
+          checkpoint: checkpoint.text,
+          ...(cosigned ? { cosigned: { size: cosigned.size, checkpoint: cosigned.note } } : {}),
+        },
+        200,
+      );
     },
   );
 
@@ -629,7 +643,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     );
   }
 
-  registerTlogRoutes(app, sink);
+  registerTlogRoutes(app, sink, deps.cosigned);
 
   app.openapi(
     createRoute({

@@ -196,7 +196,15 @@ export const StreamSummary = z
   .openapi("StreamSummary");
 
 export const CheckpointResponse = z
-  .object({ stream: z.string(), size: z.number().int(), checkpoint: z.string() })
+  .object({
+    stream: z.string(),
+    size: z.number().int(),
+    checkpoint: z.string(),
+    cosigned: z.object({ size: z.number().int(), checkpoint: z.string() }).optional().openapi({
+      description:
+        "The newest checkpoint witnesses cosigned (the sink's signature, then each witness's c2sp.org/tlog-cosignature line), when the sink submits to witnesses. Cosigning lags commits, so its size may be below `size`.",
+    }),
+  })
   .openapi("Checkpoint");
 
 export const RecordSchema = z

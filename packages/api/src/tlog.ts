@@ -63,12 +63,21 @@ const binary = (description: string) => ({
   content: { "application/octet-stream": { schema: { type: "string", format: "binary" } as never } },
 });
 
-/** Registers the tlog-tiles routes on the app (declared in its OpenAPI document, so its route table knows them). */
-export function registerTlogRoutes(app: OpenAPIHono, sink: Sink): void {
+/**
+ * Registers the tlog-tiles routes on the app (declared in its OpenAPI document, so its route table knows them).
+ * With `cosigned` (a runtime that submits to witnesses), `checkpoint` is the newest cosigned checkpoint — what a
+ * client with a witness policy accepts (docs/TRANSPARENCY.md §3) — and the newest signed one until there is one.
+ */
+export function registerTlogRoutes(
+  app: OpenAPIHono,
+  sink: Sink,
+  cosigned?: (stream: string) => Promise<{ size: number; note: string } | undefined>,
+): void {
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/tlog/{stream}/checkpoint",
-    summary: "The stream's newest signed checkpoint as a C2SP signed note (c2sp.org/tlog-tiles)",
+    summary:
+      "The stream's newest signed checkpoint as a C2SP signed note (c2sp.org/tlog-tiles); with witnesses, the newest cosigned one",
     request: { params: StreamParams },
     responses: {
       200: {
@@ -81,7 +90,8 @@ export function registerTlogRoutes(app: OpenAPIHono, sink: Sink): void {
   });
   app.get("/tlog/:stream/checkpoint", async (c) => {
     const stream = streamOf(c.req.param("stream"));
-    const { text } = await newestCheckpoint(sink, stream);
+    const witnessed = await cosigned?.(stream);
+    const text = witnessed?.note ?? (await newestCheckpoint(sink, stream)).text;
     return c.body(text, 200, {
       "content-type": "text/plain; charset=utf-8",
       "cache-control": CHECKPOINT_CACHE,

@@ -138,6 +138,10 @@ function verifyText(r: VerifyResult): string {
     `source ${r.source.kind} ${r.source.location}${r.source.deployment ? ` (deployment ${r.source.deployment})` : ""}`,
   );
   lines.push(`trusted keys (${r.trust.how}: ${r.trust.detail}): ${r.trust.fingerprints.join(", ")}`);
+  if (r.witnessPolicy)
+    lines.push(
+      `witness policy: ${r.witnessPolicy.quorum} of ${r.witnessPolicy.witnesses.length} (${r.witnessPolicy.witnesses.join(", ")})`,
+    );
   if (r.trust.how === "trust-on-first-use")
     lines.push(
       "  WARNING: trust on first use — these keys were not checked out of band; compare the fingerprint with the operator's",
@@ -151,6 +155,12 @@ function verifyText(r: VerifyResult): string {
     lines.push(
       `stream ${s.stream}: ${s.state.size > s.from ? `records ${s.from}…${s.state.size - 1}` : "no records"} (${s.records} verified), ${s.segments} segments, ${s.checkpoints} checkpoints, ${s.receipts} receipts — ${status}`,
     );
+    if (r.witnessPolicy)
+      lines.push(
+        s.witnessed
+          ? `  witnessed up to size ${s.witnessed.size}: cosigned by ${s.witnessed.witnesses.join(", ")}`
+          : "  witnessed: no cosigned checkpoint meets the witness policy",
+      );
     for (const f of s.failures) lines.push(`  FAIL ${f.code} at ${f.at ?? "-"}: ${f.message}`);
     for (const w of s.warnings) lines.push(`  warn ${w.code} at ${w.at ?? "-"}: ${w.message}`);
   }
@@ -311,6 +321,44 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .addOption(
       new Option(
+        "--witness <url-and-key>",
+        'a witness to ask for cosignatures: "<submission URL> <verifier key>" (repeatable; the environment variable takes several, one per line or comma-separated; docs/TRANSPARENCY.md §3)',
+      )
+        .env("AUDITSINK_WITNESSES")
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+    )
+    .addOption(
+      new Option(
+        "--witness-quorum <n>",
+        "valid cosignatures each checkpoint should get; fewer is reported by /healthz and metrics (default: every witness)",
+      )
+        .env("AUDITSINK_WITNESS_QUORUM")
+        .argParser(positiveInt("--witness-quorum")),
+    )
+    .addOption(
+      new Option(
+        "--witness-interval <seconds>",
+        "least time between two submissions of one stream's checkpoint to the witnesses (default 10)",
+      )
+        .env("AUDITSINK_WITNESS_INTERVAL")
+        .argParser(int("--witness-interval")),
+    )
+    .addOption(
+      new Option(
+        "--witness-max-lag <seconds>",
+        "the scheduled verifier reports witness-policy-unmet when a checkpoint waits longer for a quorum (default 300, or 3 intervals)",
+      )
+        .env("AUDITSINK_WITNESS_MAX_LAG")
+        .argParser(int("--witness-max-lag")),
+    )
+    .addOption(
+      new Option(
+        "--witness-streams <patterns>",
+        "streams whose checkpoints are submitted, comma-separated patterns like agents.* (default: every stream)",
+      ).env("AUDITSINK_WITNESS_STREAMS"),
+    )
+    .addOption(
+      new Option(
         "--log-level <level>",
         "lowest level logged as JSON lines on stderr: fatal, error, warn, info, debug, trace or silent",
       )
@@ -319,7 +367,8 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .action(async (o) => {
       const { start } = await import("./start.ts");
-      const { parseLogLevel } = await import("@auditsink/local");
+      const { parseLogLevel, parseWitnessList } = await import("@auditsink/local");
+      const witnessSpecs = (o.witness as string[] | undefined)?.flatMap(parseWitnessList) ?? [];
       await start({
         dataDir: o.data ?? o.dataDir,
         host: o.host,
@@ -330,6 +379,23 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.fullVerifyInterval !== undefined ? { fullVerifyIntervalSeconds: o.fullVerifyInterval } : {}),
         ...(o.verifySweepShare !== undefined ? { verifySweepShare: o.verifySweepShare } : {}),
         ...(o.webhook ? { webhookUrl: o.webhook } : {}),
+        ...(witnessSpecs.length > 0
+          ? {
+              witnesses: {
+                witnesses: witnessSpecs,
+                ...(o.witnessQuorum !== undefined ? { quorum: o.witnessQuorum } : {}),
+                ...(o.witnessInterval !== undefined ? { intervalSeconds: o.witnessInterval } : {}),
+                ...(o.witnessMaxLag !== undefined ? { maxLagSeconds: o.witnessMaxLag } : {}),
+                ...(o.witnessStreams
+                  ? {
+                      streams: String(o.witnessStreams)
+                        .split(",")
+                        .map((p: string) => p.trim()),
+                    }
+                  : {}),
+              },
+            }
+          : {}),
         ...(o.tiles === "off" ? { tiles: false } : {}),
         logLevel: parseLogLevel(o.logLevel),
         // The human start-up text on a terminal only; elsewhere the `auditsink started` log line says it all.
@@ -548,6 +614,21 @@ export function buildProgram(io: Io = processIo): Command {
             .hideHelp()
             .argParser(positiveInt("--threads")),
         )
+        .option(
+          "--witness <vkey>",
+          "a witness verifier key: checkpoints must be cosigned by a quorum of these (repeatable)",
+          collect,
+        )
+        .option(
+          "--witness-quorum <n>",
+          "cosignatures required (default: every --witness)",
+          positiveInt("--witness-quorum"),
+        )
+        .option(
+          "--witness-max-lag <seconds>",
+          "how long a checkpoint may wait for its cosignatures (default 300)",
+          int("--witness-max-lag"),
+        )
         .option("--no-progress", "no progress bar")
         .option("--json", "machine-readable report (never a progress bar)"),
     ),
@@ -564,6 +645,15 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.receipts ? { receiptsFile: o.receipts } : {}),
         producerSignatures: o.producerSignatures !== false,
         ...((o.jobs ?? o.threads) !== undefined ? { jobs: o.jobs ?? o.threads } : {}),
+        ...(o.witness
+          ? {
+              witnesses: {
+                verifierKeys: o.witness,
+                ...(o.witnessQuorum !== undefined ? { quorum: o.witnessQuorum } : {}),
+                ...(o.witnessMaxLag !== undefined ? { maxLagSeconds: o.witnessMaxLag } : {}),
+              },
+            }
+          : {}),
         s3: s3Of(o),
       },
       showBar ? progressBar(io) : undefined,

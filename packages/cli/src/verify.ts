@@ -14,6 +14,8 @@ import {
   runVerification,
   type StreamReport,
   type VerifierState,
+  type WitnessPolicy,
+  witnessPolicy,
 } from "@auditsink/core";
 import { checkBundle, manifestFindings, readBundleReceipts } from "./bundleCheck.ts";
 import { DigestPool } from "./DigestPool.ts";
@@ -43,6 +45,11 @@ export interface VerifyCommandOptions extends TrustOptions {
   /** Stops the run: it rejects with the signal's reason, and the workers are ended at once. */
   signal?: AbortSignal;
   s3?: S3ReadOptions;
+  /**
+   * A witness policy: each stream's checkpoints must be cosigned by `quorum` (default: all) of these witness
+   * verifier keys within `maxLagSeconds` (default 300) of being signed (docs/TRANSPARENCY.md §3).
+   */
+  witnesses?: { verifierKeys: readonly string[]; quorum?: number; maxLagSeconds?: number };
 }
 
 export interface VerifyProgress {
@@ -76,6 +83,8 @@ export interface VerifyResult {
    * unusable), and a `receipt-malformed` failure for every entry that is not a receipt.
    */
   receipts: { given: number; checked: number; notChecked: number; failures: Finding<string>[] };
+  /** The witness policy checked, if any: its quorum and witness names. */
+  witnessPolicy?: { quorum: number; witnesses: string[] };
   failures: number;
   warnings: number;
 }
@@ -113,6 +122,14 @@ export async function runVerify(
   options: VerifyCommandOptions = {},
   progress?: VerifyProgress,
 ): Promise<VerifyResult> {
+  let policy: WitnessPolicy | undefined;
+  try {
+    policy = options.witnesses
+      ? witnessPolicy(options.witnesses.verifierKeys, options.witnesses.quorum)
+      : undefined;
+  } catch (e) {
+    throw new CliError("usage", `--witness: ${(e as Error).message}`, { cause: e });
+  }
   const source = await openSource(location, options.s3);
   // Never the source's own key by itself (docs/FORMAT.md §2): pinned, fingerprint, or trust on first use.
   const trust = await resolveTrust(options, source.offeredKeys, false, location);
@@ -174,6 +191,16 @@ export async function runVerify(
           layout: Boolean(bundle) || (!options.streams?.length && !incremental),
           ...(bundle ? { streamSet: false } : {}),
           ...(options.signal ? { signal: options.signal } : {}),
+          ...(policy
+            ? {
+                witnesses: {
+                  policy,
+                  ...(options.witnesses?.maxLagSeconds !== undefined
+                    ? { maxLagSeconds: options.witnesses.maxLagSeconds }
+                    : {}),
+                },
+              }
+            : {}),
           progress: {
             onStream: async (stream: string) => progress?.start(stream, await storedSize(source, stream)),
             onStreamDone: () => progress?.stop(),
@@ -243,6 +270,9 @@ export async function runVerify(
       notChecked: receipts.length - checked,
       failures: malformed,
     },
+    ...(policy
+      ? { witnessPolicy: { quorum: policy.quorum, witnesses: policy.witnesses.map((w) => w.name) } }
+      : {}),
     failures,
     warnings: results.reduce((n, r) => n + r.warnings.length, 0),
   };

@@ -8,9 +8,11 @@ import type { KeyObject } from "node:crypto";
 import { randomUUID } from "node:crypto";
 import {
   canonicalBytes,
+  checkWitnessPolicy,
   eventKey,
   MAX_SIGNED_BATCH_EVENTS,
   type NoteKey,
+  openCheckpoint,
   type Receipt,
   type SignedEvent,
   sha256,
@@ -20,9 +22,11 @@ import {
   type UnsignedEvent,
   verifyReceipt,
   verifyTlogProof,
+  type WitnessPolicy,
+  witnessPolicy,
 } from "@auditsink/core";
 import { CheckpointWitness, type ConsistencySource } from "./CheckpointWitness.ts";
-import { ClientError, ReceiptError } from "./errors.ts";
+import { ClientError, ReceiptError, WitnessPolicyError } from "./errors.ts";
 import { toNoteKey } from "./keys.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryOptions, sleep } from "./retry.ts";
 
@@ -70,6 +74,24 @@ export interface AuditClientOptions {
    * sends the same signed bytes and resolves with the original receipt (see send()).
    */
   rememberEvents?: number;
+  /**
+   * A witness policy (docs/TRANSPARENCY.md §3): `quorum` (default: all) of these witness verifier keys must have
+   * cosigned a checkpoint for checkWitnessed() and waitWitnessed() to succeed. Receipts are not held back for it:
+   * witnesses cosign after the commit, so a receipt's own checkpoint is never cosigned yet. A receipt is
+   * witnessed once a cosigned checkpoint that meets the policy has a size above its index and is consistent with
+   * the receipt's checkpoint — which waitWitnessed(receipt) checks.
+   */
+  witnesses?: { verifierKeys: readonly string[]; quorum?: number };
+}
+
+/** What checkWitnessed() found: the newest cosigned checkpoint, which witnesses of the policy signed it. */
+export interface Witnessed {
+  stream: string;
+  /** Its tree size: every record below it is covered. */
+  size: number;
+  witnesses: { name: string; time: number }[];
+  /** The cosigned checkpoint note (the sink's signature and each cosignature). */
+  checkpoint: string;
 }
 
 /** What a caller hands to send(): a CloudEvent without the signature; missing `id`, `time`, `source` are filled. */
@@ -140,6 +162,7 @@ export class AuditClient {
   /** By stream, source and id, oldest first (a Map keeps insertion order); at most `rememberEvents`. */
   private readonly remembered = new Map<string, Remembered>();
   private closed = false;
+  private readonly policy: WitnessPolicy | undefined;
 
   private constructor(
     private readonly options: AuditClientOptions,
@@ -151,6 +174,13 @@ export class AuditClient {
     this.batch = { maxEvents: 100, maxBytes: 1024 * 1024, lingerMs: 20, ...options.batch };
     this.fetch = options.fetch ?? globalThis.fetch;
     this.endpoint = options.endpoint.replace(/\/+$/, "");
+    try {
+      this.policy = options.witnesses
+        ? witnessPolicy(options.witnesses.verifierKeys, options.witnesses.quorum)
+        : undefined;
+    } catch (e) {
+      throw new ClientError("bad-config", `witnesses: ${(e as Error).message}`, {}, { cause: e });
+    }
   }
 
   static async create(options: AuditClientOptions): Promise<AuditClient> {
@@ -320,6 +350,73 @@ export class AuditClient {
     if (!verdict.ok) throw new ReceiptError(verdict.code, `receipt for record ${r.index}: ${verdict.detail}`);
     await this.witness.observe(r.stream, r.checkpoint, this.consistencyProof);
     return r;
+  }
+
+  /**
+   * Fetches the stream's newest cosigned checkpoint and checks it: signed by the pinned sink key, cosigned by the
+   * policy's quorum (AuditClientOptions.witnesses), and consistent with every checkpoint this client saw before
+   * (receipts included: a fork throws WitnessError). Throws WitnessPolicyError when the sink serves none or it
+   * falls short of the quorum.
+   * @example
+   *   const { size, witnesses } = await client.checkWitnessed("agent-actions");
+   */
+  async checkWitnessed(stream: string): Promise<Witnessed> {
+    const policy = this.policy;
+    if (!policy) throw new ClientError("bad-config", "checkWitnessed needs the witnesses option");
+    const res = await this.request("GET", `/v1/streams/${encodeURIComponent(stream)}/checkpoint`);
+    const body = (await res.json()) as { cosigned?: { checkpoint?: unknown } };
+    const signed = body?.cosigned?.checkpoint;
+    if (typeof signed !== "string")
+      throw new WitnessPolicyError(`stream ${stream}: the sink serves no cosigned checkpoint`);
+    const opened = openCheckpoint(signed, this.trusted);
+    if (!opened.ok)
+      throw new ReceiptError(
+        "receipt-checkpoint-invalid",
+        `cosigned checkpoint of ${stream}: ${opened.detail}`,
+      );
+    if (opened.checkpoint.origin !== `${opened.deployment}/${stream}`)
+      throw new ReceiptError(
+        "receipt-origin-mismatch",
+        `cosigned checkpoint of ${stream} has origin ${opened.checkpoint.origin}`,
+      );
+    const verdict = checkWitnessPolicy(opened.note, policy);
+    if (!verdict.met) throw new WitnessPolicyError(`stream ${stream}: ${verdict.detail}`, signed);
+    await this.witness.observe(stream, signed, this.consistencyProof);
+    return {
+      stream,
+      size: opened.checkpoint.size,
+      witnesses: verdict.signed.map((w) => ({ name: w.name, time: w.time })),
+      checkpoint: signed,
+    };
+  }
+
+  /**
+   * Waits until the receipt's record is covered by a checkpoint the policy's witnesses cosigned (size above its
+   * index), polling checkWitnessed every `pollMs` (default 1 s) for at most `timeoutMs` (default 60 s; then
+   * WitnessPolicyError). The cosigned checkpoint is checked consistent with the receipt's own.
+   */
+  async waitWitnessed(
+    receipt: Receipt,
+    options: { timeoutMs?: number; pollMs?: number } = {},
+  ): Promise<Witnessed> {
+    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+    await this.witness.observe(receipt.stream, receipt.checkpoint, this.consistencyProof);
+    for (;;) {
+      let last: unknown;
+      try {
+        const w = await this.checkWitnessed(receipt.stream);
+        if (w.size > receipt.index) return w;
+        last = new WitnessPolicyError(
+          `stream ${receipt.stream}: the newest cosigned checkpoint (size ${w.size}) does not cover record ${receipt.index} yet`,
+          w.checkpoint,
+        );
+      } catch (e) {
+        if (!(e instanceof WitnessPolicyError)) throw e;
+        last = e;
+      }
+      if (Date.now() + (options.pollMs ?? 1000) > deadline) throw last;
+      await sleep(options.pollMs ?? 1000);
+    }
   }
 
   /**

@@ -62,3 +62,21 @@ export class WitnessError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * The newest checkpoint the sink serves as witnessed does not meet the producer's witness policy
+ * (AuditClientOptions.witnesses): too few of the pinned witnesses cosigned it, or none in time
+ * (AuditClient.waitWitnessed). Not evidence of tampering by itself — a witness may be down — but until it is met
+ * nothing proves the sink shows this producer the same log it shows everyone else.
+ */
+export class WitnessPolicyError extends Error {
+  override readonly name = "WitnessPolicyError";
+  readonly code = "witness-policy-unmet";
+  constructor(
+    message: string,
+    /** The cosigned checkpoint the sink served (absent: it serves none). */
+    readonly cosigned?: string,
+  ) {
+    super(message);
+  }
+}

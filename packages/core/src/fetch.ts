@@ -20,7 +20,11 @@ import {
 
 const PAGE = 1000;
 
-async function* listAll(store: ObjectStore, prefix: string, startAfter?: string): AsyncGenerator<string> {
+export async function* listAll(
+  store: ObjectStore,
+  prefix: string,
+  startAfter?: string,
+): AsyncGenerator<string> {
   let after = startAfter;
   for (;;) {
     const page = await store.list(prefix, {

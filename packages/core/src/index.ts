@@ -24,3 +24,6 @@ export * from "./tiles.ts";
 export * from "./tlog-proof.ts";
 export * from "./tlog-reader.ts";
 export * from "./verify.ts";
+export * from "./witness.ts";
+export * from "./witness-cosigner.ts";
+export * from "./witnessed.ts";

@@ -147,6 +147,34 @@ export const METRICS = {
     unit: "Seconds",
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   }),
+  witnessSubmissions: spec({
+    name: "auditsink_witness_submissions_total",
+    type: "counter",
+    help: "Checkpoints submitted to a witness (c2sp.org/tlog-witness add-checkpoint), by witness name and outcome: cosigned, conflict (the witness named another size; submitted again), unreachable, or a witness-* refusal code",
+    labels: ["witness", "outcome"],
+    unit: "Count",
+  }),
+  witnessUp: spec({
+    name: "auditsink_witness_up",
+    type: "gauge",
+    help: "1 when the witness's last submission was cosigned, 0 when it failed (unreachable or refused)",
+    labels: ["witness"],
+    unit: "Count",
+  }),
+  witnessLastCosigned: spec({
+    name: "auditsink_witness_last_cosigned_timestamp_seconds",
+    type: "gauge",
+    help: "When the witness last returned a valid cosignature (Unix seconds; 0: never since start)",
+    labels: ["witness"],
+    unit: "Seconds",
+  }),
+  witnessQuorumMissed: spec({
+    name: "auditsink_witness_quorum_missed_streams",
+    type: "gauge",
+    help: "Streams whose last cosigning round got fewer valid cosignatures than the configured quorum",
+    labels: [],
+    unit: "Count",
+  }),
 } as const satisfies Record<string, MetricSpec>;
 
 /**

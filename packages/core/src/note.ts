@@ -111,16 +111,29 @@ export function parseNote(serialized: string): Note {
   if (split < 0 || !serialized.endsWith("\n"))
     throw new FormatError("bad-note", "note has no signature block");
   const text = serialized.slice(0, split + 1);
-  const sigLines = serialized.slice(split + 2, -1).split("\n");
-  const signatures = sigLines.map((line) => {
-    const m = /^\u2014 (\S+) (\S+)$/u.exec(line);
-    if (!m) throw new FormatError("bad-note", "malformed signature line");
-    const blob = fromBase64(m[2]!, "note signature");
-    if (blob.length < 5) throw new FormatError("bad-note", "signature too short");
-    return { name: m[1]!, keyId: blob.subarray(0, 4), signature: blob.subarray(4) };
-  });
+  return { text, signatures: parseSignatureLines(serialized.slice(split + 2)) };
+}
+
+/**
+ * Parses one or more note signature lines, each `— <key name> base64(key ID || signature)` ending in a newline
+ * (a note's signature block, or a witness's add-checkpoint answer, c2sp.org/tlog-witness). Throws
+ * FormatError("bad-note") for anything else.
+ */
+export function parseSignatureLines(block: string): NoteSignature[] {
+  if (!block.endsWith("\n") || /[\u0000-\u0009\u000b-\u001f]/.test(block))
+    throw new FormatError("bad-note", "signature lines must each end in a newline");
+  const signatures = block
+    .slice(0, -1)
+    .split("\n")
+    .map((line) => {
+      const m = /^\u2014 (\S+) (\S+)$/u.exec(line);
+      if (!m) throw new FormatError("bad-note", "malformed signature line");
+      const blob = fromBase64(m[2]!, "note signature");
+      if (blob.length < 5) throw new FormatError("bad-note", "signature too short");
+      return { name: m[1]!, keyId: blob.subarray(0, 4), signature: blob.subarray(4) };
+    });
   if (signatures.length === 0) throw new FormatError("bad-note", "note has no signatures");
-  return { text, signatures };
+  return signatures;
 }
 
 export type NoteVerdict =

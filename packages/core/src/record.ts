@@ -66,16 +66,19 @@ export const checkpointPrefix = (stream: string) => `streams/${stream}/checkpoin
 export const segmentKey = (stream: string, firstIndex: number) =>
   `${segmentPrefix(stream)}${pad20(firstIndex)}`;
 export const checkpointKey = (stream: string, size: number) => `${checkpointPrefix(stream)}${pad20(size)}`;
+/** docs/FORMAT.md §7: a checkpoint with the witness cosignatures the sink received for it (write-once). */
+export const cosignedPrefix = (stream: string) => `streams/${stream}/cosigned/`;
+export const cosignedKey = (stream: string, size: number) => `${cosignedPrefix(stream)}${pad20(size)}`;
 
 export const tilePrefix = (stream: string) => `streams/${stream}/tile/`;
 /** A full tlog-tiles tile or entry bundle (docs/FORMAT.md §7, §14): `streams/<stream>/tile/<L or entries>/<N>`. */
 export const tileKey = (stream: string, tile: Tile) => `${tilePrefix(stream)}${tilePath(tile)}`;
 
-const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints)\/(\d{20})$/;
+const NUMBERED_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/(segments|checkpoints|cosigned)\/(\d{20})$/;
 const TILE_KEY = /^streams\/([a-z0-9_][a-z0-9._-]{0,127})\/tile\/(.+)$/;
 
 export type StoreKey =
-  | { stream: string; kind: "segments" | "checkpoints"; n: number }
+  | { stream: string; kind: "segments" | "checkpoints" | "cosigned"; n: number }
   /** A full tile or entry bundle; `n` is its index. Partial tiles are never stored, so their keys do not parse. */
   | { stream: string; kind: "tiles"; n: number; tile: Tile };
 
@@ -91,7 +94,7 @@ export function parseStoreKey(key: string): StoreKey | undefined {
   }
   const n = Number(m[3]);
   if (!Number.isSafeInteger(n)) return undefined;
-  return { stream: m[1]!, kind: m[2] as "segments" | "checkpoints", n };
+  return { stream: m[1]!, kind: m[2] as "segments" | "checkpoints" | "cosigned", n };
 }
 
 /**

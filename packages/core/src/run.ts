@@ -30,7 +30,9 @@ import type { NoteKey } from "./note.ts";
 import type { Head, ObjectStore } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { parseStoreKey, streamPrefix } from "./record.ts";
+import { streamAllowed } from "./sink.ts";
 import type { Finding, StreamReport, VerifierState } from "./verify.ts";
+import { checkStreamWitnessed, type WitnessRequirement } from "./witnessed.ts";
 
 /**
  * How the trusted checkpoint keys were chosen — never "whatever the archive says":
@@ -106,6 +108,13 @@ export interface VerificationPolicy {
    * whose walk found a gap cannot be resumed past it: the sweep reports it and moves on to the next stream.
    */
   sweep?: { from?: SweepCursor; pause: () => boolean };
+  /**
+   * Each stream's checkpoints must be cosigned by a quorum of these witnesses within the allowed lag
+   * (witnessed.ts; findings `witness-policy-unmet`, `cosigned-checkpoint-invalid`). Not checked by sweep slices.
+   */
+  witnesses?: WitnessRequirement;
+  /** The time the witness lag is measured against (default: now). */
+  now?: () => Date;
 }
 
 /** Where a full sweep resumes: a stream, and where in it (absent: from record 0). */
@@ -256,6 +265,18 @@ export async function runVerification(
         },
         progress ?? {},
       );
+      const witnesses = policy.witnesses;
+      if (witnesses && !sweep && (!witnesses.streams || streamAllowed(witnesses.streams, stream))) {
+        const checked = await checkStreamWitnessed(
+          source.objects,
+          stream,
+          trust.keys,
+          witnesses,
+          policy.now?.() ?? new Date(),
+        );
+        report.failures.push(...checked.failures);
+        if (checked.witnessed) report.witnessed = checked.witnessed;
+      }
       if (rawHead !== undefined && !head) {
         report.failures.unshift({
           code: "head-malformed",

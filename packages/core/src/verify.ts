@@ -58,6 +58,8 @@ export type FailureCode =
   | "stream-missing"
   | "stream-unrecorded"
   | "receipt-not-in-log"
+  | "witness-policy-unmet"
+  | "cosigned-checkpoint-invalid"
   | "tile-mismatch"
   | ReceiptFailureCode;
 
@@ -120,6 +122,11 @@ export interface StreamReport {
    * (head, receipts, checkpoints beyond it, unsigned tail) was checked, and `state` is where to resume.
    */
   paused?: true;
+  /**
+   * With a witness policy (VerificationPolicy.witnesses): the newest cosigned checkpoint that meets it, and the
+   * witnesses whose cosignatures count. Absent when none does.
+   */
+  witnessed?: { size: number; witnesses: string[] };
 }
 
 /** A misuse of StreamVerifier by its caller (never caused by stored bytes). */
@@ -762,7 +769,7 @@ export function verifyStream(
     else if (parsed.kind === "tiles") continue;
     else if (parsed.kind === "checkpoints")
       v.addCheckpoint(key, Buffer.from(objects.get(key)!).toString("utf8"));
-    else segments.push(key);
+    else if (parsed.kind === "segments") segments.push(key);
   }
   for (const key of segments) {
     v.addSegment(key, objects.get(key)!);

@@ -39,6 +39,7 @@ import {
   type SweepCursor,
   systemClock,
   type VerifierState,
+  type WitnessRequirement,
 } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
 import {
@@ -55,6 +56,8 @@ export interface ScheduledVerifierOptions {
   deployment: string;
   /** The sink's own live signing key (the report's trust basis is `signing-key`). */
   trusted: readonly NoteKey[];
+  /** The configured witnesses as a policy: incremental and full runs report `witness-policy-unmet`. */
+  witnesses?: WitnessRequirement;
   /** Public keys by key id (every producer key, revoked or not, and the sink's own). */
   producerKeys: () => ReadonlyMap<string, KeyObject>;
   /** Every name under `objects/streams/` (a directory read; default: listed through `objects`). */
@@ -301,6 +304,7 @@ export class ScheduledVerifier {
           sleep: (ms) => sleep(ms, undefined, { signal: this.abort.signal }),
           signal: this.abort.signal,
           progress: this.counting(full ? "full" : "incremental"),
+          ...(this.o.witnesses ? { witnesses: this.o.witnesses, now: () => this.now() } : {}),
         },
       );
       streams = report.streams.length;

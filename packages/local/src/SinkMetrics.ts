@@ -5,7 +5,14 @@
  * alert backlogs) are computed when scraped, from the same objects /healthz reads: they cannot go stale.
  */
 import { type RequestRecord, submissionOutcome } from "@auditsink/api";
-import { type Alert, METRICS, type MetricSpec, type SinkObserver } from "@auditsink/core";
+import {
+  type Alert,
+  type CosignerObserver,
+  METRICS,
+  type MetricSpec,
+  type SinkObserver,
+  type WitnessCosigner,
+} from "@auditsink/core";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** What the scrape-time gauges read. */
@@ -47,6 +54,7 @@ export class SinkMetrics {
   private readonly retries = this.counter(METRICS.alertRetries);
   private readonly requests = this.counter(METRICS.httpRequests);
   private readonly requestDuration = this.histogram(METRICS.httpRequestDuration);
+  private readonly witnessSubmissions = this.counter(METRICS.witnessSubmissions);
 
   constructor(private readonly options: { defaultMetrics?: boolean } = {}) {
     // Started with the first sink, so the event-loop and GC figures cover its life from the start.
@@ -64,6 +72,25 @@ export class SinkMetrics {
       if (valid) this.producerSignatures.inc();
     },
   };
+
+  /** For the witness cosigner: one count per submission, by witness and outcome. */
+  readonly witnessObserver: CosignerObserver = {
+    submitted: (witness, outcome) => this.witnessSubmissions.inc({ witness, outcome }),
+  };
+
+  /** Registers the witness gauges, computed at scrape time from the cosigner's state (what /healthz reads). */
+  watchWitnesses(status: () => ReturnType<WitnessCosigner["status"]>): void {
+    this.gauge(METRICS.witnessUp, function () {
+      for (const w of status().witnesses) if (w.up !== undefined) this.set({ witness: w.name }, w.up ? 1 : 0);
+    });
+    this.gauge(METRICS.witnessLastCosigned, function () {
+      for (const w of status().witnesses)
+        this.set({ witness: w.name }, w.lastCosignedAt ? Date.parse(w.lastCosignedAt) / 1000 : 0);
+    });
+    this.gauge(METRICS.witnessQuorumMissed, function () {
+      this.set(status().quorumMissed.length);
+    });
+  }
 
   /** Registers the gauges computed at scrape time. */
   watch(sources: MetricSources, now: () => number = Date.now): void {

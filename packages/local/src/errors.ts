@@ -7,6 +7,7 @@ export type LocalErrorCode =
   | "data-dir-locked"
   | "data-dir-invalid"
   | "config-mismatch"
+  | "config-invalid"
   | "lock-unavailable"
   | "index-unavailable";
 

@@ -17,3 +17,4 @@ export * from "./ScheduledVerifier.ts";
 export * from "./SinkMetrics.ts";
 export * from "./StorageHealth.ts";
 export * from "./startEmbeddedSink.ts";
+export * from "./witnesses.ts";

@@ -15,6 +15,7 @@ import {
   SYSTEM_STREAM,
   signSystemEvent,
   systemProducerKey,
+  type WitnessCosigner,
 } from "@auditsink/core";
 import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
 import {
@@ -35,6 +36,14 @@ import {
 } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 import { SinkMetrics } from "./SinkMetrics.ts";
+import {
+  assertWitnessableKey,
+  createCosigner,
+  type WitnessOptions,
+  witnessEndpoints,
+  witnessHealth,
+  witnessRequirement,
+} from "./witnesses.ts";
 
 export interface EmbeddedSinkOptions extends Omit<LocalSinkOptions, "log" | "observer"> {
   /** Interface to listen on (default 127.0.0.1: the sink is not exposed beyond this machine). */
@@ -64,6 +73,11 @@ export interface EmbeddedSinkOptions extends Omit<LocalSinkOptions, "log" | "obs
   logLevel?: LogLevel;
   /** The human start-up text (default: stdout when it is a terminal, else nothing: the log has it all). */
   print?: (text: string) => void;
+  /**
+   * Witnesses asked to cosign each stream's newest checkpoint after commits (docs/TRANSPARENCY.md §3). Needs an
+   * Ed25519 checkpoint key: an ECDSA one is a start-up error.
+   */
+  witnesses?: WitnessOptions;
 }
 
 export interface EmbeddedSink {
@@ -76,6 +90,8 @@ export interface EmbeddedSink {
   logger: Logger;
   /** The Prometheus registry behind `GET /metrics`. */
   metrics: SinkMetrics;
+  /** Submits checkpoints to the configured witnesses (absent without witnesses). */
+  cosigner?: WitnessCosigner;
   /** Writes alerts the alerts file could not take yet and retries due webhook deliveries (also done every 5 s). */
   flushAlerts(): Promise<void>;
   /** Stops accepting requests, lets in-flight commits finish, stops the verifier, releases the data directory. */
@@ -97,6 +113,10 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   const print =
     options.print ?? ((text: string) => void (process.stdout.isTTY ? process.stdout.write(text) : undefined));
   const metrics = new SinkMetrics();
+  // Witness settings are checked before the data directory opens: a bad key or quorum changes nothing.
+  if (options.witnesses) witnessEndpoints(options.witnesses);
+  // Commits tell the cosigner (made once the sink is open) that a stream has a new checkpoint.
+  let onCommitted: ((stream: string) => void) | undefined;
   // The sink may alert while it opens (a stored head it refuses during crash repair), before the alert sinks
   // exist (they write through the file system openLocalSink monitors): such alerts wait here until they do.
   const early: Alert[] = [];
@@ -106,8 +126,37 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     alerts: { send: async (batch) => void (deliver ? await deliver.send(batch) : early.push(...batch)) },
     ...options,
     log,
-    observer: metrics.observer,
+    observer: {
+      ...metrics.observer,
+      committed: (stream, records, seconds) => {
+        metrics.observer.committed?.(stream, records, seconds);
+        onCommitted?.(stream);
+      },
+    },
   });
+  let cosigner: WitnessCosigner | undefined;
+  if (options.witnesses) {
+    try {
+      assertWitnessableKey(local.signingKey.signer.key, local.signingKey.privateKeyPath);
+    } catch (e) {
+      await local.close();
+      throw e;
+    }
+    const made = createCosigner(local.sink, options.witnesses, {
+      observer: metrics.witnessObserver,
+      onFailure: (f) => log.warn({ ...f }, "witness did not cosign"),
+      onError: (stream, e) => log.error({ stream, ...errorFields(e) }, "witness submission round failed"),
+    });
+    cosigner = made.cosigner;
+    const running = cosigner;
+    onCommitted = (stream) => {
+      if (made.wanted(stream)) running.notify(stream);
+    };
+    metrics.watchWitnesses(() => running.status());
+    // Checkpoints signed before this start (or while no witness answered) are submitted now, not at the next commit.
+    for (const stream of await storedStreams(dataPaths(local.dataDir).objects))
+      if (made.wanted(stream)) running.notify(stream);
+  }
   const paths = dataPaths(local.dataDir);
   const systemKey = systemProducerKey(local.signingKey.signer);
   const alertsFile = new JsonLinesAlertSink(paths.alerts, local.fs);
@@ -157,6 +206,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       : {}),
     ...(options.verifySweepShare !== undefined ? { sweepShare: options.verifySweepShare } : {}),
     ...(options.verifySweepSliceMs !== undefined ? { sweepSliceMs: options.verifySweepSliceMs } : {}),
+    ...(options.witnesses ? { witnesses: witnessRequirement(options.witnesses) } : {}),
     onRun: (run) => metrics.verifierRun(run),
     onRecords: (mode, records) => metrics.verifiedRecords(mode, records),
     record: async (type, data) => {
@@ -189,9 +239,12 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     health: async () => {
       const storage = await local.storage.probe(paths.tmp, local.fs);
       const open = verifier.findings.open;
+      // A witness's outage (witness-policy-unmet) is reported under `witnesses`, never as a 503: a load balancer
+      // would take the node out and stop ingest for a remote service's failure.
+      const degrading = open.filter((f) => f.code !== "witness-policy-unmet");
       const reasons = [
         ...(storage.writable ? [] : ["storage-unwritable"]),
-        ...(open.length > 0 ? ["unacknowledged-findings"] : []),
+        ...(degrading.length > 0 ? ["unacknowledged-findings"] : []),
       ];
       return {
         status: reasons.length > 0 ? "degraded" : "ok",
@@ -213,6 +266,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
             }
           : { lastRun: null },
         lastFullRun: verifier.findings.lastFullRun ?? null,
+        ...(cosigner ? { witnesses: witnessHealth(cosigner) } : {}),
       };
     },
     findings: {
@@ -226,6 +280,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     // One line per request, written once the response is sent or the client hung up (see fetch below).
     onRequest: (record, request) => answered.get(request)?.(record),
     metrics: () => metrics.text(),
+    ...(cosigner ? { cosigned: (stream: string) => cosigner.newestCosigned(stream) } : {}),
   });
   metrics.watch({
     openFindings: () => verifier.findings.open.length,
@@ -289,6 +344,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   } catch (e) {
     clearInterval(alertsRetry);
     await webhook?.stop();
+    await cosigner?.close();
     await local.close();
     throw e;
   }
@@ -315,6 +371,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     verifier,
     logger: log,
     metrics,
+    ...(cosigner ? { cosigner } : {}),
     flushAlerts: async () => {
       await alertsFile.retry();
       await webhook?.deliver();
@@ -325,6 +382,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
         await verifier.stop();
         clearInterval(alertsRetry);
         await webhook?.stop();
+        await cosigner?.close();
         await local.close();
       })();
       return closing;
