@@ -49,6 +49,7 @@ describe("auditsink start configuration", () => {
       AUDITSINK_FULL_VERIFY_INTERVAL: "600",
       AUDITSINK_VERIFY_SWEEP_SHARE: "0.25",
       AUDITSINK_WEBHOOK_URL: "https://alerts.example/hook",
+      AUDITSINK_TILES: "off",
       LOG_LEVEL: "warn",
     });
     expect(o).toEqual({
@@ -60,6 +61,7 @@ describe("auditsink start configuration", () => {
       fullVerifyInterval: 600,
       verifySweepShare: 0.25,
       webhook: "https://alerts.example/hook",
+      tiles: "off",
       logLevel: "warn",
     });
   });
@@ -69,6 +71,9 @@ describe("auditsink start configuration", () => {
     await expect(startOptions([], { AUDITSINK_PORT: "eighty" })).rejects.toThrow(/--port must be an integer/);
     await expect(startOptions([], { AUDITSINK_VERIFY_SWEEP_SHARE: "2" })).rejects.toThrow(
       /--verify-sweep-share must be a number in \(0, 1\]/,
+    );
+    await expect(startOptions([], { AUDITSINK_TILES: "maybe" })).rejects.toThrow(
+      /Allowed choices are on, off/,
     );
   });
 
@@ -90,6 +95,7 @@ describe("auditsink start configuration", () => {
       "--verify-interval": "AUDITSINK_VERIFY_INTERVAL",
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
       "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",
+      "--tiles": "AUDITSINK_TILES",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
       "--log-level": "LOG_LEVEL",
     });
