@@ -88,6 +88,9 @@ describe("auditsink start configuration", () => {
     await expect(startOptions([], { AUDITSINK_CHECKPOINT_KEY: "rsa" })).rejects.toThrow(
       /Allowed choices are ed25519, ecdsa-p256/,
     );
+    await expect(startOptions([], { AUDITSINK_TILES: "maybe" })).rejects.toThrow(
+      /Allowed choices are on, off/,
+    );
   });
 
   it("keeps keys out of the working tree: the data directory defaults to the user's XDG data home", async () => {
@@ -109,6 +112,7 @@ describe("auditsink start configuration", () => {
       "--verify-interval": "AUDITSINK_VERIFY_INTERVAL",
       "--full-verify-interval": "AUDITSINK_FULL_VERIFY_INTERVAL",
       "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",
+      "--tiles": "AUDITSINK_TILES",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
       "--tiles": "AUDITSINK_TILES",
       "--witness": "AUDITSINK_WITNESSES",

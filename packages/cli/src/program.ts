@@ -307,8 +307,8 @@ export function buildProgram(io: Io = processIo): Command {
     )
     .addOption(
       new Option(
-        "--tiles <on|off>",
-        "store every stream's full tlog-tiles tiles and entry bundles as it commits (docs/TRANSPARENCY.md)",
+        "--tiles <mode>",
+        "on: store every stream's full tlog-tiles tiles and entry bundles as it commits (docs/TRANSPARENCY.md); off: do not",
       )
         .env("AUDITSINK_TILES")
         .choices(["on", "off"])

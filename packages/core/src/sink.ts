@@ -290,9 +290,8 @@ class StreamWriter {
   enqueue(items: Admitted[]): Promise<Receipt[]> {
     return new Promise((resolve, reject) => {
       this.queue.push({ items, resolve, reject });
-      this.running ??= this.drain().finally(() => {
-        this.running = undefined;
-      });
+      // drain() always awaits before it can finish, so it is never done before `running` is set.
+      this.running ??= this.drain();
     });
   }
 
@@ -302,16 +301,21 @@ class StreamWriter {
    * of them (TileWriter.step) and looks at the queue again: a request waits for at most one such step.
    */
   private async drain(): Promise<void> {
-    for (;;) {
-      await this.drainQueue();
-      const head = this.head;
-      if (!head || !this.tiles?.behind(head.size) || this.sink.closed) return;
-      try {
-        await this.tiles.step(head.size);
-      } catch {
-        // A store error: the tiles are read back again from the next commit on (nothing is lost by stopping).
-        return;
+    try {
+      for (;;) {
+        await this.drainQueue();
+        const head = this.head;
+        if (!head || !this.tiles?.behind(head.size) || this.sink.closed) return;
+        try {
+          await this.tiles.step(head.size);
+        } catch {
+          // A store error: the tiles are read back again from the next commit on (nothing is lost by stopping).
+          return;
+        }
       }
+    } finally {
+      // Cleared in the same turn as the last look at the queue: a request enqueued after it starts a new drain.
+      this.running = undefined;
     }
   }
 

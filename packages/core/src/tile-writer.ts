@@ -19,7 +19,6 @@ import { type Hash, sha256 } from "./hash.ts";
 import { leafHash } from "./merkle.ts";
 import type { ObjectStore } from "./ports.ts";
 import { segmentKey, segmentPrefix, splitSegment, tileKey } from "./record.ts";
-import { readStoredSegment } from "./stream-reader.ts";
 import {
   encodeEntryBundle,
   encodeTile,
@@ -30,8 +29,15 @@ import {
   tileRoot,
 } from "./tiles.ts";
 
-/** Told when a stored tile differs from the one the records give (never thrown: tiles do not stop ingest). */
-export type TileAlert = (code: "tile-mismatch", at: string, message: string) => Promise<void>;
+/**
+ * Told when a stored tile differs from the one the records give, or a stored segment cannot be read back for
+ * tiles (never thrown: tiles do not stop ingest; the verifier reports the stored object too).
+ */
+export type TileAlert = (
+  code: "tile-mismatch" | "store-mismatch",
+  at: string,
+  message: string,
+) => Promise<void>;
 
 export class TileWriter {
   /** Every full tile whose range ends at or before this is stored; a multiple of 256. */
@@ -112,7 +118,16 @@ export class TileWriter {
     // Only the record hashes are needed: the lines are hashed, not parsed (the chain was checked when the
     // segment was committed or caught up on, and the verifier checks it again).
     const { lines, truncated } = splitSegment(bytes);
-    if (truncated) readStoredSegment(this.stream, start, bytes); // throws the store's IntegrityError
+    if (truncated) {
+      const key = segmentKey(this.stream, start);
+      await this.alert(
+        "store-mismatch",
+        key,
+        `segment ${key} does not end with a newline; tiles of ${this.stream} stop until the writer restarts`,
+      );
+      this.stuck = true;
+      return false;
+    }
     await this.add(
       this.position,
       lines.slice(this.position - start).map((line) => sha256(line)),
