@@ -114,7 +114,6 @@ describe("auditsink start configuration", () => {
       "--verify-sweep-share": "AUDITSINK_VERIFY_SWEEP_SHARE",
       "--tiles": "AUDITSINK_TILES",
       "--webhook": "AUDITSINK_WEBHOOK_URL",
-      "--tiles": "AUDITSINK_TILES",
       "--witness": "AUDITSINK_WITNESSES",
       "--witness-quorum": "AUDITSINK_WITNESS_QUORUM",
       "--witness-interval": "AUDITSINK_WITNESS_INTERVAL",

@@ -308,9 +308,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       const proof =
         consistencyFrom === 0 || consistencyFrom === to
           ? []
-          : (await ensureSize(sink, stream, to, "consistencyFrom"))
-              .consistencyProof(consistencyFrom, to)
-              .map(toHex);
+          : (
+              await (await treeOf(sink, stream, to, "consistencyFrom")).consistencyProof(consistencyFrom, to)
+            ).map(toHex);
       return c.json({ receipts, consistency: { from: consistencyFrom, to, proof } }, 200);
     },
   );
@@ -375,8 +375,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       if (to < from) throw new ApiError("invalid-request", "to: must not be less than from", "to");
       if (to - from > MAX_BATCH_EVENTS)
         throw new ApiError("invalid-request", `to: at most ${MAX_BATCH_EVENTS} records per request`, "to");
-      await ensureSize(sink, stream, to, "to");
-      const records = (await sink.reader(stream).records(from, to)).map((r) => ({
+      const tree = await treeOf(sink, stream, to, "to");
+      const records = (await tree.records(from, to)).map((r) => ({
         index: r.record.index,
         recordHash: toHex(r.hash),
         record: r.record as unknown as Record<string, unknown>,
@@ -401,9 +401,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       const { stream } = c.req.valid("param");
       const { index, size } = c.req.valid("query");
       if (index >= size) throw new ApiError("invalid-request", "index: must be less than size", "index");
-      const reader = await ensureSize(sink, stream, size, "size");
-      const proof = reader.inclusionProof(index, size).map(toHex);
-      const [record] = await reader.records(index, index + 1);
+      const tree = await treeOf(sink, stream, size, "size");
+      const proof = (await tree.inclusionProof(index, size)).map(toHex);
+      const [record] = await tree.records(index, index + 1);
       // docs/FORMAT.md §10: the checkpoint of that size when the sink signed one.
       const signed = await sink.options.objects.get(checkpointKey(stream, size));
       return c.json(
@@ -413,7 +413,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           size,
           recordHash: toHex(record!.hash),
           leafHash: toHex(record!.leaf),
-          root: toHex(reader.root(size)),
+          root: toHex(await tree.root(size)),
           proof,
           ...(signed ? { checkpoint: new TextDecoder().decode(signed) } : {}),
         },
@@ -438,9 +438,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       const { stream } = c.req.valid("param");
       const { from, to } = c.req.valid("query");
       if (from > to) throw new ApiError("invalid-request", "from: must be 0 … to", "from");
-      const reader = await ensureSize(sink, stream, to, "to");
-      const proof = reader.consistencyProof(from, to).map(toHex);
-      return c.json({ stream, from, to, root: toHex(reader.root(to)), proof }, 200);
+      const tree = await treeOf(sink, stream, to, "to");
+      const proof = (await tree.consistencyProof(from, to)).map(toHex);
+      return c.json({ stream, from, to, root: toHex(await tree.root(to)), proof }, 200);
     },
   );
 
@@ -514,7 +514,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           "the event is committed but not yet under a checkpoint; retry shortly",
         );
       }
-      const reader = await ensureSize(sink, found.stream, size, "stream");
+      const tree = await treeOf(sink, found.stream, size, "stream");
       const receipt = {
         stream: found.stream,
         index: found.index,
@@ -522,7 +522,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         source: found.event.source,
         id: found.event.id,
         checkpoint: newest.text,
-        inclusionProof: reader.inclusionProof(found.index, size).map(toHex),
+        inclusionProof: (await tree.inclusionProof(found.index, size)).map(toHex),
       };
       if (format === "tlog-proof")
         return c.body(receiptTlogProof(receipt), 200, { "content-type": TLOG_PROOF_TYPE }) as never;
@@ -817,13 +817,11 @@ async function streamSize(sink: Sink, stream: string): Promise<number> {
   return head.size;
 }
 
-/** The stream's reader, holding at least `size` records; 400 naming `field` when the stream is shorter. */
-async function ensureSize(sink: Sink, stream: string, size: number, field: string) {
+/** The stream's tree (bounded reads, core store-tiles.ts); 400 naming `field` when the stream is shorter than `size`. */
+async function treeOf(sink: Sink, stream: string, size: number, field: string) {
   const have = await streamSize(sink, stream);
   if (size > have) throw new ApiError("invalid-request", `${field}: the stream has ${have} records`, field);
-  const reader = sink.reader(stream);
-  await reader.ensure(size);
-  return reader;
+  return sink.tree(stream);
 }
 
 /** The tree size of a signed checkpoint the sink itself just produced (its signature was made here). */

@@ -9,14 +9,10 @@
  */
 import {
   checkpointPrefix,
-  encodeEntryBundle,
-  HASH_SIZE,
   parseTilePath,
   type Sink,
-  TILE_WIDTH,
+  StoreTiles,
   type Tile,
-  tileHashes,
-  tileKey,
   tilePath,
   tileRange,
 } from "@auditsink/core";
@@ -171,28 +167,15 @@ function streamOf(raw: string): string {
   return parsed.data.stream;
 }
 
-/** A tile or bundle inside the newest checkpoint: the stored full one (or its prefix), else built from the records. */
-async function tileBytes(sink: Sink, stream: string, tile: Tile): Promise<Uint8Array> {
-  const stored = await sink.options.objects.get(tileKey(stream, { ...tile, width: TILE_WIDTH }));
-  const entry = tile.level === "entries" ? 2 + HASH_SIZE : HASH_SIZE;
-  if (stored?.length === TILE_WIDTH * entry) return stored.subarray(0, tile.width * entry);
-  // Past the last full tile (a partial one), or a full one its writer has not stored yet (read back after a crash
-  // or an upgrade): the same bytes, from the records.
-  const { start, end } = tileRange(tile);
-  const reader = sink.reader(stream);
-  await reader.ensure(end);
-  if (tile.level === "entries")
-    return encodeEntryBundle((await reader.records(start, end)).map((r) => r.hash));
-  return tileHashes(tile, (lo, hi) => reader.subtree(lo, hi));
+/** A tile or bundle inside the newest checkpoint: the stored full one (or its prefix), else built (core StoreTiles). */
+function tileBytes(sink: Sink, stream: string, tile: Tile): Promise<Uint8Array> {
+  return new StoreTiles(sink.options.objects, stream).tile(tile);
 }
 
 async function recordLines(sink: Sink, stream: string, tile: Tile): Promise<Uint8Array> {
   const { start, end } = tileRange(tile);
-  const reader = sink.reader(stream);
-  await reader.ensure(end);
-  const parts: Buffer[] = [];
-  for (const r of await reader.records(start, end)) parts.push(r.bytes, NEWLINE);
-  return Buffer.concat(parts);
+  const lines = await new StoreTiles(sink.options.objects, stream).recordLines(start, end);
+  return Buffer.concat(lines.flatMap((line) => [line, NEWLINE]));
 }
 
 const NEWLINE = Buffer.from("\n");

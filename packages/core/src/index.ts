@@ -17,6 +17,7 @@ export * from "./receipt.ts";
 export * from "./record.ts";
 export * from "./run.ts";
 export * from "./sink.ts";
+export * from "./store-tiles.ts";
 export * from "./stream-reader.ts";
 export * from "./stream-set.ts";
 export * from "./tile-writer.ts";

@@ -56,6 +56,7 @@ import type {
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { buildRecords, checkpointKey, encodeSegment, type SealedRecord, segmentKey } from "./record.ts";
+import { type TreeReads, treeReads } from "./store-tiles.ts";
 import { readStoredSegment, StreamReader } from "./stream-reader.ts";
 import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 import { TileWriter } from "./tile-writer.ts";
@@ -218,6 +219,18 @@ export class Sink {
       this.readers.set(stream, r);
     }
     return r;
+  }
+
+  /**
+   * Proofs, roots and records of a stream up to a committed size, read with bounded work from its stored tiles and
+   * segments (store-tiles.ts); from its reader, which holds the whole tree, only when tiles cannot answer.
+   */
+  tree(stream: string): TreeReads {
+    return treeReads(this.options.objects, stream, this.options.signer.key, async (size) => {
+      const reader = this.reader(stream);
+      await reader.ensure(size);
+      return reader;
+    });
   }
 
   /** The stream's stored head and newest checkpoint (a cache; the store may already hold more). */

@@ -18,7 +18,8 @@
 import { type Hash, sha256 } from "./hash.ts";
 import { leafHash } from "./merkle.ts";
 import type { ObjectStore } from "./ports.ts";
-import { segmentKey, segmentPrefix, splitSegment, tileKey } from "./record.ts";
+import { segmentKey, splitSegment, tileKey } from "./record.ts";
+import { segmentHolding } from "./store-tiles.ts";
 import {
   encodeEntryBundle,
   encodeTile,
@@ -111,7 +112,7 @@ export class TileWriter {
    */
   async step(size: number): Promise<boolean> {
     if (!this.behind(size)) return false;
-    const start = this.nextSegment ?? (await this.segmentHolding(this.position));
+    const start = this.nextSegment ?? (await segmentHolding(this.objects, this.stream, this.position));
     if (start === undefined) return false;
     const bytes = await this.objects.get(segmentKey(this.stream, start));
     if (!bytes) return false; // not stored (yet): the writer's own commit or the next load goes on from here
@@ -133,26 +134,6 @@ export class TileWriter {
       lines.slice(this.position - start).map((line) => sha256(line)),
     );
     return this.behind(size);
-  }
-
-  /**
-   * The first index of the stored segment holding record `index`: segment keys in a window before it are listed,
-   * the window growing until one is found (segments are contiguous, so a window wider than a segment finds it).
-   */
-  private async segmentHolding(index: number): Promise<number | undefined> {
-    for (let width = TILE_WIDTH; ; width *= 4) {
-      const lo = Math.max(0, index - width);
-      const keys = await this.objects.list(segmentPrefix(this.stream), {
-        ...(lo > 0 ? { startAfter: segmentKey(this.stream, lo - 1) } : {}),
-        limit: index - lo + 2,
-      });
-      let found: number | undefined;
-      for (const key of keys) {
-        const n = Number(key.slice(-20));
-        if (n <= index) found = n;
-      }
-      if (found !== undefined || lo === 0) return found;
-    }
   }
 
   /** The level-0 tile of the 256 pending hashes is complete: store it, every tile it completes above, its bundle. */

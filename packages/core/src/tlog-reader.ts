@@ -234,15 +234,25 @@ export class TlogReader {
     return proof;
   }
 
+  /** MTH(D[0:size]), the root of the tree of `size`, read from its tiles (RFC 9162 §2.1.1). Unverified. */
+  treeHash(size: number): Promise<Hash> {
+    if (!(Number.isSafeInteger(size) && size > 0))
+      throw new TlogError("out-of-range", `no tree hash for size ${size}`);
+    return this.rangeHash(0, size, size);
+  }
+
   /** RFC 9162 §2.1.3.1 PATH(index, D[0:size]) read from the tiles of the tree of `size`. Unverified. */
   inclusionProof(index: number, size: number): Promise<Hash[]> {
     this.checkIndex(index, size);
     return this.hashes(inclusionProofRanges(index, size), size);
   }
 
-  /** RFC 9162 §2.1.4.1 PROOF(m, D[0:n]) read from the tiles of the tree of size n (0 < m ≤ n). Unverified. */
+  /**
+   * RFC 9162 §2.1.4.1 PROOF(m, D[0:n]) read from the tiles of the tree of size n (0 ≤ m ≤ n; empty from the empty
+   * tree and between equal sizes). Unverified.
+   */
   consistencyProof(m: number, n: number): Promise<Hash[]> {
-    if (!(Number.isSafeInteger(m) && Number.isSafeInteger(n) && m > 0 && m <= n))
+    if (!(Number.isSafeInteger(m) && Number.isSafeInteger(n) && m >= 0 && m <= n))
       throw new TlogError("out-of-range", `no consistency proof from size ${m} to size ${n}`);
     return this.hashes(consistencyProofRanges(m, n), n);
   }

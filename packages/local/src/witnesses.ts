@@ -126,7 +126,7 @@ export function witnessRequirement(options: WitnessOptions): WitnessRequirement 
   };
 }
 
-/** The cosigner for a sink: checkpoints from its heads, consistency proofs from its stream readers. */
+/** The cosigner for a sink: checkpoints from its heads, consistency proofs from its stored tiles (Sink.tree). */
 export function createCosigner(
   sink: Sink,
   options: WitnessOptions,
@@ -138,11 +138,7 @@ export function createCosigner(
     quorum,
     objects: sink.options.objects,
     checkpoint: async (stream) => (await sink.head(stream))?.checkpoint,
-    consistencyProof: async (stream, from, to): Promise<Hash[]> => {
-      const reader = sink.reader(stream);
-      await reader.ensure(to);
-      return reader.consistencyProof(from, to);
-    },
+    consistencyProof: (stream, from, to): Promise<Hash[]> => sink.tree(stream).consistencyProof(from, to),
     intervalMs: (options.intervalSeconds ?? DEFAULT_WITNESS_INTERVAL_SECONDS) * 1000,
     ...(options.timeoutSeconds !== undefined ? { timeoutMs: options.timeoutSeconds * 1000 } : {}),
     ...hooks,
