@@ -1,0 +1,98 @@
+/**
+ * Sink.tree: a stream's proofs, roots and records read from its stored tiles and segments with bounded work, equal
+ * to what the whole tree in memory (StreamReader) gives — and the reader is only the fallback.
+ */
+import { describe, expect, it } from "vitest";
+import { StoreError } from "../src/errors.ts";
+import { admit, Sink } from "../src/sink.ts";
+import { StoreTiles } from "../src/store-tiles.ts";
+import { tileRange } from "../src/tiles.ts";
+import { DEPLOYMENT, memoryPorts, producer } from "./fixtures.ts";
+
+async function fill(
+  sink: Sink,
+  ports: ReturnType<typeof memoryPorts>,
+  stream: string,
+  count: number,
+  batch: number,
+) {
+  const agent = producer(ports, "agent-t");
+  for (let at = 0; at < count; at += batch) {
+    const n = Math.min(batch, count - at);
+    await sink.commit(
+      stream,
+      Array.from({ length: n }, (_, i) => admit(agent.event(`t-${at + i}`), "agent-t")),
+    );
+  }
+  await sink.idle();
+}
+
+/** A Sink that counts the stream readers it opens (each holds the stream's whole tree). */
+class CountingSink extends Sink {
+  readersOpened = 0;
+  override reader(stream: string) {
+    this.readersOpened++;
+    return super.reader(stream);
+  }
+}
+
+describe("Sink.tree", () => {
+  it("gives the proofs, roots and records the whole tree gives, without opening a reader", async () => {
+    // Prepare: 1,300 records in segments of 37 (five full level-0 tiles and a partial one)
+    const ports = memoryPorts();
+    const sink = new CountingSink({ deployment: DEPLOYMENT, ...ports });
+    await fill(sink, ports, "s", 1300, 37);
+    const tree = sink.tree("s");
+
+    // Act
+    const cases = [
+      [0, 1300],
+      [1, 1300],
+      [256, 1300],
+      [300, 1299],
+      [1024, 1280],
+      [37, 37],
+    ] as const;
+    const consistency = await Promise.all(cases.map(([m, n]) => tree.consistencyProof(m, n)));
+    const inclusion = await Promise.all([0, 255, 256, 1299].map((i) => tree.inclusionProof(i, 1300)));
+    const roots = await Promise.all([1, 256, 700, 1300].map((n) => tree.root(n)));
+    const records = await tree.records(250, 262);
+    const opened = sink.readersOpened;
+    const reader = sink.reader("s");
+    await reader.ensure(1300);
+
+    // Assess
+    expect(opened).toBe(0);
+    expect(consistency).toEqual(cases.map(([m, n]) => reader.consistencyProof(m, n)));
+    expect(inclusion).toEqual([0, 255, 256, 1299].map((i) => reader.inclusionProof(i, 1300)));
+    expect(roots).toEqual([1, 256, 700, 1300].map((n) => reader.root(n)));
+    expect(records.map((r) => r.record.index)).toEqual(Array.from({ length: 12 }, (_, i) => 250 + i));
+    expect(records.map((r) => r.hash)).toEqual((await reader.records(250, 262)).map((r) => r.hash));
+  });
+
+  it("falls back to the reader when the tiles are not stored and building them would pass the budget", async () => {
+    // Prepare: tiles off, 17,000 records — a level-1 tile of width 66 would need 16,896 records rebuilt
+    const ports = memoryPorts();
+    const sink = new CountingSink({
+      deployment: DEPLOYMENT,
+      ...ports,
+      tiles: false,
+      maxSegmentRecords: 1000,
+    });
+    await fill(sink, ports, "s", 17_000, 1000);
+    const tiles = new StoreTiles(ports.objects, "s");
+
+    // Act
+    const direct = await tiles.tile({ level: 1, index: 0, width: 66 }).catch((e: unknown) => e);
+    const small = await tiles.tile({ level: 0, index: 3, width: 256 });
+    const proof = await sink.tree("s").consistencyProof(300, 17_000);
+
+    // Assess
+    expect(direct).toBeInstanceOf(StoreError);
+    expect((direct as Error).message).toMatch(/not stored yet/);
+    expect(small.length).toBe(256 * 32);
+    expect(tileRange({ level: 1, index: 0, width: 66 }).end).toBe(16_896);
+    expect(sink.readersOpened).toBe(1);
+    expect(proof).toEqual(sink.reader("s").consistencyProof(300, 17_000));
+  });
+});
