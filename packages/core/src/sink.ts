@@ -36,7 +36,7 @@ import {
   SYSTEM_STREAM,
   verifyEventSignatureAsync,
 } from "./event.ts";
-import { canonicalBytes, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
+import { canonicalBytes, type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, MerkleTree } from "./merkle.ts";
 import type { SinkObserver } from "./metrics.ts";
 import { parseNote } from "./note.ts";
@@ -724,11 +724,20 @@ class StreamWriter {
       head.checkpoint = checkpoint;
       await this.advanceHead(head.size, head).catch(() => undefined);
     }
-    const needsReader = group.some((r) =>
-      r.items.some((i) => !tree || placed.get(i.key)!.index < tree.firstSize),
+    // A replayed event's record precedes this commit's tree: its proof is read from the stored tiles (bounded
+    // reads, Sink.tree), not from a reader holding the whole stream.
+    const older = this.sink.tree(this.stream);
+    const replayed = new Set<number>();
+    for (const r of group)
+      for (const item of r.items) {
+        const at = placed.get(item.key)!;
+        if (!(tree && at.index >= tree.firstSize)) replayed.add(at.index);
+      }
+    const proofs = new Map<number, Hash[]>(
+      await Promise.all(
+        [...replayed].map(async (i) => [i, await older.inclusionProof(i, head.size)] as const),
+      ),
     );
-    const reader = needsReader ? this.sink.reader(this.stream) : undefined;
-    if (reader) await reader.ensure(head.size);
     for (const r of group) {
       r.resolve(
         r.items.map((item) => {
@@ -736,7 +745,7 @@ class StreamWriter {
           const proof =
             tree && at.index >= tree.firstSize
               ? tree.inclusionProof(at.index, head.size)
-              : reader!.inclusionProof(at.index, head.size);
+              : proofs.get(at.index)!;
           return {
             stream: this.stream,
             index: at.index,
