@@ -18,14 +18,25 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import type { KeyObject } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { Agent } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import {
   canonicalBytes,
+  formatVerifierKey,
   generateKeyPair,
   type KeyAlgorithm,
+  makeNoteKey,
+  originFor,
   parseCheckpointText,
   parseNote,
   parseVerifierKey,
@@ -37,6 +48,7 @@ import {
   verifyReceipt,
 } from "@auditsink/core";
 import { openLocalSink } from "../packages/local/src/index.ts";
+import { type Litewitness, startLitewitness } from "../test/witness/litewitness.ts";
 import { CATEGORIES, type Category, type ProfileSummary, summarizeProfile } from "./cpu-profile.ts";
 import { toolCallEvent } from "./events.ts";
 import { percentile, send } from "./http.ts";
@@ -45,10 +57,34 @@ const STREAM = "agents.bench";
 
 /** Per-event signatures (envelope version 1), or one signature per request's batch (version 2). */
 type Signing = "event" | "batch";
+type Variant = "tiles" | "no-tiles" | "witness";
+
+let witness: Litewitness | undefined;
+/** The sink's environment for a variant; for `witness`, a litewitness (started once) that knows the stream. */
+async function variantEnv(variant: Variant, dataDir: string): Promise<Record<string, string>> {
+  if (variant === "no-tiles") return { AUDITSINK_TILES: "off" };
+  if (variant === "tiles") return {};
+  witness ??= await startLitewitness("bench.witness");
+  const deploymentKey = parseVerifierKey(
+    readFileSync(join(dataDir, "keys", "verifier-key.txt"), "utf8").trim(),
+  );
+  const origin = originFor(deploymentKey.name, STREAM);
+  await witness.addLog(origin, formatVerifierKey(makeNoteKey(origin, deploymentKey.publicKey)));
+  return {
+    AUDITSINK_CHECKPOINT_KEY: "ed25519",
+    AUDITSINK_WITNESSES: `${witness.url} ${witness.verifierKey}`,
+    AUDITSINK_WITNESS_INTERVAL: "1",
+  };
+}
 
 interface Run {
   producerKey: KeyAlgorithm;
   signing: Signing;
+  /** tiles: the default sink (tlog-tiles stored as it commits); no-tiles: `--tiles off`; witness: tiles, an Ed25519
+   * checkpoint key and one litewitness cosigning the stream at most once a second. */
+  variant: Variant;
+  /** Files stored under the stream's tile/ and cosigned/ keys by the end of the run. */
+  stored: { tiles: number; cosignedCheckpoints: number };
   batch: number;
   concurrency: number;
   events: number;
@@ -123,7 +159,11 @@ const mainThreadCpu = (pid: number) => {
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 const PROFILE = process.env.PROFILE !== "0";
 
-function startSink(dataDir: string, profileDir: string): Promise<{ child: ChildProcess; port: number }> {
+function startSink(
+  dataDir: string,
+  profileDir: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -135,7 +175,7 @@ function startSink(dataDir: string, profileDir: string): Promise<{ child: ChildP
         dataDir,
         "0",
       ],
-      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, AUDITSINK_QUIET: "1" } },
+      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...env, AUDITSINK_QUIET: "1" } },
     );
     let out = "";
     child.stdout!.on("data", (d) => {
@@ -156,6 +196,7 @@ async function run(
   total: number,
   algorithm: KeyAlgorithm,
   signing: Signing,
+  variant: Variant,
 ): Promise<Run> {
   const dataDir = mkdtempSync(join(tmpdir(), "auditsink-bench-"));
   const keys = generateKeyPair(algorithm);
@@ -163,12 +204,15 @@ async function run(
   const bodies: string[] = [];
   for (let i = 0; i < events.length; i += batch) bodies.push(JSON.stringify(events.slice(i, i + batch)));
   // Register the producer while no sink runs, through the same local admin the CLI uses.
-  const setup = await openLocalSink({ dataDir });
+  const setup = await openLocalSink({
+    dataDir,
+    ...(variant === "witness" ? { checkpointKey: "ed25519" as const } : {}),
+  });
   await setup.producers.register({ id: "bench-agent", publicKey: keys.publicKey, streams: ["agents.*"] });
   await setup.close();
   const profileDir = join(dataDir, "profile");
   const loadAverage = Number(loadavg()[0]!.toFixed(2));
-  const { child, port } = await startSink(dataDir, profileDir);
+  const { child, port } = await startSink(dataDir, profileDir, await variantEnv(variant, dataDir));
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
   const receipts: { receipt: Receipt; ackAt: number }[] = [];
@@ -241,10 +285,19 @@ async function run(
     ) as Record<Category, number>;
     profile = { ...summary, usPerEvent };
   }
+  // What the variant stored besides the segments: full tiles and bundles, cosigned checkpoints.
+  const storedUnder = (dir: string) => {
+    const path = join(dataDir, "objects", "streams", STREAM, dir);
+    if (!existsSync(path)) return 0;
+    return readdirSync(path, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).length;
+  };
+  const stored = { tiles: storedUnder("tile"), cosignedCheckpoints: storedUnder("cosigned") };
   rmSync(dataDir, { recursive: true, force: true });
   return {
     producerKey: algorithm,
     signing,
+    variant,
+    stored,
     batch,
     concurrency,
     events: delivered,
@@ -274,37 +327,43 @@ async function run(
 // few minutes in all on two cores.
 const EVENTS = Number(process.env.EVENTS ?? 30_000);
 const EVENTS_B1 = Number(process.env.EVENTS_B1 ?? 5_000);
-type Step = [number, number, number, KeyAlgorithm, Signing];
+type Step = [number, number, number, KeyAlgorithm, Signing, Variant?];
 const fullPlan: Step[] = [
   [100, 1, EVENTS / 2, "ed25519", "event"],
   [100, 1, EVENTS / 2, "ed25519", "batch"],
   [100, 4, EVENTS, "ed25519", "event"],
   [100, 4, EVENTS, "ed25519", "batch"],
+  // The cost of tlog-tiles and of witness cosigning (docs/TRANSPARENCY.md), beside the row above.
+  [100, 4, EVENTS, "ed25519", "batch", "no-tiles"],
+  [100, 4, EVENTS, "ed25519", "batch", "witness"],
   [1, 1, EVENTS_B1 / 5, "ed25519", "event"],
   [1, 16, EVENTS_B1, "ed25519", "event"],
   [1, 64, EVENTS_B1, "ed25519", "event"],
   [1, 256, EVENTS_B1, "ed25519", "event"],
 ];
-// PLAN="100x4:ed25519:batch,1x64:ecdsa-p256" runs only those (batch x concurrency : producer key [: signing]).
+// PLAN="100x4:ed25519:batch,1x64:ecdsa-p256" runs only those (batch x concurrency : producer key [: signing
+// [: variant]]), e.g. PLAN=100x4:ed25519:batch:no-tiles.
 const plan = process.env.PLAN
   ? process.env.PLAN.split(",").map((p): Step => {
       const [batch, rest] = p.split("x");
-      const [concurrency, algorithm, signing] = rest!.split(":");
+      const [concurrency, algorithm, signing, variant] = rest!.split(":");
       return [
         Number(batch),
         Number(concurrency),
         Number(batch) === 1 ? EVENTS_B1 : EVENTS,
         algorithm as KeyAlgorithm,
         (signing ?? "event") as Signing,
+        (variant ?? "tiles") as Variant,
       ];
     })
   : fullPlan;
 const loadBefore = loadavg();
 const runs: Run[] = [];
-for (const [batch, concurrency, events, algorithm, signing] of plan) {
-  runs.push(await run(batch, concurrency, events, algorithm, signing));
+for (const [batch, concurrency, events, algorithm, signing, variant = "tiles"] of plan) {
+  runs.push(await run(batch, concurrency, events, algorithm, signing, variant));
   console.log(JSON.stringify(runs[runs.length - 1]));
 }
+await witness?.close();
 const result = {
   benchmark: "embedded",
   date: new Date().toISOString(),
@@ -326,7 +385,7 @@ const result = {
 };
 console.table(
   runs.map(({ profile, ...r }) => ({
-    run: `${r.batch}x${r.concurrency} ${r.producerKey} ${r.signing}`,
+    run: `${r.batch}x${r.concurrency} ${r.producerKey} ${r.signing}${r.variant === "tiles" ? "" : ` ${r.variant}`}`,
     "events/s": r.eventsPerSecond,
     "p50 ms": r.ackP50Ms,
     "p99 ms": r.ackP99Ms,
