@@ -1,9 +1,9 @@
 /**
  * Real witness software for the tests: litewitness (c2sp.org/tlog-witness) and witnessctl from the Go module
- * filippo.io/torchwood v0.6.1, pinned by test/witness/go/go.mod and go.sum, built once per checkout into
- * `.emulators/litewitness-<hash of the Go sources>/` (ignored by git) with the Go toolchain on the machine.
- * litewitness reads its Ed25519 key from an ssh-agent; test/witness/go/agent (golang.org/x/crypto's agent
- * keyring) serves a key generated here, so nothing beyond Go is needed. A missing Go fails the run.
+ * filippo.io/torchwood v0.6.1, pinned by test/go's go.mod and go.sum and built by test/go-tools.ts with the Go
+ * toolchain on the machine. litewitness reads its Ed25519 key from an ssh-agent; test/go/witness-agent
+ * (golang.org/x/crypto's agent keyring) serves a key generated here, so nothing beyond Go is needed. A missing Go
+ * fails the run.
  *
  * @example
  *   const witness = await startLitewitness("witness.test/w1");
@@ -13,82 +13,17 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { promisify } from "node:util";
-import lockfile from "proper-lockfile";
 import { freePort, ownsListener, startWithRetry, stopProcess } from "../emulators/harness.ts";
+import { GO_BUILD_TIMEOUT_MS, goTools } from "../go-tools.ts";
 
 const run = promisify(execFile);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const GO_MODULE = join(ROOT, "test/witness/go");
-const STATE = join(ROOT, ".emulators");
 
-/**
- * A fresh build takes about 3 minutes on 2 loaded cores (mostly modernc.org/sqlite, litewitness's pure-Go SQLite)
- * plus the module downloads; later runs find the binaries and take no time. Test files that start litewitness
- * give their beforeAll this timeout.
- */
-export const LITEWITNESS_BUILD_TIMEOUT_MS = 600_000;
-
-export interface WitnessBinaries {
-  litewitness: string;
-  witnessctl: string;
-  agent: string;
-}
-
-/** Builds litewitness, witnessctl and the agent unless this exact source set was built already. */
-export async function ensureLitewitness(): Promise<WitnessBinaries> {
-  const sources = ["go.mod", "go.sum", "agent/main.go"].map((f) => readFileSync(join(GO_MODULE, f)));
-  const digest = createHash("sha256").update(Buffer.concat(sources)).digest("hex").slice(0, 16);
-  const dir = join(STATE, `litewitness-${digest}`);
-  const bins = {
-    litewitness: join(dir, "litewitness"),
-    witnessctl: join(dir, "witnessctl"),
-    agent: join(dir, "agent"),
-  };
-  const built = () => Object.values(bins).every((b) => existsSync(b)) && existsSync(join(dir, "built"));
-  if (built()) return bins;
-  mkdirSync(STATE, { recursive: true });
-  // Several test files may start at once: one builds, the others wait for it.
-  const release = await lockfile.lock(STATE, {
-    lockfilePath: join(STATE, "litewitness.lock"),
-    retries: { retries: 1200, minTimeout: 500, maxTimeout: 1000 },
-    stale: LITEWITNESS_BUILD_TIMEOUT_MS,
-  });
-  try {
-    if (!built()) {
-      mkdirSync(dir, { recursive: true });
-      await run(
-        "go",
-        [
-          "build",
-          "-o",
-          `${dir}/`,
-          "filippo.io/torchwood/cmd/litewitness",
-          "filippo.io/torchwood/cmd/witnessctl",
-          "./agent",
-        ],
-        // CGO off: litewitness's SQLite is pure Go, so no C compiler is needed; -mod=readonly: go.sum decides.
-        {
-          cwd: GO_MODULE,
-          env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly" },
-          maxBuffer: 16 * 1024 * 1024,
-        },
-      ).catch((e: Error & { stderr?: string }) => {
-        throw new Error(
-          `building litewitness failed (is Go ≥ 1.24 installed?): ${e.message}\n${e.stderr ?? ""}`,
-        );
-      });
-      writeFileSync(join(dir, "built"), new Date().toISOString());
-    }
-  } finally {
-    await release();
-  }
-  return bins;
-}
+/** Test files that start litewitness give their beforeAll this timeout (a cold build of test/go). */
+export const LITEWITNESS_BUILD_TIMEOUT_MS = GO_BUILD_TIMEOUT_MS;
 
 export interface Litewitness {
   /** The witness's name, as it appears in its cosignature lines. */
@@ -125,7 +60,8 @@ function rawEd25519(key: KeyObject): Buffer {
 
 /** Starts a litewitness named `name` with a new Ed25519 witness key, on a free loopback port. */
 export async function startLitewitness(name: string): Promise<Litewitness> {
-  const bins = await ensureLitewitness();
+  const go = await goTools();
+  const bins = { litewitness: go.litewitness, witnessctl: go.witnessctl, agent: go.witnessAgent };
   // A short directory: a Unix socket path must stay under 108 bytes.
   const dir = mkdtempSync(join(tmpdir(), "lw-"));
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");

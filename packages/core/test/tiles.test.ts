@@ -1,8 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { GO_BUILD_TIMEOUT_MS, goTools } from "../../../test/go-tools.ts";
 import { MemoryObjectStore } from "../src/memory.ts";
 import { leafHash, MerkleTree } from "../src/merkle.ts";
 import { parseStoreKey, tileKey } from "../src/record.ts";
@@ -19,12 +18,10 @@ import {
   tileRoot,
 } from "../src/tiles.ts";
 
-const goDir = join(dirname(fileURLToPath(import.meta.url)), "../../../test/tiles-go");
-
-/** Go's golang.org/x/mod/sumdb/tlog (pinned in test/tiles-go/go.mod): root and every tile for each size. */
-function goTiles(entries: Buffer[], sizes: number[]) {
+/** Go's golang.org/x/mod/sumdb/tlog (test/go/tiles, pinned by test/go's go.sum): root and every tile per size. */
+async function goTiles(entries: Buffer[], sizes: number[]) {
   const input = `${entries.map((e) => e.toString("hex")).join("\n")}\nsizes\n${sizes.join("\n")}\n`;
-  const out = execFileSync("go", ["run", "."], { cwd: goDir, input, maxBuffer: 1 << 28 });
+  const out = execFileSync((await goTools()).tiles, [], { input, maxBuffer: 1 << 28 });
   return JSON.parse(out.toString()) as {
     size: number;
     root: string;
@@ -143,14 +140,14 @@ describe("tile geometry", () => {
 });
 
 describe("tiles against golang.org/x/mod/sumdb/tlog", () => {
-  // One `go run` (a build on first use, then cached): a generous timeout for the first build on a loaded machine.
+  // test/go is built on first use (then cached): the timeout of a cold build on a loaded machine.
   it("writes the full tiles Go computes, serves partials equal to Go's, and the roots agree", {
-    timeout: 120_000,
+    timeout: GO_BUILD_TIMEOUT_MS,
   }, async () => {
     const size = 70_000;
     const entries = Array.from({ length: size }, () => randomBytes(32));
     const sizes = [1, 255, 256, 257, 65_536, size];
-    const go = goTiles(entries, sizes);
+    const go = await goTiles(entries, sizes);
 
     const objects = new MemoryObjectStore();
     const writer = new TileWriter(objects, "s");
