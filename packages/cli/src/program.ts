@@ -102,7 +102,8 @@ function s3Of(o: S3Flags): S3ReadOptions {
   return { ...(o.endpoint ? { endpoint: o.endpoint } : {}), ...(o.region ? { region: o.region } : {}) };
 }
 
-function withTrust(cmd: Command): Command {
+/** The pinned checkpoint keys, as files or strings. */
+function withPinnedKeys(cmd: Command): Command {
   return cmd
     .option(
       "--trusted-keys <file>",
@@ -113,12 +114,14 @@ function withTrust(cmd: Command): Command {
       "--verifier-key <key>",
       "a pinned checkpoint verifier key string <name>+<id>+<base64> (repeatable)",
       collect,
-    )
-    .option(
-      "--fingerprint <sha256>",
-      "pin the source's key whose DER SPKI has this SHA-256 (hex; repeatable)",
-      collect,
     );
+}
+function withTrust(cmd: Command): Command {
+  return withPinnedKeys(cmd).option(
+    "--fingerprint <sha256>",
+    "pin the source's key whose DER SPKI has this SHA-256 (hex; repeatable)",
+    collect,
+  );
 }
 function withS3(cmd: Command): Command {
   return cmd
@@ -740,23 +743,14 @@ export function buildProgram(io: Io = processIo): Command {
     }
   });
 
-  program
+  const proofCmd = program
     .command("verify-proof")
     .description(
       "check a receipt kept as a c2sp.org/tlog-proof file, offline: signature, origin, inclusion, and the record",
     )
     .argument("<file>", "the .tlog-proof file")
-    .option("--record <file>", "the record it proves (JSON: a segment line or GET …/records' record)")
-    .option(
-      "--trusted-keys <file>",
-      "file of pinned checkpoint verifier keys, one per line (repeatable)",
-      collect,
-    )
-    .option(
-      "--verifier-key <key>",
-      "a pinned checkpoint verifier key string <name>+<id>+<base64> (repeatable)",
-      collect,
-    )
+    .option("--record <file>", "the record it proves (JSON: a segment line or GET …/records' record)");
+  withPinnedKeys(proofCmd)
     .option("--deployment <name>", "require the checkpoint origin <name>/<stream>")
     .option("--json", "machine-readable result")
     .action(async (file: string, o) => {
