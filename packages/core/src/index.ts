@@ -24,5 +24,6 @@ export * from "./tiles.ts";
 export * from "./tlog-proof.ts";
 export * from "./verify.ts";
 export * from "./witness.ts";
+export * from "./witness-config.ts";
 export * from "./witness-cosigner.ts";
 export * from "./witnessed.ts";
