@@ -224,7 +224,7 @@ export async function submitToWitnesses(
   const witnesses = runtime.settings.witnesses;
   try {
     const made = await runtime.witnessCosigner();
-    if (!made || !made.wanted(stream) || !made.cosigner.due(stream)) return undefined;
+    if (!made?.wanted(stream) || !made.cosigner.due(stream)) return undefined;
     const timeoutMs = (witnesses?.timeoutSeconds ?? 10) * 1000;
     if (Date.now() + 2 * timeoutMs > deadline) return undefined;
     const round = await made.cosigner.cosign(stream);
@@ -447,8 +447,8 @@ export function createSequencerHandler(
       if (body["detail-type"] === "Scheduled Event") {
         const woken = await sweepPending(deps);
         logger.info("swept", { woken: woken.length });
-        const witnessed = await catchUpWitnesses(runtime, deps, deadline);
-        return { woken, ...(witnessed.length > 0 ? { witnessed } : {}) };
+        const submitted = await catchUpWitnesses(runtime, deps, deadline);
+        return { woken, ...(submitted.length > 0 ? { submittedToWitnesses: submitted } : {}) };
       }
       if (body.reindex !== undefined) return await reindex(runtime, body, context);
       const stream = wakeStream(body.stream);
