@@ -28,7 +28,8 @@ const KEY_ADMIN_ACTIONS = [
  * The checkpoint signing key, never exportable: ECDSA P-256 (KMS ECC_NIST_P256, C2SP signed-note type 0x02) by
  * default, or Ed25519 (ECC_NIST_EDWARDS25519, type 0x01) with the `checkpointKey` setting. The key is an L1
  * CfnKey, so its KeySpec is the plain CloudFormation string: aws-cdk-lib 2.224.0's `kms.KeySpec` enum has no
- * ECC_NIST_EDWARDS25519 member, and none is needed here. CloudFormation replaces a key whose spec changes.
+ * ECC_NIST_EDWARDS25519 member, and none is needed here. The spec is fixed at the stage's first deploy:
+ * CloudFormation fails an update that changes an existing key's KeySpec (AWS::KMS::Key, "Important").
  *
  * The key policy is written out in full (an L1 key) because the L2 default grants `kms:*` to the account,
  * which would let any IAM policy in the account grant kms:Sign. Here only the two ingest roles may sign, an

@@ -46,9 +46,8 @@ export interface StageSettings {
   trustedKeyFingerprints: string[];
   /**
    * The checkpoint key's algorithm: `ecdsa-p256` (KMS ECC_NIST_P256, the default) or `ed25519` (KMS
-   * ECC_NIST_EDWARDS25519), which witnesses and Go's x/mod note need (docs/TRANSPARENCY.md §2). Changing it on a
-   * deployed stage replaces the KMS key (CloudFormation cannot change a key's spec): pin the old key's fingerprint
-   * (trustedKeyFingerprints) so its checkpoints keep verifying.
+   * ECC_NIST_EDWARDS25519), which witnesses and Go's x/mod note need (docs/TRANSPARENCY.md §2). Fixed at the
+   * stage's first deploy: CloudFormation fails an update that changes an existing KMS key's KeySpec.
    */
   checkpointKey: "ecdsa-p256" | "ed25519";
   /**
