@@ -23,6 +23,7 @@ import {
   runtimeAlertStatements,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
+import { witnessEnvironment } from "./settings.ts";
 
 /**
  * Read routes for auditors, served by functions/query; every one requires IAM (SigV4). Besides the records,
@@ -137,6 +138,8 @@ export function Audit({ app, stack }: StackContext) {
     description: "auditsink read API for auditors: checkpoints, records and proofs",
     timeout: 29,
     memorySize: 512,
+    // With witnesses, checkpoint answers and /tlog/{stream}/checkpoint carry the newest cosigned checkpoint.
+    environment: witnessEnvironment(settings),
     statements: [
       ...archiveAndLedgerReads(archive, table.tableArn, { ledgerActions: LEDGER_READ_ACTIONS }),
       // GET /v1/events: postings, then the segments they name (DynamoEventIndex.ts).

@@ -31,6 +31,7 @@ import {
 } from "./policies.ts";
 import { SequencerHandOff } from "./Sequencer.ts";
 import { Signing } from "./Signing.ts";
+import { witnessEnvironment } from "./settings.ts";
 
 /**
  * Routes served by functions/ingest-http. Producer administration (PRODUCER_ADMIN_ROUTES, SigV4) is served by
@@ -148,7 +149,12 @@ export function Ingest({ app, stack }: StackContext) {
   // ---- Hand-off and sequencer ----
   const dedupEnvironment = { DEDUP_WINDOW_SECONDS: String(settings.dedupWindowDays * 86_400) };
   const handOff = new SequencerHandOff(stack, table.tableArn);
-  const sequencer = handOff.addSequencer(resources, sequencerStatements(), dedupEnvironment);
+  // With witnesses, the sequencer submits each stream's checkpoints after its runs and stores the cosigned notes
+  // under streams/<stream>/cosigned/ (within CreateArchiveObjects' streams/*: nothing more is granted).
+  const sequencer = handOff.addSequencer(resources, sequencerStatements(), {
+    ...dedupEnvironment,
+    ...witnessEnvironment(settings),
+  });
 
   // ---- HTTP ----
   const ingestHttp = sinkFunction(stack, "ingest-http", {

@@ -2,8 +2,9 @@ import { RemovalPolicy } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import type { StackContext } from "sst/constructs";
-import { appRoleArnPattern, checkpointOrigin, roleArn, SIGNER_ROLES } from "./naming.ts";
+import { appRoleArnPattern, checkpointOrigin, roleArn, SIGNER_ROLES, useSettings } from "./naming.ts";
 import { KEY_PROTECTED_ACTIONS } from "./policies.ts";
+import { CHECKPOINT_KEY_SPECS } from "./settings.ts";
 
 /** Key administration for the account's IAM administrators: everything except using the key. */
 const KEY_ADMIN_ACTIONS = [
@@ -24,7 +25,11 @@ const KEY_ADMIN_ACTIONS = [
 ];
 
 /**
- * The checkpoint signing key: ECDSA P-256 (C2SP signed-note type 0x02), never exportable.
+ * The checkpoint signing key, never exportable: ECDSA P-256 (KMS ECC_NIST_P256, C2SP signed-note type 0x02) by
+ * default, or Ed25519 (ECC_NIST_EDWARDS25519, type 0x01) with the `checkpointKey` setting. The key is an L1
+ * CfnKey, so its KeySpec is the plain CloudFormation string: aws-cdk-lib 2.224.0's `kms.KeySpec` enum has no
+ * ECC_NIST_EDWARDS25519 member, and none is needed here. The spec is fixed at the stage's first deploy:
+ * CloudFormation fails an update that changes an existing key's KeySpec (AWS::KMS::Key, "Important").
  *
  * The key policy is written out in full (an L1 key) because the L2 default grants `kms:*` to the account,
  * which would let any IAM policy in the account grant kms:Sign. Here only the two ingest roles may sign, an
@@ -39,6 +44,7 @@ export function Signing({ app, stack }: StackContext) {
     roleArn(app, purpose, stack.partition, stack.account),
   );
   const auditorArn = roleArn(app, "auditor", stack.partition, stack.account);
+  const { checkpointKey } = useSettings(app);
 
   const policy = new iam.PolicyDocument({
     statements: [
@@ -91,8 +97,8 @@ export function Signing({ app, stack }: StackContext) {
   });
 
   const key = new kms.CfnKey(stack, "SigningKey", {
-    description: `auditsink ${app.stage}: signs C2SP checkpoints (ECDSA P-256)`,
-    keySpec: "ECC_NIST_P256",
+    description: `auditsink ${app.stage}: signs C2SP checkpoints (${checkpointKey === "ed25519" ? "Ed25519" : "ECDSA P-256"})`,
+    keySpec: CHECKPOINT_KEY_SPECS[checkpointKey],
     keyUsage: "SIGN_VERIFY",
     enabled: true,
     pendingWindowInDays: 30,

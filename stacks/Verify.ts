@@ -34,6 +34,7 @@ import {
   runtimeAlertStatements,
 } from "./policies.ts";
 import { Signing } from "./Signing.ts";
+import { witnessEnvironment } from "./settings.ts";
 
 /**
  * Verifier alert events go to the account's default event bus, not the ingest bus: the ingest rule forwards
@@ -266,6 +267,8 @@ export function Verify({ app, stack }: StackContext) {
       EVENT_BUS_NAME: ALERT_EVENT_BUS,
       [VERIFIER_ENV.archiveChangesQueueUrl]: changes.queueUrl,
       [VERIFIER_ENV.trustedKeyFingerprints]: settings.trustedKeyFingerprints.join(","),
+      // With witnesses, each run checks the witness policy (witness-policy-unmet).
+      ...witnessEnvironment(settings),
     },
     statements: [
       ...archiveReadStatements(archive),

@@ -6,6 +6,8 @@
  * `.env.<stage>`. docs/DEPLOY.md lists every variable.
  */
 
+import { WITNESS_ENV } from "../packages/aws/src/env-names.ts";
+
 /** Object Lock retention may never be shorter than six months (EU AI Act Art. 19; DESIGN.md invariant 4). */
 export const RETENTION_FLOOR_DAYS = 180;
 /** S3 refuses default retention periods longer than 100 years. */
@@ -42,7 +44,32 @@ export interface StageSettings {
    * this deployment, so their checkpoints keep verifying. A key document in the archive is trusted only if pinned.
    */
   trustedKeyFingerprints: string[];
+  /**
+   * The checkpoint key's algorithm: `ecdsa-p256` (KMS ECC_NIST_P256, the default) or `ed25519` (KMS
+   * ECC_NIST_EDWARDS25519), which witnesses and Go's x/mod note need (docs/TRANSPARENCY.md §2). Fixed at the
+   * stage's first deploy: CloudFormation fails an update that changes an existing KMS key's KeySpec.
+   */
+  checkpointKey: "ecdsa-p256" | "ed25519";
+  /**
+   * Witnesses the sequencer submits checkpoints to, each `<http(s) URL> <verifier key>` (docs/TRANSPARENCY.md
+   * §3); they need `checkpointKey: "ed25519"`.
+   */
+  witnesses: string[];
+  /** Cosignatures each checkpoint should get (default: every witness); the verifier's witness policy. */
+  witnessQuorum?: number;
+  /** Least seconds between two submissions of one stream (the rate limit per stream). */
+  witnessIntervalSeconds: number;
+  /** Seconds a checkpoint may wait for a quorum before the verifier reports `witness-policy-unmet`. */
+  witnessMaxLagSeconds?: number;
+  /** Streams submitted, as producer stream patterns (`agents.*`); default every stream. */
+  witnessStreams: string[];
 }
+
+/** The KMS key spec of each checkpoint key algorithm (stacks/Signing.ts). */
+export const CHECKPOINT_KEY_SPECS = {
+  "ecdsa-p256": "ECC_NIST_P256",
+  ed25519: "ECC_NIST_EDWARDS25519",
+} as const;
 
 export const DEFAULT_SETTINGS: StageSettings = {
   retentionDays: RETENTION_FLOOR_DAYS,
@@ -54,6 +81,10 @@ export const DEFAULT_SETTINGS: StageSettings = {
   apiBurstLimit: 2000,
   dedupWindowDays: 14,
   trustedKeyFingerprints: [],
+  checkpointKey: "ecdsa-p256",
+  witnesses: [],
+  witnessIntervalSeconds: 10,
+  witnessStreams: [],
 };
 
 /** The environment variable behind each setting (docs/DEPLOY.md documents them under these names). */
@@ -68,6 +99,12 @@ export const SETTING_VARIABLES = {
   apiBurstLimit: "AUDITSINK_API_BURST_LIMIT",
   dedupWindowDays: "AUDITSINK_DEDUP_WINDOW_DAYS",
   trustedKeyFingerprints: "AUDITSINK_TRUSTED_KEY_FINGERPRINTS",
+  checkpointKey: "AUDITSINK_CHECKPOINT_KEY",
+  witnesses: "AUDITSINK_WITNESSES",
+  witnessQuorum: "AUDITSINK_WITNESS_QUORUM",
+  witnessIntervalSeconds: "AUDITSINK_WITNESS_INTERVAL",
+  witnessMaxLagSeconds: "AUDITSINK_WITNESS_MAX_LAG",
+  witnessStreams: "AUDITSINK_WITNESS_STREAMS",
 } as const satisfies Record<keyof StageSettings, string>;
 
 /** CloudWatch Logs accepts only these retention periods. */
@@ -151,7 +188,55 @@ export function resolveSettings(input: Partial<StageSettings> = {}): StageSettin
     }
   }
   settings.trustedKeyFingerprints = [...new Set(settings.trustedKeyFingerprints)].sort();
+  checkWitnessSettings(settings);
   return settings;
+}
+
+/** `<name>+<8 hex key ID>+<base64 key>`: the shape of a c2sp.org/signed-note verifier key (core parses it fully). */
+const VERIFIER_KEY = /^[^\s+]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/]+=*$/;
+
+function checkWitnessSettings(settings: StageSettings): void {
+  if (!(settings.checkpointKey in CHECKPOINT_KEY_SPECS)) {
+    throw new StageSettingsError(
+      `checkpointKey must be "ecdsa-p256" or "ed25519", got "${settings.checkpointKey}"`,
+    );
+  }
+  for (const spec of settings.witnesses) {
+    const parts = spec.trim().split(/\s+/);
+    const url = parts.find((p) => /^https?:\/\/[^\s]+$/.test(p));
+    const key = parts.find((p) => p !== url);
+    if (parts.length !== 2 || !url || !key || !VERIFIER_KEY.test(key)) {
+      throw new StageSettingsError(
+        `witnesses holds "${spec}", which is not "<http(s) URL> <verifier key>" (the witness's submission URL and its vkey)`,
+      );
+    }
+  }
+  if (settings.witnesses.length > 0 && settings.checkpointKey !== "ed25519") {
+    throw new StageSettingsError(
+      "witnesses need an Ed25519 checkpoint key (witnesses only accept Ed25519 log signatures): set " +
+        `${SETTING_VARIABLES.checkpointKey}=ed25519 (docs/TRANSPARENCY.md §2), or configure no witnesses`,
+    );
+  }
+  const quorum = settings.witnessQuorum;
+  if (
+    quorum !== undefined &&
+    (!Number.isInteger(quorum) || quorum < 1 || quorum > settings.witnesses.length)
+  ) {
+    throw new StageSettingsError(
+      `witnessQuorum must be a whole number from 1 to the number of witnesses (${settings.witnesses.length}), got ${quorum}`,
+    );
+  }
+  if (!Number.isInteger(settings.witnessIntervalSeconds) || settings.witnessIntervalSeconds < 0) {
+    throw new StageSettingsError(
+      `witnessIntervalSeconds must be a whole number of seconds, got ${settings.witnessIntervalSeconds}`,
+    );
+  }
+  const lag = settings.witnessMaxLagSeconds;
+  if (lag !== undefined && (!Number.isInteger(lag) || lag < 1)) {
+    throw new StageSettingsError(
+      `witnessMaxLagSeconds must be a positive whole number of seconds, got ${lag}`,
+    );
+  }
 }
 
 /**
@@ -192,6 +277,16 @@ export function settingsFromEnv(env: Record<string, string | undefined>): StageS
       apiBurstLimit: integer("apiBurstLimit"),
       dedupWindowDays: integer("dedupWindowDays"),
       trustedKeyFingerprints: list("trustedKeyFingerprints"),
+      checkpointKey: text("checkpointKey") as StageSettings["checkpointKey"] | undefined,
+      // One witness per line, or separated by commas (a spec itself holds a space, never a comma).
+      witnesses: text("witnesses")
+        ?.split(/[\n,]/)
+        .map((item) => item.trim())
+        .filter((item) => item !== "" && !item.startsWith("#")),
+      witnessQuorum: integer("witnessQuorum"),
+      witnessIntervalSeconds: integer("witnessIntervalSeconds"),
+      witnessMaxLagSeconds: integer("witnessMaxLagSeconds"),
+      witnessStreams: list("witnessStreams"),
     });
   } catch (error) {
     if (error instanceof StageSettingsError) {
@@ -203,4 +298,23 @@ export function settingsFromEnv(env: Record<string, string | undefined>): StageS
 
 function stripUndefined<T extends object>(input: T): Partial<T> {
   return Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+/**
+ * The runtime's witness environment (packages/aws/src/env-names.ts WITNESS_ENV) for the functions that submit,
+ * serve or check cosigned checkpoints (sequencer, query, verifier); empty without witnesses.
+ */
+export function witnessEnvironment(settings: StageSettings): Record<string, string> {
+  if (settings.witnesses.length === 0) return {};
+  return {
+    [WITNESS_ENV.witnesses]: settings.witnesses.join("\n"),
+    [WITNESS_ENV.intervalSeconds]: String(settings.witnessIntervalSeconds),
+    ...(settings.witnessQuorum !== undefined ? { [WITNESS_ENV.quorum]: String(settings.witnessQuorum) } : {}),
+    ...(settings.witnessMaxLagSeconds !== undefined
+      ? { [WITNESS_ENV.maxLagSeconds]: String(settings.witnessMaxLagSeconds) }
+      : {}),
+    ...(settings.witnessStreams.length > 0
+      ? { [WITNESS_ENV.streams]: settings.witnessStreams.join(",") }
+      : {}),
+  };
 }

@@ -52,7 +52,15 @@ export function useEmulators(emulators: Emulators): void {
   });
 }
 
-export async function provision(): Promise<Provisioned> {
+export interface ProvisionOptions {
+  /**
+   * The checkpoint key's KMS key spec (default ECC_NIST_P256). ECC_NIST_EDWARDS25519 works on the emulators
+   * through the tests' extension of moto (test/emulators/moto_server_ed25519.py).
+   */
+  keySpec?: "ECC_NIST_P256" | "ECC_NIST_EDWARDS25519";
+}
+
+export async function provision(options: ProvisionOptions = {}): Promise<Provisioned> {
   const id = randomUUID().slice(0, 8);
   const clients = createClients();
   const bucket = `archive-${id}`;
@@ -62,7 +70,7 @@ export async function provision(): Promise<Provisioned> {
   const eventIndexTable = `postings-${id}`;
   await createEventIndexTable(clients.dynamo, eventIndexTable);
   const key = await clients.kms.send(
-    new CreateKeyCommand({ KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY" }),
+    new CreateKeyCommand({ KeySpec: options.keySpec ?? "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY" }),
   );
   const sqs = new SQSClient({});
   const queue = async (name: string) => {

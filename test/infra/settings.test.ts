@@ -21,6 +21,10 @@ describe("resolveSettings", () => {
       apiBurstLimit: 2000,
       dedupWindowDays: 14,
       trustedKeyFingerprints: [],
+      checkpointKey: "ecdsa-p256",
+      witnesses: [],
+      witnessIntervalSeconds: 10,
+      witnessStreams: [],
     });
   });
 
@@ -74,6 +78,36 @@ describe("dedupWindowDays", () => {
   });
 });
 
+/** Two witnesses' c2sp.org/tlog-cosignature verifier keys. */
+const W1 = "witness.example/w1+8c2b6f5a+BPi5KgPJH6VJRrG5Lq6qT3pBXkgb4dkA7Xb9Oi5vUpnE";
+const W2 = "witness.example/w2+d40e9a17+BKMxhc8GxlxSU5KzT2zRkR6ENl3vWo8bVHj1FnOJmAaQ";
+
+describe("checkpoint key and witnesses", () => {
+  it("refuses witnesses with an ECDSA P-256 checkpoint key, naming the setting to change", () => {
+    expect(() => resolveSettings({ witnesses: [`https://w1.example/ ${W1}`] })).toThrow(
+      /witnesses need an Ed25519 checkpoint key.*AUDITSINK_CHECKPOINT_KEY=ed25519/,
+    );
+  });
+
+  it("refuses an unknown key algorithm, a malformed witness, and a quorum beyond the witnesses", () => {
+    expect(() => resolveSettings({ checkpointKey: "rsa" as never })).toThrow(/checkpointKey must be/);
+    expect(() => resolveSettings({ checkpointKey: "ed25519", witnesses: [W1] })).toThrow(
+      /witnesses holds .* not "<http\(s\) URL> <verifier key>"/,
+    );
+    expect(() =>
+      resolveSettings({ checkpointKey: "ed25519", witnesses: ["https://w1.example/ not-a-key"] }),
+    ).toThrow(/witnesses holds/);
+    expect(() =>
+      resolveSettings({
+        checkpointKey: "ed25519",
+        witnesses: [`https://w1.example/ ${W1}`],
+        witnessQuorum: 2,
+      }),
+    ).toThrow(/witnessQuorum must be a whole number from 1 to the number of witnesses \(1\)/);
+    expect(() => resolveSettings({ witnessMaxLagSeconds: 0 })).toThrow(/witnessMaxLagSeconds/);
+  });
+});
+
 describe("settingsFromEnv", () => {
   it("reads every AUDITSINK_* variable", () => {
     expect(
@@ -88,6 +122,12 @@ describe("settingsFromEnv", () => {
         AUDITSINK_API_BURST_LIMIT: "100",
         AUDITSINK_DEDUP_WINDOW_DAYS: "30",
         AUDITSINK_TRUSTED_KEY_FINGERPRINTS: `${"B".repeat(64)}, ${"a".repeat(64)}`,
+        AUDITSINK_CHECKPOINT_KEY: "ed25519",
+        AUDITSINK_WITNESSES: `https://w1.example/ ${W1}\n# a comment\nhttps://w2.example/ ${W2}`,
+        AUDITSINK_WITNESS_QUORUM: "1",
+        AUDITSINK_WITNESS_INTERVAL: "60",
+        AUDITSINK_WITNESS_MAX_LAG: "900",
+        AUDITSINK_WITNESS_STREAMS: "agents.*, billing",
       }),
     ).toEqual({
       retentionDays: 400,
@@ -100,6 +140,12 @@ describe("settingsFromEnv", () => {
       apiBurstLimit: 100,
       dedupWindowDays: 30,
       trustedKeyFingerprints: ["a".repeat(64), "b".repeat(64)],
+      checkpointKey: "ed25519",
+      witnesses: [`https://w1.example/ ${W1}`, `https://w2.example/ ${W2}`],
+      witnessQuorum: 1,
+      witnessIntervalSeconds: 60,
+      witnessMaxLagSeconds: 900,
+      witnessStreams: ["agents.*", "billing"],
     });
   });
 

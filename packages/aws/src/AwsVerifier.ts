@@ -27,6 +27,7 @@ import {
   allFailures,
   checkpointKey,
   checkpointPrefix,
+  checkStreamWitnessed,
   type FailureCode,
   keyFingerprint,
   listStoredStreams,
@@ -44,10 +45,13 @@ import {
   segmentKey,
   segmentPrefix,
   signSystemEvent,
+  streamAllowed,
   streamPrefix,
   tileRange,
   type VerificationTrust,
   type VerifierState,
+  type WitnessRequirement,
+  witnessRequirement,
 } from "@auditsink/core";
 import { DescribeKeyCommand } from "@aws-sdk/client-kms";
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
@@ -112,6 +116,8 @@ export interface VerifierRunResult {
   changes: { notifications: number; keysChecked: number };
   /** Versions the sweep checked this run, and whether it finished a pass. */
   sweep: { versions: number; passCompleted: boolean };
+  /** With witnesses: per stream checked, the newest cosigned size meeting the policy and who cosigned it. */
+  witnessed?: Record<string, { size: number; witnesses: string[] }>;
 }
 
 type Code = FailureCode | ArchiveFailureCode;
@@ -126,10 +132,20 @@ interface Found {
 type KeyVersions = { key: string; versions: ObjectVersion[] };
 
 export class AwsVerifier {
+  /**
+   * The configured witnesses as a policy (docs/TRANSPARENCY.md §3): each run reports `witness-policy-unmet` for
+   * a checkpoint older than the allowed lag that no quorum has cosigned. Kept for the container's life, so a run
+   * lists only the cosigned keys stored since the last one.
+   */
+  private readonly witnesses: WitnessRequirement | undefined;
+
   constructor(
     private readonly runtime: AwsRuntime,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    const options = runtime.settings.witnesses;
+    this.witnesses = options ? witnessRequirement(options) : undefined;
+  }
 
   async run(options: VerifierRunOptions): Promise<VerifierRunResult> {
     const { objects, heads, watermarks } = this.runtime;
@@ -176,6 +192,7 @@ export class AwsVerifier {
     const order = [...all.slice(start), ...all.slice(0, start)];
 
     const verified: string[] = [];
+    const witnessed: Record<string, { size: number; witnesses: string[] }> = {};
     let complete = true;
     for (const [i, stream] of order.entries()) {
       if (!hasTime()) {
@@ -190,6 +207,8 @@ export class AwsVerifier {
         run,
         producers.length > 0 ? lastSeen : undefined,
       );
+      const cosigned = await this.checkWitnessed(stream, trustedKeys, run);
+      if (cosigned) witnessed[stream] = cosigned;
       verified.push(stream);
       if (i === order.length - 1) await watermarks.setCursor(undefined);
     }
@@ -222,10 +241,42 @@ export class AwsVerifier {
       complete,
       alerts: run.fresh,
       findings: { open, acknowledged: stored.filter((f) => f.acknowledged) },
+      ...(this.witnesses ? { witnessed } : {}),
       trust,
       changes,
       sweep,
     };
+  }
+
+  /**
+   * The witness policy for one stream (core's checkStreamWitnessed over the archive, the embedded verifier's
+   * check): findings `witness-policy-unmet` and `cosigned-checkpoint-invalid`. Checked after the stream's
+   * verification, so they alert and stay open like every finding but do not hold back its watermark: the records
+   * verified; what is missing is a witness's signature, which a later round may still bring.
+   */
+  private async checkWitnessed(
+    stream: string,
+    trusted: readonly NoteKey[],
+    run: RunFindings,
+  ): Promise<{ size: number; witnesses: string[] } | undefined> {
+    const requirement = this.witnesses;
+    if (!requirement || (requirement.streams && !streamAllowed(requirement.streams, stream)))
+      return undefined;
+    const checked = await checkStreamWitnessed(
+      this.runtime.objects,
+      stream,
+      trusted,
+      requirement,
+      this.now(),
+    );
+    for (const f of checked.failures)
+      run.add({
+        code: f.code as Code,
+        message: f.message,
+        stream,
+        ...(f.at !== undefined ? { at: f.at } : {}),
+      });
+    return checked.witnessed;
   }
 
   /**

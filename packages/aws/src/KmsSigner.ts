@@ -1,23 +1,36 @@
 /**
- * The checkpoint Signer over an AWS KMS key (ECC_NIST_P256, SIGN_VERIFY). The note signature type is 0x02,
- * ECDSA P-256 over SHA-256 of the note text (C2SP signed-note); KMS returns ASN.1 DER signatures.
+ * The checkpoint Signer over an AWS KMS key (SIGN_VERIFY), of either key spec the stack offers
+ * (docs/TRANSPARENCY.md §2):
+ *   - ECC_NIST_P256: note signature type 0x02, ECDSA P-256 over SHA-256 of the note text (C2SP signed-note);
+ *     KMS signs with ECDSA_SHA_256 and returns ASN.1 DER signatures;
+ *   - ECC_NIST_EDWARDS25519: note signature type 0x01, pure Ed25519 over the note text; KMS signs with
+ *     ED25519_SHA_512, which requires `MessageType: RAW`, and returns the raw 64-byte signature.
+ * The key spec comes from GetPublicKey (its KeySpec and the SPKI's algorithm must agree).
  *
- * `Sign` is called with `MessageType: RAW` so KMS hashes the message itself (moto re-hashes DIGEST messages,
- * see docs/AWS.md). The private key never leaves KMS; the public key is fetched once per container and
+ * `Sign` is always called with `MessageType: RAW` so KMS hashes the message itself (moto re-hashes DIGEST
+ * messages, see docs/AWS.md). The private key never leaves KMS; the public key is fetched once per container and
  * exported once into the archive at `keys/<note key ID>.json` so that old checkpoints stay verifiable even if
  * the KMS key is later lost or deleted.
  */
 
 import {
+  FormatError,
   makeNoteKey,
   type NoteKey,
   type PublicKeyDocument,
   publicKeyDocument,
   publicKeyDocumentKey,
   publicKeyFromSpki,
+  SIG_ED25519,
   type Signer,
 } from "@auditsink/core";
-import { DescribeKeyCommand, GetPublicKeyCommand, type KMSClient, SignCommand } from "@aws-sdk/client-kms";
+import {
+  DescribeKeyCommand,
+  GetPublicKeyCommand,
+  type KMSClient,
+  SignCommand,
+  type SigningAlgorithmSpec,
+} from "@aws-sdk/client-kms";
 import { storeFailure } from "./errors.ts";
 import type { S3WriteOnceStore } from "./S3WriteOnceStore.ts";
 
@@ -26,6 +39,8 @@ export class KmsSigner implements Signer {
     private readonly kms: KMSClient,
     readonly kmsKeyId: string,
     readonly key: NoteKey,
+    /** ECDSA_SHA_256 for an ECC_NIST_P256 key, ED25519_SHA_512 for an ECC_NIST_EDWARDS25519 key. */
+    readonly signingAlgorithm: SigningAlgorithmSpec,
   ) {}
 
   /**
@@ -34,14 +49,23 @@ export class KmsSigner implements Signer {
    *   const signer = await KmsSigner.create(new KMSClient({}), process.env.SIGNING_KEY_ID!, "auditsink.example/prod");
    */
   static async create(kms: KMSClient, kmsKeyId: string, name: string): Promise<KmsSigner> {
-    let der: Uint8Array | undefined;
+    let out: { PublicKey?: Uint8Array; KeySpec?: string; CustomerMasterKeySpec?: string };
     try {
-      der = (await kms.send(new GetPublicKeyCommand({ KeyId: kmsKeyId }))).PublicKey;
+      out = await kms.send(new GetPublicKeyCommand({ KeyId: kmsKeyId }));
     } catch (e) {
       throw storeFailure(`KMS GetPublicKey ${kmsKeyId}`, e);
     }
-    if (!der) throw storeFailure(`KMS GetPublicKey ${kmsKeyId}`, new Error("no public key returned"));
-    return new KmsSigner(kms, kmsKeyId, makeNoteKey(name, publicKeyFromSpki(der)));
+    if (!out.PublicKey)
+      throw storeFailure(`KMS GetPublicKey ${kmsKeyId}`, new Error("no public key returned"));
+    const key = makeNoteKey(name, publicKeyFromSpki(out.PublicKey));
+    const spec = key.type === SIG_ED25519 ? "ECC_NIST_EDWARDS25519" : "ECC_NIST_P256";
+    const kmsSpec = out.KeySpec ?? out.CustomerMasterKeySpec;
+    if (kmsSpec !== undefined && kmsSpec !== spec)
+      throw new FormatError(
+        "bad-key",
+        `KMS key ${kmsKeyId} is ${kmsSpec}; checkpoint keys must be ECC_NIST_P256 or ECC_NIST_EDWARDS25519`,
+      );
+    return new KmsSigner(kms, kmsKeyId, key, key.type === SIG_ED25519 ? "ED25519_SHA_512" : "ECDSA_SHA_256");
   }
 
   async sign(message: Uint8Array): Promise<Uint8Array> {
@@ -51,7 +75,7 @@ export class KmsSigner implements Signer {
           KeyId: this.kmsKeyId,
           Message: message,
           MessageType: "RAW",
-          SigningAlgorithm: "ECDSA_SHA_256",
+          SigningAlgorithm: this.signingAlgorithm,
         }),
       );
       if (!out.Signature) throw new Error("no signature returned");

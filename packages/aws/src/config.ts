@@ -3,7 +3,8 @@
  * SDK client options every adapter uses. Endpoints come from the SDK's own variables (`AWS_ENDPOINT_URL`,
  * `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, …), which is how tests point clients at the emulators.
  */
-import { VERIFIER_ENV } from "./env-names.ts";
+import { FormatError, parseWitnessList, type WitnessOptions, witnessEndpoints } from "@auditsink/core";
+import { VERIFIER_ENV, WITNESS_ENV } from "./env-names.ts";
 import { AwsConfigError } from "./errors.ts";
 
 /** Object Lock retention floor: EU AI Act Art. 19 asks for at least six months. */
@@ -58,9 +59,14 @@ export interface AwsSettings {
   sweepPagesPerRun: number;
   /** Days between the starts of two archive sweeps. */
   sweepIntervalDays: number;
+  /**
+   * Witnesses the sequencer submits each stream's checkpoints to, and the verifier's witness policy
+   * (docs/TRANSPARENCY.md §3); absent when none are configured.
+   */
+  witnesses?: WitnessOptions;
 }
 
-export { VERIFIER_ENV };
+export { VERIFIER_ENV, WITNESS_ENV };
 
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 
@@ -117,7 +123,49 @@ export function settingsFromEnv(env: Env = process.env): AwsSettings {
       : {}),
     sweepPagesPerRun: positiveInteger(env, VERIFIER_ENV.sweepPagesPerRun, 5),
     sweepIntervalDays: positiveInteger(env, VERIFIER_ENV.sweepIntervalDays, 7),
+    ...witnessSettings(env),
   };
+}
+
+/** The witness settings (WITNESS_ENV); none when WITNESSES is empty. Throws AwsConfigError naming the setting. */
+function witnessSettings(env: Env): { witnesses?: WitnessOptions } {
+  const list = env[WITNESS_ENV.witnesses]?.trim();
+  if (!list) return {};
+  const optional = (name: string, min: number): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return undefined;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min)
+      throw new AwsConfigError(
+        "bad-setting",
+        `${name} must be a whole number of at least ${min}, not ${raw}`,
+      );
+    return value;
+  };
+  const quorum = optional(WITNESS_ENV.quorum, 1);
+  const intervalSeconds = optional(WITNESS_ENV.intervalSeconds, 0);
+  const maxLagSeconds = optional(WITNESS_ENV.maxLagSeconds, 1);
+  const timeoutSeconds = optional(WITNESS_ENV.timeoutSeconds, 1);
+  const streams = env[WITNESS_ENV.streams]
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  try {
+    const witnesses: WitnessOptions = {
+      witnesses: parseWitnessList(list),
+      ...(quorum !== undefined ? { quorum } : {}),
+      ...(intervalSeconds !== undefined ? { intervalSeconds } : {}),
+      ...(maxLagSeconds !== undefined ? { maxLagSeconds } : {}),
+      ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+      ...(streams && streams.length > 0 ? { streams } : {}),
+    };
+    witnessEndpoints(witnesses);
+    return { witnesses };
+  } catch (e) {
+    if (e instanceof FormatError)
+      throw new AwsConfigError("bad-setting", `${WITNESS_ENV.witnesses}: ${e.message}`, { cause: e });
+    throw e;
+  }
 }
 
 function fingerprints(env: Env): string[] {

@@ -12,8 +12,9 @@ export class AwsConfigError extends Error {
   constructor(
     readonly code: AwsConfigErrorCode,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -40,6 +40,8 @@ export function createHttpHandler(runtime: AwsRuntime): LambdaHttpHandler {
         return authorizer?.iam !== undefined && authorizer.iam !== null;
       },
       health: () => ({ runtime: "aws" }),
+      // With witnesses, the newest cosigned checkpoint in the archive (what the embedded sink serves too).
+      ...(runtime.settings.witnesses ? { cosigned: (stream: string) => runtime.cosigned(stream) } : {}),
       // Unauthenticated: the deployment name (`<app>.<stage>.<region>.<account>`) would show the account id.
       healthShowsDeployment: false,
       alerts: runtime.alerts,

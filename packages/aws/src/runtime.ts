@@ -4,7 +4,16 @@
  * export, so it is built lazily on the first invocation and reused; a failed start is retried next time.
  */
 
-import { type Admitted, type Receipt, Sink, type SinkOptions } from "@auditsink/core";
+import {
+  type Admitted,
+  CosignedCheckpoints,
+  createCosigner,
+  isWitnessableKey,
+  type Receipt,
+  Sink,
+  type SinkOptions,
+  type WitnessCosigner,
+} from "@auditsink/core";
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
@@ -130,6 +139,10 @@ export class AwsRuntime {
   /** Postings of every committed segment: written in the commit step, read by `GET /v1/events`. */
   readonly events: DynamoEventIndex;
   private started: Promise<{ sink: Sink; signer: KmsSigner }> | undefined;
+  private witnesses:
+    | Promise<{ cosigner: WitnessCosigner; wanted(stream: string): boolean } | undefined>
+    | undefined;
+  private cosignedCheckpoints: CosignedCheckpoints | undefined;
 
   constructor(
     readonly settings: AwsSettings,
@@ -207,6 +220,43 @@ export class AwsRuntime {
       throw e;
     });
     return this.started;
+  }
+
+  /**
+   * The witness cosigner of this container (docs/TRANSPARENCY.md §3), over the committing Sink; undefined without
+   * witnesses. Its memory (each witness's last size, the rate limit) lives as long as the container: a fresh
+   * container's first request to a witness says `old 0`, and the witness's 409 tells it the size (the protocol's
+   * own recovery). A checkpoint key that is not Ed25519 is logged as an error and witnesses are skipped: they
+   * would refuse every submission, and a commit must never fail for a witness (the stack refuses that setting).
+   */
+  witnessCosigner(): Promise<{ cosigner: WitnessCosigner; wanted(stream: string): boolean } | undefined> {
+    const options = this.settings.witnesses;
+    if (!options) return Promise.resolve(undefined);
+    this.witnesses ??= this.start().then(({ sink, signer }) => {
+      if (!isWitnessableKey(signer.key)) {
+        logger.error("witnesses are configured but the checkpoint key is not Ed25519; nothing is submitted", {
+          signingKeyId: this.settings.signingKeyId,
+        });
+        return undefined;
+      }
+      return createCosigner(sink, options, {
+        onFailure: (f) => logger.warn("witness did not cosign", { ...f }),
+        onError: (stream, e) =>
+          logger.error("witness submission round failed", { stream, error: (e as Error).message }),
+      });
+    });
+    return this.witnesses;
+  }
+
+  /**
+   * The newest cosigned checkpoint of `stream` in the archive, for the read path (`cosigned` in the checkpoint
+   * answer, /tlog/{stream}/checkpoint); undefined without witnesses. Each lookup lists only the keys after the
+   * newest this container knows (one List request).
+   */
+  cosigned(stream: string): Promise<{ size: number; note: string } | undefined> {
+    if (!this.settings.witnesses) return Promise.resolve(undefined);
+    this.cosignedCheckpoints ??= new CosignedCheckpoints(this.objects);
+    return this.cosignedCheckpoints.get(stream, true);
   }
 
   /** The ingest side of the hand-off: pending writes, the lease read, the wake-up. */

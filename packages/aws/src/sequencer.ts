@@ -22,12 +22,20 @@
  *
  * `sweepPending` (scheduled) wakes the sequencer of every stream whose lease lapsed while items wait: the
  * recovery for a sequencer that crashed holding its lease after ingest saw it held.
+ *
+ * Witnesses (docs/TRANSPARENCY.md §3), when configured: after a run has committed, released the lease and so
+ * answered every request (receipts are written in step 5), the same invocation submits the stream's newest
+ * checkpoint to the witnesses (`submitToWitnesses`) — at most once per interval per stream, each request
+ * bounded by the witness timeout, and only if the invocation has the time. Nobody waits for it: the producers
+ * have their receipts and a new wake-up finds the lease free. A round skipped by the rate limit is made up by the
+ * scheduled run (`catchUpWitnesses`): every stream whose newest checkpoint is not cosigned yet is submitted.
  */
 import { randomUUID } from "node:crypto";
 import {
   type Admitted,
   admit,
   assertStreamName,
+  type CosignRound,
   IngestError,
   parseSignedEvent,
   type SignedEvent,
@@ -202,6 +210,68 @@ async function commitTaken(
 }
 
 /** Stream names a wake-up may name: any valid stream, and the system stream. */
+/**
+ * Submits `stream`'s newest checkpoint to the configured witnesses and stores the cosigned note, unless the
+ * stream is not one witnessed, its last round in this container was less than an interval ago, or fewer than
+ * two witness timeouts remain before `deadline` (a round makes at most two requests per witness, in parallel
+ * across witnesses). Never throws: a witness's failure is logged (and reported by the verifier's policy check).
+ */
+export async function submitToWitnesses(
+  runtime: AwsRuntime,
+  stream: string,
+  deadline: number,
+): Promise<CosignRound | undefined> {
+  const witnesses = runtime.settings.witnesses;
+  try {
+    const made = await runtime.witnessCosigner();
+    if (!made?.wanted(stream) || !made.cosigner.due(stream)) return undefined;
+    const timeoutMs = (witnesses?.timeoutSeconds ?? 10) * 1000;
+    if (Date.now() + 2 * timeoutMs > deadline) return undefined;
+    const round = await made.cosigner.cosign(stream);
+    if (round)
+      logger.info("witnessed", {
+        stream,
+        size: round.size,
+        cosigned: round.cosigned,
+        quorumMet: round.quorumMet,
+        failures: round.failures.length,
+      });
+    return round;
+  } catch (e) {
+    logger.error("witness submission round failed", { stream, error: (e as Error).message });
+    return undefined;
+  }
+}
+
+/**
+ * The scheduled run's witness pass: every witnessed stream (from the leases index) whose newest checkpoint is
+ * larger than its newest cosigned one is submitted (submitToWitnesses), so a round skipped by the rate limit,
+ * or by a witness that was down, is made up within a sweep interval. Resolves with the streams submitted.
+ */
+export async function catchUpWitnesses(
+  runtime: AwsRuntime,
+  deps: Pick<SequencerDeps, "lease" | "sink">,
+  deadline: number,
+): Promise<string[]> {
+  const submitted: string[] = [];
+  try {
+    const made = await runtime.witnessCosigner();
+    if (!made) return submitted;
+    for await (const { stream } of deps.lease.list()) {
+      if (Date.now() >= deadline) break;
+      if (!made.wanted(stream) || !made.cosigner.due(stream)) continue;
+      const head = await deps.sink.head(stream);
+      if (!head?.checkpoint) continue;
+      const cosigned = await made.cosigner.newestCosigned(stream);
+      if (cosigned && cosigned.size >= head.size) continue;
+      if (await submitToWitnesses(runtime, stream, deadline)) submitted.push(stream);
+    }
+  } catch (e) {
+    logger.error("witness catch-up failed", { error: (e as Error).message });
+  }
+  return submitted;
+}
+
 /** What a re-indexing invocation did; `next`, when present, is where to invoke it again. */
 export interface Reindexed {
   reindexed: string;
@@ -373,10 +443,12 @@ export function createSequencerHandler(
     try {
       const deps = await runtime.startSequencer();
       const body = (event ?? {}) as Record<string, unknown>;
+      const deadline = Date.now() + context.getRemainingTimeInMillis() - STOP_MARGIN_MS;
       if (body["detail-type"] === "Scheduled Event") {
         const woken = await sweepPending(deps);
         logger.info("swept", { woken: woken.length });
-        return { woken };
+        const submitted = await catchUpWitnesses(runtime, deps, deadline);
+        return { woken, ...(submitted.length > 0 ? { submittedToWitnesses: submitted } : {}) };
       }
       if (body.reindex !== undefined) return await reindex(runtime, body, context);
       const stream = wakeStream(body.stream);
@@ -384,11 +456,11 @@ export function createSequencerHandler(
         logger.warn("not a wake-up or schedule event; ignored");
         return { ignored: "not a wake-up" };
       }
-      const run = await sequenceStream(deps, stream, {
-        deadline: Date.now() + context.getRemainingTimeInMillis() - STOP_MARGIN_MS,
-      });
+      const run = await sequenceStream(deps, stream, { deadline });
       emit(METRICS.eventsRejected, run.refused + run.deadLettered);
       logger.info("sequenced", { stream, ...run, commits: run.commits.length });
+      // Every request of the run is answered and the lease released: witnesses delay nobody now.
+      if (run.commits.length > 0) await submitToWitnesses(runtime, stream, deadline);
       return run;
     } finally {
       metrics.publishStoredMetrics();

@@ -26,5 +26,6 @@ export * from "./tlog-proof.ts";
 export * from "./tlog-reader.ts";
 export * from "./verify.ts";
 export * from "./witness.ts";
+export * from "./witness-config.ts";
 export * from "./witness-cosigner.ts";
 export * from "./witnessed.ts";

@@ -13,10 +13,11 @@
  * A witness that is down, slow or refusing never blocks or fails a commit: rounds run beside ingest, bounded by
  * `timeoutMs` per request, and their outcome is reported (status(), the observer) for health and metrics.
  */
+import { listAll } from "./fetch.ts";
 import type { Hash } from "./hash.ts";
 import { type NoteSignature, parseNote } from "./note.ts";
 import type { ObjectStore } from "./ports.ts";
-import { cosignedKey, cosignedPrefix } from "./record.ts";
+import { cosignedKey, cosignedPrefix, parseStoreKey } from "./record.ts";
 import {
   addCheckpointRequest,
   addCosignatures,
@@ -100,6 +101,39 @@ export interface WitnessState {
   consecutiveFailures: number;
 }
 
+/**
+ * The newest cosigned checkpoint of each stream of a store. Cosigned keys are write-once and sort by size, so a
+ * lookup lists only the keys after the newest one it knows: the first lookup of a stream lists its cosigned keys
+ * once, later ones (`refresh`) cost one List request that returns what was stored since.
+ */
+export class CosignedCheckpoints {
+  private readonly newest = new Map<string, { key: string; size: number; note: string }>();
+
+  constructor(private readonly objects: ObjectStore) {}
+
+  /** The newest known; listed from the store when not known yet or when `refresh` is set. */
+  async get(stream: string, refresh = false): Promise<{ size: number; note: string } | undefined> {
+    const known = this.newest.get(stream);
+    if (known && !refresh) return { size: known.size, note: known.note };
+    let last: string | undefined;
+    for await (const key of listAll(this.objects, cosignedPrefix(stream), known?.key))
+      if (parseStoreKey(key)?.kind === "cosigned") last = key;
+    if (last) {
+      const bytes = await this.objects.get(last);
+      if (bytes) this.remember(stream, Number(last.slice(-20)), Buffer.from(bytes).toString("utf8"));
+    }
+    const found = this.newest.get(stream);
+    return found ? { size: found.size, note: found.note } : undefined;
+  }
+
+  /** Records a cosigned checkpoint this process stored (kept if it is the newest). */
+  remember(stream: string, size: number, note: string): void {
+    const previous = this.newest.get(stream);
+    if (!previous || previous.size <= size)
+      this.newest.set(stream, { key: cosignedKey(stream, size), size, note });
+  }
+}
+
 export class WitnessCosigner {
   /** `<witness url>\n<stream>` → the size that witness last cosigned (or said it holds). */
   private readonly known = new Map<string, number>();
@@ -109,7 +143,7 @@ export class WitnessCosigner {
   private readonly dirty = new Set<string>();
   private readonly lastRound = new Map<string, number>();
   private readonly quorumMissed = new Set<string>();
-  private readonly newest = new Map<string, { size: number; note: string }>();
+  private readonly newest: CosignedCheckpoints;
   private closed = false;
 
   constructor(private readonly o: WitnessCosignerOptions) {
@@ -119,6 +153,7 @@ export class WitnessCosigner {
       verifierKey: w.key.verifierKey,
       consecutiveFailures: 0,
     }));
+    this.newest = new CosignedCheckpoints(o.objects);
   }
 
   /** A new checkpoint of `stream` exists: a round runs as soon as the rate limit allows. Never throws. */
@@ -166,26 +201,20 @@ export class WitnessCosigner {
 
   /**
    * The newest cosigned checkpoint of `stream`: the last stored by this process, else the last in the store
-   * (read once per stream, then kept).
+   * (listed once per stream, then kept).
    */
-  async newestCosigned(stream: string): Promise<{ size: number; note: string } | undefined> {
-    const cached = this.newest.get(stream);
-    if (cached) return cached;
-    let last: string | undefined;
-    for (let after: string | undefined; ; ) {
-      const page = await this.o.objects.list(cosignedPrefix(stream), {
-        ...(after ? { startAfter: after } : {}),
-        limit: 1000,
-      });
-      if (page.length > 0) last = after = page[page.length - 1];
-      if (page.length < 1000) break;
-    }
-    if (!last) return undefined;
-    const bytes = await this.o.objects.get(last);
-    if (!bytes) return undefined;
-    const found = { size: Number(last.slice(-20)), note: Buffer.from(bytes).toString("utf8") };
-    if (!this.newest.has(stream)) this.newest.set(stream, found);
+  newestCosigned(stream: string): Promise<{ size: number; note: string } | undefined> {
     return this.newest.get(stream);
+  }
+
+  /**
+   * Whether the rate limit lets a round of `stream` start now. A runtime that cannot keep timers between
+   * invocations (a Lambda container is frozen once it answers) asks this and calls `cosign` itself instead of
+   * `notify`.
+   */
+  due(stream: string): boolean {
+    const last = this.lastRound.get(stream);
+    return last === undefined || (this.o.now ?? Date.now)() - last >= this.o.intervalMs;
   }
 
   /** Stops scheduling rounds and waits for those running. */
@@ -225,8 +254,7 @@ export class WitnessCosigner {
         ? text
         : Buffer.from((await this.o.objects.get(key)) ?? Buffer.from(text)).toString("utf8");
       result.note = stored;
-      const previous = this.newest.get(stream);
-      if (!previous || previous.size <= size) this.newest.set(stream, { size, note: stored });
+      this.newest.remember(stream, size, stored);
     }
     return result;
   }
