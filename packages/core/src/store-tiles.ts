@@ -10,7 +10,7 @@
  * more (a long stream whose tiles were never written) is a StoreError("store-failed") — the caller falls back, or
  * answers 503 until the writer has caught up.
  */
-import { StoreError, TlogError } from "./errors.ts";
+import { IntegrityError, StoreError, TlogError } from "./errors.ts";
 import { HASH_SIZE, type Hash, sha256 } from "./hash.ts";
 import { leafHash } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
@@ -106,27 +106,45 @@ export class StoreTiles {
   }
 
   private async lines(start: number, end: number, budget: { left: number }): Promise<Buffer[]> {
+    return (await this.segments(start, end, budget)).flatMap(({ first, lines }) =>
+      lines.slice(Math.max(start - first, 0), end - first),
+    );
+  }
+
+  /**
+   * The stored segments holding records [start, end), each with its first index and lines. The records are inside
+   * a checkpoint the sink signed, so a segment that is missing or too short is the store contradicting itself
+   * (IntegrityError naming it), not an absence.
+   */
+  async segments(
+    start: number,
+    end: number,
+    budget = { left: this.budget },
+  ): Promise<{ first: number; key: string; bytes: Uint8Array; lines: Buffer[] }[]> {
     budget.left -= end - start;
     if (budget.left < 0)
       throw new StoreError(
         "store-failed",
         `the tiles of ${this.stream} around record ${start} are not stored yet; building them would read more than ${this.budget} records`,
       );
-    const out: Buffer[] = [];
-    let first = await segmentHolding(this.objects, this.stream, start);
-    while (first !== undefined && first < end) {
+    const out: { first: number; key: string; bytes: Uint8Array; lines: Buffer[] }[] = [];
+    let first = (await segmentHolding(this.objects, this.stream, start)) ?? 0;
+    while (first < end) {
       const key = segmentKey(this.stream, first);
       const bytes = await this.objects.get(key);
-      if (!bytes) break;
-      const { lines } = splitSegment(bytes);
-      for (let i = Math.max(start - first, 0); i < lines.length && first + i < end; i++) out.push(lines[i]!);
+      const lines = bytes ? splitSegment(bytes).lines : [];
+      if (!bytes || lines.length === 0 || first + lines.length <= start) {
+        // No segment starts where the one before ends: that one is too short (changed) — blame it, not the gap.
+        const at = !bytes && out.length > 0 ? out[out.length - 1]!.key : key;
+        throw new IntegrityError(
+          "stored-object-corrupt",
+          `records ${start} … ${end - 1} of ${this.stream} are signed but ${at === key ? `segment ${key} ${bytes ? "does not hold them" : "is missing"}` : `segment ${at} ends at record ${first} and no segment starts there`}`,
+          { stream: this.stream, at },
+        );
+      }
+      out.push({ first, key, bytes, lines });
       first += lines.length;
     }
-    if (out.length !== end - start)
-      throw new StoreError(
-        "store-failed",
-        `records ${start} … ${end - 1} of ${this.stream} are not all stored`,
-      );
     return out;
   }
 }
@@ -180,11 +198,9 @@ export function treeReads(
         () => reader.treeHash(size),
         (r) => r.root(size),
       ),
-    records: async (from, to) => {
-      const lines = await tiles.recordLines(from, to);
-      return readStoredSegment(stream, from, Buffer.concat(lines.flatMap((l) => [l, NEWLINE])));
-    },
+    records: async (from, to) =>
+      (await tiles.segments(from, to)).flatMap(({ first, bytes }) =>
+        readStoredSegment(stream, first, bytes).slice(Math.max(from - first, 0), to - first),
+      ),
   };
 }
-
-const NEWLINE = Buffer.from("\n");
