@@ -57,14 +57,17 @@ const STREAM = "agents.bench";
 
 /** Per-event signatures (envelope version 1), or one signature per request's batch (version 2). */
 type Signing = "event" | "batch";
-type Variant = "tiles" | "no-tiles" | "witness";
+type Variant = "tiles" | "no-tiles" | "ed25519-checkpoints" | "witness";
 
 let witness: Litewitness | undefined;
-/** The sink's environment for a variant; for `witness`, a litewitness (started once) that knows the stream. */
+/** The sink's environment for a variant; for `witness`, a new litewitness that knows the stream. */
 async function variantEnv(variant: Variant, dataDir: string): Promise<Record<string, string>> {
   if (variant === "no-tiles") return { AUDITSINK_TILES: "off" };
   if (variant === "tiles") return {};
-  witness ??= await startLitewitness("bench.witness");
+  if (variant === "ed25519-checkpoints") return { AUDITSINK_CHECKPOINT_KEY: "ed25519" };
+  // A new witness per run: each run's sink has a new key and starts its stream from size 0.
+  await witness?.close();
+  witness = await startLitewitness("bench.witness");
   const deploymentKey = parseVerifierKey(
     readFileSync(join(dataDir, "keys", "verifier-key.txt"), "utf8").trim(),
   );
@@ -81,7 +84,8 @@ interface Run {
   producerKey: KeyAlgorithm;
   signing: Signing;
   /** tiles: the default sink (tlog-tiles stored as it commits); no-tiles: `--tiles off`; witness: tiles, an Ed25519
-   * checkpoint key and one litewitness cosigning the stream at most once a second. */
+   * checkpoint key and one litewitness cosigning the stream at most once a second; ed25519-checkpoints: the
+   * Ed25519 checkpoint key alone. */
   variant: Variant;
   /** Files stored under the stream's tile/ and cosigned/ keys by the end of the run. */
   stored: { tiles: number; cosignedCheckpoints: number };
@@ -206,7 +210,9 @@ async function run(
   // Register the producer while no sink runs, through the same local admin the CLI uses.
   const setup = await openLocalSink({
     dataDir,
-    ...(variant === "witness" ? { checkpointKey: "ed25519" as const } : {}),
+    ...(variant === "witness" || variant === "ed25519-checkpoints"
+      ? { checkpointKey: "ed25519" as const }
+      : {}),
   });
   await setup.producers.register({ id: "bench-agent", publicKey: keys.publicKey, streams: ["agents.*"] });
   await setup.close();

@@ -38,8 +38,24 @@ export function deploymentOf(origin: string): string | undefined {
  * depends on the name, so it changes with it (an ECDSA key ID does not).
  */
 export function checkpointKeyFor(key: NoteKey, origin: string): NoteKey {
-  return key.name === origin ? key : makeNoteKey(origin, key.publicKey);
+  if (key.name === origin) return key;
+  // Memoized: making a note key exports and hashes the public key, which a commit at batch 1 would pay each time.
+  let named = perOrigin.get(key);
+  if (!named || named.size >= MAX_MEMOIZED_ORIGINS) {
+    named = new Map();
+    perOrigin.set(key, named);
+  }
+  let derived = named.get(origin);
+  if (!derived) {
+    derived = makeNoteKey(origin, key.publicKey);
+    named.set(origin, derived);
+  }
+  return derived;
 }
+
+/** Per-origin note keys by deployment key; bounded (origins can come from stores being verified). */
+const perOrigin = new WeakMap<NoteKey, Map<string, NoteKey>>();
+const MAX_MEMOIZED_ORIGINS = 1024;
 
 export function checkpointText(cp: Checkpoint): string {
   const lines = [cp.origin, String(cp.size), cp.root.toString("base64")];
