@@ -130,11 +130,6 @@ export class StreamReader {
     return this.tree.root(size);
   }
 
-  /** MTH(D[lo:hi]) for a range aligned to its power-of-two length (MerkleTree.subtree): what tiles are made of. */
-  subtree(lo: number, hi: number): Hash {
-    return this.tree.subtree(lo, hi);
-  }
-
   leaf(index: number): Hash | undefined {
     return this.tree.leaf(index);
   }

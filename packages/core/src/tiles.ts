@@ -99,23 +99,6 @@ export function tileRange(tile: Tile): { start: number; end: number } {
 }
 
 /**
- * The partial tiles of a tree of `size` (tlog-tiles §Partial Tiles): at each level l, the one with
- * ⌊size / 256^l⌋ mod 256 hashes, when that is not 0; and the partial entry bundle beside level 0's.
- */
-export function partialTiles(size: number): Tile[] {
-  const out: Tile[] = [];
-  for (let level = 0; TILE_WIDTH ** level <= size; level++) {
-    const below = Math.floor(size / TILE_WIDTH ** level);
-    const width = below % TILE_WIDTH;
-    if (width === 0) continue;
-    const index = Math.floor(below / TILE_WIDTH);
-    out.push({ level, index, width });
-    if (level === 0) out.push({ level: "entries", index, width });
-  }
-  return out;
-}
-
-/**
  * The full tiles that exist at `newSize` but not at `oldSize`, at every level, each level's in index order and
  * levels from the highest down, each level-0 tile followed by its entry bundle. A writer that stores them in
  * this order leaves the store with every tile below a stored entry bundle (TileWriter relies on it).
@@ -134,16 +117,6 @@ export function fullTilesBetween(oldSize: number, newSize: number): Tile[] {
     out.unshift(...tiles);
   }
   return out;
-}
-
-/**
- * Whether `tile` can be served for a log whose newest checkpoint has `size`: the leaves it covers are all inside
- * that tree. This holds for every full tile of the tree and for the partial tile of `size` at each level, and
- * also for the partial tiles of older checkpoints (each is a prefix of what the log now holds, tlog-tiles
- * §Partial Tiles).
- */
-export function tileWithin(tile: Tile, size: number): boolean {
-  return tileRange(tile).end <= size;
 }
 
 /** Root of a full tile: the perfect Merkle tree over its 256 hashes (the subtree the tile spans). */
@@ -195,17 +168,4 @@ export function parseEntryBundle(bytes: Uint8Array): Buffer[] {
     at += 2 + length;
   }
   return out;
-}
-
-/**
- * A tile's hashes from any source of aligned subtree hashes — MTH(D[lo:hi]) for hi − lo a power of two (a
- * StreamReader's tree, MerkleTree.subtree). Entry bundles are not hashes: build them from the records.
- */
-export function tileHashes(tile: Tile, subtree: (lo: number, hi: number) => Uint8Array): Buffer {
-  if (tile.level === "entries") throw new RangeError("an entry bundle holds entries, not hashes");
-  const s = span(tile.level);
-  const { start } = tileRange(tile);
-  const hashes: Uint8Array[] = [];
-  for (let i = 0; i < tile.width; i++) hashes.push(subtree(start + i * s, start + (i + 1) * s));
-  return encodeTile(hashes);
 }

@@ -13,6 +13,7 @@
  * A witness that is down, slow or refusing never blocks or fails a commit: rounds run beside ingest, bounded by
  * `timeoutMs` per request, and their outcome is reported (status(), the observer) for health and metrics.
  */
+import { parsePlainCheckpoint } from "./checkpoint.ts";
 import { listAll } from "./fetch.ts";
 import type { Hash } from "./hash.ts";
 import { type NoteSignature, parseNote } from "./note.ts";
@@ -21,7 +22,6 @@ import { cosignedKey, cosignedPrefix, parseStoreKey } from "./record.ts";
 import {
   addCheckpointRequest,
   addCosignatures,
-  checkpointSizeOf,
   cosignaturesBy,
   parseAddCheckpointResponse,
   type WitnessKey,
@@ -229,7 +229,7 @@ export class WitnessCosigner {
     const signed = await this.o.checkpoint(stream);
     if (!signed) return undefined;
     const note = parseNote(signed);
-    const size = checkpointSizeOf(note.text);
+    const size = parsePlainCheckpoint(note.text).size;
     const results = await Promise.all(
       this.o.witnesses.map((w, i) => this.submit(stream, i, w, signed, size)),
     );

@@ -1,7 +1,7 @@
 /**
  * Witnesses, pure: cosignatures (c2sp.org/tlog-cosignature), the add-checkpoint request and answer
  * (c2sp.org/tlog-witness), and witness policies ("N of these witness keys must have cosigned"). No I/O: the HTTP
- * exchange is witness-client.ts. Every parser here takes untrusted text and reports or throws FormatError, never
+ * exchange is witness-cosigner.ts. Every parser here takes untrusted text and reports or throws FormatError, never
  * anything else.
  *
  * A cosignature is a note signature line on a checkpoint (type 0x04, Ed25519, timestamped):
@@ -192,24 +192,6 @@ export function checkWitnessPolicy(note: Note, policy: WitnessPolicy): WitnessPo
       `; missing ${missing.join(", ")}` +
       (invalid.length > 0 ? `; invalid: ${invalid.map((i) => i.detail).join("; ")}` : "");
   return { met, quorum: policy.quorum, signed, missing, invalid, detail };
-}
-
-/**
- * The size line of any c2sp.org/tlog-checkpoint body (origin, size, root, then any extension lines): what a
- * witness reads. Throws FormatError("bad-checkpoint").
- */
-export function checkpointSizeOf(text: string): number {
-  const [origin, size, root] = text.split("\n");
-  if (
-    !origin ||
-    root === undefined ||
-    !/^(0|[1-9]\d{0,15})$/.test(size ?? "") ||
-    !Number.isSafeInteger(Number(size))
-  )
-    throw new FormatError("bad-checkpoint", "not a checkpoint: origin, size and root lines expected");
-  if (fromBase64(root, "checkpoint root").length !== 32)
-    throw new FormatError("bad-checkpoint", "checkpoint root is not 32 bytes");
-  return Number(size);
 }
 
 /** c2sp.org/tlog-witness: at most 63 consistency proof lines per request. */

@@ -12,11 +12,10 @@ import {
   fullTilesBetween,
   parseEntryBundle,
   parseTilePath,
-  partialTiles,
-  tileHashes,
   tilePath,
   tileRoot,
 } from "../src/tiles.ts";
+import { partialTiles, tileHashes } from "./tile-oracle.ts";
 
 /** Go's golang.org/x/mod/sumdb/tlog (test/go/tiles, pinned by test/go's go.sum): root and every tile per size. */
 async function goTiles(entries: Buffer[], sizes: number[]) {
