@@ -404,14 +404,10 @@ class StreamWriter {
       // retry with a receipt for nothing), written beside the checkpoint's create; both before the head.
       const [signed] = await Promise.all([
         checkpoint.then((c) => this.storeCheckpoint(c)),
-        this.o.dedup.putMany(
-          records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash)),
-          { stream: this.stream, first: head.size, records },
-        ),
-        this.o.indexer?.indexSegment(this.stream, head.size, records),
-        this.tiles?.add(
+        this.segmentStored(
           head.size,
-          records.map((r) => r.hash),
+          records,
+          records.map((r, i) => dedupEntry(this.stream, r, fresh[i]!.eventHash)),
         ),
       ]);
       next.checkpoint = signed;
@@ -495,6 +491,21 @@ class StreamWriter {
     return undefined;
   }
 
+  /**
+   * What follows a durable segment, before the head moves past it (a commit's own, or one caught up on): its dedup
+   * entries, the runtime's event index, and the tiles it completes.
+   */
+  private async segmentStored(first: number, records: SealedRecord[], entries: DedupEntry[]): Promise<void> {
+    await Promise.all([
+      this.o.dedup.putMany(entries, { stream: this.stream, first, records }),
+      this.o.indexer?.indexSegment(this.stream, first, records),
+      this.tiles?.add(
+        first,
+        records.map((r) => r.hash),
+      ),
+    ]);
+  }
+
   /** The head on first use: the stored head if it checks out, repaired from the store (see catchUp). */
   private async loadHead(): Promise<WriterHead> {
     const head = await this.catchUp({ size: 0, hash: ZERO_HASH, frontier: new Frontier() });
@@ -551,18 +562,7 @@ class StreamWriter {
         prev = r.hash;
         frontier.append(r.leaf);
       }
-      await Promise.all([
-        this.o.dedup.putMany(dedupEntriesOf(this.stream, records), {
-          stream: this.stream,
-          first: head.size,
-          records,
-        }),
-        this.o.indexer?.indexSegment(this.stream, head.size, records),
-        this.tiles?.add(
-          head.size,
-          records.map((r) => r.hash),
-        ),
-      ]);
+      await this.segmentStored(head.size, records, dedupEntriesOf(this.stream, records));
       this.sink.follow(this.stream, head.size, records);
       head = { size: frontier.size, hash: prev, frontier };
     }
@@ -726,16 +726,16 @@ class StreamWriter {
     }
     // A replayed event's record precedes this commit's tree: its proof is read from the stored tiles (bounded
     // reads, Sink.tree), not from a reader holding the whole stream.
-    const older = this.sink.tree(this.stream);
     const replayed = new Set<number>();
     for (const r of group)
       for (const item of r.items) {
         const at = placed.get(item.key)!;
         if (!(tree && at.index >= tree.firstSize)) replayed.add(at.index);
       }
+    const older = replayed.size > 0 ? this.sink.tree(this.stream) : undefined;
     const proofs = new Map<number, Hash[]>(
       await Promise.all(
-        [...replayed].map(async (i) => [i, await older.inclusionProof(i, head.size)] as const),
+        [...replayed].map(async (i) => [i, await older!.inclusionProof(i, head.size)] as const),
       ),
     );
     for (const r of group) {
