@@ -52,8 +52,6 @@ export class Spool {
   private readonly retired: number[] = [];
   /** A segment file was created since the last sync: its directory entry is synced too. */
   private newSegment = false;
-  /** Lines were written since the last sync started. */
-  private unsynced = false;
   /** Events with seq < synced are fdatasynced. */
   private synced: number;
   private syncing: Promise<void> | undefined;
@@ -157,7 +155,6 @@ export class Spool {
     }
     this.nextSeq++;
     this.backlog.push(entry);
-    this.unsynced = true;
     this.syncing ??= this.syncLoop();
     return entry;
   }
@@ -167,18 +164,13 @@ export class Spool {
     const upTo = this.nextSeq;
     while (this.synced < upTo) {
       if (this.failure) throw this.failure;
-      if (!this.syncing) {
-        // Lines read back at open (a crash may have left them unsynced) are synced by the first call.
-        this.unsynced = true;
-        this.syncing = this.syncLoop();
-      }
-      await this.syncing;
+      await (this.syncing ??= this.syncLoop());
     }
   }
 
   private async syncLoop(): Promise<void> {
-    while (this.unsynced && !this.failure) {
-      this.unsynced = false;
+    // Until every line written so far is synced: appends made during a sync get the next one.
+    while (this.synced < this.nextSeq && !this.failure) {
       const upTo = this.nextSeq;
       const retired = this.retired.splice(0);
       const files = [...retired, ...(this.segment ? [this.segment.fd] : [])];
