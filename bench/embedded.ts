@@ -32,10 +32,10 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import {
   canonicalBytes,
+  checkpointKeyFor,
   formatVerifierKey,
   generateKeyPair,
   type KeyAlgorithm,
-  makeNoteKey,
   originFor,
   parseCheckpointText,
   parseNote,
@@ -72,7 +72,7 @@ async function variantEnv(variant: Variant, dataDir: string): Promise<Record<str
     readFileSync(join(dataDir, "keys", "verifier-key.txt"), "utf8").trim(),
   );
   const origin = originFor(deploymentKey.name, STREAM);
-  await witness.addLog(origin, formatVerifierKey(makeNoteKey(origin, deploymentKey.publicKey)));
+  await witness.addLog(origin, formatVerifierKey(checkpointKeyFor(deploymentKey, origin)));
   return {
     AUDITSINK_CHECKPOINT_KEY: "ed25519",
     AUDITSINK_WITNESSES: `${witness.url} ${witness.verifierKey}`,
