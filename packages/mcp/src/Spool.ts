@@ -164,7 +164,8 @@ export class Spool {
     const upTo = this.nextSeq;
     while (this.synced < upTo) {
       if (this.failure) throw this.failure;
-      await (this.syncing ??= this.syncLoop());
+      this.syncing ??= this.syncLoop();
+      await this.syncing;
     }
   }
 
