@@ -10,7 +10,7 @@ import { serveHttp } from "@auditsink/mcp";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { cli, sinkWithProducer, tempDir } from "../cli/helpers.ts";
 import { gateway, gatewayConfig, keptReceipts, records } from "./helpers.ts";
 
@@ -225,8 +225,9 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
 });
 
 describe("MCP sessions over Streamable HTTP that go quiet", () => {
-  it("are closed after the idle time with their upstream servers, while an active one stays open", async () => {
-    // Prepare
+  it("are closed after the idle time with their upstream servers, while an active one and one in a long call stay open", async () => {
+    // Prepare: each session starts its activity as soon as it exists (opening the next one spawns an upstream
+    // server, which can take longer than the idle time on a loaded machine).
     const work = await tempDir("auditsink-mcp-idle-");
     const s = await sinkWithProducer(work, "mcp-gateway");
     cleanups.push(() => s.sink.close());
@@ -235,29 +236,44 @@ describe("MCP sessions over Streamable HTTP that go quiet", () => {
         policy: { default: "allow" },
       }),
     );
-    const http = await serveHttp(running, { port: 0, sessionIdleSeconds: 1 });
+    const idleSeconds = 1;
+    const http = await serveHttp(running, { port: 0, sessionIdleSeconds: idleSeconds });
     cleanups.push(async () => {
       await http.close();
       await running.close();
     });
-    const quiet = await agent(http.url);
-    const busy = await agent(http.url);
-    await quiet.callTool({ name: "echo", arguments: { message: "once" } });
-    expect(running.gateway.sessions.size).toBe(2);
 
-    // Act: keep one session busy for 2.5 idle periods while the other says nothing.
-    for (let i = 0; i < 10; i++) {
-      await busy.callTool({ name: "echo", arguments: { message: `tick ${i}` } });
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    // Act: one session says one thing and then nothing; one calls every quarter idle period; one is in a single
+    // call that lasts 2.5 idle periods.
+    const quiet = await agent(http.url);
+    await quiet.callTool({ name: "echo", arguments: { message: "once" } });
+    const busy = await agent(http.url);
+    let ticking = true;
+    const ticks = (async () => {
+      for (let i = 0; ticking; i++) {
+        await busy.callTool({ name: "echo", arguments: { message: `tick ${i}` } });
+        await new Promise((r) => setTimeout(r, (idleSeconds * 1000) / 4));
+      }
+    })();
+    const waiting = await agent(http.url);
+    const long = await waiting.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: idleSeconds * 2.5, steps: 1 } },
+      undefined,
+      { timeout: 20_000 },
+    );
+    ticking = false;
+    await ticks;
+    await vi.waitFor(() => expect(running.gateway.sessions.size).toBe(2), { timeout: 10_000, interval: 100 });
     const late = await quiet.callTool({ name: "echo", arguments: { message: "late" } }).then(
       () => "answered",
       (e: Error) => e.message,
     );
 
     // Assess
+    expect(long.isError).toBeFalsy();
     expect(late).toContain("unknown MCP session");
-    expect(running.gateway.sessions.size).toBe(1);
+    expect(running.gateway.sessions.size).toBe(2);
     expect((await busy.callTool({ name: "echo", arguments: { message: "still here" } })).isError).toBeFalsy();
-  }, 30_000);
+    expect((await waiting.callTool({ name: "echo", arguments: { message: "done" } })).isError).toBeFalsy();
+  }, 40_000);
 });
