@@ -13,7 +13,7 @@
  * (packages/local/src/serve.ts), as it would in production, so its commits do not share the gateway's event loop.
  * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -59,6 +59,9 @@ function startSink(
   });
 }
 const sink = await startSink(join(work, "data"));
+// SINK_CPUS=1 (with the bench under `taskset -c 0`) keeps the sink's commits off the gateway's core, as on its
+// own machine.
+if (process.env.SINK_CPUS) execFileSync("taskset", ["-a", "-pc", process.env.SINK_CPUS, String(sink.child.pid)]);
 
 const quantile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -95,6 +98,7 @@ async function run(failMode: FailMode, producerKey: ReturnType<typeof generateKe
     spoolDir: join(work, `spool-${failMode}`),
     failMode,
     metrics,
+    ...(process.env.LINGER_MS ? { deliveryLingerMs: Number(process.env.LINGER_MS) } : {}),
   });
   const gateway = new McpGateway({
     servers: [server],

@@ -9,7 +9,7 @@ import { startEmbeddedSink } from "@auditsink/local";
 import { serveHttp } from "@auditsink/mcp";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { cli, sinkWithProducer, tempDir } from "../cli/helpers.ts";
 import { gateway, gatewayConfig, keptReceipts, records } from "./helpers.ts";
 
@@ -122,6 +122,29 @@ describe("fail-open", () => {
     expect(await keptReceipts(join(t.work, "spool"), t.s.verifierKey)).toHaveLength(6);
     const verified = await cli(["verify", t.s.dataDir, "--verifier-key", t.s.verifierKey]);
     expect(verified.code, verified.out + verified.err).toBe(0);
+  }, 30_000);
+});
+
+describe("fail-open delivery", () => {
+  it("waits out the linger so calls in a burst share one batch, and delivers it with no further call", async () => {
+    // Prepare
+    const t = await setup("open", { deliveryLingerMs: 3000 });
+
+    // Act: five calls well within the linger, then nothing
+    for (let i = 1; i <= 5; i++) await t.echo(`b${i}`);
+    const waiting = t.running.recorder.status().backlog;
+    await vi.waitFor(() => expect(t.running.recorder.status().backlog).toBe(0), {
+      timeout: 15_000,
+      interval: 100,
+    });
+    await t.stopGateway();
+
+    // Assess: one request, so one commit: every receipt carries the same checkpoint, of all five
+    expect(waiting).toBe(5);
+    const receipts = await keptReceipts(join(t.work, "spool"), t.s.verifierKey);
+    expect(receipts).toHaveLength(5);
+    expect(new Set(receipts.map((r) => r.checkpoint)).size).toBe(1);
+    expect(await messages(t.s.dataDir)).toEqual(["b1", "b2", "b3", "b4", "b5"].map((m) => [m, "default"]));
   }, 30_000);
 });
 

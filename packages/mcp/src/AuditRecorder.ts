@@ -8,7 +8,8 @@
  * - `closed`: record() resolves only once the event has a verified receipt (within `closedTimeoutMs`), and
  *   admits() is false while the sink is unreachable or a receipt failed, so the gateway refuses calls.
  * - `open`: record() returns once the event is written to the spool (fdatasynced in the background, so the call
- *   never waits for a disk flush); delivery catches up when the sink is back.
+ *   never waits for a disk flush). Delivery waits up to `deliveryLingerMs` for more events (or a full batch), so a
+ *   busy gateway sends batches rather than one commit per call; it catches up when the sink is back.
  * Either way the event stays spooled until it is receipted: nothing recorded is lost across a restart.
  */
 
@@ -49,6 +50,8 @@ export interface RecorderOptions {
   closedTimeoutMs?: number;
   /** Most events per delivery batch (default 100). */
   maxBatchEvents?: number;
+  /** Fail-open: longest an event waits for others to share its delivery batch (default 50 ms; 0 sends at once). */
+  deliveryLingerMs?: number;
   /** Delay between failed delivery attempts: doubles from `min` to `max` (default 200 ms … 10 s). */
   retryDelayMs?: { min: number; max: number };
   /** Called for each delivery problem (the gateway logs it). */
@@ -73,7 +76,8 @@ export class AuditRecorder {
     { resolve: (r: Receipt) => void; reject: (e: unknown) => void }
   >();
   private delivering: Promise<void> | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  /** The next delivery pass, waiting out a retry delay or the fail-open linger. */
+  private scheduled: NodeJS.Timeout | undefined;
   private retryDelay: number;
   private reachable = true;
   private integrityError: string | undefined;
@@ -204,17 +208,44 @@ export class AuditRecorder {
     }
   }
 
-  /** Starts a delivery pass unless one runs; `now` skips the wait of a pending retry. */
+  /**
+   * Starts a delivery pass unless one runs or is scheduled; `now` skips the wait of a pending retry or linger.
+   * Fail-open, a pass starts after the linger unless a full batch is waiting.
+   */
   private kick(now = false): void {
     if (this.closing) return;
-    if (now && this.retryTimer) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = undefined;
+    if (now && this.scheduled) {
+      clearTimeout(this.scheduled);
+      this.scheduled = undefined;
     }
-    if (this.delivering || this.retryTimer) return;
+    if (this.delivering || this.scheduled) return;
+    if (!now && this.lingers()) {
+      this.schedule(this.lingerMs());
+      return;
+    }
     this.delivering = this.deliver().finally(() => {
       this.delivering = undefined;
     });
+  }
+
+  private schedule(ms: number): void {
+    this.scheduled = setTimeout(() => {
+      this.scheduled = undefined;
+      this.kick(true);
+    }, ms);
+  }
+
+  private maxBatch(): number {
+    return this.options.maxBatchEvents ?? 100;
+  }
+
+  private lingerMs(): number {
+    return this.options.failMode === "open" ? (this.options.deliveryLingerMs ?? 50) : 0;
+  }
+
+  /** Whether the events waiting should wait for more: fail-open with a linger, less than a full batch. */
+  private lingers(): boolean {
+    return this.lingerMs() > 0 && this.spool.pending().length < this.maxBatch();
   }
 
   private async deliver(): Promise<void> {
@@ -248,13 +279,15 @@ export class AuditRecorder {
         this.isolate = false;
         this.retryDelay = this.options.retryDelayMs?.min ?? 200;
         metrics.sinkReachable.set(1);
+        // What arrived during this batch waits out the linger like any event, unless it already fills a batch.
+        if (this.lingers()) {
+          if (this.spool.pending().length > 0) this.schedule(this.lingerMs());
+          return;
+        }
         continue;
       }
       if (await this.failed(failure, window.length)) continue;
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.kick();
-      }, this.retryDelay);
+      this.schedule(this.retryDelay);
       this.retryDelay = Math.min(this.retryDelay * 2, this.options.retryDelayMs?.max ?? 10_000);
       return;
     }
@@ -297,7 +330,7 @@ export class AuditRecorder {
 
   private window(): Spooled[] {
     const pending = this.spool.pending();
-    const max = this.isolate ? 1 : (this.options.maxBatchEvents ?? 100);
+    const max = this.isolate ? 1 : this.maxBatch();
     const out: Spooled[] = [];
     let bytes = 0;
     for (const e of pending) {
@@ -314,7 +347,7 @@ export class AuditRecorder {
   async close(options: { drainMs?: number } = {}): Promise<void> {
     if (options.drainMs) await this.drain(options.drainMs).catch(() => undefined);
     this.closing = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.scheduled) clearTimeout(this.scheduled);
     await this.delivering;
     await this.client.close().catch(() => undefined);
     await this.spool.close();

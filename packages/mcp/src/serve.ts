@@ -35,6 +35,8 @@ export const gatewayConfigSchema = z.strictObject({
   spool: z.string().min(1),
   failMode: z.enum(["open", "closed"]).default("closed"),
   closedTimeoutMs: z.number().int().positive().optional(),
+  /** Fail-open: longest an event waits for others to share its delivery batch (default 50; 0 sends at once). */
+  deliveryLingerMs: z.number().int().min(0).max(10_000).optional(),
   /** The policy, inline or as the path of a YAML/JSON file. */
   policy: z.union([z.string(), policySchema]).optional(),
   events: z
@@ -122,6 +124,7 @@ export async function startGateway(
     failMode: config.failMode as FailMode,
     metrics,
     ...(config.closedTimeoutMs ? { closedTimeoutMs: config.closedTimeoutMs } : {}),
+    ...(config.deliveryLingerMs !== undefined ? { deliveryLingerMs: config.deliveryLingerMs } : {}),
     onError: (e) => log(`auditsink mcp-proxy: delivery: ${(e as Error).message ?? e}`),
   });
   const gateway = new McpGateway({
