@@ -61,7 +61,8 @@ function startSink(
 const sink = await startSink(join(work, "data"));
 // SINK_CPUS=1 (with the bench under `taskset -c 0`) keeps the sink's commits off the gateway's core, as on its
 // own machine.
-if (process.env.SINK_CPUS) execFileSync("taskset", ["-a", "-pc", process.env.SINK_CPUS, String(sink.child.pid)]);
+if (process.env.SINK_CPUS)
+  execFileSync("taskset", ["-a", "-pc", process.env.SINK_CPUS, String(sink.child.pid)]);
 
 const quantile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
