@@ -1,7 +1,7 @@
 /**
  * Receipts as c2sp.org/tlog-proof from a running sink (docs/FORMAT.md §9a): `GET /v1/receipts?format=tlog-proof`,
- * the SDK's receiptProof, `auditsink prove inclusion --format tlog-proof`, and `auditsink verify-proof` offline
- * against the record and the pinned key. Go's x/mod note and tlog (test/go/ckpt) verify the same file with the
+ * the SDK's receiptProof, `auditsink prove inclusion --format tlog-proof`, `auditsink verify-proof` offline
+ * against the record and the pinned key, and `auditsink verify --receipts` with tlog-proof files. Go's x/mod note and tlog (test/go/ckpt) verify the same file with the
  * stream's verifier key: key name = origin, leaf = RecordHash(record hash).
  */
 import { readFile, writeFile } from "node:fs/promises";
@@ -126,6 +126,26 @@ describe.each<KeyAlgorithm>(["ed25519", "ecdsa-p256"])(
         "--verifier-key",
         vkey,
       ]);
+      // auditsink verify checks receipts given as tlog-proof files beside JSON ones; a forged one is a finding
+      const jsonFile = join(work, "receipts.jsonl");
+      await writeFile(jsonFile, `${JSON.stringify(json)}\n`);
+      const forgedFile = join(work, "forged.tlog-proof");
+      await writeFile(
+        forgedFile,
+        receiptTlogProof({ ...json, inclusionProof: ["00".repeat(32), ...json.inclusionProof.slice(1)] }),
+      );
+      const verifyReceipts = (...files: string[]) =>
+        cli([
+          "verify",
+          dataDir,
+          "--verifier-key",
+          vkey,
+          ...files.flatMap((f) => ["--receipts", f]),
+          "--no-progress",
+          "--json",
+        ]);
+      const both = await verifyReceipts(proofFile, jsonFile);
+      const forged = await verifyReceipts(proofFile, forgedFile);
       const go = await goVerify({
         proofs: [
           { proof: text, vkey: streamKey, recordHash: json.recordHash },
@@ -158,6 +178,12 @@ describe.each<KeyAlgorithm>(["ed25519", "ecdsa-p256"])(
       expect(noKey.code).toBe(2);
       expect(noKey.err).toMatch(/pin the sink's checkpoint key/);
       expect(cosignedCli.code, cosignedCli.out).toBe(0);
+      // auditsink verify --receipts
+      expect(both.code, both.out + both.err).toBe(0);
+      expect(JSON.parse(both.out).receipts).toMatchObject({ given: 2, checked: 2 });
+      expect(forged.code, forged.out).toBe(1);
+      expect(JSON.parse(forged.out).receipts).toMatchObject({ given: 2, checked: 2 });
+      expect(forged.out).toContain("receipt-inclusion-invalid");
       // Go: the stream's key (named after the origin) opens it and x/mod tlog checks the inclusion; the record
       // hash is the tlog entry, and auditsink's extra JSON is there for any reader
       expect(go.proofs[0]).toMatchObject({ ok: true, origin: `proofs.example/log/${STREAM}`, size: 5 });

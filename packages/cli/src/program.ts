@@ -601,7 +601,11 @@ export function buildProgram(io: Io = processIo): Command {
         .option("--stream <name>", "only this stream (repeatable)", collect)
         .option("--state <file>", "incremental: resume from this state file and save the new state to it")
         .option("--full", "verify from record 0 even with --state")
-        .option("--receipts <file>", "receipts to check against the log (JSON array or JSON lines)")
+        .option(
+          "--receipts <file>",
+          "receipts to check against the log: JSON array, JSON lines, or one tlog-proof per file (repeatable)",
+          collect,
+        )
         .option("--no-producer-signatures", "skip re-verifying producer signatures")
         .option(
           "--trust-on-first-use <file>",
@@ -645,7 +649,7 @@ export function buildProgram(io: Io = processIo): Command {
         ...(o.stream ? { streams: o.stream } : {}),
         ...(o.state ? { stateFile: o.state } : {}),
         ...(o.full ? { full: true } : {}),
-        ...(o.receipts ? { receiptsFile: o.receipts } : {}),
+        ...(o.receipts ? { receiptsFiles: o.receipts } : {}),
         producerSignatures: o.producerSignatures !== false,
         ...((o.jobs ?? o.threads) !== undefined ? { jobs: o.jobs ?? o.threads } : {}),
         ...(o.witness

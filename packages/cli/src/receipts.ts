@@ -4,7 +4,7 @@
  * finding that names where it is. Nothing here checks a receipt; core's verifier does (docs/FORMAT.md §9).
  */
 import { readFile } from "node:fs/promises";
-import { type Finding, parseReceipt, type Receipt } from "@auditsink/core";
+import { type Finding, parseReceipt, type Receipt, TLOG_PROOF_HEADER, tlogProofReceipt } from "@auditsink/core";
 import { CliError } from "./errors.ts";
 
 /** One entry of a receipts file: where it is (`<file>#<n>` or `<file>:<line>`), and its value or why none. */
@@ -29,11 +29,16 @@ function jsonOrUndefined(text: string): unknown {
 }
 
 /**
- * Splits a receipts file into entries: a JSON array, `{"receipts": [...]}`, one receipt object, or JSON lines
- * (one receipt per line; a line that is not JSON is an entry with an error, not a reason to give up).
+ * Splits a receipts file into entries: a JSON array, `{"receipts": [...]}`, one receipt object, JSON lines
+ * (one receipt per line; a line that is not JSON is an entry with an error, not a reason to give up), or one
+ * c2sp.org/tlog-proof (docs/FORMAT.md §9; one entry, its error when it is not auditsink's receipt).
  * Throws CliError("usage") only when the text is none of these shapes at all.
  */
 export function receiptEntries(text: string, label: string): ReceiptEntry[] {
+  if (text.startsWith(`${TLOG_PROOF_HEADER}\n`)) {
+    const parsed = tlogProofReceipt(text);
+    return [parsed.ok ? { at: label, value: parsed.receipt } : { at: label, error: parsed.detail }];
+  }
   const trimmed = text.trim();
   const whole = jsonOrUndefined(trimmed);
   const list = (values: unknown[]) => values.map((value, i) => ({ at: `${label}#${i}`, value }));

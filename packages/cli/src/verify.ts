@@ -32,8 +32,11 @@ export interface VerifyCommandOptions extends TrustOptions {
   stateFile?: string;
   /** Ignore the state file's positions (verify from record 0), still saving the new state. */
   full?: boolean;
-  /** A file of receipts (JSON array, {"receipts": [...]}, or JSON lines) to check against the log. */
-  receiptsFile?: string;
+  /**
+   * Files of receipts to check against the log: each a JSON array, {"receipts": [...]}, JSON lines, or one
+   * c2sp.org/tlog-proof (as GET /v1/receipts?format=tlog-proof serves it).
+   */
+  receiptsFiles?: readonly string[];
   /** Re-verify producer signatures when the source has producer keys (default true). */
   producerSignatures?: boolean;
   /**
@@ -135,7 +138,8 @@ export async function runVerify(
   const trust = await resolveTrust(options, source.offeredKeys, false, location);
   const state =
     options.stateFile && source.kind !== "bundle" ? await readState(options.stateFile) : undefined;
-  const entries: ReceiptEntry[] = options.receiptsFile ? await readReceiptEntries(options.receiptsFile) : [];
+  const entries: ReceiptEntry[] = [];
+  for (const file of options.receiptsFiles ?? []) entries.push(...(await readReceiptEntries(file)));
   const bundle = source.bundle;
   // A bundle's inclusion proofs are receipts: core checks each against the pinned keys and the bundled records.
   const bundleProofs = bundle ? await readBundleReceipts(bundle) : undefined;
