@@ -4,7 +4,13 @@
  * finding that names where it is. Nothing here checks a receipt; core's verifier does (docs/FORMAT.md §9).
  */
 import { readFile } from "node:fs/promises";
-import { type Finding, parseReceipt, type Receipt, TLOG_PROOF_HEADER, tlogProofReceipt } from "@auditsink/core";
+import {
+  type Finding,
+  parseReceipt,
+  type Receipt,
+  TLOG_PROOF_HEADER,
+  tlogProofReceipt,
+} from "@auditsink/core";
 import { CliError } from "./errors.ts";
 
 /** One entry of a receipts file: where it is (`<file>#<n>` or `<file>:<line>`), and its value or why none. */
