@@ -7,6 +7,7 @@
 import type { KeyObject } from "node:crypto";
 import { randomUUID } from "node:crypto";
 import {
+  type CheckpointVerdict,
   canonicalBytes,
   checkWitnessPolicy,
   eventKey,
@@ -546,6 +547,8 @@ export class AuditClient {
     const byKey = new Map<string, Receipt>();
     for (const r of receipts as Receipt[]) byKey.set(eventKey(r), r);
     const observed = new Map<string, Promise<void>>();
+    // A batch's receipts share their checkpoint: its signatures are verified once for all of them.
+    const opened = new Map<string, CheckpointVerdict>();
     await Promise.all(
       batch.map(async (p) => {
         try {
@@ -555,6 +558,7 @@ export class AuditClient {
           }
           const verdict = verifyReceipt(r, {
             trusted: this.trusted,
+            opened,
             ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
           });
           if (!verdict.ok)

@@ -4,7 +4,7 @@
  */
 
 import { z } from "zod";
-import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
+import { type Checkpoint, type CheckpointVerdict, openCheckpoint, originFor } from "./checkpoint.ts";
 import { type Hash, hashFromHex } from "./hash.ts";
 import { leafHash, verifyConsistency, verifyInclusion } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
@@ -75,6 +75,11 @@ export interface ReceiptCheck {
   deployment?: string;
   /** Hex record hash the holder expects (for example recomputed from the record it has). */
   recordHash?: string;
+  /**
+   * Checkpoints already opened with these same `trusted` keys, by their signed text: receipts that share a
+   * checkpoint (a batch's do) have its signatures verified once. The caller owns it and bounds its life.
+   */
+  opened?: Map<string, CheckpointVerdict>;
 }
 
 /**
@@ -102,7 +107,11 @@ export function verifyReceipt(untrusted: Receipt, check: ReceiptCheck): ReceiptV
       detail: "the record hash differs from the record held",
     };
   }
-  const opened = openCheckpoint(receipt.checkpoint, check.trusted);
+  let opened = check.opened?.get(receipt.checkpoint);
+  if (!opened) {
+    opened = openCheckpoint(receipt.checkpoint, check.trusted);
+    check.opened?.set(receipt.checkpoint, opened);
+  }
   if (!opened.ok) return { ok: false, code: "receipt-checkpoint-invalid", detail: opened.detail };
   const cp = opened.checkpoint;
   // Without a deployment name given, the one the signing key speaks for (its name, FORMAT.md §2).

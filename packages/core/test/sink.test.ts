@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { CheckpointVerdict } from "../src/checkpoint.ts";
 import { IngestError } from "../src/errors.ts";
 import { verifyStoredStream } from "../src/fetch.ts";
 import { canonicalBytes } from "../src/hash.ts";
@@ -32,6 +33,31 @@ describe("Sink.submit", () => {
     });
     expect(report.failures).toEqual([]);
     expect(report.records).toBe(3);
+  });
+
+  it("a batch's receipts share one checkpoint, opened once through the caller's memo; a forged one is still refused", async () => {
+    // Prepare
+    const ports = memoryPorts();
+    const sink = newSink(ports);
+    const agent = producer(ports, "agent-1");
+    const receipts = await sink.submit("agent-actions", [
+      agent.event("1"),
+      agent.event("2"),
+      agent.event("3"),
+    ]);
+    const opened = new Map<string, CheckpointVerdict>();
+    const check = { trusted: [ports.signer.key], deployment: DEPLOYMENT, opened };
+    const forged = { ...receipts[1]!, checkpoint: receipts[1]!.checkpoint.replace("\n3\n", "\n4\n") };
+
+    // Act
+    const verdicts = receipts.map((r) => verifyReceipt(r, check));
+    const forgedVerdict = verifyReceipt(forged, check);
+
+    // Assess
+    expect(verdicts.map((v) => v.ok)).toEqual([true, true, true]);
+    expect([...opened.keys()]).toEqual([receipts[0]!.checkpoint, forged.checkpoint]);
+    expect(forged.checkpoint).not.toBe(receipts[1]!.checkpoint);
+    expect(forgedVerdict).toMatchObject({ ok: false, code: "receipt-checkpoint-invalid" });
   });
 
   it("stores each record in its RFC 8785 form, built around the bytes admission canonicalized", async () => {
