@@ -8,8 +8,8 @@
  * - `closed`: record() resolves only once the event has a verified receipt (within `closedTimeoutMs`), and
  *   admits() is false while the sink is unreachable or a receipt failed, so the gateway refuses calls.
  * - `open`: record() returns once the event is written to the spool (fdatasynced in the background, so the call
- *   never waits for a disk flush). Delivery waits up to `deliveryLingerMs` for more events (or a full batch), so a
- *   busy gateway sends batches rather than one commit per call; it catches up when the sink is back.
+ *   never waits for a disk flush). Delivery may wait up to `deliveryLingerMs` for more events (or a full batch),
+ *   so a gateway sends fewer, larger batches; it catches up when the sink is back.
  * Either way the event stays spooled until it is receipted: nothing recorded is lost across a restart.
  */
 
@@ -50,7 +50,10 @@ export interface RecorderOptions {
   closedTimeoutMs?: number;
   /** Most events per delivery batch (default 100). */
   maxBatchEvents?: number;
-  /** Fail-open: longest an event waits for others to share its delivery batch (default 50 ms; 0 sends at once). */
+  /**
+   * Fail-open: longest an event waits for others to share its delivery batch (default 0: sent at once, with
+   * whatever else arrived while the previous batch was in flight).
+   */
   deliveryLingerMs?: number;
   /** Delay between failed delivery attempts: doubles from `min` to `max` (default 200 ms … 10 s). */
   retryDelayMs?: { min: number; max: number };
@@ -240,7 +243,7 @@ export class AuditRecorder {
   }
 
   private lingerMs(): number {
-    return this.options.failMode === "open" ? (this.options.deliveryLingerMs ?? 50) : 0;
+    return this.options.failMode === "open" ? (this.options.deliveryLingerMs ?? 0) : 0;
   }
 
   /** Whether the events waiting should wait for more: fail-open with a linger, less than a full batch. */
