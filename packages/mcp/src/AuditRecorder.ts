@@ -70,6 +70,8 @@ export interface RecorderStatus {
   lastError?: string;
 }
 
+const maxBatchEvents = (options: RecorderOptions) => options.maxBatchEvents ?? 100;
+
 /** The bytes of one delivery batch stay under AuditClient's 1 MiB batch, so a window is always one request. */
 const MAX_BATCH_BYTES = 900 * 1024;
 
@@ -102,7 +104,7 @@ export class AuditRecorder {
   static async open(options: RecorderOptions): Promise<AuditRecorder> {
     const spool = await Spool.open(options.spoolDir);
     try {
-      const max = options.maxBatchEvents ?? 100;
+      const max = maxBatchEvents(options);
       const client = await AuditClient.create({
         ...options.sink,
         stateFile: join(options.spoolDir, "witness.json"),
@@ -238,17 +240,13 @@ export class AuditRecorder {
     }, ms);
   }
 
-  private maxBatch(): number {
-    return this.options.maxBatchEvents ?? 100;
-  }
-
   private lingerMs(): number {
     return this.options.failMode === "open" ? (this.options.deliveryLingerMs ?? 0) : 0;
   }
 
   /** Whether the events waiting should wait for more: fail-open with a linger, less than a full batch. */
   private lingers(): boolean {
-    return this.lingerMs() > 0 && this.spool.pending().length < this.maxBatch();
+    return this.lingerMs() > 0 && this.spool.pending().length < maxBatchEvents(this.options);
   }
 
   private async deliver(): Promise<void> {
@@ -333,7 +331,7 @@ export class AuditRecorder {
 
   private window(): Spooled[] {
     const pending = this.spool.pending();
-    const max = this.isolate ? 1 : this.maxBatch();
+    const max = this.isolate ? 1 : maxBatchEvents(this.options);
     const out: Spooled[] = [];
     let bytes = 0;
     for (const e of pending) {
