@@ -135,11 +135,14 @@ export class StoreTiles {
       const lines = bytes ? splitSegment(bytes).lines : [];
       if (!bytes || lines.length === 0 || first + lines.length <= start) {
         // No segment starts where the one before ends: that one is too short (changed) — blame it, not the gap.
-        const at = !bytes && out.length > 0 ? out[out.length - 1]!.key : key;
+        const before = bytes ? undefined : out[out.length - 1]?.key;
+        const problem = before
+          ? `segment ${before} ends at record ${first} and no segment starts there`
+          : `segment ${key} ${bytes ? "does not hold them" : "is missing"}`;
         throw new IntegrityError(
           "stored-object-corrupt",
-          `records ${start} … ${end - 1} of ${this.stream} are signed but ${at === key ? `segment ${key} ${bytes ? "does not hold them" : "is missing"}` : `segment ${at} ends at record ${first} and no segment starts there`}`,
-          { stream: this.stream, at },
+          `records ${start} … ${end - 1} of ${this.stream} are signed but ${problem}`,
+          { stream: this.stream, at: before ?? key },
         );
       }
       out.push({ first, key, bytes, lines });

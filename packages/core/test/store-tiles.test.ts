@@ -3,7 +3,8 @@
  * to what the whole tree in memory (StreamReader) gives — and the reader is only the fallback.
  */
 import { describe, expect, it } from "vitest";
-import { StoreError } from "../src/errors.ts";
+import { IntegrityError, StoreError } from "../src/errors.ts";
+import { segmentKey } from "../src/record.ts";
 import { admit, Sink } from "../src/sink.ts";
 import { StoreTiles } from "../src/store-tiles.ts";
 import { tileRange } from "../src/tiles.ts";
@@ -94,5 +95,36 @@ describe("Sink.tree", () => {
     expect(tileRange({ level: 1, index: 0, width: 66 }).end).toBe(16_896);
     expect(sink.readersOpened).toBe(1);
     expect(proof).toEqual(sink.reader("s").consistencyProof(300, 17_000));
+  });
+
+  it("names the stored segment that contradicts the signed size: one missing, or one cut short", async () => {
+    // Prepare: three segments of 3 records (0, 3, 6); two copies of the store, one losing segment 3, one whose
+    // segment 0 lost its last line
+    const missing = memoryPorts();
+    const sink = new Sink({ deployment: DEPLOYMENT, ...missing });
+    await fill(sink, missing, "s", 9, 3);
+    const short = memoryPorts();
+    for (const [k, v] of missing.objects.objects) short.objects.objects.set(k, v);
+    missing.objects.objects.delete(segmentKey("s", 3));
+    const first = Buffer.from(short.objects.objects.get(segmentKey("s", 0))!).toString("utf8");
+    short.objects.objects.set(
+      segmentKey("s", 0),
+      Buffer.from(`${first.split("\n").slice(0, 2).join("\n")}\n`),
+    );
+
+    // Act
+    const gap = await new StoreTiles(missing.objects, "s").segments(0, 9).catch((e: unknown) => e);
+    const cut = await new StoreTiles(short.objects, "s").segments(0, 9).catch((e: unknown) => e);
+
+    // Assess: each is the store contradicting itself, at the segment that ends too early
+    expect(gap).toBeInstanceOf(IntegrityError);
+    expect(gap).toMatchObject({
+      code: "stored-object-corrupt",
+      where: { stream: "s", at: segmentKey("s", 0) },
+    });
+    expect((gap as Error).message).toContain(`segment ${segmentKey("s", 0)} ends at record 3`);
+    expect(cut).toBeInstanceOf(IntegrityError);
+    expect(cut).toMatchObject({ where: { at: segmentKey("s", 0) } });
+    expect((cut as Error).message).toContain(`segment ${segmentKey("s", 0)} ends at record 2`);
   });
 });
