@@ -8,18 +8,19 @@ import { verifyReceipt } from "../src/receipt.ts";
 import { segmentKey } from "../src/record.ts";
 import { DEPLOYMENT, memoryPorts, newSink, producer } from "./fixtures.ts";
 
+/** One agent's batch of three events committed to `agent-actions` by a new sink; its ports and receipts. */
+async function threeCommitted() {
+  const ports = memoryPorts();
+  const sink = newSink(ports);
+  const agent = producer(ports, "agent-1");
+  const receipts = await sink.submit("agent-actions", [agent.event("1"), agent.event("2"), agent.event("3")]);
+  return { ports, receipts };
+}
+
 describe("Sink.submit", () => {
   it("commits a batch and returns a receipt per event that verifies offline", async () => {
-    // Prepare
-    const ports = memoryPorts();
-    const sink = newSink(ports);
-    const agent = producer(ports, "agent-1");
     // Act
-    const receipts = await sink.submit("agent-actions", [
-      agent.event("1"),
-      agent.event("2"),
-      agent.event("3"),
-    ]);
+    const { ports, receipts } = await threeCommitted();
     // Assess
     expect(receipts.map((r) => r.index)).toEqual([0, 1, 2]);
     for (const r of receipts) {
@@ -37,14 +38,7 @@ describe("Sink.submit", () => {
 
   it("a batch's receipts share one checkpoint, opened once through the caller's memo; a forged one is still refused", async () => {
     // Prepare
-    const ports = memoryPorts();
-    const sink = newSink(ports);
-    const agent = producer(ports, "agent-1");
-    const receipts = await sink.submit("agent-actions", [
-      agent.event("1"),
-      agent.event("2"),
-      agent.event("3"),
-    ]);
+    const { ports, receipts } = await threeCommitted();
     const opened = new Map<string, CheckpointVerdict>();
     const check = { trusted: [ports.signer.key], deployment: DEPLOYMENT, opened };
     const forged = { ...receipts[1]!, checkpoint: receipts[1]!.checkpoint.replace("\n3\n", "\n4\n") };
