@@ -12,6 +12,7 @@ import {
   keyFingerprint,
   parseStoreKey,
   runVerification,
+  VerificationStopped,
   type StreamReport,
   type VerifierState,
   type WitnessPolicy,
@@ -213,6 +214,9 @@ export async function runVerify(
           },
         },
       );
+    } catch (e) {
+      // Stopped by the signal: this one-off run keeps no positions, so it rejects with the reason itself.
+      throw e instanceof VerificationStopped ? e.cause : e;
     } finally {
       await pool?.close();
     }

@@ -90,7 +90,8 @@ export interface VerificationPolicy {
   sleep?: (ms: number) => Promise<void>;
   /**
    * Stops the run between segments, streams and listed keys (a sink shutting down does not wait for a full run):
-   * the run rejects with the signal's reason and reports nothing.
+   * the run reports nothing and rejects with a VerificationStopped that carries the positions it reached, so the
+   * next run need not repeat what this one verified (a sweep slice is stopped by its `pause` instead).
    */
   signal?: AbortSignal;
   progress?: FetchProgress & {
@@ -142,6 +143,23 @@ export interface ArchiveReport {
   resumeAt?: SweepCursor;
 }
 
+/**
+ * A run stopped by its signal. `states` are its positions to resume from, as ArchiveReport.states: the new state
+ * of every stream verified without failures up to where the walk stopped (inside a stream too), the given state
+ * of every other one. Findings of the stopped run are not reported; the next run from these states finds them.
+ */
+export class VerificationStopped extends Error {
+  constructor(
+    readonly states: Record<string, VerifierState>,
+    reason: unknown,
+  ) {
+    super(`verification stopped: ${reason instanceof Error ? reason.message : String(reason)}`, {
+      cause: reason,
+    });
+    this.name = "VerificationStopped";
+  }
+}
+
 /** Every failure of a report, archive-level first. */
 export function allFailures(report: ArchiveReport): Finding<string>[] {
   return [...report.archive, ...report.streams.flatMap((s) => s.failures)];
@@ -179,17 +197,12 @@ export async function runVerification(
   const receipts = policy.receipts ?? [];
   const signal = policy.signal;
   const sweep = policy.sweep;
-  const progress: VerificationPolicy["progress"] = sweep
-    ? { ...policy.progress, pause: sweep.pause, ...(signal ? { signal } : {}) }
-    : signal
-      ? {
-          ...policy.progress,
-          onSegment: (records, bytes, segmentRecords) => {
-            signal.throwIfAborted();
-            policy.progress?.onSegment?.(records, bytes, segmentRecords);
-          },
-        }
-      : policy.progress;
+  // A stopped walk pauses between two segments, so the position it reached survives (a sweep's own pause also
+  // stops it for shutdown).
+  const pause = sweep ? sweep.pause : signal ? () => signal.aborted : undefined;
+  const progress: VerificationPolicy["progress"] = pause
+    ? { ...policy.progress, pause, ...(signal ? { signal } : {}) }
+    : policy.progress;
   signal?.throwIfAborted();
 
   // The stored streams are listed before `_system` is read: the sink records a stream before it writes the
@@ -291,85 +304,99 @@ export async function runVerification(
   };
 
   let resumeAt: SweepCursor | undefined;
-  for (const stream of targets) {
-    if (sweep?.pause()) {
-      resumeAt = { stream, ...(cursor?.stream === stream && cursor.state ? { state: cursor.state } : {}) };
-      break;
-    }
-    if (!stored.has(stream)) {
-      const why = headStreams.includes(stream)
-        ? "the head store has a head for it"
-        : receipts.some((r) => r?.stream === stream)
-          ? "receipts name it"
-          : "it was asked for";
-      fail("stream-missing", stream, undefined, `the store holds no object of stream ${stream}, but ${why}`);
-      for (const r of receipts.filter((r) => r?.stream === stream)) {
-        fail(
-          "receipt-not-in-log",
-          stream,
-          r.index,
-          `receipt for record ${r.index}: the stream is not in the store`,
-        );
-      }
-      continue;
-    }
-    let report = await walk(stream);
-    for (let i = 0; i < settle.tries && report.failures.some((f) => f.code === "head-rollback"); i++) {
-      await sleep(settle.delayMs * 2 ** i);
-      report = await walk(stream);
-    }
-    reports.push(report);
-    if (sweep) {
-      if (report.paused && report.gapAt === undefined) {
-        resumeAt = { stream, state: report.state };
+  const stopped = () =>
+    !sweep && signal?.aborted ? new VerificationStopped(states, signal.reason) : undefined;
+  try {
+    for (const stream of targets) {
+      if (sweep?.pause()) {
+        resumeAt = { stream, ...(cursor?.stream === stream && cursor.state ? { state: cursor.state } : {}) };
         break;
       }
-      continue;
-    }
-    if (report.failures.length === 0) states[stream] = report.state;
-  }
-
-  if (policy.streamSet ?? (everything && !sweep)) {
-    const system = reports.find((r) => r.stream === SYSTEM_STREAM);
-    const recorded = new Set(system?.state.streams ?? policy.states?.[SYSTEM_STREAM]?.streams ?? []);
-    const others = [...stored].filter((s) => s !== SYSTEM_STREAM);
-    if (others.length > 0 && !stored.has(SYSTEM_STREAM) && !targets.includes(SYSTEM_STREAM)) {
-      fail(
-        "stream-missing",
-        SYSTEM_STREAM,
-        undefined,
-        "the system stream, which records every stream, is not in the store",
-      );
-    }
-    for (const s of others) {
-      if (!recorded.has(s))
-        fail(
-          "stream-unrecorded",
-          s,
-          undefined,
-          `stream ${s} is in the store but ${SYSTEM_STREAM} never recorded its creation`,
-        );
-    }
-    for (const s of [...recorded].sort()) {
-      if (stored.has(s) || targets.includes(s)) continue;
-      // The sink records a stream just before writing its first segment: give a writer between the two a moment.
-      let present = false;
-      for (let i = 0; i < settle.tries && !present; i++) {
-        await sleep(settle.delayMs * 2 ** i);
-        present = (await source.objects.list(streamPrefix(s), { limit: 1 })).length > 0;
-      }
-      if (!present)
+      if (!stored.has(stream)) {
+        const why = headStreams.includes(stream)
+          ? "the head store has a head for it"
+          : receipts.some((r) => r?.stream === stream)
+            ? "receipts name it"
+            : "it was asked for";
         fail(
           "stream-missing",
-          s,
+          stream,
           undefined,
-          `${SYSTEM_STREAM} records stream ${s}, but the store holds none of its objects`,
+          `the store holds no object of stream ${stream}, but ${why}`,
         );
+        for (const r of receipts.filter((r) => r?.stream === stream)) {
+          fail(
+            "receipt-not-in-log",
+            stream,
+            r.index,
+            `receipt for record ${r.index}: the stream is not in the store`,
+          );
+        }
+        continue;
+      }
+      let report = await walk(stream);
+      for (let i = 0; i < settle.tries && report.failures.some((f) => f.code === "head-rollback"); i++) {
+        await sleep(settle.delayMs * 2 ** i);
+        report = await walk(stream);
+      }
+      reports.push(report);
+      if (sweep) {
+        if (report.paused && report.gapAt === undefined) {
+          resumeAt = { stream, state: report.state };
+          break;
+        }
+        continue;
+      }
+      if (report.failures.length === 0) states[stream] = report.state;
+      if (report.paused) break; // stopped by the signal, inside this stream
     }
+    // A stopped run reports nothing, however little was left to do.
+    const stop = stopped();
+    if (stop) throw stop;
+
+    if (policy.streamSet ?? (everything && !sweep)) {
+      const system = reports.find((r) => r.stream === SYSTEM_STREAM);
+      const recorded = new Set(system?.state.streams ?? policy.states?.[SYSTEM_STREAM]?.streams ?? []);
+      const others = [...stored].filter((s) => s !== SYSTEM_STREAM);
+      if (others.length > 0 && !stored.has(SYSTEM_STREAM) && !targets.includes(SYSTEM_STREAM)) {
+        fail(
+          "stream-missing",
+          SYSTEM_STREAM,
+          undefined,
+          "the system stream, which records every stream, is not in the store",
+        );
+      }
+      for (const s of others) {
+        if (!recorded.has(s))
+          fail(
+            "stream-unrecorded",
+            s,
+            undefined,
+            `stream ${s} is in the store but ${SYSTEM_STREAM} never recorded its creation`,
+          );
+      }
+      for (const s of [...recorded].sort()) {
+        if (stored.has(s) || targets.includes(s)) continue;
+        // The sink records a stream just before writing its first segment: give a writer between the two a moment.
+        let present = false;
+        for (let i = 0; i < settle.tries && !present; i++) {
+          await sleep(settle.delayMs * 2 ** i);
+          present = (await source.objects.list(streamPrefix(s), { limit: 1 })).length > 0;
+        }
+        if (!present)
+          fail(
+            "stream-missing",
+            s,
+            undefined,
+            `${SYSTEM_STREAM} records stream ${s}, but the store holds none of its objects`,
+          );
+      }
+    }
+  } catch (e) {
+    throw stopped() ?? e;
   }
 
   const failures = archive.length + reports.reduce((n, r) => n + r.failures.length, 0);
-  if (!sweep) signal?.throwIfAborted(); // a stopped run reports nothing, however little was left to do
   return {
     ok: failures === 0,
     mode: policy.mode,

@@ -9,7 +9,13 @@ import { verifyStoredStream } from "../src/fetch.ts";
 import { keyFingerprint } from "../src/keys.ts";
 import type { Clock, ObjectStore } from "../src/ports.ts";
 import { parseStoreKey, segmentKey } from "../src/record.ts";
-import { allFailures, runVerification, type SweepCursor, type VerificationTrust } from "../src/run.ts";
+import {
+  allFailures,
+  runVerification,
+  type SweepCursor,
+  VerificationStopped,
+  type VerificationTrust,
+} from "../src/run.ts";
 import { Sink } from "../src/sink.ts";
 import { StreamVerifier } from "../src/verify.ts";
 import { DEPLOYMENT, memoryPorts, type Ports, producer } from "./fixtures.ts";
@@ -124,6 +130,44 @@ describe("a full sweep in slices", () => {
     const { found } = await sweepInSlices(w, 1);
     // Assess
     expect(found).toContain("segment-gap alpha 4");
+  });
+});
+
+describe("a run stopped by its signal", () => {
+  it("rejects with the positions it reached, inside a stream too, and the next run goes on from them to the state one run reaches", async () => {
+    // Prepare: two streams of 6 segments (12 records each), and where one uninterrupted run ends
+    const w = await world(["alpha", "beta"], 6);
+    const source = { objects: w.ports.objects, deployment: DEPLOYMENT };
+    const policy = { mode: "incremental" as const, producerKeys: w.producerKeys, streamSet: false };
+    const whole = await runVerification(source, w.trust, policy);
+    expect(allFailures(whole)).toEqual([]);
+    // Act: stop the run after 4 segments (both of _system's, then 2 of alpha's), then run again from what it kept
+    const controller = new AbortController();
+    let walked = 0;
+    const stopped = await runVerification(source, w.trust, {
+      ...policy,
+      signal: controller.signal,
+      progress: { onSegment: () => void (++walked === 4 && controller.abort(new Error("shutting down"))) },
+    }).catch((e: unknown) => e);
+    let rest = 0;
+    const resumed =
+      stopped instanceof VerificationStopped
+        ? await runVerification(source, w.trust, {
+            ...policy,
+            states: JSON.parse(JSON.stringify(stopped.states)) as typeof stopped.states,
+            progress: { onSegment: (_n, _b, records) => void (rest += records) },
+          })
+        : undefined;
+    // Assess
+    expect(stopped).toBeInstanceOf(VerificationStopped);
+    const { states } = stopped as VerificationStopped;
+    expect((stopped as VerificationStopped).cause).toEqual(new Error("shutting down"));
+    expect(Object.keys(states).sort()).toEqual(["_system", "alpha"]);
+    expect(states._system).toEqual(whole.states._system);
+    expect(states.alpha?.size).toBe(4);
+    expect(rest).toBe(12 - 4 + 12); // alpha's last 8 records and all of beta's, none twice
+    expect(allFailures(resumed!)).toEqual([]);
+    expect(resumed!.states).toEqual(whole.states);
   });
 });
 

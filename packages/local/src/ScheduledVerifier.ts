@@ -36,6 +36,7 @@ import {
   type ObjectStore,
   type ProducerInfo,
   runVerification,
+  VerificationStopped,
   type SweepCursor,
   systemClock,
   type VerifierState,
@@ -234,9 +235,10 @@ export class ScheduledVerifier {
 
   /**
    * Stops the schedule and aborts a run in progress between two segments (shutdown does not wait for a
-   * verification): an aborted incremental or full run raises no alert and saves no verifier state, so the next
-   * start re-checks from the last completed run; an aborted slice of a sweep saves its cursor and what it found,
-   * and the sweep resumes there after the next start.
+   * verification): an aborted incremental or full run raises no alert and saves the position it reached in each
+   * stream it found clean, so the next start goes on from there (a stream with findings is re-checked from its
+   * last clean state, and the findings are raised then); an aborted slice of a sweep saves its cursor and what it
+   * found, and the sweep resumes there after the next start.
    */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
@@ -317,6 +319,11 @@ export class ScheduledVerifier {
       await this.checkHeartbeats(raise);
       await this.saveState();
     } catch (e) {
+      if (e instanceof VerificationStopped) {
+        // Stopped for shutdown: keep the positions reached, so the next start does not verify the same again.
+        this.states = new Map(Object.entries(e.states));
+        await this.saveState().catch(() => undefined);
+      }
       if (this.abort.signal.aborted) throw e;
       runFailed = true;
       raise({ code: "verifier-error", message: `verification run failed: ${(e as Error).message}` }, false);
