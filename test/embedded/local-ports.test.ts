@@ -1,6 +1,7 @@
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describePortContracts } from "@auditsink/core/contract";
+import fc from "fast-check";
 import * as vitest from "vitest";
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalHeadStore, LocalIndex, LocalObjectStore } from "../../packages/local/src/index.ts";
@@ -14,7 +15,6 @@ afterEach(async () => {
 async function fresh() {
   const t = await tempDir();
   cleanups.push(t.remove);
-  const { mkdir } = await import("node:fs/promises");
   await mkdir(join(t.dir, "tmp"));
   return {
     dir: t.dir,
@@ -50,6 +50,71 @@ describe("LocalObjectStore: write-once files", () => {
       name: "StoreError",
     });
     await expect(objects.get("/abs")).rejects.toMatchObject({ name: "StoreError" });
+  });
+});
+
+describe("LocalObjectStore.list", () => {
+  /** What list must answer: every key under the prefix, after startAfter, ascending, the first `limit`. */
+  const expected = (keys: string[], prefix: string, startAfter?: string, limit?: number) =>
+    keys
+      .filter((k) => k.startsWith(prefix) && (startAfter === undefined || k > startAfter))
+      .sort()
+      .slice(0, limit);
+
+  it("answers every prefix, startAfter and limit as a sorted filter of every key (nested directories too)", async () => {
+    // Prepare: keys in nested directories whose names share prefixes ("a", "a.b", "ab")
+    const { objects } = await fresh();
+    const names = ["a", "a.b", "ab", "b", "x001", "x002", "00000000000000000000", "00000000000000000100"];
+    const keys = fc.sample(
+      fc.array(fc.constantFrom(...names), { minLength: 1, maxLength: 4 }).map((p) => p.join("/")),
+      { numRuns: 120, seed: 7 },
+    );
+    // A key cannot also be a directory of another key: keep the first of each such pair.
+    const stored: string[] = [];
+    for (const k of keys)
+      if (!stored.some((o) => o === k || o.startsWith(`${k}/`) || k.startsWith(`${o}/`))) stored.push(k);
+    for (const k of stored) await objects.putIfAbsent(k, Buffer.from(k));
+    const probes = [...stored, ...stored.map((k) => k.slice(0, -1)), ...names, "", "a/", "zzz"];
+    // Act + Assess
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...probes),
+        fc.option(fc.constantFrom(...probes), { nil: undefined }),
+        fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
+        async (prefix, startAfter, limit) => {
+          const got = await objects.list(prefix, {
+            ...(startAfter !== undefined ? { startAfter } : {}),
+            ...(limit !== undefined ? { limit } : {}),
+          });
+          expect(got).toEqual(expected(stored, prefix, startAfter, limit));
+        },
+      ),
+      { numRuns: 400, seed: 11 },
+    );
+  });
+
+  it("keeps a large directory's listing only while it is unchanged: files added, removed or hidden behind an old mtime show at once", async () => {
+    // Prepare: a directory of 1,200 objects, settled (its last change over a second old), listed once
+    const { dir, objects } = await fresh();
+    const key = (n: number) => `streams/s/segments/${String(n * 100).padStart(20, "0")}`;
+    for (let n = 0; n < 1200; n++) await objects.putIfAbsent(key(n), Buffer.from(`${n}\n`));
+    const segments = join(dir, "objects", "streams", "s", "segments");
+    await new Promise((r) => setTimeout(r, 1_100));
+    const all = Array.from({ length: 1200 }, (_, n) => key(n));
+    expect(await objects.list("streams/s/segments/", { limit: 1000 })).toEqual(all.slice(0, 1000));
+    const before = await stat(segments);
+    // Act: changes made around the store, as an intruder would; the last one sets the mtime back
+    await writeFile(join(segments, "00000000000000000050"), "planted\n");
+    const planted = await objects.list("streams/s/segments/", { startAfter: key(0), limit: 2 });
+    await rm(join(segments, key(5).split("/").pop()!), { force: true });
+    const removed = await objects.list("streams/s/segments/", { startAfter: key(4), limit: 1 });
+    await writeFile(join(segments, "00000000000000099999"), "late\n");
+    await utimes(segments, before.atime, before.mtime);
+    const hidden = await objects.list("streams/s/segments/", { startAfter: key(999) });
+    // Assess
+    expect(planted).toEqual(["streams/s/segments/00000000000000000050", key(1)]);
+    expect(removed).toEqual([key(6)]);
+    expect(hidden).toEqual(["streams/s/segments/00000000000000099999", ...all.slice(1000)]);
   });
 });
 

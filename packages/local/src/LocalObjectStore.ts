@@ -10,7 +10,8 @@
  * `stage` does step 1 ahead of the key, so a checkpoint is written and fsynced while its segment is, and only
  * linked once the segment is durable (core sink.ts).
  */
-import { open, readdir, readFile, unlink } from "node:fs/promises";
+import type { BigIntStats, Dirent } from "node:fs";
+import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { type ObjectStore, type StagedObject, StoreError } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
@@ -25,6 +26,30 @@ import {
 } from "./fsutil.ts";
 
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+/** How many large directory listings are kept, and from how many entries a directory counts as large. */
+const LISTINGS = 4;
+const LISTED_LARGE = 1000;
+
+interface Listing {
+  ino: bigint;
+  ctimeNs: bigint;
+  files: string[];
+  dirs: string[];
+}
+
+/** The first index of `sorted` whose name is ≥ `name` (or > it, when `after`). */
+function sortedIndex(sorted: readonly string[], name: string, after: boolean): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = sorted[mid]!;
+    if (v < name || (after && v === name)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 export class LocalObjectStore implements ObjectStore {
   /** Directories known to exist (objects are never deleted by the sink, so neither are their directories). */
@@ -140,29 +165,80 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * The keys under `prefix`, ascending: one read per directory that can hold a key of the page (not a recursive
+   * listing of the prefix's whole subtree), and none for a large directory unchanged since it was last read.
+   */
   async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
+    const { startAfter, limit = Number.POSITIVE_INFINITY } = options;
     const slash = prefix.lastIndexOf("/");
     const base = slash < 0 ? "" : prefix.slice(0, slash);
-    const dir = base === "" ? this.root : this.pathOf(base);
-    let entries: { name: string; parentPath: string; isDirectory(): boolean }[];
+    const keys: string[] = [];
+    const walk = async (dir: string, keyBase: string): Promise<void> => {
+      const { files, dirs } = await this.readDirectory(dir, prefix);
+      const head = keyBase === "" ? "" : `${keyBase}/`;
+      // Names sort as their keys do (one directory, one head): the page is a run of the sorted names.
+      const bound = (key: string) => (key.startsWith(head) ? key.slice(head.length) : key < head ? "" : "\uffff");
+      let i = sortedIndex(files, bound(prefix), false);
+      if (startAfter !== undefined) i = Math.max(i, sortedIndex(files, bound(startAfter), true));
+      for (let taken = 0; i < files.length && taken < limit; i++, taken++) {
+        const key = head + files[i];
+        if (!key.startsWith(prefix)) break;
+        keys.push(key);
+      }
+      for (const name of dirs) {
+        const inner = `${head}${name}/`;
+        // Skip a directory none of whose keys has the prefix, or all of whose keys sort before startAfter.
+        if (!inner.startsWith(prefix) && !prefix.startsWith(inner)) continue;
+        if (startAfter !== undefined && startAfter >= inner && !startAfter.startsWith(inner)) continue;
+        await walk(join(dir, name), `${head}${name}`);
+      }
+    };
+    await walk(base === "" ? this.root : this.pathOf(base), base);
+    keys.sort();
+    return keys.slice(0, limit);
+  }
+
+  /** Recently read large directories, at most LISTINGS of them, with what identified them unchanged. */
+  private readonly listings = new Map<string, Listing>();
+
+  /**
+   * A directory's file names (sorted) and subdirectory names. A large directory's listing is kept while the
+   * directory is unchanged — same inode, same ctime: adding, removing or renaming an entry, and even setting the
+   * mtime back, moves the ctime, which nothing can set back — so the verifier paging through a segment directory
+   * of 100,000 files reads it once, not once per page. Only a directory whose ctime was over a second old when it
+   * was read is kept: a change within the same tick of the filesystem clock would not move the ctime.
+   */
+  private async readDirectory(dir: string, prefix: string): Promise<Listing> {
+    let seen: BigIntStats;
+    let entries: Dirent[];
     try {
-      entries = await readdir(dir, { recursive: true, withFileTypes: true });
+      seen = await stat(dir, { bigint: true });
+      const kept = this.listings.get(dir);
+      if (kept && kept.ino === seen.ino && kept.ctimeNs === seen.ctimeNs) {
+        this.listings.delete(dir);
+        this.listings.set(dir, kept);
+        return kept;
+      }
+      entries = await readdir(dir, { withFileTypes: true });
     } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return [];
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return { ino: 0n, ctimeNs: 0n, files: [], dirs: [] };
       throw storeError(`listing ${prefix}`, e);
     }
-    const keys: string[] = [];
-    for (const entry of entries) {
-      if (entry.isDirectory()) continue;
-      const rel = join(entry.parentPath, entry.name)
-        .slice(this.root.length + 1)
-        .split(sep)
-        .join("/");
-      if (!rel.startsWith(prefix)) continue;
-      if (options.startAfter !== undefined && !(rel > options.startAfter)) continue;
-      keys.push(rel);
+    const files: string[] = [];
+    const dirs: string[] = [];
+    for (const entry of entries) (entry.isDirectory() ? dirs : files).push(entry.name);
+    files.sort();
+    const listing = { ino: seen.ino, ctimeNs: seen.ctimeNs, files, dirs };
+    if (entries.length >= LISTED_LARGE && BigInt(Date.now()) * 1_000_000n - seen.ctimeNs > 1_000_000_000n) {
+      this.listings.set(dir, listing);
+      for (const old of this.listings.keys()) {
+        if (this.listings.size <= LISTINGS) break;
+        this.listings.delete(old);
+      }
     }
-    keys.sort();
-    return options.limit === undefined ? keys : keys.slice(0, options.limit);
+    return listing;
   }
+
+
 }
