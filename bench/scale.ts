@@ -36,7 +36,7 @@ const SPREAD_EVENTS = Math.round(EVENTS / 10);
 const STREAMS = 16;
 const BATCH = 100;
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 4);
-const QUERIES = Number(process.env.QUERIES ?? 50);
+const QUERIES = Number(process.env.QUERIES ?? 200);
 const STREAM = "agents.scale";
 /** Rate windows: the first and last of an interval are compared for the "rate at 10 M vs at the start" goal. */
 const WINDOW = Math.max(10_000, Math.round(EVENTS / 100 / BATCH) * BATCH);
