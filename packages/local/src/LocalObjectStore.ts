@@ -12,7 +12,7 @@
  */
 import type { BigIntStats, Dirent } from "node:fs";
 import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
-import { dirname, join, sep } from "node:path";
+import { dirname, join } from "node:path";
 import { type ObjectStore, type StagedObject, StoreError } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
 import {
@@ -178,7 +178,8 @@ export class LocalObjectStore implements ObjectStore {
       const { files, dirs } = await this.readDirectory(dir, prefix);
       const head = keyBase === "" ? "" : `${keyBase}/`;
       // Names sort as their keys do (one directory, one head): the page is a run of the sorted names.
-      const bound = (key: string) => (key.startsWith(head) ? key.slice(head.length) : key < head ? "" : "\uffff");
+      const bound = (key: string) =>
+        key.startsWith(head) ? key.slice(head.length) : key < head ? "" : "\uffff";
       let i = sortedIndex(files, bound(prefix), false);
       if (startAfter !== undefined) i = Math.max(i, sortedIndex(files, bound(startAfter), true));
       for (let taken = 0; i < files.length && taken < limit; i++, taken++) {
@@ -239,6 +240,4 @@ export class LocalObjectStore implements ObjectStore {
     }
     return listing;
   }
-
-
 }

@@ -36,9 +36,9 @@ import {
   type ObjectStore,
   type ProducerInfo,
   runVerification,
-  VerificationStopped,
   type SweepCursor,
   systemClock,
+  VerificationStopped,
   type VerifierState,
   type WitnessRequirement,
 } from "@auditsink/core";
