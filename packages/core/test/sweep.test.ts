@@ -155,7 +155,11 @@ describe("a run stopped by its signal", () => {
         ? await runVerification(source, w.trust, {
             ...policy,
             states: JSON.parse(JSON.stringify(stopped.states)) as typeof stopped.states,
-            progress: { onSegment: (_n, _b, records) => void (rest += records) },
+            progress: {
+              onSegment: (_n, _b, records) => {
+                rest += records;
+              },
+            },
           })
         : undefined;
     // Assess
