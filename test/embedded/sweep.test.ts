@@ -119,4 +119,60 @@ describe("a sweep of the whole archive", () => {
     expect(incremental.failures.map((f) => `${f.code} ${f.at}`)).toContain("producer-signature-invalid 8");
     expect(sink.verifier.sweep?.cursor).toEqual(slice.sweep?.resumeAt);
   });
+
+  it("an incremental run stopped by SIGTERM keeps the position it reached, and the restarted sink verifies only the rest", {
+    timeout: 90_000,
+  }, async () => {
+    // Prepare: 10,000 events in 100 segments that no run has verified yet
+    const dataDir = await fresh();
+    const first = await start(dataDir);
+    const agent = testProducer("agent");
+    await first.sink.local.producers.register({
+      id: agent.id,
+      publicKey: agent.publicKey,
+      streams: ["agents.*"],
+    });
+    for (let b = 0; b < BATCHES; b++)
+      await first.sink.local.sink.submit(
+        STREAM,
+        Array.from({ length: BATCH }, () => agent.event()),
+      );
+    await first.close();
+
+    // Act: the sink process starts its first incremental run at once; SIGTERM once it has verified 1,000 records
+    const child = (await startChild(dataDir, {
+      AUDITSINK_VERIFY_INTERVAL: "3600",
+      AUDITSINK_FULL_VERIFY_INTERVAL: "3600",
+    }))!;
+    for (;;) {
+      const metrics = await (await fetch(`${child.url}/metrics`)).text();
+      const verified = /auditsink_verifier_records_total\{mode="incremental"\} (\d+)/.exec(metrics);
+      if (Number(verified?.[1] ?? 0) >= 1_000) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await child.stop();
+
+    // Assess: a clean exit, and the stream's saved position inside the backlog
+    expect(child.child.exitCode).toBe(0);
+    const saved = JSON.parse(await readFile(dataPaths(dataDir).verifierState, "utf8")) as {
+      states: Record<string, { size: number }>;
+    };
+    const reached = saved.states[STREAM]?.size ?? 0;
+    expect(reached).toBeGreaterThanOrEqual(1_000);
+    expect(reached).toBeLessThan(BATCHES * BATCH);
+
+    // Act: restart and run once
+    const second = await start(dataDir);
+    const run = await second.sink.verifier.runOnce();
+
+    // Assess: only the records past the saved position were verified (plus _system's), and all is clean
+    expect(run.failures).toEqual([]);
+    expect(run.records - (await systemRecords(dataDir, saved.states))).toBe(BATCHES * BATCH - reached);
+  });
 });
+
+/** The `_system` records an incremental run from `states` reads: those past its saved position. */
+async function systemRecords(dataDir: string, states: Record<string, { size: number }>): Promise<number> {
+  const head = JSON.parse(await readFile(join(dataDir, "heads", "_system.json"), "utf8")) as { size: number };
+  return head.size - (states._system?.size ?? 0);
+}
