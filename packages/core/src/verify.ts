@@ -127,6 +127,12 @@ export interface StreamReport {
    * witnesses whose cosignatures count. Absent when none does.
    */
   witnessed?: { size: number; witnesses: string[] };
+  /**
+   * With a head to check (VerifierOptions.head): the newest signed checkpoint's size it was compared with. A head
+   * behind it is `head-rollback` — or a head read before the last commits the walk reached, which a head read again
+   * settles without walking the stream again (run.ts).
+   */
+  newestCheckpoint?: number;
 }
 
 /** A misuse of StreamVerifier by its caller (never caused by stored bytes). */
@@ -599,9 +605,10 @@ export class StreamVerifier {
         message: `records ${newestSigned}…${end - 1} are not yet covered by a signed checkpoint`,
       });
     }
-    this.checkHead(end, Math.max(newestSigned, this.largestSigned));
+    const newestCheckpoint = Math.max(newestSigned, this.largestSigned);
+    this.checkHead(end, newestCheckpoint);
     this.checkReceipts(end);
-    return report();
+    return { ...report(), ...(this.options.head ? { newestCheckpoint } : {}) };
   }
 
   private checkHead(size: number, newestCheckpoint: number): void {

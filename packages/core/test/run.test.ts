@@ -206,7 +206,7 @@ describe("runVerification", () => {
     expect(codes(report)).toEqual(["head-malformed"]);
   });
 
-  it("re-reads a head that looks rolled back before reporting it (a writer between checkpoint and head)", async () => {
+  it("re-reads a head that looks rolled back before reporting it (a writer between checkpoint and head), without walking the stream again", async () => {
     const real = w.ports.heads.heads.get("alpha")!;
     let reads = 0;
     const heads = {
@@ -215,6 +215,7 @@ describe("runVerification", () => {
       streams: () => w.ports.heads.streams(),
     };
     const slept: number[] = [];
+    const walked: string[] = [];
     const report = await runVerification(
       { objects: w.ports.objects, deployment: DEPLOYMENT, heads },
       w.trust,
@@ -224,10 +225,43 @@ describe("runVerification", () => {
         sleep: async (ms) => {
           slept.push(ms);
         },
+        progress: { onStream: (stream) => void walked.push(stream) },
       },
     );
     expect(allFailures(report)).toEqual([]);
     expect(slept).toEqual([5]);
+    expect(reads).toBe(2);
+    expect(walked.filter((s) => s === "alpha")).toHaveLength(1);
+  });
+
+  it("reports a head that stays behind the newest checkpoint after every re-read", async () => {
+    const real = w.ports.heads.heads.get("alpha")!;
+    let reads = 0;
+    const heads = {
+      get: async (s: string) => {
+        if (s !== "alpha") return w.ports.heads.get(s);
+        reads++;
+        return { ...real, size: 2, frontier: [] };
+      },
+      streams: () => w.ports.heads.streams(),
+    };
+    const slept: number[] = [];
+    const report = await runVerification(
+      { objects: w.ports.objects, deployment: DEPLOYMENT, heads },
+      w.trust,
+      {
+        mode: "full",
+        settle: { tries: 3, delayMs: 5 },
+        sleep: async (ms) => {
+          slept.push(ms);
+        },
+      },
+    );
+    expect(allFailures(report).map((f) => `${f.code} ${f.stream} ${f.at}`)).toEqual([
+      "head-rollback alpha 2",
+    ]);
+    expect(slept).toEqual([5, 10, 20]);
+    expect(reads).toBe(4);
   });
 
   it("resumes incrementally and still knows the set of streams from the saved _system state", async () => {
