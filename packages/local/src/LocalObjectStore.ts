@@ -207,9 +207,9 @@ export class LocalObjectStore implements ObjectStore {
    * A directory's file names (sorted) and subdirectory names. A large directory's listing is kept while the
    * directory is unchanged — same inode, same ctime: adding, removing or renaming an entry, and even setting the
    * mtime back, moves the ctime, which no system call sets (only a change of the clock) — so the verifier paging
-   * through a segment directory
-   * of 100,000 files reads it once, not once per page. Only a directory whose ctime was over a second old when it
-   * was read is kept: a change within the same tick of the filesystem clock would not move the ctime.
+   * through a segment directory of 100,000 files reads it once, not once per page. Only a directory whose ctime
+   * was over a second old when it was read is kept: a change within the same tick of the filesystem clock would
+   * not move the ctime.
    */
   private async readDirectory(dir: string, prefix: string): Promise<Listing> {
     let seen: BigIntStats;
