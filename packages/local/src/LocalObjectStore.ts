@@ -34,21 +34,29 @@ const LISTED_LARGE = 1000;
 interface Listing {
   ino: bigint;
   ctimeNs: bigint;
-  files: string[];
-  dirs: string[];
+  /** In key order: file names, and subdirectory names followed by "/". */
+  entries: string[];
 }
 
-/** The first index of `sorted` whose name is ≥ `name` (or > it, when `after`). */
-function sortedIndex(sorted: readonly string[], name: string, after: boolean): number {
+/**
+ * The first of a directory's `entries` (readDirectory) that can hold a key ≥ `key` (> it, when `after`), for
+ * the directory whose keys start with `head`; 0 when `key` is undefined.
+ */
+function firstAt(entries: readonly string[], head: string, key: string | undefined, after: boolean): number {
+  if (key === undefined) return 0;
+  // Where `key` falls among this directory's keys: before all of them, after all, or at a name within.
+  const name = key.startsWith(head) ? key.slice(head.length) : key < head ? "" : "\uffff";
   let lo = 0;
-  let hi = sorted.length;
+  let hi = entries.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    const v = sorted[mid]!;
+    const v = entries[mid]!;
     if (v < name || (after && v === name)) lo = mid + 1;
     else hi = mid;
   }
-  return lo;
+  // A subdirectory whose name starts `name` sorts before it but may hold keys after it.
+  const before = entries[lo - 1];
+  return before?.endsWith("/") && name.startsWith(before) ? lo - 1 : lo;
 }
 
 export class LocalObjectStore implements ObjectStore {
@@ -166,8 +174,9 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   /**
-   * The keys under `prefix`, ascending: one read per directory that can hold a key of the page (not a recursive
-   * listing of the prefix's whole subtree), and none for a large directory unchanged since it was last read.
+   * The keys under `prefix`, ascending: the directories are walked in key order, so a page reads only the
+   * directories its keys come from and stops at `limit` — and a large directory unchanged since it was last read
+   * is not read again (readDirectory).
    */
   async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
     const { startAfter, limit = Number.POSITIVE_INFINITY } = options;
@@ -175,45 +184,38 @@ export class LocalObjectStore implements ObjectStore {
     const base = slash < 0 ? "" : prefix.slice(0, slash);
     const keys: string[] = [];
     const walk = async (dir: string, keyBase: string): Promise<void> => {
-      const { files, dirs } = await this.readDirectory(dir, prefix);
+      const { entries } = await this.readDirectory(dir, prefix);
       const head = keyBase === "" ? "" : `${keyBase}/`;
-      // Names sort as their keys do (one directory, one head): the page is a run of the sorted names.
-      const bound = (key: string) =>
-        key.startsWith(head) ? key.slice(head.length) : key < head ? "" : "\uffff";
-      let i = sortedIndex(files, bound(prefix), false);
-      if (startAfter !== undefined) i = Math.max(i, sortedIndex(files, bound(startAfter), true));
-      for (let taken = 0; i < files.length && taken < limit; i++, taken++) {
-        const key = head + files[i];
-        if (!key.startsWith(prefix)) break;
-        keys.push(key);
-      }
-      for (const name of dirs) {
-        const inner = `${head}${name}/`;
-        // Skip a directory none of whose keys has the prefix, or all of whose keys sort before startAfter.
-        if (!inner.startsWith(prefix) && !prefix.startsWith(inner)) continue;
-        if (startAfter !== undefined && startAfter >= inner && !startAfter.startsWith(inner)) continue;
-        await walk(join(dir, name), `${head}${name}`);
+      let i = Math.max(firstAt(entries, head, prefix, false), firstAt(entries, head, startAfter, true));
+      for (; i < entries.length && keys.length < limit; i++) {
+        const key = head + entries[i]!;
+        if (!key.endsWith("/")) {
+          if (!key.startsWith(prefix)) return; // past the prefix: so is every entry after it
+          keys.push(key);
+        } else if (key.startsWith(prefix) || prefix.startsWith(key))
+          await walk(join(dir, entries[i]!), key.slice(0, -1));
+        else return;
       }
     };
     await walk(base === "" ? this.root : this.pathOf(base), base);
-    keys.sort();
-    return keys.slice(0, limit);
+    return keys;
   }
 
   /** Recently read large directories, at most LISTINGS of them, with what identified them unchanged. */
   private readonly listings = new Map<string, Listing>();
 
   /**
-   * A directory's file names (sorted) and subdirectory names. A large directory's listing is kept while the
-   * directory is unchanged — same inode, same ctime: adding, removing or renaming an entry, and even setting the
-   * mtime back, moves the ctime, which no system call sets (only a change of the clock) — so the verifier paging
-   * through a segment directory of 100,000 files reads it once, not once per page. Only a directory whose ctime
-   * was over a second old when it was read is kept: a change within the same tick of the filesystem clock would
-   * not move the ctime.
+   * A directory's entries in key order: file names, and subdirectory names followed by "/" (all of a
+   * subdirectory's keys start so, and sort against its siblings as that does). A large directory's listing is
+   * kept while the directory is unchanged — same inode, same ctime: adding, removing or renaming an entry, and
+   * even setting the mtime back, moves the ctime, which no system call sets (only a change of the clock) — so the
+   * verifier paging through a segment directory of 100,000 files reads it once, not once per page. Only a
+   * directory whose ctime was over a second old when it was read is kept: a change within the same tick of the
+   * filesystem clock would not move the ctime.
    */
   private async readDirectory(dir: string, prefix: string): Promise<Listing> {
     let seen: BigIntStats;
-    let entries: Dirent[];
+    let read: Dirent[];
     try {
       seen = await stat(dir, { bigint: true });
       const kept = this.listings.get(dir);
@@ -222,16 +224,13 @@ export class LocalObjectStore implements ObjectStore {
         this.listings.set(dir, kept);
         return kept;
       }
-      entries = await readdir(dir, { withFileTypes: true });
+      read = await readdir(dir, { withFileTypes: true });
     } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return { ino: 0n, ctimeNs: 0n, files: [], dirs: [] };
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return { ino: 0n, ctimeNs: 0n, entries: [] };
       throw storeError(`listing ${prefix}`, e);
     }
-    const files: string[] = [];
-    const dirs: string[] = [];
-    for (const entry of entries) (entry.isDirectory() ? dirs : files).push(entry.name);
-    files.sort();
-    const listing = { ino: seen.ino, ctimeNs: seen.ctimeNs, files, dirs };
+    const entries = read.map((e) => (e.isDirectory() ? `${e.name}/` : e.name)).sort();
+    const listing = { ino: seen.ino, ctimeNs: seen.ctimeNs, entries };
     if (entries.length >= LISTED_LARGE && BigInt(Date.now()) * 1_000_000n - seen.ctimeNs > 1_000_000_000n) {
       this.listings.set(dir, listing);
       for (const old of this.listings.keys()) {
