@@ -14,7 +14,8 @@
  * and last windows, the data directory's size, then SIGTERM → exit ("shutdown"), start → /healthz 200
  * ("restart"), the first query after the restart (by agent) on its own, and p50/p99 of QUERIES queries each by
  * agent, by run, by type and by a one-hour producer-time window through GET /v1/events. The goals of the
- * scale work are evaluated at the end. WORK=<dir> keeps the data directory (default: a temp dir, removed).
+ * scale work are evaluated at the end. WORK=<dir> keeps the data directory (default: a temp dir, removed);
+ * REMEASURE=1 with the WORK of a finished run measures its checkpoint again, without ingest (see remeasure()).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createPrivateKey, type KeyObject } from "node:crypto";
@@ -330,6 +331,7 @@ async function main() {
   const work = process.env.WORK ?? mkdtempSync(join(tmpdir(), "auditsink-bench-scale-"));
   mkdirSync(work, { recursive: true });
   const dataDir = join(work, "data");
+  if (process.env.REMEASURE) return remeasure(work, dataDir, commit);
   const keyFile = join(work, "scale-agent.key.pem");
   cliSync([
     "producer",
@@ -480,6 +482,50 @@ async function main() {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${out}`);
   if (!process.env.WORK) rmSync(work, { recursive: true, force: true });
+}
+
+/**
+ * `WORK=<dir of a finished run> REMEASURE=1 npm run bench:scale`: the sink built from this checkout, started on
+ * that data directory (every event of the run ingested: SCALE_EVENTS and the 16-stream tenth), measured as at a
+ * checkpoint — restart, first query, QUERIES queries of each kind — without ingesting; `RESULTS` (default
+ * bench/results/scale-remeasure.json). For a change to the sink that reaches the queries, without hours of ingest.
+ */
+async function remeasure(work: string, dataDir: string, commit: string) {
+  const events = EVENTS + SPREAD_EVENTS;
+  const port = await freePort();
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  const sink = new SinkProcess(dataDir, port, join(work, "sink.log"));
+  const loadBefore = load1m();
+  const restartSeconds = round(await sink.start(agent), 3);
+  const rssAfterRestartMB = sink.rssMB();
+  const firstQuery = await timedQuery(agent, port, queryPath("agent", events));
+  const queries = await queryLatencies(agent, port, events);
+  const point = {
+    phase: "remeasure",
+    events,
+    loadAverage1mBefore: loadBefore,
+    restartToHealthySeconds: restartSeconds,
+    rssAfterRestartMB,
+    firstQueryAfterRestart: { kind: "byAgent", ...firstQuery },
+    queries,
+    rssAfterQueriesMB: sink.rssMB(),
+    shutdown: { ...(await sink.stop()), command: "SIGTERM to the sink process → its exit" },
+  };
+  agent.destroy();
+  const result = {
+    benchmark: "scale (remeasure of a kept data directory)",
+    date: new Date().toISOString(),
+    command: `WORK=${work} REMEASURE=1 ${EVENTS === FULL ? "" : `SCALE_EVENTS=${EVENTS} `}npm run bench:scale`,
+    commit,
+    node: process.version,
+    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length },
+    workload: { events, queriesPerKind: QUERIES, queryPageSize: 100 },
+    point,
+  };
+  console.log(JSON.stringify(point));
+  const out = process.env.RESULTS ?? join(ROOT, "bench", "results", "scale-remeasure.json");
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`wrote ${out}`);
 }
 
 await main();
