@@ -34,6 +34,34 @@ async function savedSweep(dataDir: string): Promise<{ startedAt: string; cursor?
   return saved.sweep;
 }
 
+/** A data directory holding BATCHES segments of BATCH signed events in STREAM, and the sink (open) that wrote it. */
+async function bigStream() {
+  const dataDir = await fresh();
+  const first = await start(dataDir);
+  const agent = testProducer("agent");
+  await first.sink.local.producers.register({
+    id: agent.id,
+    publicKey: agent.publicKey,
+    streams: ["agents.*"],
+  });
+  for (let b = 0; b < BATCHES; b++)
+    await first.sink.local.sink.submit(
+      STREAM,
+      Array.from({ length: BATCH }, () => agent.event()),
+    );
+  return { dataDir, first };
+}
+
+/** Resolves once the sink at `url` reports at least `records` verified by `mode` runs (its /metrics). */
+async function verifiedAtLeast(url: string, mode: "sweep" | "incremental", records: number): Promise<void> {
+  const counter = new RegExp(`auditsink_verifier_records_total\\{mode="${mode}"\\} (\\d+)`);
+  for (;;) {
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    if (Number(counter.exec(metrics)?.[1] ?? 0) >= records) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 describe("a sweep of the whole archive", () => {
   it("stopped by SIGTERM in the middle: the process exits 0 and the sweep resumes at its cursor after a restart, finishing and reporting a changed segment it had not reached", {
     // Writes 10,000 signed events (each signature checked at ingest) and verifies them three times: ~20 s on
@@ -41,19 +69,7 @@ describe("a sweep of the whole archive", () => {
     timeout: 90_000,
   }, async () => {
     // Prepare: 10,000 events in 100 segments, verified incrementally, so the next start has only a sweep to do
-    const dataDir = await fresh();
-    const first = await start(dataDir);
-    const agent = testProducer("agent");
-    await first.sink.local.producers.register({
-      id: agent.id,
-      publicKey: agent.publicKey,
-      streams: ["agents.*"],
-    });
-    for (let b = 0; b < BATCHES; b++)
-      await first.sink.local.sink.submit(
-        STREAM,
-        Array.from({ length: BATCH }, () => agent.event()),
-      );
+    const { dataDir, first } = await bigStream();
     expect((await first.sink.verifier.runOnce()).failures).toEqual([]);
 
     await first.close();
@@ -64,12 +80,7 @@ describe("a sweep of the whole archive", () => {
       AUDITSINK_VERIFY_SWEEP_SLICE_MS: "600000",
       AUDITSINK_VERIFY_SWEEP_SHARE: "1",
     }))!;
-    for (;;) {
-      const metrics = await (await fetch(`${child.url}/metrics`)).text();
-      const swept = /auditsink_verifier_records_total\{mode="sweep"\} (\d+)/.exec(metrics);
-      if (Number(swept?.[1] ?? 0) >= 1_000) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await verifiedAtLeast(child.url, "sweep", 1_000);
     await child.stop();
 
     // Assess: a clean exit, a sweep saved in the middle of the stream, none completed
@@ -124,19 +135,7 @@ describe("a sweep of the whole archive", () => {
     timeout: 90_000,
   }, async () => {
     // Prepare: 10,000 events in 100 segments that no run has verified yet
-    const dataDir = await fresh();
-    const first = await start(dataDir);
-    const agent = testProducer("agent");
-    await first.sink.local.producers.register({
-      id: agent.id,
-      publicKey: agent.publicKey,
-      streams: ["agents.*"],
-    });
-    for (let b = 0; b < BATCHES; b++)
-      await first.sink.local.sink.submit(
-        STREAM,
-        Array.from({ length: BATCH }, () => agent.event()),
-      );
+    const { dataDir, first } = await bigStream();
     await first.close();
 
     // Act: the sink process starts its first incremental run at once; SIGTERM once it has verified 1,000 records
@@ -144,12 +143,7 @@ describe("a sweep of the whole archive", () => {
       AUDITSINK_VERIFY_INTERVAL: "3600",
       AUDITSINK_FULL_VERIFY_INTERVAL: "3600",
     }))!;
-    for (;;) {
-      const metrics = await (await fetch(`${child.url}/metrics`)).text();
-      const verified = /auditsink_verifier_records_total\{mode="incremental"\} (\d+)/.exec(metrics);
-      if (Number(verified?.[1] ?? 0) >= 1_000) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await verifiedAtLeast(child.url, "incremental", 1_000);
     await child.stop();
 
     // Assess: a clean exit, and the stream's saved position inside the backlog

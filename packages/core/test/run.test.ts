@@ -206,12 +206,13 @@ describe("runVerification", () => {
     expect(codes(report)).toEqual(["head-malformed"]);
   });
 
-  it("re-reads a head that looks rolled back before reporting it (a writer between checkpoint and head), without walking the stream again", async () => {
+  /** alpha's head as at size 2 for its first `stale` reads, then as stored; a run over it that records its pauses. */
+  async function withStaleHead(stale: number, tries: number) {
     const real = w.ports.heads.heads.get("alpha")!;
     let reads = 0;
     const heads = {
       get: async (s: string) =>
-        s === "alpha" && reads++ === 0 ? { ...real, size: 2, frontier: [] } : w.ports.heads.get(s),
+        s === "alpha" && reads++ < stale ? { ...real, size: 2, frontier: [] } : w.ports.heads.get(s),
       streams: () => w.ports.heads.streams(),
     };
     const slept: number[] = [];
@@ -221,13 +222,18 @@ describe("runVerification", () => {
       w.trust,
       {
         mode: "full",
-        settle: { tries: 2, delayMs: 5 },
+        settle: { tries, delayMs: 5 },
         sleep: async (ms) => {
           slept.push(ms);
         },
         progress: { onStream: (stream) => void walked.push(stream) },
       },
     );
+    return { report, slept, reads, walked };
+  }
+
+  it("re-reads a head that looks rolled back before reporting it (a writer between checkpoint and head), without walking the stream again", async () => {
+    const { report, slept, reads, walked } = await withStaleHead(1, 2);
     expect(allFailures(report)).toEqual([]);
     expect(slept).toEqual([5]);
     expect(reads).toBe(2);
@@ -235,28 +241,7 @@ describe("runVerification", () => {
   });
 
   it("reports a head that stays behind the newest checkpoint after every re-read", async () => {
-    const real = w.ports.heads.heads.get("alpha")!;
-    let reads = 0;
-    const heads = {
-      get: async (s: string) => {
-        if (s !== "alpha") return w.ports.heads.get(s);
-        reads++;
-        return { ...real, size: 2, frontier: [] };
-      },
-      streams: () => w.ports.heads.streams(),
-    };
-    const slept: number[] = [];
-    const report = await runVerification(
-      { objects: w.ports.objects, deployment: DEPLOYMENT, heads },
-      w.trust,
-      {
-        mode: "full",
-        settle: { tries: 3, delayMs: 5 },
-        sleep: async (ms) => {
-          slept.push(ms);
-        },
-      },
-    );
+    const { report, slept, reads } = await withStaleHead(Number.POSITIVE_INFINITY, 3);
     expect(allFailures(report).map((f) => `${f.code} ${f.stream} ${f.at}`)).toEqual([
       "head-rollback alpha 2",
     ]);
