@@ -13,7 +13,7 @@ import {
   parseStoreKey,
   runVerification,
   type StreamReport,
-  VerificationStopped,
+  VerificationStoppedError,
   type VerifierState,
   type WitnessPolicy,
   witnessPolicy,
@@ -216,7 +216,7 @@ export async function runVerify(
       );
     } catch (e) {
       // Stopped by the signal: this one-off run keeps no positions, so it rejects with the reason itself.
-      throw e instanceof VerificationStopped ? e.cause : e;
+      throw e instanceof VerificationStoppedError ? e.cause : e;
     } finally {
       await pool?.close();
     }

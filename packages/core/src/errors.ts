@@ -4,6 +4,8 @@
  * (see verify.ts).
  */
 
+import type { VerifierState } from "./verify.ts";
+
 /** The one base of every coded error: a `code` from a string-literal union, the cause kept. */
 export abstract class CodedError<C extends string = string> extends Error {
   constructor(
@@ -120,5 +122,25 @@ export class TlogError extends CodedError<TlogErrorCode> {
     options?: { cause?: unknown },
   ) {
     super(code, message, options);
+  }
+}
+
+/**
+ * A verification run stopped by its signal (run.ts). `states` are its positions to resume from, as
+ * ArchiveReport.states: the new state of every stream verified without failures up to where the walk stopped
+ * (inside a stream too), the given state of every other one. Findings of the stopped run are not reported; the
+ * next run from these states finds them. `cause` is the signal's reason.
+ */
+export class VerificationStoppedError extends CodedError<"verification-stopped"> {
+  override readonly name = "VerificationStoppedError";
+  constructor(
+    readonly states: Record<string, VerifierState>,
+    reason: unknown,
+  ) {
+    super(
+      "verification-stopped",
+      `verification stopped: ${reason instanceof Error ? reason.message : String(reason)}`,
+      { cause: reason },
+    );
   }
 }

@@ -190,7 +190,8 @@ export async function verifyStoredStream(
       start(key);
       if (pending.length >= depth) await finishOne();
     }
-    while (pending.length > 0 && !paused) await finishOne();
+    // Read-ahead segments are finished in order, each only if the walk is not to stop before it.
+    while (pending.length > 0 && !stop()) await finishOne();
     if (paused) break;
     await feedCheckpoints(Number.MAX_SAFE_INTEGER);
     if (!v.checkpointsBeyond) break;

@@ -23,6 +23,7 @@
  *   if (!report.ok) for (const f of allFailures(report)) console.log(f.code, f.stream, f.at);
  */
 import type { KeyObject } from "node:crypto";
+import { VerificationStoppedError } from "./errors.ts";
 import { STREAM_NAME, SYSTEM_STREAM } from "./event.ts";
 import { type FetchProgress, listEveryKey, listStoredStreams, verifyStoredStream } from "./fetch.ts";
 import { keyFingerprint } from "./keys.ts";
@@ -90,8 +91,8 @@ export interface VerificationPolicy {
   sleep?: (ms: number) => Promise<void>;
   /**
    * Stops the run between segments, streams and listed keys (a sink shutting down does not wait for a full run):
-   * the run reports nothing and rejects with a VerificationStopped that carries the positions it reached, so the
-   * next run need not repeat what this one verified (a sweep slice is stopped by its `pause` instead).
+   * the run reports nothing and rejects with a VerificationStoppedError that carries the positions it reached, so
+   * the next run need not repeat what this one verified (a sweep slice is stopped by its `pause` instead).
    */
   signal?: AbortSignal;
   progress?: FetchProgress & {
@@ -141,23 +142,6 @@ export interface ArchiveReport {
   states: Record<string, VerifierState>;
   /** A sweep slice (`policy.sweep`) that stopped before the end: where the next slice resumes. */
   resumeAt?: SweepCursor;
-}
-
-/**
- * A run stopped by its signal. `states` are its positions to resume from, as ArchiveReport.states: the new state
- * of every stream verified without failures up to where the walk stopped (inside a stream too), the given state
- * of every other one. Findings of the stopped run are not reported; the next run from these states finds them.
- */
-export class VerificationStopped extends Error {
-  constructor(
-    readonly states: Record<string, VerifierState>,
-    reason: unknown,
-  ) {
-    super(`verification stopped: ${reason instanceof Error ? reason.message : String(reason)}`, {
-      cause: reason,
-    });
-    this.name = "VerificationStopped";
-  }
 }
 
 /** Every failure of a report, archive-level first. */
@@ -305,7 +289,7 @@ export async function runVerification(
 
   let resumeAt: SweepCursor | undefined;
   const stopped = () =>
-    !sweep && signal?.aborted ? new VerificationStopped(states, signal.reason) : undefined;
+    !sweep && signal?.aborted ? new VerificationStoppedError(states, signal.reason) : undefined;
   try {
     for (const stream of targets) {
       if (sweep?.pause()) {

@@ -5,17 +5,12 @@
  */
 import type { KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { VerificationStoppedError } from "../src/errors.ts";
 import { verifyStoredStream } from "../src/fetch.ts";
 import { keyFingerprint } from "../src/keys.ts";
 import type { Clock, ObjectStore } from "../src/ports.ts";
 import { parseStoreKey, segmentKey } from "../src/record.ts";
-import {
-  allFailures,
-  runVerification,
-  type SweepCursor,
-  VerificationStopped,
-  type VerificationTrust,
-} from "../src/run.ts";
+import { allFailures, runVerification, type SweepCursor, type VerificationTrust } from "../src/run.ts";
 import { Sink } from "../src/sink.ts";
 import { StreamVerifier } from "../src/verify.ts";
 import { DEPLOYMENT, memoryPorts, type Ports, producer } from "./fixtures.ts";
@@ -151,7 +146,7 @@ describe("a run stopped by its signal", () => {
     }).catch((e: unknown) => e);
     let rest = 0;
     const resumed =
-      stopped instanceof VerificationStopped
+      stopped instanceof VerificationStoppedError
         ? await runVerification(source, w.trust, {
             ...policy,
             states: JSON.parse(JSON.stringify(stopped.states)) as typeof stopped.states,
@@ -163,9 +158,9 @@ describe("a run stopped by its signal", () => {
           })
         : undefined;
     // Assess
-    expect(stopped).toBeInstanceOf(VerificationStopped);
-    const { states } = stopped as VerificationStopped;
-    expect((stopped as VerificationStopped).cause).toEqual(new Error("shutting down"));
+    expect(stopped).toBeInstanceOf(VerificationStoppedError);
+    const { states } = stopped as VerificationStoppedError;
+    expect((stopped as VerificationStoppedError).cause).toEqual(new Error("shutting down"));
     expect(Object.keys(states).sort()).toEqual(["_system", "alpha"]);
     expect(states._system).toEqual(whole.states._system);
     expect(states.alpha?.size).toBe(4);

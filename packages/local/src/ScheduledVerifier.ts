@@ -38,7 +38,7 @@ import {
   runVerification,
   type SweepCursor,
   systemClock,
-  VerificationStopped,
+  VerificationStoppedError,
   type VerifierState,
   type WitnessRequirement,
 } from "@auditsink/core";
@@ -319,7 +319,7 @@ export class ScheduledVerifier {
       await this.checkHeartbeats(raise);
       await this.saveState();
     } catch (e) {
-      if (e instanceof VerificationStopped) {
+      if (e instanceof VerificationStoppedError) {
         // Stopped for shutdown: keep the positions reached, so the next start does not verify the same again.
         this.states = new Map(Object.entries(e.states));
         await this.saveState().catch(() => undefined);
