@@ -266,6 +266,21 @@ async function queryLatencies(agent: Agent, port: number, ingested: number) {
   return out;
 }
 
+/** Starts the sink and measures what a checkpoint records after a (re)start: start-up, memory, the queries. */
+async function startAndQuery(sink: SinkProcess, agent: Agent, port: number, events: number) {
+  const restartToHealthySeconds = round(await sink.start(agent), 3);
+  const rssAfterRestartMB = sink.rssMB();
+  const firstQuery = await timedQuery(agent, port, queryPath("agent", events));
+  const queries = await queryLatencies(agent, port, events);
+  return {
+    restartToHealthySeconds,
+    rssAfterRestartMB,
+    firstQueryAfterRestart: { kind: "byAgent", ...firstQuery },
+    queries,
+    rssAfterQueriesMB: sink.rssMB(),
+  };
+}
+
 type Point = {
   phase: string;
   events: number;
@@ -364,10 +379,7 @@ async function main() {
     agent.destroy();
     const shutdown = await sink.stop();
     agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-    const restartSeconds = round(await sink.start(agent), 3);
-    const rssAfterRestartMB = sink.rssMB();
-    const firstQuery = await timedQuery(agent, port, queryPath("agent", events));
-    const queries = await queryLatencies(agent, port, events);
+    const started = await startAndQuery(sink, agent, port, events);
     const point = {
       phase,
       events,
@@ -377,11 +389,7 @@ async function main() {
       sinkMetrics: metrics,
       dataDirMB: sizeMB,
       shutdown: { ...shutdown, command: "SIGTERM to the sink process → its exit" },
-      restartToHealthySeconds: restartSeconds,
-      rssAfterRestartMB,
-      firstQueryAfterRestart: { kind: "byAgent", ...firstQuery },
-      queries,
-      rssAfterQueriesMB: sink.rssMB(),
+      ...started,
     };
     measured.push(point);
     console.log(JSON.stringify(point));
@@ -496,19 +504,12 @@ async function remeasure(work: string, dataDir: string, commit: string) {
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const sink = new SinkProcess(dataDir, port, join(work, "sink.log"));
   const loadBefore = load1m();
-  const restartSeconds = round(await sink.start(agent), 3);
-  const rssAfterRestartMB = sink.rssMB();
-  const firstQuery = await timedQuery(agent, port, queryPath("agent", events));
-  const queries = await queryLatencies(agent, port, events);
+  const started = await startAndQuery(sink, agent, port, events);
   const point = {
     phase: "remeasure",
     events,
     loadAverage1mBefore: loadBefore,
-    restartToHealthySeconds: restartSeconds,
-    rssAfterRestartMB,
-    firstQueryAfterRestart: { kind: "byAgent", ...firstQuery },
-    queries,
-    rssAfterQueriesMB: sink.rssMB(),
+    ...started,
     shutdown: { ...(await sink.stop()), command: "SIGTERM to the sink process → its exit" },
   };
   agent.destroy();
