@@ -339,9 +339,8 @@ export async function runVerification(
       if (report.failures.length === 0) states[stream] = report.state;
       if (report.paused) break; // stopped by the signal, inside this stream
     }
-    // A stopped run reports nothing, however little was left to do.
-    const stop = stopped();
-    if (stop) throw stop;
+    // A stopped run reports nothing, however little was left to do (the catch below says how far it got).
+    if (!sweep) signal?.throwIfAborted();
 
     if (policy.streamSet ?? (everything && !sweep)) {
       const system = reports.find((r) => r.stream === SYSTEM_STREAM);
