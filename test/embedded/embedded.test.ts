@@ -246,6 +246,8 @@ describe("the scheduled verifier", () => {
   it("alerts when a producer with a heartbeat has been silent for longer", async () => {
     const dataDir = await fresh();
     const { sink } = await started(dataDir);
+    // The verifier thread's first run loads its modules: done before the one-second heartbeat starts counting.
+    await sink.verifier.runOnce();
     const quiet = testProducer("nightly-bot");
     await registerOverHttp(sink, dataDir, quiet, { heartbeatSeconds: 1 });
     await send(sink, "agents.cron", [quiet.event()]);

@@ -26,11 +26,10 @@ import {
 } from "@auditsink/core";
 import {
   dataPaths,
-  LocalHeadStore,
-  LocalObjectStore,
   LocalProducerAdmin,
   loadOrCreateSigningKey,
   ScheduledVerifier,
+  VerifierThread,
 } from "@auditsink/local";
 import { beforeAll, describe, expect, it } from "vitest";
 import { cli, startSink, tempDir } from "../cli/helpers.ts";
@@ -434,11 +433,16 @@ async function verifyWithScheduled(dir: string): Promise<{ found: string[]; aler
   const registry = await LocalProducerAdmin.open(paths.producers, paths.tmp);
   const systemKey = systemProducerKey(signer);
   const alerts = new MemoryAlertSink();
-  const verifier = new ScheduledVerifier({
-    objects: new LocalObjectStore(paths.objects, paths.tmp),
-    heads: new LocalHeadStore(paths.heads, paths.tmp),
+  // The sink's own verifier thread: every finding below crosses from it as the sink's would.
+  const thread = new VerifierThread({
+    objects: paths.objects,
+    heads: paths.heads,
+    tmp: paths.tmp,
     deployment,
     trusted: [signer.key],
+  });
+  const verifier = new ScheduledVerifier({
+    runner: thread.run,
     producerKeys: () => new Map([...registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
     producers: async () => [],
     lastSeen: async () => new Map(),
@@ -447,7 +451,7 @@ async function verifyWithScheduled(dir: string): Promise<{ found: string[]; aler
     intervalMs: 0,
     settleMs: 1,
   });
-  const run = await verifier.runOnce({ full: true });
+  const run = await verifier.runOnce({ full: true }).finally(() => thread.close());
   return { found: run.failures.map(describeFinding), alerts: run.alerts.map((a) => a.code) };
 }
 

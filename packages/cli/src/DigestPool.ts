@@ -2,25 +2,13 @@
  * Worker threads (a tinypool pool) that run core's digestSegment — split, SHA-256, leaf hash, parse, and the
  * producer signature check — so that `verify` does this per-record work on every core, while the main thread's
  * StreamVerifier keeps every order-dependent check. The workers call the same core function as one thread does,
- * so their findings are the same.
- *
- * Installed, this module is compiled JavaScript and the pool runs digestWorker.js beside it. Run from source (tsx,
- * tests), Node 20 does not carry module loader hooks into workers, so each worker loads a small module that first
- * registers tsx's loader in that worker, then imports digestWorker.ts.
+ * so their findings are the same. The workers run digestWorker beside this module (local's workerModule: compiled, or from source under tsx).
  */
 import type { KeyObject } from "node:crypto";
 import { type SegmentDigest, spkiDer } from "@auditsink/core";
+import { workerModule } from "@auditsink/local";
 import Tinypool from "tinypool";
 import { CliError } from "./errors.ts";
-
-function workerModule(): string {
-  if (!import.meta.url.endsWith(".ts")) return new URL("./digestWorker.js", import.meta.url).href;
-  const loader = JSON.stringify(import.meta.resolve("tsx/esm/api"));
-  const entry = JSON.stringify(new URL("./digestWorker.ts", import.meta.url).href);
-  const source = `const { register } = await import(${loader}); register();
-export default (await import(${entry})).default;`;
-  return `data:text/javascript,${encodeURIComponent(source)}`;
-}
 
 const workerFailed = (e: Error) =>
   new CliError("worker-failed", `a verification worker failed: ${e.message}`, { cause: e });
@@ -52,7 +40,7 @@ export class DigestPool {
       ? [...producerKeys].map(([id, k]) => [id, spkiDer(k).toString("base64")])
       : undefined;
     const pool = new Tinypool({
-      filename: workerModule(),
+      filename: workerModule(import.meta.url, "digestWorker").href,
       minThreads: threads,
       maxThreads: threads,
       workerData: { producerKeys: keys },

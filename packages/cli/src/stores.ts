@@ -3,67 +3,28 @@
  * (here), and an S3 bucket (S3ReadStore.ts, loaded only for s3:// sources). They implement only the read half
  * of core's ObjectStore port; a write is refused, so verification can never change what it checks.
  */
-import { readdir, readFile } from "node:fs/promises";
-import { join, sep } from "node:path";
 import { type ObjectStore, StoreError } from "@auditsink/core";
+import { DirectoryObjects } from "@auditsink/local";
 
-const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+async function refuseWrite(key: string): Promise<boolean> {
+  throw new StoreError("store-failed", `refusing to write ${key}: this store is opened read-only`);
+}
 
 export abstract class ReadOnlyStore implements ObjectStore {
-  async putIfAbsent(key: string): Promise<boolean> {
-    throw new StoreError("store-failed", `refusing to write ${key}: this store is opened read-only`);
+  putIfAbsent(key: string): Promise<boolean> {
+    return refuseWrite(key);
   }
   abstract get(key: string): Promise<Uint8Array | undefined>;
   abstract list(prefix: string, options?: { startAfter?: string; limit?: number }): Promise<string[]>;
 }
 
-const isErrno = (e: unknown, code: string) => (e as NodeJS.ErrnoException | undefined)?.code === code;
-
-/** Objects as files under `root`, one per key (the layout of `<data>/objects` and `<bundle>/objects`). */
-export class DirectoryStore extends ReadOnlyStore {
-  constructor(readonly root: string) {
-    super();
-  }
-
-  private pathOf(key: string): string {
-    if (!KEY.test(key) || key.split("/").some((s) => s === "." || s === "..")) {
-      throw new StoreError("store-failed", `object key ${JSON.stringify(key)} is not a valid key`);
-    }
-    return join(this.root, ...key.split("/"));
-  }
-
-  async get(key: string): Promise<Uint8Array | undefined> {
-    try {
-      return await readFile(this.pathOf(key));
-    } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
-      throw new StoreError("store-failed", `reading ${key}`, { cause: e });
-    }
-  }
-
-  async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
-    const slash = prefix.lastIndexOf("/");
-    const dir = slash < 0 ? this.root : this.pathOf(prefix.slice(0, slash));
-    let entries: { name: string; parentPath: string; isDirectory(): boolean }[];
-    try {
-      entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return [];
-      throw new StoreError("store-failed", `listing ${prefix}`, { cause: e });
-    }
-    const keys: string[] = [];
-    for (const entry of entries) {
-      if (entry.isDirectory()) continue;
-      const key = join(entry.parentPath, entry.name)
-        .slice(this.root.length + 1)
-        .split(sep)
-        .join("/");
-      if (!key.startsWith(prefix)) continue;
-      if (options.startAfter !== undefined && !(key > options.startAfter)) continue;
-      keys.push(key);
-    }
-    keys.sort();
-    return options.limit === undefined ? keys : keys.slice(0, options.limit);
+/**
+ * Objects as files under `root`, one per key (`<data>/objects` and `<bundle>/objects`): the embedded sink's own
+ * reads and key-order listing, with writes refused.
+ */
+export class DirectoryStore extends DirectoryObjects implements ObjectStore {
+  putIfAbsent(key: string): Promise<boolean> {
+    return refuseWrite(key);
   }
 }
 

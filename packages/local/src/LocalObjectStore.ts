@@ -59,19 +59,13 @@ function firstAt(entries: readonly string[], head: string, key: string | undefin
   return before?.endsWith("/") && name.startsWith(before) ? lo - 1 : lo;
 }
 
-export class LocalObjectStore implements ObjectStore {
-  /** Directories known to exist (objects are never deleted by the sink, so neither are their directories). */
-  private readonly dirs = new Set<string>();
-
-  /**
-   * @param root directory holding the objects (`<data>/objects`)
-   * @param tmpDir directory on the same filesystem for objects being written (`<data>/tmp`)
-   */
-  constructor(
-    readonly root: string,
-    private readonly tmpDir: string,
-    private readonly fs: FileSystem = nodeFileSystem,
-  ) {}
+/**
+ * The read half of the store: objects as files under `root`, one per key (the layout of `<data>/objects` and of
+ * an evidence bundle's `objects`). `auditsink verify` and `auditsink query` read data directories and bundles
+ * through it, so an auditor's listing is the sink's own (a page reads only the directories its keys come from).
+ */
+export class DirectoryObjects {
+  constructor(readonly root: string) {}
 
   /** The file that holds `key`. Keys are '/'-separated names; '.' and '..' segments are refused. */
   pathOf(key: string): string {
@@ -79,59 +73,6 @@ export class LocalObjectStore implements ObjectStore {
       throw new StoreError("store-failed", `object key ${JSON.stringify(key)} is not a valid key`);
     }
     return join(this.root, ...key.split("/"));
-  }
-
-  async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
-    this.pathOf(key);
-    return (await this.stage(bytes)).putIfAbsent(key);
-  }
-
-  /** Steps 1 of the life of an object, ahead of its key: the returned object does steps 2–4. */
-  async stage(bytes: Uint8Array): Promise<StagedObject> {
-    let tmp: string;
-    try {
-      tmp = await writeTemp(this.tmpDir, bytes, 0o444, this.fs);
-    } catch (e) {
-      throw storeError("writing a new object", e);
-    }
-    let done = false;
-    const release = async () => {
-      done = true;
-      await unlink(tmp).catch(() => undefined);
-    };
-    return {
-      putIfAbsent: async (key) => {
-        if (done) throw new StoreError("store-failed", `the object staged for ${key} was already used`);
-        try {
-          return await this.link(tmp, key);
-        } finally {
-          await release();
-        }
-      },
-      discard: release,
-    };
-  }
-
-  private async link(tmp: string, key: string): Promise<boolean> {
-    const path = this.pathOf(key);
-    try {
-      const dir = dirname(path);
-      if (!this.dirs.has(dir)) {
-        await mkdirDurable(dir);
-        this.dirs.add(dir);
-      }
-      try {
-        await this.fs.link(tmp, path);
-      } catch (e) {
-        if (isErrno(e, "EEXIST")) return false;
-        throw e;
-      }
-      await fsyncDir(dir);
-      crashPoint(`object:linked:${key.replace(/\/\d{20}$/, "")}`);
-      return true;
-    } catch (e) {
-      throw storeError(`creating ${key}`, e);
-    }
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -239,5 +180,88 @@ export class LocalObjectStore implements ObjectStore {
       }
     }
     return listing;
+  }
+}
+
+/** Stream names that have objects: the directories under objects/streams. */
+export async function storedStreams(objectsDir: string): Promise<string[]> {
+  try {
+    return (await readdir(join(objectsDir, "streams"), { withFileTypes: true }))
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
+  } catch (e) {
+    if (isErrno(e, "ENOENT")) return [];
+    throw e;
+  }
+}
+
+export class LocalObjectStore extends DirectoryObjects implements ObjectStore {
+  /** Directories known to exist (objects are never deleted by the sink, so neither are their directories). */
+  private readonly dirs = new Set<string>();
+
+  /**
+   * @param root directory holding the objects (`<data>/objects`)
+   * @param tmpDir directory on the same filesystem for objects being written (`<data>/tmp`)
+   */
+  constructor(
+    root: string,
+    private readonly tmpDir: string,
+    private readonly fs: FileSystem = nodeFileSystem,
+  ) {
+    super(root);
+  }
+
+  async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    this.pathOf(key);
+    return (await this.stage(bytes)).putIfAbsent(key);
+  }
+
+  /** Steps 1 of the life of an object, ahead of its key: the returned object does steps 2–4. */
+  async stage(bytes: Uint8Array): Promise<StagedObject> {
+    let tmp: string;
+    try {
+      tmp = await writeTemp(this.tmpDir, bytes, 0o444, this.fs);
+    } catch (e) {
+      throw storeError("writing a new object", e);
+    }
+    let done = false;
+    const release = async () => {
+      done = true;
+      await unlink(tmp).catch(() => undefined);
+    };
+    return {
+      putIfAbsent: async (key) => {
+        if (done) throw new StoreError("store-failed", `the object staged for ${key} was already used`);
+        try {
+          return await this.link(tmp, key);
+        } finally {
+          await release();
+        }
+      },
+      discard: release,
+    };
+  }
+
+  private async link(tmp: string, key: string): Promise<boolean> {
+    const path = this.pathOf(key);
+    try {
+      const dir = dirname(path);
+      if (!this.dirs.has(dir)) {
+        await mkdirDurable(dir);
+        this.dirs.add(dir);
+      }
+      try {
+        await this.fs.link(tmp, path);
+      } catch (e) {
+        if (isErrno(e, "EEXIST")) return false;
+        throw e;
+      }
+      await fsyncDir(dir);
+      crashPoint(`object:linked:${key.replace(/\/\d{20}$/, "")}`);
+      return true;
+    } catch (e) {
+      throw storeError(`creating ${key}`, e);
+    }
   }
 }

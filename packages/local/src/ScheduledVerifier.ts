@@ -1,5 +1,5 @@
 /**
- * The in-process scheduled verifier. Every interval it runs core's runVerification — the same run as
+ * The embedded sink's scheduled verifier. Every interval it runs core's runVerification — the same run as
  * `auditsink verify` — incrementally from where the last clean run ended; and it sweeps the whole archive (every
  * object from record 0, files outside the layout included) in slices: a sweep starts when none has completed
  * for `fullIntervalMs` (or after `fullEvery` incremental runs), and proceeds `sweepSliceMs` at a time, resting
@@ -15,8 +15,9 @@
  * health is degraded, whatever later incremental runs see. A stream with failures is re-verified from its last
  * clean state.
  *
- * It runs on the sink's own thread, without the worker threads `auditsink verify` uses: it shares the cores with
- * ingest, incremental runs read little, and a sweep's slices are short (docs/EMBEDDED.md §5).
+ * The runs and slices are carried out on a thread of their own (VerifierThread, the `runner`); only their
+ * results — findings, positions, the sweep's cursor — come back to the sink's thread, where they are turned into
+ * alerts and saved (docs/EMBEDDED.md §5).
  *
  * Bound on catching a change to an old object: a sweep starts at the latest `fullIntervalMs` (default 300 s)
  * after the previous one started — the time survives restarts — and takes D = (the archive's verification time
@@ -24,23 +25,16 @@
  */
 import type { KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   type Alert,
   type AlertSink,
-  allFailures,
   type Clock,
   type Finding,
-  type HeadStore,
-  type NoteKey,
-  type ObjectStore,
   type ProducerInfo,
-  runVerification,
   type SweepCursor,
   systemClock,
   VerificationStoppedError,
   type VerifierState,
-  type WitnessRequirement,
 } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
 import {
@@ -50,19 +44,13 @@ import {
   type OpenFinding,
 } from "./FindingsLedger.ts";
 import { type FileSystem, isErrno, nodeFileSystem, replaceFile } from "./fsutil.ts";
+import type { JobHooks, JobRunner } from "./verificationJob.ts";
 
 export interface ScheduledVerifierOptions {
-  objects: ObjectStore;
-  heads: HeadStore;
-  deployment: string;
-  /** The sink's own live signing key (the report's trust basis is `signing-key`). */
-  trusted: readonly NoteKey[];
-  /** The configured witnesses as a policy: incremental and full runs report `witness-policy-unmet`. */
-  witnesses?: WitnessRequirement;
+  /** Carries out each run and slice: the sink's VerifierThread (`thread.run`). */
+  runner: JobRunner;
   /** Public keys by key id (every producer key, revoked or not, and the sink's own). */
   producerKeys: () => ReadonlyMap<string, KeyObject>;
-  /** Every name under `objects/streams/` (a directory read; default: listed through `objects`). */
-  streams?: () => Promise<string[]>;
   producers: () => Promise<ProducerInfo[]>;
   /** Newest `received` time per producer, brought up to date by the call. */
   lastSeen: () => Promise<ReadonlyMap<string, string>>;
@@ -289,33 +277,23 @@ export class ScheduledVerifier {
     const raise = this.raiser(fresh);
     let streams = 0;
     try {
-      const report = await runVerification(
+      const result = await this.o.runner(
         {
-          objects: this.o.objects,
-          deployment: this.o.deployment,
-          heads: this.o.heads,
-          ...(this.o.streams ? { listStreams: this.o.streams } : {}),
-        },
-        { keys: this.o.trusted, basis: "signing-key", detail: "the embedded sink's own signing key" },
-        {
-          mode: full ? "full" : "incremental",
+          kind: full ? "full" : "incremental",
           states: Object.fromEntries(this.states),
           producerKeys: this.o.producerKeys(),
-          ...(this.o.settleMs !== undefined ? { settle: { tries: 4, delayMs: this.o.settleMs } } : {}),
-          // The pause before re-reading a head that looks rolled back ends at once when the verifier stops.
-          sleep: (ms) => sleep(ms, undefined, { signal: this.abort.signal }),
-          signal: this.abort.signal,
-          progress: this.counting(full ? "full" : "incremental"),
-          ...(this.o.witnesses ? { witnesses: this.o.witnesses, now: () => this.now() } : {}),
+          now: this.now(),
+          ...(this.o.settleMs !== undefined ? { settleMs: this.o.settleMs } : {}),
         },
+        this.hooks(full ? "full" : "incremental"),
       );
-      streams = report.streams.length;
-      records = report.streams.reduce((n, r) => n + r.records, 0);
-      for (const f of allFailures(report) as Finding[]) {
+      streams = result.streams;
+      records = result.records;
+      for (const f of result.failures) {
         failures.push(f);
         raise(alertOf(f));
       }
-      this.states = new Map(Object.entries(report.states));
+      this.states = new Map(Object.entries(result.states));
       await this.checkHeartbeats(raise);
       await this.saveState();
     } catch (e) {
@@ -346,16 +324,10 @@ export class ScheduledVerifier {
   private async slice(): Promise<VerifierRun> {
     this.abort.signal.throwIfAborted();
     const started = Date.now();
-    const deadline = performance.now() + (this.o.sweepSliceMs ?? 250);
-    const signal = this.abort.signal;
     this.sweep ??= { startedAt: this.now().toISOString() };
     const sweep = this.sweep;
     const from = sweep.cursor;
     if (!from) this.sinceSweep = 0;
-    // Every slice verifies at least one segment, however short the budget: a sweep always moves forward. The
-    // first slice of a sweep only lists every key (the layout check), which cannot be paused, only aborted.
-    let progressed = false;
-    const layoutOnly = from === undefined;
     const failures: Finding[] = [];
     const fresh: Alert[] = [];
     let records = 0;
@@ -364,34 +336,23 @@ export class ScheduledVerifier {
     let completed = false;
     const raise = this.raiser(fresh);
     try {
-      const report = await runVerification(
+      const result = await this.o.runner(
         {
-          objects: this.o.objects,
-          deployment: this.o.deployment,
-          ...(this.o.streams ? { listStreams: this.o.streams } : {}),
-        },
-        { keys: this.o.trusted, basis: "signing-key", detail: "the embedded sink's own signing key" },
-        {
-          mode: "full",
+          kind: "sweep",
+          ...(from ? { from } : {}),
+          sliceMs: this.o.sweepSliceMs ?? 250,
           producerKeys: this.o.producerKeys(),
-          layout: from === undefined,
-          sweep: {
-            ...(from ? { from } : {}),
-            pause: () => layoutOnly || signal.aborted || (progressed && performance.now() >= deadline),
-          },
-          progress: this.counting("sweep", () => {
-            progressed = true;
-          }),
-          signal,
+          now: this.now(),
         },
+        this.hooks("sweep"),
       );
-      streams = report.streams.length;
-      records = report.streams.reduce((n, r) => n + r.records, 0);
-      for (const f of allFailures(report) as Finding[]) {
+      streams = result.streams;
+      records = result.records;
+      for (const f of result.failures) {
         failures.push(f);
         raise(alertOf(f));
       }
-      if (report.resumeAt) sweep.cursor = report.resumeAt;
+      if (result.resumeAt) sweep.cursor = result.resumeAt;
       else {
         completed = true;
         this.sweep = undefined;
@@ -399,7 +360,7 @@ export class ScheduledVerifier {
       }
       await this.saveState();
     } catch (e) {
-      if (signal.aborted) throw e; // stopped while listing every key: the cursor stays where it was
+      if (this.abort.signal.aborted) throw e; // stopped while listing every key: the cursor stays where it was
       runFailed = true;
       raise({ code: "verifier-error", message: `verification sweep failed: ${(e as Error).message}` }, false);
     }
@@ -419,14 +380,9 @@ export class ScheduledVerifier {
     });
   }
 
-  /** A progress hook that counts the records of each verified segment. */
-  private counting(mode: "incremental" | "full" | "sweep", onSegment?: () => void) {
-    return {
-      onSegment: (_position: number, _bytes: number, records: number) => {
-        onSegment?.();
-        this.o.onRecords?.(mode, records);
-      },
-    };
+  /** The job's stop signal, and a count of the records of each verified segment (the metrics). */
+  private hooks(mode: "incremental" | "full" | "sweep"): JobHooks {
+    return { signal: this.abort.signal, onRecords: (records) => this.o.onRecords?.(mode, records) };
   }
 
   /** A finding (once = true) is alerted when it opens; it then stands until acknowledged. */

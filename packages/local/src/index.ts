@@ -17,4 +17,7 @@ export * from "./ScheduledVerifier.ts";
 export * from "./SinkMetrics.ts";
 export * from "./StorageHealth.ts";
 export * from "./startEmbeddedSink.ts";
+export * from "./VerifierThread.ts";
+export * from "./verificationJob.ts";
 export * from "./witnesses.ts";
+export * from "./workerModule.ts";

@@ -8,8 +8,8 @@ import type Database from "libsql";
 import { LocalError } from "./errors.ts";
 import { IndexedEvents } from "./IndexedEvents.ts";
 import { openIndexDatabase } from "./LocalIndex.ts";
-import { LocalObjectStore } from "./LocalObjectStore.ts";
-import { dataPaths, storedStreams } from "./openLocalSink.ts";
+import { LocalObjectStore, storedStreams } from "./LocalObjectStore.ts";
+import { dataPaths } from "./openLocalSink.ts";
 
 /**
  * Opens a data directory's index read-only, for queries from another process while a sink runs on it (SQLite's

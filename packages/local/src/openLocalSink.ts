@@ -26,7 +26,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir, readFile, rm, stat, unlink } from "node:fs/promises";
+import { readFile, rm, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
   type AlertSink,
@@ -52,7 +52,7 @@ import { createFileOnce, type FileSystem, isErrno, mkdirDurable, nodeFileSystem 
 import { IndexedEvents } from "./IndexedEvents.ts";
 import { LocalHeadStore } from "./LocalHeadStore.ts";
 import { LocalIndex } from "./LocalIndex.ts";
-import { LocalObjectStore } from "./LocalObjectStore.ts";
+import { LocalObjectStore, storedStreams } from "./LocalObjectStore.ts";
 import { LocalProducerAdmin } from "./LocalProducerAdmin.ts";
 import { type LocalSigningKey, loadOrCreateSigningKey } from "./LocalSigner.ts";
 import { type Logger, silentLogger } from "./logger.ts";
@@ -364,19 +364,6 @@ async function reconcileRegistry(
       { ...change },
       "producer registry: recorded a revocation _system lacked (interrupted before it was recorded)",
     );
-  }
-}
-
-/** Stream names that have objects: the directories under objects/streams. */
-export async function storedStreams(objectsDir: string): Promise<string[]> {
-  try {
-    return (await readdir(join(objectsDir, "streams"), { withFileTypes: true }))
-      .filter((d) => d.isDirectory())
-      .map((d) => d.name)
-      .sort();
-  } catch (e) {
-    if (isErrno(e, "ENOENT")) return [];
-    throw e;
   }
 }
 

@@ -25,24 +25,24 @@ import {
   OutboxWebhookAlertSink,
   WebhookAlertSink,
 } from "./alerts.ts";
+import { storedStreams } from "./LocalObjectStore.ts";
 import { createLogger, type Logger, type LogLevel, requestLevel } from "./logger.ts";
 import {
   dataPaths,
   type LocalSink,
   type LocalSinkOptions,
   openLocalSink,
-  storedStreams,
   systemRecords,
 } from "./openLocalSink.ts";
 import { ScheduledVerifier } from "./ScheduledVerifier.ts";
 import { SinkMetrics } from "./SinkMetrics.ts";
+import { VerifierThread } from "./VerifierThread.ts";
 import {
   assertWitnessableKey,
   createCosigner,
   type WitnessOptions,
   witnessEndpoints,
   witnessHealth,
-  witnessRequirement,
 } from "./witnesses.ts";
 
 export interface EmbeddedSinkOptions extends Omit<LocalSinkOptions, "log" | "observer"> {
@@ -185,13 +185,17 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
     if (alertsFile.backlog > 0) void alertsFile.retry().catch(() => undefined);
   }, 5_000);
   alertsRetry.unref();
-  const verifier = new ScheduledVerifier({
-    objects: local.objects,
-    heads: local.heads,
+  const verifierThread = new VerifierThread({
+    objects: paths.objects,
+    heads: paths.heads,
+    tmp: paths.tmp,
     deployment: local.deployment,
     trusted: [local.signingKey.signer.key],
+    ...(options.witnesses ? { witnesses: options.witnesses } : {}),
+  });
+  const verifier = new ScheduledVerifier({
+    runner: verifierThread.run,
     producerKeys: () => new Map([...local.registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),
-    streams: () => storedStreams(paths.objects),
     producers: () => local.registry.list(),
     lastSeen: async () => local.index.lastSeen(),
     alerts,
@@ -206,7 +210,6 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       : {}),
     ...(options.verifySweepShare !== undefined ? { sweepShare: options.verifySweepShare } : {}),
     ...(options.verifySweepSliceMs !== undefined ? { sweepSliceMs: options.verifySweepSliceMs } : {}),
-    ...(options.witnesses ? { witnesses: witnessRequirement(options.witnesses) } : {}),
     onRun: (run) => metrics.verifierRun(run),
     onRecords: (mode, records) => metrics.verifiedRecords(mode, records),
     record: async (type, data) => {
@@ -380,6 +383,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
       closing ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await verifier.stop();
+        await verifierThread.close();
         clearInterval(alertsRetry);
         await webhook?.stop();
         await cosigner?.close();
