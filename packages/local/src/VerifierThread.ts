@@ -126,9 +126,11 @@ export class VerifierThread {
     if (this.worker) return this.worker;
     const worker = new Worker(workerModule(import.meta.url, "verifierWorker"), {
       workerData: this.data,
-      // A run holds one segment and the keys of one listing page (a sweep's first slice: every key); a worker
-      // that outgrows this ends, and its job reports verifier-error, rather than growing the sink's memory.
-      resourceLimits: { maxOldGenerationSizeMb: 128 },
+      // A run holds a few segments and one page of keys (a sweep's first slice: every key). Held to 64 MB, and a
+      // young generation of 8 MB (V8's default lets it reach 16–32 MB before collecting), the thread added about
+      // 52 MB to the sink's RSS while verifying 386,000 records, against 82 MB with V8's defaults, at the same
+      // speed; a worker that outgrows the cap ends, and its run reports verifier-error.
+      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 },
     });
     worker.unref();
     worker.on("message", (m: FromThread) => this.answer(m));
