@@ -40,13 +40,7 @@ async function written() {
   const deployment = sink.local.deployment;
   await close();
   const paths = dataPaths(dataDir);
-  const thread = new VerifierThread({
-    objects: paths.objects,
-    heads: paths.heads,
-    tmp: paths.tmp,
-    deployment,
-    trusted: [key.key],
-  });
+  const thread = new VerifierThread({ dataDir, deployment, trusted: [key.key] });
   after(() => thread.close());
   const ports = {
     objects: new LocalObjectStore(paths.objects, paths.tmp),

@@ -434,13 +434,7 @@ async function verifyWithScheduled(dir: string): Promise<{ found: string[]; aler
   const systemKey = systemProducerKey(signer);
   const alerts = new MemoryAlertSink();
   // The sink's own verifier thread: every finding below crosses from it as the sink's would.
-  const thread = new VerifierThread({
-    objects: paths.objects,
-    heads: paths.heads,
-    tmp: paths.tmp,
-    deployment,
-    trusted: [signer.key],
-  });
+  const thread = new VerifierThread({ dataDir: dir, deployment, trusted: [signer.key] });
   const verifier = new ScheduledVerifier({
     runner: thread.run,
     producerKeys: () => new Map([...registry.publicKeys(), [systemKey.keyId, systemKey.publicKey]]),

@@ -15,6 +15,7 @@ import {
   type VerifierState,
   type WitnessOptions,
 } from "@auditsink/core";
+import { dataPaths } from "./openLocalSink.ts";
 import type { JobHooks, JobResult, VerificationJob } from "./verificationJob.ts";
 import { workerModule } from "./workerModule.ts";
 
@@ -52,10 +53,7 @@ interface Pending {
 }
 
 export interface VerifierThreadOptions {
-  /** The data directory's `objects`, `heads` and `tmp` directories. */
-  objects: string;
-  heads: string;
-  tmp: string;
+  dataDir: string;
   deployment: string;
   trusted: readonly NoteKey[];
   witnesses?: WitnessOptions;
@@ -69,10 +67,11 @@ export class VerifierThread {
   private readonly data: ThreadData;
 
   constructor(options: VerifierThreadOptions) {
+    const paths = dataPaths(options.dataDir);
     this.data = {
-      objects: options.objects,
-      heads: options.heads,
-      tmp: options.tmp,
+      objects: paths.objects,
+      heads: paths.heads,
+      tmp: paths.tmp,
       deployment: options.deployment,
       trusted: options.trusted.map(formatVerifierKey),
       ...(options.witnesses ? { witnesses: options.witnesses } : {}),

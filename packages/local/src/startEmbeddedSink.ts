@@ -186,9 +186,7 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   }, 5_000);
   alertsRetry.unref();
   const verifierThread = new VerifierThread({
-    objects: paths.objects,
-    heads: paths.heads,
-    tmp: paths.tmp,
+    dataDir: local.dataDir,
     deployment: local.deployment,
     trusted: [local.signingKey.signer.key],
     ...(options.witnesses ? { witnesses: options.witnesses } : {}),
