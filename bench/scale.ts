@@ -146,6 +146,11 @@ interface Ingest {
   lastWindowEventsPerSecond: number;
   /** Requests answered other than 200 and sent again (after 100 ms). */
   retries: number;
+  /**
+   * The sink's RSS sampled every 5 s during the interval: a checkpoint's one sample falls wherever the verifier
+   * thread's run is (it adds up to ~50 MB while it verifies), the lowest and highest do not.
+   */
+  rssSampledMB: { samples: number; min?: number; max?: number };
 }
 
 /** Sends events [from, to) of the workload, batch by batch, round robin over `streams`. */
@@ -157,7 +162,10 @@ async function ingest(
   from: number,
   to: number,
   streams: string[],
+  rssMB: () => number,
 ): Promise<Ingest> {
+  const rss: number[] = [];
+  const sampler = setInterval(() => rss.push(rssMB()), 5_000);
   let next = from;
   let done = 0;
   let retries = 0;
@@ -196,6 +204,7 @@ async function ingest(
       }
     }),
   );
+  clearInterval(sampler);
   const seconds = (performance.now() - t0) / 1000;
   const overall = done / seconds;
   return {
@@ -205,6 +214,10 @@ async function ingest(
     firstWindowEventsPerSecond: Math.round(windows[0] ?? overall),
     lastWindowEventsPerSecond: Math.round(windows[windows.length - 1] ?? overall),
     retries,
+    rssSampledMB: {
+      samples: rss.length,
+      ...(rss.length ? { min: Math.min(...rss), max: Math.max(...rss) } : {}),
+    },
   };
 }
 
@@ -404,7 +417,7 @@ async function main() {
       machineLoad.push({ step: `ingest to ${target}`, loadAverage1m: load1m() });
       const interval =
         target > ingested
-          ? await ingest(agent, port, privateKey, note, ingested, target, [STREAM])
+          ? await ingest(agent, port, privateKey, note, ingested, target, [STREAM], () => sink.rssMB())
           : undefined;
       ingested = target;
       await measure("one stream", ingested, interval);
@@ -422,6 +435,7 @@ async function main() {
       ingested,
       ingested + SPREAD_EVENTS,
       spreadStreams,
+      () => sink.rssMB(),
     );
     ingested += SPREAD_EVENTS;
     await measure(`${STREAMS} streams`, ingested, spread);
@@ -476,6 +490,9 @@ async function main() {
       phase: p.phase,
       events: p.events,
       "RSS MB": p.rssMB,
+      "RSS during ingest": p.ingest?.rssSampledMB.samples
+        ? `${p.ingest.rssSampledMB.min}–${p.ingest.rssSampledMB.max}`
+        : undefined,
       "events/s": p.ingest?.eventsPerSecond,
       "exit s": p.shutdown.seconds,
       "restart s": p.restartToHealthySeconds,
