@@ -125,16 +125,18 @@ export class VerifierThread {
     if (this.worker) return this.worker;
     const worker = new Worker(workerModule(import.meta.url, "verifierWorker"), {
       workerData: this.data,
-      // A run holds a few segments and one page of keys (a sweep's first slice: every key). Held to 64 MB, and a
-      // young generation of 8 MB (V8's default lets it reach 16–32 MB before collecting), the thread added about
-      // 52 MB to the sink's RSS while verifying 386,000 records, against 82 MB with V8's defaults, at the same
-      // speed; a worker that outgrows the cap ends, and its run reports verifier-error.
+      // A run holds a few segments and one page of keys (a sweep's first slice: every key). Held to 64 MB with a
+      // young generation of 8 MB, the thread added about 52 MB to the sink's RSS while verifying 386,000 records,
+      // against 82 MB with V8's defaults, at the same speed; a worker that outgrows the cap ends, and its run
+      // reports verifier-error.
       resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 },
     });
     worker.unref();
     worker.on("message", (m: FromThread) => this.answer(m));
     const failed = (e: Error) => {
-      if (this.worker === worker) this.worker = undefined;
+      // An `exit` after the `error` that already failed this worker's jobs: the jobs now pending are a new one's.
+      if (this.worker !== undefined && this.worker !== worker) return;
+      this.worker = undefined;
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
     };
