@@ -170,6 +170,25 @@ describe("runVerification", () => {
     ]);
   });
 
+  it("takes the keys of a stream created after the streams were listed as the layout's, and still reports a stray one there", async () => {
+    // gamma's first commit lands between the listing of the streams and the listing of every key (a sweep's first
+    // slice, which checks only the layout, while a sink takes a new stream's first events).
+    await w.sink.submit("gamma", [producer(w.ports, "agent-2").event("gamma-0")]);
+    w.ports.objects.objects.set("streams/gamma/extra", Buffer.from("x"));
+    const report = await runVerification(
+      {
+        objects: w.ports.objects,
+        deployment: DEPLOYMENT,
+        listStreams: async () => [SYSTEM_STREAM, "alpha", "beta"],
+      },
+      w.trust,
+      { mode: "full", layout: true, sweep: { pause: () => true } },
+    );
+    expect(allFailures(report).map((f) => [f.code, f.at])).toEqual([
+      ["unexpected-object", "streams/gamma/extra"],
+    ]);
+  });
+
   it("reports a head whose frontier was corrupted", async () => {
     const head = w.ports.heads.heads.get("alpha")!;
     head.frontier[0] = "00".repeat(32);
