@@ -14,10 +14,11 @@ import {
   publicKeyFromSpki,
   StreamReader,
 } from "@auditsink/core";
+import { DirectoryObjects } from "@auditsink/local";
 import { type BundleHandle, readBundle, usableManifest } from "./bundle.ts";
 import { CliError } from "./errors.ts";
 import { importWithPeer } from "./optional.ts";
-import { DirectoryStore, parseS3Url, type S3ReadOptions } from "./stores.ts";
+import { parseS3Url, type S3ReadOptions } from "./stores.ts";
 
 export interface Source {
   kind: "data-dir" | "bundle" | "s3";
@@ -123,7 +124,7 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
   if (bundle) {
     const producers = await readProducers(join(dir, "keys", "producers.json"));
     const keysText = (await readText(join(dir, "keys", "verifier-keys.txt"))) ?? "";
-    const store = new DirectoryStore(join(dir, "objects"));
+    const store = new DirectoryObjects(join(dir, "objects"));
     return {
       kind: "bundle",
       location,
@@ -156,7 +157,7 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       `${location} is neither an evidence bundle (no manifest.json) nor a data directory (no objects/)`,
     );
   }
-  const store = new DirectoryStore(objects);
+  const store = new DirectoryObjects(objects);
   const config = await readText(join(dir, "sink.json"));
   const vkey = await readText(join(dir, "keys", "verifier-key.txt"));
   const producers = await readProducers(join(dir, "producers.json"));

@@ -1,14 +1,11 @@
 /**
  * Read-only ObjectStores for the places an auditor verifies from: a data directory or evidence bundle on disk
- * (here), and an S3 bucket (S3ReadStore.ts, loaded only for s3:// sources). They implement only the read half
- * of core's ObjectStore port; a write is refused, so verification can never change what it checks.
+ * (@auditsink/local DirectoryObjects, the sink's own reads), and an S3 bucket (S3ReadStore.ts, loaded only for
+ * s3:// sources). They implement only the read half of core's ObjectStore port; a write is refused, so
+ * verification can never change what it checks.
  */
-import { type ObjectStore, StoreError } from "@auditsink/core";
-import { DirectoryObjects } from "@auditsink/local";
-
-async function refuseWrite(key: string): Promise<boolean> {
-  throw new StoreError("store-failed", `refusing to write ${key}: this store is opened read-only`);
-}
+import type { ObjectStore } from "@auditsink/core";
+import { refuseWrite } from "@auditsink/local";
 
 export abstract class ReadOnlyStore implements ObjectStore {
   putIfAbsent(key: string): Promise<boolean> {
@@ -16,16 +13,6 @@ export abstract class ReadOnlyStore implements ObjectStore {
   }
   abstract get(key: string): Promise<Uint8Array | undefined>;
   abstract list(prefix: string, options?: { startAfter?: string; limit?: number }): Promise<string[]>;
-}
-
-/**
- * Objects as files under `root`, one per key (`<data>/objects` and `<bundle>/objects`): the embedded sink's own
- * reads and key-order listing, with writes refused.
- */
-export class DirectoryStore extends DirectoryObjects implements ObjectStore {
-  putIfAbsent(key: string): Promise<boolean> {
-    return refuseWrite(key);
-  }
 }
 
 export interface S3Location {

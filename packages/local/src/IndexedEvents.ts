@@ -30,7 +30,7 @@ import {
 } from "@auditsink/core";
 import type Database from "libsql";
 import { idHash } from "./LocalIndex.ts";
-import type { LocalObjectStore } from "./LocalObjectStore.ts";
+import type { DirectoryObjects } from "./LocalObjectStore.ts";
 
 /** How a page is ordered: by producer time, by received time, or by commit order (seq). */
 type Order = "time" | "received" | "seq";
@@ -58,7 +58,7 @@ const FACETS = [
 export class IndexedEvents implements EventIndex {
   constructor(
     private readonly db: () => Database.Database,
-    private readonly objects: LocalObjectStore,
+    private readonly objects: DirectoryObjects,
   ) {}
 
   async find(query: EventQuery): Promise<EventPage> {

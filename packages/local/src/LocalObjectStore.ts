@@ -59,13 +59,23 @@ function firstAt(entries: readonly string[], head: string, key: string | undefin
   return before?.endsWith("/") && name.startsWith(before) ? lo - 1 : lo;
 }
 
+/** The write of a store opened read-only: refused, so that reading can never change what it reads. */
+export async function refuseWrite(key: string): Promise<boolean> {
+  throw new StoreError("store-failed", `refusing to write ${key}: this store is opened read-only`);
+}
+
 /**
- * The read half of the store: objects as files under `root`, one per key (the layout of `<data>/objects` and of
- * an evidence bundle's `objects`). `auditsink verify` and `auditsink query` read data directories and bundles
- * through it, so an auditor's listing is the sink's own (a page reads only the directories its keys come from).
+ * The store opened read-only: objects as files under `root`, one per key (the layout of `<data>/objects` and of
+ * an evidence bundle's `objects`); a write is refused. The verifier thread, `auditsink verify` and `auditsink
+ * query` read data directories and bundles through it, so every reader lists as the sink does (a page reads only
+ * the directories its keys come from). LocalObjectStore adds the writes.
  */
-export class DirectoryObjects {
+export class DirectoryObjects implements ObjectStore {
   constructor(readonly root: string) {}
+
+  putIfAbsent(key: string, _bytes?: Uint8Array): Promise<boolean> {
+    return refuseWrite(key);
+  }
 
   /** The file that holds `key`. Keys are '/'-separated names; '.' and '..' segments are refused. */
   pathOf(key: string): string {
@@ -212,7 +222,7 @@ export class LocalObjectStore extends DirectoryObjects implements ObjectStore {
     super(root);
   }
 
-  async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+  override async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
     this.pathOf(key);
     return (await this.stage(bytes)).putIfAbsent(key);
   }

@@ -8,7 +8,7 @@ import type Database from "libsql";
 import { LocalError } from "./errors.ts";
 import { IndexedEvents } from "./IndexedEvents.ts";
 import { openIndexDatabase } from "./LocalIndex.ts";
-import { LocalObjectStore, storedStreams } from "./LocalObjectStore.ts";
+import { DirectoryObjects, storedStreams } from "./LocalObjectStore.ts";
 import { dataPaths } from "./openLocalSink.ts";
 
 /**
@@ -30,7 +30,7 @@ export async function openDataDirQuery(dataDir: string): Promise<EventIndex & { 
   }
   const path = paths.index;
   if (!existsSync(path)) {
-    const scan = new ScanningEventIndex(new LocalObjectStore(paths.objects, paths.tmp), () =>
+    const scan = new ScanningEventIndex(new DirectoryObjects(paths.objects), () =>
       storedStreams(paths.objects),
     );
     return { find: (query) => scan.find(query), close: async () => {} };
@@ -41,7 +41,7 @@ export async function openDataDirQuery(dataDir: string): Promise<EventIndex & { 
   } catch (e) {
     throw new LocalError("index-unavailable", `opening ${path}: ${(e as Error).message}`, { cause: e });
   }
-  const events = new IndexedEvents(() => db, new LocalObjectStore(paths.objects, paths.tmp));
+  const events = new IndexedEvents(() => db, new DirectoryObjects(paths.objects));
   return {
     find: (query) => events.find(query),
     close: async () => {

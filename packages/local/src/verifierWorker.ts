@@ -5,7 +5,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { parseVerifierKey, publicKeyFromSpki, VerificationStoppedError } from "@auditsink/core";
 import { LocalHeadStore } from "./LocalHeadStore.ts";
-import { LocalObjectStore, storedStreams } from "./LocalObjectStore.ts";
+import { DirectoryObjects, storedStreams } from "./LocalObjectStore.ts";
 import type { ThreadData, ToThread } from "./VerifierThread.ts";
 import type { JobPorts } from "./verificationJob.ts";
 import { runJob } from "./verificationJob.ts";
@@ -14,7 +14,7 @@ import { witnessRequirement } from "./witnesses.ts";
 const data = workerData as ThreadData;
 const port = parentPort!;
 const ports: JobPorts = {
-  objects: new LocalObjectStore(data.objects, data.tmp),
+  objects: new DirectoryObjects(data.objects),
   heads: new LocalHeadStore(data.heads, data.tmp),
   deployment: data.deployment,
   trusted: data.trusted.map(parseVerifierKey),
@@ -25,7 +25,7 @@ const running = new Map<number, AbortController>();
 
 port.on("message", (message: ToThread) => {
   if (message.type === "stop") {
-    running.get(message.id)?.abort(new Error(message.reason));
+    running.get(message.id)?.abort(new Error("the verifier is stopping"));
     return;
   }
   const { id, job } = message;
