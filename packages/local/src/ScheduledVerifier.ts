@@ -44,7 +44,7 @@ import {
   type OpenFinding,
 } from "./FindingsLedger.ts";
 import { type FileSystem, isErrno, nodeFileSystem, replaceFile } from "./fsutil.ts";
-import type { JobHooks, JobRunner } from "./verificationJob.ts";
+import type { JobHooks, JobResult, JobRunner } from "./verificationJob.ts";
 
 export interface ScheduledVerifierOptions {
   /** Carries out each run and slice: the sink's VerifierThread (`thread.run`). */
@@ -270,14 +270,12 @@ export class ScheduledVerifier {
     this.abort.signal.throwIfAborted();
     const started = Date.now();
     if (!full) this.sinceSweep++;
-    const failures: Finding[] = [];
-    let records = 0;
     const fresh: Alert[] = [];
     let runFailed = false;
     const raise = this.raiser(fresh);
-    let streams = 0;
+    let result: JobResult | undefined;
     try {
-      const result = await this.o.runner(
+      result = await this.o.runner(
         {
           kind: full ? "full" : "incremental",
           states: Object.fromEntries(this.states),
@@ -287,12 +285,7 @@ export class ScheduledVerifier {
         },
         this.hooks(full ? "full" : "incremental"),
       );
-      streams = result.streams;
-      records = result.records;
-      for (const f of result.failures) {
-        failures.push(f);
-        raise(alertOf(f));
-      }
+      for (const f of result.failures) raise(alertOf(f));
       this.states = new Map(Object.entries(result.states));
       await this.checkHeartbeats(raise);
       await this.saveState();
@@ -313,7 +306,7 @@ export class ScheduledVerifier {
       this.sinceSweep = 0;
       await this.saveState().catch(() => undefined);
     }
-    return this.finishRun({ started, full, streams, records, failures, fresh, runFailed });
+    return this.finishRun({ started, full, result, fresh, runFailed });
   }
 
   /**
@@ -328,15 +321,13 @@ export class ScheduledVerifier {
     const sweep = this.sweep;
     const from = sweep.cursor;
     if (!from) this.sinceSweep = 0;
-    const failures: Finding[] = [];
     const fresh: Alert[] = [];
-    let records = 0;
-    let streams = 0;
     let runFailed = false;
     let completed = false;
     const raise = this.raiser(fresh);
+    let result: JobResult | undefined;
     try {
-      const result = await this.o.runner(
+      result = await this.o.runner(
         {
           kind: "sweep",
           ...(from ? { from } : {}),
@@ -346,12 +337,7 @@ export class ScheduledVerifier {
         },
         this.hooks("sweep"),
       );
-      streams = result.streams;
-      records = result.records;
-      for (const f of result.failures) {
-        failures.push(f);
-        raise(alertOf(f));
-      }
+      for (const f of result.failures) raise(alertOf(f));
       if (result.resumeAt) sweep.cursor = result.resumeAt;
       else {
         completed = true;
@@ -367,9 +353,7 @@ export class ScheduledVerifier {
     return this.finishRun({
       started,
       full: completed,
-      streams,
-      records,
-      failures,
+      result,
       fresh,
       runFailed,
       sweep: {
@@ -397,9 +381,8 @@ export class ScheduledVerifier {
   private async finishRun(r: {
     started: number;
     full: boolean;
-    streams: number;
-    records: number;
-    failures: Finding[];
+    /** What the thread found (absent: the run failed before it answered). */
+    result: JobResult | undefined;
     fresh: Alert[];
     runFailed: boolean;
     sweep?: VerifierRun["sweep"];
@@ -415,9 +398,9 @@ export class ScheduledVerifier {
       at: new Date(r.started).toISOString(),
       full: r.full,
       ...(r.sweep ? { sweep: r.sweep } : {}),
-      streams: r.streams,
-      records: r.records,
-      failures: r.failures,
+      streams: r.result?.streams ?? 0,
+      records: r.result?.records ?? 0,
+      failures: r.result?.failures ?? [],
       open: [...this.findings.open],
       alerts: r.fresh,
       durationMs: Date.now() - r.started,
