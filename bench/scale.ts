@@ -221,6 +221,9 @@ async function ingest(
   };
 }
 
+/** How a shutdown is measured. */
+const SHUTDOWN = "SIGTERM to the sink process → its exit";
+
 type QueryKind = "agent" | "run" | "type" | "window";
 const TYPES = [
   "ai.agent.run.start",
@@ -401,7 +404,7 @@ async function main() {
       rssMB,
       sinkMetrics: metrics,
       dataDirMB: sizeMB,
-      shutdown: { ...shutdown, command: "SIGTERM to the sink process → its exit" },
+      shutdown: { ...shutdown, command: SHUTDOWN },
       ...started,
     };
     measured.push(point);
@@ -452,16 +455,7 @@ async function main() {
   const last = oneStream[oneStream.length - 1];
   const goals = last ? goalsOf(points, oneStream, last) : [];
   const result = {
-    benchmark: "scale",
-    date: new Date().toISOString(),
-    command: `${EVENTS === FULL ? "" : `SCALE_EVENTS=${EVENTS} `}npm run bench:scale`,
-    commit,
-    node: process.version,
-    machine: {
-      cpu: cpus()[0]?.model ?? "unknown",
-      cores: cpus().length,
-      memoryGB: round(totalmem() / 2 ** 30, 1),
-    },
+    ...header("scale", "", commit),
     workload: {
       eventsOneStream: EVENTS,
       eventsSpread: SPREAD_EVENTS,
@@ -509,6 +503,22 @@ async function main() {
   if (!process.env.WORK) rmSync(work, { recursive: true, force: true });
 }
 
+/** What every result file of this benchmark starts with: which run, on what. */
+function header(benchmark: string, env: string, commit: string) {
+  return {
+    benchmark,
+    date: new Date().toISOString(),
+    command: `${env}${EVENTS === FULL ? "" : `SCALE_EVENTS=${EVENTS} `}npm run bench:scale`,
+    commit,
+    node: process.version,
+    machine: {
+      cpu: cpus()[0]?.model ?? "unknown",
+      cores: cpus().length,
+      memoryGB: round(totalmem() / 2 ** 30, 1),
+    },
+  };
+}
+
 /**
  * `WORK=<dir of a finished run> REMEASURE=1 npm run bench:scale`: the sink built from this checkout, started on
  * that data directory (every event of the run ingested: SCALE_EVENTS and the 16-stream tenth), measured as at a
@@ -527,16 +537,11 @@ async function remeasure(work: string, dataDir: string, commit: string) {
     events,
     loadAverage1mBefore: loadBefore,
     ...started,
-    shutdown: { ...(await sink.stop()), command: "SIGTERM to the sink process → its exit" },
+    shutdown: { ...(await sink.stop()), command: SHUTDOWN },
   };
   agent.destroy();
   const result = {
-    benchmark: "scale (remeasure of a kept data directory)",
-    date: new Date().toISOString(),
-    command: `WORK=${work} REMEASURE=1 ${EVENTS === FULL ? "" : `SCALE_EVENTS=${EVENTS} `}npm run bench:scale`,
-    commit,
-    node: process.version,
-    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length },
+    ...header("scale (remeasure of a kept data directory)", `WORK=${work} REMEASURE=1 `, commit),
     workload: { events, queriesPerKind: QUERIES, queryPageSize: 100 },
     point,
   };
