@@ -1,7 +1,7 @@
 /**
  * The outside Go software the tests run, all from the one module test/go (its go.mod and go.sum pin every
  * version): Go's golang.org/x/mod/sumdb (note, tlog) and transparency-dev/formats in small programs of that
- * directory, Tessera's posix-oneshot writer, and torchwood's litewitness and witnessctl. Built once per version of
+ * directory, Tessera's posix-oneshot writer, and torchwood's litewitness. Built once per version of
  * those sources into node_modules/.cache, under a lock (test files starting together build once), so a fresh
  * clone needs only Go on the PATH and the Go module proxy. Cold builds of the parts, before they were one module,
  * took 2 min 11 s (the reader and Tessera) and 3 min 13 s (litewitness, mostly its pure-Go SQLite) on the loaded
@@ -38,9 +38,10 @@ export interface GoTools {
   witnessAgent: string;
   /** Tessera's `posix-oneshot --storage_dir=<dir> --entries=<glob> --private_key=<file>`. */
   posixOneshot: string;
-  /** torchwood's litewitness and witnessctl (filippo.io/torchwood v0.6.1). */
+  /** torchwood's litewitness (filippo.io/torchwood v0.6.1). */
   litewitness: string;
-  witnessctl: string;
+  /** Adds logs and keys to a litewitness database and lists them, as witnessctl does (test/go/witnessdb). */
+  witnessdb: string;
 }
 
 const PACKAGES = [
@@ -51,7 +52,7 @@ const PACKAGES = [
   "./witness-agent",
   "github.com/transparency-dev/tessera/cmd/examples/posix-oneshot",
   "filippo.io/torchwood/cmd/litewitness",
-  "filippo.io/torchwood/cmd/witnessctl",
+  "./witnessdb",
 ];
 
 function sourceDigest(): string {
@@ -82,7 +83,7 @@ export async function goTools(): Promise<GoTools> {
     witnessAgent: join(dir, "witness-agent"),
     posixOneshot: join(dir, "posix-oneshot"),
     litewitness: join(dir, "litewitness"),
-    witnessctl: join(dir, "witnessctl"),
+    witnessdb: join(dir, "witnessdb"),
   };
   const built = () => Object.values(tools).every((p) => existsSync(p));
   if (built()) return tools;

@@ -1,13 +1,12 @@
 // The outside Go software the tests run, one module so go.sum pins every version once (test/go-tools.ts builds
 // it): golang.org/x/mod/sumdb (note, tlog), transparency-dev/formats, Tessera's POSIX writer, torchwood's
-// litewitness and witnessctl, and this directory's small programs built on them.
+// litewitness, and this directory's small programs built on them (witnessdb stands in for witnessctl).
 module github.com/auditsink/auditsink/test/go
 
 go 1.26.0
 
 tool (
 	filippo.io/torchwood/cmd/litewitness
-	filippo.io/torchwood/cmd/witnessctl
 	github.com/transparency-dev/tessera/cmd/examples/posix-oneshot
 )
 

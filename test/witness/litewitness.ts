@@ -1,6 +1,7 @@
 /**
- * Real witness software for the tests: litewitness (c2sp.org/tlog-witness) and witnessctl from the Go module
- * filippo.io/torchwood v0.6.1, pinned by test/go's go.mod and go.sum and built by test/go-tools.ts with the Go
+ * Real witness software for the tests: litewitness (c2sp.org/tlog-witness) from the Go module
+ * filippo.io/torchwood v0.6.1, its logs and keys added by test/go/witnessdb (witnessctl's SQL; witnessctl itself
+ * needs a module the proxy does not serve), pinned by test/go's go.mod and go.sum and built by test/go-tools.ts with the Go
  * toolchain on the machine. litewitness reads its Ed25519 key from an ssh-agent; test/go/witness-agent
  * (golang.org/x/crypto's agent keyring) serves a key generated here, so nothing beyond Go is needed. A missing Go
  * fails the run.
@@ -32,9 +33,9 @@ export interface Litewitness {
   url: string;
   /** The witness's c2sp.org/tlog-cosignature verifier key (`<name>+<key id>+base64(0x04 || key)`). */
   verifierKey: string;
-  /** Makes the witness know a log (witnessctl add-log, add-key): it then cosigns that origin from size 0. */
+  /** Makes the witness know a log (witnessdb add-log, add-key): it then cosigns that origin from size 0. */
   addLog(origin: string, logVerifierKey: string): Promise<void>;
-  /** The logs and sizes the witness holds (witnessctl list-logs). */
+  /** The logs and sizes the witness holds (witnessdb list-logs). */
   listLogs(): Promise<{ origin: string; size: number; root_hash: string }[]>;
   /** Stops the witness (its database stays: `restart` brings it back on the same port with the same state). */
   stop(): Promise<void>;
@@ -61,7 +62,7 @@ function rawEd25519(key: KeyObject): Buffer {
 /** Starts a litewitness named `name` with a new Ed25519 witness key, on a free loopback port. */
 export async function startLitewitness(name: string): Promise<Litewitness> {
   const go = await goTools();
-  const bins = { litewitness: go.litewitness, witnessctl: go.witnessctl, agent: go.witnessAgent };
+  const bins = { litewitness: go.litewitness, witnessdb: go.witnessdb, agent: go.witnessAgent };
   // A short directory: a Unix socket path must stay under 108 bytes.
   const dir = mkdtempSync(join(tmpdir(), "lw-"));
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -106,7 +107,7 @@ export async function startLitewitness(name: string): Promise<Litewitness> {
   await launch();
   const verifierKey = /vkey=(\S+)/.exec(stderr)?.[1];
   if (!verifierKey) throw new Error(`litewitness printed no verifier key:\n${stderr}`);
-  const ctl = (...args: string[]) => run(bins.witnessctl, [...args, "-db", db]);
+  const ctl = (...args: string[]) => run(bins.witnessdb, [...args, "-db", db]);
   return {
     name,
     get url() {
@@ -118,7 +119,7 @@ export async function startLitewitness(name: string): Promise<Litewitness> {
       await ctl("add-key", "-origin", origin, "-key", logVerifierKey);
     },
     async listLogs() {
-      const { stdout } = await run(bins.witnessctl, ["list-logs", "-db", db]);
+      const { stdout } = await run(bins.witnessdb, ["list-logs", "-db", db]);
       return stdout
         .split("\n")
         .filter((l) => l.trim() !== "")
