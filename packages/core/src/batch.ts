@@ -8,9 +8,9 @@
 import type { KeyObject } from "node:crypto";
 import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
-import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
+import { canonicalBytes, fromBase64, type Hash, sha256, toHex } from "./hash.ts";
 import { type EcdsaEncoding, keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
-import { inclusionProofLength, leafHash, MerkleTree, rootFromInclusionProof } from "./merkle.ts";
+import { inclusionProofLength, leafHash, MerkleTree, nodeHash, rootFromInclusionProof } from "./merkle.ts";
 
 /**
  * Domain separation: what a producer key signs for a batch can never be taken for an event's signing bytes
@@ -219,4 +219,112 @@ function commitmentOrUndefined(event: SignedEvent, entry: Uint8Array): Buffer | 
     if (e instanceof FormatError) return undefined;
     throw e;
   }
+}
+
+/**
+ * verifyEventSignature's verdicts for the batch-signed events among `events` whose whole batch is there — what a
+ * verifier reading stored records finds, since a sink stores a request's events together — reached with one tree
+ * per batch instead of one path per event: the batch's tree is built from its events' entries (size − 1 hashes),
+ * and an event whose `sigbatch` is exactly the position, size and PATH that tree gives it has the membership the
+ * per-event check would compute, so it shares the batch's one signature verdict. Returned by index into
+ * `events`; an event not in the map (no complete batch, a `sigbatch` that differs, an unknown key, an entry that
+ * cannot be canonicalized) is left to verifyEventSignature, which gives it its verdict or its error.
+ */
+export function verifyCompleteBatches(
+  events: readonly (SignedEvent | undefined)[],
+  keyOf: (keyId: string) => KeyObject | undefined,
+  cache: BatchSignatureCache = batchSignatureCache,
+): Map<number, boolean> {
+  const batches = new Map<string, { keyId: string; signature: string; size: number; members: number[] }>();
+  events.forEach((event, i) => {
+    if (typeof event?.sigbatch !== "string" || typeof event.sigkeyid !== "string") return;
+    if (typeof event.signature !== "string") return;
+    const m = SIGBATCH_HEAD.exec(event.sigbatch);
+    if (!m) return;
+    const size = Number(m[2]);
+    const id = `${event.sigkeyid} ${size} ${event.signature}`;
+    const batch = batches.get(id) ?? { keyId: event.sigkeyid, signature: event.signature, size, members: [] };
+    batches.set(id, batch);
+    batch.members.push(i);
+  });
+  const verdicts = new Map<number, boolean>();
+  for (const { keyId, signature, size, members } of batches.values()) {
+    const publicKey = keyOf(keyId);
+    if (!publicKey || size > MAX_SIGNED_BATCH_EVENTS || members.length !== size) continue;
+    // Each position once: the members are the whole batch, in the order of their positions.
+    const byPosition: number[] = new Array(size);
+    for (const i of members) byPosition[Number(SIGBATCH_HEAD.exec(events[i]!.sigbatch!)![1])] = i;
+    let whole = true;
+    for (let position = 0; position < size; position++) whole &&= byPosition[position] !== undefined;
+    if (!whole) continue;
+    let leaves: Hash[];
+    try {
+      leaves = byPosition.map((i) => leafHash(sha256(batchEntryBytes(events[i]!))));
+    } catch {
+      continue; // an entry that cannot be canonicalized: verifyEventSignature reports it
+    }
+    const { root, paths } = batchTree(leaves);
+    const matching = byPosition.filter(
+      (i, position) => events[i]!.sigbatch === `${position}.${size}.${paths[position]}`,
+    );
+    if (matching.length === 0) continue;
+    const message = batchSigningBytes(keyId, size, root);
+    const key = cacheKey(publicKey, message, signature, "any");
+    let verdict = cache.get(key);
+    if (typeof verdict !== "boolean") {
+      let bytes: Buffer | undefined;
+      try {
+        bytes = fromBase64(signature, "signature");
+      } catch {
+        bytes = undefined;
+      }
+      verdict = bytes !== undefined && verifyBytes(publicKey, message, bytes, "any");
+      cache.set(key, verdict);
+    }
+    for (const i of matching) verdicts.set(i, verdict);
+  }
+  return verdicts;
+}
+
+/** A `sigbatch` value's position and size (the rest is compared whole with the path the batch's tree gives). */
+const SIGBATCH_HEAD = /^(0|[1-9][0-9]{0,4})\.([1-9][0-9]{0,4})\./;
+
+/**
+ * The RFC 9162 tree of a batch's leaves: its root, and every position's PATH as the lowercase hex `sigbatch`
+ * carries. Each subtree hash is computed once (size − 1 node hashes in all) and hex-encoded once.
+ */
+function batchTree(leaves: readonly Hash[]): { root: Hash; paths: string[] } {
+  const paths: string[] = new Array(leaves.length);
+  const hashes = new Map<number, Hash>();
+  // MTH(D[start:end]) (RFC 9162 §2.1.1), each subtree once: split below the largest power of two < the size.
+  const mth = (start: number, end: number): Hash => {
+    if (end - start === 1) return leaves[start]!;
+    const id = start * (MAX_SIGNED_BATCH_EVENTS + 1) + end;
+    const known = hashes.get(id);
+    if (known) return known;
+    const k = splitOf(end - start);
+    const hash = nodeHash(mth(start, start + k), mth(start + k, end));
+    hashes.set(id, hash);
+    return hash;
+  };
+  // PATH(m, D[start:end]) = PATH within the half holding m, then the other half's root (§2.1.3.1); `tail` is
+  // the hex of the siblings above this subtree, which every path through it ends with.
+  const walk = (start: number, end: number, tail: string): void => {
+    if (end - start === 1) {
+      paths[start] = tail;
+      return;
+    }
+    const k = splitOf(end - start);
+    walk(start, start + k, toHex(mth(start + k, end)) + tail);
+    walk(start + k, end, toHex(mth(start, start + k)) + tail);
+  };
+  walk(0, leaves.length, "");
+  return { root: mth(0, leaves.length), paths };
+}
+
+/** The largest power of two smaller than n (n ≥ 2). */
+function splitOf(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
 }

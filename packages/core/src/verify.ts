@@ -9,6 +9,7 @@
  * streams, the head store, trust) are run.ts.
  */
 import type { KeyObject } from "node:crypto";
+import { verifyCompleteBatches } from "./batch.ts";
 import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
 import { type SignedEvent, SYSTEM_STREAM, verifyEventSignature } from "./event.ts";
 import { HASH_SIZE, type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
@@ -20,6 +21,7 @@ import { type AuditRecord, parseRecordLine, parseStoreKey, splitSegment, tileKey
 import { streamCreatedBy } from "./stream-set.ts";
 import {
   BUNDLE_ENTRY_BYTES,
+  encodeEntryBundle,
   FULL_TILE_BYTES,
   parseEntryBundle,
   TILE_WIDTH,
@@ -178,7 +180,7 @@ export class StreamVerifier {
    * Full tiles (and bundles) the walk completed and that still await their stored bytes (addTile), each with the
    * root its records give: the caller fetches them after each segment (takeCompletedTiles), so this stays small.
    */
-  private completed: { key: string; tile: Tile; root: Hash }[] = [];
+  private completed: { key: string; tile: Tile; root: Hash; bytes?: Buffer }[] = [];
   private readonly tileRootOf = (height: number, node: Hash) => {
     if (height % 8 !== 0) return;
     // A perfect subtree of height 8(l+1) ending here is exactly full tile ⌊end / 256^(l+1)⌋ − 1 of level l.
@@ -186,11 +188,32 @@ export class StreamVerifier {
     const index = Math.floor((this.frontier.size + 1) / 2 ** height) - 1;
     const root = Buffer.from(node);
     const tile: Tile = { level, index, width: TILE_WIDTH };
-    this.completed.push({ key: tileKey(this.stream, tile), tile, root });
+    // A level-0 tile and its bundle whose every record this walk read are known byte for byte: compared, not hashed.
+    const whole = level === 0 && this.block.filled === TILE_WIDTH;
+    const bytes = whole ? Buffer.from(this.block.leaves) : undefined;
+    this.completed.push({ key: tileKey(this.stream, tile), tile, root, ...(bytes ? { bytes } : {}) });
     if (level === 0) {
       const bundle: Tile = { level: "entries", index, width: TILE_WIDTH };
-      this.completed.push({ key: tileKey(this.stream, bundle), tile: bundle, root });
+      const entries = whole
+        ? encodeEntryBundle(
+            Array.from({ length: TILE_WIDTH }, (_, i) =>
+              this.block.hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE),
+            ),
+          )
+        : undefined;
+      this.completed.push({
+        key: tileKey(this.stream, bundle),
+        tile: bundle,
+        root,
+        ...(entries ? { bytes: entries } : {}),
+      });
     }
+  };
+  /** The leaves and record hashes of the level-0 tile being walked, as far as this walk read it from its start. */
+  private readonly block = {
+    leaves: Buffer.alloc(FULL_TILE_BYTES),
+    hashes: Buffer.alloc(FULL_TILE_BYTES),
+    filled: 0,
   };
   private tilesMissing = 0;
   private firstMissingTile: string | undefined;
@@ -430,6 +453,13 @@ export class StreamVerifier {
     this.lastHash = hash;
     if (this.wantHashes.has(position)) this.wantHashes.set(position, hash);
     if (this.gapAt !== undefined) return;
+    const slot = this.frontier.size % TILE_WIDTH;
+    if (slot === 0) this.block.filled = 0;
+    if (this.block.filled === slot) {
+      this.block.leaves.set(leaf, slot * HASH_SIZE);
+      this.block.hashes.set(hash, slot * HASH_SIZE);
+      this.block.filled++;
+    }
     this.frontier.append(leaf, this.tileRootOf);
     if (this.headFrontier === undefined && this.options.head?.size === this.frontier.size)
       this.headFrontier = this.frontier.hashes.map(toHex);
@@ -485,7 +515,7 @@ export class StreamVerifier {
   addTile(key: string, bytes: Uint8Array | undefined): void {
     const at = this.completed.findIndex((c) => c.key === key);
     if (at < 0) throw new VerifierUsageError(`tile ${key} was not asked for (takeCompletedTiles)`);
-    const { tile, root } = this.completed[at]!;
+    const { tile, root, bytes: expected } = this.completed[at]!;
     this.completed.splice(at, 1);
     if (bytes === undefined) {
       this.tilesMissing++;
@@ -493,7 +523,9 @@ export class StreamVerifier {
       return;
     }
     let actual: Hash | undefined;
-    if (tile.level === "entries") {
+    if (expected) {
+      if (expected.equals(bytes)) actual = root;
+    } else if (tile.level === "entries") {
       if (bytes.length === TILE_WIDTH * BUNDLE_ENTRY_BYTES) {
         try {
           const entries = parseEntryBundle(bytes);
@@ -733,6 +765,7 @@ export function digestSegment(
   const { lines, truncated } = splitSegment(bytes);
   const hashes = new Uint8Array(lines.length * HASH_SIZE);
   const leaves = new Uint8Array(lines.length * HASH_SIZE);
+  const events: (SignedEvent | undefined)[] = [];
   const records = lines.map((line, i): RecordDigest => {
     const hash = sha256(line);
     hashes.set(hash, i * HASH_SIZE);
@@ -746,18 +779,25 @@ export function digestSegment(
     const digest: RecordDigest = { stream: record.stream, index: record.index, prev: record.prev };
     const created = streamCreatedBy(record);
     if (created !== undefined) digest.created = created;
-    if (producerKeys) {
-      const event = record.event as SignedEvent;
+    events[i] = record.event as SignedEvent;
+    return digest;
+  });
+  if (producerKeys) {
+    // A batch-signed request's events are stored together: their batch is checked once (one tree, one signature).
+    const batches = verifyCompleteBatches(events, (keyId) => producerKeys.get(keyId));
+    events.forEach((event, i) => {
+      const digest = records[i]!;
+      if ("error" in digest || !event) return;
       const key = typeof event.sigkeyid === "string" ? producerKeys.get(event.sigkeyid) : undefined;
       digest.keyId = String(event.sigkeyid);
       try {
-        digest.producer = !key ? "unknown-key" : verifyEventSignature(event, key) ? "ok" : "invalid";
+        const ok = batches.get(i) ?? (key !== undefined && verifyEventSignature(event, key));
+        digest.producer = !key ? "unknown-key" : ok ? "ok" : "invalid";
       } catch (e) {
-        return { error: `the event cannot be checked: ${(e as Error).message}` };
+        records[i] = { error: `the event cannot be checked: ${(e as Error).message}` };
       }
-    }
-    return digest;
-  });
+    });
+  }
   return { records, hashes, leaves, empty: bytes.length === 0, truncated };
 }
 

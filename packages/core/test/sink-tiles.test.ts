@@ -212,5 +212,12 @@ describe("verification of stored tiles", () => {
     ]);
     const full = await verifyStoredStream(ports.objects, "s", trusted(ports));
     expect(full.failures.map((f) => [f.code, f.at])).toEqual([["tile-mismatch", old]]);
+    // A run that starts inside a tile (300 of 256…511) checks that tile through its root, not its bytes.
+    const partial = tileKey("s", { level: 0, index: 1, width: 256 });
+    const bytes = Buffer.from(ports.objects.objects.get(partial)!);
+    bytes.writeUInt8(bytes[8000]! ^ 1, 8000);
+    ports.objects.objects.set(partial, bytes);
+    const again = await verifyStoredStream(ports.objects, "s", { ...trusted(ports), from: first.state });
+    expect(again.failures.map((f) => [f.code, f.at])).toEqual([["tile-mismatch", partial]]);
   });
 });
