@@ -8,7 +8,7 @@
 import type { KeyObject } from "node:crypto";
 import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
-import { canonicalBytes, fromBase64, type Hash, sha256, toHex } from "./hash.ts";
+import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
 import { type EcdsaEncoding, keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 import { inclusionProofLength, leafHash, MerkleTree, nodeHash, rootFromInclusionProof } from "./merkle.ts";
 
@@ -172,11 +172,12 @@ function cacheKey(key: KeyObject, message: Buffer, signature: string, encoding: 
 /**
  * Checks one batch-signed event: its membership leads to a batch commitment that `publicKey` signed. The batch
  * signature is verified at most once per cache entry; the membership (a few hashes) is checked for every event.
- * `entry` is batchEntryBytes(event). Never throws for a bad event: returns false.
+ * `entry` is batchEntryBytes(event), or the commitment batchCommitments found for it. Never throws for a bad
+ * event: returns false.
  */
 export function verifyBatchMember(
   event: SignedEvent,
-  entry: Uint8Array,
+  entry: Uint8Array | BatchCommitment,
   publicKey: KeyObject,
   signature: Uint8Array,
   encoding: EcdsaEncoding = "any",
@@ -195,7 +196,7 @@ export function verifyBatchMember(
 /** verifyBatchMember with the signature checked on libuv's threadpool; concurrent events of a batch share it. */
 export function verifyBatchMemberAsync(
   event: SignedEvent,
-  entry: Uint8Array,
+  entry: Uint8Array | BatchCommitment,
   publicKey: KeyObject,
   signature: Uint8Array,
   encoding: EcdsaEncoding,
@@ -212,7 +213,13 @@ export function verifyBatchMemberAsync(
   return pending;
 }
 
-function commitmentOrUndefined(event: SignedEvent, entry: Uint8Array): Buffer | undefined {
+/** An event's batch commitment found by batchCommitments, in place of its entry: its path is not walked again. */
+export interface BatchCommitment {
+  commitment: Buffer;
+}
+
+function commitmentOrUndefined(event: SignedEvent, entry: Uint8Array | BatchCommitment): Buffer | undefined {
+  if ("commitment" in entry) return entry.commitment;
   try {
     return batchCommitment(event, entry);
   } catch (e) {
@@ -222,68 +229,58 @@ function commitmentOrUndefined(event: SignedEvent, entry: Uint8Array): Buffer | 
 }
 
 /**
- * verifyEventSignature's verdicts for the batch-signed events among `events` whose whole batch is there — what a
- * verifier reading stored records finds, since a sink stores a request's events together — reached with one tree
- * per batch instead of one path per event: the batch's tree is built from its events' entries (size − 1 hashes),
- * and an event whose `sigbatch` is exactly the position, size and PATH that tree gives it has the membership the
- * per-event check would compute, so it shares the batch's one signature verdict. Returned by index into
- * `events`; an event not in the map (no complete batch, a `sigbatch` that differs, an unknown key, an entry that
- * cannot be canonicalized) is left to verifyEventSignature, which gives it its verdict or its error.
+ * The batch commitments (batchSigningBytes) of the batch-signed events among `events` whose whole batch is there
+ * — a request's events at ingest, a stored request in a segment — reached with one tree per batch instead of one
+ * inclusion path per event: the tree is built from the batch's entries (size − 1 hashes), and an event whose
+ * `sigbatch` is exactly the position, size and PATH that tree gives it leads to that tree's root, as its own path
+ * would. Returned by index into `events`, for verifyEventSignature(Async)'s `commitment`; an event not in the map
+ * (no complete batch, a `sigbatch` that differs, an entry that cannot be had) is checked on its own path.
+ * `entryOf` gives an event's batchEntryBytes (undefined when it cannot: that batch is left out).
  */
-export function verifyCompleteBatches(
+export function batchCommitments(
   events: readonly (SignedEvent | undefined)[],
-  keyOf: (keyId: string) => KeyObject | undefined,
-  cache: BatchSignatureCache = batchSignatureCache,
-): Map<number, boolean> {
-  const batches = new Map<string, { keyId: string; signature: string; size: number; members: number[] }>();
+  entryOf: (event: SignedEvent, i: number) => Uint8Array | undefined = (event) => batchEntryBytes(event),
+): Map<number, Buffer> {
+  const batches = new Map<string, { keyId: string; size: number; members: number[] }>();
   events.forEach((event, i) => {
     if (typeof event?.sigbatch !== "string" || typeof event.sigkeyid !== "string") return;
-    if (typeof event.signature !== "string") return;
     const m = SIGBATCH_HEAD.exec(event.sigbatch);
     if (!m) return;
     const size = Number(m[2]);
-    const id = `${event.sigkeyid} ${size} ${event.signature}`;
-    const batch = batches.get(id) ?? { keyId: event.sigkeyid, signature: event.signature, size, members: [] };
+    // Events of one batch carry one signature: a batch is known by key id, size and signature.
+    const id = `${event.sigkeyid} ${size} ${String(event.signature)}`;
+    const batch = batches.get(id) ?? { keyId: event.sigkeyid, size, members: [] };
     batches.set(id, batch);
     batch.members.push(i);
   });
-  const verdicts = new Map<number, boolean>();
-  for (const { keyId, signature, size, members } of batches.values()) {
-    const publicKey = keyOf(keyId);
-    if (!publicKey || size > MAX_SIGNED_BATCH_EVENTS || members.length !== size) continue;
+  const commitments = new Map<number, Buffer>();
+  for (const { keyId, size, members } of batches.values()) {
+    if (size > MAX_SIGNED_BATCH_EVENTS || members.length !== size) continue;
     // Each position once: the members are the whole batch, in the order of their positions.
     const byPosition: number[] = new Array(size);
     for (const i of members) byPosition[Number(SIGBATCH_HEAD.exec(events[i]!.sigbatch!)![1])] = i;
     let whole = true;
     for (let position = 0; position < size; position++) whole &&= byPosition[position] !== undefined;
     if (!whole) continue;
-    let leaves: Hash[];
-    try {
-      leaves = byPosition.map((i) => leafHash(sha256(batchEntryBytes(events[i]!))));
-    } catch {
-      continue; // an entry that cannot be canonicalized: verifyEventSignature reports it
-    }
-    const { root, paths } = batchTree(leaves);
-    const matching = byPosition.filter(
-      (i, position) => events[i]!.sigbatch === `${position}.${size}.${paths[position]}`,
-    );
-    if (matching.length === 0) continue;
-    const message = batchSigningBytes(keyId, size, root);
-    const key = cacheKey(publicKey, message, signature, "any");
-    let verdict = cache.get(key);
-    if (typeof verdict !== "boolean") {
-      let bytes: Buffer | undefined;
+    const leaves: Hash[] = [];
+    for (const i of byPosition) {
+      let entry: Uint8Array | undefined;
       try {
-        bytes = fromBase64(signature, "signature");
+        entry = entryOf(events[i]!, i);
       } catch {
-        bytes = undefined;
+        entry = undefined; // an entry that cannot be canonicalized: the event's own check reports it
       }
-      verdict = bytes !== undefined && verifyBytes(publicKey, message, bytes, "any");
-      cache.set(key, verdict);
+      if (!entry) break;
+      leaves.push(leafHash(sha256(entry)));
     }
-    for (const i of matching) verdicts.set(i, verdict);
+    if (leaves.length !== size) continue;
+    const { root, paths } = batchTree(leaves);
+    const commitment = batchSigningBytes(keyId, size, root);
+    byPosition.forEach((i, position) => {
+      if (events[i]!.sigbatch === `${position}.${size}.${paths[position]}`) commitments.set(i, commitment);
+    });
   }
-  return verdicts;
+  return commitments;
 }
 
 /** A `sigbatch` value's position and size (the rest is compared whole with the path the batch's tree gives). */

@@ -276,22 +276,27 @@ function withoutMember(text: string, name: string, value: unknown): string | und
 /**
  * Re-checks a stored event's producer signature, either envelope (docs/FORMAT.md §3, §3b): per-event, or
  * batch-signed, where the batch signature is verified once per `cache` entry and the event's membership every
- * time. Takes any valid ECDSA encoding.
+ * time — or once for its whole batch, when `commitment` is what batchCommitments found for it. Takes any valid
+ * ECDSA encoding.
  */
 export function verifyEventSignature(
   event: SignedEvent,
   publicKey: KeyObject,
   cache?: BatchSignatureCache,
+  commitment?: Buffer,
 ): boolean {
   const sig = signatureBytes(event);
   if (sig === undefined) return false;
-  if (event.sigbatch !== undefined)
-    return verifyBatchMember(event, batchEntryBytes(event), publicKey, sig, "any", cache);
+  if (event.sigbatch !== undefined) {
+    const entry = commitment ? { commitment } : batchEntryBytes(event);
+    return verifyBatchMember(event, entry, publicKey, sig, "any", cache);
+  }
   return verifyBytes(publicKey, eventSigningBytes(event), sig);
 }
 
 /**
- * The ingest check: verifyEventSignature on the threadpool (a batch's signature once, shared by its events), from the event's canonical bytes (see
+ * The ingest check: verifyEventSignature on the threadpool (a batch's signature once, shared by its events;
+ * `commitment` as there), from the event's canonical bytes (see
  * signingBytesFromCanonical), accepting ECDSA signatures only in canonical form (low-S DER; docs/FORMAT.md
  * §Signatures). verifyEventSignature, which re-checks stored events, takes any valid encoding.
  */
@@ -300,11 +305,12 @@ export async function verifyEventSignatureAsync(
   canonical: Buffer,
   publicKey: KeyObject,
   cache?: BatchSignatureCache,
+  commitment?: Buffer,
 ): Promise<boolean> {
   const sig = signatureBytes(event);
   if (sig === undefined) return false;
   if (event.sigbatch !== undefined) {
-    const entry = batchEntryFromCanonical(event, canonical);
+    const entry = commitment ? { commitment } : batchEntryFromCanonical(event, canonical);
     return verifyBatchMemberAsync(event, entry, publicKey, sig, "canonical", cache);
   }
   return verifyBytesAsync(publicKey, signingBytesFromCanonical(event, canonical), sig, "canonical");

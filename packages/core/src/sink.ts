@@ -19,6 +19,7 @@
  * Concurrent submissions to one stream in one process are grouped into one segment (group commit), so one
  * create, one head write and one signature serve many requests.
  */
+import { batchCommitments } from "./batch.ts";
 import {
   checkpointText,
   openCheckpoint,
@@ -28,6 +29,7 @@ import {
 } from "./checkpoint.ts";
 import { FormatError, IngestError, IntegrityError } from "./errors.ts";
 import {
+  batchEntryFromCanonical,
   canonicalEvent,
   dedupKey,
   parseSignedEvent,
@@ -149,9 +151,25 @@ export class Sink {
     if (events.length === 0)
       throw new IngestError("invalid-request", "events: at least one event is required", "events");
     const parsed = events.map((e, i) => parseSignedEvent(e, `events[${i}]`));
+    // Canonical bytes once per event; a batch-signed batch sent whole has its tree built once, not a path per event.
+    const canonical = parsed.map((event) => {
+      try {
+        return canonicalEvent(event);
+      } catch {
+        return undefined; // authenticate reports it, after the checks that come first
+      }
+    });
+    const commitments = batchCommitments(parsed, (event, i) =>
+      canonical[i] ? batchEntryFromCanonical(event, canonical[i]) : undefined,
+    );
     // Signatures are checked concurrently on the threadpool; the first failure by position is the one reported.
     const settled = await Promise.allSettled(
-      parsed.map((event, i) => this.authenticate(stream, event, `events[${i}]`)),
+      parsed.map((event, i) =>
+        this.authenticate(stream, event, `events[${i}]`, {
+          canonical: canonical[i],
+          commitment: commitments.get(i),
+        }),
+      ),
     );
     const failed = settled.find((s) => s.status === "rejected");
     if (failed) throw failed.reason;
@@ -161,8 +179,16 @@ export class Sink {
     );
   }
 
-  /** Checks the producer's key, signature and stream scope. */
-  async authenticate(stream: string, event: SignedEvent, field: string): Promise<Admitted> {
+  /**
+   * Checks the producer's key, signature and stream scope. `known`: the event's canonical bytes and its batch
+   * commitment (batchCommitments), when the caller has them.
+   */
+  async authenticate(
+    stream: string,
+    event: SignedEvent,
+    field: string,
+    known: { canonical?: Buffer | undefined; commitment?: Buffer | undefined } = {},
+  ): Promise<Admitted> {
     const key = await this.options.producers.key(event.sigkeyid);
     if (!key)
       throw new IngestError(
@@ -172,8 +198,14 @@ export class Sink {
       );
     if (key.revoked)
       throw new IngestError("revoked-key", `${field}.sigkeyid: the key was revoked`, `${field}.sigkeyid`);
-    const admitted = admit(event, key.producer, field);
-    const valid = await verifyEventSignatureAsync(event, admitted.canonical, key.publicKey);
+    const admitted = admit(event, key.producer, field, known.canonical);
+    const valid = await verifyEventSignatureAsync(
+      event,
+      admitted.canonical,
+      key.publicKey,
+      undefined,
+      known.commitment,
+    );
     this.options.observer?.producerSignatureChecked?.(valid);
     if (!valid) {
       throw new IngestError(
@@ -257,8 +289,12 @@ export class Sink {
 }
 
 /** Prepares an event for commit: its canonical bytes (computed once, reused for the record) and identity. */
-export function admit(event: SignedEvent, producer: string, field = "event"): Admitted {
-  const canonical = canonicalEvent(event, field);
+export function admit(
+  event: SignedEvent,
+  producer: string,
+  field = "event",
+  canonical = canonicalEvent(event, field),
+): Admitted {
   return { event, producer, canonical, key: dedupKey(producer, event), eventHash: toHex(sha256(canonical)) };
 }
 

@@ -9,7 +9,7 @@
  * streams, the head store, trust) are run.ts.
  */
 import type { KeyObject } from "node:crypto";
-import { verifyCompleteBatches } from "./batch.ts";
+import { batchCommitments } from "./batch.ts";
 import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
 import { type SignedEvent, SYSTEM_STREAM, verifyEventSignature } from "./event.ts";
 import { HASH_SIZE, type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
@@ -783,15 +783,15 @@ export function digestSegment(
     return digest;
   });
   if (producerKeys) {
-    // A batch-signed request's events are stored together: their batch is checked once (one tree, one signature).
-    const batches = verifyCompleteBatches(events, (keyId) => producerKeys.get(keyId));
+    // A batch-signed request's events are stored together: one tree per batch, not one path per event.
+    const commitments = batchCommitments(events);
     events.forEach((event, i) => {
       const digest = records[i]!;
       if ("error" in digest || !event) return;
       const key = typeof event.sigkeyid === "string" ? producerKeys.get(event.sigkeyid) : undefined;
       digest.keyId = String(event.sigkeyid);
       try {
-        const ok = batches.get(i) ?? (key !== undefined && verifyEventSignature(event, key));
+        const ok = key !== undefined && verifyEventSignature(event, key, undefined, commitments.get(i));
         digest.producer = !key ? "unknown-key" : ok ? "ok" : "invalid";
       } catch (e) {
         records[i] = { error: `the event cannot be checked: ${(e as Error).message}` };
