@@ -508,8 +508,9 @@ export class StreamVerifier {
 
   /**
    * Feeds a stored tile or entry bundle the walk completed (takeCompletedTiles). Its bytes must be exactly the
-   * tile its records give (`tile-mismatch` otherwise); checked through its root, which the walk computed anyway:
-   * a full tile's 256 hashes (a bundle's 256 entries, as leaves) hash to that root only if they are the ones.
+   * tile its records give (`tile-mismatch` otherwise): compared byte for byte when this walk read all 256 of its
+   * records (a level-0 tile or bundle), else checked through its root, which the walk computed anyway: a full
+   * tile's 256 hashes (a bundle's 256 entries, as leaves) hash to that root only if they are the ones.
    * A tile not stored (undefined) is a `tiles-missing` warning: tiles are derived data, repaired by the writer.
    */
   addTile(key: string, bytes: Uint8Array | undefined): void {
