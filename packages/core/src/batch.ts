@@ -10,7 +10,14 @@ import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
 import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
 import { type EcdsaEncoding, keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
-import { inclusionProofLength, leafHash, MerkleTree, nodeHash, rootFromInclusionProof } from "./merkle.ts";
+import {
+  inclusionProofLength,
+  inclusionProofRanges,
+  type LeafRange,
+  leafHash,
+  MerkleTree,
+  rootFromInclusionProof,
+} from "./merkle.ts";
 
 /**
  * Domain separation: what a producer key signs for a batch can never be taken for an event's signing bytes
@@ -63,6 +70,11 @@ export function batchEntryBytes(event: UnsignedEvent): Buffer {
   return canonicalBytes(entry);
 }
 
+/** leaf(e) of FORMAT.md §3b: the RFC 9162 leaf hash of the entry's hash. */
+function entryLeaf(entry: Uint8Array): Hash {
+  return leafHash(sha256(entry));
+}
+
 /** What the producer signs for a batch (FORMAT.md §3b): context, key id, batch size and root, one per line. */
 export function batchSigningBytes(keyId: string, size: number, root: Hash): Buffer {
   return Buffer.from(`${BATCH_SIGNATURE_CONTEXT}${keyId}\n${size}\n${toHex(root)}\n`, "utf8");
@@ -77,8 +89,12 @@ export function batchSigningBytes(keyId: string, size: number, root: Hash): Buff
 export function batchCommitment(event: SignedEvent, entry: Uint8Array): Buffer | undefined {
   const membership = parseSigbatch(event.sigbatch);
   if (!membership || typeof event.sigkeyid !== "string") return undefined;
-  const leaf = leafHash(sha256(entry));
-  const root = rootFromInclusionProof(membership.position, membership.size, leaf, membership.path);
+  const root = rootFromInclusionProof(
+    membership.position,
+    membership.size,
+    entryLeaf(entry),
+    membership.path,
+  );
   return batchSigningBytes(event.sigkeyid, membership.size, root);
 }
 
@@ -109,7 +125,7 @@ export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObjec
     const entry = { ...event, sigkeyid } as UnsignedEvent;
     delete entry.signature;
     delete entry.sigbatch;
-    tree.append(leafHash(sha256(canonicalBytes(entry))));
+    tree.append(entryLeaf(canonicalBytes(entry)));
     return entry;
   });
   const size = entries.length;
@@ -231,7 +247,7 @@ function commitmentOrUndefined(event: SignedEvent, entry: Uint8Array | BatchComm
 /**
  * The batch commitments (batchSigningBytes) of the batch-signed events among `events` whose whole batch is there
  * — a request's events at ingest, a stored request in a segment — reached with one tree per batch instead of one
- * inclusion path per event: the tree is built from the batch's entries (size − 1 hashes), and an event whose
+ * inclusion path per event: the tree is built from the batch's entries as signBatch builds it, and an event whose
  * `sigbatch` is exactly the position, size and PATH that tree gives it leads to that tree's root, as its own path
  * would. Returned by index into `events`, for verifyEventSignature(Async)'s `commitment`; an event not in the map
  * (no complete batch, a `sigbatch` that differs, an entry that cannot be had) is checked on its own path.
@@ -262,7 +278,8 @@ export function batchCommitments(
     let whole = true;
     for (let position = 0; position < size; position++) whole &&= byPosition[position] !== undefined;
     if (!whole) continue;
-    const leaves: Hash[] = [];
+    // The tree signBatch builds, over the same leaves: its PATH texts are the ones a signer wrote.
+    const tree = MerkleTree.empty();
     for (const i of byPosition) {
       let entry: Uint8Array | undefined;
       try {
@@ -271,13 +288,21 @@ export function batchCommitments(
         entry = undefined; // an entry that cannot be canonicalized: the event's own check reports it
       }
       if (!entry) break;
-      leaves.push(leafHash(sha256(entry)));
+      tree.append(entryLeaf(entry));
     }
-    if (leaves.length !== size) continue;
-    const { root, paths } = batchTree(leaves);
-    const commitment = batchSigningBytes(keyId, size, root);
+    if (tree.size !== size) continue;
+    const commitment = batchSigningBytes(keyId, size, tree.root());
+    // formatSigbatch of each PATH, with each subtree's hash and hex made once: most are in many paths.
+    const hex = new Map<number, string>();
+    const hexOf = ([lo, hi]: LeafRange): string => {
+      const id = lo * (MAX_SIGNED_BATCH_EVENTS + 1) + hi;
+      const known = hex.get(id) ?? toHex(tree.subtree(lo, hi));
+      hex.set(id, known);
+      return known;
+    };
     byPosition.forEach((i, position) => {
-      if (events[i]!.sigbatch === `${position}.${size}.${paths[position]}`) commitments.set(i, commitment);
+      const path = inclusionProofRanges(position, size).map(hexOf).join("");
+      if (events[i]!.sigbatch === `${position}.${size}.${path}`) commitments.set(i, commitment);
     });
   }
   return commitments;
@@ -285,43 +310,3 @@ export function batchCommitments(
 
 /** A `sigbatch` value's position and size (the rest is compared whole with the path the batch's tree gives). */
 const SIGBATCH_HEAD = /^(0|[1-9][0-9]{0,4})\.([1-9][0-9]{0,4})\./;
-
-/**
- * The RFC 9162 tree of a batch's leaves: its root, and every position's PATH as the lowercase hex `sigbatch`
- * carries. Each subtree hash is computed once (size − 1 node hashes in all) and hex-encoded once.
- */
-function batchTree(leaves: readonly Hash[]): { root: Hash; paths: string[] } {
-  const paths: string[] = new Array(leaves.length);
-  const hashes = new Map<number, Hash>();
-  // MTH(D[start:end]) (RFC 9162 §2.1.1), each subtree once: split below the largest power of two < the size.
-  const mth = (start: number, end: number): Hash => {
-    if (end - start === 1) return leaves[start]!;
-    const id = start * (MAX_SIGNED_BATCH_EVENTS + 1) + end;
-    const known = hashes.get(id);
-    if (known) return known;
-    const k = splitOf(end - start);
-    const hash = nodeHash(mth(start, start + k), mth(start + k, end));
-    hashes.set(id, hash);
-    return hash;
-  };
-  // PATH(m, D[start:end]) = PATH within the half holding m, then the other half's root (§2.1.3.1); `tail` is
-  // the hex of the siblings above this subtree, which every path through it ends with.
-  const walk = (start: number, end: number, tail: string): void => {
-    if (end - start === 1) {
-      paths[start] = tail;
-      return;
-    }
-    const k = splitOf(end - start);
-    walk(start, start + k, toHex(mth(start + k, end)) + tail);
-    walk(start + k, end, toHex(mth(start, start + k)) + tail);
-  };
-  walk(0, leaves.length, "");
-  return { root: mth(0, leaves.length), paths };
-}
-
-/** The largest power of two smaller than n (n ≥ 2). */
-function splitOf(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
-}

@@ -786,13 +786,20 @@ export function digestSegment(
   if (producerKeys) {
     // A batch-signed request's events are stored together: one tree per batch, not one path per event.
     const commitments = batchCommitments(events);
+    // A batch's events share one commitment (and key id and signature): its verdict is theirs.
+    const batchVerdicts = new Map<Buffer, boolean>();
     events.forEach((event, i) => {
       const digest = records[i]!;
       if ("error" in digest || !event) return;
       const key = typeof event.sigkeyid === "string" ? producerKeys.get(event.sigkeyid) : undefined;
       digest.keyId = String(event.sigkeyid);
       try {
-        const ok = key !== undefined && verifyEventSignature(event, key, undefined, commitments.get(i));
+        const commitment = commitments.get(i);
+        let ok = commitment && batchVerdicts.get(commitment);
+        if (ok === undefined && key !== undefined) {
+          ok = verifyEventSignature(event, key, undefined, commitment);
+          if (commitment) batchVerdicts.set(commitment, ok);
+        }
         digest.producer = !key ? "unknown-key" : ok ? "ok" : "invalid";
       } catch (e) {
         records[i] = { error: `the event cannot be checked: ${(e as Error).message}` };
