@@ -22,8 +22,11 @@ import (
 	"zombiezen.com/go/sqlite/sqlitex"
 )
 
-// schema is litewitness's (filippo.io/torchwood v0.6.1 internal/witness OpenDB), so either program may create it.
+// schema is litewitness's (filippo.io/torchwood v0.6.1 internal/witness OpenDB, pragmas included: a key for a
+// log not added is refused, as witnessctl refuses it), so either program may create it.
 const schema = `
+	PRAGMA strict_types = ON;
+	PRAGMA foreign_keys = ON;
 	CREATE TABLE IF NOT EXISTS log (
 		origin TEXT PRIMARY KEY,
 		tree_size INTEGER NOT NULL,
