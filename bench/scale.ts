@@ -108,8 +108,14 @@ class SinkProcess {
   }
 
   rssMB(): number {
+    return this.memoryMB().rss;
+  }
+
+  /** /proc VmRSS and its parts: anonymous memory (heaps, SQLite's cache), mapped files, shared memory. */
+  memoryMB(): { rss: number; anon: number; file: number; shmem: number } {
     const status = readFileSync(`/proc/${this.child!.pid}/status`, "utf8");
-    return round(Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024, 1);
+    const mb = (field: string) => round(Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024, 1);
+    return { rss: mb("VmRSS"), anon: mb("RssAnon"), file: mb("RssFile"), shmem: mb("RssShmem") };
   }
 }
 
@@ -389,7 +395,7 @@ async function main() {
   /** Everything measured at one checkpoint; restarts the sink on the way. */
   const measure = async (phase: string, events: number, ingest: Ingest | undefined) => {
     const loadBefore = load1m();
-    const rssMB = sink.rssMB();
+    const { rss: rssMB, ...rssPartsMB } = sink.memoryMB();
     const metrics = await metricsMB(agent, port);
     const sizeMB = dataDirMB(dataDir);
     agent.destroy();
@@ -402,6 +408,7 @@ async function main() {
       loadAverage1mBefore: loadBefore,
       ...(ingest ? { ingest } : {}),
       rssMB,
+      rssPartsMB,
       sinkMetrics: metrics,
       dataDirMB: sizeMB,
       shutdown: { ...shutdown, command: SHUTDOWN },

@@ -17,6 +17,7 @@ import {
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI } from "../built.ts";
+import { objectFile } from "../embedded/helpers.ts";
 import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 const STREAM = "agents.window";
@@ -276,7 +277,7 @@ describe("a tampered bundle", () => {
     await writeFile(join(objects, "keys/injected.json"), "{}");
     await writeFile(join(objects, "keys/0badc0de.json"), "{}");
     await cp(
-      join(dataDir, `objects/streams/${STREAM}/segments/00000000000000000000`),
+      objectFile(dataDir, `streams/${STREAM}/segments/00000000000000000000`),
       join(objects, `streams/${STREAM}/segments/00000000000000000000`),
     );
     const { code, report } = await verifyJson(copy);

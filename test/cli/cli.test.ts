@@ -12,6 +12,7 @@ import {
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI } from "../built.ts";
+import { objectFile } from "../embedded/helpers.ts";
 import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 let sink: EmbeddedSink;
@@ -35,8 +36,10 @@ async function flipByte(path: string, at: number): Promise<void> {
   await writeFile(path, bytes);
 }
 
+/** The first file under `dir`, in name order, descending into directories (a data directory's fanned layout). */
 async function firstFile(dir: string): Promise<string> {
-  return join(dir, (await readdir(dir)).sort()[0]!);
+  const first = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))[0]!;
+  return first.isDirectory() ? firstFile(join(dir, first.name)) : join(dir, first.name);
 }
 
 beforeAll(async () => {
@@ -292,9 +295,8 @@ describe("auditsink export and verify <bundle>", () => {
   it("brings the segments up to the covering checkpoint when none ends exactly at the window", async () => {
     // Prepare: a copy whose checkpoint at size 3 is missing (as after a crash between commit and signing).
     const copy = await copyOf(dataDir);
-    const checkpoints = join(copy, "objects/streams/agents.demo/checkpoints");
     const { rm } = await import("node:fs/promises");
-    await rm(join(checkpoints, "00000000000000000003"), { force: true });
+    await rm(objectFile(copy, "streams/agents.demo/checkpoints/00000000000000000003"), { force: true });
     const out = join(await tempDir(), "bundle");
     // Act
     const exported = await cli(["export", copy, "--stream", "agents.demo", "--to", sentAt, "--out", out]);

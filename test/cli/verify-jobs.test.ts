@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { runVerify, type VerifyResult } from "@auditsink/cli";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { objectFiles } from "../embedded/helpers.ts";
 import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -24,10 +25,7 @@ let dataDir: string;
 let verifierKey: string;
 
 const segmentsDir = (dir: string, stream: string) => join(dir, "objects/streams", stream, "segments");
-async function segmentFiles(dir: string, stream: string): Promise<string[]> {
-  const d = segmentsDir(dir, stream);
-  return (await readdir(d)).sort().map((f) => join(d, f));
-}
+const segmentFiles = (dir: string, stream: string) => objectFiles(dir, `streams/${stream}/segments/`);
 
 async function writable(path: string): Promise<string> {
   await chmod(path, 0o644);

@@ -7,7 +7,7 @@ import { parseVerifierKey, type Receipt, verifyReceipt } from "@auditsink/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { type EmbeddedSink, openLocalSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
 import { SERVE } from "../built.ts";
-import { tempDir, testProducer } from "./helpers.ts";
+import { objectFile, tempDir, testProducer } from "./helpers.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -109,7 +109,7 @@ describe("startEmbeddedSink: a fresh data directory", () => {
     ];
     for (const r of receipts)
       expect(verifyReceipt(r, { trusted, deployment: sink.local.deployment }).ok).toBe(true);
-    const segment = join(dataDir, "objects", "streams", "agents.prod", "segments", "00000000000000000000");
+    const segment = objectFile(dataDir, "streams/agents.prod/segments/00000000000000000000");
     expect((await stat(segment)).mode & 0o777).toBe(0o444);
   });
 });
@@ -215,7 +215,7 @@ describe("the scheduled verifier", () => {
     await send(sink, "agents.x", [p.event(), p.event()]);
     await send(sink, "agents.x", [p.event()]);
     await sink.verifier.runOnce();
-    const segment = join(dataDir, "objects", "streams", "agents.x", "segments", "00000000000000000000");
+    const segment = objectFile(dataDir, "streams/agents.x/segments/00000000000000000000");
     await chmod(segment, 0o644);
     await writeFile(segment, (await readFile(segment, "utf8")).replace('"web_search"', '"web_fetch!"'));
     await writeFile(join(dataDir, "objects", "streams", "agents.x", "notes.txt"), "hello");

@@ -13,7 +13,7 @@ import { describe, expect, it } from "vitest";
 import { type EmbeddedSink, FINDING_ACKNOWLEDGED, systemRecords } from "../../packages/local/src/index.ts";
 import { cli } from "../cli/helpers.ts";
 import { adminToken, postEvents } from "./faults.ts";
-import { testProducer, testSinks } from "./helpers.ts";
+import { objectFile, testProducer, testSinks } from "./helpers.ts";
 
 const { after, fresh, start } = testSinks("auditsink-findings-");
 
@@ -30,7 +30,7 @@ async function withProducerAndEvents(sink: EmbeddedSink, dataDir: string) {
 }
 
 async function tamperFirstSegment(dataDir: string) {
-  const segment = join(dataDir, "objects", "streams", "agents.f", "segments", "00000000000000000000");
+  const segment = objectFile(dataDir, "streams/agents.f/segments/00000000000000000000");
   await chmod(segment, 0o644);
   await writeFile(segment, (await readFile(segment, "utf8")).replace('"web_search"', '"web_fetch!"'));
 }

@@ -3,12 +3,22 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKeyPair, type KeyAlgorithm, type SignedEvent, signEvent, spkiDer } from "@auditsink/core";
-import { type EmbeddedSinkOptions, startEmbeddedSink } from "@auditsink/local";
+import { DirectoryObjects, type EmbeddedSinkOptions, startEmbeddedSink } from "@auditsink/local";
 import { afterEach } from "vitest";
 
 export async function tempDir(prefix = "auditsink-test-"): Promise<{ dir: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** The file holding store key `key` in a data directory (fanned layout, docs/EMBEDDED.md §2). */
+export const objectFile = (dataDir: string, key: string): string =>
+  new DirectoryObjects(join(dataDir, "objects"), "fanned").pathOf(key);
+
+/** The files of a data directory's keys under `prefix`, in key order. */
+export async function objectFiles(dataDir: string, prefix: string): Promise<string[]> {
+  const keys = await new DirectoryObjects(join(dataDir, "objects"), "fanned").list(prefix);
+  return keys.map((k) => objectFile(dataDir, k));
 }
 
 /**

@@ -20,7 +20,7 @@ import {
   type SinkProcess,
   startChild,
 } from "./faults.ts";
-import { tempDir, testProducer } from "./helpers.ts";
+import { objectFile, tempDir, testProducer } from "./helpers.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -325,7 +325,7 @@ describe("SIGKILL between recording an acknowledgement and closing the findings"
   it("closes them at the next start, from the _system record", { timeout: 60_000 }, async () => {
     // Prepare: a changed record, found by the full run a start makes.
     const { dataDir } = await prepared(["agent"]);
-    const segment = join(dataDir, "objects", "streams", "agents.kill", "segments", "00000000000000000000");
+    const segment = objectFile(dataDir, "streams/agents.kill/segments/00000000000000000000");
     await chmod(segment, 0o644);
     await writeFile(segment, (await readFile(segment, "utf8")).replace('"web_search"', '"web_fetch!"'));
     const sink = await running(dataDir, {

@@ -4,7 +4,12 @@ import { describePortContracts } from "@auditsink/core/contract";
 import fc from "fast-check";
 import * as vitest from "vitest";
 import { afterEach, describe, expect, it } from "vitest";
-import { LocalHeadStore, LocalIndex, LocalObjectStore } from "../../packages/local/src/index.ts";
+import {
+  DirectoryObjects,
+  LocalHeadStore,
+  LocalIndex,
+  LocalObjectStore,
+} from "../../packages/local/src/index.ts";
 import { tempDir } from "./helpers.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -39,7 +44,7 @@ describe("LocalObjectStore: write-once files", () => {
     // Act
     await objects.putIfAbsent("streams/s/segments/00000000000000000000", Buffer.from("one\n"));
     // Assess
-    const info = await stat(join(dir, "objects", "streams", "s", "segments", "00000000000000000000"));
+    const info = await stat(join(dir, "objects/streams/s/segments/000000000000/0000/0000"));
     expect(info.mode & 0o777).toBe(0o444);
     expect(await readdir(join(dir, "tmp"))).toEqual([]);
   });
@@ -93,12 +98,64 @@ describe("LocalObjectStore.list", () => {
     );
   });
 
-  it("keeps a large directory's listing only while it is unchanged: files added, removed or hidden behind an old mtime show at once", async () => {
-    // Prepare: a directory of 1,200 objects, settled (its last change over a second old), listed once
+  it("answers every prefix of numbered keys kept in the fanned layout as a sorted filter of every key", async () => {
+    // Prepare: segment, checkpoint and tile keys on both sides of the fanned layout's directory boundaries
     const { dir, objects } = await fresh();
-    const key = (n: number) => `streams/s/segments/${String(n * 100).padStart(20, "0")}`;
-    for (let n = 0; n < 1200; n++) await objects.putIfAbsent(key(n), Buffer.from(`${n}\n`));
-    const segments = join(dir, "objects", "streams", "s", "segments");
+    const numbers = [0, 1, 99, 9_999, 10_000, 10_001, 99_999_999, 100_000_000, 123_456_789_012, 10 ** 15];
+    const stored = [
+      ...numbers.map((n) => `streams/s/segments/${String(n).padStart(20, "0")}`),
+      ...numbers.slice(0, 6).map((n) => `streams/s/checkpoints/${String(n + 3).padStart(20, "0")}`),
+      "streams/s/tile/0/x001/234",
+      "streams/t/cosigned/00000000000000000009",
+      "keys/0badc0de.json",
+    ];
+    for (const k of stored) await objects.putIfAbsent(k, Buffer.from(k));
+    // Every prefix of every key (the partial names a page's startAfter or prefix can be), and a few strangers
+    const probes = [
+      ...new Set(stored.flatMap((k) => Array.from({ length: k.length + 1 }, (_, i) => k.slice(0, i)))),
+      "streams/s/segments/0000000000001x",
+      "streams/s/segments/000000000000.",
+      "zzz",
+    ];
+    // Act + Assess
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...probes),
+        fc.option(fc.constantFrom(...probes), { nil: undefined }),
+        fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
+        async (prefix, startAfter, limit) => {
+          const got = await objects.list(prefix, {
+            ...(startAfter !== undefined ? { startAfter } : {}),
+            ...(limit !== undefined ? { limit } : {}),
+          });
+          expect(got).toEqual(expected(stored, prefix, startAfter, limit));
+        },
+      ),
+      { numRuns: 600, seed: 12 },
+    );
+    // The files are where docs/EMBEDDED.md §2 says
+    expect((await stat(join(dir, "objects/streams/s/segments/000000001234/5678/9012"))).mode & 0o777).toBe(
+      0o444,
+    );
+    expect((await readdir(join(dir, "objects/streams/s/segments"))).sort()).toEqual([
+      "000000000000",
+      "000000000001",
+      "000000001234",
+      "000010000000",
+    ]);
+  });
+
+  it("keeps a large directory's listing only while it is unchanged: files added, removed or hidden behind an old mtime show at once", async () => {
+    // Prepare: a flat directory of 1,200 objects (an evidence bundle's layout), settled (its last change over a
+    // second old), listed once
+    const t = await tempDir();
+    cleanups.push(t.remove);
+    const segments = join(t.dir, "streams", "s", "segments");
+    await mkdir(segments, { recursive: true });
+    const name = (n: number) => String(n * 100).padStart(20, "0");
+    const key = (n: number) => `streams/s/segments/${name(n)}`;
+    for (let n = 0; n < 1200; n++) await writeFile(join(segments, name(n)), `${n}\n`);
+    const objects = new DirectoryObjects(t.dir);
     await new Promise((r) => setTimeout(r, 1_100));
     const all = Array.from({ length: 1200 }, (_, n) => key(n));
     expect(await objects.list("streams/s/segments/", { limit: 1000 })).toEqual(all.slice(0, 1000));
@@ -106,7 +163,7 @@ describe("LocalObjectStore.list", () => {
     // Act: changes made around the store, as an intruder would; the last one sets the mtime back
     await writeFile(join(segments, "00000000000000000050"), "planted\n");
     const planted = await objects.list("streams/s/segments/", { startAfter: key(0), limit: 2 });
-    await rm(join(segments, key(5).split("/").pop()!), { force: true });
+    await rm(join(segments, name(5)), { force: true });
     const removed = await objects.list("streams/s/segments/", { startAfter: key(4), limit: 1 });
     await writeFile(join(segments, "00000000000000099999"), "late\n");
     await utimes(segments, before.atime, before.mtime);

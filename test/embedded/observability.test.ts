@@ -4,7 +4,7 @@
  * Prometheus text-format parser, whose values must match the traffic sent.
  */
 import { spawn } from "node:child_process";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../packages/cli/src/program.ts";
 import {
   createLogger,
+  DirectoryObjects,
   type EmbeddedSink,
   parseLogLevel,
   startEmbeddedSink,
@@ -111,12 +112,8 @@ async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 5_
 
 /** Every checkpoint and segment object in the store, and the records they hold (the sink's own count of work). */
 async function stored(dataDir: string): Promise<{ checkpoints: number }> {
-  const root = join(dataDir, "objects", "streams");
-  let checkpoints = 0;
-  for (const stream of await readdir(root)) {
-    checkpoints += (await readdir(join(root, stream, "checkpoints")).catch(() => [])).length;
-  }
-  return { checkpoints };
+  const keys = await new DirectoryObjects(join(dataDir, "objects"), "fanned").list("streams/");
+  return { checkpoints: keys.filter((k) => k.split("/")[2] === "checkpoints").length };
 }
 
 describe("a running embedded sink, observed", () => {

@@ -10,7 +10,7 @@ import type { SweepCursor } from "@auditsink/core";
 import { describe, expect, it } from "vitest";
 import { dataPaths } from "../../packages/local/src/index.ts";
 import { startChild } from "./faults.ts";
-import { testProducer, testSinks } from "./helpers.ts";
+import { objectFile, testProducer, testSinks } from "./helpers.ts";
 
 const { fresh, start } = testSinks("auditsink-sweep-");
 const STREAM = "agents.big";
@@ -18,7 +18,7 @@ const BATCHES = 100;
 const BATCH = 100;
 
 const segmentPath = (dataDir: string, first: number) =>
-  join(dataDir, "objects", "streams", STREAM, "segments", String(first).padStart(20, "0"));
+  objectFile(dataDir, `streams/${STREAM}/segments/${String(first).padStart(20, "0")}`);
 
 async function tamper(path: string): Promise<void> {
   await chmod(path, 0o644);

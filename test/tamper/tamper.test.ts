@@ -33,7 +33,7 @@ import {
 } from "@auditsink/local";
 import { beforeAll, describe, expect, it } from "vitest";
 import { cli, startSink, tempDir } from "../cli/helpers.ts";
-import { testProducer } from "../embedded/helpers.ts";
+import { objectFile, testProducer } from "../embedded/helpers.ts";
 
 const DEMO = "agents.demo";
 const OTHER = "agents.other";
@@ -55,7 +55,7 @@ async function overwrite(path: string, bytes: Uint8Array | string): Promise<void
   await writeFile(path, bytes);
 }
 
-const obj = (dir: string, key: string) => join(dir, "objects", ...key.split("/"));
+const obj = objectFile;
 const readObj = async (dir: string, key: string) => readFile(obj(dir, key));
 const lines = async (dir: string, key: string) =>
   (await readObj(dir, key)).toString("utf8").split("\n").slice(0, -1);

@@ -14,7 +14,7 @@ import {
   publicKeyFromSpki,
   StreamReader,
 } from "@auditsink/core";
-import { DirectoryObjects } from "@auditsink/local";
+import { DirectoryObjects, dataDirObjects, LocalError } from "@auditsink/local";
 import { type BundleHandle, readBundle, usableManifest } from "./bundle.ts";
 import { CliError } from "./errors.ts";
 import { importWithPeer } from "./optional.ts";
@@ -157,7 +157,9 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       `${location} is neither an evidence bundle (no manifest.json) nor a data directory (no objects/)`,
     );
   }
-  const store = new DirectoryObjects(objects);
+  const store = await dataDirObjects(objects).catch((e: unknown) => {
+    throw e instanceof LocalError ? new CliError("source-unreadable", e.message) : e;
+  });
   const config = await readText(join(dir, "sink.json"));
   const vkey = await readText(join(dir, "keys", "verifier-key.txt"));
   const producers = await readProducers(join(dir, "producers.json"));

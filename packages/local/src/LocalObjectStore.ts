@@ -27,6 +27,48 @@ import {
 
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
+/**
+ * How store keys are kept as files under a root (docs/EMBEDDED.md §Data directory):
+ * - "flat": the file of key `k` is `<root>/k` (evidence bundles, docs/FORMAT.md §13; data directories written before
+ *   this layout, until a sink opens them: openLocalSink moves their files, fanOutObjects);
+ * - "fanned": the same, except that the 20-digit name of a segment, checkpoint or cosigned checkpoint is split into
+ *   three directories' worth, `<digits 1–12>/<13–16>/<17–20>` — `streams/s/segments/00000000000012345600` is the
+ *   file `streams/s/segments/000000000000/1234/5600`. No directory then holds more than 10,000 entries however
+ *   long the log grows, so a page of keys reads directories of bounded size (the data directory's layout).
+ */
+export type ObjectLayout = "flat" | "fanned";
+
+/** The directory of a stream's numbered keys (docs/FORMAT.md §7): segments, checkpoints, cosigned checkpoints. */
+const NUMBERED_DIR = /^streams\/[^/]+\/(?:segments|checkpoints|cosigned)\//;
+const FANNED_FILE = /^(streams\/[^/]+\/(?:segments|checkpoints|cosigned)\/)(\d{12})\/(\d{4})\/(\d{4})$/;
+const NUMBER = /^\d{20}$/;
+
+/**
+ * Where `key` lies in the fanned layout, as a '/'-separated path under the root. With `partial`, `key` may be any
+ * prefix of a key, such as a list's prefix or its startAfter: the digits it has are split as a whole name's would
+ * be, so that path order is key order — the numbered names have one width, and so has each of the three parts.
+ */
+export function fannedPath(key: string, partial = false): string {
+  const dir = NUMBERED_DIR.exec(key)?.[0];
+  if (dir === undefined) return key;
+  const name = key.slice(dir.length);
+  if (!partial) return NUMBER.test(name) ? dir + split(name, "") : key;
+  const digits = /^\d{0,20}/.exec(name)![0];
+  return dir + split(digits, name.slice(digits.length));
+}
+
+/** Up to 20 digits as the three parts of a fanned name, `rest` appended to the last. */
+function split(digits: string, rest: string): string {
+  const parts = [digits.slice(0, 12), digits.slice(12, 16), digits.slice(16)].filter((p) => p !== "");
+  return parts.join("/") + rest;
+}
+
+/** The key a file of the fanned layout holds (the inverse of fannedPath); any other path is its own key. */
+export function fannedKey(path: string): string {
+  const m = FANNED_FILE.exec(path);
+  return m ? m[1]! + m[2]! + m[3]! + m[4]! : path;
+}
+
 /** How many large directory listings are kept, and from how many entries a directory counts as large. */
 const LISTINGS = 4;
 const LISTED_LARGE = 1000;
@@ -71,7 +113,10 @@ export async function refuseWrite(key: string): Promise<boolean> {
  * the directories its keys come from). LocalObjectStore adds the writes.
  */
 export class DirectoryObjects implements ObjectStore {
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    readonly layout: ObjectLayout = "flat",
+  ) {}
 
   putIfAbsent(key: string, _bytes?: Uint8Array): Promise<boolean> {
     return refuseWrite(key);
@@ -82,7 +127,7 @@ export class DirectoryObjects implements ObjectStore {
     if (!KEY.test(key) || key.split("/").some((s) => s === "." || s === "..")) {
       throw new StoreError("store-failed", `object key ${JSON.stringify(key)} is not a valid key`);
     }
-    return join(this.root, ...key.split("/"));
+    return join(this.root, ...(this.layout === "fanned" ? fannedPath(key) : key).split("/"));
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -90,7 +135,7 @@ export class DirectoryObjects implements ObjectStore {
     try {
       return await readFile(path);
     } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
+      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR") || isErrno(e, "EISDIR")) return undefined;
       throw storeError(`reading ${key}`, e);
     }
   }
@@ -130,6 +175,22 @@ export class DirectoryObjects implements ObjectStore {
    * is not read again (readDirectory).
    */
   async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
+    if (this.layout === "fanned") {
+      const { startAfter, limit } = options;
+      const paths = await this.listPaths(fannedPath(prefix, true), {
+        ...(startAfter === undefined ? {} : { startAfter: fannedPath(startAfter, true) }),
+        ...(limit === undefined ? {} : { limit }),
+      });
+      return paths.map(fannedKey);
+    }
+    return this.listPaths(prefix, options);
+  }
+
+  /** list() over the paths of the files under the root, '/'-separated (a flat layout's keys). */
+  private async listPaths(
+    prefix: string,
+    options: { startAfter?: string; limit?: number },
+  ): Promise<string[]> {
     const { startAfter, limit = Number.POSITIVE_INFINITY } = options;
     const slash = prefix.lastIndexOf("/");
     const base = slash < 0 ? "" : prefix.slice(0, slash);
@@ -206,8 +267,15 @@ export async function storedStreams(objectsDir: string): Promise<string[]> {
   }
 }
 
+/** How many directories LocalObjectStore remembers as existing (the newest: a stream's writer appends in order). */
+const KNOWN_DIRS = 64;
+
+/** The data directory's store (`<data>/objects`, fanned layout): DirectoryObjects with the writes. */
 export class LocalObjectStore extends DirectoryObjects implements ObjectStore {
-  /** Directories known to exist (objects are never deleted by the sink, so neither are their directories). */
+  /**
+   * Directories known to exist (objects are never deleted by the sink, so neither are their directories): the
+   * KNOWN_DIRS most recently used, so that memory does not grow with the number of directories.
+   */
   private readonly dirs = new Set<string>();
 
   /**
@@ -219,7 +287,7 @@ export class LocalObjectStore extends DirectoryObjects implements ObjectStore {
     private readonly tmpDir: string,
     private readonly fs: FileSystem = nodeFileSystem,
   ) {
-    super(root);
+    super(root, "fanned");
   }
 
   override async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
@@ -257,10 +325,9 @@ export class LocalObjectStore extends DirectoryObjects implements ObjectStore {
     const path = this.pathOf(key);
     try {
       const dir = dirname(path);
-      if (!this.dirs.has(dir)) {
-        await mkdirDurable(dir);
-        this.dirs.add(dir);
-      }
+      if (!this.dirs.delete(dir)) await mkdirDurable(dir);
+      this.dirs.add(dir);
+      if (this.dirs.size > KNOWN_DIRS) this.dirs.delete(this.dirs.values().next().value!);
       try {
         await this.fs.link(tmp, path);
       } catch (e) {

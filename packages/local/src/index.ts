@@ -10,6 +10,7 @@ export * from "./LocalObjectStore.ts";
 export * from "./LocalProducerAdmin.ts";
 export * from "./LocalSigner.ts";
 export * from "./logger.ts";
+export * from "./objectLayout.ts";
 export * from "./openDataDirQuery.ts";
 export * from "./openLocalSink.ts";
 export * from "./repairIndex.ts";

@@ -8,7 +8,8 @@ import type Database from "libsql";
 import { LocalError } from "./errors.ts";
 import { IndexedEvents } from "./IndexedEvents.ts";
 import { openIndexDatabase } from "./LocalIndex.ts";
-import { DirectoryObjects, storedStreams } from "./LocalObjectStore.ts";
+import { storedStreams } from "./LocalObjectStore.ts";
+import { dataDirObjects } from "./objectLayout.ts";
 import { dataPaths } from "./openLocalSink.ts";
 
 /**
@@ -28,11 +29,10 @@ export async function openDataDirQuery(dataDir: string): Promise<EventIndex & { 
   if (!existsSync(paths.objects)) {
     throw new LocalError("data-dir-invalid", `${dataDir} is not a data directory (no objects/)`);
   }
+  const objects = await dataDirObjects(paths.objects);
   const path = paths.index;
   if (!existsSync(path)) {
-    const scan = new ScanningEventIndex(new DirectoryObjects(paths.objects), () =>
-      storedStreams(paths.objects),
-    );
+    const scan = new ScanningEventIndex(objects, () => storedStreams(paths.objects));
     return { find: (query) => scan.find(query), close: async () => {} };
   }
   let db: Database.Database;
@@ -41,7 +41,7 @@ export async function openDataDirQuery(dataDir: string): Promise<EventIndex & { 
   } catch (e) {
     throw new LocalError("index-unavailable", `opening ${path}: ${(e as Error).message}`, { cause: e });
   }
-  const events = new IndexedEvents(() => db, new DirectoryObjects(paths.objects));
+  const events = new IndexedEvents(() => db, objects);
   return {
     find: (query) => events.find(query),
     close: async () => {

@@ -56,6 +56,7 @@ import { LocalObjectStore, storedStreams } from "./LocalObjectStore.ts";
 import { LocalProducerAdmin } from "./LocalProducerAdmin.ts";
 import { type LocalSigningKey, loadOrCreateSigningKey } from "./LocalSigner.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import { fanOutObjects } from "./objectLayout.ts";
 import { repairIndex } from "./repairIndex.ts";
 import { StorageHealth } from "./StorageHealth.ts";
 
@@ -167,6 +168,9 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       options.checkpointKey,
     );
     const adminToken = await loadOrCreateToken(paths.adminToken, paths.tmp, fs, log);
+    const moved = await fanOutObjects(paths.objects);
+    if (moved > 0)
+      log.info({ dir: paths.objects, moved }, "objects moved to the fanned layout (docs/EMBEDDED.md §2)");
     const objects = new LocalObjectStore(paths.objects, paths.tmp, fs);
     const heads = new LocalHeadStore(paths.heads, paths.tmp, fs);
     const opened = await LocalIndex.open(paths.index, {

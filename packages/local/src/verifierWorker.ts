@@ -14,7 +14,7 @@ import { witnessRequirement } from "./witnesses.ts";
 const data = workerData as ThreadData;
 const port = parentPort!;
 const ports: JobPorts = {
-  objects: new DirectoryObjects(data.objects),
+  objects: new DirectoryObjects(data.objects, "fanned"),
   heads: new LocalHeadStore(data.heads, data.tmp),
   deployment: data.deployment,
   trusted: data.trusted.map(parseVerifierKey),
