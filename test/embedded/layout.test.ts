@@ -172,4 +172,25 @@ describe("a data directory in the flat layout", () => {
     expect(await readFile(flatFile(dataDir, key))).toEqual(flatBytes);
     expect(await readFile(objectFile(dataDir, key), "utf8")).toBe("not what the sink wrote\n");
   });
+
+  it("a file spelt flat inside a fanned directory is refused by every reader, naming it, and is never read as an object", {
+    timeout: 60_000,
+  }, async () => {
+    // Prepare: a running sink on its own (fanned) directory; a segment's bytes planted at the flat spelling too
+    const { dataDir, verifierKey, keys } = await written();
+    const { sink } = await start(dataDir);
+    const key = keys.find((k) => k.includes("agents.b/segments/"))!;
+    await writeFile(flatFile(dataDir, key), await readFile(objectFile(dataDir, key)));
+    // Act
+    const cliRun = await verify(dataDir, verifierKey);
+    const run = await sink.verifier.runOnce({ full: true });
+    // Assess
+    expect(cliRun.code).toBe(2);
+    expect(cliRun.err).toContain(key.split("/").pop());
+    expect(run.failed).toBe(true);
+    expect(run.alerts.map((a) => [a.code, a.message])).toContainEqual([
+      "verifier-error",
+      expect.stringContaining(`${flatFile(dataDir, key)} is spelt in the flat layout`),
+    ]);
+  });
 });

@@ -42,6 +42,8 @@ export type ObjectLayout = "flat" | "fanned";
 const NUMBERED_DIR = /^streams\/[^/]+\/(?:segments|checkpoints|cosigned)\//;
 const FANNED_FILE = /^(streams\/[^/]+\/(?:segments|checkpoints|cosigned)\/)(\d{12})\/(\d{4})\/(\d{4})$/;
 const NUMBER = /^\d{20}$/;
+/** A numbered key spelt flat: in a fanned directory, a file that is no key (DirectoryObjects.list). */
+const FLAT_NUMBERED = /^streams\/[^/]+\/(?:segments|checkpoints|cosigned)\/\d{20}$/;
 
 /**
  * Where `key` lies in the fanned layout, as a '/'-separated path under the root. With `partial`, `key` may be any
@@ -172,7 +174,8 @@ export class DirectoryObjects implements ObjectStore {
   /**
    * The keys under `prefix`, ascending: the directories are walked in key order, so a page reads only the
    * directories its keys come from and stops at `limit` — and a large directory unchanged since it was last read
-   * is not read again (readDirectory).
+   * is not read again (readDirectory). In the fanned layout, a numbered key's file spelt flat is refused
+   * (StoreError naming it), as docs/FORMAT.md §7 requires of a reader.
    */
   async list(prefix: string, options: { startAfter?: string; limit?: number } = {}): Promise<string[]> {
     if (this.layout === "fanned") {
@@ -181,6 +184,15 @@ export class DirectoryObjects implements ObjectStore {
         ...(startAfter === undefined ? {} : { startAfter: fannedPath(startAfter, true) }),
         ...(limit === undefined ? {} : { limit }),
       });
+      const flat = paths.find((p) => FLAT_NUMBERED.test(p));
+      if (flat !== undefined) {
+        // Its key would be the key of the file at its fanned path: two files, one key. Refused, not guessed at.
+        throw new StoreError(
+          "store-failed",
+          `${join(this.root, flat)} is spelt in the flat layout inside a directory in the fanned one (docs/EMBEDDED.md §2): ` +
+            "a move between layouts stopped part-way (start the sink on the directory once) or the file was put there by hand",
+        );
+      }
       return paths.map(fannedKey);
     }
     return this.listPaths(prefix, options);
