@@ -114,7 +114,8 @@ class SinkProcess {
   /** /proc VmRSS and its parts: anonymous memory (heaps, SQLite's cache), mapped files, shared memory. */
   memoryMB(): { rss: number; anon: number; file: number; shmem: number } {
     const status = readFileSync(`/proc/${this.child!.pid}/status`, "utf8");
-    const mb = (field: string) => round(Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024, 1);
+    const mb = (field: string) =>
+      round(Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024, 1);
     return { rss: mb("VmRSS"), anon: mb("RssAnon"), file: mb("RssFile"), shmem: mb("RssShmem") };
   }
 }

@@ -5,7 +5,7 @@
  */
 import { pbkdf2 } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { chmod, cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { chmod, cp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { runVerify, type VerifyResult } from "@auditsink/cli";

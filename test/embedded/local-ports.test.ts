@@ -66,6 +66,29 @@ describe("LocalObjectStore.list", () => {
       .sort()
       .slice(0, limit);
 
+  /** list() over prefixes, startAfters and limits drawn from `probes` answers `expected` of `stored`. */
+  const listsAsFilter = (
+    objects: LocalObjectStore,
+    stored: string[],
+    probes: string[],
+    run: { numRuns: number; seed: number },
+  ) =>
+    fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...probes),
+        fc.option(fc.constantFrom(...probes), { nil: undefined }),
+        fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
+        async (prefix, startAfter, limit) => {
+          const got = await objects.list(prefix, {
+            ...(startAfter !== undefined ? { startAfter } : {}),
+            ...(limit !== undefined ? { limit } : {}),
+          });
+          expect(got).toEqual(expected(stored, prefix, startAfter, limit));
+        },
+      ),
+      run,
+    );
+
   it("answers every prefix, startAfter and limit as a sorted filter of every key (nested directories too)", async () => {
     // Prepare: keys in nested directories whose names share prefixes ("a", "a.b", "ab")
     const { objects } = await fresh();
@@ -81,21 +104,7 @@ describe("LocalObjectStore.list", () => {
     for (const k of stored) await objects.putIfAbsent(k, Buffer.from(k));
     const probes = [...stored, ...stored.map((k) => k.slice(0, -1)), ...names, "", "a/", "zzz"];
     // Act + Assess
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom(...probes),
-        fc.option(fc.constantFrom(...probes), { nil: undefined }),
-        fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
-        async (prefix, startAfter, limit) => {
-          const got = await objects.list(prefix, {
-            ...(startAfter !== undefined ? { startAfter } : {}),
-            ...(limit !== undefined ? { limit } : {}),
-          });
-          expect(got).toEqual(expected(stored, prefix, startAfter, limit));
-        },
-      ),
-      { numRuns: 400, seed: 11 },
-    );
+    await listsAsFilter(objects, stored, probes, { numRuns: 400, seed: 11 });
   });
 
   it("answers every prefix of numbered keys kept in the fanned layout as a sorted filter of every key", async () => {
@@ -118,21 +127,7 @@ describe("LocalObjectStore.list", () => {
       "zzz",
     ];
     // Act + Assess
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom(...probes),
-        fc.option(fc.constantFrom(...probes), { nil: undefined }),
-        fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
-        async (prefix, startAfter, limit) => {
-          const got = await objects.list(prefix, {
-            ...(startAfter !== undefined ? { startAfter } : {}),
-            ...(limit !== undefined ? { limit } : {}),
-          });
-          expect(got).toEqual(expected(stored, prefix, startAfter, limit));
-        },
-      ),
-      { numRuns: 600, seed: 12 },
-    );
+    await listsAsFilter(objects, stored, probes, { numRuns: 600, seed: 12 });
     // The files are where docs/EMBEDDED.md §2 says
     expect((await stat(join(dir, "objects/streams/s/segments/000000001234/5678/9012"))).mode & 0o777).toBe(
       0o444,
