@@ -10,9 +10,9 @@
  *   5. copy the data directory, tamper with the copy (rewrite one tool call, drop the newest segment), and start
  *      the sink on the copy: its scheduled verifier catches both, while the original still verifies clean.
  */
-import { chmod, cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   generateKeyPair,
   parseVerifierKey,
@@ -22,7 +22,7 @@ import {
   spkiDer,
   verifyReceipt,
 } from "@auditsink/core";
-import { startEmbeddedSink } from "../packages/local/src/index.ts";
+import { DirectoryObjects, startEmbeddedSink } from "../packages/local/src/index.ts";
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
 // Bold step titles only on a terminal: piped into a file or a CI log, escape codes are noise.
@@ -178,17 +178,17 @@ await sink.close();
 step(5, "Tamper with a copy of the data directory, and let the verifier look");
 const copy = join(root, "tampered");
 await cp(dataDir, copy, { recursive: true });
-const segments = join(copy, "objects", "streams", "agents.support", "segments");
-const [first, ...rest] = (await readdir(segments)).sort();
-const firstPath = join(segments, first!);
+const store = new DirectoryObjects(join(copy, "objects"), "fanned");
+const [first, ...rest] = await store.list("streams/agents.support/segments/");
+const firstPath = store.pathOf(first!);
 await chmod(firstPath, 0o644);
 const original = await readFile(firstPath, "utf8");
 await writeFile(firstPath, original.replace('"enduser.id":"customer-4411"', '"enduser.id":"customer-0000"'));
 say(`   rewrote a record in ${first} (enduser.id customer-4411 → customer-0000)`);
 const lastSegment = rest[rest.length - 1];
 if (lastSegment) {
-  await chmod(segments, 0o755);
-  await rm(join(segments, lastSegment), { force: true });
+  await chmod(dirname(store.pathOf(lastSegment)), 0o755);
+  await rm(store.pathOf(lastSegment), { force: true });
   say(`   deleted the newest segment ${lastSegment} (the refund tool call and what followed)`);
 }
 await writeFile(join(copy, "objects", "streams", "agents.support", "README.txt"), "nothing to see here\n");

@@ -7,7 +7,6 @@
  */
 import { generateKeyPairSync } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { AuditClient, type AuditClientOptions, WitnessPolicyError } from "@auditsink/client";
 import {
   addCheckpointRequest,
@@ -28,7 +27,7 @@ import {
 import { parseWitnessList, type WitnessOptions } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli } from "../cli/helpers.ts";
-import { testProducer, testSinks } from "../embedded/helpers.ts";
+import { objectFile, testProducer, testSinks } from "../embedded/helpers.ts";
 import { freePort } from "../emulators/harness.ts";
 import { LITEWITNESS_BUILD_TIMEOUT_MS, type Litewitness, startLitewitness } from "./litewitness.ts";
 
@@ -146,7 +145,7 @@ describe("an embedded sink cosigned by litewitness", () => {
     expect(note.text).toBe(parseNote(second.checkpoint).text);
     const policy = witnessPolicy([w1.verifierKey, w2.verifierKey]);
     expect(checkWitnessPolicy(note, policy)).toMatchObject({ met: true, missing: [] });
-    const stored = await readFile(join(dataDir, "objects", cosignedKey(STREAM, 5)), "utf8");
+    const stored = await readFile(objectFile(dataDir, cosignedKey(STREAM, 5)), "utf8");
     expect(stored).toBe(second.cosigned!.checkpoint);
     expect((await w1.listLogs()).find((l) => l.origin === ORIGIN)?.size).toBe(5);
     expect((await w2.listLogs()).find((l) => l.origin === ORIGIN)?.size).toBe(5);
