@@ -28,7 +28,7 @@ import {
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
 /**
- * How store keys are kept as files under a root (docs/EMBEDDED.md §Data directory):
+ * How store keys are kept as files under a root (docs/EMBEDDED.md §2, docs/FORMAT.md §7 "As files"):
  * - "flat": the file of key `k` is `<root>/k` (evidence bundles, docs/FORMAT.md §13; data directories written before
  *   this layout, until a sink opens them: openLocalSink moves their files, fanOutObjects);
  * - "fanned": the same, except that the 20-digit name of a segment, checkpoint or cosigned checkpoint is split into
@@ -38,12 +38,15 @@ const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
  */
 export type ObjectLayout = "flat" | "fanned";
 
-/** The directory of a stream's numbered keys (docs/FORMAT.md §7): segments, checkpoints, cosigned checkpoints. */
-const NUMBERED_DIR = /^streams\/[^/]+\/(?:segments|checkpoints|cosigned)\//;
-const FANNED_FILE = /^(streams\/[^/]+\/(?:segments|checkpoints|cosigned)\/)(\d{12})\/(\d{4})\/(\d{4})$/;
-const NUMBER = /^\d{20}$/;
+/** The directories of a stream's numbered keys (docs/FORMAT.md §7), whose names are 20 digits. */
+export const NUMBERED_KINDS = ["segments", "checkpoints", "cosigned"] as const;
+const NUMBERED = `streams\\/[^/]+\\/(?:${NUMBERED_KINDS.join("|")})\\/`;
+const NUMBERED_DIR = new RegExp(`^${NUMBERED}`);
+const FANNED_FILE = new RegExp(`^(${NUMBERED})(\\d{12})\\/(\\d{4})\\/(\\d{4})$`);
 /** A numbered key spelt flat: in a fanned directory, a file that is no key (DirectoryObjects.list). */
-const FLAT_NUMBERED = /^streams\/[^/]+\/(?:segments|checkpoints|cosigned)\/\d{20}$/;
+const FLAT_NUMBERED = new RegExp(`^${NUMBERED}\\d{20}$`);
+/** A numbered key's name. */
+export const NUMBERED_NAME = /^\d{20}$/;
 
 /**
  * Where `key` lies in the fanned layout, as a '/'-separated path under the root. With `partial`, `key` may be any
@@ -54,7 +57,7 @@ export function fannedPath(key: string, partial = false): string {
   const dir = NUMBERED_DIR.exec(key)?.[0];
   if (dir === undefined) return key;
   const name = key.slice(dir.length);
-  if (!partial) return NUMBER.test(name) ? dir + split(name, "") : key;
+  if (!partial) return NUMBERED_NAME.test(name) ? dir + split(name, "") : key;
   const digits = /^\d{0,20}/.exec(name)![0];
   return dir + split(digits, name.slice(digits.length));
 }

@@ -8,10 +8,14 @@ import { dirname, join } from "node:path";
 import { StoreError } from "@auditsink/core";
 import { LocalError } from "./errors.ts";
 import { fsyncDir, isErrno, mkdirDurable, nodeFileSystem } from "./fsutil.ts";
-import { DirectoryObjects, type ObjectLayout, storedStreams } from "./LocalObjectStore.ts";
+import {
+  DirectoryObjects,
+  NUMBERED_KINDS,
+  NUMBERED_NAME,
+  type ObjectLayout,
+  storedStreams,
+} from "./LocalObjectStore.ts";
 
-const NUMBERED_KINDS = ["segments", "checkpoints", "cosigned"] as const;
-const NUMBER = /^\d{20}$/;
 const FANNED_TOP = /^\d{12}$/;
 
 /** The entries of one stream's directory of numbered objects, split by layout. */
@@ -22,7 +26,7 @@ async function numberedEntries(dir: string): Promise<{ flat: string[]; fanned: b
   });
   return {
     flat: entries
-      .filter((e) => !e.isDirectory() && NUMBER.test(e.name))
+      .filter((e) => !e.isDirectory() && NUMBERED_NAME.test(e.name))
       .map((e) => e.name)
       .sort(),
     fanned: entries.some((e) => e.isDirectory() && FANNED_TOP.test(e.name)),
