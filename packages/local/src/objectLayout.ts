@@ -53,22 +53,28 @@ export async function fanOutObjects(objectsDir: string): Promise<number> {
   let moved = 0;
   for await (const { dir, prefix } of numberedDirs(objectsDir)) {
     const { flat } = await numberedEntries(dir);
-    let leaf: string | undefined;
+    // By destination directory (at most 10,000 names each): linked together, then that directory fsynced.
+    const leaves = new Map<string, string[]>();
     for (const name of flat) {
-      const to = fanned.pathOf(prefix + name);
-      if (dirname(to) !== leaf) {
-        if (leaf) await fsyncDir(leaf);
-        leaf = dirname(to);
-        await mkdirDurable(leaf);
-      }
-      await linkOrSame(join(dir, name), to, prefix + name);
+      const leaf = dirname(fanned.pathOf(prefix + name));
+      leaves.get(leaf)?.push(name) ?? leaves.set(leaf, [name]);
     }
-    if (leaf) await fsyncDir(leaf);
-    for (const name of flat) await unlink(join(dir, name));
+    for (const [leaf, names] of leaves) {
+      await mkdirDurable(leaf);
+      for (const chunk of chunks(names))
+        await Promise.all(chunk.map((n) => linkOrSame(join(dir, n), fanned.pathOf(prefix + n), prefix + n)));
+      await fsyncDir(leaf);
+    }
+    for (const chunk of chunks(flat)) await Promise.all(chunk.map((n) => unlink(join(dir, n))));
     if (flat.length) await fsyncDir(dir);
     moved += flat.length;
   }
   return moved;
+}
+
+/** Names in slices of 64: file operations of one slice are in flight together (libuv's thread pool). */
+function* chunks(names: string[]): Generator<string[]> {
+  for (let i = 0; i < names.length; i += 64) yield names.slice(i, i + 64);
 }
 
 async function linkOrSame(from: string, to: string, key: string): Promise<void> {
