@@ -532,6 +532,10 @@ function header(benchmark: string, env: string, commit: string) {
  * that data directory (every event of the run ingested: SCALE_EVENTS and the 16-stream tenth), measured as at a
  * checkpoint — restart, first query, QUERIES queries of each kind — without ingesting; `RESULTS` (default
  * bench/results/scale-remeasure.json). For a change to the sink that reaches the queries, without hours of ingest.
+ * REMEASURE_INGEST=<n> then sends n more events to the one stream, as the run did, and reports their rate: the
+ * ingest rate at this size in a sink's first minute (before its first incremental verification, for n up to
+ * about 100,000), to set beside a run's first window at 0. The directory keeps them (a later remeasure counts
+ * them: set SCALE_EVENTS accordingly).
  */
 async function remeasure(work: string, dataDir: string, commit: string) {
   const events = EVENTS + SPREAD_EVENTS;
@@ -540,17 +544,25 @@ async function remeasure(work: string, dataDir: string, commit: string) {
   const sink = new SinkProcess(dataDir, port, join(work, "sink.log"));
   const loadBefore = load1m();
   const started = await startAndQuery(sink, agent, port, events);
+  const more = Number(process.env.REMEASURE_INGEST ?? 0);
+  const privateKey = more > 0 ? createPrivateKey(readFileSync(join(work, "scale-agent.key.pem"))) : undefined;
+  const ingested = privateKey
+    ? await ingest(agent, port, privateKey, padding(privateKey), events, events + more, [STREAM], () =>
+        sink.rssMB(),
+      )
+    : undefined;
   const point = {
     phase: "remeasure",
     events,
     loadAverage1mBefore: loadBefore,
     ...started,
+    ...(ingested ? { ingest: ingested } : {}),
     shutdown: { ...(await sink.stop()), command: SHUTDOWN },
   };
   agent.destroy();
   const result = {
-    ...header("scale (remeasure of a kept data directory)", `WORK=${work} REMEASURE=1 `, commit),
-    workload: { events, queriesPerKind: QUERIES, queryPageSize: 100 },
+    ...header("scale (remeasure of a kept data directory)", `WORK=${work} REMEASURE=1 ${more > 0 ? `REMEASURE_INGEST=${more} ` : ""}`, commit),
+    workload: { events, queriesPerKind: QUERIES, queryPageSize: 100, ingest: more },
     point,
   };
   console.log(JSON.stringify(point));
