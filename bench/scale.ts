@@ -78,7 +78,18 @@ class SinkProcess {
     const log = openSync(this.logFile, "a");
     const child = spawn(
       process.execPath,
-      [CLI, "start", "--data-dir", this.dataDir, "--port", String(this.port), "--log-level", "warn"],
+      [
+        // SINK_NODE_ARGS: node flags for the sink process only, e.g. "--cpu-prof --cpu-prof-dir=<dir>"
+        ...(process.env.SINK_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+        CLI,
+        "start",
+        "--data-dir",
+        this.dataDir,
+        "--port",
+        String(this.port),
+        "--log-level",
+        "warn",
+      ],
       { stdio: ["ignore", "ignore", log] },
     );
     closeSync(log);
@@ -561,7 +572,11 @@ async function remeasure(work: string, dataDir: string, commit: string) {
   };
   agent.destroy();
   const result = {
-    ...header("scale (remeasure of a kept data directory)", `WORK=${work} REMEASURE=1 ${more > 0 ? `REMEASURE_INGEST=${more} ` : ""}`, commit),
+    ...header(
+      "scale (remeasure of a kept data directory)",
+      `WORK=${work} REMEASURE=1 ${more > 0 ? `REMEASURE_INGEST=${more} ` : ""}`,
+      commit,
+    ),
     workload: { events, queriesPerKind: QUERIES, queryPageSize: 100, ingest: more },
     point,
   };
