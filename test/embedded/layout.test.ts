@@ -2,7 +2,7 @@
  * The data directory's fanned object layout (docs/EMBEDDED.md §2): a directory written in the flat layout (every
  * key a file at its own path, as before the fanned layout) is read as it is by `auditsink verify` and `auditsink
  * query`, and moved by the next sink to open it — also after a crash part-way through the move — with nothing lost:
- * the same records, the same receipts, dedup across the move.
+ * the same bytes, and replays across the move find their original records.
  */
 import { link, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -97,7 +97,7 @@ async function resend(sink: EmbeddedSink, sent: { stream: string; event: SignedE
 }
 
 describe("a data directory in the flat layout", () => {
-  it("verifies as it is, then the next sink moves it into the fanned layout: same records, same receipts, dedup kept", {
+  it("verifies as it is, then the next sink moves it into the fanned layout: same bytes, and replays find their original records", {
     timeout: 60_000,
   }, async () => {
     // Prepare: the sink's directory with every numbered object at its flat path
@@ -118,7 +118,7 @@ describe("a data directory in the flat layout", () => {
     expect(await layoutOf(dataDir)).toEqual({ flat: keys.length, fannedDirs: 0 });
     // Act 2: a sink opens it
     const { sink, logged } = await start(dataDir);
-    // Assess 2: every object moved, byte for byte; replays get their original receipts; new events commit
+    // Assess 2: every object moved, byte for byte; replays find their original records; new events commit
     expect(logged.some((l) => l.includes(`"moved":${keys.length}`) && l.includes("fanned layout"))).toBe(
       true,
     );
