@@ -173,12 +173,12 @@ describe("a data directory in the flat layout", () => {
     expect(await readFile(objectFile(dataDir, key), "utf8")).toBe("not what the sink wrote\n");
   });
 
-  it("a file spelt flat inside a fanned directory is refused by every reader, naming it, and is never read as an object", {
+  it("a file spelt flat inside a fanned directory is refused by every reader, naming it, until a restart's move drops the copy", {
     timeout: 60_000,
   }, async () => {
     // Prepare: a running sink on its own (fanned) directory; a segment's bytes planted at the flat spelling too
     const { dataDir, verifierKey, keys } = await written();
-    const { sink } = await start(dataDir);
+    const { sink, close } = await start(dataDir);
     const key = keys.find((k) => k.includes("agents.b/segments/"))!;
     await writeFile(flatFile(dataDir, key), await readFile(objectFile(dataDir, key)));
     // Act
@@ -192,5 +192,11 @@ describe("a data directory in the flat layout", () => {
       "verifier-error",
       expect.stringContaining(`${flatFile(dataDir, key)} is spelt in the flat layout`),
     ]);
+    // Act 2: the next start's move finds the same bytes under both names and keeps one
+    await close();
+    await start(dataDir);
+    // Assess 2
+    expect(await layoutOf(dataDir)).toEqual({ flat: 0, fannedDirs: 2 * STORED.length });
+    expect(await verify(dataDir, verifierKey)).toMatchObject({ code: 0, report: { ok: true } });
   });
 });

@@ -106,6 +106,12 @@ function firstAt(entries: readonly string[], head: string, key: string | undefin
   return before?.endsWith("/") && name.startsWith(before) ? lo - 1 : lo;
 }
 
+/**
+ * A read of a key's file failed because there is no object: no file, a file where a directory of the path should
+ * be, or a directory where the file should be (a key that names a directory of the fanned layout).
+ */
+const isNoObject = (e: unknown) => isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR") || isErrno(e, "EISDIR");
+
 /** The write of a store opened read-only: refused, so that reading can never change what it reads. */
 export async function refuseWrite(key: string): Promise<boolean> {
   throw new StoreError("store-failed", `refusing to write ${key}: this store is opened read-only`);
@@ -140,7 +146,7 @@ export class DirectoryObjects implements ObjectStore {
     try {
       return await readFile(path);
     } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR") || isErrno(e, "EISDIR")) return undefined;
+      if (isNoObject(e)) return undefined;
       throw storeError(`reading ${key}`, e);
     }
   }
@@ -169,7 +175,7 @@ export class DirectoryObjects implements ObjectStore {
         await fh.close();
       }
     } catch (e) {
-      if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR")) return undefined;
+      if (isNoObject(e)) return undefined;
       throw storeError(`reading ${key}`, e);
     }
   }
