@@ -33,8 +33,9 @@ const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
  *   this layout, until a sink opens them: openLocalSink moves their files, fanOutObjects);
  * - "fanned": the same, except that the 20-digit name of a segment, checkpoint or cosigned checkpoint is split into
  *   three directories' worth, `<digits 1–12>/<13–16>/<17–20>` — `streams/s/segments/00000000000012345600` is the
- *   file `streams/s/segments/000000000000/1234/5600`. No directory then holds more than 10,000 entries however
- *   long the log grows, so a page of keys reads directories of bounded size (the data directory's layout).
+ *   file `streams/s/segments/000000000000/1234/5600`. A directory then holds at most 10,000 entries below 10¹²
+ *   records (the top level gains one per 10⁸), so a page of keys reads directories of bounded size (the data
+ *   directory's layout).
  */
 export type ObjectLayout = "flat" | "fanned";
 
