@@ -25,7 +25,7 @@ import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { canonicalBytes, type SignedEvent, signBatch } from "@auditsink/core";
+import { canonicalBytes, newEventId, type SignedEvent, signBatch } from "@auditsink/core";
 import { ACTIVITY, agentActivityEvent } from "./events.ts";
 import { percentile, send } from "./http.ts";
 
@@ -151,7 +151,7 @@ function dataDirMB(dir: string): number {
 
 /** Pads agentActivityEvent so that a batch-signed event is about 1 KB in its canonical form. */
 function padding(privateKey: KeyObject): string {
-  const probe = Array.from({ length: BATCH }, (_, j) => agentActivityEvent(`probe-${j}`, j, ""));
+  const probe = Array.from({ length: BATCH }, (_, j) => agentActivityEvent(newEventId(), j, ""));
   const signed = signBatch(probe, privateKey)[0]!;
   return "x".repeat(Math.max(0, 1024 - canonicalBytes(signed).length));
 }
@@ -199,7 +199,7 @@ async function ingest(
         next += BATCH;
         const count = Math.min(BATCH, to - first);
         const events: SignedEvent[] = signBatch(
-          Array.from({ length: count }, (_, k) => agentActivityEvent(`s-${first + k}`, first + k, note)),
+          Array.from({ length: count }, (_, k) => agentActivityEvent(newEventId(), first + k, note)),
           privateKey,
         );
         const stream = streams[(first / BATCH) % streams.length]!;

@@ -5,7 +5,6 @@
  */
 
 import type { KeyObject } from "node:crypto";
-import { randomUUID } from "node:crypto";
 import {
   type CheckpointVerdict,
   canonicalBytes,
@@ -13,6 +12,7 @@ import {
   eventKey,
   MAX_SIGNED_BATCH_EVENTS,
   type NoteKey,
+  newEventId,
   openCheckpoint,
   type Receipt,
   type SignedEvent,
@@ -222,7 +222,7 @@ export class AuditClient {
       ...extensions,
       ...attributes,
       specversion: "1.0",
-      id: input.id ?? randomUUID(),
+      id: input.id ?? newEventId(),
       source,
       time: input.time ?? new Date().toISOString(),
     } as UnsignedEvent;

@@ -3,6 +3,7 @@
  * docs/FORMAT.md §Events is the normative description; this file implements it.
  */
 import type { KeyObject } from "node:crypto";
+import { v7 as uuidv7 } from "uuid";
 import { z } from "zod";
 import {
   type BatchSignatureCache,
@@ -223,6 +224,13 @@ export function canonicalEvent(event: SignedEvent, field = "event"): Buffer {
   }
   return bytes;
 }
+
+/**
+ * A new event `id`: a UUIDv7 (RFC 9562), whose first 48 bits are the time in milliseconds, so the ids one producer
+ * sends sort in the order it made them. Any unique string is a valid id; time-ordered ones keep the embedded
+ * index's dedup look-ups on a few pages of it however large the log grows (docs/EMBEDDED.md §4).
+ */
+export const newEventId = (): string => uuidv7();
 
 /** The bytes a producer signs: the context string, then the RFC 8785 form of the event without `signature`. */
 export function eventSigningBytes(event: UnsignedEvent): Buffer {

@@ -4,7 +4,7 @@
  * runtimes wrap their ProducerStore in AuditedProducerAdmin, which holds the rules once.
  */
 import { IngestError, StoreError } from "./errors.ts";
-import { eventSigningBytes, type SignedEvent, SYSTEM_STREAM, type UnsignedEvent } from "./event.ts";
+import { eventSigningBytes, newEventId, type SignedEvent, SYSTEM_STREAM, type UnsignedEvent } from "./event.ts";
 import { keyAlgorithm, keyFingerprint, lowSEcdsaSignature, spkiDer } from "./keys.ts";
 import type {
   Clock,
@@ -35,7 +35,7 @@ export async function signSystemEvent(
 ): Promise<SignedEvent> {
   const unsigned: UnsignedEvent = {
     specversion: "1.0",
-    id: crypto.randomUUID(),
+    id: newEventId(),
     source: `auditsink://${signer.key.name}`,
     type,
     time: clock.now().toISOString(),

@@ -29,7 +29,6 @@ import {
   timeWindowBounds,
 } from "@auditsink/core";
 import type Database from "libsql";
-import { idHash } from "./LocalIndex.ts";
 import type { DirectoryObjects } from "./LocalObjectStore.ts";
 
 /** How a page is ordered: by producer time, by received time, or by commit order (seq). */
@@ -72,8 +71,8 @@ export class IndexedEvents implements EventIndex {
       }
     }
     if (query.id !== undefined) {
-      where.push("id_hash = ? AND id = ?");
-      params.push(idHash(query.id), query.id);
+      where.push("id = ?");
+      params.push(query.id);
     }
     const time = timeWindowBounds({ since: query.since, until: query.until });
     const received = timeWindowBounds({ since: query.receivedSince, until: query.receivedUntil });

@@ -173,10 +173,12 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       log.info({ dir: paths.objects, moved }, "objects moved to the fanned layout (docs/EMBEDDED.md §2)");
     const objects = new LocalObjectStore(paths.objects, paths.tmp, fs);
     const heads = new LocalHeadStore(paths.heads, paths.tmp, fs);
-    const opened = await LocalIndex.open(paths.index, {
-      failed: (e) => storage.failed(e, "index"),
-      succeeded: () => storage.succeeded("index"),
-    });
+    const opened = await LocalIndex.open(
+      paths.index,
+      { failed: (e) => storage.failed(e, "index"), succeeded: () => storage.succeeded("index") },
+      (from, to) =>
+        log.info({ file: paths.index, from, to }, "index.db: migrating to a newer schema (docs/EMBEDDED.md §4)"),
+    );
     index = opened.index;
     const ready = index;
     if (opened.moved) {
