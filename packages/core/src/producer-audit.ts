@@ -4,7 +4,13 @@
  * runtimes wrap their ProducerStore in AuditedProducerAdmin, which holds the rules once.
  */
 import { IngestError, StoreError } from "./errors.ts";
-import { eventSigningBytes, newEventId, type SignedEvent, SYSTEM_STREAM, type UnsignedEvent } from "./event.ts";
+import {
+  eventSigningBytes,
+  newEventId,
+  type SignedEvent,
+  SYSTEM_STREAM,
+  type UnsignedEvent,
+} from "./event.ts";
 import { keyAlgorithm, keyFingerprint, lowSEcdsaSignature, spkiDer } from "./keys.ts";
 import type {
   Clock,

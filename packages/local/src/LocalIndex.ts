@@ -387,7 +387,9 @@ const MIGRATIONS: Record<string, string> = {
 /** The schema version an index database says it is of, or undefined for one without the meta table. */
 function schemaVersion(db: Database.Database): string | undefined {
   try {
-    const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: string } | undefined;
+    const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as
+      | { value: string }
+      | undefined;
     return row?.value;
   } catch (e) {
     if (/no such table: meta/.test((e as Error).message)) return undefined;

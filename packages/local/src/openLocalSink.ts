@@ -177,7 +177,10 @@ export async function openLocalSink(options: LocalSinkOptions): Promise<LocalSin
       paths.index,
       { failed: (e) => storage.failed(e, "index"), succeeded: () => storage.succeeded("index") },
       (from, to) =>
-        log.info({ file: paths.index, from, to }, "index.db: migrating to a newer schema (docs/EMBEDDED.md §4)"),
+        log.info(
+          { file: paths.index, from, to },
+          "index.db: migrating to a newer schema (docs/EMBEDDED.md §4)",
+        ),
     );
     index = opened.index;
     const ready = index;
