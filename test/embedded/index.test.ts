@@ -1,20 +1,29 @@
 /**
  * The embedded index (index.db) against real sinks and real files: repair of an index a SIGKILL left behind the
  * store, dedup across restarts at a few thousand events, cursors that stay stable while another client ingests,
- * query answers that are the stored, verifiable records, and the read-only view another process opens.
+ * query answers that are the stored, verifiable records, the read-only view another process opens, and the
+ * migration of an index an older version wrote.
  */
-import { cp } from "node:fs/promises";
+import { createPrivateKey } from "node:crypto";
+import { cp, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type FoundEvent,
   type Receipt,
   readSegment,
   type SignedEvent,
+  signEvent,
   toHex,
   verifyReceipt,
 } from "@auditsink/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { openDataDirQuery, openIndexDatabase, openLocalSink } from "../../packages/local/src/index.ts";
+import {
+  isCurrentIndex,
+  LocalIndex,
+  openDataDirQuery,
+  openIndexDatabase,
+  openLocalSink,
+} from "../../packages/local/src/index.ts";
 import { Acked, adminToken, assertConsistent, exited, postEvents, startChild } from "./faults.ts";
 import { testProducer, testSinks } from "./helpers.ts";
 
@@ -284,5 +293,58 @@ describe("openDataDirQuery", () => {
     expect(viaScan.events.map((e) => e.event.id).sort()).toEqual(
       afterMore.events.map((e) => e.event.id).sort(),
     );
+  });
+});
+
+describe("an index of schema version 1 (dedup keyed by a hash of the id)", () => {
+  it("is read by scanning until a sink opens it, then migrated in place: rows kept, replays keep their receipts", {
+    timeout: 30_000,
+  }, async () => {
+    // Prepare: a copy of the directory that version wrote (test/fixtures/index-v1/README.md)
+    const fixture = join(import.meta.dirname, "../fixtures/index-v1");
+    const dataDir = await fresh();
+    await cp(join(fixture, "datadir"), dataDir, { recursive: true });
+    const events = JSON.parse(await readFile(join(fixture, "events.json"), "utf8")) as SignedEvent[];
+    const receipts = JSON.parse(await readFile(join(fixture, "receipts.json"), "utf8")) as Receipt[];
+    const key = createPrivateKey(await readFile(join(fixture, "producer.pem"), "utf8"));
+    const path = join(dataDir, "index.db");
+    const before = await openDataDirQuery(dataDir);
+    const scanned = await before.find({ id: "call-3", limit: 10 });
+    await before.close();
+    // Act
+    const migrations: string[] = [];
+    const opened = await LocalIndex.open(path, undefined, (from, to) => migrations.push(`${from} → ${to}`));
+    const db = opened.index.database;
+    const current = isCurrentIndex(db);
+    const rows = (db.prepare("SELECT count(*) AS n FROM events").get() as { n: number }).n;
+    const idIndex = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'events_id'").get() as {
+      sql: string;
+    };
+    const indexed = opened.index.stream("agents.old");
+    await opened.index.close();
+    const local = await openLocalSink({ dataDir });
+    const replays = await local.sink.submit("agents.old", events);
+    const { signature: _, ...unsigned } = events[0]!;
+    const reused = signEvent({ ...unsigned, type: "changed" }, key);
+    const conflict = await local.sink.submit("agents.old", [reused]).catch((e: unknown) => e);
+    await local.close();
+    const after = await openDataDirQuery(dataDir);
+    const byId = await after.find({ id: "call-3", limit: 10 });
+    await after.close();
+    // Assess
+    expect(scanned.events.map((e) => [e.stream, e.index])).toEqual([["agents.old", 2]]);
+    expect(migrations).toEqual(["1 → 2"]);
+    expect([opened.created, opened.moved]).toEqual([false, undefined]);
+    expect(current).toBe(true);
+    expect(rows).toBe(7);
+    expect(idIndex.sql).toBe("CREATE INDEX events_id ON events (id)");
+    expect(indexed?.size).toBe(5);
+    expect(replays.map((r) => [r.stream, r.index, r.recordHash])).toEqual(
+      receipts.map((r) => [r.stream, r.index, r.recordHash]),
+    );
+    expect(conflict).toMatchObject({ code: "id-conflict" });
+    expect(byId.events.map((e) => [e.stream, e.index, e.recordHash])).toEqual([
+      ["agents.old", 2, receipts[2]!.recordHash],
+    ]);
   });
 });
