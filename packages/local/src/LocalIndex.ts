@@ -32,7 +32,7 @@ import {
 import Database from "libsql";
 import { crashPoint } from "./crashpoint.ts";
 
-/** Bumped when the schema changes: an index of another version is rebuilt from the store. */
+/** Bumped when the schema changes: an older index is migrated (MIGRATIONS), one of a version without one rebuilt. */
 const SCHEMA_VERSION = "2";
 
 /** Page cache per connection, in KiB (SQLite's negative cache_size): the index's memory bound. */
@@ -196,63 +196,47 @@ export class LocalIndex implements DedupStore {
   private bind(): void {
     const s = this.prepare();
     this.statements = s;
-    this.write = this.transaction((entries: readonly DedupEntry[], segment: CommittedSegment) => {
-      const { stream, first, records } = segment;
-      const seen = new Map<string, string>();
-      let offset = 0;
-      for (const [i, r] of records.entries()) {
-        const entry = entries[i]!;
-        const { record } = r;
-        const f = eventFacets(record.event);
-        const received = Date.parse(record.received);
-        s.insert.run(
-          stream,
-          record.index,
-          first,
-          offset,
-          r.bytes.length,
-          r.hash,
-          Buffer.from(entry.eventHash, "hex"),
-          record.producer,
-          record.event.source,
-          record.event.id,
-          f.type,
-          f.agent ?? null,
-          f.run ?? null,
-          f.traceId ?? null,
-          // A validated event's time always parses; should one not, it sorts at its receipt.
-          Number.isNaN(f.time) ? received : f.time,
-          received,
-        );
-        offset += r.bytes.length + 1; // encodeSegment: each record's bytes, then "\n"
-        const last = seen.get(record.producer);
-        if (!last || last < record.received) seen.set(record.producer, record.received);
-      }
-      // Only a segment that continues what is indexed moves the stream's size; one past a gap (a failed write
-      // earlier) is stored but leaves the size behind, so the next open re-reads the gap (repairIndex).
-      const at = this.stream(stream);
-      if ((at?.size ?? 0) === first && records.length > 0) {
-        s.setStream.run(stream, first + records.length, toHex(records[records.length - 1]!.hash));
-      }
-      for (const [producer, time] of seen) s.seen.run(producer, time);
-    });
-  }
-
-  /**
-   * Runs `fn` in one transaction. (libsql's own wrapper issues ROLLBACK after SQLite has already rolled back a
-   * failed write, e.g. SQLITE_FULL, and then throws that error instead of the real one.)
-   */
-  private transaction<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
-    return (...args) => {
-      this.db.exec("BEGIN");
-      try {
-        fn(...args);
-        this.db.exec("COMMIT");
-      } catch (e) {
-        if (this.db.inTransaction) this.db.exec("ROLLBACK");
-        throw e;
-      }
-    };
+    this.write = (entries: readonly DedupEntry[], segment: CommittedSegment) =>
+      inTransaction(this.db, () => {
+        const { stream, first, records } = segment;
+        const seen = new Map<string, string>();
+        let offset = 0;
+        for (const [i, r] of records.entries()) {
+          const entry = entries[i]!;
+          const { record } = r;
+          const f = eventFacets(record.event);
+          const received = Date.parse(record.received);
+          s.insert.run(
+            stream,
+            record.index,
+            first,
+            offset,
+            r.bytes.length,
+            r.hash,
+            Buffer.from(entry.eventHash, "hex"),
+            record.producer,
+            record.event.source,
+            record.event.id,
+            f.type,
+            f.agent ?? null,
+            f.run ?? null,
+            f.traceId ?? null,
+            // A validated event's time always parses; should one not, it sorts at its receipt.
+            Number.isNaN(f.time) ? received : f.time,
+            received,
+          );
+          offset += r.bytes.length + 1; // encodeSegment: each record's bytes, then "\n"
+          const last = seen.get(record.producer);
+          if (!last || last < record.received) seen.set(record.producer, record.received);
+        }
+        // Only a segment that continues what is indexed moves the stream's size; one past a gap (a failed write
+        // earlier) is stored but leaves the size behind, so the next open re-reads the gap (repairIndex).
+        const at = this.stream(stream);
+        if ((at?.size ?? 0) === first && records.length > 0) {
+          s.setStream.run(stream, first + records.length, toHex(records[records.length - 1]!.hash));
+        }
+        for (const [producer, time] of seen) s.seen.run(producer, time);
+      });
   }
 
   /**
@@ -361,6 +345,21 @@ export class LocalIndex implements DedupStore {
   }
 }
 
+/**
+ * Runs `fn` in one transaction. (libsql's own wrapper issues ROLLBACK after SQLite has already rolled back a failed
+ * write, e.g. SQLITE_FULL, and then throws that error instead of the real one.)
+ */
+function inTransaction(db: Database.Database, fn: () => void): void {
+  db.exec("BEGIN");
+  try {
+    fn();
+    db.exec("COMMIT");
+  } catch (e) {
+    if (db.inTransaction) db.exec("ROLLBACK");
+    throw e;
+  }
+}
+
 /** An index file of another schema version: rebuilt like a damaged one. */
 class DamagedIndex extends Error {}
 
@@ -375,14 +374,20 @@ function isDamage(e: unknown): boolean {
 }
 
 /**
- * Changes an open makes in place, each from the version named to the next, in one transaction (a failure leaves
- * the older version as it was). 1 → 2: the dedup index is keyed by the id itself instead of a hash of it (at ten
+ * Changes an open makes in place, by the version they start from, each in one transaction (a failure leaves the
+ * older version as it was). 1 → 2: the dedup index is keyed by the id itself instead of a hash of it (at eleven
  * million events, 79 s and 94 MB of memory on this project's 2-core machine; the WAL grows to about half of
  * index.db meanwhile and is folded back at the end).
  */
-const MIGRATIONS: Record<string, string> = {
-  "1": "DROP INDEX events_id; ALTER TABLE events DROP COLUMN id_hash; CREATE INDEX events_id ON events (id);",
-};
+const MIGRATIONS = new Map<string, { to: string; sql: string }>([
+  [
+    "1",
+    {
+      to: "2",
+      sql: "DROP INDEX events_id; ALTER TABLE events DROP COLUMN id_hash; CREATE INDEX events_id ON events (id);",
+    },
+  ],
+]);
 
 /** The schema version an index database says it is of, or undefined for one without the meta table. */
 function schemaVersion(db: Database.Database): string | undefined {
@@ -413,19 +418,14 @@ function createSchema(
   try {
     let version = schemaVersion(db);
     while (version !== undefined && version !== SCHEMA_VERSION) {
-      const migration = MIGRATIONS[version];
+      const migration = MIGRATIONS.get(version);
       if (!migration) throw new DamagedIndex(`schema version ${version}, not ${SCHEMA_VERSION}`);
-      const next = String(Number(version) + 1);
+      const next = migration.to;
       migrating(version, next);
-      db.exec("BEGIN");
-      try {
-        db.exec(migration);
+      inTransaction(db, () => {
+        db.exec(migration.sql);
         db.prepare("UPDATE meta SET value = ? WHERE name = 'schema'").run(next);
-        db.exec("COMMIT");
-      } catch (e) {
-        if (db.inTransaction) db.exec("ROLLBACK");
-        throw e;
-      }
+      });
       db.pragma("wal_checkpoint(TRUNCATE)");
       version = next;
     }
