@@ -348,3 +348,32 @@ describe("an index of schema version 1 (dedup keyed by a hash of the id)", () =>
     ]);
   });
 });
+
+describe("an index of a schema version with no migration", () => {
+  it("is moved aside and a new one made, for a newer version and for a name like `constructor` alike", async () => {
+    // Prepare: two index files whose meta names a version this code has no migration from
+    const dir = await fresh();
+    const paths = ["3", "constructor"].map((version) => {
+      const path = join(dir, `index-${version}.db`);
+      const db = openIndexDatabase(path);
+      db.exec("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)");
+      db.prepare("INSERT INTO meta (name, value) VALUES ('schema', ?)").run(version);
+      db.close();
+      return path;
+    });
+    // Act
+    const migrations: string[] = [];
+    const opened = [];
+    for (const path of paths) {
+      const o = await LocalIndex.open(path, undefined, (from, to) => migrations.push(`${from} → ${to}`));
+      opened.push({ created: o.created, reason: o.moved?.reason, current: isCurrentIndex(o.index.database) });
+      await o.index.close();
+    }
+    // Assess
+    expect(migrations).toEqual([]);
+    expect(opened).toEqual([
+      { created: true, reason: "schema version 3, not 2", current: true },
+      { created: true, reason: "schema version constructor, not 2", current: true },
+    ]);
+  });
+});
