@@ -118,32 +118,42 @@ export interface EventIndex {
 }
 
 /** The facets an event is found by (docs/EMBEDDED.md §Finding events). */
-export function eventFacets(event: SignedEvent): {
+export interface EventFacets {
   agent?: string;
   run?: string;
   traceId?: string;
   type: string;
   time: number;
-} {
+}
+
+/** The facets of `event` (docs/EMBEDDED.md §Finding events): read for every event indexed and every result. */
+export function eventFacets(event: SignedEvent): EventFacets {
   const data =
-    typeof event.data === "object" && event.data !== null && !Array.isArray(event.data) ? event.data : {};
-  const pick = (attribute: string, extension: string): string | undefined => {
-    const own = (o: object, name: string) =>
-      Object.hasOwn(o, name) ? (o as Record<string, unknown>)[name] : undefined;
-    const v = own(data, attribute) ?? own(event, extension);
-    return typeof v === "string" || typeof v === "number" ? String(v) : undefined;
-  };
-  const agent = pick("gen_ai.agent.id", "agentid");
-  const run = pick("gen_ai.conversation.id", "runid");
+    typeof event.data === "object" && event.data !== null && !Array.isArray(event.data)
+      ? (event.data as Record<string, unknown>)
+      : undefined;
+  const facets: EventFacets = { type: event.type, time: Date.parse(event.time) };
+  const agent = facet(data, "gen_ai.agent.id", event, "agentid");
+  if (agent !== undefined) facets.agent = agent;
+  const run = facet(data, "gen_ai.conversation.id", event, "runid");
+  if (run !== undefined) facets.run = run;
   const traceId =
     typeof event.traceparent === "string" ? parseTraceparent(event.traceparent)?.traceId : undefined;
-  return {
-    ...(agent !== undefined ? { agent } : {}),
-    ...(run !== undefined ? { run } : {}),
-    ...(traceId !== undefined ? { traceId } : {}),
-    type: event.type,
-    time: Date.parse(event.time),
-  };
+  if (traceId !== undefined) facets.traceId = traceId;
+  return facets;
+}
+
+/** A facet: the data attribute, else the CloudEvents extension; a string or number, as a string. */
+function facet(
+  data: Record<string, unknown> | undefined,
+  attribute: string,
+  event: SignedEvent,
+  extension: string,
+): string | undefined {
+  const v =
+    (data !== undefined && Object.hasOwn(data, attribute) ? data[attribute] : undefined) ??
+    (Object.hasOwn(event, extension) ? (event as Record<string, unknown>)[extension] : undefined);
+  return typeof v === "string" ? v : typeof v === "number" ? String(v) : undefined;
 }
 
 /**

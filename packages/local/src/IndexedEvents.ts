@@ -117,15 +117,46 @@ export class IndexedEvents implements EventIndex {
       ` ORDER BY ${order === "seq" ? "seq" : `${keyColumn}, seq`} LIMIT ?`;
     let rows: Row[];
     try {
-      rows = this.db()
-        .prepare(sql)
-        .all(...params, query.limit + 1) as Row[];
+      rows = this.statement(sql).all(...params, query.limit + 1) as Row[];
     } catch (e) {
       throw new StoreError("store-failed", `querying the index: ${(e as Error).message}`, { cause: e });
     }
     const more = rows.length > query.limit;
     if (more) rows.pop();
-    // One read per segment, however many of the page's rows it holds; the segments at once.
+    const lines = this.lines(rows);
+    const events: FoundEvent[] = [];
+    for (const row of rows) {
+      const found = fromLine(row, lines.get(row)) ?? (await this.fromSegment(row));
+      if (found && recordMatches(query, found)) events.push(found);
+    }
+    const last = rows[rows.length - 1];
+    return more && last ? { events, cursor: encodeCursor(order, last) } : { events };
+  }
+
+  /** Prepared statements by SQL, for the database db() returns now (a reset index is a new one). */
+  private statements = new Map<string, Database.Statement>();
+  private statementsOf: Database.Database | undefined;
+
+  private statement(sql: string): Database.Statement {
+    const db = this.db();
+    // A query's SQL is one of a few hundred shapes (which facets, which window bounds, a cursor or not).
+    if (db !== this.statementsOf || this.statements.size >= 512) {
+      this.statements.clear();
+      this.statementsOf = db;
+    }
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /**
+   * The bytes at each row's offset, one longer than its record line: one read per segment, however many of the
+   * page's rows it holds (a row whose segment is missing has none).
+   */
+  private lines(rows: readonly Row[]): Map<Row, Buffer> {
     const bySegment = new Map<string, Row[]>();
     for (const row of rows) {
       const key = segmentKey(row.stream, row.segment);
@@ -133,49 +164,49 @@ export class IndexedEvents implements EventIndex {
       if (group) group.push(row);
       else bySegment.set(key, [row]);
     }
-    const read = new Map<Row, FoundEvent | undefined>();
-    await Promise.all(
-      [...bySegment].map(async ([key, group]) => {
-        const lines = await this.objects.getRanges(
-          key,
-          group.map((r) => ({ offset: r.offset, length: r.length + 1 })),
-        );
-        for (const [i, row] of group.entries()) read.set(row, await this.read(row, lines?.[i]));
-      }),
-    );
-    const events: FoundEvent[] = [];
-    for (const row of rows) {
-      const found = read.get(row);
-      if (found && recordMatches(query, found)) events.push(found);
+    const lines = new Map<Row, Buffer>();
+    for (const [key, group] of bySegment) {
+      const read = this.objects.getRanges(
+        key,
+        group.map((r) => ({ offset: r.offset, length: r.length + 1 })),
+      );
+      for (const [i, row] of group.entries()) {
+        const line = read?.[i];
+        if (line) lines.set(row, line);
+      }
     }
-    const last = rows[rows.length - 1];
-    return more && last ? { events, cursor: encodeCursor(order, last) } : { events };
+    return lines;
   }
 
   /**
-   * The record a row names, as the store holds it (undefined when the store has no such record), from `line`: the
-   * bytes at the row's offset, one longer than the record line.
+   * The record a row names from its whole segment, as the store holds it (undefined when the store has no such
+   * record): when the line at the row's offset is not that record, the index is out of step with the store, and
+   * the segment decides.
    */
-  private async read(row: Row, line: Buffer | undefined): Promise<FoundEvent | undefined> {
-    const key = segmentKey(row.stream, row.segment);
-    // The line the index noted, ending where a record line ends; anything else means the index is out of step
-    // with the store, and the whole segment decides.
-    if (line && line.length === row.length + 1 && line[row.length] === 0x0a) {
-      const bytes = line.subarray(0, row.length);
-      try {
-        const record = parseRecordLine(bytes);
-        if (record.stream === row.stream && record.index === row.idx) {
-          return foundEvent(row.stream, record, sha256(bytes));
-        }
-      } catch {
-        // fall through to the whole segment, which reports what is wrong with it
-      }
-    }
-    const segment = await this.objects.get(key);
+  private async fromSegment(row: Row): Promise<FoundEvent | undefined> {
+    const segment = await this.objects.get(segmentKey(row.stream, row.segment));
     if (!segment) return undefined;
     const r = readStoredSegment(row.stream, row.segment, segment).find((s) => s.record.index === row.idx);
     return r && r.record.stream === row.stream ? foundEvent(row.stream, r.record, r.hash) : undefined;
   }
+}
+
+/**
+ * The record a row names, from `line` (the bytes at the row's offset, one longer than the record line), when it
+ * is a record line ending where the index says, of the row's stream and index; otherwise undefined.
+ */
+function fromLine(row: Row, line: Buffer | undefined): FoundEvent | undefined {
+  if (!line || line.length !== row.length + 1 || line[row.length] !== 0x0a) return undefined;
+  const bytes = line.subarray(0, row.length);
+  try {
+    const record = parseRecordLine(bytes);
+    if (record.stream === row.stream && record.index === row.idx) {
+      return foundEvent(row.stream, record, sha256(bytes));
+    }
+  } catch {
+    // not a record line: the whole segment decides, and reports what is wrong with it
+  }
+  return undefined;
 }
 
 /** A cursor: the page's order and the last event's sort key and commit sequence. Opaque to clients. */

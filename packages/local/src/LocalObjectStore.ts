@@ -10,8 +10,8 @@
  * `stage` does step 1 ahead of the key, so a checkpoint is written and fsynced while its segment is, and only
  * linked once the segment is durable (core sink.ts).
  */
-import type { BigIntStats, Dirent } from "node:fs";
-import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
+import { type BigIntStats, closeSync, type Dirent, openSync, readSync } from "node:fs";
+import { readdir, readFile, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type ObjectStore, type StagedObject, StoreError } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
@@ -155,29 +155,38 @@ export class DirectoryObjects implements ObjectStore {
   /**
    * Byte ranges of the object (each `length` bytes from `offset`, fewer where the object is shorter), or undefined
    * when there is no object: how the embedded index reads record lines of a segment without reading the whole
-   * segment. One read covers every range (from the lowest offset to the highest end): each read is a trip through
-   * libuv's thread pool, where it waits behind the sink's fsyncs, so a page of 100 lines costs one wait, not 100.
+   * segment. One read covers every range (from the lowest offset to the highest end). Synchronous, on the calling
+   * thread: a trip through libuv's thread pool would wait behind the sink's fsyncs and the verifier's reads there
+   * (four threads for the whole process), which made a query's slowest pages several times its median; the index
+   * beside it (libsql) is read synchronously too, and a page is then one unit of work whose cost does not depend on
+   * what else the sink is doing (docs/EMBEDDED.md §7.3).
    */
-  async getRanges(
-    key: string,
-    ranges: readonly { offset: number; length: number }[],
-  ): Promise<Buffer[] | undefined> {
+  getRanges(key: string, ranges: readonly { offset: number; length: number }[]): Buffer[] | undefined {
     const path = this.pathOf(key);
+    let fd: number;
     try {
-      const fh = await open(path, "r");
-      try {
-        if (ranges.length === 0) return [];
-        const from = Math.min(...ranges.map((r) => r.offset));
-        const to = Math.max(...ranges.map((r) => r.offset + r.length));
-        const { bytesRead, buffer } = await fh.read(Buffer.alloc(to - from), 0, to - from, from);
-        const span = buffer.subarray(0, bytesRead);
-        return ranges.map(({ offset, length }) => span.subarray(offset - from, offset - from + length));
-      } finally {
-        await fh.close();
-      }
+      fd = openSync(path, "r");
     } catch (e) {
       if (isNoObject(e)) return undefined;
       throw storeError(`reading ${key}`, e);
+    }
+    try {
+      if (ranges.length === 0) return [];
+      let from = Number.POSITIVE_INFINITY;
+      let to = 0;
+      for (const r of ranges) {
+        from = Math.min(from, r.offset);
+        to = Math.max(to, r.offset + r.length);
+      }
+      const span = Buffer.allocUnsafe(to - from);
+      const read = readSync(fd, span, 0, to - from, from);
+      return ranges.map(({ offset, length }) =>
+        span.subarray(offset - from, Math.min(read, offset - from + length)),
+      );
+    } catch (e) {
+      throw storeError(`reading ${key}`, e);
+    } finally {
+      closeSync(fd);
     }
   }
 

@@ -57,11 +57,9 @@ async function checkNotAhead(index: LocalIndex, objects: LocalObjectStore, strea
     const where = index.location(stream, at.size - 1);
     const line =
       where &&
-      (
-        await objects.getRanges(segmentKey(stream, where.segment), [
-          { offset: where.offset, length: where.length + 1 },
-        ])
-      )?.[0];
+      objects.getRanges(segmentKey(stream, where.segment), [
+        { offset: where.offset, length: where.length + 1 },
+      ])?.[0];
     if (!line || line.length !== where!.length + 1 || toHex(sha256(line.subarray(0, -1))) !== at.headHash) {
       throw new Mismatch(
         `its record ${at.size - 1} of ${stream} is not the stored one (or the store has none)`,
