@@ -200,3 +200,25 @@ describe("a data directory in the flat layout", () => {
     expect(await verify(dataDir, verifierKey)).toMatchObject({ code: 0, report: { ok: true } });
   });
 });
+
+describe("byte ranges of a stored object (DirectoryObjects.getRanges, how a query reads record lines)", () => {
+  it("answers each range from one read, clips a range at the object's end, and answers no object for a missing key or a directory", async () => {
+    const root = await fresh();
+    const key = "streams/s/segments/00000000000000000100";
+    const objects = new DirectoryObjects(root, "fanned");
+    await mkdir(dirname(objects.pathOf(key)), { recursive: true });
+    await writeFile(objects.pathOf(key), "first line\nsecond line\n");
+    const got = objects.getRanges(key, [
+      { offset: 11, length: 12 },
+      { offset: 0, length: 11 },
+      { offset: 18, length: 100 },
+    ]);
+    expect(got?.map((b) => b.toString())).toEqual(["second line\n", "first line\n", "line\n"]);
+    expect(objects.getRanges(key, [])).toEqual([]);
+    expect(objects.getRanges("streams/s/segments/00000000000000000200", [{ offset: 0, length: 1 }])).toBe(
+      undefined,
+    );
+    // A 12-digit key names the fanned directory that holds segment files: not an object.
+    expect(objects.getRanges("streams/s/segments/000000000000", [{ offset: 0, length: 1 }])).toBe(undefined);
+  });
+});

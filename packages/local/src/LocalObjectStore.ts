@@ -162,15 +162,9 @@ export class DirectoryObjects implements ObjectStore {
    * what else the sink is doing (docs/EMBEDDED.md §7.3).
    */
   getRanges(key: string, ranges: readonly { offset: number; length: number }[]): Buffer[] | undefined {
-    const path = this.pathOf(key);
-    let fd: number;
+    let fd: number | undefined;
     try {
-      fd = openSync(path, "r");
-    } catch (e) {
-      if (isNoObject(e)) return undefined;
-      throw storeError(`reading ${key}`, e);
-    }
-    try {
+      fd = openSync(this.pathOf(key), "r");
       if (ranges.length === 0) return [];
       let from = Number.POSITIVE_INFINITY;
       let to = 0;
@@ -184,9 +178,11 @@ export class DirectoryObjects implements ObjectStore {
         span.subarray(offset - from, Math.min(read, offset - from + length)),
       );
     } catch (e) {
+      // A directory where the key's file would be opens, and its read fails with EISDIR: no object, as for get.
+      if (isNoObject(e)) return undefined;
       throw storeError(`reading ${key}`, e);
     } finally {
-      closeSync(fd);
+      if (fd !== undefined) closeSync(fd);
     }
   }
 
