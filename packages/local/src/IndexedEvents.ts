@@ -139,7 +139,7 @@ export class IndexedEvents implements EventIndex {
 
   private statement(sql: string): Database.Statement {
     const db = this.db();
-    // A query's SQL is one of a few hundred shapes (which facets, which window bounds, a cursor or not).
+    // A query's SQL depends only on which filters it names and whether it has a cursor; bounded all the same.
     if (db !== this.statementsOf || this.statements.size >= 512) {
       this.statements.clear();
       this.statementsOf = db;
