@@ -7,9 +7,9 @@
  * The official SDK client calls `echo` on `@modelcontextprotocol/server-everything` (spawned over stdio)
  * CALLS times directly, and CALLS times through the gateway (agent ↔ gateway in-process over the SDK's
  * InMemoryTransport, gateway ↔ server over stdio), in alternating rounds of 100 so that machine load falls on
- * both alike. The gateway decides each call (a policy with three rules), signs its event and appends it to the
- * fsynced spool before answering; with `failMode: open` delivery to the embedded sink is asynchronous, with
- * `closed` each answer waits for the event's verified receipt. The sink runs as its own process
+ * both alike. The gateway decides each call (a policy with three rules), signs its event and writes it to the
+ * spool (fdatasynced in the background) before answering; with `failMode: open` delivery to the embedded sink is
+ * asynchronous, with `closed` each answer waits for the event's verified receipt. The sink runs as its own process
  * (packages/local/src/serve.ts), as it would in production, so its commits do not share the gateway's event loop.
  * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
