@@ -133,21 +133,21 @@ export class IndexedEvents implements EventIndex {
     return more && last ? { events, cursor: encodeCursor(order, last) } : { events };
   }
 
-  /** Prepared statements by SQL, for the database db() returns now (a reset index is a new one). */
-  private statements = new Map<string, Database.Statement>();
-  private statementsOf: Database.Database | undefined;
+  /** Prepared statements by SQL, per database (a reset index is a new one, with statements of its own). */
+  private statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
 
   private statement(sql: string): Database.Statement {
     const db = this.db();
+    let byDb = this.statements.get(db);
     // A query's SQL depends only on which filters it names and whether it has a cursor; bounded all the same.
-    if (db !== this.statementsOf || this.statements.size >= 512) {
-      this.statements.clear();
-      this.statementsOf = db;
+    if (!byDb || byDb.size >= 512) {
+      byDb = new Map();
+      this.statements.set(db, byDb);
     }
-    let statement = this.statements.get(sql);
+    let statement = byDb.get(sql);
     if (!statement) {
       statement = db.prepare(sql);
-      this.statements.set(sql, statement);
+      byDb.set(sql, statement);
     }
     return statement;
   }

@@ -158,8 +158,8 @@ export class DirectoryObjects implements ObjectStore {
    * segment. One read covers every range (from the lowest offset to the highest end). Synchronous, on the calling
    * thread: a trip through libuv's thread pool would wait behind the sink's fsyncs and the verifier's reads there
    * (four threads for the whole process), which made a query's slowest pages several times its median; the index
-   * beside it (libsql) is read synchronously too, and a page is then one unit of work whose cost does not depend on
-   * what else the sink is doing (docs/EMBEDDED.md §7.3).
+   * beside it (libsql) is read synchronously too, so a page's reads no longer queue behind the sink's other file
+   * work (docs/EMBEDDED.md §7.3).
    */
   getRanges(key: string, ranges: readonly { offset: number; length: number }[]): Buffer[] | undefined {
     let fd: number | undefined;
