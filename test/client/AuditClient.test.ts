@@ -1,4 +1,4 @@
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -251,5 +251,18 @@ describe("CheckpointWitness state file", () => {
     const reopened = await client({ stateFile });
     for (const stream of ["s-a", "s-b", "s-c", "s-d"])
       expect(reopened.witness.newest(stream)).toContain(`/${stream}\n1\n`);
+  });
+  it.each([
+    ["not JSON", "{not json"],
+    ["JSON without checkpoints", "null"],
+  ])("refuses a state file that is %s with ClientError('bad-config') naming the file", async (_, text) => {
+    // Prepare
+    const stateFile = join(await mkdtemp(join(tmpdir(), "auditsink-client-")), "witness.json");
+    await writeFile(stateFile, text);
+    // Act
+    const opened = client({ stateFile });
+    // Assess
+    await expect(opened).rejects.toMatchObject({ name: "ClientError", code: "bad-config" });
+    await expect(opened).rejects.toThrow(stateFile);
   });
 });

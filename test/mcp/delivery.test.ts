@@ -3,7 +3,7 @@
  * after both the sink and the gateway restart; fail-closed withholds what it cannot record and refuses calls
  * until the sink is back. A sink that rolls its log back is caught by the receipt check and reported.
  */
-import { cp, rm } from "node:fs/promises";
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startEmbeddedSink } from "@auditsink/local";
 import { serveHttp } from "@auditsink/mcp";
@@ -225,5 +225,77 @@ describe("receipt checks", () => {
     expect(status.integrityError).toMatch(/log-fork/);
     expect(status.backlog).toBe(1);
     expect(metric).toContain('auditsink_mcp_receipt_failures_total{code="log-fork"}');
+  }, 30_000);
+});
+
+describe("delivery thread", () => {
+  it("sets aside every event the sink refuses for good, with the refusal, and keeps delivering", async () => {
+    // Prepare: the producer may write agents.* only; this gateway records to another stream
+    const work = await tempDir("auditsink-mcp-refused-");
+    const s = await sinkWithProducer(work, "mcp-gateway");
+    cleanups.push(() => s.sink.close());
+    const config = gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work, {
+      policy: { default: "allow" },
+    });
+    config.sink.stream = "billing.mcp";
+    const running = await gateway(config);
+    cleanups.push(() => running.close());
+    const http = await serveHttp(running, { port: 0 });
+    cleanups.push(() => http.close());
+    const client = new Client({ name: "test-agent", version: "1" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+    cleanups.push(() => client.close());
+
+    // Act
+    const answers = [
+      await client.callTool({ name: "echo", arguments: { message: "r1" } }),
+      await client.callTool({ name: "echo", arguments: { message: "r2" } }),
+    ];
+    await running.recorder.drain(10_000);
+    const rejected = (await readFile(join(work, "spool", "rejected.jsonl"), "utf8"))
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { seq: number; stream: string; reason: string; bytes?: number });
+    const metric = await running.metrics.registry.getSingleMetricAsString(
+      "auditsink_mcp_events_rejected_total",
+    );
+
+    // Assess: the calls were answered (fail-open); both events are set aside in order, with the sink's refusal
+    expect(answers.every((a) => !a.isError)).toBe(true);
+    expect(rejected.map((r) => [r.seq, r.stream])).toEqual([
+      [0, "billing.mcp"],
+      [1, "billing.mcp"],
+    ]);
+    expect(rejected[0]!.reason).toMatch(/billing\.mcp/);
+    expect(rejected[0]!.bytes).toBeUndefined();
+    expect(metric).toContain("auditsink_mcp_events_rejected_total 2");
+    expect(running.recorder.status()).toMatchObject({ backlog: 0, sinkReachable: true });
+  }, 30_000);
+
+  it("does not start on a witness state file it cannot read, and leaves the spool to the next start", async () => {
+    // Prepare
+    const work = await tempDir("auditsink-mcp-witness-");
+    const s = await sinkWithProducer(work, "mcp-gateway");
+    cleanups.push(() => s.sink.close());
+    const config = gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work);
+    await mkdir(join(work, "spool"), { recursive: true });
+    await writeFile(join(work, "spool", "witness.json"), "{not json");
+
+    // Act
+    const failed = await gateway(config).then(
+      async (g) => {
+        await g.close();
+        return "started";
+      },
+      (e: Error) => e.message,
+    );
+    await rm(join(work, "spool", "witness.json"));
+    const running = await gateway(config);
+    const status = running.recorder.status();
+    await running.close();
+
+    // Assess
+    expect(failed).toMatch(/witness\.json/);
+    expect(status).toMatchObject({ backlog: 0, sinkReachable: true });
   }, 30_000);
 });

@@ -56,8 +56,20 @@ export class CheckpointWitness {
         }
       }
       if (text !== undefined) {
-        const state = JSON.parse(text) as StateFile;
-        for (const [stream, signed] of Object.entries(state.checkpoints ?? {})) {
+        let state: StateFile;
+        try {
+          state = JSON.parse(text) as StateFile;
+          if (typeof state?.checkpoints !== "object" || state.checkpoints === null)
+            throw new Error("no checkpoints object");
+        } catch (e) {
+          throw new ClientError(
+            "bad-config",
+            `state file ${options.stateFile} is not a witness state (${(e as Error).message})`,
+            {},
+            { cause: e },
+          );
+        }
+        for (const [stream, signed] of Object.entries(state.checkpoints)) {
           const opened = openCheckpoint(signed, options.trusted);
           if (!opened.ok) {
             throw new ClientError(

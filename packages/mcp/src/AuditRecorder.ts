@@ -2,7 +2,8 @@
  * Records audit events for the gateway: sign (the producer key, through AuditClient), validate as the sink
  * would, append durably to the Spool, and deliver in order in the background, each receipt verified by
  * AuditClient (pinned sink key, inclusion proof, consistency with the newest checkpoint seen, kept across
- * restarts in the spool's witness.json).
+ * restarts in the spool's witness.json). Signing and spooling happen on the calling thread, before the call is
+ * answered; sending and the receipt checks on the DeliveryThread, so they do not hold up tool calls.
  *
  * Fail modes, chosen by the operator:
  * - `closed`: record() resolves only once the event has a verified receipt (within `closedTimeoutMs`), and
@@ -22,7 +23,8 @@ import {
   ReceiptError,
   WitnessError,
 } from "@auditsink/client";
-import { canonicalBytes, canonicalEvent, parseSignedEvent, type Receipt } from "@auditsink/core";
+import { canonicalEvent, parseSignedEvent, type Receipt } from "@auditsink/core";
+import { DeliveryThread } from "./DeliveryThread.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
 import { Spool, type Spooled } from "./Spool.ts";
@@ -93,7 +95,9 @@ export class AuditRecorder {
 
   private constructor(
     private readonly options: RecorderOptions,
-    private readonly client: AuditClient,
+    /** Signs on the calling thread; it sends nothing. */
+    private readonly signer: AuditClient,
+    private readonly delivery: DeliveryThread,
     readonly spool: Spool,
   ) {
     this.retryDelay = options.retryDelayMs?.min ?? 200;
@@ -104,17 +108,15 @@ export class AuditRecorder {
   static async open(options: RecorderOptions): Promise<AuditRecorder> {
     const spool = await Spool.open(options.spoolDir);
     try {
-      const max = maxBatchEvents(options);
-      const client = await AuditClient.create({
+      const signer = await AuditClient.create(options.sink);
+      const delivery = await DeliveryThread.start({
         ...options.sink,
         stateFile: join(options.spoolDir, "witness.json"),
-        // Batches are cut by the recorder and sent by flush(); the client's own retries are short, the
-        // recorder retries for as long as it takes.
-        batch: { maxEvents: max, maxBytes: 1024 * 1024, lingerMs: 60_000 },
+        batch: { maxEvents: maxBatchEvents(options), maxBytes: 1024 * 1024, lingerMs: 60_000 },
         retry: { maxAttempts: 2, baseDelayMs: 50, maxDelayMs: 200 },
         timeoutMs: options.sink.timeoutMs ?? 5000,
       });
-      const recorder = new AuditRecorder(options, client, spool);
+      const recorder = new AuditRecorder(options, signer, delivery, spool);
       recorder.kick();
       return recorder;
     } catch (e) {
@@ -153,13 +155,13 @@ export class AuditRecorder {
     fallback?: () => AuditEventInput,
     options: { receipt?: boolean } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
-    let event = this.client.sign({ ...input, source: input.source ?? this.options.sink.source });
+    let event = this.signer.sign({ ...input, source: input.source ?? this.options.sink.source });
     try {
       canonicalEvent(parseSignedEvent(event));
     } catch (e) {
       if (!fallback) throw e;
       const second = fallback();
-      event = this.client.sign({ ...second, source: second.source ?? this.options.sink.source });
+      event = this.signer.sign({ ...second, source: second.source ?? this.options.sink.source });
       canonicalEvent(parseSignedEvent(event));
     }
     const entry = this.spool.append(this.stream, event);
@@ -254,18 +256,9 @@ export class AuditRecorder {
     while (!this.closing) {
       const window = this.window();
       if (window.length === 0) return;
-      const outcomes = window.map((e) => this.client.send(e.event, { stream: e.stream }));
-      await this.client.flush();
-      const settled = await Promise.allSettled(outcomes);
-      const receipts: Receipt[] = [];
-      let failure: unknown;
-      for (const s of settled) {
-        if (s.status === "rejected") {
-          failure = s.reason;
-          break;
-        }
-        receipts.push(s.value);
-      }
+      const { receipts, failure } = await this.delivery
+        .send({ stream: window[0]!.stream, events: window.map((e) => e.event) })
+        .catch((e: Error) => ({ receipts: [] as Receipt[], failure: e }));
       if (receipts.length > 0) {
         const done = window.slice(0, receipts.length);
         await this.spool.markDelivered(receipts.length, receipts);
@@ -336,10 +329,9 @@ export class AuditRecorder {
     let bytes = 0;
     for (const e of pending) {
       if (out.length >= max) break;
-      const size = canonicalBytes(e.event).length;
-      if (out.length > 0 && (bytes + size > MAX_BATCH_BYTES || e.stream !== out[0]!.stream)) break;
+      if (out.length > 0 && (bytes + e.bytes > MAX_BATCH_BYTES || e.stream !== out[0]!.stream)) break;
       out.push(e);
-      bytes += size;
+      bytes += e.bytes;
     }
     return out;
   }
@@ -350,7 +342,8 @@ export class AuditRecorder {
     this.closing = true;
     if (this.scheduled) clearTimeout(this.scheduled);
     await this.delivering;
-    await this.client.close().catch(() => undefined);
+    await this.delivery.close();
+    await this.signer.close();
     await this.spool.close();
   }
 }

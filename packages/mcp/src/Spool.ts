@@ -38,6 +38,11 @@ export interface Spooled {
   seq: number;
   stream: string;
   event: SignedEvent;
+  /**
+   * The length of its line in the spool (not written there): more than the event's canonical JSON, so batches
+   * are cut by it without canonicalizing again.
+   */
+  bytes: number;
 }
 
 const SEGMENT_NAME = /^(\d{20})\.jsonl$/;
@@ -113,7 +118,7 @@ export class Spool {
         if (line === "") continue;
         let entry: Spooled;
         try {
-          entry = JSON.parse(line) as Spooled;
+          entry = { ...(JSON.parse(line) as Omit<Spooled, "bytes">), bytes: Buffer.byteLength(line) + 1 };
         } catch (cause) {
           throw new GatewayError("spool-corrupt", `${path}: a line is not JSON`, { cause });
         }
@@ -143,8 +148,8 @@ export class Spool {
   append(stream: string, event: SignedEvent): Spooled {
     if (this.failure) throw this.failure;
     if (this.closed) throw new GatewayError("spool-corrupt", "the spool is closed");
-    const entry: Spooled = { seq: this.nextSeq, stream, event };
-    const bytes = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
+    const bytes = Buffer.from(`${JSON.stringify({ seq: this.nextSeq, stream, event })}\n`, "utf8");
+    const entry: Spooled = { seq: this.nextSeq, stream, event, bytes: bytes.length };
     try {
       const segment = this.segmentFor(entry.seq, bytes.length);
       for (let done = 0; done < bytes.length; )
@@ -242,7 +247,8 @@ export class Spool {
   async reject(reason: string): Promise<Spooled | undefined> {
     const oldest = this.backlog[0];
     if (!oldest) return undefined;
-    await this.appendLines("rejected.jsonl", [`${JSON.stringify({ ...oldest, reason })}\n`]);
+    const { bytes: _, ...line } = oldest;
+    await this.appendLines("rejected.jsonl", [`${JSON.stringify({ ...line, reason })}\n`]);
     await this.markDelivered(1, []);
     return oldest;
   }

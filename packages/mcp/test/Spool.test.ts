@@ -36,17 +36,14 @@ describe("Spool", () => {
 
     // Act
     const again = await Spool.open(d);
-    const pending = again.pending().map((e) => [e.seq, e.event.id]);
+    const pending = again.pending().map((e) => [e.seq, e.event.id, e.bytes]);
     const next = await again.append("agents.mcp", event(6));
     await again.close();
 
     // Assess
     expect(appended.map((e) => e.seq)).toEqual([0, 1, 2, 3, 4]);
-    expect(pending).toEqual([
-      [2, "e3"],
-      [3, "e4"],
-      [4, "e5"],
-    ]);
+    expect(pending).toEqual(appended.slice(2).map((e) => [e.seq, e.event.id, e.bytes]));
+    expect(pending.map(([, id]) => id)).toEqual(["e3", "e4", "e5"]);
     expect(next.seq).toBe(5);
     expect((await readFile(join(d, "receipts.jsonl"), "utf8")).trim().split("\n")).toHaveLength(2);
   });
@@ -108,7 +105,9 @@ describe("Spool", () => {
     await spool.close();
 
     // Assess
-    expect(text).toBe(`${JSON.stringify(entry)}\n`);
+    const { bytes, ...line } = entry;
+    expect(text).toBe(`${JSON.stringify(line)}\n`);
+    expect(Buffer.byteLength(text)).toBe(bytes);
     expect(JSON.parse(text).event.id).toBe("e7");
   });
 

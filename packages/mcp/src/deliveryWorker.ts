@@ -1,0 +1,34 @@
+/**
+ * Runs in the delivery thread (DeliveryThread): one AuditClient for the life of the thread, one window per task.
+ * Batches are cut by the recorder and sent by flush(); the client's own retries are short, the recorder retries
+ * for as long as it takes.
+ */
+import { AuditClient, privateKeyFromPem } from "@auditsink/client";
+import Tinypool from "tinypool";
+import { type DeliveryData, type DeliveryOutcome, type DeliveryTask, sentError } from "./DeliveryThread.ts";
+
+const { client: options } = Tinypool.workerData as DeliveryData;
+const { producerKeyPem, sinkKeys, ...rest } = options;
+const client = AuditClient.create({
+  ...rest,
+  producerKey: privateKeyFromPem(producerKeyPem),
+  sinkKey: sinkKeys,
+});
+client.catch(() => undefined); // reported by the first task, which awaits it
+
+export default async function deliver(task: DeliveryTask): Promise<DeliveryOutcome> {
+  let c: AuditClient;
+  try {
+    c = await client;
+  } catch (e) {
+    return { receipts: [], failure: sentError(e) };
+  }
+  const outcomes = task.events.map((e) => c.send(e, { stream: task.stream }));
+  await c.flush();
+  const receipts = [];
+  for (const s of await Promise.allSettled(outcomes)) {
+    if (s.status === "rejected") return { receipts, failure: sentError(s.reason) };
+    receipts.push(s.value);
+  }
+  return { receipts };
+}
