@@ -19,6 +19,9 @@
  * - `rounds`: alternating rounds of 100 calls per path, as earlier runs measured: the background work of the
  *   gateway's events then falls on the gateway's rounds only, so this also charges the gateway with the
  *   co-located sink's commits.
+ * And, as users run it: `auditsink mcp-proxy` in its own process (fail-open), the agent's client speaking stdio to
+ * it, shuffled with the direct calls (`process`): one more stdio hop, and the gateway's work off the agent's
+ * process.
  * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -194,6 +197,56 @@ async function run(
   };
 }
 
+/** The gateway as users run it: `auditsink mcp-proxy` over stdio, fail-open, in its own process. */
+async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["privateKey"]) {
+  const keyFile = join(work, "producer.key.pem");
+  writeFileSync(keyFile, producerKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+  const stream = "agents.bench-process";
+  const config = join(work, "gateway.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      servers: [server],
+      sink: { url: sink.url, keyFile, verifierKey: sink.verifierKey, stream, source: "mcp-proxy://bench" },
+      spool: join(work, "spool-process"),
+      failMode: "open",
+      policy: {
+        default: "deny",
+        rules: [
+          { name: "no-env", tool: "get-env", action: "deny" },
+          { name: "echo", tool: "echo", action: "allow", redact: ["token"] },
+          { name: "sum", tool: "get-sum", action: "allow", rateLimit: { calls: 10, perSeconds: 1 } },
+        ],
+      },
+    }),
+  );
+  const viaGateway = new Client({ name: "bench-agent", version: "1" });
+  await viaGateway.connect(
+    new StdioClientTransport({
+      command: process.execPath,
+      args: ["--import", "tsx", "packages/cli/src/main.ts", "mcp-proxy", "--config", config],
+      stderr: "inherit",
+    }),
+  );
+  const direct = new Client({ name: "bench-agent", version: "1" });
+  await direct.connect(new StdioClientTransport(server));
+  const mixed = { d: [] as number[], g: [] as number[] };
+  await timed(direct, 200, []);
+  await timed(viaGateway, 200, []);
+  await shuffled(direct, viaGateway, CALLS, mixed.d, mixed.g);
+  await direct.close();
+  // Closing stdin ends the gateway, which delivers what is left (up to 5 s) before it exits.
+  await viaGateway.close();
+  let delivered = 0;
+  for (const until = Date.now() + 10_000; Date.now() < until; ) {
+    const r = await fetch(`${sink.url}/v1/streams/${stream}/checkpoint`);
+    delivered = r.ok ? ((await r.json()) as { size: number }).size : 0;
+    if (delivered >= CALLS + 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { failMode: "open" as const, shuffled: compare(mixed.d, mixed.g), eventsDelivered: delivered };
+}
+
 try {
   const producer = generateKeyPair("ed25519");
   const registered = await fetch(`${sink.url}/v1/producers`, {
@@ -209,6 +262,7 @@ try {
   const before = loadavg();
   const open = await run("open", CALLS, producer.privateKey);
   const closed = await run("closed", CLOSED_CALLS, producer.privateKey);
+  const separate = await runProcess(producer.privateKey);
   const result = {
     date: new Date().toISOString(),
     node: process.version,
@@ -221,6 +275,7 @@ try {
     goalMet: open.shuffled.addedMs.p99 <= 2,
     open,
     closed,
+    process: separate,
   };
   const file = join(import.meta.dirname, "results", "mcp.json");
   mkdirSync(dirname(file), { recursive: true });
