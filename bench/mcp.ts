@@ -100,6 +100,16 @@ async function timed(client: Client, n: number, out: number[]): Promise<void> {
   }
 }
 
+/** The gateway's policy in every order: three rules, the call measured (`echo`) allowed by the second. */
+const POLICY = {
+  default: "deny",
+  rules: [
+    { name: "no-env", tool: "get-env", action: "deny" },
+    { name: "echo", tool: "echo", action: "allow", redact: ["token"] },
+    { name: "sum", tool: "get-sum", action: "allow", rateLimit: { calls: 10, perSeconds: 1 } },
+  ],
+} as const;
+
 /**
  * `n` calls per path in one random order (Fisher–Yates): after a gateway call, the next call is either path with
  * the same chance.
@@ -156,14 +166,7 @@ async function run(
   });
   const gateway = new McpGateway({
     servers: [server],
-    policy: Policy.parse({
-      default: "deny",
-      rules: [
-        { name: "no-env", tool: "get-env", action: "deny" },
-        { name: "echo", tool: "echo", action: "allow", redact: ["token"] },
-        { name: "sum", tool: "get-sum", action: "allow", rateLimit: { calls: 10, perSeconds: 1 } },
-      ],
-    }),
+    policy: Policy.parse(POLICY),
     recorder,
     metrics,
   });
@@ -210,14 +213,7 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
       sink: { url: sink.url, keyFile, verifierKey: sink.verifierKey, stream, source: "mcp-proxy://bench" },
       spool: join(work, "spool-process"),
       failMode: "open",
-      policy: {
-        default: "deny",
-        rules: [
-          { name: "no-env", tool: "get-env", action: "deny" },
-          { name: "echo", tool: "echo", action: "allow", redact: ["token"] },
-          { name: "sum", tool: "get-sum", action: "allow", rateLimit: { calls: 10, perSeconds: 1 } },
-        ],
-      },
+      policy: POLICY,
     }),
   );
   const viaGateway = new Client({ name: "bench-agent", version: "1" });
