@@ -5,6 +5,7 @@
  */
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Worker } from "node:worker_threads";
 import { startEmbeddedSink } from "@auditsink/local";
 import { serveHttp } from "@auditsink/mcp";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -270,6 +271,29 @@ describe("delivery thread", () => {
     expect(rejected[0]!.bytes).toBeUndefined();
     expect(metric).toContain("auditsink_mcp_events_rejected_total 2");
     expect(running.recorder.status()).toMatchObject({ backlog: 0, sinkReachable: true });
+  }, 30_000);
+
+  it("delivers on after its thread dies: a new one picks up the spool and the witness state", async () => {
+    // Prepare
+    const t = await setup("open");
+    await t.echo("m1");
+    await t.running.recorder.drain(5000);
+
+    // Act: the delivery thread is ended (fault injection through the recorder's private thread), then calls go on
+    const { delivery } = t.running.recorder as unknown as { delivery: { worker?: Worker } };
+    await delivery.worker?.terminate();
+    await t.echo("m2");
+    await t.echo("m3");
+    await t.running.recorder.drain(10_000);
+    const status = t.running.recorder.status();
+    await t.stopGateway();
+    await t.stopSink();
+
+    // Assess
+    expect(status).toMatchObject({ backlog: 0, sinkReachable: true });
+    expect(status.integrityError).toBeUndefined();
+    expect(await messages(t.s.dataDir)).toEqual(["m1", "m2", "m3"].map((m) => [m, "default"]));
+    expect(await keptReceipts(join(t.work, "spool"), t.s.verifierKey)).toHaveLength(3);
   }, 30_000);
 
   it("does not start on a witness state file it cannot read, and leaves the spool to the next start", async () => {

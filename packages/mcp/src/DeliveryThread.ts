@@ -2,9 +2,10 @@
  * The gateway's delivery thread: AuditRecorder hands it a window of spooled, signed events and gets back their
  * verified receipts. The thread owns the AuditClient that sends them — HTTP to the sink, receipt checks (pinned
  * sink key, inclusion proof), consistency with the newest checkpoint seen (witness.json) — so that work and its
- * garbage stay off the thread that answers the agent's tool calls. One thread (a tinypool of one), one window at
- * a time: the order of delivery is the recorder's.
+ * garbage stay off the thread that answers the agent's tool calls. One thread, one window at a time: the order of
+ * delivery is the recorder's. A thread that dies fails its window (the recorder retries it) and is replaced.
  */
+import { Worker } from "node:worker_threads";
 import {
   type AuditClientOptions,
   ClientError,
@@ -16,7 +17,6 @@ import {
 } from "@auditsink/client";
 import { formatVerifierKey, type Receipt, type SignedEvent } from "@auditsink/core";
 import { workerModule } from "@auditsink/local";
-import Tinypool from "tinypool";
 
 /** What the thread needs to build its AuditClient: plain data (keys as PEM and verifier key strings). */
 export interface DeliveryData {
@@ -72,7 +72,10 @@ export function revive(e: SentError): Error {
 }
 
 export class DeliveryThread {
-  private constructor(private readonly pool: Tinypool) {}
+  private worker: Worker | undefined;
+  private inFlight: { resolve: (o: DeliveryOutcome) => void; reject: (e: Error) => void } | undefined;
+
+  private constructor(private readonly data: DeliveryData) {}
 
   /**
    * Starts the thread and waits until its client is ready: a witness state file it cannot read fails here, as
@@ -81,31 +84,33 @@ export class DeliveryThread {
   static async start(options: Omit<AuditClientOptions, "fetch">): Promise<DeliveryThread> {
     const { producerKey, sinkKey, ...rest } = options;
     const keys = Array.isArray(sinkKey) ? sinkKey : [sinkKey];
-    const data: DeliveryData = {
+    const thread = new DeliveryThread({
       client: {
         ...rest,
         producerKeyPem: producerKey.export({ type: "pkcs8", format: "pem" }).toString(),
         sinkKeys: keys.map((k) => formatVerifierKey(toNoteKey(k))),
       },
-    };
-    const pool = new Tinypool({
-      filename: workerModule(import.meta.url, "deliveryWorker").href,
-      minThreads: 1,
-      maxThreads: 1,
-      workerData: data,
     });
-    const thread = new DeliveryThread(pool);
     const started = await thread.send({ stream: "", events: [] }).catch((e: Error) => ({ failure: e }));
     if (started.failure) {
-      await pool.destroy();
+      await thread.close();
       throw started.failure;
     }
     return thread;
   }
 
-  /** Sends one window; resolves with the receipts it got and the error that stopped it, if any. */
+  /**
+   * Sends one window (one at a time); resolves with the receipts it got and the error that stopped it, if any.
+   * Rejects if the thread dies meanwhile: the next window starts a new one, which reads the witness state again.
+   */
   async send(task: DeliveryTask): Promise<{ receipts: Receipt[]; failure?: Error }> {
-    const outcome = (await this.pool.run(task)) as DeliveryOutcome;
+    if (this.inFlight) throw new Error("the delivery thread sends one window at a time");
+    const worker = this.start();
+    const outcome = await new Promise<DeliveryOutcome>((resolve, reject) => {
+      this.inFlight = { resolve, reject };
+      worker.ref(); // a window under way keeps the process alive
+      worker.postMessage(task);
+    });
     return {
       receipts: outcome.receipts,
       ...(outcome.failure ? { failure: revive(outcome.failure) } : {}),
@@ -113,7 +118,33 @@ export class DeliveryThread {
   }
 
   /** Ends the thread; call it when no window is in flight. */
-  close(): Promise<void> {
-    return this.pool.destroy();
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(workerModule(import.meta.url, "deliveryWorker"), { workerData: this.data });
+    worker.unref();
+    const settle = (outcome: DeliveryOutcome | Error) => {
+      const task = this.inFlight;
+      this.inFlight = undefined;
+      worker.unref();
+      if (outcome instanceof Error) task?.reject(outcome);
+      else task?.resolve(outcome);
+    };
+    const failed = (e: Error) => {
+      // An `exit` after the `error` that already failed this worker's window: any window now is a new worker's.
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      settle(e);
+    };
+    worker.on("message", (outcome: DeliveryOutcome) => settle(outcome));
+    worker.on("error", (e) => failed(new Error(`the delivery thread failed: ${e.message}`, { cause: e })));
+    worker.on("exit", (code) => failed(new Error(`the delivery thread exited (code ${code})`)));
+    this.worker = worker;
+    return worker;
   }
 }

@@ -1,13 +1,13 @@
 /**
- * Runs in the delivery thread (DeliveryThread): one AuditClient for the life of the thread, one window per task.
+ * Runs in the delivery thread (DeliveryThread): one AuditClient for the life of the thread, one window per message.
  * Batches are cut by the recorder and sent by flush(); the client's own retries are short, the recorder retries
  * for as long as it takes.
  */
+import { parentPort, workerData } from "node:worker_threads";
 import { AuditClient, privateKeyFromPem } from "@auditsink/client";
-import Tinypool from "tinypool";
 import { type DeliveryData, type DeliveryOutcome, type DeliveryTask, sentError } from "./DeliveryThread.ts";
 
-const { client: options } = Tinypool.workerData as DeliveryData;
+const { client: options } = workerData as DeliveryData;
 const { producerKeyPem, sinkKeys, ...rest } = options;
 const client = AuditClient.create({
   ...rest,
@@ -16,7 +16,7 @@ const client = AuditClient.create({
 });
 client.catch(() => undefined); // reported by the first task, which awaits it
 
-export default async function deliver(task: DeliveryTask): Promise<DeliveryOutcome> {
+async function deliver(task: DeliveryTask): Promise<DeliveryOutcome> {
   let c: AuditClient;
   try {
     c = await client;
@@ -32,3 +32,9 @@ export default async function deliver(task: DeliveryTask): Promise<DeliveryOutco
   }
   return { receipts };
 }
+
+parentPort!.on("message", (task: DeliveryTask) => {
+  void deliver(task)
+    .catch((e: unknown) => ({ receipts: [], failure: sentError(e) }))
+    .then((outcome) => parentPort!.postMessage(outcome));
+});
