@@ -32,7 +32,11 @@ async function restartSink(dataDir: string, port: number) {
   return sink;
 }
 
-async function setup(failMode: "open" | "closed", extra: Record<string, unknown> = {}) {
+async function setup(
+  failMode: "open" | "closed",
+  extra: Record<string, unknown> = {},
+  stream = "agents.mcp",
+) {
   const work = await tempDir("auditsink-mcp-delivery-");
   const s = await sinkWithProducer(work, "mcp-gateway");
   let sink = s.sink;
@@ -42,6 +46,7 @@ async function setup(failMode: "open" | "closed", extra: Record<string, unknown>
     policy: { default: "allow" },
     ...extra,
   });
+  config.sink.stream = stream;
   let running = await gateway(config);
   let http = await serveHttp(running, { port: 0 });
   let client: Client;
@@ -232,32 +237,16 @@ describe("receipt checks", () => {
 describe("delivery thread", () => {
   it("sets aside every event the sink refuses for good, with the refusal, and keeps delivering", async () => {
     // Prepare: the producer may write agents.* only; this gateway records to another stream
-    const work = await tempDir("auditsink-mcp-refused-");
-    const s = await sinkWithProducer(work, "mcp-gateway");
-    cleanups.push(() => s.sink.close());
-    const config = gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work, {
-      policy: { default: "allow" },
-    });
-    config.sink.stream = "billing.mcp";
-    const running = await gateway(config);
-    cleanups.push(() => running.close());
-    const http = await serveHttp(running, { port: 0 });
-    cleanups.push(() => http.close());
-    const client = new Client({ name: "test-agent", version: "1" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
-    cleanups.push(() => client.close());
+    const t = await setup("open", {}, "billing.mcp");
 
     // Act
-    const answers = [
-      await client.callTool({ name: "echo", arguments: { message: "r1" } }),
-      await client.callTool({ name: "echo", arguments: { message: "r2" } }),
-    ];
-    await running.recorder.drain(10_000);
-    const rejected = (await readFile(join(work, "spool", "rejected.jsonl"), "utf8"))
+    const answers = [await t.echo("r1"), await t.echo("r2")];
+    await t.running.recorder.drain(10_000);
+    const rejected = (await readFile(join(t.work, "spool", "rejected.jsonl"), "utf8"))
       .split("\n")
       .filter(Boolean)
       .map((l) => JSON.parse(l) as { seq: number; stream: string; reason: string; bytes?: number });
-    const metric = await running.metrics.registry.getSingleMetricAsString(
+    const metric = await t.running.metrics.registry.getSingleMetricAsString(
       "auditsink_mcp_events_rejected_total",
     );
 
@@ -270,7 +259,7 @@ describe("delivery thread", () => {
     expect(rejected[0]!.reason).toMatch(/billing\.mcp/);
     expect(rejected[0]!.bytes).toBeUndefined();
     expect(metric).toContain("auditsink_mcp_events_rejected_total 2");
-    expect(running.recorder.status()).toMatchObject({ backlog: 0, sinkReachable: true });
+    expect(t.running.recorder.status()).toMatchObject({ backlog: 0, sinkReachable: true });
   }, 30_000);
 
   it("delivers on after its thread dies: a new one picks up the spool and the witness state", async () => {
