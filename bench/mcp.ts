@@ -12,16 +12,16 @@
  * receipt. The sink runs as its own process (packages/local/src/serve.ts), as in production — but on the same two
  * cores here, where it would have its own machine.
  *
- * Two orders, same run, same gateway, CALLS calls per path in each:
- * - `shuffled` (the goal's figure): the calls of both paths in one random order, so the work a call leaves
- *   behind (the gateway's delivery and spool sync, the sink's commit) falls on the next call of either path
- *   alike, and the difference is what the gateway adds on the call's path.
+ * Two orders with the gateway in the benchmark's process, same run, same gateway, CALLS calls per path in each:
+ * - `shuffled`: the calls of both paths in one random order, so the work a call leaves behind (the gateway's
+ *   delivery and spool sync, the sink's commit) falls on the next call of either path alike, and the difference
+ *   is what the gateway adds on the call's path.
  * - `rounds`: alternating rounds of 100 calls per path, as earlier runs measured: the background work of the
  *   gateway's events then falls on the gateway's rounds only, so this also charges the gateway with the
  *   co-located sink's commits.
- * And, as users run it: `auditsink mcp-proxy` in its own process (fail-open), the agent's client speaking stdio to
- * it, shuffled with the direct calls (`process`): one more stdio hop, and the gateway's work off the agent's
- * process.
+ * And, as users run it (the goal's figure): `auditsink mcp-proxy` in its own process (fail-open), the agent's
+ * client speaking stdio to it, shuffled with the direct calls (`process`): one more stdio hop, and the gateway's
+ * work off the agent's process.
  * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -267,8 +267,8 @@ try {
     loadavgAfter: loadavg().map((x) => Number(x.toFixed(2))),
     setup:
       "SDK client → echo on server-everything (stdio); direct vs through McpGateway (InMemoryTransport in front), delivery on its own thread; shuffled: the calls of both paths in one random order; rounds: alternating rounds of 100 per path; embedded sink in its own process on the same cores",
-    goal: "≤ 2 ms p99 added with asynchronous delivery (failMode open, shuffled)",
-    goalMet: open.shuffled.addedMs.p99 <= 2,
+    goal: "≤ 2 ms p99 added with asynchronous delivery, as users run it (process: auditsink mcp-proxy, fail-open)",
+    goalMet: separate.shuffled.addedMs.p99 <= 2,
     open,
     closed,
     process: separate,
