@@ -105,7 +105,7 @@ export class DeliveryThread {
    */
   async send(task: DeliveryTask): Promise<{ receipts: Receipt[]; failure?: Error }> {
     if (this.inFlight) throw new Error("the delivery thread sends one window at a time");
-    const worker = this.start();
+    const worker = this.running();
     const outcome = await new Promise<DeliveryOutcome>((resolve, reject) => {
       this.inFlight = { resolve, reject };
       worker.ref(); // a window under way keeps the process alive
@@ -124,7 +124,8 @@ export class DeliveryThread {
     await worker?.terminate();
   }
 
-  private start(): Worker {
+  /** The thread, started anew when there is none (at first, or after one ended). */
+  private running(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(workerModule(import.meta.url, "deliveryWorker"), { workerData: this.data });
     worker.unref();
