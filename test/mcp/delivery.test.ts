@@ -270,15 +270,20 @@ describe("delivery thread", () => {
 
     // Act: the delivery thread is ended (fault injection through the recorder's private thread), then calls go on
     const { delivery } = t.running.recorder as unknown as { delivery: { worker?: Worker } };
-    await delivery.worker?.terminate();
+    const first = delivery.worker;
+    await first?.terminate();
     await t.echo("m2");
     await t.echo("m3");
     await t.running.recorder.drain(10_000);
     const status = t.running.recorder.status();
+    const second = delivery.worker;
     await t.stopGateway();
     await t.stopSink();
 
-    // Assess
+    // Assess: a thread was there and ended, and another one delivered the rest
+    expect(first).toBeDefined();
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
     expect(status).toMatchObject({ backlog: 0, sinkReachable: true });
     expect(status.integrityError).toBeUndefined();
     expect(await messages(t.s.dataDir)).toEqual(["m1", "m2", "m3"].map((m) => [m, "default"]));
