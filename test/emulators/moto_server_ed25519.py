@@ -16,10 +16,10 @@ of moto unchanged:
     Any other signing algorithm gets KMS's ValidationException naming the key's algorithms, as for other keys.
 
 It also makes one S3 behaviour what S3 documents: a conditional create (PutObject with `If-None-Match: *`) is
-atomic — of concurrent creates of one key exactly one succeeds and the others get 412 Precondition Failed (S3 user
-guide, "How to prevent object overwrites with conditional writes"). moto's `S3Response.put_object` checks that the
-key is absent and then writes, in two steps, on a threaded server, so two concurrent creates could both succeed
-(measured: 8 concurrent creates of each of 40 keys left 2 versions on 3 keys). The extension holds one lock across
+atomic — of concurrent creates of one key exactly one succeeds and the others get 412 Precondition Failed (or 409),
+as the S3 user guide's section on conditional writes says. moto's `S3Response.put_object` checks that the key is
+absent and then writes, in two steps, on a threaded server, so two concurrent creates could both succeed (docs/AWS.md,
+emulator table: measured there, and seen in a CI run of the port contracts). The extension holds one lock across
 the check and the write of every conditional create; every other request runs as moto runs it.
 
 Run exactly like moto_server: `python moto_server_ed25519.py -H 127.0.0.1 -p 0` (test/emulators/harness.ts).
