@@ -155,13 +155,13 @@ export class AuditRecorder {
     fallback?: () => AuditEventInput,
     options: { receipt?: boolean } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
-    let event = this.signer.sign({ ...input, source: input.source ?? this.options.sink.source });
+    // The signer's default source is the sink options' `source`.
+    let event = this.signer.sign(input);
     try {
       canonicalEvent(parseSignedEvent(event));
     } catch (e) {
       if (!fallback) throw e;
-      const second = fallback();
-      event = this.signer.sign({ ...second, source: second.source ?? this.options.sink.source });
+      event = this.signer.sign(fallback());
       canonicalEvent(parseSignedEvent(event));
     }
     const entry = this.spool.append(this.stream, event);
