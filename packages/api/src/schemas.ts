@@ -20,12 +20,23 @@ export const StreamParams = z.object({
     .openapi({ param: { name: "stream", in: "path" }, example: "agents.prod" }),
 });
 
+/**
+ * A non-negative integer query parameter. The document says `integer` with its bounds: z.coerce's input is any
+ * value, which the generator would otherwise describe as `integer | null`, and `null` is not a number here.
+ */
 const natural = (name: string, description: string, required = true) =>
   z.coerce
     .number({ error: "must be a number" })
     .int("must be an integer")
     .min(0, "must not be negative")
-    .openapi({ param: { name, in: "query", required }, description });
+    .max(Number.MAX_SAFE_INTEGER, "must be at most 2^53 − 1")
+    .openapi({
+      param: { name, in: "query", required },
+      type: "integer",
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description,
+    });
 
 export const RecordsQuery = z.object({
   from: natural("from", "First record index (inclusive)."),

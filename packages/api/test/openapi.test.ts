@@ -193,6 +193,32 @@ describe("the OpenAPI document", () => {
     expect(doc.servers).toEqual([{ url: "http://sink.test:8787", description: expect.any(String) }]);
   });
 
+  it("describes values as the server reads them, in patterns any JSON Schema tool can use", async () => {
+    const doc = await documentOf((await world()).s);
+    const schemas: { at: string; schema: Record<string, unknown> }[] = [];
+    const walk = (node: unknown, at: string): void => {
+      if (!node || typeof node !== "object") return;
+      schemas.push({ at, schema: node as Record<string, unknown> });
+      for (const [k, v] of Object.entries(node)) walk(v, `${at}/${k}`);
+    };
+    walk(doc.paths, "");
+    // Query numbers are integers: `null` is refused as "must be a number", so the document must not offer it.
+    const nullable = schemas.filter(
+      ({ schema }) => Array.isArray(schema.type) && schema.type.includes("null"),
+    );
+    expect(nullable.map((n) => n.at)).toEqual([]);
+    // Unicode property classes (`\p{Cf}`) are missing from several engines that generate or check values.
+    const patterns = schemas.filter(({ schema }) => typeof schema.pattern === "string");
+    expect(patterns.length).toBeGreaterThan(10);
+    expect(
+      patterns.filter(({ schema }) => /\\[pP]\{/.test(schema.pattern as string)).map((p) => p.at),
+    ).toEqual([]);
+    const id = patterns.find(({ at }) => at.endsWith("/application/cloudevents+json/schema/properties/id"));
+    const plain = new RegExp(id!.schema.pattern as string, "u");
+    for (const ok of ["evt-1", "événement", "call-🦉"]) expect(plain.test(ok)).toBe(true);
+    for (const bad of ["a\u202Eb", "a\u{E0041}", "a\u2028", "a\u0085"]) expect(plain.test(bad)).toBe(false);
+  });
+
   it("marks required query parameters required and optional ones not", async () => {
     const doc = await documentOf((await world()).s);
     const required = (path: string, method = "get") =>

@@ -32,7 +32,7 @@ export const MAX_SIGNED_BATCH_EVENTS = 65_536;
  * `sigbatch` = position "." size "." path: decimal integers without leading zeros, then the path's hashes as
  * lowercase hex, concatenated. The ranges and the path length are checked by parseSigbatch.
  */
-const SIGBATCH = /^(0|[1-9][0-9]{0,4})\.([1-9][0-9]{0,4})\.((?:[0-9a-f]{64}){0,16})$/;
+export const SIGBATCH = /^(0|[1-9][0-9]{0,4})\.([1-9][0-9]{0,4})\.((?:[0-9a-f]{64}){0,16})$/;
 
 /** Where one event sits in the batch its producer signed. */
 export interface BatchMembership {

@@ -9,6 +9,7 @@ import {
   type BatchSignatureCache,
   batchEntryBytes,
   parseSigbatch,
+  SIGBATCH,
   verifyBatchMember,
   verifyBatchMemberAsync,
 } from "./batch.ts";
@@ -29,9 +30,44 @@ export const SYSTEM_STREAM = "_system";
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 /**
  * Identifiers (`id`, `source`, `type`) must look like what they are: no control characters (Cc), no format
- * characters (Cf: bidi overrides and isolates, zero-width characters), no line or paragraph separators (Zl, Zp).
+ * characters (Cf: bidi overrides and isolates, zero-width characters, tag characters), no line or paragraph
+ * separators (Zl, Zp). The code points of those four categories (Unicode 17.0), as docs/FORMAT.md §3 lists
+ * them: written out rather than as `\p{Cf}`, so that the OpenAPI document's pattern is the same set in every
+ * regular-expression engine a JSON Schema tool uses (several have no Unicode property classes), and so that the
+ * set does not move with the runtime's Unicode version. A test checks it against `\p{Cc}\p{Cf}\p{Zl}\p{Zp}`.
  */
-const PLAIN = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
+export const NOT_PLAIN_RANGES: readonly (readonly [number, number])[] = [
+  [0x0000, 0x001f],
+  [0x007f, 0x009f],
+  [0x00ad, 0x00ad],
+  [0x0600, 0x0605],
+  [0x061c, 0x061c],
+  [0x06dd, 0x06dd],
+  [0x070f, 0x070f],
+  [0x0890, 0x0891],
+  [0x08e2, 0x08e2],
+  [0x180e, 0x180e],
+  [0x200b, 0x200f],
+  [0x2028, 0x202e],
+  [0x2060, 0x2064],
+  [0x2066, 0x206f],
+  [0xfeff, 0xfeff],
+  [0xfff9, 0xfffb],
+  [0x110bd, 0x110bd],
+  [0x110cd, 0x110cd],
+  [0x13430, 0x1343f],
+  [0x1bca0, 0x1bca3],
+  [0x1d173, 0x1d17a],
+  [0xe0001, 0xe0001],
+  [0xe0020, 0xe007f],
+];
+/** A code point in a character class: `\uXXXX` in the BMP, the character itself beyond it (one code point under `u`). */
+const classMember = (c: number) =>
+  c <= 0xffff ? `\\u${c.toString(16).padStart(4, "0")}` : String.fromCodePoint(c);
+const PLAIN = new RegExp(
+  `^[^${NOT_PLAIN_RANGES.map(([a, b]) => (a === b ? classMember(a) : `${classMember(a)}-${classMember(b)}`)).join("")}]*$`,
+  "u",
+);
 const text = (max: number, pattern = NO_CONTROL) =>
   z
     .string()
@@ -63,6 +99,9 @@ const CORE_ATTRIBUTES = new Set([
   "sigbatch",
 ]);
 
+const SIGBATCH_RULE =
+  "must be <position>.<size>.<inclusion path as lowercase hex>: position < size ≤ 65536, no leading zeros, exactly the RFC 9162 path length";
+
 const attributes = z.object({
   specversion: z.literal("1.0", { error: 'must be "1.0"' }),
   id: text(256, PLAIN),
@@ -78,8 +117,11 @@ const attributes = z.object({
   data_base64: z.string().regex(BASE64, "must be base64").optional(),
   sigkeyid: z.string().regex(/^[0-9a-f]{64}$/, "must be the producer key id (64 lowercase hex)"),
   signature: z.string().min(1).regex(BASE64, "must be base64"),
-  /** Present only in a batch-signed envelope (docs/FORMAT.md §3b): the event's membership of the signed batch. */
-  sigbatch: z.string().optional(),
+  /**
+   * Present only in a batch-signed envelope (docs/FORMAT.md §3b): the event's membership of the signed batch.
+   * The pattern gives its shape (and the OpenAPI document's); the ranges and the path length are checked below.
+   */
+  sigbatch: z.string().regex(SIGBATCH, SIGBATCH_RULE).optional(),
 });
 
 /** A signed CloudEvent as it is submitted and stored. */
@@ -100,8 +142,7 @@ export const signedEventSchema = attributes
       ctx.addIssue({
         code: "custom",
         path: ["sigbatch"],
-        message:
-          "must be <position>.<size>.<inclusion path as lowercase hex>: position < size ≤ 65536, no leading zeros, exactly the RFC 9162 path length",
+        message: SIGBATCH_RULE,
       });
     }
     if (event.data !== undefined && event.data_base64 !== undefined) {

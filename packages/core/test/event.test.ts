@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   canonicalEvent,
   eventSigningBytes,
+  NOT_PLAIN_RANGES,
   parseSignedEvent,
   type SignedEvent,
   signEvent,
@@ -58,6 +59,40 @@ describe("event validation", () => {
     expect(() => parseSignedEvent({ ...good, ...patch }, "events[2]")).toThrow(
       expect.objectContaining({ code: "invalid-event", field: `events[2].${field}` }),
     );
+  });
+
+  it.each([
+    ["a bidi override (Cf)", "refund\u202Eexe.fdp"],
+    ["a zero-width space (Cf)", "re\u200Bfund"],
+    ["a tag character (Cf, beyond the BMP)", "refund\u{E0041}\u{E0042}"],
+    ["a line separator (Zl)", "refund\u2028next"],
+    ["a C1 control (Cc)", "refund\u0085"],
+  ])("refuses an identifier with %s, naming the field", (_, id) => {
+    expect(() => parseSignedEvent({ ...good, id }, "events[0]")).toThrow(
+      expect.objectContaining({ code: "invalid-event", field: "events[0].id" }),
+    );
+  });
+
+  it("accepts identifiers in any script, and characters beyond the BMP that are not format characters", () => {
+    for (const id of ["événement-1", "工具调用-7", "call-🦉-9", "𝄞-clef"])
+      expect(parseSignedEvent({ ...good, id }).id).toBe(id);
+  });
+
+  it("lists exactly the code points of Unicode's Cc, Cf, Zl and Zp (FORMAT.md §3), as this runtime knows them", () => {
+    // When a Node.js update brings a Unicode version with new format characters, this fails: the list (and
+    // FORMAT.md) are then updated on purpose, never silently by the runtime.
+    const listed = (c: number) => NOT_PLAIN_RANGES.some(([a, b]) => a <= c && c <= b);
+    const category = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+    const differ: string[] = [];
+    for (let c = 0; c <= 0x10ffff; c++) {
+      if (c >= 0xd800 && c <= 0xdfff) continue;
+      if (listed(c) !== category.test(String.fromCodePoint(c))) differ.push(c.toString(16));
+    }
+    expect(differ).toEqual([]);
+    for (const [a, b] of NOT_PLAIN_RANGES) {
+      const id = `x${String.fromCodePoint(a)}${String.fromCodePoint(b)}`;
+      expect(() => parseSignedEvent({ ...good, id })).toThrow(expect.objectContaining({ field: "event.id" }));
+    }
   });
 
   it("refuses an event over 256 KiB", () => {
