@@ -1,10 +1,12 @@
 /**
  * A running embedded sink answers an unauthenticated admin write before it reads the body: a client streaming a
  * 200 MB body gets its 401 after a few socket buffers, and the sink never holds the body in memory. Body limits
- * hold over the Node server whether the length is declared (Content-Length) or counted (chunked).
+ * hold over the Node server whether the length is declared (Content-Length) or counted (chunked), and what the
+ * Node server itself refuses (headers over its limit, bytes that are not HTTP) is a problem the document declares.
  */
 import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_BODY_BYTES } from "../../packages/api/src/index.ts";
 import { type EmbeddedSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
@@ -106,4 +108,40 @@ describe("the events route's body limit", () => {
       expect(problem).toMatchObject({ code: "invalid-request", field: "events" });
     },
   );
+});
+
+describe("what the HTTP server refuses before the app", () => {
+  it("answers every declared operation whose request line and headers exceed 16 KiB with the declared 431 problem", async () => {
+    const doc = (await (await fetch(`${sink.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { content?: object }> }>>;
+    };
+    const operations = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item).map(([method, op]) => ({ method, path, op })),
+    );
+    expect(operations.length).toBeGreaterThan(15);
+    for (const { method, path, op } of operations) {
+      expect(Object.keys(op.responses), `${method} ${path}`).toContain("431");
+      const url = `${sink.url}${path.replace(/\{[^}]+\}/g, "x")}?pad=${"a".repeat(17 * 1024)}`;
+      const res = await fetch(url, { method: method.toUpperCase() });
+      expect([`${method} ${path}`, res.status, res.headers.get("content-type")]).toEqual([
+        `${method} ${path}`,
+        431,
+        "application/problem+json",
+      ]);
+      expect(await res.json()).toMatchObject({ status: 431, code: "headers-too-large" });
+    }
+    // Nothing was read: the sink still answers.
+    expect((await fetch(`${sink.url}/healthz`)).status).toBe(200);
+  });
+
+  it("answers bytes that are not HTTP/1.1 with a 400 problem and closes the connection", async () => {
+    const socket = connect(Number(new URL(sink.url).port), "127.0.0.1");
+    await once(socket, "connect");
+    socket.end("NOT HTTP AT ALL\r\n\r\n");
+    const chunks: Buffer[] = [];
+    for await (const chunk of socket) chunks.push(chunk as Buffer);
+    const [head, body] = Buffer.concat(chunks).toString("utf8").split("\r\n\r\n");
+    expect(head).toMatch(/^HTTP\/1\.1 400 .*\r\nContent-Type: application\/problem\+json\r\n/);
+    expect(JSON.parse(body!)).toMatchObject({ status: 400, code: "invalid-request" });
+  });
 });

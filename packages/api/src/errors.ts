@@ -23,6 +23,7 @@ export type ApiErrorCode =
   | "method-not-allowed"
   | "invalid-query"
   | "ambiguous"
+  | "headers-too-large"
   | "internal";
 
 /** An error raised by the HTTP layer itself (unknown stream, missing admin token, bad query). */
@@ -68,6 +69,7 @@ const STATUS: Record<Code, [number, string]> = {
   conflict: [409, "Conflict"],
   ambiguous: [409, "More than one match"],
   "too-large": [413, "Request too large"],
+  "headers-too-large": [431, "Request line and headers too large"],
   "unsupported-media-type": [415, "Unsupported media type"],
   internal: [500, "Internal error"],
   "stored-object-corrupt": [500, "Stored data failed an integrity check"],
@@ -131,4 +133,34 @@ export function problemFor(error: unknown): ProblemOutcome {
     }
   }
   return { problem: problem("internal", "the sink failed to handle the request"), unexpected: true };
+}
+
+/**
+ * What the Node HTTP server answers a request its parser refused before the app saw it (its `clientError`
+ * event), as an RFC 9457 problem like every other refusal: the request line and headers over the server's limit
+ * (431, declared on every operation), a malformed request (400); a request that took too long to arrive gets
+ * Node's own 408. Undefined when there is nothing to answer (the connection was reset).
+ */
+export function clientErrorResponse(nodeCode: string | undefined): string | undefined {
+  if (nodeCode === "ERR_HTTP_REQUEST_TIMEOUT")
+    return "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n";
+  const body =
+    nodeCode === "HPE_HEADER_OVERFLOW"
+      ? problem(
+          "headers-too-large",
+          "the request line and headers exceed the server's limit (16 KiB); nothing was read",
+        )
+      : nodeCode?.startsWith("HPE_")
+        ? problem("invalid-request", "the request is not well-formed HTTP/1.1")
+        : undefined;
+  if (!body) return undefined;
+  const text = JSON.stringify(body);
+  return [
+    `HTTP/1.1 ${body.status} ${body.title}`,
+    `Content-Type: ${PROBLEM_JSON}`,
+    `Content-Length: ${Buffer.byteLength(text)}`,
+    "Connection: close",
+    "",
+    text,
+  ].join("\r\n");
 }

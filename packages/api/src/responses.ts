@@ -24,6 +24,9 @@ export function documentConfig(origin?: string) {
   };
 }
 
+/** How the document marks a status the HTTP server answers before the app runs (`clientErrorResponse`). */
+export const HTTP_SERVER = "HTTP server:";
+
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: "Invalid request: a parameter, the body, or an unknown or repeated query parameter (the problem's `field` names it)",
   401: "Not authenticated (admin token, or the producer's key or signature)",
@@ -57,6 +60,10 @@ export const problems = (...statuses: number[]) => {
       description:
         'AWS only: API Gateway throttled the request (its own body, `{"message": "Too Many Requests"}`); retry with backoff',
       content: { "application/json": { schema: GatewayMessage } },
+    },
+    431: {
+      description: `${HTTP_SERVER} the request line and headers together exceed its limit (16 KiB on the embedded sink, Node.js's default) and were not read (RFC 9457 problem details, code \`headers-too-large\`)`,
+      content: { [PROBLEM_JSON]: { schema: ProblemSchema } },
     },
   };
 };

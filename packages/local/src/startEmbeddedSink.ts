@@ -4,9 +4,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { dirname, join } from "node:path";
-import { bearerTokenAuthorizer, createApp, type RequestRecord } from "@auditsink/api";
+import { bearerTokenAuthorizer, clientErrorResponse, createApp, type RequestRecord } from "@auditsink/api";
 import {
   type Alert,
   type AlertSink,
@@ -341,6 +341,14 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
         resolve(info.port),
       );
       server.once("error", reject);
+      // A request the HTTP parser refuses (headers over 16 KiB, not HTTP) gets a problem like any refusal,
+      // unless part of an answer is already on the connection.
+      server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+        const answer = clientErrorResponse(error.code);
+        const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+        if (answer && socket.writable && !inFlight?.headersSent) socket.end(answer);
+        else socket.destroy();
+      });
     });
   } catch (e) {
     clearInterval(alertsRetry);
