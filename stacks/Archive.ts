@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { NagSuppressions } from "cdk-nag";
 import type { StackContext } from "sst/constructs";
+import { skipCheckov } from "./linters.ts";
 import { appRoleArnPattern, useSettings } from "./naming.ts";
 import { archiveProtections } from "./policies.ts";
 
@@ -31,13 +32,10 @@ export function Archive({ app, stack }: StackContext) {
     ],
     removalPolicy: RemovalPolicy.RETAIN,
   });
-  NagSuppressions.addResourceSuppressions(accessLogs, [
-    {
-      id: "AwsSolutions-S1",
-      reason:
-        "This is the server access log bucket of the archive; logging its own access would log forever.",
-    },
-  ]);
+  const selfLogging =
+    "This is the server access log bucket of the archive; logging its own access would log forever.";
+  NagSuppressions.addResourceSuppressions(accessLogs, [{ id: "AwsSolutions-S1", reason: selfLogging }]);
+  skipCheckov(accessLogs, "CKV_AWS_18", selfLogging);
 
   const archive = new s3.Bucket(stack, "Archive", {
     objectLockEnabled: true,

@@ -6,6 +6,7 @@ import { Archive } from "./Archive.ts";
 import { Audit } from "./Audit.ts";
 import { Ingest } from "./Ingest.ts";
 import { Ledger } from "./Ledger.ts";
+import { LinterFindings } from "./linters.ts";
 import { assertNamesFit, provideSettings } from "./naming.ts";
 import { ProducerAdmin } from "./ProducerAdmin.ts";
 import { Signing } from "./Signing.ts";
@@ -22,7 +23,8 @@ export const FEATURE_FLAGS = {
 export const STACKS = [Archive, Ledger, Signing, Ingest, ProducerAdmin, Audit, Verify] as const;
 
 /**
- * Adds the whole sink to an SST app: the stacks, tags, and the cdk-nag AwsSolutions checks.
+ * Adds the whole sink to an SST app: the stacks, tags, the cdk-nag AwsSolutions checks, and the answers to what
+ * cfn-lint and checkov report.
  *
  * @example
  * ```ts
@@ -43,6 +45,8 @@ export function auditsink(app: App, settings: Partial<StageSettings>): void {
     if (isSstStack(stack)) acceptSstInternals(stack);
   }
   Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
+  // What cfn-lint and checkov report that the design answers otherwise, with the answer (stacks/linters.ts).
+  Aspects.of(app).add(new LinterFindings());
 }
 
 function isSstStack(node: unknown): node is Stack {

@@ -29,7 +29,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const VENV = join(ROOT, ".venv");
 const REQUIREMENTS = join(ROOT, "test/emulators/requirements.txt");
 const STATE = join(ROOT, ".emulators");
-const MOTO_SERVER = join(VENV, "bin", "moto_server");
 const VENV_PYTHON = join(VENV, "bin", "python");
 /** moto's server with the tests' KMS Ed25519 extension (the file's header says what it adds and why). */
 const MOTO_ED25519 = join(ROOT, "test/emulators/moto_server_ed25519.py");
@@ -58,39 +57,42 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Creates .venv and installs the pinned moto when it is missing or differs from requirements.txt.
- * Serialized with a lock file because Vitest starts several test files at once.
+ * A project-local virtualenv (`ROOT/<name>`) with the pinned packages of `requirements`, created and filled when
+ * missing or when the file changed; resolves to the path of `bin/<probe>` in it. Serialized with a lock file per
+ * virtualenv because Vitest starts several test files at once.
  */
-export async function ensureMoto(): Promise<string> {
+export async function ensureVenv(name: string, requirements: string, probe: string): Promise<string> {
   mkdirSync(STATE, { recursive: true });
-  const wanted = readFileSync(REQUIREMENTS, "utf8");
-  const stamp = join(STATE, "moto-installed.txt");
-  const installed = () =>
-    existsSync(MOTO_SERVER) && existsSync(stamp) && readFileSync(stamp, "utf8") === wanted;
-  if (installed()) return MOTO_SERVER;
+  const venv = join(ROOT, name);
+  const program = join(venv, "bin", probe);
+  const wanted = readFileSync(requirements, "utf8");
+  const stamp = join(STATE, `${name.replace(/^\./, "")}-installed.txt`);
+  const installed = () => existsSync(program) && existsSync(stamp) && readFileSync(stamp, "utf8") === wanted;
+  if (installed()) return program;
   const release = await lockfile.lock(STATE, {
-    lockfilePath: join(STATE, "install.lock"),
+    lockfilePath: join(STATE, `install${name}.lock`),
     retries: { retries: 600, minTimeout: 500, maxTimeout: 1000 },
     stale: 600_000,
   });
   try {
     if (!installed()) {
-      if (!existsSync(join(VENV, "bin", "python"))) await run("python3", ["-m", "venv", VENV]);
+      if (!existsSync(join(venv, "bin", "python"))) await run("python3", ["-m", "venv", venv]);
       await run(
-        join(VENV, "bin", "pip"),
-        ["install", "--quiet", "--disable-pip-version-check", "-r", REQUIREMENTS],
-        {
-          maxBuffer: 64 * 1024 * 1024,
-        },
+        join(venv, "bin", "pip"),
+        ["install", "--quiet", "--disable-pip-version-check", "-r", requirements],
+        { maxBuffer: 64 * 1024 * 1024 },
       );
-      if (!existsSync(MOTO_SERVER)) throw new Error(`pip did not install ${MOTO_SERVER}`);
+      if (!existsSync(program)) throw new Error(`pip did not install ${program}`);
       writeFileSync(stamp, wanted);
     }
   } finally {
     await release();
   }
-  return MOTO_SERVER;
+  return program;
 }
+
+/** `.venv` with the pinned moto (test/emulators/requirements.txt). */
+export const ensureMoto = () => ensureVenv(".venv", REQUIREMENTS, "moto_server");
 
 /**
  * The inodes of the sockets listening on TCP `port` (IPv4 and IPv6), from /proc/net; undefined where the
