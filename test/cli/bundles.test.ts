@@ -4,9 +4,11 @@
  * finding with exit status 1, never exit 2 without a code, never a crash, never cut short.
  */
 import { spawnSync } from "node:child_process";
+import { createPrivateKey } from "node:crypto";
 import { chmod, cp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerifyResult } from "@auditsink/cli";
+import { AuditClient } from "@auditsink/client";
 import {
   checkConsistency,
   openCheckpoint,
@@ -25,6 +27,7 @@ let sink: EmbeddedSink;
 let dataDir: string;
 let fingerprint: string;
 let verifierKey: string;
+let keyFile: string;
 /** A bundle of records 3…5 of six, one per segment: its window starts at record 3. */
 let bundle: string;
 
@@ -57,8 +60,7 @@ async function editJson(path: string, edit: (value: Record<string, never>) => un
 beforeAll(async () => {
   const work = await tempDir();
   const started = await sinkWithProducer(work, "window-bot");
-  ({ sink, dataDir, fingerprint, verifierKey } = started);
-  const { keyFile } = started;
+  ({ sink, dataDir, fingerprint, verifierKey, keyFile } = started);
   let from = "";
   for (let n = 0; n < 6; n++) {
     if (n === 3) {
@@ -183,6 +185,36 @@ describe("a bundle whose window starts after record 0", () => {
     expect(a.ok && b.ok && checkConsistency(a.checkpoint, b.checkpoint, p.proof).ok).toBe(true);
     expect(before.code).toBe(2);
     expect(before.err).toContain("holds records 3…5");
+  });
+});
+
+describe("a bundle of more records than a tile holds", () => {
+  it("verifies with no warning: a bundle carries no tiles, so none is missing from it", async () => {
+    const client = await AuditClient.create({
+      endpoint: sink.url,
+      producerKey: createPrivateKey(await readFile(keyFile)),
+      sinkKey: verifierKey,
+      stream: "agents.tiled",
+      source: "agent://tiled-bot",
+    });
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) => client.send({ type: "ai.agent.step", id: `s-${i}` })),
+    );
+    await client.close();
+    const whole = join(await tempDir(), "bundle");
+    expect((await cli(["export", dataDir, "--stream", "agents.tiled", "--out", whole])).code).toBe(0);
+    const { code, report } = await verifyJson(whole);
+    expect(code).toBe(0);
+    expect(report.streams[0]).toMatchObject({
+      stream: "agents.tiled",
+      records: 300,
+      failures: [],
+      warnings: [],
+    });
+    expect(report.warnings).toBe(0);
+    // The data directory holds the stream's first tile and entry bundle: verified there, not missing.
+    const stored = await verifyJson(dataDir, "--stream", "agents.tiled");
+    expect(stored.report.streams[0]).toMatchObject({ records: 300, failures: [], warnings: [] });
   });
 });
 

@@ -235,6 +235,8 @@ export async function runVerify(
       receipts: receiptsOf(r.stream).length,
     };
     if (manifest && r.stream === manifest.stream) {
+      // A bundle carries no tiles (FORMAT.md §13): that the walk found none stored says nothing about it.
+      result.warnings = r.warnings.filter((w) => w.code !== "tiles-missing");
       result.failures.push(...(bundleProofs?.findings ?? []));
       await checkBundle(source, manifest, trust.trusted, result, bundled.receipts);
     }
