@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MAX_BODY_BYTES } from "../../packages/api/src/index.ts";
+import { MAX_BODY_BYTES, MAX_HEADER_BYTES } from "../../packages/api/src/index.ts";
 import { type EmbeddedSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
 import { tempDir } from "./helpers.ts";
 
@@ -111,7 +111,21 @@ describe("the events route's body limit", () => {
 });
 
 describe("what the HTTP server refuses before the app", () => {
-  it("answers every declared operation whose request line and headers exceed 16 KiB with the declared 431 problem", async () => {
+  it("reads a request whose every query parameter is at its declared longest", async () => {
+    // 1,024 three-byte characters each: 9 KiB percent-encoded, ~63 KiB for the seven text parameters.
+    const longest = "€".repeat(1024);
+    const query = ["agent", "run", "type", "source", "id", "producer", "cursor"]
+      .map((p) => `${p}=${encodeURIComponent(longest)}`)
+      .join("&");
+    expect(query.length).toBeGreaterThan(60 * 1024);
+    const res = await fetch(`${sink.url}/v1/events?${query}`, {
+      headers: { authorization: `Bearer ${sink.local.adminToken}` },
+    });
+    // The app answers (the cursor is not one it gave), not the HTTP server's 431.
+    expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([400, "invalid-request"]);
+  });
+
+  it("answers every declared operation whose request line and headers exceed its limit with the declared 431 problem", async () => {
     const doc = (await (await fetch(`${sink.url}/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { responses: Record<string, { content?: object }> }>>;
     };
@@ -121,7 +135,7 @@ describe("what the HTTP server refuses before the app", () => {
     expect(operations.length).toBeGreaterThan(15);
     for (const { method, path, op } of operations) {
       expect(Object.keys(op.responses), `${method} ${path}`).toContain("431");
-      const url = `${sink.url}${path.replace(/\{[^}]+\}/g, "x")}?pad=${"a".repeat(17 * 1024)}`;
+      const url = `${sink.url}${path.replace(/\{[^}]+\}/g, "x")}?pad=${"a".repeat(MAX_HEADER_BYTES)}`;
       const res = await fetch(url, { method: method.toUpperCase() });
       expect([`${method} ${path}`, res.status, res.headers.get("content-type")]).toEqual([
         `${method} ${path}`,

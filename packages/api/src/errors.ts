@@ -15,6 +15,7 @@ import {
   type StoreErrorCode,
 } from "@auditsink/core";
 import { HTTPException } from "hono/http-exception";
+import { MAX_HEADER_BYTES } from "./schemas.ts";
 
 export type ApiErrorCode =
   | "not-found"
@@ -148,7 +149,7 @@ export function clientErrorResponse(nodeCode: string | undefined): string | unde
     nodeCode === "HPE_HEADER_OVERFLOW"
       ? problem(
           "headers-too-large",
-          "the request line and headers exceed the server's limit (16 KiB); nothing was read",
+          `the request line and headers exceed the server's limit (${MAX_HEADER_BYTES / 1024} KiB); nothing was read`,
         )
       : nodeCode?.startsWith("HPE_")
         ? problem("invalid-request", "the request is not well-formed HTTP/1.1")

@@ -4,7 +4,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import { PROBLEM_JSON } from "./errors.ts";
-import { ProblemSchema } from "./schemas.ts";
+import { MAX_HEADER_BYTES, ProblemSchema } from "./schemas.ts";
 
 /** The OpenAPI document's fixed part; `servers` names the origin the document was fetched from. */
 export function documentConfig(origin?: string) {
@@ -62,7 +62,7 @@ export const problems = (...statuses: number[]) => {
       content: { "application/json": { schema: GatewayMessage } },
     },
     431: {
-      description: `${HTTP_SERVER} the request line and headers together exceed its limit (16 KiB on the embedded sink, Node.js's default) and were not read (RFC 9457 problem details, code \`headers-too-large\`)`,
+      description: `${HTTP_SERVER} the request line and headers together exceed its limit (${MAX_HEADER_BYTES / 1024} KiB on the embedded sink, room for every parameter at its longest) and were not read (RFC 9457 problem details, code \`headers-too-large\`)`,
       content: { [PROBLEM_JSON]: { schema: ProblemSchema } },
     },
   };

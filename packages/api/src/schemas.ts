@@ -10,6 +10,12 @@ export const MAX_BATCH_EVENTS = 1000;
 export const MAX_BODY_BYTES = 5 * 1024 * 1024;
 /** The body limit of every route other than event submission (admin writes, and requests without a body). */
 export const MAX_SMALL_BODY_BYTES = 64 * 1024;
+/**
+ * The request line and headers the HTTP server reads (Node's default is 16 KiB). Every query parameter at its
+ * declared longest must fit: GET /v1/events takes seven texts of up to 1,024 UTF-16 units, each up to 9 bytes
+ * percent-encoded (a three-byte UTF-8 character per unit), ~63 KiB with the rest of the request.
+ */
+export const MAX_HEADER_BYTES = 128 * 1024;
 
 const STREAM_PARAM = new RegExp(`^(?:${STREAM_NAME.source.slice(1, -1)}|${SYSTEM_STREAM})$`);
 

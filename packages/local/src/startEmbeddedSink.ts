@@ -6,7 +6,13 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import type { AddressInfo, Socket } from "node:net";
 import { dirname, join } from "node:path";
-import { bearerTokenAuthorizer, clientErrorResponse, createApp, type RequestRecord } from "@auditsink/api";
+import {
+  bearerTokenAuthorizer,
+  clientErrorResponse,
+  createApp,
+  MAX_HEADER_BYTES,
+  type RequestRecord,
+} from "@auditsink/api";
 import {
   type Alert,
   type AlertSink,
@@ -337,8 +343,14 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
-      server = serve({ fetch, hostname: host, port: options.port ?? 8787 }, (info: AddressInfo) =>
-        resolve(info.port),
+      server = serve(
+        {
+          fetch,
+          hostname: host,
+          port: options.port ?? 8787,
+          serverOptions: { maxHeaderSize: MAX_HEADER_BYTES },
+        },
+        (info: AddressInfo) => resolve(info.port),
       );
       server.once("error", reject);
       // A request the HTTP parser refuses (headers over 16 KiB, not HTTP) gets a problem like any refusal,
