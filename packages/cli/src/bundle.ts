@@ -18,7 +18,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Frontier, hashFromHex, STREAM_NAME, type VerifierState } from "@auditsink/core";
+import { Frontier, hashFromHex, parseStoredJson, STREAM_NAME, type VerifierState } from "@auditsink/core";
 import { z } from "zod";
 import { CliError } from "./errors.ts";
 
@@ -111,41 +111,43 @@ async function onlyStream(dir: string): Promise<string> {
  * `problems` say why its manifest cannot be used (verify reports them as `bundle-manifest-invalid`).
  */
 export async function readBundle(dir: string): Promise<BundleHandle | undefined> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(join(dir, "manifest.json"), "utf8");
+    bytes = await readFile(join(dir, "manifest.json"));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new CliError("source-unreadable", `cannot read ${dir}/manifest.json`, { cause: e });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
+  // Read by the rules it was written by (docs/FORMAT.md §3): with two `start` members, say, every verifier would
+  // otherwise start the walk from the one its JSON parser keeps.
+  const parsed = parseStoredJson(bytes);
+  if (!parsed.ok) {
     return {
       dir,
       stream: await onlyStream(dir),
-      problems: [{ at: "manifest.json", message: "is not JSON" }],
+      problems: [{ at: "manifest.json", message: parsed.detail }],
     };
   }
+  const json = parsed.value;
   const named = (json as { stream?: unknown } | null)?.stream;
   const handle = {
     dir,
     stream: typeof named === "string" && STREAM_NAME.test(named) ? named : await onlyStream(dir),
   };
-  const parsed = BundleManifestSchema.safeParse(json);
-  if (!parsed.success) {
+  const manifest = BundleManifestSchema.safeParse(json);
+  if (!manifest.success) {
     return {
       ...handle,
-      problems: parsed.error.issues.map((i) => ({
+      problems: manifest.error.issues.map((i) => ({
         at: `manifest.json#/${i.path.map(String).join("/")}`,
         message: i.message,
       })),
     };
   }
-  const manifest = parsed.data as BundleManifest;
-  const problems = inconsistencies(manifest);
-  return problems.length > 0 ? { ...handle, problems } : { ...handle, manifest, problems };
+  const problems = inconsistencies(manifest.data as BundleManifest);
+  return problems.length > 0
+    ? { ...handle, problems }
+    : { ...handle, manifest: manifest.data as BundleManifest, problems };
 }
 
 /** The manifest of a bundle a command needs whole (tail, prove): a problem is an error here, not a finding. */

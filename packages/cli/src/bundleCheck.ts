@@ -11,6 +11,7 @@ import {
   type Finding,
   type NoteKey,
   openCheckpoint,
+  parseStoredJson,
   parseStoreKey,
   type Receipt,
 } from "@auditsink/core";
@@ -49,9 +50,9 @@ export function manifestFindings(bundle: BundleHandle): Finding<string>[] {
   }));
 }
 
-async function readText(path: string): Promise<string | undefined> {
+async function readBytes(path: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(path, "utf8");
+    return await readFile(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw e;
@@ -64,16 +65,18 @@ export async function readBundleReceipts(
 ): Promise<{ entries: ReceiptEntry[]; findings: Finding<string>[] }> {
   const findings: Finding<string>[] = [];
   const fail = failer(bundle, findings);
-  const text = await readText(join(bundle.dir, INCLUSION));
-  if (text === undefined) {
+  const bytes = await readBytes(join(bundle.dir, INCLUSION));
+  if (bytes === undefined) {
     fail("bundle-proof-missing", INCLUSION, `${INCLUSION} is missing: the bundle carries no receipts`);
     return { entries: [], findings };
   }
   try {
-    const json = JSON.parse(text) as unknown;
-    const receipts = (json as { receipts?: unknown } | null)?.receipts;
+    // Stored JSON, read by the rules it was written by (docs/FORMAT.md §3): one meaning for every verifier.
+    const json = parseStoredJson(bytes);
+    if (!json.ok) throw new Error(json.detail);
+    const receipts = (json.value as { receipts?: unknown } | null)?.receipts;
     if (!Array.isArray(receipts)) throw new Error('no "receipts" array');
-    return { entries: receiptEntries(text, INCLUSION), findings };
+    return { entries: receiptEntries(bytes.toString("utf8"), INCLUSION), findings };
   } catch (e) {
     fail(
       "bundle-proof-invalid",
@@ -147,20 +150,20 @@ export async function checkBundle(
   }
 
   // 4. A consistency proof between every two successive bundled checkpoints, each verifying.
-  const text = await readText(join(bundle.dir, CONSISTENCY));
+  const bytes = await readBytes(join(bundle.dir, CONSISTENCY));
   let file: ConsistencyFile | undefined;
-  if (text === undefined) {
+  if (bytes === undefined) {
     fail("bundle-proof-missing", CONSISTENCY, `${CONSISTENCY} is missing`);
   } else {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    const parsed = ConsistencyFileSchema.safeParse(json);
-    if (parsed.success) file = parsed.data;
-    else fail("bundle-proof-invalid", CONSISTENCY, `${CONSISTENCY} is not {"proofs": [{from, to, proof}]}`);
+    const json = parseStoredJson(bytes);
+    const parsed = json.ok ? ConsistencyFileSchema.safeParse(json.value) : undefined;
+    if (parsed?.success) file = parsed.data;
+    else
+      fail(
+        "bundle-proof-invalid",
+        CONSISTENCY,
+        `${CONSISTENCY} is not {"proofs": [{from, to, proof}]}${json.ok ? "" : `: it ${json.detail}`}`,
+      );
   }
   const open = async (size: number) => {
     const bytes = await source.store.get(checkpointKey(stream, size));

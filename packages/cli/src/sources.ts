@@ -11,6 +11,7 @@ import {
   type ObjectStore,
   type ProducerInfo,
   type PublicKeyDocument,
+  parseStoredJson,
   publicKeyFromSpki,
   StreamReader,
 } from "@auditsink/core";
@@ -45,13 +46,17 @@ export interface Source {
   reader(stream: string): StreamReader;
 }
 
-async function readText(path: string): Promise<string | undefined> {
+async function readBytes(path: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(path, "utf8");
+    return await readFile(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new CliError("source-unreadable", `cannot read ${path}`, { cause: e });
   }
+}
+
+async function readText(path: string): Promise<string | undefined> {
+  return (await readBytes(path))?.toString("utf8");
 }
 
 export function producerKeyMap(producers: readonly ProducerInfo[]): Map<string, KeyObject> {
@@ -175,15 +180,13 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       return text ? (JSON.parse(text) as Head) : undefined;
     },
     heads: {
-      // A head file that is not JSON is handed on as its text: the verifier reports it (head-malformed).
+      // A head file that is not JSON by the rules it was written by (docs/FORMAT.md §3: a duplicate member, say,
+      // which parsers read two ways) is handed on as its text: the verifier reports it (head-malformed).
       get: async (stream) => {
-        const text = await readText(join(dir, "heads", `${stream}.json`));
-        if (text === undefined) return undefined;
-        try {
-          return JSON.parse(text) as unknown;
-        } catch {
-          return text;
-        }
+        const bytes = await readBytes(join(dir, "heads", `${stream}.json`));
+        if (bytes === undefined) return undefined;
+        const parsed = parseStoredJson(bytes);
+        return parsed.ok ? parsed.value : bytes.toString("utf8");
       },
       streams: async () =>
         (await readdir(join(dir, "heads")).catch(() => [] as string[]))

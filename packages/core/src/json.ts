@@ -18,6 +18,8 @@ export function formatPath(prefix: string, path: JsonPath): string {
 }
 
 const fatalUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+/** Keeps a leading byte order mark, which JSON.parse then refuses: the sink never stores one (RFC 8259 §8.1). */
+const fatalUtf8KeepingBom = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Parses JSON text as the sink accepts it: UTF-8 that decodes without replacement (RFC 8259 §8.1), strict
@@ -54,9 +56,61 @@ export function parseStrictJson(
   // runs when one of them is there: the text holds as many members as the parsed value (JSON.parse keeps one of
   // each duplicate name) and nests no deeper than allowed — two cheap counts.
   const written = shapeOf(text);
-  if (written.depth > options.maxDepth || written.members !== memberCount(value))
-    scanMembers(text, options.maxDepth, options.statedDepth ?? options.maxDepth, name);
+  if (written.depth > options.maxDepth || written.members !== inspectValue(value, {}).members) {
+    const found = scanMembers(text, options.maxDepth);
+    if (found?.rule === "too-deep") {
+      const field = name(found.path.slice(0, 3));
+      const limit = options.statedDepth ?? options.maxDepth;
+      throw new IngestError(
+        "invalid-request",
+        `${field}: nests deeper than ${limit} levels of arrays and objects`,
+        field,
+      );
+    }
+    if (found) {
+      const field = name(found.path);
+      throw new IngestError("invalid-request", `${field}: duplicate member name`, field);
+    }
+  }
   return value;
+}
+
+export type StoredJson = { ok: true; value: unknown } | { ok: false; detail: string };
+
+/**
+ * Parses JSON bytes read back from storage — a record line, a head, an evidence bundle's manifest or proof file —
+ * under the rules the sink applied when it accepted them (docs/FORMAT.md §3 "JSON input"), so that the bytes have
+ * exactly one meaning and every verifier reads the same value from them: UTF-8 that decodes without replacement,
+ * strict JSON, no object with two members of one name at any depth (JSON.parse keeps the last, other parsers the
+ * first), strings and member names that are well-formed Unicode, finite numbers. The nesting limit is an event's,
+ * left to the caller. Never throws: stored bytes are attacker-controlled, and what breaks a rule is a finding the
+ * caller names (`record-malformed`, `head-malformed`, …).
+ *
+ * Costs one JSON.parse, one scan of the text and one walk of the value, as parseStrictJson: the tokenizer runs
+ * only for text that holds a duplicate member, and strings are walked only when the text holds a `\u` escape.
+ */
+export function parseStoredJson(bytes: Uint8Array): StoredJson {
+  let text: string;
+  try {
+    text = fatalUtf8KeepingBom.decode(bytes);
+  } catch {
+    return { ok: false, detail: "is not valid UTF-8" };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, detail: "is not JSON" };
+  }
+  // Text decoded without replacement is well-formed: a lone surrogate can only come from a `\u` escape.
+  const found = inspectValue(value, { finite: true, wellFormed: text.includes("\\u") });
+  if (shapeOf(text).members !== found.members) {
+    const duplicate = scanMembers(text, Number.POSITIVE_INFINITY);
+    if (duplicate)
+      return { ok: false, detail: `has a duplicate member name at ${formatPath("$", duplicate.path)}` };
+  }
+  if (found.unwritable) return { ok: false, detail: found.unwritable };
+  return { ok: true, value };
 }
 
 /**
@@ -86,26 +140,51 @@ function shapeOf(text: string): { members: number; depth: number } {
   return { members, depth: deepest };
 }
 
-/** Own members of every object in a parsed JSON value (iterative; `__proto__` members are own data members). */
-function memberCount(value: unknown): number {
-  let count = 0;
+/**
+ * Own members of every object in a parsed JSON value (iterative; `__proto__` members are own data members), and
+ * whether the value holds what RFC 8785 cannot write: with `finite`, a number that overflowed to infinity (`1e400`);
+ * with `wellFormed`, a string or member name with a lone surrogate, which has no UTF-8 form. `unwritable` says which.
+ */
+function inspectValue(
+  value: unknown,
+  check: { finite?: boolean; wellFormed?: boolean },
+): { members: number; unwritable?: string } {
+  let members = 0;
+  let unwritable: string | undefined;
+  const leaf = (v: unknown) => {
+    if (typeof v === "number") {
+      if (check.finite && !Number.isFinite(v)) unwritable ??= "holds a number that is not finite";
+    } else if (typeof v === "string" && check.wellFormed && !isWellFormed(v))
+      unwritable ??= "holds a string that is not well-formed Unicode (a lone surrogate)";
+  };
+  const leaves = check.finite || check.wellFormed;
   const pending = [value];
+  if (leaves) leaf(value);
   while (pending.length > 0) {
     const v = pending.pop();
     if (typeof v !== "object" || v === null) continue;
     if (Array.isArray(v)) {
-      for (const item of v) if (typeof item === "object" && item !== null) pending.push(item);
+      for (const item of v) {
+        if (typeof item === "object" && item !== null) pending.push(item);
+        else if (leaves) leaf(item);
+      }
       continue;
     }
     const keys = Object.keys(v);
-    count += keys.length;
+    members += keys.length;
     for (const key of keys) {
       const member = (v as Record<string, unknown>)[key];
       if (typeof member === "object" && member !== null) pending.push(member);
+      else if (leaves) leaf(member);
+      if (check.wellFormed && !isWellFormed(key))
+        unwritable ??= "has a member name that is not well-formed Unicode (a lone surrogate)";
     }
   }
-  return count;
+  return unwritable === undefined ? { members } : { members, unwritable };
 }
+
+/** String.prototype.isWellFormed (ES2024, Node ≥ 20): no lone surrogates. */
+const isWellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
 
 /** jsonc-parser's SyntaxKind values (a const enum in its typings, which isolated modules cannot read). */
 const SyntaxKind = {
@@ -128,15 +207,13 @@ interface ArrayFrame {
 }
 
 /**
- * One pass of jsonc-parser's tokenizer over text JSON.parse has already accepted: finds the first duplicate
- * member name and the first nesting deeper than `maxDepth`, with the path to it.
+ * One pass of jsonc-parser's tokenizer over text JSON.parse has already accepted: the first duplicate member
+ * name or nesting deeper than `maxDepth`, with the path to it (undefined: neither).
  */
 function scanMembers(
   text: string,
   maxDepth: number,
-  statedDepth: number,
-  name: (path: JsonPath) => string,
-): void {
+): { rule: "duplicate" | "too-deep"; path: (string | number)[] } | undefined {
   const scanner = createScanner(text, true);
   const stack: (ObjectFrame | ArrayFrame)[] = [];
   const path = (): (string | number)[] =>
@@ -148,14 +225,7 @@ function scanMembers(
     switch (kind) {
       case SyntaxKind.OpenBraceToken:
       case SyntaxKind.OpenBracketToken:
-        if (stack.length >= maxDepth) {
-          const field = name(path().slice(0, 3));
-          throw new IngestError(
-            "invalid-request",
-            `${field}: nests deeper than ${statedDepth} levels of arrays and objects`,
-            field,
-          );
-        }
+        if (stack.length >= maxDepth) return { rule: "too-deep", path: path() };
         stack.push(
           kind === SyntaxKind.OpenBraceToken
             ? { names: new Set(), name: undefined, expectName: true }
@@ -175,15 +245,13 @@ function scanMembers(
           const member = scanner.getTokenValue();
           top.name = member;
           top.expectName = false;
-          if (top.names.has(member)) {
-            const field = name(path());
-            throw new IngestError("invalid-request", `${field}: duplicate member name`, field);
-          }
+          if (top.names.has(member)) return { rule: "duplicate", path: path() };
           top.names.add(member);
         }
         break;
     }
   }
+  return undefined;
 }
 
 /**

@@ -9,6 +9,7 @@
 import { FormatError } from "./errors.ts";
 import type { SignedEvent } from "./event.ts";
 import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
+import { parseStoredJson } from "./json.ts";
 import { leafHash } from "./merkle.ts";
 import { parseTilePath, type Tile, tilePath } from "./tiles.ts";
 
@@ -167,16 +168,15 @@ const RECORD_MEMBERS = 7;
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
- * Parses one record line (no hash checks); throws FormatError("bad-record") when it is not a record: exactly the
- * members of docs/FORMAT.md §5, no others.
+ * Parses one record line (no hash checks); throws FormatError("bad-record") when it is not a record: JSON under
+ * the rules the sink accepted its event by (docs/FORMAT.md §3 "JSON input": a duplicate member anywhere, invalid
+ * UTF-8 or a lone surrogate would let two verifiers read two records from one line, and its producer signature be
+ * checked against only one of them), with exactly the members of §5, no others.
  */
 export function parseRecordLine(line: Buffer): AuditRecord {
-  let r: unknown;
-  try {
-    r = JSON.parse(line.toString("utf8"));
-  } catch (cause) {
-    throw new FormatError("bad-record", "record is not JSON", { cause });
-  }
+  const parsed = parseStoredJson(line);
+  if (!parsed.ok) throw new FormatError("bad-record", `record ${parsed.detail}`);
+  const r = parsed.value;
   if (
     typeof r !== "object" ||
     r === null ||

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { type Node, parseTree } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
-import { parseStrictJson } from "../src/json.ts";
+import { parseStoredJson, parseStrictJson } from "../src/json.ts";
 
 /** Names and strings that trip a text scanner: quotes, backslash runs, colons, brackets. */
 const tricky = fc.string({
@@ -69,5 +69,61 @@ describe("parseStrictJson", () => {
     expect(() => parseStrictJson('{"__proto__":1,"__proto__":2}', { maxDepth: 8 })).toThrow(
       expect.objectContaining({ field: "body.__proto__" }),
     );
+  });
+});
+
+describe("parseStoredJson", () => {
+  it("refuses exactly the texts with a duplicate member at any depth, and otherwise parses as JSON.parse", () => {
+    fc.assert(
+      fc.property(jsonText, (text) => {
+        const parsed = parseStoredJson(Buffer.from(text));
+        if (refused(text, Number.POSITIVE_INFINITY)) {
+          expect(parsed).toEqual({
+            ok: false,
+            detail: expect.stringMatching(/^has a duplicate member name at \$/),
+          });
+        } else {
+          expect(parsed).toEqual({ ok: true, value: JSON.parse(text) });
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  for (const [what, bytes, detail] of [
+    ["a duplicate member, naming where", '{"a":[{"b":1,"b":1}]}', "has a duplicate member name at $.a[0].b"],
+    [
+      "two `constructor` members",
+      '{"constructor":1,"constructor":1}',
+      "has a duplicate member name at $.constructor",
+    ],
+    ["bytes that are not UTF-8", Buffer.from([0x22, 0xff, 0x22]), "is not valid UTF-8"],
+    ["a byte order mark (the sink never writes one)", "\ufeff{}", "is not JSON"],
+    [
+      "a lone surrogate escape",
+      '{"a":["\\ud800"]}',
+      "holds a string that is not well-formed Unicode (a lone surrogate)",
+    ],
+    [
+      "a lone surrogate in a name",
+      '{"\\udc00":1}',
+      "has a member name that is not well-formed Unicode (a lone surrogate)",
+    ],
+    ["a number beyond double range", '{"a":[-1e400]}', "holds a number that is not finite"],
+    ["a top-level number beyond double range", "1e400", "holds a number that is not finite"],
+  ] as const) {
+    it(`refuses ${what}`, () => {
+      expect(parseStoredJson(typeof bytes === "string" ? Buffer.from(bytes) : bytes)).toEqual({
+        ok: false,
+        detail,
+      });
+    });
+  }
+
+  it("accepts escaped surrogate pairs and an escaped backslash before `ud800`", () => {
+    expect(parseStoredJson(Buffer.from('["\\ud83d\\ude00","\\\\ud800"]'))).toEqual({
+      ok: true,
+      value: ["\u{1F600}", "\\ud800"],
+    });
   });
 });

@@ -4,12 +4,13 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { signCheckpoint } from "../src/checkpoint.ts";
+import type { SignedEvent } from "../src/event.ts";
 import { SYSTEM_STREAM } from "../src/event.ts";
 import { sha256 } from "../src/hash.ts";
 import { keyFingerprint } from "../src/keys.ts";
-import { Frontier, nodeHash } from "../src/merkle.ts";
+import { Frontier, leafHash, nodeHash } from "../src/merkle.ts";
 import type { Clock } from "../src/ports.ts";
-import { checkpointKey, parseStoreKey, segmentKey } from "../src/record.ts";
+import { checkpointKey, parseStoreKey, sealRecord, segmentKey } from "../src/record.ts";
 import { allFailures, runVerification, type VerificationTrust } from "../src/run.ts";
 import { Sink } from "../src/sink.ts";
 import { STREAM_CREATED } from "../src/stream-set.ts";
@@ -384,6 +385,111 @@ describe("Frontier beyond 32 bits (issue 10 item 7e)", () => {
     );
     expect(() => f.append(sha256("leaf"))).toThrow(RangeError);
   });
+});
+
+/**
+ * A stream of one record whose stored line is `edit` applied to the sink's own line for `event`, under a checkpoint
+ * the sink's key signed over the edited line's bytes: everything but the line itself is consistent, as a sink that
+ * wrote it would make it.
+ */
+async function oneLineStream(
+  w: World,
+  event: SignedEvent,
+  edit: (line: string) => string | Buffer,
+): Promise<{ objects: Map<string, Uint8Array>; edited: boolean }> {
+  const sealed = sealRecord({
+    v: 1,
+    stream: "alpha",
+    index: 0,
+    prev: "0".repeat(64),
+    received: "2026-11-24T12:00:00.000Z",
+    producer: "agent-1",
+    event,
+  });
+  const edited = edit(sealed.bytes.toString("utf8"));
+  const line = typeof edited === "string" ? Buffer.from(edited) : edited;
+  const hash = sha256(line);
+  const checkpoint = await signCheckpoint(
+    // The root of a tree of one leaf is that leaf (RFC 9162 §2.1.1).
+    {
+      origin: `${DEPLOYMENT}/alpha`,
+      size: 1,
+      root: leafHash(hash),
+      head: hash,
+      time: "2026-11-24T12:00:00.000Z",
+    },
+    w.ports.signer,
+  );
+  const objects = new Map<string, Uint8Array>([
+    [segmentKey("alpha", 0), Buffer.concat([line, Buffer.from("\n")])],
+    [checkpointKey("alpha", 1), Buffer.from(checkpoint)],
+  ]);
+  return { objects, edited: !line.equals(sealed.bytes) };
+}
+
+describe("a stored record line is JSON under the rules the sink accepted its event by (FORMAT.md §3, §5)", () => {
+  /** An event of a producer whose key the verifier is given with producer keys. */
+  const agentEvent = (w: World, data?: unknown) => {
+    const agent = producer(w.ports, "agent-1");
+    w.producerKeys.set(keyFingerprint(agent.publicKey), agent.publicKey);
+    return agent.event("e-1", data);
+  };
+  const verify = (w: World, objects: Map<string, Uint8Array>, withKeys: boolean) =>
+    verifyStream("alpha", objects, {
+      trusted: [w.ports.signer.key],
+      deployment: DEPLOYMENT,
+      ...(withKeys ? { producerKeys: w.producerKeys } : {}),
+    }).failures.map((f) => [f.code, f.at]);
+
+  it("verifies the line as the sink wrote it (the fixture is consistent)", async () => {
+    const w = await world();
+    const { objects } = await oneLineStream(w, agentEvent(w), (line) => line);
+    expect(verify(w, objects, false)).toEqual([]);
+    expect(verify(w, objects, true)).toEqual([]);
+  });
+
+  for (const [what, data, edit] of [
+    ["a record member written twice", undefined, (l: string) => l.replace('"v":1}', '"v":1,"v":1}')],
+    [
+      "an event member written twice, the last one the signed one",
+      undefined,
+      (l: string) => l.replace('"event":{', '"event":{"id":"forged",'),
+    ],
+    [
+      "two `constructor` members in event data",
+      { constructor: "signed" },
+      (l: string) => l.replace('"data":{"constructor":', '"data":{"constructor":"forged","constructor":'),
+    ],
+    ["a lone surrogate escape", undefined, (l: string) => l.replace('"search"', '"\\ud800"')],
+    [
+      "a lone surrogate escape in a member name",
+      undefined,
+      (l: string) => l.replace('"gen_ai.tool.name"', '"\\udfff"'),
+    ],
+    ["a number beyond double range", undefined, (l: string) => l.replace('"search"', "1e400")],
+    [
+      "bytes that are not UTF-8",
+      undefined,
+      (l: string) => {
+        const bytes = Buffer.from(l.replace('"search"', '"s#arch"'));
+        bytes[bytes.indexOf("#")] = 0xff;
+        return bytes;
+      },
+    ],
+  ] as const) {
+    it(`reports a line holding ${what} as record-malformed, with and without producer keys`, async () => {
+      // Prepare: a sink that signs a checkpoint over the line it stored, so only the line can be reported.
+      const w = await world();
+      const { objects, edited } = await oneLineStream(w, agentEvent(w, data), edit);
+      expect(edited).toBe(true);
+      // Act
+      const without = verify(w, objects, false);
+      const withKeys = verify(w, objects, true);
+      // Assess: one finding, the line itself — never a record read two ways (JSON.parse keeps the last member).
+      expect(without).toEqual([["record-malformed", 0]]);
+      expect(withKeys).toEqual([["record-malformed", 0]]);
+    });
+  }
 });
 
 describe("FORMAT.md rules an independent verifier relies on (issue 10 item 18)", () => {

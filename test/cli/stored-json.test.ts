@@ -1,0 +1,118 @@
+/**
+ * `auditsink verify` against an independent reading of docs/FORMAT.md: stored JSON (a head, an evidence bundle's
+ * manifest and proof files) is read by the §3 "JSON input" rules, so no parser reads it two ways.
+ */
+import { chmod, cp, readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { VerifyResult } from "@auditsink/cli";
+import type { EmbeddedSink } from "@auditsink/local";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
+
+const STREAM = "agents.stored";
+let sink: EmbeddedSink;
+let dataDir: string;
+let fingerprint: string;
+/** A bundle of the whole stream. */
+let bundle: string;
+
+async function writable(dir: string): Promise<string> {
+  const copy = join(await tempDir(), "copy");
+  await cp(dir, copy, { recursive: true });
+  await chmod(copy, 0o755);
+  for (const entry of await readdir(copy, { recursive: true, withFileTypes: true }))
+    await chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o755 : 0o644);
+  return copy;
+}
+
+async function verifyJson(source: string, ...extra: string[]) {
+  const r = await cli(["verify", source, "--fingerprint", fingerprint, "--json", ...extra]);
+  return { code: r.code, report: JSON.parse(r.out || "{}") as VerifyResult };
+}
+
+const findings = (report: VerifyResult) =>
+  [...report.archive, ...report.streams.flatMap((s) => s.failures)].map((f) => [f.code, f.stream, f.at]);
+
+/** Writes a second member of the name `name` right after the first one's opening, so JSON.parse keeps the original. */
+async function duplicateMember(path: string, name: string, value: string): Promise<void> {
+  const text = await readFile(path, "utf8");
+  const at = text.indexOf(`"${name}":`);
+  expect(at).toBeGreaterThanOrEqual(0);
+  await writeFile(path, `${text.slice(0, at)}"${name}":${value},${text.slice(at)}`);
+}
+
+beforeAll(async () => {
+  const started = await sinkWithProducer(await tempDir(), "stored-bot");
+  ({ sink, dataDir, fingerprint } = started);
+  for (let n = 0; n < 3; n++) {
+    const sent = await cli([
+      "send",
+      "--url",
+      sink.url,
+      "--key",
+      started.keyFile,
+      "--stream",
+      STREAM,
+      "--sink-key",
+      started.verifierKey,
+      "--source",
+      "agent://stored-bot",
+      "--type",
+      "ai.agent.tool_call",
+      "--id",
+      `call-${n}`,
+    ]);
+    expect(sent.code).toBe(0);
+  }
+  bundle = join(await tempDir(), "bundle");
+  expect((await cli(["export", dataDir, "--stream", STREAM, "--out", bundle])).code).toBe(0);
+});
+
+afterAll(async () => {
+  await sink.close();
+});
+
+describe("stored JSON is read by the FORMAT.md §3 input rules", () => {
+  it("verifies the untouched data directory and bundle", async () => {
+    expect((await verifyJson(dataDir)).code).toBe(0);
+    expect((await verifyJson(bundle)).code).toBe(0);
+  });
+
+  it("reports a head file holding a duplicate member as head-malformed", async () => {
+    const copy = await writable(dataDir);
+    await duplicateMember(join(copy, "heads", `${STREAM}.json`), "size", "0");
+    const { code, report } = await verifyJson(copy);
+    expect(code).toBe(1);
+    expect(findings(report)).toEqual([["head-malformed", STREAM, undefined]]);
+  });
+
+  it("reports a manifest holding a duplicate member as bundle-manifest-invalid, naming where", async () => {
+    const copy = await writable(bundle);
+    await duplicateMember(join(copy, "manifest.json"), "coveredBy", "0");
+    const { code, report } = await verifyJson(copy);
+    expect(code).toBe(1);
+    expect(report.streams.flatMap((s) => s.failures.map((f) => [f.code, f.at, f.message]))).toEqual([
+      [
+        "bundle-manifest-invalid",
+        "manifest.json",
+        "manifest.json has a duplicate member name at $.coveredBy",
+      ],
+    ]);
+  });
+
+  for (const [file, name] of [
+    ["proofs/inclusion.json", "receipts"],
+    ["proofs/consistency.json", "proofs"],
+  ] as const) {
+    it(`reports ${file} holding a duplicate member as bundle-proof-invalid`, async () => {
+      const copy = await writable(bundle);
+      await duplicateMember(join(copy, file), name, "[]");
+      const { code, report } = await verifyJson(copy);
+      expect(code).toBe(1);
+      const invalid = report.streams.flatMap((s) =>
+        s.failures.filter((f) => f.code === "bundle-proof-invalid").map((f) => [f.at, f.message]),
+      );
+      expect(invalid).toEqual([[file, expect.stringContaining(`has a duplicate member name at $.${name}`)]]);
+    });
+  }
+});
