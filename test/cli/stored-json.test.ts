@@ -1,10 +1,12 @@
 /**
  * `auditsink verify` against an independent reading of docs/FORMAT.md: stored JSON (a head, an evidence bundle's
- * manifest and proof files) is read by the §3 "JSON input" rules, so no parser reads it two ways.
+ * manifest and proof files) is read by the §3 "JSON input" rules, so no parser reads it two ways; and a receipt
+ * whose stream has no objects gets the first §9 check it fails, `receipt-not-in-log` only when it passes 1–5.
  */
 import { chmod, cp, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerifyResult } from "@auditsink/cli";
+import type { Receipt } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
@@ -113,6 +115,55 @@ describe("stored JSON is read by the FORMAT.md §3 input rules", () => {
         s.failures.filter((f) => f.code === "bundle-proof-invalid").map((f) => [f.at, f.message]),
       );
       expect(invalid).toEqual([[file, expect.stringContaining(`has a duplicate member name at $.${name}`)]]);
+    });
+  }
+});
+
+describe("receipts of a stream with no objects (FORMAT.md §9 order of receipt failure codes)", () => {
+  async function receiptFile(edit: (r: Receipt) => unknown): Promise<string> {
+    const proved = await cli([
+      "prove",
+      "inclusion",
+      dataDir,
+      "--stream",
+      STREAM,
+      "--index",
+      "1",
+      "--fingerprint",
+      fingerprint,
+    ]);
+    expect(proved.code).toBe(0);
+    const file = join(await tempDir(), "receipts.json");
+    await writeFile(file, JSON.stringify([edit(JSON.parse(proved.out) as Receipt)]));
+    return file;
+  }
+
+  for (const [what, edit, expected] of [
+    [
+      "relabelled with another stream: its checkpoint's origin is the first check it fails",
+      (r: Receipt) => ({ ...r, stream: "agents.nosuch" }),
+      "receipt-origin-mismatch",
+    ],
+    [
+      "relabelled, with an inclusion proof that does not verify either",
+      (r: Receipt) => ({ ...r, stream: "agents.nosuch", inclusionProof: [] }),
+      "receipt-origin-mismatch",
+    ],
+    [
+      "relabelled, with a checkpoint no pinned key signed",
+      (r: Receipt) => ({ ...r, stream: "agents.nosuch", checkpoint: r.checkpoint.replace(/— .*/s, "") }),
+      "receipt-checkpoint-invalid",
+    ],
+  ] as const) {
+    it(`gives a receipt ${what} its own code, and the stream stream-missing`, async () => {
+      const file = await receiptFile(edit);
+      const { code, report } = await verifyJson(dataDir, "--receipts", file);
+      expect(code).toBe(1);
+      expect(findings(report).filter(([, stream]) => stream === "agents.nosuch")).toEqual([
+        ["stream-missing", "agents.nosuch", undefined],
+        [expected, "agents.nosuch", 1],
+      ]);
+      expect(report.receipts).toMatchObject({ given: 1, checked: 1, notChecked: 0 });
     });
   }
 });

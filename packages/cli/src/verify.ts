@@ -154,7 +154,8 @@ export async function runVerify(
   for (const k of trust.trusted) producerKeys.set(keyFingerprint(k.publicKey), k.publicKey);
   const selected = options.streams?.length ? [...new Set(options.streams)] : undefined;
   // A bundle is one stream's window. Without --stream, the streams its receipts name are asked for too (the
-  // store holding none of them is then reported: stream-missing, receipt-not-in-log).
+  // store holding none of them is then reported: stream-missing, and each such receipt the first FORMAT.md §9
+  // check it fails, receipt-not-in-log when it passes the others).
   let streams = selected;
   if (bundle) {
     streams = selected

@@ -32,7 +32,7 @@ import type { Head, ObjectStore } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { parseStoreKey, streamPrefix } from "./record.ts";
 import { streamAllowed } from "./sink.ts";
-import type { Finding, StreamReport, VerifierState } from "./verify.ts";
+import { checkStreamReceipts, type Finding, type StreamReport, type VerifierState } from "./verify.ts";
 import { checkStreamWitnessed, type WitnessRequirement } from "./witnessed.ts";
 
 /**
@@ -311,14 +311,17 @@ export async function runVerification(
           undefined,
           `the store holds no object of stream ${stream}, but ${why}`,
         );
-        for (const r of receipts.filter((r) => r?.stream === stream)) {
-          fail(
-            "receipt-not-in-log",
+        // Never skipped (FORMAT.md §9): each receipt still gets the first of checks 1–5 it fails, and only one
+        // that passes them all is `receipt-not-in-log` — a receipt relabelled with a stream that is gone is
+        // reported for what is wrong with it, as it would be were the stream there.
+        archive.push(
+          ...checkStreamReceipts(
             stream,
-            r.index,
-            `receipt for record ${r.index}: the stream is not in the store`,
-          );
-        }
+            receipts.filter((r) => r?.stream === stream),
+            { trusted: trust.keys, ...(source.deployment ? { deployment: source.deployment } : {}) },
+            undefined,
+          ),
+        );
         continue;
       }
       const report = await walk(stream);

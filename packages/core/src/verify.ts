@@ -686,46 +686,71 @@ export class StreamVerifier {
   }
 
   private checkReceipts(size: number): void {
-    for (const r of this.options.receipts ?? []) {
-      let verdict: ReturnType<typeof verifyReceipt>;
-      try {
-        verdict = verifyReceipt(r, {
-          trusted: this.options.trusted,
-          ...(this.options.deployment ? { deployment: this.options.deployment } : {}),
-        });
-      } catch (e) {
-        // A receipt is caller input of any shape (a JSON file): never let it stop the report.
-        verdict = { ok: false, code: "receipt-malformed", detail: (e as Error).message };
-      }
-      if (!verdict.ok) {
-        this.fail(verdict.code, r.index, `receipt for record ${r.index}: ${verdict.detail}`);
-        continue;
-      }
-      const stored = this.wantHashes.get(r.index);
-      if (r.index >= size || !stored) {
-        this.fail(
-          "receipt-not-in-log",
-          r.index,
-          `receipt for record ${r.index}: the store holds no such record`,
-        );
-      } else if (toHex(stored) !== r.recordHash) {
-        this.fail(
-          "receipt-not-in-log",
-          r.index,
-          `receipt for record ${r.index}: the stored record has another hash`,
-        );
-      } else {
-        const logRoot = this.wantRoots.get(verdict.checkpoint.size);
-        if (verdict.checkpoint.size > size || (logRoot && !logRoot.equals(verdict.checkpoint.root))) {
-          this.fail(
-            "receipt-inconsistent",
-            r.index,
-            `receipt for record ${r.index} carries a checkpoint the log contradicts: a fork`,
-          );
-        }
-      }
+    this.failures.push(
+      ...checkStreamReceipts(this.stream, this.options.receipts ?? [], this.options, {
+        size,
+        recordHash: (index) => this.wantHashes.get(index),
+        root: (size) => this.wantRoots.get(size),
+      }),
+    );
+  }
+}
+
+/** What a walk of a stream recomputed that its receipts are checked against (FORMAT.md §9 checks 6–7). */
+export interface ReceiptLog {
+  /** The walk's end: the number of records stored. */
+  size: number;
+  /** The stored record hash at `index`, when the walk kept it. */
+  recordHash(index: number): Hash | undefined;
+  /** The root the records give for `size`, when the walk kept it. */
+  root(size: number): Hash | undefined;
+}
+
+/**
+ * Checks receipts of one stream in the order of docs/FORMAT.md §9, each getting the code of the first check it
+ * fails and no other: checks 1–5 on the receipt alone (verifyReceipt), then 6–7 against `log`. Without a log —
+ * the store holds no object of the stream — a receipt that passes 1–5 is `receipt-not-in-log`; one that fails
+ * them keeps its own code, so a receipt relabelled with a stream that is gone is still reported for what it is.
+ * Pure; never throws (a receipt is caller input of any shape).
+ */
+export function checkStreamReceipts(
+  stream: string,
+  receipts: readonly Receipt[],
+  check: { trusted: readonly NoteKey[]; deployment?: string },
+  log: ReceiptLog | undefined,
+): Finding[] {
+  const findings: Finding[] = [];
+  const fail = (code: FailureCode, r: Receipt, message: string) =>
+    findings.push({ code, stream, at: r.index, message: `receipt for record ${r.index}: ${message}` });
+  for (const r of receipts) {
+    let verdict: ReturnType<typeof verifyReceipt>;
+    try {
+      verdict = verifyReceipt(r, {
+        trusted: check.trusted,
+        ...(check.deployment ? { deployment: check.deployment } : {}),
+      });
+    } catch (e) {
+      verdict = { ok: false, code: "receipt-malformed", detail: (e as Error).message };
+    }
+    if (!verdict.ok) {
+      fail(verdict.code, r, verdict.detail);
+      continue;
+    }
+    if (!log) {
+      fail("receipt-not-in-log", r, "the stream is not in the store");
+      continue;
+    }
+    const stored = log.recordHash(r.index);
+    if (r.index >= log.size || !stored) fail("receipt-not-in-log", r, "the store holds no such record");
+    else if (toHex(stored) !== r.recordHash)
+      fail("receipt-not-in-log", r, "the stored record has another hash");
+    else {
+      const logRoot = log.root(verdict.checkpoint.size);
+      if (verdict.checkpoint.size > log.size || (logRoot && !logRoot.equals(verdict.checkpoint.root)))
+        fail("receipt-inconsistent", r, "it carries a checkpoint the log contradicts: a fork");
     }
   }
+  return findings;
 }
 
 /** One record line of a segment, hashed and parsed: everything the verifier needs from it. */

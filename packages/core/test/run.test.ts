@@ -10,6 +10,7 @@ import { sha256 } from "../src/hash.ts";
 import { keyFingerprint } from "../src/keys.ts";
 import { Frontier, leafHash, nodeHash } from "../src/merkle.ts";
 import type { Clock } from "../src/ports.ts";
+import type { Receipt } from "../src/receipt.ts";
 import { checkpointKey, parseStoreKey, sealRecord, segmentKey } from "../src/record.ts";
 import { allFailures, runVerification, type VerificationTrust } from "../src/run.ts";
 import { Sink } from "../src/sink.ts";
@@ -148,6 +149,29 @@ describe("runVerification", () => {
     const report = await run(w, { receipts: [receipt!] });
     expect(codes(report).sort()).toEqual(["receipt-not-in-log", "stream-missing"]);
   });
+
+  for (const [what, edit, expected] of [
+    ["relabelled with it (its checkpoint is alpha's)", (r: Receipt) => r, "receipt-origin-mismatch"],
+    [
+      "relabelled with it, its proof broken too",
+      (r: Receipt) => ({ ...r, inclusionProof: ["00".repeat(32)] }),
+      "receipt-origin-mismatch",
+    ],
+    ["with no checkpoint", (r: Receipt) => ({ ...r, checkpoint: undefined }), "receipt-malformed"],
+  ] as const) {
+    it(`gives a receipt of a stream with no objects, ${what}, the first FORMAT.md §9 check it fails`, async () => {
+      // Prepare: an alpha receipt that names a stream the store holds nothing of.
+      const [receipt] = await w.sink.submit("alpha", [producer(w.ports, "agent-2").event("a-x")]);
+      const relabelled = edit({ ...receipt!, stream: "nosuch" }) as Receipt;
+      // Act
+      const report = await run(w, { receipts: [relabelled] });
+      // Assess: the stream is missing; the receipt is reported for what is wrong with it, not as absent.
+      expect(report.archive.map((f) => [f.code, f.stream, f.at])).toEqual([
+        ["stream-missing", "nosuch", undefined],
+        [expected, "nosuch", receipt!.index],
+      ]);
+    });
+  }
 
   it("reports a stream the system stream never recorded (planted, or _system rewritten)", async () => {
     const planted = new Map(w.ports.objects.objects);
