@@ -37,6 +37,20 @@ async function openIndex(path: string): Promise<LocalIndex> {
 
 describePortContracts(vitest, "local files", fresh);
 
+describe("LocalHeadStore: a head is read as stored JSON", () => {
+  it("takes a head with a member written twice as no head (repaired from the store), never first- or last-wins", async () => {
+    const { dir, heads } = await fresh();
+    const head = { size: 2, headHash: "ab".repeat(32), frontier: ["cd".repeat(32)] };
+    expect(await heads.advance("s", 0, head)).toBe(true);
+    expect(await heads.get("s")).toEqual(head);
+    const file = join(dir, "heads", "s.json");
+    await writeFile(file, (await readFile(file, "utf8")).replace('{"size":2', '{"size":900,"size":2'));
+    expect(await heads.get("s")).toBeUndefined();
+    await writeFile(file, "");
+    expect(await heads.get("s")).toBeUndefined();
+  });
+});
+
 describe("LocalObjectStore: write-once files", () => {
   it("creates objects read-only and leaves no temporary file behind", async () => {
     // Prepare

@@ -12,7 +12,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Head, HeadStore } from "@auditsink/core";
+import { type Head, type HeadStore, parseStoredJson } from "@auditsink/core";
 import { crashPoint } from "./crashpoint.ts";
 import { type FileSystem, isErrno, mkdirDurable, nodeFileSystem, replaceFile, storeError } from "./fsutil.ts";
 
@@ -32,20 +32,18 @@ export class LocalHeadStore implements HeadStore {
   }
 
   async get(stream: string): Promise<Head | undefined> {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(this.pathOf(stream), "utf8");
+      bytes = await readFile(this.pathOf(stream));
     } catch (e) {
       if (isErrno(e, "ENOENT")) return undefined;
       throw storeError(`reading the head of ${stream}`, e);
     }
-    try {
-      return JSON.parse(text) as Head;
-    } catch {
-      // Left by a crash of the machine before the unsynced head reached the disk (an empty or cut-short file):
-      // no head, which the writer repairs from the store.
-      return undefined;
-    }
+    // Read as any stored JSON is (FORMAT.md §1): a file left by a crash of the machine before the unsynced head
+    // reached the disk (empty or cut short), or one with a member written twice, is no head, which the writer
+    // repairs from the store.
+    const parsed = parseStoredJson(bytes);
+    return parsed.ok ? (parsed.value as Head) : undefined;
   }
 
   advance(stream: string, expectedSize: number, next: Head): Promise<boolean> {
