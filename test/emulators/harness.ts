@@ -79,7 +79,9 @@ export async function ensureVenv(name: string, requirements: string, probe: stri
       if (!existsSync(join(venv, "bin", "python"))) await run("python3", ["-m", "venv", venv]);
       await run(
         join(venv, "bin", "pip"),
-        ["install", "--quiet", "--disable-pip-version-check", "-r", requirements],
+        // --no-compile: byte-compiling every module of the packages costs ~40 s of CPU on a fresh machine, in the
+        // middle of the test run; Python compiles the few modules a test imports when it first imports them.
+        ["install", "--quiet", "--disable-pip-version-check", "--no-compile", "-r", requirements],
         { maxBuffer: 64 * 1024 * 1024 },
       );
       if (!existsSync(program)) throw new Error(`pip did not install ${program}`);
