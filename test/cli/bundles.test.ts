@@ -5,7 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { createPrivateKey } from "node:crypto";
-import { chmod, cp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerifyResult } from "@auditsink/cli";
 import { AuditClient } from "@auditsink/client";
@@ -20,7 +20,7 @@ import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI } from "../built.ts";
 import { objectFile } from "../embedded/helpers.ts";
-import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
+import { cli, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
 
 const STREAM = "agents.window";
 let sink: EmbeddedSink;
@@ -31,20 +31,7 @@ let keyFile: string;
 /** A bundle of records 3…5 of six, one per segment: its window starts at record 3. */
 let bundle: string;
 
-async function writable(dir: string): Promise<string> {
-  const copy = join(await tempDir(), "copy");
-  await cp(dir, copy, { recursive: true });
-  await chmod(copy, 0o755);
-  for (const entry of await readdir(copy, { recursive: true, withFileTypes: true })) {
-    await chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o755 : 0o644);
-  }
-  return copy;
-}
-
-async function verifyJson(source: string, ...extra: string[]) {
-  const r = await cli(["verify", source, "--fingerprint", fingerprint, "--json", ...extra]);
-  return { code: r.code, err: r.err, report: JSON.parse(r.out || "{}") as VerifyResult };
-}
+const verifyJson = (source: string, ...extra: string[]) => verifyReport(source, fingerprint, ...extra);
 
 const codesOf = (report: VerifyResult) => [
   ...report.archive.map((f) => `${f.code} ${f.at}`),
@@ -220,7 +207,7 @@ describe("a bundle of more records than a tile holds", () => {
 
 describe("a tampered bundle", () => {
   it("with a changed manifest start size fails with bundle-manifest-invalid (exit 1, not 2)", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     await editJson(join(copy, "manifest.json"), (m) => {
       (m.start as unknown as { size: number }).size = 2;
     });
@@ -233,7 +220,7 @@ describe("a tampered bundle", () => {
   });
 
   it("with a start moved consistently (size, segments and frontier) fails the chain and names the left-out segment", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     await editJson(join(copy, "manifest.json"), (m) => {
       const start = m.start as unknown as { size: number; frontier: string[] };
       start.size = 4;
@@ -252,7 +239,7 @@ describe("a tampered bundle", () => {
   });
 
   it("with a manifest that is not JSON fails with bundle-manifest-invalid", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     await writeFile(join(copy, "manifest.json"), "{ not json");
     const { code, report } = await verifyJson(copy);
     expect(code).toBe(1);
@@ -260,7 +247,7 @@ describe("a tampered bundle", () => {
   });
 
   it("without proofs/inclusion.json fails with bundle-proof-missing", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     await rm(join(copy, "proofs/inclusion.json"));
     const { code, report } = await verifyJson(copy);
     expect(code).toBe(1);
@@ -272,9 +259,9 @@ describe("a tampered bundle", () => {
   });
 
   it("with its consistency proofs emptied, or removed, fails with bundle-proof-missing", async () => {
-    const emptied = await writable(bundle);
+    const emptied = await writableCopy(bundle);
     await writeFile(join(emptied, "proofs/consistency.json"), '{"proofs": []}');
-    const removed = await writable(bundle);
+    const removed = await writableCopy(bundle);
     await rm(join(removed, "proofs/consistency.json"));
     const a = await verifyJson(emptied);
     const b = await verifyJson(removed);
@@ -288,7 +275,7 @@ describe("a tampered bundle", () => {
   });
 
   it("with a consistency proof's hashes emptied fails with bundle-proof-invalid", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     await editJson(join(copy, "proofs/consistency.json"), (f) => {
       for (const p of f.proofs as unknown as { proof: string[] }[]) p.proof = [];
     });
@@ -302,7 +289,7 @@ describe("a tampered bundle", () => {
   });
 
   it("with extra files in its objects reports each of them", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     const objects = join(copy, "objects");
     await writeFile(join(objects, `streams/${STREAM}/notes.txt`), "hello");
     await mkdir(join(objects, "keys"));
@@ -376,7 +363,7 @@ describe("receipts given to verify", () => {
         fingerprint,
       ])
     ).out;
-    const copy = await writable(dataDir);
+    const copy = await writableCopy(dataDir);
     await rm(join(copy, `objects/streams/${STREAM}`), { recursive: true });
     await rm(join(copy, `heads/${STREAM}.json`), { force: true });
     const file = join(await tempDir(), "receipts.json");
@@ -417,7 +404,7 @@ describe("receipts given to verify", () => {
 describe("verify --json through a pipe", () => {
   it("delivers the whole report to a slow reader when the exit status is 1", async () => {
     // Prepare: a copy with 600 stray objects, so the report (one failure each) is far beyond a pipe's 64 KiB.
-    const copy = await writable(dataDir);
+    const copy = await writableCopy(dataDir);
     for (let i = 0; i < 600; i++) await writeFile(join(copy, `objects/streams/${STREAM}/stray-${i}`), "x");
     const dir = await tempDir();
     const out = join(dir, "report.json");

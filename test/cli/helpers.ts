@@ -1,8 +1,8 @@
 import type { KeyObject } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "@auditsink/cli";
+import { run, type VerifyResult } from "@auditsink/cli";
 import { spkiDer } from "@auditsink/core";
 import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
 import { afterAll, expect } from "vitest";
@@ -97,4 +97,20 @@ export async function cli(args: string[], options: { isTTY?: boolean } = {}): Pr
     setExitCode: () => {},
   });
   return { code, out, err };
+}
+
+/** A copy of a read-only source (a data directory or bundle) whose files a test may change. */
+export async function writableCopy(dir: string): Promise<string> {
+  const copy = join(await tempDir(), "copy");
+  await cp(dir, copy, { recursive: true });
+  await chmod(copy, 0o755);
+  for (const entry of await readdir(copy, { recursive: true, withFileTypes: true }))
+    await chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o755 : 0o644);
+  return copy;
+}
+
+/** `auditsink verify <source> --fingerprint <fp> --json`, its report parsed. */
+export async function verifyReport(source: string, fingerprint: string, ...extra: string[]) {
+  const r = await cli(["verify", source, "--fingerprint", fingerprint, "--json", ...extra]);
+  return { code: r.code, err: r.err, report: JSON.parse(r.out || "{}") as VerifyResult };
 }

@@ -3,13 +3,13 @@
  * manifest and proof files) is read by the §3 "JSON input" rules, so no parser reads it two ways; and a receipt
  * whose stream has no objects gets the first §9 check it fails, `receipt-not-in-log` only when it passes 1–5.
  */
-import { chmod, cp, readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerifyResult } from "@auditsink/cli";
 import type { Receipt } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, sinkWithProducer, tempDir } from "./helpers.ts";
+import { cli, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
 
 const STREAM = "agents.stored";
 let sink: EmbeddedSink;
@@ -18,19 +18,7 @@ let fingerprint: string;
 /** A bundle of the whole stream. */
 let bundle: string;
 
-async function writable(dir: string): Promise<string> {
-  const copy = join(await tempDir(), "copy");
-  await cp(dir, copy, { recursive: true });
-  await chmod(copy, 0o755);
-  for (const entry of await readdir(copy, { recursive: true, withFileTypes: true }))
-    await chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o755 : 0o644);
-  return copy;
-}
-
-async function verifyJson(source: string, ...extra: string[]) {
-  const r = await cli(["verify", source, "--fingerprint", fingerprint, "--json", ...extra]);
-  return { code: r.code, report: JSON.parse(r.out || "{}") as VerifyResult };
-}
+const verifyJson = (source: string, ...extra: string[]) => verifyReport(source, fingerprint, ...extra);
 
 const findings = (report: VerifyResult) =>
   [...report.archive, ...report.streams.flatMap((s) => s.failures)].map((f) => [f.code, f.stream, f.at]);
@@ -81,7 +69,7 @@ describe("stored JSON is read by the FORMAT.md §3 input rules", () => {
   });
 
   it("reports a head file holding a duplicate member as head-malformed", async () => {
-    const copy = await writable(dataDir);
+    const copy = await writableCopy(dataDir);
     await duplicateMember(join(copy, "heads", `${STREAM}.json`), "size", "0");
     const { code, report } = await verifyJson(copy);
     expect(code).toBe(1);
@@ -89,7 +77,7 @@ describe("stored JSON is read by the FORMAT.md §3 input rules", () => {
   });
 
   it("reports a manifest holding a duplicate member as bundle-manifest-invalid, naming where", async () => {
-    const copy = await writable(bundle);
+    const copy = await writableCopy(bundle);
     await duplicateMember(join(copy, "manifest.json"), "coveredBy", "0");
     const { code, report } = await verifyJson(copy);
     expect(code).toBe(1);
@@ -107,7 +95,7 @@ describe("stored JSON is read by the FORMAT.md §3 input rules", () => {
     ["proofs/consistency.json", "proofs"],
   ] as const) {
     it(`reports ${file} holding a duplicate member as bundle-proof-invalid`, async () => {
-      const copy = await writable(bundle);
+      const copy = await writableCopy(bundle);
       await duplicateMember(join(copy, file), name, "[]");
       const { code, report } = await verifyJson(copy);
       expect(code).toBe(1);
