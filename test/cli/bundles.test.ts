@@ -20,7 +20,7 @@ import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI } from "../built.ts";
 import { objectFile } from "../embedded/helpers.ts";
-import { cli, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
+import { cli, sendToolCall, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
 
 const STREAM = "agents.window";
 let sink: EmbeddedSink;
@@ -55,24 +55,7 @@ beforeAll(async () => {
       from = new Date().toISOString();
       await new Promise((r) => setTimeout(r, 20));
     }
-    const sent = await cli([
-      "send",
-      "--url",
-      sink.url,
-      "--key",
-      keyFile,
-      "--stream",
-      STREAM,
-      "--sink-key",
-      verifierKey,
-      "--source",
-      "agent://window-bot",
-      "--type",
-      "ai.agent.tool_call",
-      "--id",
-      `call-${n}`,
-    ]);
-    expect(sent.code).toBe(0);
+    await sendToolCall(started, STREAM, "agent://window-bot", `call-${n}`);
   }
   bundle = join(await tempDir(), "bundle");
   const exported = await cli(["export", dataDir, "--stream", STREAM, "--from", from, "--out", bundle]);

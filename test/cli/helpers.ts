@@ -114,3 +114,30 @@ export async function verifyReport(source: string, fingerprint: string, ...extra
   const r = await cli(["verify", source, "--fingerprint", fingerprint, "--json", ...extra]);
   return { code: r.code, err: r.err, report: JSON.parse(r.out || "{}") as VerifyResult };
 }
+
+/** `auditsink send` of one tool-call event with this id, as a producer sinkWithProducer registered; must succeed. */
+export async function sendToolCall(
+  producer: { sink: EmbeddedSink; keyFile: string; verifierKey: string },
+  stream: string,
+  source: string,
+  id: string,
+): Promise<void> {
+  const sent = await cli([
+    "send",
+    "--url",
+    producer.sink.url,
+    "--key",
+    producer.keyFile,
+    "--stream",
+    stream,
+    "--sink-key",
+    producer.verifierKey,
+    "--source",
+    source,
+    "--type",
+    "ai.agent.tool_call",
+    "--id",
+    id,
+  ]);
+  expect(sent.code, sent.err).toBe(0);
+}

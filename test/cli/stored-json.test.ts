@@ -9,7 +9,7 @@ import type { VerifyResult } from "@auditsink/cli";
 import type { Receipt } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
+import { cli, sendToolCall, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
 
 const STREAM = "agents.stored";
 let sink: EmbeddedSink;
@@ -34,26 +34,7 @@ async function duplicateMember(path: string, name: string, value: string): Promi
 beforeAll(async () => {
   const started = await sinkWithProducer(await tempDir(), "stored-bot");
   ({ sink, dataDir, fingerprint } = started);
-  for (let n = 0; n < 3; n++) {
-    const sent = await cli([
-      "send",
-      "--url",
-      sink.url,
-      "--key",
-      started.keyFile,
-      "--stream",
-      STREAM,
-      "--sink-key",
-      started.verifierKey,
-      "--source",
-      "agent://stored-bot",
-      "--type",
-      "ai.agent.tool_call",
-      "--id",
-      `call-${n}`,
-    ]);
-    expect(sent.code).toBe(0);
-  }
+  for (let n = 0; n < 3; n++) await sendToolCall(started, STREAM, "agent://stored-bot", `call-${n}`);
   bundle = join(await tempDir(), "bundle");
   expect((await cli(["export", dataDir, "--stream", STREAM, "--out", bundle])).code).toBe(0);
 });
