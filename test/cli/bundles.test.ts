@@ -20,7 +20,15 @@ import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI } from "../built.ts";
 import { objectFile } from "../embedded/helpers.ts";
-import { cli, sendToolCall, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
+import {
+  cli,
+  proveInclusion,
+  sendToolCall,
+  sinkWithProducer,
+  tempDir,
+  verifyReport,
+  writableCopy,
+} from "./helpers.ts";
 
 const STREAM = "agents.window";
 let sink: EmbeddedSink;
@@ -96,17 +104,7 @@ describe("a bundle whose window starts after record 0", () => {
 
   it("proves inclusion of its records (by index and by event) and consistency between its checkpoints", async () => {
     const trusted = [parseVerifierKey(verifierKey)];
-    const byIndex = await cli([
-      "prove",
-      "inclusion",
-      bundle,
-      "--stream",
-      STREAM,
-      "--index",
-      "4",
-      "--fingerprint",
-      fingerprint,
-    ]);
+    const byIndex = await proveInclusion(bundle, STREAM, 4, fingerprint);
     const byEvent = await cli([
       "prove",
       "inclusion",
@@ -133,17 +131,7 @@ describe("a bundle whose window starts after record 0", () => {
       "--fingerprint",
       fingerprint,
     ]);
-    const before = await cli([
-      "prove",
-      "inclusion",
-      bundle,
-      "--stream",
-      STREAM,
-      "--index",
-      "1",
-      "--fingerprint",
-      fingerprint,
-    ]);
+    const before = await proveInclusion(bundle, STREAM, 1, fingerprint);
     expect([byIndex.code, byEvent.code, consistency.code]).toEqual([0, 0, 0]);
     for (const r of [byIndex, byEvent]) {
       expect(verifyReceipt(JSON.parse(r.out) as Receipt, { trusted }).ok).toBe(true);
@@ -296,21 +284,7 @@ describe("a tampered bundle", () => {
 describe("receipts given to verify", () => {
   it("reports a receipt without checkpoint, and entries that are not receipts, as receipt-malformed", async () => {
     // Prepare: a JSON lines file — a good receipt, one without checkpoint, a number, a line that is not JSON.
-    const good = JSON.parse(
-      (
-        await cli([
-          "prove",
-          "inclusion",
-          dataDir,
-          "--stream",
-          STREAM,
-          "--index",
-          "1",
-          "--fingerprint",
-          fingerprint,
-        ])
-      ).out,
-    ) as Receipt;
+    const good = JSON.parse((await proveInclusion(dataDir, STREAM, 1, fingerprint)).out) as Receipt;
     const { checkpoint: _dropped, ...noCheckpoint } = good;
     const file = join(await tempDir(), "receipts.jsonl");
     await writeFile(file, [JSON.stringify(good), JSON.stringify(noCheckpoint), "42", "{oops"].join("\n"));
@@ -333,19 +307,7 @@ describe("receipts given to verify", () => {
 
   it("reports receipts for a stream the store no longer holds as receipt-not-in-log", async () => {
     // Prepare: a receipt of the stream, then the stream's objects and head deleted.
-    const good = (
-      await cli([
-        "prove",
-        "inclusion",
-        dataDir,
-        "--stream",
-        STREAM,
-        "--index",
-        "2",
-        "--fingerprint",
-        fingerprint,
-      ])
-    ).out;
+    const good = (await proveInclusion(dataDir, STREAM, 2, fingerprint)).out;
     const copy = await writableCopy(dataDir);
     await rm(join(copy, `objects/streams/${STREAM}`), { recursive: true });
     await rm(join(copy, `heads/${STREAM}.json`), { force: true });
@@ -363,19 +325,7 @@ describe("receipts given to verify", () => {
   });
 
   it("counts receipts of streams left out with --stream as not checked", async () => {
-    const good = (
-      await cli([
-        "prove",
-        "inclusion",
-        dataDir,
-        "--stream",
-        STREAM,
-        "--index",
-        "0",
-        "--fingerprint",
-        fingerprint,
-      ])
-    ).out;
+    const good = (await proveInclusion(dataDir, STREAM, 0, fingerprint)).out;
     const file = join(await tempDir(), "receipts.json");
     await writeFile(file, good);
     const { code, report } = await verifyJson(dataDir, "--receipts", file, "--stream", "_system");

@@ -141,3 +141,18 @@ export async function sendToolCall(
   ]);
   expect(sent.code, sent.err).toBe(0);
 }
+
+/** `auditsink prove inclusion <source> --stream <stream> --index <index> --fingerprint <fp>`. */
+export function proveInclusion(source: string, stream: string, index: number, fingerprint: string) {
+  return cli([
+    "prove",
+    "inclusion",
+    source,
+    "--stream",
+    stream,
+    "--index",
+    String(index),
+    "--fingerprint",
+    fingerprint,
+  ]);
+}

@@ -9,7 +9,15 @@ import type { VerifyResult } from "@auditsink/cli";
 import type { Receipt } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, sendToolCall, sinkWithProducer, tempDir, verifyReport, writableCopy } from "./helpers.ts";
+import {
+  cli,
+  proveInclusion,
+  sendToolCall,
+  sinkWithProducer,
+  tempDir,
+  verifyReport,
+  writableCopy,
+} from "./helpers.ts";
 
 const STREAM = "agents.stored";
 let sink: EmbeddedSink;
@@ -90,17 +98,7 @@ describe("stored JSON is read by the FORMAT.md §3 input rules", () => {
 
 describe("receipts of a stream with no objects (FORMAT.md §9 order of receipt failure codes)", () => {
   async function receiptFile(edit: (r: Receipt) => unknown): Promise<string> {
-    const proved = await cli([
-      "prove",
-      "inclusion",
-      dataDir,
-      "--stream",
-      STREAM,
-      "--index",
-      "1",
-      "--fingerprint",
-      fingerprint,
-    ]);
+    const proved = await proveInclusion(dataDir, STREAM, 1, fingerprint);
     expect(proved.code).toBe(0);
     const file = join(await tempDir(), "receipts.json");
     await writeFile(file, JSON.stringify([edit(JSON.parse(proved.out) as Receipt)]));
