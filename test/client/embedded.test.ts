@@ -117,6 +117,10 @@ describe("AuditClient against the embedded sink", () => {
     // Assess
     expect(paths.filter((p) => !p.startsWith("/v1/streams/agents.witness/events"))).toEqual([]);
     expect(paths.filter((p) => p.includes("consistencyFrom="))).toHaveLength(3);
+    // Each batch's receipts came in compact form (FORMAT.md §9b) and were verified expanded.
+    expect(paths.filter((p) => new URL(p, sink.url).searchParams.get("receipts") === "compact")).toHaveLength(
+      4,
+    );
     const res = await fetch(`${sink.url}/v1/streams/agents.witness/events?consistencyFrom=3`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -153,5 +157,44 @@ describe("AuditClient against the embedded sink", () => {
         body.consistency.proof.map((h) => Buffer.from(h, "hex")),
       ),
     ).toBe(true);
+  });
+
+  it("verifies every receipt of a compact answer with its shared path: a tampered shared hash fails each one", async () => {
+    // Prepare: a client whose transport flips one hash of the shared proof path in the sink's answer.
+    const client = await AuditClient.create({
+      endpoint: sink.url,
+      producerKey: producer.privateKey,
+      sinkKey: sink.local.signingKey.verifierKey,
+      deployment: sink.local.deployment,
+      stream: "agents.compact",
+      source: "agent://support-bot",
+      batch: { maxEvents: 4, lingerMs: 1 },
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (init?.method !== "POST") return res;
+        const body = (await res.json()) as { sharedProof: string[] };
+        body.sharedProof = body.sharedProof.map((h) =>
+          h.startsWith("0") ? `1${h.slice(1)}` : `0${h.slice(1)}`,
+        );
+        return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
+      },
+    });
+    // Act: a stream of 4 records, then a batch of 4 whose proofs all end with MTH(D[0:4]).
+    const first = await Promise.allSettled(
+      Array.from({ length: 4 }, (_, n) => client.send({ type: "ai.agent.tool_call", data: { n } })),
+    );
+    const second = await Promise.allSettled(
+      Array.from({ length: 4 }, (_, n) => client.send({ type: "ai.agent.tool_call", data: { n: 4 + n } })),
+    );
+    await client.close();
+    // Assess: the first batch shares nothing but its checkpoint (records 0…3 of a tree of 4), so it verifies;
+    // every receipt of the second fails its inclusion check.
+    expect(first.map((s) => s.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+    for (const s of second) {
+      expect(s).toMatchObject({
+        status: "rejected",
+        reason: { name: "ReceiptError", code: "receipt-inclusion-invalid" },
+      });
+    }
   });
 });

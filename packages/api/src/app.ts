@@ -7,6 +7,7 @@ import {
   type AlertSink,
   checkpointKey,
   checkpointKeyFor,
+  compactReceipts,
   type EventIndex,
   FormatError,
   formatPath,
@@ -287,21 +288,25 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         },
       },
       responses: {
-        200: json(ReceiptsResponse, "One receipt per event, in order"),
+        200: json(
+          ReceiptsResponse,
+          "One receipt per event, in order: full, or compact when `receipts=compact` (docs/FORMAT.md §9b)",
+        ),
         ...problems(401, 403, 409, 413, 415, 500, 503),
       },
     }),
     async (c) => {
       const { stream } = c.req.valid("param");
-      const { consistencyFrom } = c.req.valid("query");
+      const { consistencyFrom, receipts: form } = c.req.valid("query");
       const { events, binary } = await readEvents(c);
       noteSubmission(c, events);
       const receipts = await sink.submit(stream, events).catch((e: unknown) => {
         throw binary ? renameBinaryField(e) : e;
       });
+      const answer = form === "compact" ? compactReceipts(receipts) : { receipts };
       const to = receipts[0] ? openCheckpointSize(receipts[0].checkpoint) : undefined;
       if (consistencyFrom === undefined || to === undefined || consistencyFrom > to) {
-        return c.json({ receipts }, 200);
+        return c.json(answer, 200);
       }
       // Every receipt of one request carries the same checkpoint (one group commit).
       // From size 0 (c2sp.org/tlog-witness `old 0`) and between equal sizes the proof is empty: no read needed.
@@ -311,7 +316,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           : (
               await (await treeOf(sink, stream, to, "consistencyFrom")).consistencyProof(consistencyFrom, to)
             ).map(toHex);
-      return c.json({ receipts, consistency: { from: consistencyFrom, to, proof } }, 200);
+      return c.json({ ...answer, consistency: { from: consistencyFrom, to, proof } }, 200);
     },
   );
 

@@ -154,6 +154,14 @@ export const SubmitQuery = z.object({
     "The newest tree size the producer has seen for this stream (0: none yet, which gives an empty proof). The response then also carries the consistency proof from that size to the receipts' checkpoint, so a producer can act as a witness without calling the read API.",
     false,
   ).optional(),
+  receipts: z
+    .enum(["full", "compact"])
+    .optional()
+    .openapi({
+      param: { name: "receipts", in: "query", required: false },
+      description:
+        "`full` (default): one complete receipt per event (docs/FORMAT.md §9). `compact`: the stream, the checkpoint and the end of the inclusion proof that every receipt shares are written once (FORMAT.md §9b); receipt k in full is `receipts[k]` with `stream`, `checkpoint` and `inclusionProof` followed by `sharedProof`.",
+    }),
 });
 
 const ceHeader = (attribute: string, description: string) =>
@@ -185,17 +193,33 @@ export const BinaryModeHeaders = z.object({
   "ce-tracestate": ceHeader("tracestate", "Binary mode: W3C tracestate (distributed-tracing extension)."),
 });
 
-export const ReceiptsResponse = z
+const consistency = z
+  .object({ from: z.number().int(), to: z.number().int(), proof: z.array(hex) })
+  .optional()
+  .openapi({
+    description: "Present when consistencyFrom was given: RFC 9162 PROOF(from, D[to]) as hex hashes.",
+  });
+
+const FullReceipts = z.object({ receipts: z.array(ReceiptSchema), consistency }).openapi("Receipts");
+
+const CompactReceipts = z
   .object({
-    receipts: z.array(ReceiptSchema),
-    consistency: z
-      .object({ from: z.number().int(), to: z.number().int(), proof: z.array(hex) })
-      .optional()
-      .openapi({
-        description: "Present when consistencyFrom was given: RFC 9162 PROOF(from, D[to]) as hex hashes.",
+    stream: z.string(),
+    checkpoint: ReceiptSchema.shape.checkpoint,
+    sharedProof: z.array(hex).openapi({
+      description: "The inclusion-proof hashes every receipt of the answer ends with, written once.",
+    }),
+    receipts: z.array(
+      ReceiptSchema.omit({ stream: true, checkpoint: true }).openapi("CompactReceipt", {
+        description:
+          "A receipt without the shared members; `inclusionProof` is the part before `sharedProof`.",
       }),
+    ),
+    consistency,
   })
-  .openapi("Receipts");
+  .openapi("CompactReceipts");
+
+export const ReceiptsResponse = z.union([FullReceipts, CompactReceipts]);
 
 export const ProblemSchema = z
   .object({

@@ -15,6 +15,7 @@ import {
   newEventId,
   openCheckpoint,
   type Receipt,
+  receiptsOfAnswer,
   type SignedEvent,
   sha256,
   signBatch,
@@ -526,16 +527,17 @@ export class AuditClient {
     try {
       // Ask for the consistency proof from the newest checkpoint seen, so witnessing needs no second request
       // (and no access to the read API, which on AWS is for auditors).
+      // Compact receipts (FORMAT.md §9b): the checkpoint and the proof path the batch shares travel once.
       const known = this.witness.newestSize(stream);
-      const query = known ? `?consistencyFrom=${known}` : "";
+      const query = known ? `?receipts=compact&consistencyFrom=${known}` : "?receipts=compact";
       const res = await this.request("POST", `/v1/streams/${encodeURIComponent(stream)}/events${query}`, {
         events: batch.map((p) => p.event),
       });
-      const body = (await res.json()) as { receipts?: unknown; consistency?: typeof inline };
-      receipts = body.receipts;
+      const body = (await res.json()) as { consistency?: typeof inline };
+      const answer = receiptsOfAnswer(body);
+      if (!answer.ok) throw new ClientError("bad-response", `the sink's answer: ${answer.detail}`);
+      receipts = answer.receipts;
       if (body.consistency && Array.isArray(body.consistency.proof)) inline = body.consistency;
-      if (!Array.isArray(receipts))
-        throw new ClientError("bad-response", "the sink answered without receipts");
     } catch (e) {
       for (const p of batch) p.reject(e);
       return;

@@ -45,9 +45,109 @@ export type ParsedReceipt = { ok: true; receipt: Receipt } | { ok: false; detail
 export function parseReceipt(value: unknown): ParsedReceipt {
   const parsed = ReceiptSchema.safeParse(value);
   if (parsed.success) return { ok: true, receipt: parsed.data };
-  const issue = parsed.error.issues[0];
+  return { ok: false, detail: firstIssue(parsed.error, "not a receipt") };
+}
+
+/** The first problem zod found, with the path to it. */
+function firstIssue(error: z.ZodError, fallback: string): string {
+  const issue = error.issues[0];
   const field = issue?.path.map(String).join(".");
-  return { ok: false, detail: `${field ? `${field}: ` : ""}${issue?.message ?? "not a receipt"}` };
+  return `${field ? `${field}: ` : ""}${issue?.message ?? fallback}`;
+}
+
+/**
+ * One receipt of a compact answer (docs/FORMAT.md §9b): a receipt without the members its batch shares. Its
+ * `inclusionProof` is the part of the proof below the subtree holding every receipt of the batch.
+ */
+export type CompactReceipt = Pick<Receipt, "index" | "recordHash" | "source" | "id" | "inclusionProof">;
+
+/**
+ * A batch's receipts in compact form (docs/FORMAT.md §9b): the stream, the checkpoint and the end of the
+ * inclusion proof every receipt shares are written once. Receipt k in full is `receipts[k]` with `stream`,
+ * `checkpoint` and `inclusionProof = receipts[k].inclusionProof ++ sharedProof` (expandReceipts).
+ */
+export interface CompactReceipts {
+  stream: string;
+  checkpoint: string;
+  sharedProof: string[];
+  receipts: CompactReceipt[];
+}
+
+/**
+ * The compact form of receipts that share a stream and a checkpoint (the receipts of one request always do:
+ * one group commit). `sharedProof` is the longest run of hashes every proof ends with, so expanding gives back
+ * exactly the receipts given. Throws on receipts that share no checkpoint: the sink never answers so.
+ */
+export function compactReceipts(receipts: readonly Receipt[]): CompactReceipts {
+  const first = receipts[0];
+  if (!first) throw new Error("no receipts to compact");
+  for (const r of receipts) {
+    if (r.stream !== first.stream || r.checkpoint !== first.checkpoint)
+      throw new Error("receipts of one answer must share their stream and checkpoint");
+  }
+  const shortest = Math.min(...receipts.map((r) => r.inclusionProof.length));
+  let shared = 0;
+  while (shared < shortest) {
+    const at = (r: Receipt) => r.inclusionProof[r.inclusionProof.length - 1 - shared];
+    const hash = at(first);
+    if (!receipts.every((r) => at(r) === hash)) break;
+    shared++;
+  }
+  return {
+    stream: first.stream,
+    checkpoint: first.checkpoint,
+    sharedProof: first.inclusionProof.slice(first.inclusionProof.length - shared),
+    receipts: receipts.map((r) => ({
+      index: r.index,
+      recordHash: r.recordHash,
+      source: r.source,
+      id: r.id,
+      inclusionProof: r.inclusionProof.slice(0, r.inclusionProof.length - shared),
+    })),
+  };
+}
+
+const hexHashes = z.array(z.string().regex(HEX_HASH, "must be 64 lowercase hex digits"));
+
+/** The shape of §9b: a receipts answer in compact form. Extra members are ignored, never copied. */
+const CompactReceiptsSchema = z.object({
+  stream: ReceiptSchema.shape.stream,
+  checkpoint: ReceiptSchema.shape.checkpoint,
+  sharedProof: hexHashes,
+  receipts: z.array(
+    ReceiptSchema.pick({ index: true, recordHash: true, source: true, id: true, inclusionProof: true }),
+  ),
+});
+
+/** Receipt k of a compact answer in the full form of §9 (what a holder keeps and verifies). */
+export function expandReceipts(compact: CompactReceipts): Receipt[] {
+  return compact.receipts.map((r) => ({
+    stream: compact.stream,
+    index: r.index,
+    recordHash: r.recordHash,
+    source: r.source,
+    id: r.id,
+    checkpoint: compact.checkpoint,
+    inclusionProof: [...r.inclusionProof, ...compact.sharedProof],
+  }));
+}
+
+/**
+ * The receipts of an untrusted submission answer (`POST …/events`), in either form: full (`receipts` of §9
+ * receipts) or compact (§9b, told apart by its `checkpoint` member). Returns full receipts, each still to be
+ * verified (verifyReceipt); the shape of a compact answer is checked here. Never throws.
+ */
+export function receiptsOfAnswer(
+  body: unknown,
+): { ok: true; receipts: unknown[] } | { ok: false; detail: string } {
+  if (typeof body !== "object" || body === null || !Array.isArray((body as { receipts?: unknown }).receipts))
+    return { ok: false, detail: "the answer has no receipts array" };
+  if (!Object.hasOwn(body, "checkpoint"))
+    return { ok: true, receipts: (body as { receipts: unknown[] }).receipts };
+  const parsed = CompactReceiptsSchema.safeParse(body);
+  if (!parsed.success)
+    return { ok: false, detail: `compact receipts: ${firstIssue(parsed.error, "not compact receipts")}` };
+  return { ok: true, receipts: expandReceipts(parsed.data) };
 }
 
 /**
