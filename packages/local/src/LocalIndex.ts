@@ -35,6 +35,10 @@ import { crashPoint } from "./crashpoint.ts";
 /** Bumped when the schema changes: an older index is migrated (MIGRATIONS), one of a version without one rebuilt. */
 const SCHEMA_VERSION = "2";
 
+/** Columns of an events row, and rows per multi-row INSERT (one row per call cost 35–39 µs of CPU a row here, 50 per call 25–29). */
+const COLUMNS = 16;
+const INSERT_ROWS = 50;
+
 /** Page cache per connection, in KiB (SQLite's negative cache_size): the index's memory bound. */
 const CACHE_KIB = 16_384;
 
@@ -166,12 +170,15 @@ export class LocalIndex implements DedupStore {
 
   private prepare() {
     const db = this.db;
-    return {
-      insert: db.prepare(
+    const insert = (rows: number) =>
+      db.prepare(
         `INSERT OR IGNORE INTO events (stream, idx, segment, offset, length, record_hash, event_hash,
            producer, source, id, type, agent, run, trace_id, time, received)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
+         VALUES ${Array(rows).fill("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+      );
+    return {
+      insert: insert(1),
+      insertMany: insert(INSERT_ROWS),
       stream: db.prepare("SELECT size, head_hash FROM streams WHERE stream = ?"),
       setStream: db.prepare(
         "INSERT INTO streams (stream, size, head_hash) VALUES (?, ?, ?) " +
@@ -201,12 +208,14 @@ export class LocalIndex implements DedupStore {
         const { stream, first, records } = segment;
         const seen = new Map<string, string>();
         let offset = 0;
+        // Rows go in INSERT_ROWS at a time (one statement call each), the rest one by one.
+        let pending: unknown[] = [];
         for (const [i, r] of records.entries()) {
           const entry = entries[i]!;
           const { record } = r;
           const f = eventFacets(record.event);
           const received = Date.parse(record.received);
-          s.insert.run(
+          pending.push(
             stream,
             record.index,
             first,
@@ -225,10 +234,15 @@ export class LocalIndex implements DedupStore {
             Number.isNaN(f.time) ? received : f.time,
             received,
           );
+          if (pending.length === INSERT_ROWS * COLUMNS) {
+            s.insertMany.run(...pending);
+            pending = [];
+          }
           offset += r.bytes.length + 1; // encodeSegment: each record's bytes, then "\n"
           const last = seen.get(record.producer);
           if (!last || last < record.received) seen.set(record.producer, record.received);
         }
+        for (let at = 0; at < pending.length; at += COLUMNS) s.insert.run(...pending.slice(at, at + COLUMNS));
         // Only a segment that continues what is indexed moves the stream's size; one past a gap (a failed write
         // earlier) is stored but leaves the size behind, so the next open re-reads the gap (repairIndex).
         const at = this.stream(stream);
