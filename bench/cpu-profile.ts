@@ -5,6 +5,8 @@
  * task queues, buffers) are looked through to their caller, so `JSON.stringify` called by the canonicalizer
  * counts as canonicalization and `Buffer.concat` called by the record sealer as "other".
  *
+ * Source frames count by package and file, compiled (dist/*.js) or not (src/*.ts).
+ *
  * Only samples inside [fromUs, toUs] (CLOCK_MONOTONIC microseconds, the clock of `process.hrtime` and of the
  * profile's own timestamps on Linux) count, so start-up and shut-down stay out of the summary.
  */
@@ -17,6 +19,7 @@ export const CATEGORIES = [
   "parsingValidation",
   "http",
   "fileIo",
+  "eventIndex",
   "gc",
   "other",
 ] as const;
@@ -56,9 +59,11 @@ const TRANSPARENT =
 
 const RULES: [RegExp, Category | ((fn: string) => Category)][] = [
   [/node_modules\/(canonicalize|json-canonicalize)\//, "canonicalization"],
-  [/packages\/core\/src\/jcs\.ts/, "canonicalization"],
+  // The embedded sink's index.db: SQLite through libsql, called synchronously in the commit step.
+  [/node_modules\/libsql\//, "eventIndex"],
+  [/packages\/core\/(?:src|dist)\/jcs\.[jt]s/, "canonicalization"],
   [
-    /packages\/core\/src\/hash\.ts/,
+    /packages\/core\/(?:src|dist)\/hash\.[jt]s/,
     (fn) =>
       fn === "sha256"
         ? "hashing"
@@ -69,7 +74,7 @@ const RULES: [RegExp, Category | ((fn: string) => Category)][] = [
             : "other",
   ],
   [
-    /packages\/core\/src\/event\.ts/,
+    /packages\/core\/(?:src|dist)\/event\.[jt]s/,
     (fn) =>
       fn === "canonicalEvent"
         ? "canonicalization"
@@ -77,18 +82,18 @@ const RULES: [RegExp, Category | ((fn: string) => Category)][] = [
           ? "signatureVerification"
           : "parsingValidation",
   ],
-  [/packages\/core\/src\/keys\.ts|node:internal\/crypto\/(sig|keys)/, "signatureVerification"],
-  [/packages\/core\/src\/merkle\.ts|node:internal\/crypto\/hash/, "hashing"],
+  [/packages\/core\/(?:src|dist)\/keys\.[jt]s|node:internal\/crypto\/(sig|keys)/, "signatureVerification"],
+  [/packages\/core\/(?:src|dist)\/merkle\.[jt]s|node:internal\/crypto\/hash/, "hashing"],
   [
-    /packages\/core\/src\/json\.ts|node_modules\/(zod|jsonc-parser)\/|packages\/api\/src\/(schemas|binary-mode)\.ts/,
+    /packages\/core\/(?:src|dist)\/json\.[jt]s|node_modules\/(zod|jsonc-parser)\/|packages\/api\/(?:src|dist)\/(schemas|binary-mode)\.[jt]s/,
     "parsingValidation",
   ],
   [
-    /node_modules\/(hono|@hono)\/|packages\/api\/src\/|node:(_http_|net|internal\/(http|stream_base|net))/,
+    /node_modules\/(hono|@hono)\/|packages\/api\/(?:src|dist)\/|node:(_http_|net|internal\/(http|stream_base|net))/,
     "http",
   ],
   [
-    /node:(fs|internal\/fs)|packages\/local\/src\/(Local\w+Store|LocalIndex|fsutil|FindingsLedger)\.ts/,
+    /node:(fs|internal\/fs)|packages\/local\/(?:src|dist)\/(Local\w+Store|LocalIndex|fsutil|FindingsLedger)\.[jt]s/,
     "fileIo",
   ],
 ];

@@ -13,8 +13,13 @@
  * acknowledgement to a signed checkpoint covering the event, the sink's CPU per event (main thread and Node's
  * background threads: the threadpool that verifies signatures and runs file operations, V8's GC helpers), and a
  * summary of a V8 CPU profile of the sink's main thread during the load, by category (bench/cpu-profile.ts;
- * PROFILE=0 runs without the profiler). Every receipt is checked to carry a checkpoint whose size covers its
- * index; a sample is fully verified (signature + inclusion proof) with the verifier key.
+ * PROFILE=0 runs without the profiler). The driver asks for compact receipts, as the SDK does (docs/FORMAT.md §9b;
+ * RECEIPTS=full for the full form), and expands them; every receipt is checked to carry a checkpoint whose size
+ * covers its index, and a sample is fully verified (signature + inclusion proof) with the verifier key.
+ *
+ * `verdicts` in the result compares each goal with its best run and names what bounds it, from the same run's
+ * CPU figures and profile: the sink's CPU per event against both cores, the main thread against one, and the
+ * load generator's own CPU on the same two cores.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import type { KeyObject } from "node:crypto";
@@ -41,6 +46,7 @@ import {
   parseNote,
   parseVerifierKey,
   type Receipt,
+  receiptsOfAnswer,
   type SignedEvent,
   signBatch,
   signEvent,
@@ -57,12 +63,13 @@ const STREAM = "agents.bench";
 
 /** Per-event signatures (envelope version 1), or one signature per request's batch (version 2). */
 type Signing = "event" | "batch";
-type Variant = "tiles" | "no-tiles" | "ed25519-checkpoints" | "witness";
+type Variant = "tiles" | "no-tiles" | "no-verifier" | "ed25519-checkpoints" | "witness";
 
 let witness: Litewitness | undefined;
 /** The sink's environment for a variant; for `witness`, a new litewitness that knows the stream. */
 async function variantEnv(variant: Variant, dataDir: string): Promise<Record<string, string>> {
   if (variant === "no-tiles") return { AUDITSINK_TILES: "off" };
+  if (variant === "no-verifier") return { AUDITSINK_VERIFY_INTERVAL: "0" };
   if (variant === "tiles") return {};
   if (variant === "ed25519-checkpoints") return { AUDITSINK_CHECKPOINT_KEY: "ed25519" };
   // A new witness per run: each run's sink has a new key and starts its stream from size 0.
@@ -80,10 +87,15 @@ async function variantEnv(variant: Variant, dataDir: string): Promise<Record<str
   };
 }
 
+/** The form the driver asks receipts in: compact (the SDK's, FORMAT.md §9b) unless RECEIPTS=full. */
+const RECEIPTS = process.env.RECEIPTS === "full" ? "full" : "compact";
+
 interface Run {
   producerKey: KeyAlgorithm;
+  receipts: "full" | "compact";
   signing: Signing;
-  /** tiles: the default sink (tlog-tiles stored as it commits); no-tiles: `--tiles off`; witness: tiles, an Ed25519
+  /** tiles: the default sink (tlog-tiles stored as it commits, the scheduled verifier every 60 s as `npm start`
+   * runs it); no-tiles: `--tiles off`; no-verifier: no scheduled verifier (ingest alone); witness: tiles, an Ed25519
    * checkpoint key and one litewitness cosigning the stream at most once a second; ed25519-checkpoints: the
    * Ed25519 checkpoint key alone. */
   variant: Variant;
@@ -103,6 +115,12 @@ interface Run {
   sinkCpuPerEventUs: number;
   sinkMainThreadCpuPerEventUs: number;
   sinkBackgroundCpuPerEventUs: number;
+  /** Sink CPU per event by thread name (threadCpu), largest first: what the background share is made of. */
+  sinkThreadCpuPerEventUs: Record<string, number>;
+  /** CPU the load generator (this process: HTTP client, JSON parsing of the answers) used per event, on the same cores. */
+  driverCpuPerEventUs: number;
+  /** Bytes of the sink's answers per event (receipts in the form asked for). */
+  answerBytesPerEvent: number;
   /** 1-minute load average when the run started: other work on the (shared) machine. */
   loadAverage: number;
   requests: number;
@@ -160,6 +178,25 @@ const mainThreadCpu = (pid: number) => {
   const { user, system } = cpuOf(`/proc/${pid}/task/${pid}/stat`);
   return user + system;
 };
+/**
+ * CPU seconds of each of the sink's threads so far, by thread name (Linux comm: `node` is the main thread, `libuv-worker`
+ * the threadpool that verifies signatures and runs file operations, `V8 Worker` V8's GC and compiler helpers; worker
+ * threads carry the name Node gives them, such as the scheduled verifier's).
+ */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const { user, system } = cpuOf(`/proc/${pid}/task/${tid}/stat`);
+      const key = tid === String(pid) ? "main" : name;
+      out.set(key, (out.get(key) ?? 0) + user + system);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 const PROFILE = process.env.PROFILE !== "0";
 
@@ -192,7 +229,7 @@ function startSink(
 }
 
 const post = (agent: Agent, port: number, body: string) =>
-  send(agent, port, "POST", `/v1/streams/${STREAM}/events`, body);
+  send(agent, port, "POST", `/v1/streams/${STREAM}/events?receipts=${RECEIPTS}`, body);
 
 async function run(
   batch: number,
@@ -224,7 +261,10 @@ async function run(
   const receipts: { receipt: Receipt; ackAt: number }[] = [];
   let errors = 0;
   let next = 0;
+  let answerBytes = 0;
+  const driverBefore = process.cpuUsage();
   const cpuBefore = sinkCpu(child.pid!);
+  const threadsBefore = threadCpu(child.pid!);
   const mainBefore = mainThreadCpu(child.pid!);
   const fromUs = monotonicUs();
   const started = performance.now();
@@ -241,14 +281,18 @@ async function run(
           continue;
         }
         latencies.push(t1 - t0);
-        for (const receipt of (JSON.parse(res.text) as { receipts: Receipt[] }).receipts)
-          receipts.push({ receipt, ackAt: t1 });
+        answerBytes += Buffer.byteLength(res.text);
+        const answer = receiptsOfAnswer(JSON.parse(res.text));
+        if (!answer.ok) throw new Error(answer.detail);
+        for (const receipt of answer.receipts as Receipt[]) receipts.push({ receipt, ackAt: t1 });
       }
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const driver = process.cpuUsage(driverBefore);
   const toUs = monotonicUs();
   const cpuAfter = sinkCpu(child.pid!);
+  const threadsAfter = threadCpu(child.pid!);
   const main = mainThreadCpu(child.pid!) - mainBefore;
   const user = cpuAfter.user - cpuBefore.user;
   const system = cpuAfter.system - cpuBefore.system;
@@ -301,6 +345,7 @@ async function run(
   rmSync(dataDir, { recursive: true, force: true });
   return {
     producerKey: algorithm,
+    receipts: RECEIPTS,
     signing,
     variant,
     stored,
@@ -315,6 +360,14 @@ async function run(
     sinkCpuPerEventUs: perEventUs(cpu),
     sinkMainThreadCpuPerEventUs: perEventUs(main),
     sinkBackgroundCpuPerEventUs: perEventUs(cpu - main),
+    sinkThreadCpuPerEventUs: Object.fromEntries(
+      [...threadsAfter]
+        .map(([name, after]) => [name, perEventUs(after - (threadsBefore.get(name) ?? 0))] as const)
+        .filter(([, us]) => us > 0)
+        .sort((a, b) => b[1] - a[1]),
+    ),
+    driverCpuPerEventUs: perEventUs((driver.user + driver.system) / 1e6),
+    answerBytesPerEvent: Math.round(answerBytes / delivered),
     loadAverage,
     requests: latencies.length,
     ackP50Ms: Number(percentile(latencies, 50).toFixed(2)),
@@ -341,10 +394,13 @@ const fullPlan: Step[] = [
   [100, 4, EVENTS, "ed25519", "batch"],
   // The cost of tlog-tiles and of witness cosigning (docs/TRANSPARENCY.md), beside the row above.
   [100, 4, EVENTS, "ed25519", "batch", "no-tiles"],
+  // Ingest alone: the scheduled verifier re-checks every event it commits on a thread of its own.
+  [100, 4, EVENTS, "ed25519", "batch", "no-verifier"],
   [100, 4, EVENTS, "ed25519", "batch", "witness"],
   [1, 1, EVENTS_B1 / 5, "ed25519", "event"],
   [1, 16, EVENTS_B1, "ed25519", "event"],
   [1, 64, EVENTS_B1, "ed25519", "event"],
+  [1, 64, EVENTS_B1, "ed25519", "event", "no-verifier"],
   [1, 256, EVENTS_B1, "ed25519", "event"],
 ];
 // PLAN="100x4:ed25519:batch,1x64:ecdsa-p256" runs only those (batch x concurrency : producer key [: signing
@@ -370,6 +426,25 @@ for (const [batch, concurrency, events, algorithm, signing, variant = "tiles"] o
   console.log(JSON.stringify(runs[runs.length - 1]));
 }
 await witness?.close();
+const goals: Goal[] = [
+  {
+    name: "batch 100, batch-signed, ≤ 4 connections",
+    eventsPerSecond: 20_000,
+    ackP99Ms: 50,
+    applies: (r) => r.batch === 100 && r.signing === "batch" && r.concurrency <= 4,
+  },
+  {
+    name: "batch 100, per-event signatures",
+    eventsPerSecond: 10_000,
+    applies: (r) => r.batch === 100 && r.signing === "event",
+  },
+  {
+    name: "batch 1, 64 connections",
+    eventsPerSecond: 5_000,
+    ackP99Ms: 50,
+    applies: (r) => r.batch === 1 && r.concurrency === 64,
+  },
+];
 const result = {
   benchmark: "embedded",
   date: new Date().toISOString(),
@@ -377,11 +452,9 @@ const result = {
   cpu: cpus()[0]?.model ?? "unknown",
   cores: cpus().length,
   eventBytes: 1024,
-  goals: [
-    { batch: 100, signing: "batch", maxConcurrency: 4, eventsPerSecond: 20_000, ackP99Ms: 50 },
-    { batch: 100, signing: "per-event", eventsPerSecond: 10_000 },
-    { batch: 1, concurrency: 64, eventsPerSecond: 5_000, ackP99Ms: 50 },
-  ],
+  receipts: RECEIPTS,
+  goals: goals.map(({ applies: _, ...g }) => g),
+  verdicts: goals.map((g) => verdict(g, runs)),
   // Tessera v1.0.4's POSIX server on this machine with the same load generator (docs/EMBEDDED.md).
   compare: { tesseraPosix: { concurrency: 256, eventsPerSecond: 11_667, ackP99Ms: 33 } },
   // Other work on the machine during the run (1-minute load average before and after): the numbers are only
@@ -398,13 +471,86 @@ console.table(
     "cpu µs/event": r.sinkCpuPerEventUs,
     "main µs": r.sinkMainThreadCpuPerEventUs,
     "bg µs": r.sinkBackgroundCpuPerEventUs,
+    "driver µs": r.driverCpuPerEventUs,
+    "answer B/event": r.answerBytesPerEvent,
     load: r.loadAverage,
     ...(profile ? { idle: profile.idleShare, ...profile.usPerEvent } : {}),
   })),
 );
+for (const v of result.verdicts) console.log(`${v.goal}: ${v.bound}`);
 // RESULTS=<file> writes a partial plan somewhere other than the full run's file.
 const out =
   process.env.RESULTS ?? join(dirname(new URL(import.meta.url).pathname), "results", "embedded.json");
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 console.log(`wrote ${out}`);
+
+interface Goal {
+  name: string;
+  eventsPerSecond: number;
+  ackP99Ms?: number;
+  /** The runs (default variant: tiles, no witness) that speak to the goal. */
+  applies: (r: Run) => boolean;
+}
+
+/**
+ * A goal against its best run (most events/s among those it applies to), and what bounds that run, derived from
+ * the run's own figures: the sink's CPU per event gives the most two cores could do for the sink alone, the main
+ * thread's CPU per event the most one thread can do, and the idle share whether the main thread waited instead.
+ */
+function verdict(goal: Goal, all: readonly Run[]) {
+  const best = all
+    .filter((r) => r.variant === "tiles" && goal.applies(r))
+    .sort((a, b) => b.eventsPerSecond - a.eventsPerSecond)[0];
+  if (!best) return { goal: goal.name, measured: null, bound: "no run of the plan applies to this goal" };
+  const cores = cpus().length;
+  const allCores = Math.round((cores * 1e6) / best.sinkCpuPerEventUs);
+  const withDriver = Math.round((cores * 1e6) / (best.sinkCpuPerEventUs + best.driverCpuPerEventUs));
+  const mainThread = Math.round(1e6 / best.sinkMainThreadCpuPerEventUs);
+  const met =
+    best.eventsPerSecond >= goal.eventsPerSecond &&
+    (goal.ackP99Ms === undefined || best.ackP99Ms <= goal.ackP99Ms);
+  const largest = best.profile
+    ? Object.entries(best.profile.usPerEvent)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 4)
+        .map(([c, us]) => `${c} ${us} µs`)
+        .join(", ")
+    : "no profile (PROFILE=0)";
+  const idle = best.profile?.idleShare;
+  const alone = all.find(
+    (r) =>
+      r.variant === "no-verifier" &&
+      r.batch === best.batch &&
+      r.concurrency === best.concurrency &&
+      r.signing === best.signing,
+  );
+  const verifier = alone
+    ? `; without the scheduled verifier (which re-checks each event on a thread of its own) ${alone.eventsPerSecond} events/s at ${alone.sinkCpuPerEventUs} µs of sink CPU per event`
+    : "";
+  const bound = met
+    ? "met"
+    : allCores < goal.eventsPerSecond
+      ? `sink CPU: ${best.sinkCpuPerEventUs} µs per event (main thread ${best.sinkMainThreadCpuPerEventUs}, background ${best.sinkBackgroundCpuPerEventUs}) caps ${cores} cores at ${allCores} events/s for the sink alone, ${withDriver}/s with the load generator's ${best.driverCpuPerEventUs} µs on the same cores; main thread per event: ${largest}`
+      : idle !== undefined && idle > 0.25
+        ? `waiting, not CPU: the main thread was idle ${Math.round(idle * 100)} % (commits wait on file syncs; the kernel's share of the sink's CPU was ${Math.round(best.sinkSystemCpuShare * 100)} %); ${best.sinkCpuPerEventUs} µs of sink CPU per event would allow ${allCores}/s`
+        : `the main thread: ${best.sinkMainThreadCpuPerEventUs} µs per event caps one thread at ${mainThread} events/s; ${largest}`;
+  return {
+    goal: goal.name,
+    target: { eventsPerSecond: goal.eventsPerSecond, ...(goal.ackP99Ms ? { ackP99Ms: goal.ackP99Ms } : {}) },
+    run: `${best.batch}x${best.concurrency} ${best.producerKey} ${best.signing}`,
+    measured: { eventsPerSecond: best.eventsPerSecond, ackP99Ms: best.ackP99Ms },
+    met,
+    ceilings: { sinkOnAllCores: allCores, sinkAndDriverOnAllCores: withDriver, mainThread },
+    bound: met ? bound : bound + verifier,
+    ...(alone
+      ? {
+          withoutVerifier: {
+            eventsPerSecond: alone.eventsPerSecond,
+            ackP99Ms: alone.ackP99Ms,
+            sinkCpuPerEventUs: alone.sinkCpuPerEventUs,
+          },
+        }
+      : {}),
+  };
+}

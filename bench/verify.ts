@@ -17,6 +17,8 @@
  *    contender reads from memory. The result keeps the load average seen before each run: the machine is shared.
  * 4. The same for a log whose producer signed every 100 events as one batch (batch-signed envelopes,
  *    docs/FORMAT.md §3b), with producer signatures, against `sha256sum` over that bundle (BATCH_SIGNED=0 skips it).
+ * 5. `verdicts`: each goal against its best run, and what bounds it — the CPU per record of a `--jobs 1` run taken
+ *    again under the V8 profiler (bench/cpu-profile.ts; not timed), by category, against sha256sum's per record.
  */
 
 import { spawnSync } from "node:child_process";
@@ -35,6 +37,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateKeyPair, KeyObjectSigner, keyFingerprint } from "@auditsink/core";
 import { type Signing, writeArchive } from "./archive.ts";
+import { CATEGORIES, type Category, summarizeProfile } from "./cpu-profile.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
@@ -87,6 +90,71 @@ function timed(cmd: string, args: string[]): { seconds: number; stdout: string; 
 }
 
 const cli = (args: string[]) => timed(process.execPath, [BIN, ...args]);
+
+/**
+ * `auditsink verify --jobs 1` once more under the V8 profiler (not timed: the profiler slows it): where one thread's
+ * time per record goes, by category, with the functions that take most.
+ */
+function profiled(bundle: string, producerSignatures: boolean) {
+  const dir = mkdtempSync(join(tmpdir(), "auditsink-verify-profile-"));
+  try {
+    const args = ["verify", bundle, "--fingerprint", fingerprint, "--json", "--jobs", "1"];
+    if (!producerSignatures) args.push("--no-producer-signatures");
+    const r = timed(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${dir}`, BIN, ...args]);
+    if (r.status !== 0) throw new Error(`profiled verify failed (${r.status})`);
+    const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+    if (!file) throw new Error("verify wrote no CPU profile");
+    const summary = summarizeProfile(join(dir, file), 0, Number.MAX_SAFE_INTEGER);
+    const busyUs = ((summary.sampledMs * 1000) / RECORDS) * (1 - summary.idleShare);
+    return {
+      command: `node --cpu-prof ${args.join(" ").replace(bundle, "<bundle>")}`,
+      busyUsPerRecord: Number(busyUs.toFixed(1)),
+      idleShare: summary.idleShare,
+      usPerRecord: Object.fromEntries(
+        CATEGORIES.map((c) => [c, Number((summary.busyShare[c] * busyUs).toFixed(1))]),
+      ) as Record<Category, number>,
+      top: summary.top.slice(0, 8),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface VerifyRun {
+  command: string;
+  jobs: number;
+  seconds: number;
+  ratioToSha256sum: number;
+}
+
+/** A goal against its best run, and what bounds it (the profiled one-thread cost per record against sha256sum's). */
+function verdict(
+  goal: string,
+  target: number,
+  runs: readonly VerifyRun[],
+  sha: { seconds: number },
+  profile: ReturnType<typeof profiled>,
+) {
+  const best = [...runs].sort((a, b) => b.ratioToSha256sum - a.ratioToSha256sum)[0]!;
+  const one = runs.find((r) => r.jobs === 1)!;
+  const shaUs = (sha.seconds * 1e6) / RECORDS;
+  const largest = Object.entries(profile.usPerRecord)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 4)
+    .map(([c, us]) => `${c} ${us} µs`)
+    .join(", ");
+  const met = best.ratioToSha256sum >= target;
+  return {
+    goal,
+    target,
+    run: best.command,
+    measured: best.ratioToSha256sum,
+    met,
+    bound: met
+      ? "met"
+      : `CPU per record: sha256sum reads and hashes a record in ${shaUs.toFixed(2)} µs; verify on one thread takes ${((one.seconds * 1e6) / RECORDS).toFixed(1)} µs (under the profiler ${profile.busyUsPerRecord} µs busy: ${largest}), so ${target} of sha256sum needs ${(shaUs / target).toFixed(1)} µs per record on all cores together; with ${best.jobs} jobs it took ${((best.seconds * 1e6) / RECORDS).toFixed(1)} µs`,
+  };
+}
 
 const fingerprint = keyFingerprint(signer.key.publicKey);
 
@@ -173,15 +241,33 @@ async function main() {
     const runs = [false, true].flatMap((signatures) =>
       jobsList.map((jobs) => verifyRun(perEvent, signatures, jobs)),
     );
+    process.stderr.write("profiling auditsink verify --jobs 1 --no-producer-signatures\n");
+    const unsignedProfile = profiled(perEvent.bundle, false);
+    const verdicts = [
+      verdict(
+        "without producer signatures: ≥ 0.5 of sha256sum",
+        0.5,
+        runs.filter((r) => !r.producerSignatures),
+        perEvent.sha,
+        unsignedProfile,
+      ),
+    ];
     let batchSigned: Record<string, unknown> | undefined;
     if (BATCH_SIGNED) {
       const b = await prepare(work, "batch");
+      const verify = jobsList.map((jobs) => verifyRun(b, true, jobs));
+      process.stderr.write("profiling auditsink verify --jobs 1 on the batch-signed log\n");
+      const profile = profiled(b.bundle, true);
+      verdicts.push(
+        verdict("batch-signed producer signatures: ≥ 0.3 of sha256sum", 0.3, verify, b.sha, profile),
+      );
       batchSigned = {
         description: `a log whose producer signed every ${BATCH} events once (batch-signed envelopes, FORMAT.md §3b): one Ed25519 verification per batch (cached), membership (entry hash + inclusion path) per record`,
         recordBytes: Math.round(b.bytes / RECORDS),
         bundleBytes: b.bytes,
         sha256sum: { loadAverage1mBefore: Number(b.shaLoad.toFixed(2)), ...rateOf(b.bytes, b.sha.seconds) },
-        verify: jobsList.map((jobs) => verifyRun(b, true, jobs)),
+        verify,
+        profile,
       };
     }
     const result = {
@@ -202,6 +288,8 @@ async function main() {
       verify: runs,
       ...(batchSigned ? { batchSigned } : {}),
       goal: { withoutProducerSignatures: 0.5, withBatchSignedProducerSignatures: 0.3 },
+      profile: unsignedProfile,
+      verdicts,
       ...(perEvent.exportSeconds !== undefined ? { export: { seconds: perEvent.exportSeconds } } : {}),
     };
     const out = join(ROOT, "bench/results/verify.json");
@@ -216,6 +304,7 @@ async function main() {
         "MB/s": r.megabytesPerSecond,
       })),
     ]);
+    for (const v of verdicts) console.log(`${v.goal}: ${v.measured} — ${v.bound}`);
     console.log(`wrote ${out}`);
   } finally {
     if (!process.env.KEEP && !process.env.WORK) rmSync(work, { recursive: true, force: true });
