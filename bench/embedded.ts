@@ -528,13 +528,24 @@ function verdict(goal: Goal, all: readonly Run[]) {
   const verifier = alone
     ? `; without the scheduled verifier (which re-checks each event on a thread of its own) ${alone.eventsPerSecond} events/s at ${alone.sinkCpuPerEventUs} µs of sink CPU per event`
     : "";
+  // Two questions: can this machine reach the goal at this CPU per event at all, and what held this run below
+  // even that ceiling (the one JavaScript thread, sharing the cores; or waiting, when it idled).
+  const budget = Math.round((cores * 1e6) / goal.eventsPerSecond);
+  const cpu =
+    allCores < goal.eventsPerSecond
+      ? `CPU: the goal leaves ${budget} µs of CPU per event on ${cores} cores; the sink used ${best.sinkCpuPerEventUs} (main thread ${best.sinkMainThreadCpuPerEventUs}, background threads ${best.sinkBackgroundCpuPerEventUs}), which caps it at ${allCores} events/s with the cores to itself, ${withDriver}/s beside the load generator's ${best.driverCpuPerEventUs} µs`
+      : `CPU would allow ${allCores} events/s (${best.sinkCpuPerEventUs} µs per event)`;
+  const held =
+    idle !== undefined && idle > 0.25
+      ? `waiting: the main thread idled ${Math.round(idle * 100)} % (commits wait on file syncs; the kernel's share of the sink's CPU was ${Math.round(best.sinkSystemCpuShare * 100)} %)`
+      : `the main thread: ${best.sinkMainThreadCpuPerEventUs} µs per event caps it at ${mainThread} events/s, and it shares the cores with the background threads and the load generator${idle !== undefined ? ` (idle ${Math.round(idle * 100)} %)` : ""}`;
+  const p99 =
+    goal.ackP99Ms !== undefined && best.ackP99Ms > goal.ackP99Ms
+      ? `; p99 ${best.ackP99Ms} ms against ${goal.ackP99Ms}: ${best.concurrency * best.batch} events in flight at ${best.eventsPerSecond}/s take ${Math.round((1000 * best.concurrency * best.batch) / best.eventsPerSecond)} ms on average (Little's law)`
+      : "";
   const bound = met
     ? "met"
-    : allCores < goal.eventsPerSecond
-      ? `sink CPU: ${best.sinkCpuPerEventUs} µs per event (main thread ${best.sinkMainThreadCpuPerEventUs}, background ${best.sinkBackgroundCpuPerEventUs}) caps ${cores} cores at ${allCores} events/s for the sink alone, ${withDriver}/s with the load generator's ${best.driverCpuPerEventUs} µs on the same cores; main thread per event: ${largest}`
-      : idle !== undefined && idle > 0.25
-        ? `waiting, not CPU: the main thread was idle ${Math.round(idle * 100)} % (commits wait on file syncs; the kernel's share of the sink's CPU was ${Math.round(best.sinkSystemCpuShare * 100)} %); ${best.sinkCpuPerEventUs} µs of sink CPU per event would allow ${allCores}/s`
-        : `the main thread: ${best.sinkMainThreadCpuPerEventUs} µs per event caps one thread at ${mainThread} events/s; ${largest}`;
+    : `${cpu}. This run reached ${best.eventsPerSecond}/s, held by ${held}. Main thread per event: ${largest}${p99}`;
   return {
     goal: goal.name,
     target: { eventsPerSecond: goal.eventsPerSecond, ...(goal.ackP99Ms ? { ackP99Ms: goal.ackP99Ms } : {}) },
