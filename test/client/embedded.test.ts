@@ -2,7 +2,7 @@
  * The SDK and a client nobody here wrote, against the real embedded sink (packages/local startEmbeddedSink).
  */
 import { join } from "node:path";
-import { AuditClient } from "@auditsink/client";
+import { AuditClient, type AuditClientOptions } from "@auditsink/client";
 import {
   checkpointKey,
   generateKeyPair,
@@ -31,6 +31,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await sink.close();
 });
+
+/** An AuditClient of the registered producer, pinned to this file's sink, sending to `stream`. */
+const clientFor = (stream: string, options: Partial<AuditClientOptions>) =>
+  AuditClient.create({
+    endpoint: sink.url,
+    producerKey: producer.privateKey,
+    sinkKey: sink.local.signingKey.verifierKey,
+    deployment: sink.local.deployment,
+    stream,
+    source: "agent://support-bot",
+    ...options,
+  });
 
 describe("the official cloudevents SDK", () => {
   it("emits a signed structured-mode CloudEvent over HTTP that the sink accepts and receipts", async () => {
@@ -64,13 +76,7 @@ describe("the official cloudevents SDK", () => {
 describe("AuditClient against the embedded sink", () => {
   it("sends batches, verifies every receipt and witnesses the stream's growth", async () => {
     // Prepare
-    const client = await AuditClient.create({
-      endpoint: sink.url,
-      producerKey: producer.privateKey,
-      sinkKey: sink.local.signingKey.verifierKey,
-      deployment: sink.local.deployment,
-      stream: "agents.actions",
-      source: "agent://support-bot",
+    const client = await clientFor("agents.actions", {
       batch: { maxEvents: 4, lingerMs: 5 },
     });
     // Act
@@ -94,13 +100,7 @@ describe("AuditClient against the embedded sink", () => {
   it("witnesses with the consistency proofs carried in the ingest responses, never calling the read API", async () => {
     // Prepare: count the client's requests.
     const paths: string[] = [];
-    const client = await AuditClient.create({
-      endpoint: sink.url,
-      producerKey: producer.privateKey,
-      sinkKey: sink.local.signingKey.verifierKey,
-      deployment: sink.local.deployment,
-      stream: "agents.witness",
-      source: "agent://support-bot",
+    const client = await clientFor("agents.witness", {
       batch: { maxEvents: 3, lingerMs: 1 },
       fetch: (input, init) => {
         paths.push(new URL(String(input)).pathname + new URL(String(input)).search);
@@ -161,13 +161,7 @@ describe("AuditClient against the embedded sink", () => {
 
   it("verifies every receipt of a compact answer with its shared path: a tampered shared hash fails each one", async () => {
     // Prepare: a client whose transport flips one hash of the shared proof path in the sink's answer.
-    const client = await AuditClient.create({
-      endpoint: sink.url,
-      producerKey: producer.privateKey,
-      sinkKey: sink.local.signingKey.verifierKey,
-      deployment: sink.local.deployment,
-      stream: "agents.compact",
-      source: "agent://support-bot",
+    const client = await clientFor("agents.compact", {
       batch: { maxEvents: 4, lingerMs: 1 },
       fetch: async (input, init) => {
         const res = await fetch(input, init);
