@@ -1,13 +1,14 @@
 /**
  * Compact receipts on a running sink (docs/FORMAT.md §9b): `POST …/events?receipts=compact` writes a batch's
  * checkpoint and shared proof path once; expanded, its receipts are the full receipts of the same records, and
- * `auditsink verify --receipts` checks them against the data directory. A form the API does not know is refused
- * and writes nothing.
+ * `auditsink verify --receipts` checks them against the data directory; both answers are what the sink's OpenAPI
+ * document declares (Ajv, JSON Schema 2020-12). A form the API does not know is refused and writes nothing.
  */
 
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type CompactReceipts, expandReceipts, type Receipt } from "@auditsink/core";
+import Ajv2020 from "ajv/dist/2020.js";
 import { describe, expect, it } from "vitest";
 import { registerProducer, verifyReport } from "../cli/helpers.ts";
 import { testProducer, testSinks } from "./helpers.ts";
@@ -47,6 +48,7 @@ describe("compact receipts from a running sink", () => {
     const refused = await post("?receipts=short", [p.event()]);
     const problem = (await refused.json()) as { code: string; detail: string };
     const after = await fetch(`${sink.url}/v1/streams/agents.compact/checkpoint`);
+    const document = (await (await fetch(`${sink.url}/openapi.json`)).json()) as Record<string, unknown>;
     await close();
 
     // Assess
@@ -67,6 +69,16 @@ describe("compact receipts from a running sink", () => {
     expect(problem.code).toBe("invalid-request");
     expect(problem.detail).toMatch(/receipts/);
     expect(((await after.json()) as { size: number }).size).toBe(1124);
+    // The document's schema of this answer (anyOf the full and the compact form) takes both, and not a compact
+    // receipt that lost its proof.
+    const ajv = new Ajv2020({ strict: false });
+    ajv.addSchema(document, "openapi.json");
+    const answer = ajv.compile({
+      $ref: "openapi.json#/paths/~1v1~1streams~1{stream}~1events/post/responses/200/content/application~1json/schema",
+    });
+    expect([answer(compact), answer(full)], JSON.stringify(answer.errors)).toEqual([true, true]);
+    const { inclusionProof: _dropped, ...lost } = compact.receipts[0]!;
+    expect(answer({ ...compact, receipts: [lost] })).toBe(false);
 
     const file = join(dataDir, "..", "compact-receipts.jsonl");
     await writeFile(file, `${expanded.map((r) => JSON.stringify(r)).join("\n")}\n`);
