@@ -179,9 +179,9 @@ const mainThreadCpu = (pid: number) => {
   return user + system;
 };
 /**
- * CPU seconds of each of the sink's threads so far, by thread name (Linux comm: `node` is the main thread, `libuv-worker`
- * the threadpool that verifies signatures and runs file operations, `V8 Worker` V8's GC and compiler helpers; worker
- * threads carry the name Node gives them, such as the scheduled verifier's).
+ * CPU seconds of the sink's threads so far, by thread name (Linux comm): the main thread (thread id = process id)
+ * as `main`; on Node 20 the threadpool and worker threads (the scheduled verifier's) are all named `node`, V8's
+ * profiler thread `v8:ProfEvntProc`.
  */
 function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
