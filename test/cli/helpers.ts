@@ -3,6 +3,7 @@ import { chmod, cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, type VerifyResult } from "@auditsink/cli";
+import { AuditClient, type AuditClientOptions } from "@auditsink/client";
 import { spkiDer } from "@auditsink/core";
 import { type EmbeddedSink, startEmbeddedSink } from "@auditsink/local";
 import { afterAll, expect } from "vitest";
@@ -28,6 +29,24 @@ export async function startSink(dataDir: string): Promise<EmbeddedSink> {
     verifyIntervalSeconds: 0,
     print: () => {},
     log: () => {},
+  });
+}
+
+/**
+ * An AuditClient signing with `producerKey`, pinned to a running sink's verifier key and deployment; `options` add
+ * the stream, source, batching or anything else.
+ */
+export function clientOf(
+  sink: EmbeddedSink,
+  producerKey: KeyObject,
+  options: Partial<AuditClientOptions> = {},
+): Promise<AuditClient> {
+  return AuditClient.create({
+    endpoint: sink.url,
+    producerKey,
+    sinkKey: sink.local.signingKey.verifierKey,
+    deployment: sink.local.deployment,
+    ...options,
   });
 }
 

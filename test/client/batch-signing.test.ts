@@ -4,11 +4,10 @@
  * event and stores nothing, and `auditsink verify` re-checks every producer signature offline.
  */
 import { join } from "node:path";
-import { AuditClient } from "@auditsink/client";
 import { generateKeyPair, parseSigbatch, type Receipt, type SignedEvent, signBatch } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, registerProducer, startSink, tempDir } from "../cli/helpers.ts";
+import { cli, clientOf, registerProducer, startSink, tempDir } from "../cli/helpers.ts";
 
 let sink: EmbeddedSink;
 let dataDir: string;
@@ -25,11 +24,7 @@ afterAll(async () => {
 });
 
 const client = (stream: string, options: { signing?: "batch" | "event" } = {}) =>
-  AuditClient.create({
-    endpoint: sink.url,
-    producerKey: producer.privateKey,
-    sinkKey: sink.local.signingKey.verifierKey,
-    deployment: sink.local.deployment,
+  clientOf(sink, producer.privateKey, {
     stream,
     source: "agent://support-bot",
     batch: { maxEvents: 25, lingerMs: 50 },

@@ -2,7 +2,7 @@
  * The SDK and a client nobody here wrote, against the real embedded sink (packages/local startEmbeddedSink).
  */
 import { join } from "node:path";
-import { AuditClient, type AuditClientOptions } from "@auditsink/client";
+import type { AuditClientOptions } from "@auditsink/client";
 import {
   checkpointKey,
   generateKeyPair,
@@ -18,7 +18,7 @@ import {
 import type { EmbeddedSink } from "@auditsink/local";
 import { CloudEvent, HTTP } from "cloudevents";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerProducer, startSink, tempDir } from "../cli/helpers.ts";
+import { clientOf, registerProducer, startSink, tempDir } from "../cli/helpers.ts";
 
 let sink: EmbeddedSink;
 const producer = generateKeyPair("ed25519");
@@ -34,15 +34,7 @@ afterAll(async () => {
 
 /** An AuditClient of the registered producer, pinned to this file's sink, sending to `stream`. */
 const clientFor = (stream: string, options: Partial<AuditClientOptions>) =>
-  AuditClient.create({
-    endpoint: sink.url,
-    producerKey: producer.privateKey,
-    sinkKey: sink.local.signingKey.verifierKey,
-    deployment: sink.local.deployment,
-    stream,
-    source: "agent://support-bot",
-    ...options,
-  });
+  clientOf(sink, producer.privateKey, { stream, source: "agent://support-bot", ...options });
 
 describe("the official cloudevents SDK", () => {
   it("emits a signed structured-mode CloudEvent over HTTP that the sink accepts and receipts", async () => {

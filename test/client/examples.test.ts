@@ -1,12 +1,11 @@
 import { join } from "node:path";
-import { AuditClient } from "@auditsink/client";
 import { generateKeyPair, verifyStoredStream } from "@auditsink/core";
 import type { EmbeddedSink } from "@auditsink/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordToolCall } from "../../examples/agent-tool-call.ts";
 import { recordDecision } from "../../examples/mcp-policy-decision.ts";
 import { recordInvocation } from "../../examples/model-invocation.ts";
-import { registerProducer, startSink, tempDir } from "../cli/helpers.ts";
+import { clientOf, registerProducer, startSink, tempDir } from "../cli/helpers.ts";
 
 let sink: EmbeddedSink;
 const producer = generateKeyPair("ecdsa-p256");
@@ -20,15 +19,7 @@ afterAll(async () => {
   await sink.close();
 });
 
-const client = (stream: string, source: string) =>
-  AuditClient.create({
-    endpoint: sink.url,
-    producerKey: producer.privateKey,
-    sinkKey: sink.local.signingKey.verifierKey,
-    deployment: sink.local.deployment,
-    stream,
-    source,
-  });
+const client = (stream: string, source: string) => clientOf(sink, producer.privateKey, { stream, source });
 
 describe("examples", () => {
   it("record a tool call, a policy decision and a model invocation with GenAI attribute names", async () => {

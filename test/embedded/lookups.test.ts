@@ -6,12 +6,11 @@
 import { writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { AuditClient } from "@auditsink/client";
 import { parseVerifierKey, type Receipt, type SignedEvent, signEvent, verifyReceipt } from "@auditsink/core";
 import { CloudEvent, HTTP } from "cloudevents";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EmbeddedSink, startEmbeddedSink } from "../../packages/local/src/index.ts";
-import { cli } from "../cli/helpers.ts";
+import { cli, clientOf } from "../cli/helpers.ts";
 import { tempDir, testProducer } from "./helpers.ts";
 
 const STREAM = "agents.lookups";
@@ -75,12 +74,7 @@ describe("a lost receipt, found again by source and id", () => {
     const [original] = ((await res.json()) as { receipts: Receipt[] }).receipts;
     await submit([producer.event(), producer.event()]); // the stream grows past it
 
-    const client = await AuditClient.create({
-      endpoint: sink.url,
-      producerKey: producer.privateKey,
-      sinkKey: sink.local.signingKey.verifierKey,
-      deployment: sink.local.deployment,
-    });
+    const client = await clientOf(sink, producer.privateKey);
     const found = await client.receipt(event.source, event.id);
     expect(found).toMatchObject({
       stream: STREAM,
