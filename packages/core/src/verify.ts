@@ -10,7 +10,7 @@
  */
 import type { KeyObject } from "node:crypto";
 import { batchCommitments } from "./batch.ts";
-import { type Checkpoint, openCheckpoint, originFor } from "./checkpoint.ts";
+import { type Checkpoint, type CheckpointVerdict, openCheckpoint, originFor } from "./checkpoint.ts";
 import { type SignedEvent, SYSTEM_STREAM, verifyEventSignature } from "./event.ts";
 import { HASH_SIZE, type Hash, hashFromHex, sha256, toHex, ZERO_HASH } from "./hash.ts";
 import { Frontier, leafHash } from "./merkle.ts";
@@ -722,11 +722,14 @@ export function checkStreamReceipts(
   const findings: Finding[] = [];
   const fail = (code: FailureCode, r: Receipt, message: string) =>
     findings.push({ code, stream, at: r.index, message: `receipt for record ${r.index}: ${message}` });
+  // Receipts of one batch share their checkpoint: its signatures are verified once for all of them.
+  const opened = new Map<string, CheckpointVerdict>();
   for (const r of receipts) {
     let verdict: ReturnType<typeof verifyReceipt>;
     try {
       verdict = verifyReceipt(r, {
         trusted: check.trusted,
+        opened,
         ...(check.deployment ? { deployment: check.deployment } : {}),
       });
     } catch (e) {

@@ -353,8 +353,8 @@ export async function startEmbeddedSink(options: EmbeddedSinkOptions): Promise<E
         (info: AddressInfo) => resolve(info.port),
       );
       server.once("error", reject);
-      // A request the HTTP parser refuses (headers over 16 KiB, not HTTP) gets a problem like any refusal,
-      // unless part of an answer is already on the connection.
+      // A request the HTTP parser refuses (request line and headers over MAX_HEADER_BYTES, not HTTP) gets a problem
+      // like any refusal, unless part of an answer is already on the connection.
       server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
         const answer = clientErrorResponse(error.code);
         const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
