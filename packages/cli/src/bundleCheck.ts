@@ -1,9 +1,3 @@
-/**
- * What `auditsink verify` checks about an evidence bundle beyond core's walk of its records (docs/FORMAT.md
- * §13): the manifest, that the bundle holds exactly the objects its manifest names, that a verified checkpoint
- * covers every bundled record, and that the proofs the bundle promises are there and hold.
- */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   checkConsistency,
@@ -18,7 +12,7 @@ import {
 import type { BundleHandle, BundleManifest } from "./bundle.ts";
 import { type ConsistencyFile, ConsistencyFileSchema } from "./bundle.ts";
 import { type ReceiptEntry, receiptEntries } from "./receipts.ts";
-import type { Source } from "./sources.ts";
+import { readBytes, type Source } from "./sources.ts";
 
 /** Findings only the CLI can make, about an evidence bundle as a whole (docs/FORMAT.md §13 lists them). */
 export type BundleFailureCode =
@@ -48,15 +42,6 @@ export function manifestFindings(bundle: BundleHandle): Finding<string>[] {
     at: p.at,
     message: `${p.at} ${p.message}`,
   }));
-}
-
-async function readBytes(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw e;
-  }
 }
 
 /** The receipts in proofs/inclusion.json as entries (core checks them), or the finding that there are none. */

@@ -6,7 +6,6 @@ import type { KeyObject } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
-  type Head,
   listStoredStreams,
   type ObjectStore,
   type ProducerInfo,
@@ -34,8 +33,6 @@ export interface Source {
   producerKeys?: Map<string, KeyObject>;
   producers?: ProducerInfo[];
   bundle?: BundleHandle;
-  /** The head store's value for a stream (data directories), to catch a head rolled back behind a checkpoint. */
-  head(stream: string): Promise<Head | undefined>;
   /** The head store as core's runVerification reads it (data directories): raw values, checked there. */
   heads?: { get(stream: string): Promise<unknown>; streams(): Promise<string[]> };
   streams(): Promise<string[]>;
@@ -46,7 +43,8 @@ export interface Source {
   reader(stream: string): StreamReader;
 }
 
-async function readBytes(path: string): Promise<Buffer | undefined> {
+/** A file's bytes, or undefined when there is none; any other failure is `source-unreadable`. */
+export async function readBytes(path: string): Promise<Buffer | undefined> {
   try {
     return await readFile(path);
   } catch (e) {
@@ -114,7 +112,6 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       location,
       store,
       offeredKeys: await storedKeys(store),
-      head: async () => undefined,
       streams: () => listStoredStreams(store),
       reader: (stream) => new StreamReader(store, stream),
     };
@@ -141,7 +138,6 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
       ],
       ...(producers ? { producers, producerKeys: producerKeyMap(producers) } : {}),
       bundle,
-      head: async () => undefined,
       streams: async () => (bundle.stream ? [bundle.stream] : []),
       reader: (stream) => {
         const manifest = usableManifest(bundle);
@@ -175,10 +171,6 @@ export async function openSource(location: string, s3: S3ReadOptions = {}): Prom
     ...(config ? { deployment: (JSON.parse(config) as { deployment: string }).deployment } : {}),
     offeredKeys: [...(vkey ? [vkey.trim()] : []), ...(await storedKeys(store))],
     ...(producers ? { producers, producerKeys: producerKeyMap(producers) } : {}),
-    head: async (stream) => {
-      const text = await readText(join(dir, "heads", `${stream}.json`));
-      return text ? (JSON.parse(text) as Head) : undefined;
-    },
     heads: {
       // A head file that is not JSON by the rules it was written by (docs/FORMAT.md §3: a duplicate member, say,
       // which parsers read two ways) is handed on as its text: the verifier reports it (head-malformed).
