@@ -53,6 +53,14 @@ export interface ProfileSummary {
   top: { function: string; where: string; category: Category; share: number }[];
 }
 
+/** The `n` largest categories of a per-event (or per-record) split, as "category µs" text, largest first. */
+export const largestCosts = (us: Record<Category, number>, n = 4): string =>
+  Object.entries(us)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([c, v]) => `${c} ${v} µs`)
+    .join(", ");
+
 /** Frames that only carry work for someone else: the caller decides what the work is. */
 const TRANSPARENT =
   /^node:(events|buffer|internal\/(streams|process|async_hooks|timers|buffer|util|errors|validators|event_target|webstreams|abort_controller|blob|url|encoding|worker\/js_transferable|deps\/undici))/;

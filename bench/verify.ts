@@ -37,7 +37,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateKeyPair, KeyObjectSigner, keyFingerprint } from "@auditsink/core";
 import { type Signing, writeArchive } from "./archive.ts";
-import { CATEGORIES, type Category, summarizeProfile } from "./cpu-profile.ts";
+import { CATEGORIES, type Category, largestCosts, summarizeProfile } from "./cpu-profile.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const RECORDS = Number(process.env.RECORDS ?? 1_000_000);
@@ -138,11 +138,7 @@ function verdict(
   const best = [...runs].sort((a, b) => b.ratioToSha256sum - a.ratioToSha256sum)[0]!;
   const one = runs.find((r) => r.jobs === 1)!;
   const shaUs = (sha.seconds * 1e6) / RECORDS;
-  const largest = Object.entries(profile.usPerRecord)
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 4)
-    .map(([c, us]) => `${c} ${us} µs`)
-    .join(", ");
+  const largest = largestCosts(profile.usPerRecord);
   const met = best.ratioToSha256sum >= target;
   return {
     goal,
