@@ -195,7 +195,8 @@ export async function runVerify(
           // always for a bundle, one stream's window whose objects are checked against the layout, not the set of
           // streams. An incremental run reads only what is new.
           layout: Boolean(bundle) || (!options.streams?.length && !incremental),
-          ...(bundle ? { streamSet: false } : {}),
+          // A bundle carries no tiles (FORMAT.md §13): nothing to fetch, and their absence says nothing.
+          ...(bundle ? { streamSet: false, tiles: false } : {}),
           ...(options.signal ? { signal: options.signal } : {}),
           ...(policy
             ? {
@@ -236,8 +237,6 @@ export async function runVerify(
       receipts: receiptsOf(r.stream).length,
     };
     if (manifest && r.stream === manifest.stream) {
-      // A bundle carries no tiles (FORMAT.md §13): that the walk found none stored says nothing about it.
-      result.warnings = r.warnings.filter((w) => w.code !== "tiles-missing");
       result.failures.push(...(bundleProofs?.findings ?? []));
       await checkBundle(source, manifest, trust.trusted, result, bundled.receipts);
     }

@@ -85,6 +85,8 @@ export interface VerificationPolicy {
   layout?: boolean;
   /** Check the set of streams (default: when every stream is verified, i.e. `streams` is not given). */
   streamSet?: boolean;
+  /** Check stored tlog tiles (default true; false for a source without them by design, VerifyOptions.tiles). */
+  tiles?: boolean;
   /** Re-reads of a head that looks rolled back, and of a recorded stream not yet visible (default 4, from 250 ms, doubling). */
   settle?: { tries: number; delayMs: number };
   /** Injected for tests; default setTimeout. */
@@ -262,6 +264,7 @@ export async function runVerification(
           ...(head ? { head } : {}),
           receipts: receipts.filter((r) => r?.stream === stream),
           ...(policy.producerKeys ? { producerKeys: policy.producerKeys } : {}),
+          ...(policy.tiles === false ? { tiles: false } : {}),
         },
         progress ?? {},
       );

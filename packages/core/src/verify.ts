@@ -104,6 +104,11 @@ export interface VerifyOptions {
   head?: Head;
   /** When given, re-verify every producer signature with these keys (by key id). */
   producerKeys?: ReadonlyMap<string, KeyObject>;
+  /**
+   * Check the stored tlog tiles the walk completes (default true). False for a source that carries none by design
+   * (an evidence bundle, FORMAT.md §13): the walk then neither asks for them nor warns `tiles-missing`.
+   */
+  tiles?: boolean;
 }
 
 export interface StreamReport {
@@ -182,7 +187,7 @@ export class StreamVerifier {
    */
   private completed: { key: string; tile: Tile; root: Hash; bytes?: Buffer }[] = [];
   private readonly tileRootOf = (height: number, node: Hash) => {
-    if (height % 8 !== 0) return;
+    if (height % 8 !== 0 || this.options.tiles === false) return;
     // A perfect subtree of height 8(l+1) ending here is exactly full tile ⌊end / 256^(l+1)⌋ − 1 of level l.
     const level = height / 8 - 1;
     const index = Math.floor((this.frontier.size + 1) / 2 ** height) - 1;

@@ -220,4 +220,27 @@ describe("verification of stored tiles", () => {
     const again = await verifyStoredStream(ports.objects, "s", { ...trusted(ports), from: first.state });
     expect(again.failures.map((f) => [f.code, f.at])).toEqual([["tile-mismatch", partial]]);
   });
+
+  it("with tiles: false (a source without tiles by design, an evidence bundle) asks for none and warns nothing", async () => {
+    const ports = memoryPorts();
+    const sink = new Sink({ deployment: DEPLOYMENT, ...ports });
+    await submitMany(sink, ports, "s", 600, 100, "a");
+    for (const key of [...ports.objects.objects.keys()])
+      if (parseStoreKey(key)?.kind === "tiles") ports.objects.objects.delete(key);
+    const read: string[] = [];
+    const counting: ObjectStore = {
+      putIfAbsent: (k, b) => ports.objects.putIfAbsent(k, b),
+      get: (k) => {
+        read.push(k);
+        return ports.objects.get(k);
+      },
+      list: (p, o) => ports.objects.list(p, o),
+    };
+    const withTiles = await verifyStoredStream(counting, "s", trusted(ports));
+    expect(withTiles.warnings.map((w) => w.code)).toEqual(["tiles-missing"]);
+    read.length = 0;
+    const without = await verifyStoredStream(counting, "s", { ...trusted(ports), tiles: false });
+    expect(read.filter((k) => parseStoreKey(k)?.kind === "tiles")).toEqual([]);
+    expect([without.failures, without.warnings, without.records]).toEqual([[], [], 600]);
+  });
 });
