@@ -7,6 +7,7 @@ import {
   MemoryObjectStore,
   MemoryProducerRegistry,
 } from "../src/memory.ts";
+import type { ObjectStore } from "../src/ports.ts";
 import { Sink } from "../src/sink.ts";
 
 export const DEPLOYMENT = "auditsink.test/unit";
@@ -56,5 +57,17 @@ export function producer(ports: Ports, name: string, alg: KeyAlgorithm = "ed2551
         privateKey,
       );
     },
+  };
+}
+
+/** A view of `store` that records in `read` the key of every object read (`get`), for tests of what a run reads. */
+export function recordingReads(store: ObjectStore, read: string[]): ObjectStore {
+  return {
+    putIfAbsent: (k, b) => store.putIfAbsent(k, b),
+    get: (k) => {
+      read.push(k);
+      return store.get(k);
+    },
+    list: (p, o) => store.list(p, o),
   };
 }

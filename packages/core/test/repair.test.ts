@@ -4,10 +4,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { verifyStoredStream } from "../src/fetch.ts";
-import type { ObjectStore } from "../src/ports.ts";
 import { checkpointKey, parseStoreKey } from "../src/record.ts";
 import { Sink } from "../src/sink.ts";
-import { DEPLOYMENT, memoryPorts, producer } from "./fixtures.ts";
+import { DEPLOYMENT, memoryPorts, producer, recordingReads } from "./fixtures.ts";
 
 describe("repair from the stored frontier", () => {
   it("reads only the segments past the head and signs the missing checkpoint without reading the stream", async () => {
@@ -22,14 +21,7 @@ describe("repair from the stored frontier", () => {
     ports.heads.heads.set("s", behind);
     ports.objects.objects.delete(checkpointKey("s", 80));
     const read: string[] = [];
-    const counting: ObjectStore = {
-      putIfAbsent: (k, b) => ports.objects.putIfAbsent(k, b),
-      get: (k) => {
-        read.push(k);
-        return ports.objects.get(k);
-      },
-      list: (p, o) => ports.objects.list(p, o),
-    };
+    const counting = recordingReads(ports.objects, read);
     // Tiles off here: a writer with tiles also reads back the records after the last full tile (at most 255, and
     // the segment holding the first of them) — bounded, but in this 80-record stream that is every segment.
     const restarted = new Sink({ deployment: DEPLOYMENT, ...ports, objects: counting, tiles: false });

@@ -10,7 +10,7 @@ import type { ObjectStore } from "../src/ports.ts";
 import { parseStoreKey, tileKey, tilePrefix } from "../src/record.ts";
 import { admit, Sink } from "../src/sink.ts";
 import { encodeEntryBundle, fullTilesBetween } from "../src/tiles.ts";
-import { DEPLOYMENT, memoryPorts, type Ports, producer } from "./fixtures.ts";
+import { DEPLOYMENT, memoryPorts, type Ports, producer, recordingReads } from "./fixtures.ts";
 import { tileHashes } from "./tile-oracle.ts";
 
 async function submitMany(
@@ -194,14 +194,7 @@ describe("verification of stored tiles", () => {
     const old = tileKey("s", { level: 0, index: 0, width: 256 });
     ports.objects.objects.set(old, new Uint8Array(8192));
     const read: string[] = [];
-    const counting: ObjectStore = {
-      putIfAbsent: (k, b) => ports.objects.putIfAbsent(k, b),
-      get: (k) => {
-        read.push(k);
-        return ports.objects.get(k);
-      },
-      list: (p, o) => ports.objects.list(p, o),
-    };
+    const counting = recordingReads(ports.objects, read);
     const next = await verifyStoredStream(counting, "s", { ...trusted(ports), from: first.state });
     expect(read.filter((k) => parseStoreKey(k)?.kind === "tiles").sort()).toEqual(
       ["streams/s/tile/0/001", "streams/s/tile/entries/001"].sort(),
@@ -228,14 +221,7 @@ describe("verification of stored tiles", () => {
     for (const key of [...ports.objects.objects.keys()])
       if (parseStoreKey(key)?.kind === "tiles") ports.objects.objects.delete(key);
     const read: string[] = [];
-    const counting: ObjectStore = {
-      putIfAbsent: (k, b) => ports.objects.putIfAbsent(k, b),
-      get: (k) => {
-        read.push(k);
-        return ports.objects.get(k);
-      },
-      list: (p, o) => ports.objects.list(p, o),
-    };
+    const counting = recordingReads(ports.objects, read);
     const withTiles = await verifyStoredStream(counting, "s", trusted(ports));
     expect(withTiles.warnings.map((w) => w.code)).toEqual(["tiles-missing"]);
     read.length = 0;
