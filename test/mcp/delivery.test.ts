@@ -4,6 +4,8 @@
  * until the sink is back. A sink that rolls its log back is caught by the receipt check and reported.
  */
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { startEmbeddedSink } from "@auditsink/local";
@@ -129,6 +131,83 @@ describe("fail-open", () => {
     const verified = await cli(["verify", t.s.dataDir, "--verifier-key", t.s.verifierKey]);
     expect(verified.code, verified.out + verified.err).toBe(0);
   }, 30_000);
+});
+
+/**
+ * An HTTP proxy in front of the sink that passes every request on and, while `dropReplies` is set, drops the
+ * sink's answer to each event submission (the sink has committed it; the gateway never hears so).
+ */
+async function replyLosingProxy(target: string) {
+  const state = { dropReplies: true, dropped: 0 };
+  const server = createServer((req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const headers = Object.fromEntries(
+        Object.entries(req.headers).filter(([k]) => !["host", "connection", "content-length"].includes(k)),
+      ) as Record<string, string>;
+      const answer = await fetch(`${target}${req.url}`, {
+        method: req.method!,
+        headers,
+        ...(chunks.length ? { body: Buffer.concat(chunks) } : {}),
+      });
+      const body = Buffer.from(await answer.arrayBuffer());
+      if (state.dropReplies && req.method === "POST" && req.url!.includes("/events")) {
+        state.dropped++;
+        res.socket!.destroy();
+        return;
+      }
+      res.writeHead(answer.status, {
+        "content-type": answer.headers.get("content-type") ?? "application/json",
+      });
+      res.end(body);
+    })().catch(() => res.socket?.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  return { state, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+describe("fail-open, a sink's answers lost", () => {
+  it("sends the same signed bytes again, after a restart too: the sink's original receipts, one record per call", async () => {
+    // Prepare: the gateway reaches the sink through a proxy that loses every answer to a submission
+    const t = await setup("open");
+    const proxy = await replyLosingProxy(t.s.sink.url);
+    t.config.sink.url = proxy.url;
+    await t.restartGateway();
+
+    // Act: three calls; the sink commits each event, the gateway hears nothing and keeps them; it restarts
+    for (const m of ["m1", "m2", "m3"]) await t.echo(m);
+    for (const until = Date.now() + 10_000; Date.now() < until; ) {
+      const cp = await fetch(`${t.s.sink.url}/v1/streams/agents.mcp/checkpoint`);
+      if (cp.ok && ((await cp.json()) as { size: number }).size >= 3) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const backlog = t.running.recorder.status().backlog;
+    await t.stopGateway();
+    const signatures = (await readFile(join(t.work, "spool", "signatures.jsonl"), "utf8")).trim().split("\n");
+    proxy.state.dropReplies = false;
+    await t.restartGateway();
+    await t.running.recorder.drain(10_000);
+    const status = t.running.recorder.status();
+    await t.stopGateway();
+    await t.stopSink();
+
+    // Assess
+    expect(proxy.state.dropped).toBeGreaterThanOrEqual(3);
+    expect(backlog).toBe(3);
+    expect(signatures.length).toBeGreaterThanOrEqual(1);
+    expect(status).toMatchObject({ backlog: 0, sinkReachable: true });
+    expect(await messages(t.s.dataDir)).toEqual(["m1", "m2", "m3"].map((m) => [m, "default"]));
+    const receipts = await keptReceipts(join(t.work, "spool"), t.s.verifierKey);
+    expect(receipts.map((r) => r.index)).toEqual([0, 1, 2]);
+    await expect(readFile(join(t.work, "spool", "rejected.jsonl"), "utf8")).rejects.toMatchObject({
+      code: "ENOENT",
+    });
+    expect(await readFile(join(t.work, "spool", "signatures.jsonl"), "utf8")).toBe("");
+    const verified = await cli(["verify", t.s.dataDir, "--verifier-key", t.s.verifierKey]);
+    expect(verified.code, verified.out + verified.err).toBe(0);
+  }, 40_000);
 });
 
 describe("fail-open delivery", () => {

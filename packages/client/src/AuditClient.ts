@@ -114,6 +114,25 @@ export interface AuditEventInput {
   extensions?: Record<string, string | number | boolean>;
 }
 
+/**
+ * The event as it will be signed: defaults filled in (`specversion`, a UUIDv7 `id`, `source`, `time` now) and the
+ * extension attributes made members.
+ */
+export function fillEvent(input: AuditEventInput, defaultSource?: string): UnsignedEvent {
+  const source = input.source ?? defaultSource;
+  if (!source)
+    throw new ClientError("bad-config", "the event has no source and the client no default source");
+  const { extensions, ...attributes } = input;
+  return {
+    ...extensions,
+    ...attributes,
+    specversion: "1.0",
+    id: input.id ?? newEventId(),
+    source,
+    time: input.time ?? new Date().toISOString(),
+  } as UnsignedEvent;
+}
+
 interface Pending {
   /** Signed, or (batch signing) filled in and signed with its companions when its batch is sent. */
   event: SignedEvent | UnsignedEvent;
@@ -213,20 +232,8 @@ export class AuditClient {
     );
   }
 
-  /** The event as it will be signed: defaults filled in (`specversion`, `id`, `source`, `time`). */
   private fill(input: AuditEventInput): UnsignedEvent {
-    const source = input.source ?? this.options.source;
-    if (!source)
-      throw new ClientError("bad-config", "the event has no source and the client no default source");
-    const { extensions, ...attributes } = input;
-    return {
-      ...extensions,
-      ...attributes,
-      specversion: "1.0",
-      id: input.id ?? newEventId(),
-      source,
-      time: input.time ?? new Date().toISOString(),
-    } as UnsignedEvent;
+    return fillEvent(input, this.options.source);
   }
 
   /**

@@ -267,6 +267,36 @@ export function canonicalEvent(event: SignedEvent, field = "event"): Buffer {
 }
 
 /**
+ * The most the members a signature adds can take in an event's RFC 8785 form, either envelope: `"sigkeyid"` (64
+ * hex), `"signature"` (an ECDSA P-256 DER signature is at most 72 bytes, 96 base64 characters; Ed25519 88) and
+ * `"sigbatch"` (at most 1,036 characters), with their names, quotes, colons and commas.
+ */
+export const SIGNATURE_MEMBERS_BYTES = 78 + 111 + 1050;
+
+/** Placeholders of the shapes the schema takes for the signature members: only the rest of the event is checked. */
+const UNSIGNED_PLACEHOLDERS = { sigkeyid: "0".repeat(64), signature: "AA==" };
+
+/**
+ * Checks an event before it is signed, as the sink will check it once signed in either envelope: every member by
+ * the schema, and its size with room for the signature members (SIGNATURE_MEMBERS_BYTES). Returns its RFC 8785
+ * bytes; throws IngestError as parseSignedEvent and canonicalEvent do. A producer that signs later (the MCP
+ * gateway signs on its delivery thread) knows now that the event will be accepted.
+ */
+export function checkUnsignedEvent(event: UnsignedEvent, field = "event"): Buffer {
+  const { signature: _s, sigbatch: _b, sigkeyid: _k, ...unsigned } = event;
+  parseSignedEvent({ ...unsigned, ...UNSIGNED_PLACEHOLDERS }, field);
+  const bytes = canonicalBytes(unsigned);
+  if (bytes.length + SIGNATURE_MEMBERS_BYTES > MAX_EVENT_BYTES) {
+    throw new IngestError(
+      "too-large",
+      `${field} is ${bytes.length} bytes before it is signed; the limit is ${MAX_EVENT_BYTES - SIGNATURE_MEMBERS_BYTES} (${MAX_EVENT_BYTES} with the signature)`,
+      field,
+    );
+  }
+  return bytes;
+}
+
+/**
  * A new event `id`: a UUIDv7 (RFC 9562), whose first 48 bits are the time in milliseconds, so the ids one producer
  * sends sort in the order it made them. Any unique string is a valid id; time-ordered ones keep the embedded
  * index's dedup look-ups on a few pages of it however large the log grows (docs/EMBEDDED.md §4).

@@ -1,9 +1,11 @@
 /**
- * Records audit events for the gateway: sign (the producer key, through AuditClient), validate as the sink
- * would, append durably to the Spool, and deliver in order in the background, each receipt verified by
- * AuditClient (pinned sink key, inclusion proof, consistency with the newest checkpoint seen, kept across
- * restarts in the spool's witness.json). Signing and spooling happen on the calling thread, before the call is
- * answered; sending and the receipt checks on the DeliveryThread, so they do not hold up tool calls.
+ * Records audit events for the gateway: fill in and check as the sink will check them signed, append durably to
+ * the Spool, and deliver in order in the background: each delivery window's new events signed as one batch
+ * (docs/FORMAT.md §3b) with the producer key, the signature kept in the spool before they are sent, and each
+ * receipt verified by AuditClient (pinned sink key, inclusion proof, consistency with the newest checkpoint
+ * seen, kept across restarts in the spool's witness.json). Checking and spooling happen on the calling thread,
+ * before the call is answered; signing, sending and the receipt checks on the DeliveryThread, so they do not hold
+ * up tool calls.
  *
  * Fail modes, chosen by the operator:
  * - `closed`: record() resolves only once the event has a verified receipt (within `closedTimeoutMs`), and
@@ -16,14 +18,14 @@
 
 import { join } from "node:path";
 import {
-  AuditClient,
   type AuditClientOptions,
   type AuditEventInput,
   ClientError,
+  fillEvent,
   ReceiptError,
   WitnessError,
 } from "@auditsink/client";
-import { canonicalEvent, parseSignedEvent, type Receipt } from "@auditsink/core";
+import { checkUnsignedEvent, type Receipt, type SignedEvent } from "@auditsink/core";
 import { DeliveryThread } from "./DeliveryThread.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
@@ -95,8 +97,6 @@ export class AuditRecorder {
 
   private constructor(
     private readonly options: RecorderOptions,
-    /** Signs on the calling thread; it sends nothing. */
-    private readonly signer: AuditClient,
     private readonly delivery: DeliveryThread,
     readonly spool: Spool,
   ) {
@@ -108,7 +108,6 @@ export class AuditRecorder {
   static async open(options: RecorderOptions): Promise<AuditRecorder> {
     const spool = await Spool.open(options.spoolDir);
     try {
-      const signer = await AuditClient.create(options.sink);
       const delivery = await DeliveryThread.start({
         ...options.sink,
         stateFile: join(options.spoolDir, "witness.json"),
@@ -116,7 +115,7 @@ export class AuditRecorder {
         retry: { maxAttempts: 2, baseDelayMs: 50, maxDelayMs: 200 },
         timeoutMs: options.sink.timeoutMs ?? 5000,
       });
-      const recorder = new AuditRecorder(options, signer, delivery, spool);
+      const recorder = new AuditRecorder(options, delivery, spool);
       recorder.kick();
       return recorder;
     } catch (e) {
@@ -145,8 +144,9 @@ export class AuditRecorder {
   }
 
   /**
-   * Signs, validates and spools one event. `fallback` is recorded instead when `input` is not an event the sink
-   * would accept (arguments nested too deep, too large). Fail-open: resolves once it is written to the spool.
+   * Fills in, checks and spools one event (it is signed when it is delivered). `fallback` is recorded instead when
+   * `input` is not an event the sink would accept once signed (arguments nested too deep, too large). Fail-open:
+   * resolves once it is written to the spool.
    * Fail-closed: once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event
    * still spooled (`receipt: false`: once fdatasynced, for a refusal the sink cannot record now anyway).
    */
@@ -155,16 +155,17 @@ export class AuditRecorder {
     fallback?: () => AuditEventInput,
     options: { receipt?: boolean } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
-    // The signer's default source is the sink options' `source`.
-    let event = this.signer.sign(input);
+    const { source } = this.options.sink;
+    let event = fillEvent(input, source);
+    let canonical: Buffer;
     try {
-      canonicalEvent(parseSignedEvent(event));
+      canonical = checkUnsignedEvent(event);
     } catch (e) {
       if (!fallback) throw e;
-      event = this.signer.sign(fallback());
-      canonicalEvent(parseSignedEvent(event));
+      event = fillEvent(fallback(), source);
+      canonical = checkUnsignedEvent(event);
     }
-    const entry = this.spool.append(this.stream, event);
+    const entry = this.spool.append(this.stream, event, canonical);
     this.options.metrics.eventsSpooled.inc();
     this.options.metrics.backlog.set(this.spool.pending().length);
     if (this.options.failMode === "open") {
@@ -256,8 +257,14 @@ export class AuditRecorder {
     while (!this.closing) {
       const window = this.window();
       if (window.length === 0) return;
-      const { receipts, failure } = await this.delivery
-        .send({ stream: window[0]!.stream, events: window.map((e) => e.event) })
+      const { receipts, failure } = await this.sign(window)
+        .then(() =>
+          this.delivery.send({
+            kind: "send",
+            stream: window[0]!.stream,
+            events: window.map((e) => e.event as SignedEvent),
+          }),
+        )
         .catch((e: Error) => ({ receipts: [] as Receipt[], failure: e }));
       if (receipts.length > 0) {
         const done = window.slice(0, receipts.length);
@@ -285,6 +292,18 @@ export class AuditRecorder {
       this.retryDelay = Math.min(this.retryDelay * 2, this.options.retryDelayMs?.max ?? 10_000);
       return;
     }
+  }
+
+  /**
+   * Signs the window's events that have no signature yet (the newest: a window starts with those a failed delivery
+   * left signed) as one batch on the delivery thread, and keeps the signature in the spool, synced, before any of
+   * them is sent: a resend, in this process or after a restart, sends the same bytes.
+   */
+  private async sign(window: readonly Spooled[]): Promise<void> {
+    const unsigned = window.filter((e) => typeof e.event.signature !== "string");
+    if (unsigned.length === 0) return;
+    const batch = await this.delivery.sign(unsigned.map((e) => e.event));
+    await this.spool.addSignature({ first: unsigned[0]!.seq, ...batch });
   }
 
   /** Accounts for a failed delivery; true when delivery can go on at once (the refused event was set aside). */
@@ -343,7 +362,6 @@ export class AuditRecorder {
     if (this.scheduled) clearTimeout(this.scheduled);
     await this.delivering;
     await this.delivery.close();
-    await this.signer.close();
     await this.spool.close();
   }
 }

@@ -1,8 +1,8 @@
 /**
- * The gateway's delivery thread: AuditRecorder hands it a window of spooled, signed events and gets back their
- * verified receipts. The thread owns the AuditClient that sends them — HTTP to the sink, receipt checks (pinned
+ * The gateway's delivery thread: AuditRecorder hands it the spooled events of a window to sign as one batch, and
+ * then the window to send, and gets back their verified receipts. The thread owns the AuditClient that sends them — HTTP to the sink, receipt checks (pinned
  * sink key, inclusion proof), consistency with the newest checkpoint seen (witness.json) — so that work and its
- * garbage stay off the thread that answers the agent's tool calls. One thread, one window at a time: the order of
+ * garbage stay off the thread that answers the agent's tool calls, and so does signing. One thread, one window at a time: the order of
  * delivery is the recorder's. A thread that dies fails its window (the recorder retries it) and is replaced.
  */
 import { Worker } from "node:worker_threads";
@@ -15,7 +15,7 @@ import {
   WitnessError,
   type WitnessErrorCode,
 } from "@auditsink/client";
-import { formatVerifierKey, type Receipt, type SignedEvent } from "@auditsink/core";
+import { formatVerifierKey, type Receipt, type SignedEvent, type UnsignedEvent } from "@auditsink/core";
 import { workerModule } from "@auditsink/local";
 
 /** What the thread needs to build its AuditClient: plain data (keys as PEM and verifier key strings). */
@@ -27,8 +27,22 @@ export interface DeliveryData {
 }
 
 export interface DeliveryTask {
+  kind: "send";
   stream: string;
   events: SignedEvent[];
+}
+
+/** Events to sign as one batch (docs/FORMAT.md §3b), in order. */
+export interface SigningTask {
+  kind: "sign";
+  events: UnsignedEvent[];
+}
+
+/** A batch's signature members: event i of the task takes `sigbatch[i]`. */
+export interface SignedBatch {
+  sigkeyid: string;
+  signature: string;
+  sigbatch: string[];
 }
 
 /** A delivery failure as it crosses threads; `revive` makes it the SDK's error class again. */
@@ -43,6 +57,8 @@ export interface DeliveryOutcome {
   receipts: Receipt[];
   failure?: SentError;
 }
+
+export type SigningOutcome = { batch: SignedBatch; failure?: undefined } | { failure: SentError };
 
 export function sentError(e: unknown): SentError {
   if (e instanceof ClientError)
@@ -73,7 +89,7 @@ export function revive(e: SentError): Error {
 
 export class DeliveryThread {
   private worker: Worker | undefined;
-  private inFlight: { resolve: (o: DeliveryOutcome) => void; reject: (e: Error) => void } | undefined;
+  private inFlight: { resolve: (o: unknown) => void; reject: (e: Error) => void } | undefined;
 
   private constructor(private readonly data: DeliveryData) {}
 
@@ -91,7 +107,9 @@ export class DeliveryThread {
         sinkKeys: keys.map((k) => formatVerifierKey(toNoteKey(k))),
       },
     });
-    const started = await thread.send({ stream: "", events: [] }).catch((e: Error) => ({ failure: e }));
+    const started = await thread
+      .send({ kind: "send", stream: "", events: [] })
+      .catch((e: Error) => ({ failure: e }));
     if (started.failure) {
       await thread.close();
       throw started.failure;
@@ -104,17 +122,28 @@ export class DeliveryThread {
    * Rejects if the thread dies meanwhile: the next window starts a new one, which reads the witness state again.
    */
   async send(task: DeliveryTask): Promise<{ receipts: Receipt[]; failure?: Error }> {
-    if (this.inFlight) throw new Error("the delivery thread sends one window at a time");
-    const worker = this.running();
-    const outcome = await new Promise<DeliveryOutcome>((resolve, reject) => {
-      this.inFlight = { resolve, reject };
-      worker.ref(); // a window under way keeps the process alive
-      worker.postMessage(task);
-    });
+    const outcome = await this.task<DeliveryOutcome>(task);
     return {
       receipts: outcome.receipts,
       ...(outcome.failure ? { failure: revive(outcome.failure) } : {}),
     };
+  }
+
+  /** Signs events as one batch with the producer key; rejects if the thread cannot (or dies meanwhile). */
+  async sign(events: UnsignedEvent[]): Promise<SignedBatch> {
+    const outcome = await this.task<SigningOutcome>({ kind: "sign", events });
+    if (outcome.failure) throw revive(outcome.failure);
+    return outcome.batch;
+  }
+
+  private task<T>(task: DeliveryTask | SigningTask): Promise<T> {
+    if (this.inFlight) throw new Error("the delivery thread takes one task at a time");
+    const worker = this.running();
+    return new Promise<T>((resolve, reject) => {
+      this.inFlight = { resolve: resolve as (o: unknown) => void, reject };
+      worker.ref(); // a task under way keeps the process alive
+      worker.postMessage(task);
+    });
   }
 
   /** Ends the thread; call it when no window is in flight. */
@@ -129,7 +158,7 @@ export class DeliveryThread {
     if (this.worker) return this.worker;
     const worker = new Worker(workerModule(import.meta.url, "deliveryWorker"), { workerData: this.data });
     worker.unref();
-    const settle = (outcome: DeliveryOutcome | Error) => {
+    const settle = (outcome: unknown) => {
       const task = this.inFlight;
       this.inFlight = undefined;
       worker.unref();
@@ -142,7 +171,7 @@ export class DeliveryThread {
       this.worker = undefined;
       settle(e);
     };
-    worker.on("message", (outcome: DeliveryOutcome) => settle(outcome));
+    worker.on("message", (outcome: DeliveryOutcome | SigningOutcome) => settle(outcome));
     worker.on("error", (e) => failed(new Error(`the delivery thread failed: ${e.message}`, { cause: e })));
     worker.on("exit", (code) => failed(new Error(`the delivery thread exited (code ${code})`)));
     this.worker = worker;

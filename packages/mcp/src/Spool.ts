@@ -1,12 +1,17 @@
 /**
- * The gateway's durable outbox: every signed event is written here before the call it records is answered, and
+ * The gateway's durable outbox: every event is written here before the call it records is answered, and
  * fdatasynced in the background (a group sync that starts at once); a delivery cursor says how many the sink has
- * receipted. A restart reads back whatever is past the
- * cursor and delivers it, in order, with the same signed bytes (so a resend only gets the original receipt).
+ * receipted. Events are spooled as they will be signed (checked as the sink will check them signed) and signed
+ * later, a delivery window at a time, as one batch (docs/FORMAT.md §3b); each batch's signature is written here
+ * and synced before any of its events is sent. A restart reads back whatever is past the cursor and delivers it,
+ * in order, with the same signed bytes (so a resend only gets the original receipt).
  *
  * Layout of the spool directory (one gateway process at a time: `lock`, an flock(2) held while open):
  *   segments/<first seq, 20 digits>.jsonl  one `{"seq":n,"stream":s,"event":{…}}` line per event, append-only;
  *                                          a new segment starts past `segmentBytes`, a delivered one is removed
+ *   signatures.jsonl                       one `{"first":n,"sigkeyid":k,"signature":s,"sigbatch":[…]}` line per
+ *                                          signed batch: the signature members of events first, first+1, …;
+ *                                          emptied once every signed event is delivered
  *   delivered.json                         `{"next": n}`: events with seq < n have verified receipts
  *   receipts.jsonl                         the verified receipts, in delivery order (for `auditsink verify --receipts`)
  *   rejected.jsonl                         events the sink refused for good (4xx), kept with the refusal
@@ -19,7 +24,14 @@ import { closeSync, fdatasync as fdatasyncCallback, fstatSync, openSync, writeSy
 import { open, readdir, readFile, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import type { Receipt, SignedEvent } from "@auditsink/core";
+import {
+  BASE64,
+  type Receipt,
+  SIGBATCH,
+  SIGNATURE_MEMBERS_BYTES,
+  type SignedEvent,
+  type UnsignedEvent,
+} from "@auditsink/core";
 import {
   type DataDirectoryLock,
   fsyncDir,
@@ -30,6 +42,7 @@ import {
   type WritableFile,
   writeFully,
 } from "@auditsink/local";
+import { z } from "zod";
 import { GatewayError } from "./errors.ts";
 
 const fdatasync = promisify(fdatasyncCallback);
@@ -37,13 +50,31 @@ const fdatasync = promisify(fdatasyncCallback);
 export interface Spooled {
   seq: number;
   stream: string;
-  event: SignedEvent;
+  /** As spooled, unsigned; signed (its batch's signature members added) once its delivery window was signed. */
+  event: UnsignedEvent | SignedEvent;
   /**
-   * The length of its line in the spool (not written there): more than the event's canonical JSON, so batches
-   * are cut by it without canonicalizing again.
+   * The length of its line in the spool (not written there), with room for the signature members while it is
+   * unsigned: more than the signed event's canonical JSON, so batches are cut by it without canonicalizing again.
    */
   bytes: number;
 }
+
+/** The signature members of a signed batch of spooled events: event `first + i` takes `sigbatch[i]`. */
+export const batchSignatureSchema = z.strictObject({
+  first: z.number().int().min(0),
+  sigkeyid: z.string().regex(/^[0-9a-f]{64}$/),
+  signature: z.string().min(1).regex(BASE64),
+  sigbatch: z.array(z.string().regex(SIGBATCH)).min(1),
+});
+export type BatchSignature = z.infer<typeof batchSignatureSchema>;
+
+const SIGNATURES = "signatures.jsonl";
+
+const LINE_END = Buffer.from("}\n");
+
+/** A spooled event's length for cutting batches: its line, and the signature members while it has none. */
+const lineBytes = (line: number, event: UnsignedEvent) =>
+  line + (typeof event.signature === "string" ? 0 : SIGNATURE_MEMBERS_BYTES);
 
 const SEGMENT_NAME = /^(\d{20})\.jsonl$/;
 const segmentName = (seq: number) => `${String(seq).padStart(20, "0")}.jsonl`;
@@ -59,6 +90,9 @@ export class Spool {
   private newSegment = false;
   /** Events with seq < synced are fdatasynced. */
   private synced: number;
+  /** Events with seq < signedUpTo are signed; signatures.jsonl has lines while some of them are undelivered. */
+  private signedUpTo: number;
+  private signatureLines = false;
   private syncing: Promise<void> | undefined;
   private failure: GatewayError | undefined;
   private closed = false;
@@ -72,6 +106,7 @@ export class Spool {
   ) {
     this.nextSeq = next;
     this.synced = next;
+    this.signedUpTo = next;
   }
 
   /** Opens (creating) a spool directory and reads back every event not yet delivered. */
@@ -118,7 +153,8 @@ export class Spool {
         if (line === "") continue;
         let entry: Spooled;
         try {
-          entry = { ...(JSON.parse(line) as Omit<Spooled, "bytes">), bytes: Buffer.byteLength(line) + 1 };
+          const spooled = JSON.parse(line) as Omit<Spooled, "bytes">;
+          entry = { ...spooled, bytes: lineBytes(Buffer.byteLength(line) + 1, spooled.event) };
         } catch (cause) {
           throw new GatewayError("spool-corrupt", `${path}: a line is not JSON`, { cause });
         }
@@ -132,6 +168,62 @@ export class Spool {
     const oldest = this.backlog[0];
     if (oldest && oldest.seq !== this.next)
       throw new GatewayError("spool-corrupt", `event ${this.next} is missing from ${this.dir}`);
+    // Events spooled signed (each on its own, as the gateway once signed before spooling) stay as they are.
+    for (const e of this.backlog) {
+      if (typeof e.event.signature !== "string") break;
+      this.signedUpTo = e.seq + 1;
+    }
+    await this.readSignatures();
+  }
+
+  /**
+   * Gives the spooled events the signatures their batches were given. A torn last line is cut off: its batch was
+   * never sent (a signature is synced before its events go out), so those events are signed again.
+   */
+  private async readSignatures(): Promise<void> {
+    const path = join(this.dir, SIGNATURES);
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return;
+      throw e;
+    }
+    const end = text.lastIndexOf("\n") + 1;
+    if (end < text.length) await truncate(path, Buffer.byteLength(text.slice(0, end)));
+    for (const line of text.slice(0, end).split("\n")) {
+      if (line === "") continue;
+      let signature: BatchSignature;
+      try {
+        signature = batchSignatureSchema.parse(JSON.parse(line));
+      } catch (cause) {
+        throw new GatewayError("spool-corrupt", `${path}: a line is not a batch signature`, { cause });
+      }
+      this.applySignature(signature);
+    }
+  }
+
+  private applySignature({ first, sigkeyid, signature, sigbatch }: BatchSignature): void {
+    this.signatureLines = true;
+    const head = this.backlog[0]?.seq ?? this.nextSeq;
+    for (const [i, membership] of sigbatch.entries()) {
+      const entry = this.backlog[first + i - head];
+      if (entry?.seq !== first + i) continue; // delivered already
+      entry.event = { ...entry.event, sigkeyid, sigbatch: membership, signature } as SignedEvent;
+      entry.bytes -= SIGNATURE_MEMBERS_BYTES;
+    }
+    this.signedUpTo = Math.max(this.signedUpTo, first + sigbatch.length);
+  }
+
+  /**
+   * Keeps a batch signature of the oldest unsigned events, synced before it returns: call it before sending any of
+   * them, so that whatever the sink receives is what a restart sends again.
+   */
+  async addSignature(signature: BatchSignature): Promise<void> {
+    if (signature.first !== this.signedUpTo)
+      throw new RangeError(`the next event to sign is ${this.signedUpTo}, not ${signature.first}`);
+    await this.appendLines(SIGNATURES, [`${JSON.stringify(signature)}\n`]);
+    this.applySignature(signature);
   }
 
   /** Events not yet receipted, oldest first (the live array: do not modify). */
@@ -145,11 +237,15 @@ export class Spool {
    * that starts at once in the background; `durable()` waits for it. A failed write or sync closes the spool:
    * it takes no more events, and what it holds is read back at the next open.
    */
-  append(stream: string, event: SignedEvent): Spooled {
+  append(stream: string, event: UnsignedEvent, canonical: Buffer): Spooled {
     if (this.failure) throw this.failure;
     if (this.closed) throw new GatewayError("spool-corrupt", "the spool is closed");
-    const bytes = Buffer.from(`${JSON.stringify({ seq: this.nextSeq, stream, event })}\n`, "utf8");
-    const entry: Spooled = { seq: this.nextSeq, stream, event, bytes: bytes.length };
+    const bytes = Buffer.concat([
+      Buffer.from(`{"seq":${this.nextSeq},"stream":${JSON.stringify(stream)},"event":`),
+      canonical,
+      LINE_END,
+    ]);
+    const entry: Spooled = { seq: this.nextSeq, stream, event, bytes: lineBytes(bytes.length, event) };
     try {
       const segment = this.segmentFor(entry.seq, bytes.length);
       for (let done = 0; done < bytes.length; )
@@ -237,6 +333,12 @@ export class Spool {
     this.next = done[done.length - 1]!.seq + 1;
     await replaceFile(this.dir, join(this.dir, "delivered.json"), `${JSON.stringify({ next: this.next })}\n`);
     this.backlog.splice(0, done.length);
+    if (this.signatureLines && this.signedUpTo <= this.next) {
+      // Every signed event is delivered: the lines are not needed (a restart before this reaches the disk
+      // finds only lines of delivered events, which it skips).
+      await truncate(join(this.dir, SIGNATURES), 0);
+      this.signatureLines = false;
+    }
     while (this.segments.length > 1 && this.segments[1]! <= this.next) {
       const first = this.segments.shift()!;
       await rm(join(this.dir, "segments", segmentName(first)), { force: true });

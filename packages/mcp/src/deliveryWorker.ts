@@ -1,25 +1,32 @@
 /**
- * Runs in the delivery thread (DeliveryThread): one AuditClient for the life of the thread, one window per message.
- * Batches are cut by the recorder and sent by flush(); the client's own retries are short, the recorder retries
- * for as long as it takes.
+ * Runs in the delivery thread (DeliveryThread): one AuditClient for the life of the thread, one task per message:
+ * sign a window's new events as one batch, or send a window. Batches are cut by the recorder and sent by flush();
+ * the client's own retries are short, the recorder retries for as long as it takes.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { AuditClient, privateKeyFromPem } from "@auditsink/client";
-import { type DeliveryData, type DeliveryOutcome, type DeliveryTask, sentError } from "./DeliveryThread.ts";
+import { signBatch } from "@auditsink/core";
+import {
+  type DeliveryData,
+  type DeliveryOutcome,
+  type DeliveryTask,
+  type SigningOutcome,
+  type SigningTask,
+  sentError,
+} from "./DeliveryThread.ts";
 
 const { client: options } = workerData as DeliveryData;
 const { producerKeyPem, sinkKeys, ...rest } = options;
-const client = AuditClient.create({
-  ...rest,
-  producerKey: privateKeyFromPem(producerKeyPem),
-  sinkKey: sinkKeys,
-});
-client.catch(() => undefined); // reported by the first task, which awaits it
+const ready = (async () => {
+  const producerKey = privateKeyFromPem(producerKeyPem);
+  return { producerKey, client: await AuditClient.create({ ...rest, producerKey, sinkKey: sinkKeys }) };
+})();
+ready.catch(() => undefined); // reported by the first task, which awaits it
 
 async function deliver(task: DeliveryTask): Promise<DeliveryOutcome> {
   let c: AuditClient;
   try {
-    c = await client;
+    c = (await ready).client;
   } catch (e) {
     return { receipts: [], failure: sentError(e) };
   }
@@ -33,8 +40,16 @@ async function deliver(task: DeliveryTask): Promise<DeliveryOutcome> {
   return { receipts };
 }
 
-parentPort!.on("message", (task: DeliveryTask) => {
-  void deliver(task)
-    .catch((e: unknown) => ({ receipts: [], failure: sentError(e) }))
-    .then((outcome) => parentPort!.postMessage(outcome));
+async function sign(task: SigningTask): Promise<SigningOutcome> {
+  const signed = signBatch(task.events, (await ready).producerKey);
+  const { sigkeyid, signature } = signed[0]!;
+  return { batch: { sigkeyid, signature, sigbatch: signed.map((e) => e.sigbatch!) } };
+}
+
+parentPort!.on("message", (task: DeliveryTask | SigningTask) => {
+  const outcome =
+    task.kind === "sign"
+      ? sign(task)
+      : deliver(task).catch((e: unknown) => ({ receipts: [], failure: sentError(e) }));
+  void outcome.catch((e: unknown) => ({ failure: sentError(e) })).then((o) => parentPort!.postMessage(o));
 });

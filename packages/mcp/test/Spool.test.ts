@@ -3,7 +3,16 @@ import { readdirSync, readFileSync } from "node:fs";
 import { appendFile, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateKeyPair, type Receipt, signEvent } from "@auditsink/core";
+import {
+  checkUnsignedEvent,
+  generateKeyPair,
+  type Receipt,
+  SIGNATURE_MEMBERS_BYTES,
+  type SignedEvent,
+  signBatch,
+  signEvent,
+  type UnsignedEvent,
+} from "@auditsink/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { GatewayError, Spool } from "../src/index.ts";
 
@@ -12,11 +21,15 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 const { privateKey } = generateKeyPair("ed25519");
-const event = (n: number) =>
-  signEvent(
-    { specversion: "1.0", id: `e${n}`, source: "mcp-proxy://t", type: "t", time: new Date().toISOString() },
-    privateKey,
-  );
+const event = (n: number): UnsignedEvent => ({
+  specversion: "1.0",
+  id: `e${n}`,
+  source: "mcp-proxy://t",
+  type: "t",
+  time: new Date().toISOString(),
+});
+/** Spools event n as the recorder does: checked, unsigned. */
+const put = (spool: Spool, n: number) => spool.append("agents.mcp", event(n), checkUnsignedEvent(event(n)));
 const fakeReceipt = (n: number) => ({ index: n }) as unknown as Receipt;
 
 async function dir() {
@@ -30,14 +43,14 @@ describe("Spool", () => {
     // Prepare
     const d = await dir();
     const spool = await Spool.open(d, { segmentBytes: 600 });
-    const appended = await Promise.all([1, 2, 3, 4, 5].map((n) => spool.append("agents.mcp", event(n))));
+    const appended = await Promise.all([1, 2, 3, 4, 5].map((n) => put(spool, n)));
     await spool.markDelivered(2, [fakeReceipt(0), fakeReceipt(1)]);
     await spool.close();
 
     // Act
     const again = await Spool.open(d);
     const pending = again.pending().map((e) => [e.seq, e.event.id, e.bytes]);
-    const next = await again.append("agents.mcp", event(6));
+    const next = await put(again, 6);
     await again.close();
 
     // Assess
@@ -51,7 +64,7 @@ describe("Spool", () => {
   it("removes segments once every event in them is delivered", async () => {
     const d = await dir();
     const spool = await Spool.open(d, { segmentBytes: 400 });
-    for (let n = 0; n < 6; n++) await spool.append("agents.mcp", event(n));
+    for (let n = 0; n < 6; n++) await put(spool, n);
     const before = (await readdir(join(d, "segments"))).length;
     await spool.markDelivered(5, [0, 1, 2, 3, 4].map(fakeReceipt));
     const after = await readdir(join(d, "segments"));
@@ -66,13 +79,13 @@ describe("Spool", () => {
   it("drops a torn last line (never acknowledged) and refuses a second process", async () => {
     const d = await dir();
     const spool = await Spool.open(d);
-    await spool.append("agents.mcp", event(1));
+    await put(spool, 1);
     await expect(Spool.open(d)).rejects.toMatchObject({ code: "spool-locked" });
     await spool.close();
     const [segment] = await readdir(join(d, "segments"));
     await appendFile(join(d, "segments", segment!), '{"seq":1,"stream":"agents.mcp","ev');
     const again = await Spool.open(d);
-    const next = await again.append("agents.mcp", event(2));
+    const next = await put(again, 2);
     await again.close();
     const reread = await Spool.open(d);
     expect(reread.pending().map((e) => e.event.id)).toEqual(["e1", "e2"]);
@@ -83,7 +96,7 @@ describe("Spool", () => {
   it("refuses a spool whose lines are not its own", async () => {
     const d = await dir();
     const spool = await Spool.open(d);
-    await spool.append("agents.mcp", event(1));
+    await put(spool, 1);
     await spool.close();
     const [segment] = await readdir(join(d, "segments"));
     await appendFile(join(d, "segments", segment!), "not json\n");
@@ -98,7 +111,7 @@ describe("Spool", () => {
     const spool = await Spool.open(d);
 
     // Act: nothing is awaited between the append and the read
-    const entry = spool.append("agents.mcp", event(7));
+    const entry = put(spool, 7);
     const segment = readdirSync(join(d, "segments"))[0]!;
     const text = readFileSync(join(d, "segments", segment), "utf8");
     await spool.durable();
@@ -106,8 +119,8 @@ describe("Spool", () => {
 
     // Assess
     const { bytes, ...line } = entry;
-    expect(text).toBe(`${JSON.stringify(line)}\n`);
-    expect(Buffer.byteLength(text)).toBe(bytes);
+    expect(JSON.parse(text)).toEqual(line);
+    expect(Buffer.byteLength(text) + SIGNATURE_MEMBERS_BYTES).toBe(bytes);
     expect(JSON.parse(text).event.id).toBe("e7");
   });
 
@@ -118,11 +131,12 @@ describe("Spool", () => {
     const core = join(import.meta.dirname, "../../core/dist/index.js");
     const script = `
       const { Spool } = await import(${JSON.stringify(spoolModule)});
-      const { generateKeyPair, signEvent } = await import(${JSON.stringify(core)});
-      const { privateKey } = generateKeyPair("ed25519");
+      const { checkUnsignedEvent } = await import(${JSON.stringify(core)});
       const spool = await Spool.open(${JSON.stringify(d)});
-      for (let n = 0; n < 50; n++)
-        spool.append("agents.mcp", signEvent({ specversion: "1.0", id: "k" + n, source: "mcp-proxy://t", type: "t", time: new Date().toISOString() }, privateKey));
+      for (let n = 0; n < 50; n++) {
+        const e = { specversion: "1.0", id: "k" + n, source: "mcp-proxy://t", type: "t", time: new Date().toISOString() };
+        spool.append("agents.mcp", e, checkUnsignedEvent(e));
+      }
       process.stdout.write("appended\\n");
       setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
@@ -146,5 +160,82 @@ describe("Spool", () => {
 
     // Assess
     expect(pending).toEqual(Array.from({ length: 50 }, (_, n) => `k${n}`));
+  });
+  it("keeps a batch's signature, synced, gives it back to its events after a reopen, and empties it once they are delivered", async () => {
+    // Prepare: five events spooled, the first three signed as one batch
+    const d = await dir();
+    const spool = await Spool.open(d);
+    const spooled = [1, 2, 3, 4, 5].map((n) => put(spool, n));
+    const signed = signBatch(
+      spooled.slice(0, 3).map((e) => e.event),
+      privateKey,
+    );
+    const batch = {
+      first: 0,
+      sigkeyid: signed[0]!.sigkeyid,
+      signature: signed[0]!.signature,
+      sigbatch: signed.map((e) => e.sigbatch!),
+    };
+
+    // Act
+    await expect(spool.addSignature({ ...batch, first: 1 })).rejects.toThrow(RangeError);
+    await spool.addSignature(batch);
+    const live = spool.pending().map((e) => e.event);
+    await spool.close();
+    const again = await Spool.open(d);
+    const reread = again.pending().map((e) => e.event);
+    const lines = (await readFile(join(d, "signatures.jsonl"), "utf8")).trim().split("\n");
+    await again.markDelivered(2, [fakeReceipt(0), fakeReceipt(1)]);
+    const whileOneIsPending = await readFile(join(d, "signatures.jsonl"), "utf8");
+    await again.markDelivered(1, [fakeReceipt(2)]);
+    const afterAll = await readFile(join(d, "signatures.jsonl"), "utf8");
+    await again.close();
+
+    // Assess: the signed events are exactly signBatch's, in memory and read back; the rest still unsigned
+    expect(live.slice(0, 3)).toEqual(signed);
+    expect(reread.slice(0, 3)).toEqual(signed);
+    expect(reread.slice(3).map((e) => e.signature)).toEqual([undefined, undefined]);
+    expect(again.pending()).toHaveLength(2);
+    expect(lines.map((l) => JSON.parse(l))).toEqual([batch]);
+    expect(whileOneIsPending).not.toBe("");
+    expect(afterAll).toBe("");
+  });
+
+  it("signs again after a torn signature line, keeps events spooled signed, and refuses a bad signature line", async () => {
+    // Prepare: an event spooled signed on its own (as gateways once spooled them), then an unsigned one
+    const d = await dir();
+    const spool = await Spool.open(d);
+    await spool.close();
+    const signedAlone: SignedEvent = signEvent(event(0), privateKey);
+    await appendFile(
+      join(d, "segments", `${"0".repeat(20)}.jsonl`),
+      `${JSON.stringify({ seq: 0, stream: "agents.mcp", event: signedAlone })}\n`,
+    );
+    const reopened = await Spool.open(d);
+    put(reopened, 1);
+    await reopened.close();
+    await appendFile(join(d, "signatures.jsonl"), '{"first":1,"sigkeyid":"ab');
+
+    // Act
+    const again = await Spool.open(d);
+    const events = again.pending().map((e) => e.event);
+    const refusedFirst = await again
+      .addSignature({ first: 0, sigkeyid: "0".repeat(64), signature: "AA==", sigbatch: ["0.1."] })
+      .catch((e: unknown) => e);
+    await again.close();
+    const torn = await readFile(join(d, "signatures.jsonl"), "utf8");
+    await appendFile(
+      join(d, "signatures.jsonl"),
+      '{"first":1,"sigkeyid":"not hex","signature":"AA==","sigbatch":["0.1."]}\n',
+    );
+    const bad = await Spool.open(d).catch((e: unknown) => e);
+
+    // Assess
+    expect(events[0]).toEqual(signedAlone);
+    expect(events[1]!.signature).toBeUndefined();
+    expect(refusedFirst).toBeInstanceOf(RangeError);
+    expect(torn).toBe("");
+    expect(bad).toBeInstanceOf(GatewayError);
+    expect((bad as GatewayError).code).toBe("spool-corrupt");
   });
 });
