@@ -3,7 +3,7 @@
  * reference servers at once — `@modelcontextprotocol/server-filesystem` spawned over stdio and
  * `@modelcontextprotocol/server-everything` reached over Streamable HTTP — with a policy file.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -138,5 +138,77 @@ describe("auditsink mcp-proxy (stdio, two upstream servers)", () => {
     expect(d0["gen_ai.tool.call.arguments"]).toBeUndefined();
     const verified = await cli(["verify", s.dataDir, "--verifier-key", s.verifierKey]);
     expect(verified.code, verified.out + verified.err).toBe(0);
+  }, 30_000);
+
+  it("ends, with its upstream servers, when the agent that spawned it goes away (its stdin ends)", async () => {
+    // Prepare: the gateway spawned as an MCP client spawns it, one session initialized
+    const work = await tempDir("auditsink-mcp-cli-eof-");
+    const s = await sinkWithProducer(work, "mcp-gateway");
+    cleanups.push(() => s.sink.close());
+    await writeFile(
+      join(work, "gateway.yaml"),
+      stringify({
+        servers: [{ name: "everything", command: process.execPath, args: [EVERYTHING, "stdio"] }],
+        sink: { url: s.sink.url, keyFile: "agent.key.pem", verifierKey: s.verifierKey, stream: "agents.mcp" },
+        spool: "spool",
+        failMode: "open",
+        policy: { default: "allow" },
+      }),
+    );
+    const child = spawn(process.execPath, [CLI, "mcp-proxy", "--config", join(work, "gateway.yaml")], {
+      stdio: ["pipe", "pipe", "ignore"],
+    });
+    cleanups.push(async () => void child.kill("SIGKILL"));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    let out = "";
+    const answered = new Promise<string>((r) =>
+      child.stdout!.on("data", (c: Buffer) => {
+        out += c.toString();
+        const line = out.split("\n").find((l) => l.startsWith('{"result"') || l.includes('"id":1'));
+        if (line) r(line);
+      }),
+    );
+    child.stdin!.write(
+      `${JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: {
+          protocolVersion: "2025-06-18",
+          capabilities: {},
+          clientInfo: { name: "raw", version: "1" },
+        },
+      })}\n`,
+    );
+    const initialized = JSON.parse(await answered) as { id: number; result?: unknown };
+    const upstream = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.trim())
+      .map(Number);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+
+    // Act: the agent closes its end of the pipe, as when it exits or crashes
+    child.stdin!.end();
+    const code = await Promise.race([
+      exited,
+      new Promise<string>((r) => setTimeout(() => r("still running after 10 s"), 10_000)),
+    ]);
+
+    for (const until = Date.now() + 5000; upstream.some(alive) && Date.now() < until; )
+      await new Promise((r) => setTimeout(r, 50));
+
+    // Assess
+    expect(initialized.id).toBe(1);
+    expect(initialized.result).toBeDefined();
+    expect(code).toBe(0);
+    expect(upstream).toHaveLength(1);
+    expect(upstream.filter(alive)).toEqual([]);
   }, 30_000);
 });

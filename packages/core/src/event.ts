@@ -278,18 +278,20 @@ const UNSIGNED_PLACEHOLDERS = { sigkeyid: "0".repeat(64), signature: "AA==" };
 
 /**
  * Checks an event before it is signed, as the sink will check it once signed in either envelope: every member by
- * the schema, and its size with room for the signature members (SIGNATURE_MEMBERS_BYTES). Returns its RFC 8785
- * bytes; throws IngestError as parseSignedEvent and canonicalEvent do. A producer that signs later (the MCP
- * gateway signs on its delivery thread) knows now that the event will be accepted.
+ * the schema, and its size with room for the signature members (SIGNATURE_MEMBERS_BYTES) and `reserveBytes` more
+ * (members its producer adds later, which it vouches for). Returns its RFC 8785 bytes; throws IngestError as
+ * parseSignedEvent and canonicalEvent do. A producer that signs later (the MCP gateway signs on its delivery
+ * thread) knows now that the event will be accepted.
  */
-export function checkUnsignedEvent(event: UnsignedEvent, field = "event"): Buffer {
+export function checkUnsignedEvent(event: UnsignedEvent, field = "event", reserveBytes = 0): Buffer {
   const { signature: _s, sigbatch: _b, sigkeyid: _k, ...unsigned } = event;
   parseSignedEvent({ ...unsigned, ...UNSIGNED_PLACEHOLDERS }, field);
   const bytes = canonicalBytes(unsigned);
-  if (bytes.length + SIGNATURE_MEMBERS_BYTES > MAX_EVENT_BYTES) {
+  const limit = MAX_EVENT_BYTES - SIGNATURE_MEMBERS_BYTES - reserveBytes;
+  if (bytes.length > limit) {
     throw new IngestError(
       "too-large",
-      `${field} is ${bytes.length} bytes before it is signed; the limit is ${MAX_EVENT_BYTES - SIGNATURE_MEMBERS_BYTES} (${MAX_EVENT_BYTES} with the signature)`,
+      `${field} is ${bytes.length} bytes before it is signed${reserveBytes ? ` and completed` : ""}; the limit is ${limit} (${MAX_EVENT_BYTES} with the signature${reserveBytes ? ` and ${reserveBytes} bytes to come` : ""})`,
       field,
     );
   }

@@ -25,7 +25,7 @@ import {
   ReceiptError,
   WitnessError,
 } from "@auditsink/client";
-import { checkUnsignedEvent, type Receipt, type SignedEvent } from "@auditsink/core";
+import { checkUnsignedEvent, type Receipt, type SignedEvent, type UnsignedEvent } from "@auditsink/core";
 import { DeliveryThread } from "./DeliveryThread.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
@@ -63,6 +63,16 @@ export interface RecorderOptions {
   retryDelayMs?: { min: number; max: number };
   /** Called for each delivery problem (the gateway logs it). */
   onError?: (error: unknown) => void;
+}
+
+/**
+ * An event checked before all of it was known (AuditRecorder.check): its id and time, and whether it is the
+ * fallback that passed.
+ */
+export interface CheckedEvent {
+  id: string;
+  time: string;
+  fallback: boolean;
 }
 
 export interface RecorderStatus {
@@ -144,43 +154,64 @@ export class AuditRecorder {
   }
 
   /**
+   * Fills in and checks, ahead of record(), an event of which some members are not known yet: `input` has all the
+   * others, and `reserveBytes` is the most the rest can add to its RFC 8785 form, each a JSON value the sink takes
+   * (the gateway checks a call's event while the call is under way, so the check is not on the call's path).
+   * record() then takes the whole event with the CheckedEvent and does not check it again. `fallback` as in
+   * record(). Throws IngestError when neither would be accepted.
+   */
+  check(input: AuditEventInput, fallback?: () => AuditEventInput, reserveBytes = 0): CheckedEvent {
+    const { source } = this.options.sink;
+    let event = fillEvent(input, source);
+    try {
+      checkUnsignedEvent(event, "event", reserveBytes);
+      return { id: event.id as string, time: event.time as string, fallback: false };
+    } catch (e) {
+      if (!fallback) throw e;
+      event = fillEvent(fallback(), source);
+      checkUnsignedEvent(event, "event", reserveBytes);
+      return { id: event.id as string, time: event.time as string, fallback: true };
+    }
+  }
+
+  /**
    * Fills in, checks and spools one event (it is signed when it is delivered). `fallback` is recorded instead when
-   * `input` is not an event the sink would accept once signed (arguments nested too deep, too large). Fail-open:
-   * resolves once it is written to the spool.
+   * `input` is not an event the sink would accept once signed (arguments nested too deep, too large); with
+   * `checked` (from check()), the verdict of that check decides, with its id and time. Fail-open: resolves once it
+   * is written to the spool.
    * Fail-closed: once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event
    * still spooled (`receipt: false`: once fdatasynced, for a refusal the sink cannot record now anyway).
    */
   async record(
     input: AuditEventInput,
     fallback?: () => AuditEventInput,
-    options: { receipt?: boolean } = {},
+    options: { receipt?: boolean; checked?: CheckedEvent } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
-    const { source } = this.options.sink;
-    let event = fillEvent(input, source);
-    let canonical: Buffer;
-    try {
-      canonical = checkUnsignedEvent(event);
-    } catch (e) {
-      if (!fallback) throw e;
-      event = fillEvent(fallback(), source);
-      canonical = checkUnsignedEvent(event);
+    const { checked } = options;
+    let event: UnsignedEvent;
+    if (checked) {
+      const chosen = checked.fallback ? fallback?.() : input;
+      if (!chosen) throw new RangeError("the event was checked as its fallback, and record() was given none");
+      event = fillEvent({ ...chosen, id: checked.id, time: checked.time }, this.options.sink.source);
+    } else {
+      const { id, time, fallback: useFallback } = this.check(input, fallback);
+      event = fillEvent({ ...(useFallback ? fallback!() : input), id, time }, this.options.sink.source);
     }
-    const entry = this.spool.append(this.stream, event, canonical);
-    this.options.metrics.eventsSpooled.inc();
-    this.options.metrics.backlog.set(this.spool.pending().length);
+    const entry = this.spool.append(this.stream, event);
     if (this.options.failMode === "open") {
-      this.kick();
+      // The call is answered first; its metrics and the start of its delivery come right after.
+      setImmediate(() => this.spooled());
       return { seq: entry.seq };
     }
     if (options.receipt === false) {
-      this.kick();
+      this.spooled();
       await this.spool.durable();
       return { seq: entry.seq };
     }
     const receipt = new Promise<Receipt>((resolve, reject) =>
       this.waiters.set(entry.seq, { resolve, reject }),
     );
-    this.kick();
+    this.spooled();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -200,6 +231,12 @@ export class AuditRecorder {
       clearTimeout(timer);
       this.waiters.delete(entry.seq);
     }
+  }
+
+  private spooled(): void {
+    this.options.metrics.eventsSpooled.inc();
+    this.options.metrics.backlog.set(this.spool.pending().length);
+    this.kick();
   }
 
   /** Resolves once every event spooled so far is delivered (or rejects after `timeoutMs`). */

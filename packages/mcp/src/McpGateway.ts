@@ -9,7 +9,7 @@
  * by the server that listed them. docs/MCP.md describes both.
  */
 import { randomUUID } from "node:crypto";
-import { canonicalBytes, parseTraceparent } from "@auditsink/core";
+import { canonicalBytes, parseTraceparent, sha256, toHex } from "@auditsink/core";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
@@ -22,13 +22,15 @@ import {
   ResultSchema,
   type ServerCapabilities,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { AuditRecorder } from "./AuditRecorder.ts";
+import type { AuditRecorder, CheckedEvent } from "./AuditRecorder.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
 import type { Policy, PolicyVerdict } from "./policy.ts";
 import {
   type CallContext,
   type CallOutcome,
+  type CallStart,
+  OUTCOME_MEMBERS_BYTES,
   type ToolCallEventOptions,
   toolCallEvent,
 } from "./toolCallEvent.ts";
@@ -304,11 +306,14 @@ export class GatewaySession {
     const tool = this.single ? exposed : at > 0 ? exposed.slice(at + this.separator.length) : exposed;
     const client = this.upstreams.get(server);
     const args = params.arguments ?? {};
-    let argumentBytes: number;
+    let argumentBytes = Number.POSITIVE_INFINITY;
+    let argumentsSha256: string | undefined;
     try {
-      argumentBytes = canonicalBytes(args).length;
+      const canonical = canonicalBytes(args);
+      argumentBytes = canonical.length;
+      argumentsSha256 = `sha256:${toHex(sha256(canonical))}`;
     } catch {
-      argumentBytes = Number.POSITIVE_INFINITY;
+      // Not JSON the sink takes: refused by the argument-size limit, recorded by the fallback.
     }
     const verdict: PolicyVerdict = !client
       ? {
@@ -320,10 +325,11 @@ export class GatewaySession {
         ? policy.decide(server, tool, args, argumentBytes)
         : { decision: "deny", rule: "fail-closed", reason: "the audit sink is unavailable" };
     const ctx = this.context(params, extra);
-    const base = {
+    const base: CallStart = {
       server,
       tool,
       arguments: args,
+      ...(argumentsSha256 ? { argumentsSha256 } : {}),
       decision: verdict.decision,
       rule: verdict.rule,
       ...(verdict.reason ? { reason: verdict.reason } : {}),
@@ -349,8 +355,18 @@ export class GatewaySession {
     }
     let result: Record<string, unknown> | undefined;
     let failure: unknown;
+    const answer = this.forward(client, "tools/call", { ...params, name: tool }, extra);
+    // While the server works on the call, its event is checked with room for the members the answer sets: once
+    // the answer is here, the event only has to be completed and written to the spool.
+    let checked: CheckedEvent | undefined;
+    let unrecordable: unknown;
     try {
-      result = await this.forward(client, "tools/call", { ...params, name: tool }, extra);
+      checked = this.check(ctx, base);
+    } catch (e) {
+      unrecordable = e;
+    }
+    try {
+      result = await answer;
     } catch (e) {
       failure = e;
     }
@@ -362,7 +378,8 @@ export class GatewaySession {
       ...(failure ? { error: errorOf(failure) } : {}),
     };
     try {
-      await this.record(ctx, outcome, true);
+      if (unrecordable) throw unrecordable;
+      await this.record(ctx, outcome, true, checked);
     } catch (e) {
       if (e instanceof GatewayError && e.code === "sink-unavailable") metrics.refusedFailClosed.inc();
       this.count(outcome, started);
@@ -376,17 +393,36 @@ export class GatewaySession {
     return result!;
   }
 
-  private async record(ctx: CallContext, outcome: CallOutcome, waitForReceipt: boolean): Promise<void> {
+  private async record(
+    ctx: CallContext,
+    outcome: CallOutcome,
+    waitForReceipt: boolean,
+    checked?: CheckedEvent,
+  ): Promise<void> {
     const { recorder, events } = this.gateway.options;
     const input = toolCallEvent(ctx, outcome, events);
     const fallback = () => toolCallEvent(ctx, outcome, { ...events, arguments: "digest" });
-    await recorder.record(input, fallback, { receipt: waitForReceipt });
+    await recorder.record(input, fallback, { receipt: waitForReceipt, ...(checked ? { checked } : {}) });
   }
 
+  /** Checks the event of a call under way (AuditRecorder.check), with room for what its answer adds. */
+  private check(ctx: CallContext, start: CallStart): CheckedEvent {
+    const { recorder, events } = this.gateway.options;
+    return recorder.check(
+      toolCallEvent(ctx, start, events),
+      () => toolCallEvent(ctx, start, { ...events, arguments: "digest" }),
+      OUTCOME_MEMBERS_BYTES,
+    );
+  }
+
+  /** Counts a call once it is answered (the metrics are not on the call's path). */
   private count(outcome: CallOutcome, started: number): void {
     const { metrics } = this.gateway.options;
-    metrics.toolCalls.inc({ decision: outcome.decision, status: outcome.status });
-    metrics.toolCallDuration.observe({ decision: outcome.decision }, (performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    setImmediate(() => {
+      metrics.toolCalls.inc({ decision: outcome.decision, status: outcome.status });
+      metrics.toolCallDuration.observe({ decision: outcome.decision }, seconds);
+    });
   }
 
   /** Who is calling: the MCP session, the agent's clientInfo, and ids from `_meta` or HTTP headers. */

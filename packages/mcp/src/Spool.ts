@@ -23,6 +23,7 @@
 import { closeSync, fdatasync as fdatasyncCallback, fstatSync, openSync, writeSync } from "node:fs";
 import { open, readdir, readFile, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import {
   BASE64,
@@ -70,11 +71,12 @@ export type BatchSignature = z.infer<typeof batchSignatureSchema>;
 
 const SIGNATURES = "signatures.jsonl";
 
-const LINE_END = Buffer.from("}\n");
-
 /** A spooled event's length for cutting batches: its line, and the signature members while it has none. */
 const lineBytes = (line: number, event: UnsignedEvent) =>
   line + (typeof event.signature === "string" ? 0 : SIGNATURE_MEMBERS_BYTES);
+
+/** Between the end of one background sync and the start of the next (Spool.syncLoop). */
+const SYNC_GAP_MS = 10;
 
 const SEGMENT_NAME = /^(\d{20})\.jsonl$/;
 const segmentName = (seq: number) => `${String(seq).padStart(20, "0")}.jsonl`;
@@ -237,14 +239,10 @@ export class Spool {
    * that starts at once in the background; `durable()` waits for it. A failed write or sync closes the spool:
    * it takes no more events, and what it holds is read back at the next open.
    */
-  append(stream: string, event: UnsignedEvent, canonical: Buffer): Spooled {
+  append(stream: string, event: UnsignedEvent): Spooled {
     if (this.failure) throw this.failure;
     if (this.closed) throw new GatewayError("spool-corrupt", "the spool is closed");
-    const bytes = Buffer.concat([
-      Buffer.from(`{"seq":${this.nextSeq},"stream":${JSON.stringify(stream)},"event":`),
-      canonical,
-      LINE_END,
-    ]);
+    const bytes = Buffer.from(`${JSON.stringify({ seq: this.nextSeq, stream, event })}\n`, "utf8");
     const entry: Spooled = { seq: this.nextSeq, stream, event, bytes: lineBytes(bytes.length, event) };
     try {
       const segment = this.segmentFor(entry.seq, bytes.length);
@@ -271,8 +269,10 @@ export class Spool {
   }
 
   private async syncLoop(): Promise<void> {
-    // Until every line written so far is synced: appends made during a sync get the next one.
-    while (this.synced < this.nextSeq && !this.failure) {
+    // Until every line written so far is synced: appends made during a sync get the next one, which starts
+    // SYNC_GAP_MS after it ends, so that most appends do not meet a sync under way (an append then waits for it).
+    for (let first = true; this.synced < this.nextSeq && !this.failure; first = false) {
+      if (!first) await sleep(SYNC_GAP_MS);
       const upTo = this.nextSeq;
       const retired = this.retired.splice(0);
       const files = [...retired, ...(this.segment ? [this.segment.fd] : [])];

@@ -152,9 +152,14 @@ export async function startGateway(
   };
 }
 
-/** Serves one agent on this process's stdin and stdout (what MCP clients spawn). */
+/**
+ * Serves one agent on this process's stdin and stdout (what MCP clients spawn). The session ends when stdin does:
+ * an agent that exits or crashes closes its end of the pipe, and the gateway must not outlive it.
+ */
 export async function serveStdio(running: RunningGateway): Promise<GatewaySession> {
-  return running.gateway.openSession(new StdioServerTransport(), "pipe");
+  const session = await running.gateway.openSession(new StdioServerTransport(), "pipe");
+  process.stdin.once("end", () => void session.close());
+  return session;
 }
 
 export interface HttpListener {

@@ -40,6 +40,8 @@ export interface CallOutcome {
   server: string;
   tool: string;
   arguments: unknown;
+  /** contentAddress(arguments), when the caller has it already. */
+  argumentsSha256?: string;
   decision: Decision;
   rule: string;
   reason?: string;
@@ -53,8 +55,40 @@ export interface CallOutcome {
   status: "ok" | "tool-error" | "error" | "refused";
   /** The JSON-RPC result the tool returned, for its digest. */
   result?: unknown;
+  /** Recorded with at most ERROR_TYPE_CHARS and ERROR_MESSAGE_CHARS UTF-16 code units, lone surrogates replaced. */
   error?: { type: string; message: string };
 }
+
+const ERROR_TYPE_CHARS = 64;
+const ERROR_MESSAGE_CHARS = 1024;
+
+/** A call as it is forwarded: its event without the members its answer sets (latency, status, result, error). */
+export type CallStart = Omit<CallOutcome, "latencyMs" | "status" | "result" | "error">;
+
+/**
+ * A call's outcome with each member that its answer sets at its largest in the event's RFC 8785 form: the
+ * longest number and status, a result digest, and error strings of code units that each take six bytes
+ * (`\u0001`).
+ */
+function largestOutcome(start: CallStart): CallOutcome {
+  return {
+    ...start,
+    // 23 characters, as many as any latency rounded to the microsecond takes (any finite double at most).
+    latencyMs: 1.7976931348623157e300,
+    status: "tool-error",
+    result: null,
+    error: {
+      type: "\u0001".repeat(ERROR_TYPE_CHARS),
+      message: "\u0001".repeat(ERROR_MESSAGE_CHARS),
+    },
+  };
+}
+
+/** At most `n` UTF-16 code units of `text`, with no lone surrogate (the sink refuses them). */
+const bounded = (text: string, n: number) =>
+  text
+    .slice(0, n)
+    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
 
 export interface ToolCallEventOptions {
   arguments?: ArgumentRecording;
@@ -69,11 +103,13 @@ export function contentAddress(value: unknown): string {
   return `sha256:${toHex(sha256(canonicalBytes(value ?? null)))}`;
 }
 
+/** The event of a decided call; of a call under way (CallStart), without the members its answer sets. */
 export function toolCallEvent(
   ctx: CallContext,
-  call: CallOutcome,
+  call: CallOutcome | CallStart,
   options: ToolCallEventOptions = {},
 ): AuditEventInput {
+  const outcome: Partial<CallOutcome> = call;
   const args = call.arguments ?? {};
   const data: Record<string, unknown> = {
     "gen_ai.operation.name": "execute_tool",
@@ -85,9 +121,7 @@ export function toolCallEvent(
     "auditsink.mcp.server": call.server,
     "auditsink.mcp.decision": call.decision,
     "auditsink.mcp.rule": call.rule,
-    "auditsink.mcp.latency_ms": Math.round(call.latencyMs * 1000) / 1000,
-    "auditsink.mcp.result.status": call.status,
-    "gen_ai.tool.call.arguments.sha256": contentAddress(args),
+    "gen_ai.tool.call.arguments.sha256": call.argumentsSha256 ?? contentAddress(args),
   };
   const optional: Record<string, unknown> = {
     "mcp.protocol.version": ctx.protocolVersion,
@@ -97,9 +131,13 @@ export function toolCallEvent(
     "gen_ai.conversation.id": ctx.conversationId,
     "auditsink.mcp.reason": call.reason,
     "auditsink.mcp.redacted": call.redacted,
-    "error.type": call.error?.type,
-    "auditsink.mcp.error.message": call.error?.message.slice(0, 1024),
-    "gen_ai.tool.call.result.sha256": call.result === undefined ? undefined : contentAddress(call.result),
+    "auditsink.mcp.latency_ms":
+      outcome.latencyMs === undefined ? undefined : Math.round(outcome.latencyMs * 1000) / 1000,
+    "auditsink.mcp.result.status": outcome.status,
+    "error.type": outcome.error && bounded(outcome.error.type, ERROR_TYPE_CHARS),
+    "auditsink.mcp.error.message": outcome.error && bounded(outcome.error.message, ERROR_MESSAGE_CHARS),
+    "gen_ai.tool.call.result.sha256":
+      outcome.result === undefined ? undefined : contentAddress(outcome.result),
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) data[k] = v;
   if (options.arguments === "include") {
@@ -120,3 +158,16 @@ export function toolCallEvent(
     ...(Object.keys(extensions).length ? { extensions } : {}),
   };
 }
+
+/**
+ * The most the members a call's answer sets (latency, status, result digest, error) add to the RFC 8785 form of
+ * its event, whatever the answer: the event of a call under way, checked with this much room
+ * (AuditRecorder.check), is accepted with any answer. Each of them is a JSON value the sink takes: a finite
+ * number, a status, a digest, strings with no lone surrogate.
+ */
+export const OUTCOME_MEMBERS_BYTES = (() => {
+  const ctx: CallContext = { sessionId: "s", requestId: 0, transport: "pipe" };
+  const start: CallStart = { server: "s", tool: "t", arguments: {}, decision: "allow", rule: "r" };
+  const size = (call: CallStart) => canonicalBytes(toolCallEvent(ctx, call)).length;
+  return size(largestOutcome(start)) - size(start);
+})();
