@@ -220,7 +220,7 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
   await viaGateway.connect(
     new StdioClientTransport({
       command: process.execPath,
-      args: ["--import", "tsx", "packages/cli/src/main.ts", "mcp-proxy", "--config", config],
+      args: ["packages/cli/bin/auditsink.js", "mcp-proxy", "--config", config],
       stderr: "inherit",
     }),
   );

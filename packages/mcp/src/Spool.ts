@@ -332,7 +332,6 @@ export class Spool {
     );
     this.next = done[done.length - 1]!.seq + 1;
     await replaceFile(this.dir, join(this.dir, "delivered.json"), `${JSON.stringify({ next: this.next })}\n`);
-    this.backlog.splice(0, done.length);
     if (this.signatureLines && this.signedUpTo <= this.next) {
       // Every signed event is delivered: the lines are not needed (a restart before this reaches the disk
       // finds only lines of delivered events, which it skips).
@@ -343,6 +342,8 @@ export class Spool {
       const first = this.segments.shift()!;
       await rm(join(this.dir, "segments", segmentName(first)), { force: true });
     }
+    // Last, so that pending() shrinks only once the delivery is accounted for (the recorder's drain() waits on it).
+    this.backlog.splice(0, done.length);
   }
 
   /** Moves the oldest pending event to rejected.jsonl with the sink's refusal, and past the cursor. */
