@@ -25,7 +25,7 @@ import {
   ReceiptError,
   WitnessError,
 } from "@auditsink/client";
-import { checkUnsignedEvent, type Receipt, type SignedEvent, type UnsignedEvent } from "@auditsink/core";
+import { checkUnsignedEvent, type Receipt, type SignedEvent } from "@auditsink/core";
 import { DeliveryThread } from "./DeliveryThread.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
@@ -187,16 +187,10 @@ export class AuditRecorder {
     fallback?: () => AuditEventInput,
     options: { receipt?: boolean; checked?: CheckedEvent } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
-    const { checked } = options;
-    let event: UnsignedEvent;
-    if (checked) {
-      const chosen = checked.fallback ? fallback?.() : input;
-      if (!chosen) throw new RangeError("the event was checked as its fallback, and record() was given none");
-      event = fillEvent({ ...chosen, id: checked.id, time: checked.time }, this.options.sink.source);
-    } else {
-      const { id, time, fallback: useFallback } = this.check(input, fallback);
-      event = fillEvent({ ...(useFallback ? fallback!() : input), id, time }, this.options.sink.source);
-    }
+    const { id, time, fallback: useFallback } = options.checked ?? this.check(input, fallback);
+    const chosen = useFallback ? fallback?.() : input;
+    if (!chosen) throw new RangeError("the event was checked as its fallback, and record() was given none");
+    const event = fillEvent({ ...chosen, id, time }, this.options.sink.source);
     const entry = this.spool.append(this.stream, event);
     if (this.options.failMode === "open") {
       // The call is answered first; its metrics and the start of its delivery come right after.

@@ -1,9 +1,10 @@
 /**
- * The gateway's delivery thread: AuditRecorder hands it the spooled events of a window to sign as one batch, and
- * then the window to send, and gets back their verified receipts. The thread owns the AuditClient that sends them — HTTP to the sink, receipt checks (pinned
- * sink key, inclusion proof), consistency with the newest checkpoint seen (witness.json) — so that work and its
- * garbage stay off the thread that answers the agent's tool calls, and so does signing. One thread, one window at a time: the order of
- * delivery is the recorder's. A thread that dies fails its window (the recorder retries it) and is replaced.
+ * The gateway's delivery thread: AuditRecorder hands it the new events of a window to sign as one batch, then the
+ * window to send, and gets back their verified receipts. The thread holds the producer key and owns the
+ * AuditClient that sends them — HTTP to the sink, receipt checks (pinned sink key, inclusion proof), consistency
+ * with the newest checkpoint seen (witness.json) — so that signing, that work and its garbage stay off the thread
+ * that answers the agent's tool calls. One thread, one task at a time: the order of delivery is the recorder's.
+ * A thread that dies fails its task (the recorder retries the window) and is replaced.
  */
 import { Worker } from "node:worker_threads";
 import {

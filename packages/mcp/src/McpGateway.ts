@@ -9,7 +9,7 @@
  * by the server that listed them. docs/MCP.md describes both.
  */
 import { randomUUID } from "node:crypto";
-import { canonicalBytes, parseTraceparent, sha256, toHex } from "@auditsink/core";
+import { canonicalBytes, parseTraceparent } from "@auditsink/core";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
@@ -30,6 +30,7 @@ import {
   type CallContext,
   type CallOutcome,
   type CallStart,
+  contentAddressOf,
   OUTCOME_MEMBERS_BYTES,
   type ToolCallEventOptions,
   toolCallEvent,
@@ -311,9 +312,9 @@ export class GatewaySession {
     try {
       const canonical = canonicalBytes(args);
       argumentBytes = canonical.length;
-      argumentsSha256 = `sha256:${toHex(sha256(canonical))}`;
+      argumentsSha256 = contentAddressOf(canonical);
     } catch {
-      // Not JSON the sink takes: refused by the argument-size limit, recorded by the fallback.
+      // Not JSON the sink takes: refused by the argument-size limit.
     }
     const verdict: PolicyVerdict = !client
       ? {

@@ -74,7 +74,7 @@ function largestOutcome(start: CallStart): CallOutcome {
   return {
     ...start,
     // 23 characters, as many as any latency rounded to the microsecond takes (any finite double at most).
-    latencyMs: 1.7976931348623157e300,
+    latencyMs: Number.MAX_VALUE / 1e8,
     status: "tool-error",
     result: null,
     error: {
@@ -100,8 +100,11 @@ export interface ToolCallEventOptions {
 
 /** `sha256:<hex>` of the RFC 8785 JSON of a value: its content address. */
 export function contentAddress(value: unknown): string {
-  return `sha256:${toHex(sha256(canonicalBytes(value ?? null)))}`;
+  return contentAddressOf(canonicalBytes(value ?? null));
 }
+
+/** The content address of a value from its RFC 8785 JSON. */
+export const contentAddressOf = (canonical: Uint8Array): string => `sha256:${toHex(sha256(canonical))}`;
 
 /** The event of a decided call; of a call under way (CallStart), without the members its answer sets. */
 export function toolCallEvent(
