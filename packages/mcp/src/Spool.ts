@@ -11,7 +11,7 @@
  *                                          a new segment starts past `segmentBytes`, a delivered one is removed
  *   signatures.jsonl                       one `{"first":n,"sigkeyid":k,"signature":s,"sigbatch":[…]}` line per
  *                                          signed batch: the signature members of events first, first+1, …;
- *                                          emptied once every signed event is delivered
+ *                                          emptied, once it holds 64 KiB, when every signed event is delivered
  *   delivered.json                         `{"next": n}`: events with seq < n have verified receipts
  *   receipts.jsonl                         the verified receipts, in delivery order (for `auditsink verify --receipts`)
  *   rejected.jsonl                         events the sink refused for good (4xx), kept with the refusal
@@ -92,9 +92,10 @@ export class Spool {
   private newSegment = false;
   /** Events with seq < synced are fdatasynced. */
   private synced: number;
-  /** Events with seq < signedUpTo are signed; signatures.jsonl has lines while some of them are undelivered. */
+  /** Events with seq < signedUpTo are signed. */
   private signedUpTo: number;
-  private signatureLines = false;
+  /** What signatures.jsonl holds (it is emptied past `signatureFileBytes` once every signed event is delivered). */
+  private signatureBytes = 0;
   private syncing: Promise<void> | undefined;
   private failure: GatewayError | undefined;
   private closed = false;
@@ -105,6 +106,7 @@ export class Spool {
     private next: number,
     private segments: number[],
     private readonly segmentBytes: number,
+    private readonly signatureFileBytes: number,
   ) {
     this.nextSeq = next;
     this.synced = next;
@@ -112,7 +114,10 @@ export class Spool {
   }
 
   /** Opens (creating) a spool directory and reads back every event not yet delivered. */
-  static async open(dir: string, options: { segmentBytes?: number } = {}): Promise<Spool> {
+  static async open(
+    dir: string,
+    options: { segmentBytes?: number; signatureFileBytes?: number } = {},
+  ): Promise<Spool> {
     await mkdirDurable(join(dir, "segments"));
     let lock: DataDirectoryLock;
     try {
@@ -135,7 +140,14 @@ export class Spool {
         .filter((n): n is string => n !== undefined)
         .map(Number)
         .sort((a, b) => a - b);
-      const spool = new Spool(dir, lock, delivered, segments, options.segmentBytes ?? 8 * 1024 * 1024);
+      const spool = new Spool(
+        dir,
+        lock,
+        delivered,
+        segments,
+        options.segmentBytes ?? 8 * 1024 * 1024,
+        options.signatureFileBytes ?? 64 * 1024,
+      );
       await spool.readBack();
       return spool;
     } catch (e) {
@@ -192,7 +204,8 @@ export class Spool {
       throw e;
     }
     const end = text.lastIndexOf("\n") + 1;
-    if (end < text.length) await truncate(path, Buffer.byteLength(text.slice(0, end)));
+    this.signatureBytes = Buffer.byteLength(text.slice(0, end));
+    if (end < text.length) await truncate(path, this.signatureBytes);
     for (const line of text.slice(0, end).split("\n")) {
       if (line === "") continue;
       let signature: BatchSignature;
@@ -206,7 +219,6 @@ export class Spool {
   }
 
   private applySignature({ first, sigkeyid, signature, sigbatch }: BatchSignature): void {
-    this.signatureLines = true;
     const head = this.backlog[0]?.seq ?? this.nextSeq;
     for (const [i, membership] of sigbatch.entries()) {
       const entry = this.backlog[first + i - head];
@@ -224,7 +236,9 @@ export class Spool {
   async addSignature(signature: BatchSignature): Promise<void> {
     if (signature.first !== this.signedUpTo)
       throw new RangeError(`the next event to sign is ${this.signedUpTo}, not ${signature.first}`);
-    await this.appendLines(SIGNATURES, [`${JSON.stringify(signature)}\n`]);
+    const line = `${JSON.stringify(signature)}\n`;
+    await this.appendLines(SIGNATURES, [line]);
+    this.signatureBytes += Buffer.byteLength(line);
     this.applySignature(signature);
   }
 
@@ -332,11 +346,11 @@ export class Spool {
     );
     this.next = done[done.length - 1]!.seq + 1;
     await replaceFile(this.dir, join(this.dir, "delivered.json"), `${JSON.stringify({ next: this.next })}\n`);
-    if (this.signatureLines && this.signedUpTo <= this.next) {
+    if (this.signatureBytes >= this.signatureFileBytes && this.signedUpTo <= this.next) {
       // Every signed event is delivered: the lines are not needed (a restart before this reaches the disk
       // finds only lines of delivered events, which it skips).
       await truncate(join(this.dir, SIGNATURES), 0);
-      this.signatureLines = false;
+      this.signatureBytes = 0;
     }
     while (this.segments.length > 1 && this.segments[1]! <= this.next) {
       const first = this.segments.shift()!;

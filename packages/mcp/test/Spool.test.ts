@@ -157,9 +157,9 @@ describe("Spool", () => {
     expect(pending).toEqual(Array.from({ length: 50 }, (_, n) => `k${n}`));
   });
   it("keeps a batch's signature, synced, gives it back to its events after a reopen, and empties it once they are delivered", async () => {
-    // Prepare: five events spooled, the first three signed as one batch
+    // Prepare: five events spooled, the first three signed as one batch; the signatures file emptied at any size
     const d = await dir();
-    const spool = await Spool.open(d);
+    const spool = await Spool.open(d, { signatureFileBytes: 1 });
     const spooled = [1, 2, 3, 4, 5].map((n) => put(spool, n));
     const signed = signBatch(
       spooled.slice(0, 3).map((e) => e.event),
@@ -177,7 +177,7 @@ describe("Spool", () => {
     await spool.addSignature(batch);
     const live = spool.pending().map((e) => e.event);
     await spool.close();
-    const again = await Spool.open(d);
+    const again = await Spool.open(d, { signatureFileBytes: 1 });
     const reread = again.pending().map((e) => e.event);
     const lines = (await readFile(join(d, "signatures.jsonl"), "utf8")).trim().split("\n");
     await again.markDelivered(2, [fakeReceipt(0), fakeReceipt(1)]);
