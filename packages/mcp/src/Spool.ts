@@ -284,7 +284,7 @@ export class Spool {
 
   private async syncLoop(): Promise<void> {
     // Until every line written so far is synced: appends made during a sync get the next one, which starts
-    // SYNC_GAP_MS after it ends, so that most appends do not meet a sync under way (an append then waits for it).
+    // SYNC_GAP_MS after it ends, so that a busy gateway syncs (and wakes up for it) about that often, not back to back.
     for (let first = true; this.synced < this.nextSeq && !this.failure; first = false) {
       if (!first) await sleep(SYNC_GAP_MS);
       const upTo = this.nextSeq;
