@@ -18,6 +18,7 @@ import {
 } from "@auditsink/client";
 import { formatVerifierKey, type Receipt, type SignedEvent, type UnsignedEvent } from "@auditsink/core";
 import { workerModule } from "@auditsink/local";
+import type { BatchSignature } from "./Spool.ts";
 
 /** What the thread needs to build its AuditClient: plain data (keys as PEM and verifier key strings). */
 export interface DeliveryData {
@@ -40,11 +41,7 @@ export interface SigningTask {
 }
 
 /** A batch's signature members: event i of the task takes `sigbatch[i]`. */
-export interface SignedBatch {
-  sigkeyid: string;
-  signature: string;
-  sigbatch: string[];
-}
+export type SignedBatch = Omit<BatchSignature, "first">;
 
 /** A delivery failure as it crosses threads; `revive` makes it the SDK's error class again. */
 export type SentError =
