@@ -1,3 +1,8 @@
+/**
+ * What `auditsink verify` checks about an evidence bundle beyond core's walk of its records (docs/FORMAT.md
+ * §13): the manifest, that the bundle holds exactly the objects its manifest names, that a verified checkpoint
+ * covers every bundled record, and that the proofs the bundle promises are there and hold.
+ */
 import { join } from "node:path";
 import {
   checkConsistency,
