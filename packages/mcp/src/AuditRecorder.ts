@@ -25,7 +25,7 @@ import {
   ReceiptError,
   WitnessError,
 } from "@auditsink/client";
-import { checkUnsignedEvent, type Receipt, type SignedEvent } from "@auditsink/core";
+import { checkUnsignedEvent, type Receipt, type SignedEvent, type UnsignedEvent } from "@auditsink/core";
 import { DeliveryThread } from "./DeliveryThread.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
@@ -63,16 +63,6 @@ export interface RecorderOptions {
   retryDelayMs?: { min: number; max: number };
   /** Called for each delivery problem (the gateway logs it). */
   onError?: (error: unknown) => void;
-}
-
-/**
- * An event checked before all of it was known (AuditRecorder.check): its id and time, and whether it is the
- * fallback that passed.
- */
-export interface CheckedEvent {
-  id: string;
-  time: string;
-  fallback: boolean;
 }
 
 export interface RecorderStatus {
@@ -154,43 +144,45 @@ export class AuditRecorder {
   }
 
   /**
-   * Fills in and checks, ahead of record(), an event of which some members are not known yet: `input` has all the
-   * others, and `reserveBytes` is the most the rest can add to its RFC 8785 form, each a JSON value the sink takes
-   * (the gateway checks a call's event while the call is under way, so the check is not on the call's path).
-   * record() then takes the whole event with the CheckedEvent and does not check it again. `fallback` as in
-   * record(). Throws IngestError when neither would be accepted.
+   * Fills in and checks an event as the sink will check it once signed; `fallback` is taken instead when `input`
+   * would not be accepted (arguments nested too deep, too large). Throws IngestError when neither would be.
+   * `reserveBytes` is room for members the caller adds later (each a JSON value the sink takes), before it hands
+   * the event to append(): the gateway checks a call's event while the call is under way and completes it with
+   * the answer, so the check is not on the call's path.
    */
-  check(input: AuditEventInput, fallback?: () => AuditEventInput, reserveBytes = 0): CheckedEvent {
+  check(input: AuditEventInput, fallback?: () => AuditEventInput, reserveBytes = 0): UnsignedEvent {
     const { source } = this.options.sink;
-    let event = fillEvent(input, source);
+    const event = fillEvent(input, source);
     try {
       checkUnsignedEvent(event, "event", reserveBytes);
-      return { id: event.id as string, time: event.time as string, fallback: false };
+      return event;
     } catch (e) {
       if (!fallback) throw e;
-      event = fillEvent(fallback(), source);
-      checkUnsignedEvent(event, "event", reserveBytes);
-      return { id: event.id as string, time: event.time as string, fallback: true };
+      const instead = fillEvent(fallback(), source);
+      checkUnsignedEvent(instead, "event", reserveBytes);
+      return instead;
     }
   }
 
-  /**
-   * Fills in, checks and spools one event (it is signed when it is delivered). `fallback` is recorded instead when
-   * `input` is not an event the sink would accept once signed (arguments nested too deep, too large); with
-   * `checked` (from check()), the verdict of that check decides, with its id and time. Fail-open: resolves once it
-   * is written to the spool.
-   * Fail-closed: once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event
-   * still spooled (`receipt: false`: once fdatasynced, for a refusal the sink cannot record now anyway).
-   */
+  /** Checks (check()) and spools one event: append() of what check() returns. */
   async record(
     input: AuditEventInput,
     fallback?: () => AuditEventInput,
-    options: { receipt?: boolean; checked?: CheckedEvent } = {},
+    options: { receipt?: boolean } = {},
   ): Promise<{ seq: number; receipt?: Receipt }> {
-    const { id, time, fallback: useFallback } = options.checked ?? this.check(input, fallback);
-    const chosen = useFallback ? fallback?.() : input;
-    if (!chosen) throw new RangeError("the event was checked as its fallback, and record() was given none");
-    const event = fillEvent({ ...chosen, id, time }, this.options.sink.source);
+    return this.append(this.check(input, fallback), options);
+  }
+
+  /**
+   * Spools one event check() returned (it is signed when it is delivered). Fail-open: resolves once it is written
+   * to the spool.
+   * Fail-closed: once it has a verified receipt, else rejects with GatewayError("sink-unavailable"), the event
+   * still spooled (`receipt: false`: once fdatasynced, for a refusal the sink cannot record now anyway).
+   */
+  async append(
+    event: UnsignedEvent,
+    options: { receipt?: boolean } = {},
+  ): Promise<{ seq: number; receipt?: Receipt }> {
     const entry = this.spool.append(this.stream, event);
     if (this.options.failMode === "open") {
       // The call is answered first; its metrics and the start of its delivery come right after.

@@ -9,7 +9,7 @@
  * by the server that listed them. docs/MCP.md describes both.
  */
 import { randomUUID } from "node:crypto";
-import { canonicalBytes, parseTraceparent } from "@auditsink/core";
+import { canonicalBytes, parseTraceparent, type UnsignedEvent } from "@auditsink/core";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
@@ -22,7 +22,7 @@ import {
   ResultSchema,
   type ServerCapabilities,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { AuditRecorder, CheckedEvent } from "./AuditRecorder.ts";
+import type { AuditRecorder } from "./AuditRecorder.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
 import type { Policy, PolicyVerdict } from "./policy.ts";
@@ -34,6 +34,7 @@ import {
   OUTCOME_MEMBERS_BYTES,
   type ToolCallEventOptions,
   toolCallEvent,
+  withOutcome,
 } from "./toolCallEvent.ts";
 import { connectUpstream, type UpstreamServer } from "./upstream.ts";
 
@@ -339,7 +340,7 @@ export class GatewaySession {
     if (!client || verdict.decision === "deny" || verdict.decision === "rate-limit") {
       const outcome: CallOutcome = { ...base, status: "refused", latencyMs: performance.now() - started };
       // A call the sink cannot record anyway (fail-closed refusal) waits only for the spool, not for a receipt.
-      await this.record(ctx, outcome, verdict.rule !== "fail-closed");
+      await recorder.append(this.check(ctx, outcome), { receipt: verdict.rule !== "fail-closed" });
       if (verdict.rule === "fail-closed") metrics.refusedFailClosed.inc();
       this.count(outcome, started);
       const refusal: CallToolResult = {
@@ -359,10 +360,10 @@ export class GatewaySession {
     const answer = this.forward(client, "tools/call", { ...params, name: tool }, extra);
     // While the server works on the call, its event is checked with room for the members the answer sets: once
     // the answer is here, the event only has to be completed and written to the spool.
-    let checked: CheckedEvent | undefined;
+    let checked: UnsignedEvent | undefined;
     let unrecordable: unknown;
     try {
-      checked = this.check(ctx, base);
+      checked = this.check(ctx, base, OUTCOME_MEMBERS_BYTES);
     } catch (e) {
       unrecordable = e;
     }
@@ -379,8 +380,8 @@ export class GatewaySession {
       ...(failure ? { error: errorOf(failure) } : {}),
     };
     try {
-      if (unrecordable) throw unrecordable;
-      await this.record(ctx, outcome, true, checked);
+      if (!checked) throw unrecordable;
+      await recorder.append(withOutcome(checked, outcome));
     } catch (e) {
       if (e instanceof GatewayError && e.code === "sink-unavailable") metrics.refusedFailClosed.inc();
       this.count(outcome, started);
@@ -394,25 +395,16 @@ export class GatewaySession {
     return result!;
   }
 
-  private async record(
-    ctx: CallContext,
-    outcome: CallOutcome,
-    waitForReceipt: boolean,
-    checked?: CheckedEvent,
-  ): Promise<void> {
-    const { recorder, events } = this.gateway.options;
-    const input = toolCallEvent(ctx, outcome, events);
-    const fallback = () => toolCallEvent(ctx, outcome, { ...events, arguments: "digest" });
-    await recorder.record(input, fallback, { receipt: waitForReceipt, ...(checked ? { checked } : {}) });
-  }
-
-  /** Checks the event of a call under way (AuditRecorder.check), with room for what its answer adds. */
-  private check(ctx: CallContext, start: CallStart): CheckedEvent {
+  /**
+   * A call's event, filled in and checked (AuditRecorder.check), its arguments by digest only when the sink would
+   * refuse them; for a call under way, with `reserveBytes` of room for what its answer adds (withOutcome).
+   */
+  private check(ctx: CallContext, call: CallStart | CallOutcome, reserveBytes = 0): UnsignedEvent {
     const { recorder, events } = this.gateway.options;
     return recorder.check(
-      toolCallEvent(ctx, start, events),
-      () => toolCallEvent(ctx, start, { ...events, arguments: "digest" }),
-      OUTCOME_MEMBERS_BYTES,
+      toolCallEvent(ctx, call, events),
+      () => toolCallEvent(ctx, call, { ...events, arguments: "digest" }),
+      reserveBytes,
     );
   }
 

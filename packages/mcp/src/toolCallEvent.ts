@@ -4,7 +4,7 @@
  * the gateway's own are `auditsink.mcp.*`. docs/MCP.md §Events lists every field.
  */
 import type { AuditEventInput } from "@auditsink/client";
-import { canonicalBytes, sha256, toHex } from "@auditsink/core";
+import { canonicalBytes, sha256, toHex, type UnsignedEvent } from "@auditsink/core";
 import { type Decision, redact } from "./policy.ts";
 
 /** The event type of a recorded tools/call decision. */
@@ -112,7 +112,6 @@ export function toolCallEvent(
   call: CallOutcome | CallStart,
   options: ToolCallEventOptions = {},
 ): AuditEventInput {
-  const outcome: Partial<CallOutcome> = call;
   const args = call.arguments ?? {};
   const data: Record<string, unknown> = {
     "gen_ai.operation.name": "execute_tool",
@@ -134,15 +133,9 @@ export function toolCallEvent(
     "gen_ai.conversation.id": ctx.conversationId,
     "auditsink.mcp.reason": call.reason,
     "auditsink.mcp.redacted": call.redacted,
-    "auditsink.mcp.latency_ms":
-      outcome.latencyMs === undefined ? undefined : Math.round(outcome.latencyMs * 1000) / 1000,
-    "auditsink.mcp.result.status": outcome.status,
-    "error.type": outcome.error && bounded(outcome.error.type, ERROR_TYPE_CHARS),
-    "auditsink.mcp.error.message": outcome.error && bounded(outcome.error.message, ERROR_MESSAGE_CHARS),
-    "gen_ai.tool.call.result.sha256":
-      outcome.result === undefined ? undefined : contentAddress(outcome.result),
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) data[k] = v;
+  if ("status" in call) Object.assign(data, outcomeMembers(call));
   if (options.arguments === "include") {
     const recorded = redact(args, call.redacted ?? []);
     if (canonicalBytes(recorded ?? null).length <= (options.maxRecordedArgumentBytes ?? 16 * 1024))
@@ -160,6 +153,29 @@ export function toolCallEvent(
     ...(options.source ? { source: options.source } : {}),
     ...(Object.keys(extensions).length ? { extensions } : {}),
   };
+}
+
+/** The members of a call's event that its answer sets: latency, status, and the result's digest or the error. */
+function outcomeMembers(call: CallOutcome): Record<string, unknown> {
+  return {
+    "auditsink.mcp.latency_ms": Math.round(call.latencyMs * 1000) / 1000,
+    "auditsink.mcp.result.status": call.status,
+    ...(call.error
+      ? {
+          "error.type": bounded(call.error.type, ERROR_TYPE_CHARS),
+          "auditsink.mcp.error.message": bounded(call.error.message, ERROR_MESSAGE_CHARS),
+        }
+      : {}),
+    ...(call.result === undefined ? {} : { "gen_ai.tool.call.result.sha256": contentAddress(call.result) }),
+  };
+}
+
+/**
+ * The event of a call under way, as toolCallEvent made it (and AuditRecorder.check filled it in), completed with
+ * the members its answer sets: the event of the decided call, with the same id and time.
+ */
+export function withOutcome(event: UnsignedEvent, call: CallOutcome): UnsignedEvent {
+  return { ...event, data: { ...(event.data as Record<string, unknown>), ...outcomeMembers(call) } };
 }
 
 /**

@@ -2,7 +2,13 @@ import { fillEvent } from "@auditsink/client";
 import { checkUnsignedEvent, IngestError } from "@auditsink/core";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type CallOutcome, type CallStart, OUTCOME_MEMBERS_BYTES, toolCallEvent } from "../src/index.ts";
+import {
+  type CallOutcome,
+  type CallStart,
+  OUTCOME_MEMBERS_BYTES,
+  toolCallEvent,
+  withOutcome,
+} from "../src/index.ts";
 
 const ctx = { sessionId: "4f0e1c2a-6a55-4f0e-9a7b-1c2d3e4f5a6b", requestId: 7, transport: "pipe" as const };
 const start: CallStart = {
@@ -54,6 +60,9 @@ describe("OUTCOME_MEMBERS_BYTES", () => {
             ...(error ? { error } : {}),
           };
           expect(checked(call).length).toBeLessThanOrEqual(started + OUTCOME_MEMBERS_BYTES);
+          // Completing the event of the call under way gives the event of the decided call.
+          const underWay = fillEvent(toolCallEvent(ctx, start), "mcp-proxy://test");
+          expect(withOutcome(underWay, call)).toEqual({ ...underWay, data: toolCallEvent(ctx, call).data });
         },
       ),
       { numRuns: 300 },
