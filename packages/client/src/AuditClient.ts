@@ -10,6 +10,7 @@ import {
   canonicalBytes,
   checkWitnessPolicy,
   eventKey,
+  jcsOrdered,
   MAX_SIGNED_BATCH_EVENTS,
   type NoteKey,
   newEventId,
@@ -123,14 +124,14 @@ export function fillEvent(input: AuditEventInput, defaultSource?: string): Unsig
   if (!source)
     throw new ClientError("bad-config", "the event has no source and the client no default source");
   const { extensions, ...attributes } = input;
-  return {
+  return jcsOrdered({
     ...extensions,
     ...attributes,
     specversion: "1.0",
     id: input.id ?? newEventId(),
     source,
     time: input.time ?? new Date().toISOString(),
-  } as UnsignedEvent;
+  } as UnsignedEvent);
 }
 
 interface Pending {

@@ -8,7 +8,7 @@
 import type { KeyObject } from "node:crypto";
 import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
-import { canonicalBytes, type Hash, sha256, toHex } from "./hash.ts";
+import { canonicalBytes, type Hash, jcsOrdered, sha256, toHex } from "./hash.ts";
 import { type EcdsaEncoding, keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 import {
   inclusionProofLength,
@@ -122,21 +122,19 @@ export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObjec
       throw new FormatError("bad-batch", `event ${event.source} ${event.id} appears twice in one batch`);
     }
     ids.add(id);
-    const entry = { ...event, sigkeyid } as UnsignedEvent;
-    delete entry.signature;
-    delete entry.sigbatch;
+    const { signature: _signature, sigbatch: _sigbatch, ...rest } = event;
+    const entry = jcsOrdered({ ...rest, sigkeyid });
     tree.append(entryLeaf(canonicalBytes(entry)));
     return entry;
   });
   const size = entries.length;
   const signature = signBytes(privateKey, batchSigningBytes(sigkeyid, size, tree.root())).toString("base64");
-  return entries.map(
-    (entry, position) =>
-      ({
-        ...entry,
-        sigbatch: formatSigbatch({ position, size, path: tree.inclusionProof(position) }),
-        signature,
-      }) as SignedEvent,
+  return entries.map((entry, position) =>
+    jcsOrdered({
+      ...entry,
+      sigbatch: formatSigbatch({ position, size, path: tree.inclusionProof(position) }),
+      signature,
+    } as SignedEvent),
   );
 }
 

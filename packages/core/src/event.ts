@@ -14,7 +14,7 @@ import {
   verifyBatchMemberAsync,
 } from "./batch.ts";
 import { IngestError } from "./errors.ts";
-import { BASE64, canonicalBytes, fromBase64 } from "./hash.ts";
+import { BASE64, canonicalBytes, fromBase64, jcsOrdered } from "./hash.ts";
 import { checkEventValue, formatPath } from "./json.ts";
 import { keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
 
@@ -318,11 +318,10 @@ export function eventSigningBytes(event: UnsignedEvent): Buffer {
  *   const event = signEvent({ specversion: "1.0", id: "1", source: "agent://a", type: "tool.call", time }, privateKey);
  */
 export function signEvent(event: UnsignedEvent, privateKey: KeyObject): SignedEvent {
-  const unsigned = { ...event, sigkeyid: keyFingerprint(privateKey) };
-  delete unsigned.signature;
-  delete unsigned.sigbatch;
+  const { signature: _signature, sigbatch: _sigbatch, ...rest } = event;
+  const unsigned = jcsOrdered({ ...rest, sigkeyid: keyFingerprint(privateKey) });
   const signature = signBytes(privateKey, eventSigningBytes(unsigned)).toString("base64");
-  return { ...unsigned, signature } as SignedEvent;
+  return jcsOrdered({ ...unsigned, signature } as SignedEvent);
 }
 
 /**

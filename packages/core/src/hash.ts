@@ -34,6 +34,27 @@ export function canonicalBytes(value: unknown): Buffer {
   return Buffer.from(text, "utf8");
 }
 
+/**
+ * The members of plain objects as one new object, in RFC 8785 order (by UTF-16 code units), each an own data
+ * member (a `__proto__` member stays data); a member of a later object replaces one of the same name. A value
+ * whose objects are all built this way, with no integer-like member names (which objects enumerate first), is
+ * canonicalized on JSON.stringify's path by canonicalBytes, here and wherever it is parsed from that JSON, such as
+ * by the sink.
+ */
+export function jcsOrdered<T extends object>(...objects: T[]): T {
+  const records = objects as Record<string, unknown>[];
+  const keys = records.length === 1 ? Object.keys(records[0]!) : records.flatMap((r) => Object.keys(r));
+  const out: Record<string, unknown> = {};
+  for (const key of keys.sort()) {
+    let value: unknown;
+    for (const r of records) if (Object.hasOwn(r, key)) value = r[key];
+    if (key === "__proto__")
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    else out[key] = value;
+  }
+  return out as T;
+}
+
 /** String.prototype.isWellFormed (ES2024, Node ≥ 20): no lone surrogates. */
 const isWellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
 

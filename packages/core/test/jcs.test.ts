@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { canonicalBytes, sha256 } from "../src/hash.ts";
+import { canonicalBytes, jcsOrdered, sha256 } from "../src/hash.ts";
 import { VECTORS } from "./vectors.ts";
 
 // RFC 8785 vectors from cyberphone/json-canonicalization (see ../shared/vectors/README.md).
@@ -139,5 +139,44 @@ describe("RFC 8785 canonicalization against the definition", () => {
     let deep: unknown = "x";
     for (let i = 0; i < 300; i++) deep = { a: deep };
     expect(canonicalBytes(deep).toString()).toBe(`${'{"a":'.repeat(300)}"x"${"}".repeat(300)}`);
+  });
+});
+
+/** A JSON value rebuilt with jcsOrdered for every object in it. */
+function ordered(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(ordered);
+  if (typeof v !== "object" || v === null) return v;
+  const members = v as Record<string, unknown>;
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(members))
+    Object.defineProperty(copy, key, { value: ordered(members[key]), enumerable: true, writable: true });
+  return jcsOrdered(copy);
+}
+
+describe("jcsOrdered: members in RFC 8785 order", () => {
+  it("makes JSON.stringify write the canonical form of a value built with it (no integer-like names), every member kept", () => {
+    // Objects enumerate integer-like names ("2", "10") first, whatever order they were added in.
+    const integerLike = (k: string) => /^(0|[1-9][0-9]*)$/.test(k) && Number(k) < 2 ** 32 - 1;
+    const names = (v: unknown): string[] =>
+      Array.isArray(v)
+        ? v.flatMap(names)
+        : typeof v === "object" && v !== null
+          ? Object.entries(v).flatMap(([k, m]) => [k, ...names(m)])
+          : [];
+    fc.assert(
+      fc.property(json, (value) => {
+        const built = ordered(value);
+        expect(canonicalBytes(built).toString("utf8")).toBe(definition(value));
+        if (!names(value).some(integerLike)) expect(JSON.stringify(built)).toBe(definition(value));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("merges objects, a later one's member replacing an earlier one's, and keeps `__proto__` as data", () => {
+    const merged = jcsOrdered(JSON.parse('{"z":1,"__proto__":{"p":1},"b":2}'), { b: 3, a: 0 });
+    expect(JSON.stringify(merged)).toBe('{"__proto__":{"p":1},"a":0,"b":3,"z":1}');
+    expect(Object.getPrototypeOf(merged)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).p).toBeUndefined();
   });
 });

@@ -27,6 +27,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import {
   BASE64,
+  jcsOrdered,
   type Receipt,
   SIGBATCH,
   SIGNATURE_MEMBERS_BYTES,
@@ -223,7 +224,7 @@ export class Spool {
     for (const [i, membership] of sigbatch.entries()) {
       const entry = this.backlog[first + i - head];
       if (entry?.seq !== first + i) continue; // delivered already
-      entry.event = { ...entry.event, sigkeyid, sigbatch: membership, signature } as SignedEvent;
+      entry.event = jcsOrdered({ ...entry.event, sigkeyid, sigbatch: membership, signature } as SignedEvent);
       entry.bytes -= SIGNATURE_MEMBERS_BYTES;
     }
     this.signedUpTo = Math.max(this.signedUpTo, first + sigbatch.length);

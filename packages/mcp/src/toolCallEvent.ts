@@ -4,7 +4,7 @@
  * the gateway's own are `auditsink.mcp.*`. docs/MCP.md §Events lists every field.
  */
 import type { AuditEventInput } from "@auditsink/client";
-import { canonicalBytes, sha256, toHex, type UnsignedEvent } from "@auditsink/core";
+import { canonicalBytes, jcsOrdered, sha256, toHex, type UnsignedEvent } from "@auditsink/core";
 import { type Decision, redact } from "./policy.ts";
 
 /** The event type of a recorded tools/call decision. */
@@ -149,7 +149,8 @@ export function toolCallEvent(
   return {
     type: TOOL_CALL_TYPE,
     subject: `mcp-session/${ctx.sessionId}`,
-    data,
+    // In RFC 8785 order, as fillEvent puts the envelope: the event canonicalizes on JSON.stringify's path.
+    data: jcsOrdered(data),
     ...(options.source ? { source: options.source } : {}),
     ...(Object.keys(extensions).length ? { extensions } : {}),
   };
@@ -175,7 +176,7 @@ function outcomeMembers(call: CallOutcome): Record<string, unknown> {
  * the members its answer sets: the event of the decided call, with the same id and time.
  */
 export function withOutcome(event: UnsignedEvent, call: CallOutcome): UnsignedEvent {
-  return { ...event, data: { ...(event.data as Record<string, unknown>), ...outcomeMembers(call) } };
+  return { ...event, data: jcsOrdered(event.data as Record<string, unknown>, outcomeMembers(call)) };
 }
 
 /**

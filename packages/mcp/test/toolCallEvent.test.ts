@@ -1,5 +1,5 @@
 import { fillEvent } from "@auditsink/client";
-import { checkUnsignedEvent, IngestError } from "@auditsink/core";
+import { canonicalBytes, checkUnsignedEvent, IngestError } from "@auditsink/core";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -62,7 +62,10 @@ describe("OUTCOME_MEMBERS_BYTES", () => {
           expect(checked(call).length).toBeLessThanOrEqual(started + OUTCOME_MEMBERS_BYTES);
           // Completing the event of the call under way gives the event of the decided call.
           const underWay = fillEvent(toolCallEvent(ctx, start), "mcp-proxy://test");
-          expect(withOutcome(underWay, call)).toEqual({ ...underWay, data: toolCallEvent(ctx, call).data });
+          const completed = withOutcome(underWay, call);
+          expect(completed).toEqual({ ...underWay, data: toolCallEvent(ctx, call).data });
+          // Built in RFC 8785 member order: JSON.stringify writes its canonical form (canonicalBytes' fast path).
+          expect(JSON.stringify(completed)).toBe(canonicalBytes(completed).toString("utf8"));
         },
       ),
       { numRuns: 300 },
