@@ -5,14 +5,17 @@
  * verifies, and `auditsink verify` is clean at the end.
  */
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { serveHttp } from "@auditsink/mcp";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { CreateMessageRequestSchema, ErrorCode, type McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { cli, sinkWithProducer, tempDir } from "../cli/helpers.ts";
-import { gateway, gatewayConfig, keptReceipts, records } from "./helpers.ts";
+import { FAIL_CODE } from "./failing-server.ts";
+import { everythingServer, gateway, gatewayConfig, keptReceipts, records } from "./helpers.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -222,6 +225,100 @@ describe("MCP gateway over Streamable HTTP to server-everything (stdio)", () => 
     expect(recs).toHaveLength(1);
     expect((recs[0]!.event.data as Record<string, unknown>)["gen_ai.agent.id"]).toBe("release-bot");
   }, 30_000);
+});
+
+describe("tools/call through the gateway's own path (past the SDK's server and client)", () => {
+  it("passes a server's JSON-RPC error on as the server sent it, times a call out as the SDK does, and keeps concurrent calls' progress apart", async () => {
+    // Prepare: two servers (names prefixed), one that answers with JSON-RPC errors or not at all
+    const work = await tempDir("auditsink-mcp-direct-");
+    const s = await sinkWithProducer(work, "mcp-gateway");
+    cleanups.push(() => s.sink.close());
+    const cancelledFile = join(work, "cancelled.txt");
+    const failing = {
+      name: "failing",
+      command: process.execPath,
+      args: ["--import", "tsx", join(import.meta.dirname, "failing-server.ts")],
+      env: { CANCELLED_FILE: cancelledFile },
+    };
+    const running = await gateway(
+      gatewayConfig({ url: s.sink.url, keyFile: s.keyFile, verifierKey: s.verifierKey }, work, {
+        servers: [everythingServer, failing],
+        policy: { default: "allow" },
+        requestTimeoutMs: 1000,
+      }),
+    );
+    const http = await serveHttp(running, { port: 0 });
+    cleanups.push(async () => {
+      await http.close();
+      await running.close();
+    });
+    const client = await agent(http.url);
+    const failure = (e: unknown) => ({
+      code: (e as McpError).code,
+      message: (e as McpError).message,
+      data: (e as McpError).data,
+    });
+
+    // Act
+    const failed = await client
+      .callTool({ name: "failing__fail", arguments: { attempt: 1 } })
+      .then(() => undefined, failure);
+    const timedOut = await client
+      .callTool({ name: "failing__hang", arguments: {} }, undefined, { timeout: 30_000 })
+      .then(() => undefined, failure);
+    const direct = new Client({ name: "test-agent", version: "1.2.3" });
+    await direct.connect(new StdioClientTransport({ ...failing, stderr: "ignore" }));
+    const failedDirectly = await direct
+      .callTool({ name: "fail", arguments: { attempt: 1 } })
+      .then(() => undefined, failure);
+    await direct.close();
+    const progress: [number[], number[]] = [[], []];
+    const long = await Promise.all(
+      progress.map((seen) =>
+        client.callTool(
+          { name: "everything__trigger-long-running-operation", arguments: { duration: 0.3, steps: 3 } },
+          undefined,
+          { onprogress: (p) => seen.push(p.progress) },
+        ),
+      ),
+    );
+    await running.recorder.drain(10_000);
+    await http.close();
+    await running.close();
+    await s.sink.close();
+
+    // Assess: what the agent got
+    // The server's error object itself, as a direct connection gets it (not wrapped in a gateway error).
+    expect(failed).toEqual(failedDirectly);
+    expect(failed).toMatchObject({ code: FAIL_CODE, data: { attempt: 1 } });
+    expect(timedOut).toMatchObject({ code: ErrorCode.RequestTimeout, data: { timeout: 1000 } });
+    expect(await readFile(cancelledFile, "utf8")).toMatch(
+      /^cancelled auditsink-\d+ McpError: MCP error -32001: Request timed out\n$/,
+    );
+    for (const [i, call] of long.entries()) {
+      expect(call.isError).toBeFalsy();
+      expect(progress[i]).toEqual([1, 2, 3]);
+    }
+
+    // Assess: one event per call, each with its outcome
+    const data = (await records(s.dataDir)).map((r) => r.event.data as Record<string, unknown>);
+    const outcome = (d: Record<string, unknown>) => [
+      d["auditsink.mcp.server"],
+      d["gen_ai.tool.name"],
+      d["auditsink.mcp.result.status"],
+      d["error.type"],
+    ];
+    expect(data.slice(0, 2).map(outcome)).toEqual([
+      ["failing", "fail", "error", `mcp-${FAIL_CODE}`],
+      ["failing", "hang", "error", `mcp-${ErrorCode.RequestTimeout}`],
+    ]);
+    expect(data.slice(2).map(outcome)).toEqual([
+      ["everything", "trigger-long-running-operation", "ok", undefined],
+      ["everything", "trigger-long-running-operation", "ok", undefined],
+    ]);
+    // The message as the server sent it (its SDK prefixes the code).
+    expect(data[0]!["auditsink.mcp.error.message"]).toBe(`MCP error ${FAIL_CODE}: the tool failed`);
+  }, 40_000);
 });
 
 describe("MCP sessions over Streamable HTTP that go quiet", () => {

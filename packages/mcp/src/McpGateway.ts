@@ -7,6 +7,10 @@
  * With one upstream server the gateway is transparent (names, cursors and results unchanged). With several,
  * tool and prompt names are `<server><separator><name>` and lists are merged (one page); resources are routed
  * by the server that listed them. docs/MCP.md describes both.
+ *
+ * A `tools/call` is taken off the transports before the SDK's server and client see it (DirectCalls): the gateway
+ * forwards it, its progress and its cancellation, and answers it itself, so the call's path holds only the
+ * decision and the event. Everything else, and a task-augmented tools/call, goes through the SDK.
  */
 import { randomUUID } from "node:crypto";
 import { canonicalBytes, parseTraceparent, type UnsignedEvent } from "@auditsink/core";
@@ -23,6 +27,7 @@ import {
   type ServerCapabilities,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditRecorder } from "./AuditRecorder.ts";
+import { DirectCalls, type Forward, type Params, type RequestOrigin, UpstreamError } from "./DirectCalls.ts";
 import { GatewayError } from "./errors.ts";
 import type { GatewayMetrics } from "./GatewayMetrics.ts";
 import type { Policy, PolicyVerdict } from "./policy.ts";
@@ -90,6 +95,7 @@ export class McpGateway {
       void session.close();
     };
     await session.server.connect(transport);
+    session.direct.intercept(transport);
     return session;
   }
 
@@ -104,6 +110,7 @@ export class GatewaySession {
   readonly id = randomUUID();
   private readonly single: Client | undefined;
   private readonly separator: string;
+  readonly direct: DirectCalls;
   /** Multi-server: which server listed a resource URI. */
   private readonly resourceOwner = new Map<string, string>();
   private closed = false;
@@ -152,10 +159,17 @@ export class GatewaySession {
         await this.server.notification(n as never);
       };
       client.onclose = () => {
+        this.direct.upstreamClosed(client);
         if (!this.closed) this.log(`MCP server ${name} closed the connection; closing the session`);
         void this.close();
       };
     }
+    this.direct = new DirectCalls(
+      [...upstreams.values()],
+      () => this.timeout,
+      (request, origin, forward) => this.callTool(request, origin, forward),
+      (line) => this.log(line),
+    );
   }
 
   private get timeout(): number {
@@ -197,7 +211,12 @@ export class GatewaySession {
   private async onRequest(request: JSONRPCRequest, extra: Extra): Promise<Record<string, unknown>> {
     const { method } = request;
     const params = request.params as Record<string, unknown> | undefined;
-    if (method === "tools/call") return this.callTool(params ?? {}, extra);
+    if (method === "tools/call")
+      return this.callTool(
+        params ?? {},
+        { requestId: extra.requestId, sessionId: extra.sessionId, headers: extra.requestInfo?.headers },
+        (client, p) => this.forward(client, method, p, extra),
+      );
     if (this.single) return this.forward(this.single, method, params, extra);
     switch (method) {
       case "tools/list":
@@ -297,8 +316,8 @@ export class GatewaySession {
     return this.upstreams.get(owner ?? "") ?? (withResources[0] ?? [...this.upstreams.entries()][0]!)[1];
   }
 
-  /** Decides, forwards or refuses, and records one tools/call. */
-  private async callTool(params: Record<string, unknown>, extra: Extra): Promise<Record<string, unknown>> {
+  /** Decides, forwards (with `forward`) or refuses, and records one tools/call. */
+  private async callTool(params: Params, origin: RequestOrigin, forward: Forward): Promise<Params> {
     const { policy, recorder, metrics } = this.gateway.options;
     const started = performance.now();
     const exposed = String(params.name ?? "");
@@ -326,7 +345,7 @@ export class GatewaySession {
       : recorder.admits()
         ? policy.decide(server, tool, args, argumentBytes)
         : { decision: "deny", rule: "fail-closed", reason: "the audit sink is unavailable" };
-    const ctx = this.context(params, extra);
+    const ctx = this.context(params, origin);
     const base: CallStart = {
       server,
       tool,
@@ -357,7 +376,7 @@ export class GatewaySession {
     }
     let result: Record<string, unknown> | undefined;
     let failure: unknown;
-    const answer = this.forward(client, "tools/call", { ...params, name: tool }, extra);
+    const answer = forward(client, tool === exposed ? params : { ...params, name: tool });
     // While the server works on the call, its event is checked with room for the members the answer sets: once
     // the answer is here, the event only has to be completed and written to the spool.
     let checked: UnsignedEvent | undefined;
@@ -419,9 +438,9 @@ export class GatewaySession {
   }
 
   /** Who is calling: the MCP session, the agent's clientInfo, and ids from `_meta` or HTTP headers. */
-  private context(params: Record<string, unknown>, extra: Extra): CallContext {
+  private context(params: Params, origin: RequestOrigin): CallContext {
     const meta = (params._meta ?? {}) as Record<string, unknown>;
-    const headers = (extra.requestInfo?.headers ?? {}) as Record<string, string | string[] | undefined>;
+    const headers = origin.headers ?? {};
     const pick = (...values: unknown[]) => {
       for (const v of values) {
         const s = Array.isArray(v) ? v[0] : v;
@@ -432,8 +451,8 @@ export class GatewaySession {
     const client = this.server.getClientVersion();
     const traceparent = pick(meta.traceparent, headers.traceparent);
     const ctx: CallContext = {
-      sessionId: extra.sessionId ?? this.id,
-      requestId: extra.requestId,
+      sessionId: origin.sessionId ?? this.id,
+      requestId: origin.requestId,
       transport: this.kind,
     };
     const optional: Partial<CallContext> = {
@@ -455,6 +474,7 @@ export class GatewaySession {
 }
 
 function errorOf(e: unknown): { type: string; message: string } {
+  if (e instanceof UpstreamError) return { type: `mcp-${e.error.code}`, message: e.error.message };
   if (e instanceof McpError) return { type: `mcp-${e.code}`, message: e.message };
   if (e instanceof Error) return { type: e.name, message: e.message };
   return { type: "error", message: String(e) };
