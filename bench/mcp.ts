@@ -25,7 +25,7 @@
  * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -200,9 +200,40 @@ async function run(
   };
 }
 
+/** CPU time (user + system, ms) of a process's threads on Linux (/proc): its main thread and the others. */
+function cpuOf(pid: number | null | undefined): { main: number; other: number } {
+  const out = { main: 0, other: 0 };
+  if (!pid) return out;
+  const tick = 1000 / 100; // USER_HZ: clock ticks of 10 ms on Linux
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const ms = (Number(fields[11]) + Number(fields[12])) * tick;
+      if (Number(tid) === pid) out.main += ms;
+      else out.other += ms;
+    }
+  } catch {
+    // Not Linux, or the process is gone: no figure.
+  }
+  return out;
+}
+
+/** The first child process of `pid` (a server a proxy spawned), from /proc. */
+function childOf(pid: number | null | undefined): number | undefined {
+  try {
+    return (
+      Number(readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/)[0]) || undefined
+    );
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The gateway as users run it: `auditsink mcp-proxy` over stdio, fail-open, in its own process; beside it, in the
  * same shuffled order, the pass-through relay (bench/stdio-relay.ts), the floor of any proxy in its own process.
+ * With it, the CPU each process took per call of its path in that order (the sink's per event of the gateway).
  */
 async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["privateKey"]) {
   const keyFile = join(work, "producer.key.pem");
@@ -219,27 +250,48 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
       policy: POLICY,
     }),
   );
+  const gatewayTransport = new StdioClientTransport({
+    command: process.execPath,
+    args: ["packages/cli/bin/auditsink.js", "mcp-proxy", "--config", config],
+    stderr: "inherit",
+  });
   const viaGateway = new Client({ name: "bench-agent", version: "1" });
-  await viaGateway.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: ["packages/cli/bin/auditsink.js", "mcp-proxy", "--config", config],
-      stderr: "inherit",
-    }),
-  );
+  await viaGateway.connect(gatewayTransport);
+  const directTransport = new StdioClientTransport(server);
   const direct = new Client({ name: "bench-agent", version: "1" });
-  await direct.connect(new StdioClientTransport(server));
+  await direct.connect(directTransport);
+  const relayTransport = new StdioClientTransport({
+    command: process.execPath,
+    args: ["--import", "tsx", "bench/stdio-relay.ts", server.command, ...server.args],
+    stderr: "inherit",
+  });
   const viaRelay = new Client({ name: "bench-agent", version: "1" });
-  await viaRelay.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: ["--import", "tsx", "bench/stdio-relay.ts", server.command, ...server.args],
-      stderr: "inherit",
-    }),
-  );
+  await viaRelay.connect(relayTransport);
   const mixed = { d: [] as number[], g: [] as number[], r: [] as number[] };
   for (const c of [direct, viaGateway, viaRelay]) await timed(c, 200, []);
+  const processes = {
+    gateway: gatewayTransport.pid,
+    gatewayServer: childOf(gatewayTransport.pid),
+    relay: relayTransport.pid,
+    relayServer: childOf(relayTransport.pid),
+    directServer: directTransport.pid,
+    sink: sink.child.pid,
+    benchmark: process.pid,
+  };
+  const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, cpuOf(pid)]));
   await shuffled([direct, viaGateway, viaRelay], CALLS, [mixed.d, mixed.g, mixed.r]);
+  const perCall = (ms: number) => Number((ms / CALLS).toFixed(3));
+  const cpuMsPerCall = Object.fromEntries(
+    Object.entries(processes).flatMap(([k, pid]) => {
+      const [a, b] = [before[k]!, cpuOf(pid)];
+      return k === "gateway"
+        ? [
+            ["gatewayMainThread", perCall(b.main - a.main)],
+            ["gatewayOtherThreads", perCall(b.other - a.other)],
+          ]
+        : [[k, perCall(b.main + b.other - a.main - a.other)]];
+    }),
+  );
   await direct.close();
   await viaRelay.close();
   // Closing stdin ends the gateway, which delivers what is left (up to 5 s) before it exits.
@@ -256,18 +308,25 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
     shuffled: compare(mixed.d, mixed.g),
     relay: compare(mixed.d, mixed.r),
     eventsDelivered: delivered,
+    cpuMsPerCall,
   };
 }
 
 /** What bounds the goal's figure: the share of the process hop itself (the relay) and the gateway's own. */
-function verdict({ shuffled: gateway, relay }: Awaited<ReturnType<typeof runProcess>>): string {
+function verdict({
+  shuffled: gateway,
+  relay,
+  cpuMsPerCall: cpu,
+}: Awaited<ReturnType<typeof runProcess>>): string {
   const own = (q: "p50" | "p99") => (gateway.addedMs[q] - relay.addedMs[q]).toFixed(2);
   return (
     `auditsink mcp-proxy in its own process adds p50 ${gateway.addedMs.p50} / p99 ${gateway.addedMs.p99} ms; ` +
     `a process that only passes the messages on (bench/stdio-relay.ts) adds p50 ${relay.addedMs.p50} / p99 ` +
     `${relay.addedMs.p99} ms in the same run, the floor of any proxy in its own process on this machine, which ` +
-    `leaves the gateway's own work (its SDK server and client, the policy, checking and spooling the event, and ` +
-    `what delivery and the co-located sink take from the two cores) p50 ${own("p50")} / p99 ${own("p99")} ms`
+    `leaves the gateway's own work (deciding, checking and spooling the event, and what its delivery and the ` +
+    `co-located sink take from the two cores) p50 ${own("p50")} / p99 ${own("p99")} ms. CPU per call: the ` +
+    `gateway's calling thread ${cpu.gatewayMainThread} ms against the relay's ${cpu.relay} ms, its other threads ` +
+    `(delivery, garbage collection, disk syncs) ${cpu.gatewayOtherThreads} ms, the sink ${cpu.sink} ms per event`
   );
 }
 
