@@ -279,7 +279,9 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
     benchmark: process.pid,
   };
   const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, cpuOf(pid)]));
+  const started = performance.now();
   await shuffled([direct, viaGateway, viaRelay], CALLS, [mixed.d, mixed.g, mixed.r]);
+  const wallMs = performance.now() - started;
   const perCall = (ms: number) => Number((ms / CALLS).toFixed(3));
   const cpuMsPerCall = Object.fromEntries(
     Object.entries(processes).flatMap(([k, pid]) => {
@@ -309,6 +311,8 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
     relay: compare(mixed.d, mixed.r),
     eventsDelivered: delivered,
     cpuMsPerCall,
+    /** The CPU time of all these processes over the calls' wall time: how many of the cores they kept busy. */
+    busyCores: Number(((Object.values(cpuMsPerCall).reduce((a, b) => a + b, 0) * CALLS) / wallMs).toFixed(2)),
   };
 }
 
