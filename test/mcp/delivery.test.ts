@@ -89,6 +89,10 @@ async function setup(
   };
 }
 
+/** The size of the sink's newest checkpoint of agents.mcp. */
+const streamSize = async (sinkUrl: string) =>
+  ((await (await fetch(`${sinkUrl}/v1/streams/agents.mcp/checkpoint`)).json()) as { size: number }).size;
+
 const messages = async (dataDir: string) =>
   (await records(dataDir)).map((r) => {
     const d = r.event.data as Record<string, unknown>;
@@ -244,7 +248,7 @@ describe("fail-closed", () => {
 
     // Act
     const ok = await t.echo("m1");
-    const receiptedBeforeAnswer = t.running.recorder.status().backlog;
+    const committedBeforeAnswer = await streamSize(t.s.sink.url);
     await t.stopSink();
     const withheld = await t.echo("m2").then(
       () => "answered",
@@ -263,7 +267,7 @@ describe("fail-closed", () => {
 
     // Assess: m2 ran but its result was withheld, and it is still recorded (late); m3 never reached the tool
     expect(ok.isError).toBeFalsy();
-    expect(receiptedBeforeAnswer).toBe(0);
+    expect(committedBeforeAnswer).toBe(1);
     expect(withheld).toContain("withheld");
     expect(refused.isError).toBe(true);
     expect(JSON.stringify(refused.content)).toContain("fail-closed");
@@ -281,6 +285,37 @@ describe("fail-closed", () => {
     ]);
     const verified = await cli(["verify", t.s.dataDir, "--verifier-key", t.s.verifierKey]);
     expect(verified.code, verified.out + verified.err).toBe(0);
+  }, 30_000);
+});
+
+describe("a spool that cannot keep a delivery (disk error)", () => {
+  it("answers the call once its receipt verifies, retries the delivery, and keeps the sink's receipt once it can", async () => {
+    // Prepare: the receipts file cannot be opened (a directory in its place)
+    const t = await setup("closed", { closedTimeoutMs: 5000 });
+    const receiptsFile = join(t.work, "spool", "receipts.jsonl");
+    await mkdir(receiptsFile);
+
+    // Act
+    const answered = await t.echo("m1");
+    await vi.waitFor(() => expect(t.running.recorder.status().lastError).toContain("the spool"), {
+      timeout: 5000,
+    });
+    const failing = t.running.recorder.status();
+    const metricsText = await (await fetch(`${t.base}/metrics`)).text();
+    await rm(receiptsFile, { recursive: true });
+    await t.running.recorder.drain(15_000);
+    const after = t.running.recorder.status();
+    await t.stopGateway();
+    await t.stopSink();
+
+    // Assess: answered (the sink committed it, its receipt verified); kept once the disk took it, one record
+    expect(answered.isError).toBeFalsy();
+    expect(failing.backlog).toBe(1);
+    expect(metricsText).toMatch(/auditsink_mcp_delivery_failures_total\{code="spool"\} [1-9]/);
+    expect(after).toMatchObject({ backlog: 0 });
+    expect(after.lastError).toBeUndefined();
+    expect(await messages(t.s.dataDir)).toEqual([["m1", "default"]]);
+    expect((await keptReceipts(join(t.work, "spool"), t.s.verifierKey)).map((r) => r.index)).toEqual([0]);
   }, 30_000);
 });
 

@@ -254,9 +254,25 @@ export class AuditRecorder {
       this.schedule(this.lingerMs());
       return;
     }
-    this.delivering = this.deliver().finally(() => {
-      this.delivering = undefined;
-    });
+    this.delivering = this.deliver()
+      .catch((e: unknown) => this.spoolFailed(e))
+      .finally(() => {
+        this.delivering = undefined;
+      });
+  }
+
+  /**
+   * The spool could not keep what a delivery pass decided (its receipts, its cursor, a refused event: a disk
+   * error): those events stay pending and go again after the retry delay, and the sink answers the same signed
+   * events with the receipts it gave them.
+   */
+  private spoolFailed(error: unknown): void {
+    this.lastError = `the spool: ${error instanceof Error ? error.message : String(error)}`;
+    this.options.onError?.(error);
+    this.options.metrics.deliveryFailures.inc({ code: "spool" });
+    if (this.closing) return;
+    this.schedule(this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, this.options.retryDelayMs?.max ?? 10_000);
   }
 
   private schedule(ms: number): void {
@@ -290,11 +306,14 @@ export class AuditRecorder {
         )
         .catch((e: Error) => ({ receipts: [] as Receipt[], failure: e }));
       if (receipts.length > 0) {
-        const done = window.slice(0, receipts.length);
+        // Fail-closed calls are answered once their receipts are verified, before the spool's bookkeeping syncs:
+        // if the gateway stops before those, a restart sends the same signed events again and keeps the sink's
+        // original receipts.
+        for (const [i, e] of window.slice(0, receipts.length).entries())
+          this.waiters.get(e.seq)?.resolve(receipts[i]!);
         await this.spool.markDelivered(receipts.length, receipts);
         metrics.eventsDelivered.inc(receipts.length);
         metrics.backlog.set(this.spool.pending().length);
-        for (const [i, e] of done.entries()) this.waiters.get(e.seq)?.resolve(receipts[i]!);
       }
       if (failure === undefined) {
         this.reachable = true;

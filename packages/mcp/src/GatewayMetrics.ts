@@ -36,7 +36,7 @@ export class GatewayMetrics {
   });
   readonly deliveryFailures = new Counter({
     name: "auditsink_mcp_delivery_failures_total",
-    help: "Delivery attempts that failed, by error code (unavailable, rejected, bad-response, ...)",
+    help: "Delivery attempts that failed, by error code (unavailable, rejected, bad-response, spool, ...)",
     labelNames: ["code"] as const,
     registers: [this.registry],
   });
