@@ -137,9 +137,10 @@ export function toolCallEvent(
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) data[k] = v;
   if ("status" in call) Object.assign(data, outcomeMembers(call));
   if (options.arguments === "include") {
-    const recorded = redact(args, call.redacted ?? []);
-    if (canonicalBytes(recorded ?? null).length <= (options.maxRecordedArgumentBytes ?? 16 * 1024))
-      data["gen_ai.tool.call.arguments"] = recorded;
+    const recorded = canonicalBytes(redact(args, call.redacted ?? []) ?? null);
+    // Read back from their RFC 8785 form, the arguments' members are in that order too, like the rest of the event.
+    if (recorded.length <= (options.maxRecordedArgumentBytes ?? 16 * 1024))
+      data["gen_ai.tool.call.arguments"] = JSON.parse(recorded.toString("utf8"));
     else data["auditsink.mcp.arguments.omitted"] = "too-large";
   }
   // W3C Trace Context travels as the CloudEvents distributed-tracing extension.

@@ -90,3 +90,16 @@ describe("OUTCOME_MEMBERS_BYTES", () => {
     expect((tooLarge as IngestError).code).toBe("too-large");
   });
 });
+
+describe("toolCallEvent", () => {
+  it("records included arguments in RFC 8785 member order, so the whole event stringifies to its canonical form", () => {
+    const call: CallStart = {
+      ...start,
+      arguments: JSON.parse('{"z":[{"y":1,"b":2}],"__proto__":{"q":0},"a":"x"}'),
+    };
+    const event = fillEvent(toolCallEvent(ctx, call, { arguments: "include" }), "mcp-proxy://test");
+    const recorded = (event.data as Record<string, unknown>)["gen_ai.tool.call.arguments"];
+    expect(JSON.stringify(recorded)).toBe('{"__proto__":{"q":0},"a":"x","z":[{"b":2,"y":1}]}');
+    expect(JSON.stringify(event)).toBe(canonicalBytes(event).toString("utf8"));
+  });
+});
