@@ -151,16 +151,16 @@ export class AuditRecorder {
    * the answer, so the check is not on the call's path.
    */
   check(input: AuditEventInput, fallback?: () => AuditEventInput, reserveBytes = 0): UnsignedEvent {
-    const { source } = this.options.sink;
-    const event = fillEvent(input, source);
-    try {
+    const checked = (i: AuditEventInput) => {
+      const event = fillEvent(i, this.options.sink.source);
       checkUnsignedEvent(event, "event", reserveBytes);
       return event;
+    };
+    try {
+      return checked(input);
     } catch (e) {
       if (!fallback) throw e;
-      const instead = fillEvent(fallback(), source);
-      checkUnsignedEvent(instead, "event", reserveBytes);
-      return instead;
+      return checked(fallback());
     }
   }
 

@@ -3,8 +3,8 @@
  * agent's transport, decided and recorded by the session (`call`), sent to the server on its transport with an id
  * of the gateway's own, and the server's answer taken off that transport and written back to the agent — one JSON
  * message in, one out, each way. The SDK's layers (request bookkeeping, abort signals, result validation, the
- * handler's promise chain) cost the thread that answers calls CPU on every call (docs/MCP.md, Benchmark);
- * everything else the agent and the servers say still goes through them.
+ * handler's promise chain) are work on every call's path; everything else the agent and the servers say still
+ * goes through them.
  *
  * What the SDK did for such a call, this does the same way:
  * - progress: the agent's `progressToken` is replaced by the call's own id upstream (no other request's token can
@@ -163,7 +163,7 @@ export class DirectCalls {
     this.arm(id as string, u);
     void this.agent
       ?.send(
-        { ...message, params: { ...params, progressToken: u.progressToken! } },
+        { ...message, params: { ...params, progressToken: u.progressToken } },
         { relatedRequestId: u.agentId },
       )
       .catch((e: unknown) => this.log(`cannot pass progress on to the agent: ${String(e)}`));
