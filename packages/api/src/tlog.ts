@@ -7,15 +7,7 @@
  * the stored full one, or — past the last full tile — built from the records (core tiles.ts). Nothing is served
  * beyond the newest checkpoint: a client never needs it, and it would not verify against any signed root.
  */
-import {
-  checkpointPrefix,
-  parseTilePath,
-  type Sink,
-  StoreTiles,
-  type Tile,
-  tilePath,
-  tileRange,
-} from "@auditsink/core";
+import { checkpointPrefix, parseTilePath, type Sink, type Tile, tilePath, tileRange } from "@auditsink/core";
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { ApiError } from "./errors.ts";
@@ -169,12 +161,12 @@ function streamOf(raw: string): string {
 
 /** A tile or bundle inside the newest checkpoint: the stored full one (or its prefix), else built (core StoreTiles). */
 function tileBytes(sink: Sink, stream: string, tile: Tile): Promise<Uint8Array> {
-  return new StoreTiles(sink.options.objects, stream).tile(tile);
+  return sink.tiles(stream).tile(tile);
 }
 
 async function recordLines(sink: Sink, stream: string, tile: Tile): Promise<Uint8Array> {
   const { start, end } = tileRange(tile);
-  const lines = await new StoreTiles(sink.options.objects, stream).recordLines(start, end);
+  const lines = await sink.tiles(stream).recordLines(start, end);
   return Buffer.concat(lines.flatMap((line) => [line, NEWLINE]));
 }
 

@@ -58,7 +58,7 @@ import type {
 import { systemClock } from "./ports.ts";
 import type { Receipt } from "./receipt.ts";
 import { buildRecords, checkpointKey, encodeSegment, type SealedRecord, segmentKey } from "./record.ts";
-import { type TreeReads, treeReads } from "./store-tiles.ts";
+import { StoreTiles, TileCache, type TreeReads, treeReads } from "./store-tiles.ts";
 import { readStoredSegment, StreamReader } from "./stream-reader.ts";
 import { SYSTEM_PRODUCER, streamCreatedEvent } from "./stream-set.ts";
 import { TileWriter } from "./tile-writer.ts";
@@ -131,6 +131,8 @@ export class Sink {
   readonly deployment: string;
   private readonly writers = new Map<string, StreamWriter>();
   private readonly readers = new Map<string, StreamReader>();
+  /** What building tiles computed, kept between requests (store-tiles.ts TileCache). */
+  private readonly tileCache = new TileCache();
 
   constructor(readonly options: SinkOptions) {
     if (options.signer.key.name !== options.deployment) {
@@ -258,11 +260,16 @@ export class Sink {
    * segments (store-tiles.ts); from its reader, which holds the whole tree, only when tiles cannot answer.
    */
   tree(stream: string): TreeReads {
-    return treeReads(this.options.objects, stream, this.options.signer.key, async (size) => {
+    return treeReads(this.tiles(stream), this.options.signer.key, async (size) => {
       const reader = this.reader(stream);
       await reader.ensure(size);
       return reader;
     });
+  }
+
+  /** A stream's tlog-tiles resources, read (or built) from the store with bounded work (store-tiles.ts). */
+  tiles(stream: string): StoreTiles {
+    return new StoreTiles(this.options.objects, stream, this.tileCache);
   }
 
   /** The stream's stored head and newest checkpoint (a cache; the store may already hold more). */

@@ -9,6 +9,12 @@
  * the tiles of the level below. Building reads at most `budget` records per request; a request that would need
  * more (a long stream whose tiles were never written) is a StoreError("store-failed") — the caller falls back, or
  * answers 503 until the writer has caught up.
+ *
+ * What a build computes that cannot change is kept in a TileCache the sink shares between requests: the roots of
+ * full tiles (a partial level-1 tile has up to 255 of them, each otherwise a stored tile read and 255 hashes) and
+ * the record hashes of the newest level-0 tiles, so a proof against a newer checkpoint reads only the records
+ * committed since. Without it, each consistency proof a client asks for after a delivery cost the sink up to
+ * 256 tile reads and ~65,000 hashes per level.
  */
 import { IntegrityError, StoreError, TlogError } from "./errors.ts";
 import { HASH_SIZE, type Hash, sha256 } from "./hash.ts";
@@ -55,10 +61,60 @@ export async function segmentHolding(
   }
 }
 
+/**
+ * Bounded memory of what StoreTiles computed from stored records and tiles, for any number of streams: roots of
+ * full tiles (32 bytes each, `maxRoots`) and record-hash prefixes of level-0 tiles (up to 8 KiB each,
+ * `maxRecordTiles`). Both are facts about records inside signed checkpoints, which never change; the least
+ * recently used go first.
+ */
+export class TileCache {
+  private readonly roots = new Map<string, Hash>();
+  private readonly records = new Map<string, Hash[]>();
+
+  constructor(
+    private readonly maxRoots = 16_384,
+    private readonly maxRecordTiles = 256,
+  ) {}
+
+  root(key: string): Hash | undefined {
+    return touch(this.roots, key);
+  }
+
+  setRoot(key: string, root: Hash): void {
+    keep(this.roots, key, root, this.maxRoots);
+  }
+
+  /** The record hashes of a level-0 tile known so far: a prefix of the tile's entries. */
+  recordHashes(key: string): readonly Hash[] {
+    return touch(this.records, key) ?? [];
+  }
+
+  setRecordHashes(key: string, hashes: Hash[]): void {
+    keep(this.records, key, hashes, this.maxRecordTiles);
+  }
+}
+
+/** A map's value, moved to the newest end (Map iterates in insertion order). */
+function touch<V>(map: Map<string, V>, key: string): V | undefined {
+  const value = map.get(key);
+  if (value !== undefined) {
+    map.delete(key);
+    map.set(key, value);
+  }
+  return value;
+}
+
+function keep<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > max) map.delete(map.keys().next().value!);
+}
+
 export class StoreTiles {
   constructor(
     private readonly objects: ObjectStore,
     readonly stream: string,
+    private readonly cache = new TileCache(),
     private readonly budget = TILE_BUILD_BUDGET,
   ) {}
 
@@ -90,9 +146,8 @@ export class StoreTiles {
     const stored = await this.objects.get(tileKey(this.stream, { ...tile, width: TILE_WIDTH }));
     const entry = tile.level === "entries" ? 2 + HASH_SIZE : HASH_SIZE;
     if (stored?.length === TILE_WIDTH * entry) return stored.subarray(0, tile.width * entry);
-    const { start, end } = tileRange(tile);
     if (tile.level === "entries" || tile.level === 0) {
-      const hashes: Hash[] = (await this.lines(start, end, budget)).map((line) => sha256(line));
+      const hashes = await this.recordHashes(tile, budget);
       return tile.level === "entries"
         ? encodeEntryBundle(hashes)
         : encodeTile(hashes.map((h) => leafHash(h)));
@@ -100,9 +155,26 @@ export class StoreTiles {
     const below: Hash[] = [];
     for (let i = 0; i < tile.width; i++) {
       const child = { level: tile.level - 1, index: tile.index * TILE_WIDTH + i, width: TILE_WIDTH };
-      below.push(tileRoot(await this.build(child, budget)));
+      const key = `${this.stream}/${child.level}/${child.index}`;
+      let root = this.cache.root(key);
+      if (!root) {
+        root = tileRoot(await this.build(child, budget));
+        this.cache.setRoot(key, root);
+      }
+      below.push(root);
     }
     return encodeTile(below);
+  }
+
+  /** The record hashes a level-0 tile (or its entry bundle) covers: the cached prefix, and the records past it. */
+  private async recordHashes(tile: Tile, budget: { left: number }): Promise<Hash[]> {
+    const key = `${this.stream}/${tile.index}`;
+    const known = this.cache.recordHashes(key);
+    if (known.length >= tile.width) return known.slice(0, tile.width);
+    const { start, end } = tileRange(tile);
+    const hashes = [...known, ...(await this.lines(start + known.length, end, budget)).map((l) => sha256(l))];
+    this.cache.setRecordHashes(key, hashes);
+    return hashes;
   }
 
   private async lines(start: number, end: number, budget: { left: number }): Promise<Buffer[]> {
@@ -167,12 +239,11 @@ export interface TreeReads {
  * not yet written that far), from `fallback` — the stream's reader, which holds the whole tree in memory.
  */
 export function treeReads(
-  objects: ObjectStore,
-  stream: string,
+  tiles: StoreTiles,
   key: NoteKey,
   fallback: (size: number) => Promise<StreamReader>,
 ): TreeReads {
-  const tiles = new StoreTiles(objects, stream);
+  const { stream } = tiles;
   const reader = new TlogReader(tiles.source(), { origin: stream, verifiers: [key], tileCache: 16 });
   const either = async <T>(size: number, fromTiles: () => Promise<T>, fromReader: (r: StreamReader) => T) => {
     try {

@@ -4,11 +4,11 @@
  */
 import { describe, expect, it } from "vitest";
 import { IntegrityError, StoreError } from "../src/errors.ts";
-import { segmentKey } from "../src/record.ts";
+import { segmentKey, segmentPrefix, tileKey, tilePrefix } from "../src/record.ts";
 import { admit, Sink } from "../src/sink.ts";
-import { StoreTiles } from "../src/store-tiles.ts";
+import { StoreTiles, TileCache } from "../src/store-tiles.ts";
 import { tileRange } from "../src/tiles.ts";
-import { DEPLOYMENT, memoryPorts, producer } from "./fixtures.ts";
+import { DEPLOYMENT, memoryPorts, producer, recordingReads } from "./fixtures.ts";
 
 async function fill(
   sink: Sink,
@@ -16,13 +16,14 @@ async function fill(
   stream: string,
   count: number,
   batch: number,
+  id = "t",
 ) {
   const agent = producer(ports, "agent-t");
   for (let at = 0; at < count; at += batch) {
     const n = Math.min(batch, count - at);
     await sink.commit(
       stream,
-      Array.from({ length: n }, (_, i) => admit(agent.event(`t-${at + i}`), "agent-t")),
+      Array.from({ length: n }, (_, i) => admit(agent.event(`${id}-${at + i}`), "agent-t")),
     );
   }
   await sink.idle();
@@ -69,6 +70,66 @@ describe("Sink.tree", () => {
     expect(roots).toEqual([1, 256, 700, 1300].map((n) => reader.root(n)));
     expect(records.map((r) => r.record.index)).toEqual(Array.from({ length: 12 }, (_, i) => 250 + i));
     expect(records.map((r) => r.hash)).toEqual((await reader.records(250, 262)).map((r) => r.hash));
+  });
+
+  it("keeps what it built between requests: a proof against a newer size reads only the records since", async () => {
+    // Prepare: 1,300 records in segments of 37 (five full level-0 tiles stored, the level-1 tile above them is
+    // built from them), then a proof as a client asks for one after a delivery
+    const ports = memoryPorts();
+    const read: string[] = [];
+    const sink = new Sink({ deployment: DEPLOYMENT, ...ports, objects: recordingReads(ports.objects, read) });
+    await fill(sink, ports, "s", 1300, 37);
+    const first = await sink.tree("s").consistencyProof(100, 1300);
+    await fill(sink, ports, "s", 20, 1, "u");
+    read.length = 0;
+
+    // Act: the next delivery's proof, 1,300 → 1,320, as a new request
+    const next = await sink.tree("s").consistencyProof(1300, 1320);
+    const reads = [...read];
+    const again = await sink.tree("s").consistencyProof(100, 1320);
+
+    // Assess: equal to the whole tree's; no stored level-0 tile read again, and of the records only those since
+    const reader = sink.reader("s");
+    await reader.ensure(1320);
+    expect(first).toEqual(reader.consistencyProof(100, 1300));
+    expect(next).toEqual(reader.consistencyProof(1300, 1320));
+    expect(again).toEqual(reader.consistencyProof(100, 1320));
+    const tilesRead = reads.filter((k) => k.startsWith(tilePrefix("s")));
+    for (let i = 0; i < 5; i++)
+      expect(tilesRead).not.toContain(tileKey("s", { level: 0, index: i, width: 256 }));
+    const segmentsRead = reads
+      .filter((k) => k.startsWith(segmentPrefix("s")))
+      .map((k) => Number(k.slice(-20)));
+    expect(segmentsRead.length).toBeGreaterThan(0);
+    expect(Math.min(...segmentsRead)).toBeGreaterThanOrEqual(1300);
+  });
+
+  it("builds the same tiles from a cache too small to keep them", async () => {
+    // Prepare: 1,300 records; one cache that keeps one root and one tile's record hashes, one that keeps all
+    const ports = memoryPorts();
+    const sink = new Sink({ deployment: DEPLOYMENT, ...ports });
+    await fill(sink, ports, "s", 1300, 37);
+    const tiny = new StoreTiles(ports.objects, "s", new TileCache(1, 1));
+    const roomy = new StoreTiles(ports.objects, "s", new TileCache());
+    const tiles = [
+      { level: 1, index: 0, width: 5 },
+      { level: 0, index: 5, width: 10 },
+      { level: 0, index: 5, width: 20 },
+      { level: "entries", index: 5, width: 20 },
+      { level: 0, index: 2, width: 7 },
+      { level: 1, index: 0, width: 3 },
+    ] as const;
+
+    // Act: each tile twice through each cache, in turn
+    const built = [];
+    for (const t of [...tiles, ...tiles]) built.push([await tiny.tile(t), await roomy.tile(t)]);
+    const fresh = await Promise.all(tiles.map((t) => new StoreTiles(ports.objects, "s").tile(t)));
+
+    // Assess
+    for (const [i, [a, b]] of built.entries()) {
+      expect(Buffer.from(a!)).toEqual(Buffer.from(fresh[i % tiles.length]!));
+      expect(Buffer.from(b!)).toEqual(Buffer.from(fresh[i % tiles.length]!));
+    }
   });
 
   it("falls back to the reader when the tiles are not stored and building them would pass the budget", async () => {
