@@ -63,8 +63,8 @@ export async function segmentHolding(
 
 /**
  * Bounded memory of what StoreTiles computed from stored records and tiles, for any number of streams: roots of
- * full tiles (32 bytes each, `maxRoots`) and record-hash prefixes of level-0 tiles (up to 8 KiB each,
- * `maxRecordTiles`). Both are facts about records inside signed checkpoints, which never change; the least
+ * full tiles (`maxRoots`, ~300 bytes each with key and Map entry) and record-hash prefixes of level-0 tiles
+ * (`maxRecordTiles`, up to 256 hashes, ~60 KiB each): ~9 MiB at most. Both are facts about records inside signed checkpoints, which never change; the least
  * recently used go first.
  */
 export class TileCache {
@@ -73,7 +73,7 @@ export class TileCache {
 
   constructor(
     private readonly maxRoots = 16_384,
-    private readonly maxRecordTiles = 256,
+    private readonly maxRecordTiles = 64,
   ) {}
 
   root(key: string): Hash | undefined {
@@ -81,7 +81,10 @@ export class TileCache {
   }
 
   setRoot(key: string, root: Hash): void {
-    keep(this.roots, key, root, this.maxRoots);
+    // A copy of its own: a small Buffer may be a view of an 8 KiB pool slab, which keeping it would pin.
+    const own = Buffer.alloc(root.length);
+    own.set(root);
+    keep(this.roots, key, own, this.maxRoots);
   }
 
   /** The record hashes of a level-0 tile known so far: a prefix of the tile's entries. */
