@@ -64,8 +64,8 @@ export async function segmentHolding(
 /**
  * Bounded memory of what StoreTiles computed from stored records and tiles, for any number of streams: roots of
  * full tiles (`maxRoots`, ~300 bytes each with key and Map entry) and record-hash prefixes of level-0 tiles
- * (`maxRecordTiles`, up to 256 hashes, ~60 KiB each): ~9 MiB at most. Both are facts about records inside signed checkpoints, which never change; the least
- * recently used go first.
+ * (`maxRecordTiles`, up to 256 hashes, ~60 KiB each): ~9 MiB at most. Both are facts about records inside
+ * signed checkpoints, which never change; the least recently used go first.
  */
 export class TileCache {
   private readonly roots = new Map<string, Hash>();
