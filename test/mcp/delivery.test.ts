@@ -174,8 +174,9 @@ async function replyLosingProxy(target: string) {
 
 describe("fail-open, a sink's answers lost", () => {
   it("sends the same signed bytes again, after a restart too: the sink's original receipts, one record per call", async () => {
-    // Prepare: the gateway reaches the sink through a proxy that loses every answer to a submission
-    const t = await setup("open");
+    // Prepare: the gateway reaches the sink through a proxy that loses every answer to a submission; no linger,
+    // so each event goes in a request of its own
+    const t = await setup("open", { deliveryLingerMs: 0 });
     const proxy = await replyLosingProxy(t.s.sink.url);
     t.config.sink.url = proxy.url;
     await t.restartGateway();

@@ -35,7 +35,7 @@ export const gatewayConfigSchema = z.strictObject({
   spool: z.string().min(1),
   failMode: z.enum(["open", "closed"]).default("closed"),
   closedTimeoutMs: z.number().int().positive().optional(),
-  /** Fail-open: longest an event waits for others to share its delivery batch (default 0: at once). */
+  /** Fail-open: longest an event waits for others to share its delivery batch (default 20; 0: at once). */
   deliveryLingerMs: z.number().int().min(0).max(10_000).optional(),
   /** The policy, inline or as the path of a YAML/JSON file. */
   policy: z.union([z.string(), policySchema]).optional(),
