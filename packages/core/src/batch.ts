@@ -6,6 +6,7 @@
  * batch instead of one per event.
  */
 import type { KeyObject } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
 import { canonicalBytes, type Hash, jcsOrdered, sha256, toHex } from "./hash.ts";
@@ -123,18 +124,18 @@ export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObjec
     }
     ids.add(id);
     const { signature: _signature, sigbatch: _sigbatch, ...rest } = event;
-    const entry = jcsOrdered({ ...rest, sigkeyid });
+    const entry = jcsOrdered<UnsignedEvent>(rest, { sigkeyid });
     tree.append(entryLeaf(canonicalBytes(entry)));
     return entry;
   });
   const size = entries.length;
   const signature = signBytes(privateKey, batchSigningBytes(sigkeyid, size, tree.root())).toString("base64");
-  return entries.map((entry, position) =>
-    jcsOrdered({
-      ...entry,
-      sigbatch: formatSigbatch({ position, size, path: tree.inclusionProof(position) }),
-      signature,
-    } as SignedEvent),
+  return entries.map(
+    (entry, position) =>
+      jcsOrdered<UnsignedEvent>(entry, {
+        sigbatch: formatSigbatch({ position, size, path: tree.inclusionProof(position) }),
+        signature,
+      }) as SignedEvent,
   );
 }
 
@@ -146,32 +147,27 @@ export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObjec
  * held as its promise, so events of one batch arriving together share it.
  */
 export class BatchSignatureCache {
-  private readonly verdicts = new Map<string, boolean | Promise<boolean>>();
+  private readonly verdicts: LRUCache<string, boolean | Promise<boolean>>;
 
-  constructor(readonly capacity = 4096) {}
+  constructor(readonly capacity = 4096) {
+    this.verdicts = new LRUCache({ max: capacity });
+  }
 
   get size(): number {
     return this.verdicts.size;
   }
 
   get(key: string): boolean | Promise<boolean> | undefined {
-    const verdict = this.verdicts.get(key);
-    if (verdict !== undefined) {
-      this.verdicts.delete(key);
-      this.verdicts.set(key, verdict);
-    }
-    return verdict;
+    return this.verdicts.get(key);
   }
 
   set(key: string, verdict: boolean | Promise<boolean>): void {
-    this.verdicts.delete(key);
     this.verdicts.set(key, verdict);
-    if (this.verdicts.size > this.capacity) this.verdicts.delete(this.verdicts.keys().next().value!);
   }
 
   /** Replaces a settled promise by its value (only if it is still the entry). */
   settle(key: string, pending: Promise<boolean>, verdict: boolean): void {
-    if (this.verdicts.get(key) === pending) this.verdicts.set(key, verdict);
+    if (this.verdicts.peek(key) === pending) this.verdicts.set(key, verdict);
   }
 }
 

@@ -319,9 +319,9 @@ export function eventSigningBytes(event: UnsignedEvent): Buffer {
  */
 export function signEvent(event: UnsignedEvent, privateKey: KeyObject): SignedEvent {
   const { signature: _signature, sigbatch: _sigbatch, ...rest } = event;
-  const unsigned = jcsOrdered({ ...rest, sigkeyid: keyFingerprint(privateKey) });
+  const unsigned = jcsOrdered<UnsignedEvent>(rest, { sigkeyid: keyFingerprint(privateKey) });
   const signature = signBytes(privateKey, eventSigningBytes(unsigned)).toString("base64");
-  return jcsOrdered({ ...unsigned, signature } as SignedEvent);
+  return jcsOrdered<UnsignedEvent>(unsigned, { signature }) as SignedEvent;
 }
 
 /**

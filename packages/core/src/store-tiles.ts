@@ -16,6 +16,7 @@
  * committed since. Without it, each consistency proof a client asks for after a delivery cost the sink up to
  * 256 tile reads and ~65,000 hashes per level.
  */
+import { LRUCache } from "lru-cache";
 import { IntegrityError, StoreError, TlogError } from "./errors.ts";
 import { HASH_SIZE, type Hash, sha256 } from "./hash.ts";
 import { leafHash } from "./merkle.ts";
@@ -68,49 +69,33 @@ export async function segmentHolding(
  * signed checkpoints, which never change; the least recently used go first.
  */
 export class TileCache {
-  private readonly roots = new Map<string, Hash>();
-  private readonly records = new Map<string, Hash[]>();
+  private readonly roots: LRUCache<string, Hash>;
+  private readonly records: LRUCache<string, Hash[]>;
 
-  constructor(
-    private readonly maxRoots = 16_384,
-    private readonly maxRecordTiles = 64,
-  ) {}
+  constructor(maxRoots = 16_384, maxRecordTiles = 64) {
+    this.roots = new LRUCache({ max: maxRoots });
+    this.records = new LRUCache({ max: maxRecordTiles });
+  }
 
   root(key: string): Hash | undefined {
-    return touch(this.roots, key);
+    return this.roots.get(key);
   }
 
   setRoot(key: string, root: Hash): void {
     // A copy of its own: a small Buffer may be a view of an 8 KiB pool slab, which keeping it would pin.
     const own = Buffer.alloc(root.length);
     own.set(root);
-    keep(this.roots, key, own, this.maxRoots);
+    this.roots.set(key, own);
   }
 
   /** The record hashes of a level-0 tile known so far: a prefix of the tile's entries. */
   recordHashes(key: string): readonly Hash[] {
-    return touch(this.records, key) ?? [];
+    return this.records.get(key) ?? [];
   }
 
   setRecordHashes(key: string, hashes: Hash[]): void {
-    keep(this.records, key, hashes, this.maxRecordTiles);
+    this.records.set(key, hashes);
   }
-}
-
-/** A map's value, moved to the newest end (Map iterates in insertion order). */
-function touch<V>(map: Map<string, V>, key: string): V | undefined {
-  const value = map.get(key);
-  if (value !== undefined) {
-    map.delete(key);
-    map.set(key, value);
-  }
-  return value;
-}
-
-function keep<V>(map: Map<string, V>, key: string, value: V, max: number): void {
-  map.delete(key);
-  map.set(key, value);
-  while (map.size > max) map.delete(map.keys().next().value!);
 }
 
 export class StoreTiles {

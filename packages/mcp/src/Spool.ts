@@ -224,7 +224,11 @@ export class Spool {
     for (const [i, membership] of sigbatch.entries()) {
       const entry = this.backlog[first + i - head];
       if (entry?.seq !== first + i) continue; // delivered already
-      entry.event = jcsOrdered({ ...entry.event, sigkeyid, sigbatch: membership, signature } as SignedEvent);
+      entry.event = jcsOrdered<UnsignedEvent>(entry.event, {
+        sigkeyid,
+        sigbatch: membership,
+        signature,
+      }) as SignedEvent;
       entry.bytes -= SIGNATURE_MEMBERS_BYTES;
     }
     this.signedUpTo = Math.max(this.signedUpTo, first + sigbatch.length);
