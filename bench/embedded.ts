@@ -64,6 +64,7 @@ import {
 } from "./cpu-profile.ts";
 import { toolCallEvent } from "./events.ts";
 import { percentile, send } from "./http.ts";
+import { cpuOf, mainThreadCpu, threadCpu } from "./proc-cpu.ts";
 
 const STREAM = "agents.bench";
 
@@ -173,36 +174,7 @@ function signedEvents(
   return events;
 }
 
-/** User + system CPU seconds of a process or thread so far (Linux /proc; clock ticks of 1/100 s). */
-function cpuOf(statPath: string): { user: number; system: number } {
-  const fields = readFileSync(statPath, "utf8").split(") ")[1]!.split(" ");
-  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
-}
 const sinkCpu = (pid: number) => cpuOf(`/proc/${pid}/stat`);
-/** The main thread's CPU seconds (its thread id is the process id). */
-const mainThreadCpu = (pid: number) => {
-  const { user, system } = cpuOf(`/proc/${pid}/task/${pid}/stat`);
-  return user + system;
-};
-/**
- * CPU seconds of the sink's threads so far, by thread name (Linux comm): the main thread (thread id = process id)
- * as `main`; on Node 20 the threadpool and worker threads (the scheduled verifier's) are all named `node`, V8's
- * profiler thread `v8:ProfEvntProc`.
- */
-function threadCpu(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-      const { user, system } = cpuOf(`/proc/${pid}/task/${tid}/stat`);
-      const key = tid === String(pid) ? "main" : name;
-      out.set(key, (out.get(key) ?? 0) + user + system);
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
-  return out;
-}
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 const PROFILE = process.env.PROFILE !== "0";
 

@@ -25,7 +25,7 @@
  * Goal: ≤ 2 ms p99 added with asynchronous delivery.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -35,6 +35,7 @@ import { AuditRecorder, type FailMode, GatewayMetrics, McpGateway, Policy } from
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { threadCpu } from "./proc-cpu.ts";
 
 const CALLS = Number(process.env.CALLS ?? 10_000);
 const CLOSED_CALLS = Number(process.env.CLOSED_CALLS ?? 1000);
@@ -201,18 +202,11 @@ async function run(
 }
 
 /** CPU time (user + system, ms) of a process's threads on Linux (/proc): its main thread and the others. */
-function cpuOf(pid: number | null | undefined): { main: number; other: number } {
+function cpuMsOf(pid: number | null | undefined): { main: number; other: number } {
   const out = { main: 0, other: 0 };
   if (!pid) return out;
-  const tick = 1000 / 100; // USER_HZ: clock ticks of 10 ms on Linux
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const ms = (Number(fields[11]) + Number(fields[12])) * tick;
-      if (Number(tid) === pid) out.main += ms;
-      else out.other += ms;
-    }
+    for (const [name, seconds] of threadCpu(pid)) out[name === "main" ? "main" : "other"] += seconds * 1000;
   } catch {
     // Not Linux, or the process is gone: no figure.
   }
@@ -278,14 +272,14 @@ async function runProcess(producerKey: ReturnType<typeof generateKeyPair>["priva
     sink: sink.child.pid,
     benchmark: process.pid,
   };
-  const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, cpuOf(pid)]));
+  const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, cpuMsOf(pid)]));
   const started = performance.now();
   await shuffled([direct, viaGateway, viaRelay], CALLS, [mixed.d, mixed.g, mixed.r]);
   const wallMs = performance.now() - started;
   const perCall = (ms: number) => Number((ms / CALLS).toFixed(3));
   const cpuMsPerCall = Object.fromEntries(
     Object.entries(processes).flatMap(([k, pid]) => {
-      const [a, b] = [before[k]!, cpuOf(pid)];
+      const [a, b] = [before[k]!, cpuMsOf(pid)];
       return k === "gateway"
         ? [
             ["gatewayMainThread", perCall(b.main - a.main)],
