@@ -6,11 +6,11 @@
  * batch instead of one per event.
  */
 import type { KeyObject } from "node:crypto";
-import { LRUCache } from "lru-cache";
 import { FormatError } from "./errors.ts";
 import type { SignedEvent, UnsignedEvent } from "./event.ts";
 import { canonicalBytes, type Hash, jcsOrdered, sha256, toHex } from "./hash.ts";
 import { type EcdsaEncoding, keyFingerprint, signBytes, verifyBytes, verifyBytesAsync } from "./keys.ts";
+import { LruMap } from "./lru.ts";
 import {
   inclusionProofLength,
   inclusionProofRanges,
@@ -147,10 +147,10 @@ export function signBatch(events: readonly UnsignedEvent[], privateKey: KeyObjec
  * held as its promise, so events of one batch arriving together share it.
  */
 export class BatchSignatureCache {
-  private readonly verdicts: LRUCache<string, boolean | Promise<boolean>>;
+  private readonly verdicts: LruMap<string, boolean | Promise<boolean>>;
 
   constructor(readonly capacity = 4096) {
-    this.verdicts = new LRUCache({ max: capacity });
+    this.verdicts = new LruMap(capacity);
   }
 
   get size(): number {

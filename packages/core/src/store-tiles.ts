@@ -16,9 +16,9 @@
  * committed since. Without it, each consistency proof a client asks for after a delivery cost the sink up to
  * 256 tile reads and ~65,000 hashes per level.
  */
-import { LRUCache } from "lru-cache";
 import { IntegrityError, StoreError, TlogError } from "./errors.ts";
 import { HASH_SIZE, type Hash, sha256 } from "./hash.ts";
+import { LruMap } from "./lru.ts";
 import { leafHash } from "./merkle.ts";
 import type { NoteKey } from "./note.ts";
 import type { ObjectStore } from "./ports.ts";
@@ -69,12 +69,12 @@ export async function segmentHolding(
  * signed checkpoints, which never change; the least recently used go first.
  */
 export class TileCache {
-  private readonly roots: LRUCache<string, Hash>;
-  private readonly records: LRUCache<string, Hash[]>;
+  private readonly roots: LruMap<string, Hash>;
+  private readonly records: LruMap<string, Hash[]>;
 
   constructor(maxRoots = 16_384, maxRecordTiles = 64) {
-    this.roots = new LRUCache({ max: maxRoots });
-    this.records = new LRUCache({ max: maxRecordTiles });
+    this.roots = new LruMap(maxRoots);
+    this.records = new LruMap(maxRecordTiles);
   }
 
   root(key: string): Hash | undefined {
